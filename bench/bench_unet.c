@@ -1,0 +1,106 @@
+/* Benchmark (not a test): one UNet forward at SD 1.x sampling shapes, batch 2 (the
+ * [unconditional, prompt] pair of a guided step) × 64×64 latents (512 px) × 77 context
+ * tokens.
+ *
+ *   bench_unet MODEL [--threads N] [--repeat R] [--warmup W] [--batch B] [--size HxW] [--ctx S]
+ *
+ * Prints the median and best wall time over R forwards (after W warm-up forwards, default 1),
+ * the median process CPU time (cpu_s: all threads; shows contention on a shared machine),
+ * GFLOP/s, the activation arena and peak RSS as one line of "key=value" fields that
+ * tools/bench/unet.sh tabulates. Inputs are deterministic pseudo-random values. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "models/model_source.h"
+#include "models/unet.h"
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static double cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static void fill(float *p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    p[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    fprintf(stderr, "usage: %s MODEL [--threads N] [--repeat R] [--warmup W] [--batch B] [--size HxW] [--ctx S]\n",
+            argv[0]);
+    return 2;
+  }
+  int threads = 0, repeat = 3, warmup = 1, B = 2, h = 64, w = 64, S = 77;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) S = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
+      if (sscanf(argv[++i], "%dx%d", &h, &w) != 2) { fprintf(stderr, "bad --size\n"); return 2; }
+    } else { fprintf(stderr, "unknown argument %s\n", argv[i]); return 2; }
+  }
+  if (repeat < 1 || repeat > 1000) repeat = 3;
+  if (warmup < 0 || warmup > 100) warmup = 1;
+  sd_model_source *m;
+  sd_unet *u;
+  sd_exec *ex;
+  if (sd_model_open(argv[1], &m) || sd_unet_create(m, &u) || sd_exec_create(threads, &ex)) {
+    fprintf(stderr, "error: %s\n", sd_errmsg());
+    return 1;
+  }
+  const sd_unet_config *c = sd_unet_cfg(u);
+  size_t nx = (size_t)B * c->in_channels * h * w, nc = (size_t)B * S * c->cross_attention_dim;
+  size_t ny = (size_t)B * c->out_channels * h * w;
+  float *x = malloc(nx * sizeof(float)), *ctx = malloc(nc * sizeof(float)), *y = malloc(ny * sizeof(float));
+  double *t = malloc(sizeof(double) * (size_t)repeat), *tc = malloc(sizeof(double) * (size_t)repeat);
+  if (!x || !ctx || !y || !t || !tc) { fprintf(stderr, "out of memory\n"); return 1; }
+  fill(x, nx, 1);
+  fill(ctx, nc, 2);
+  for (int r = 0; r < warmup; r++)
+    if (sd_unet_forward(u, ex, x, B, h, w, 981.0f, ctx, S, y)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
+  for (int r = 0; r < repeat; r++) {
+    double t0 = now(), c0 = cpu_now();
+    if (sd_unet_forward(u, ex, x, B, h, w, 981.0f, ctx, S, y)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
+    t[r] = now() - t0;
+    tc[r] = cpu_now() - c0;
+  }
+  qsort(t, (size_t)repeat, sizeof *t, cmp_double);
+  qsort(tc, (size_t)repeat, sizeof *tc, cmp_double);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double gflop = sd_unet_flops(u, B, h, w, S) / 1e9;
+  printf("impl=safesd threads=%d batch=%d latent=%dx%d median_s=%.3f best_s=%.3f cpu_s=%.1f gflop=%.1f gflops=%.1f "
+         "arena_mib=%.0f peak_rss_mib=%.0f\n",
+         ex->n_threads, B, h, w, t[repeat / 2], t[0], tc[repeat / 2], gflop, gflop / t[repeat / 2],
+         sd_unet_arena_bytes(u, B, h, w, S) / 1048576.0, ru.ru_maxrss / 1024.0);
+  free(x);
+  free(ctx);
+  free(y);
+  free(t);
+  free(tc);
+  sd_unet_free(u);
+  sd_exec_destroy(ex);
+  sd_model_close(m);
+  return 0;
+}

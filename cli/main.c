@@ -1,0 +1,323 @@
+/* safesd — the command-line program. A thin layer over the public API (safesd.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#include "safesd.h"
+
+#include "core/tensor.h"
+#include "io/npy.h"
+
+#define EXIT_USAGE 2
+
+static const char *g_prog = "safesd";
+
+static int fail(const char *what) {
+  fprintf(stderr, "%s: %s: %s\n", g_prog, what, safesd_last_error());
+  return EXIT_FAILURE;
+}
+
+static int usage_error(const char *cmd, const char *msg) {
+  fprintf(stderr, "%s %s: %s (see '%s %s --help')\n", g_prog, cmd, msg, g_prog, cmd);
+  return EXIT_USAGE;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return -1;
+  *out = v;
+  return 0;
+}
+
+/* ---- help texts ----------------------------------------------------------------------- */
+
+static const char *k_main_help =
+    "usage: safesd <command> [options]\n"
+    "\n"
+    "Stable Diffusion in C with an editing-free, tunable safety layer.\n"
+    "\n"
+    "commands:\n"
+    "  tokenize   turn text into CLIP token ids (exact to the Hugging Face tokenizer)\n"
+    "  encode     run the text encoder and write the prompt embedding (.npy)\n"
+    "  inspect    describe a model: family, layout, components, dtypes, sizes, problems\n"
+    "  version    print the version\n"
+    "  help CMD   help for one command (same as 'safesd CMD --help')\n"
+    "\n"
+    "Models are diffusers folders (model_index.json, text_encoder/, unet/, vae/, tokenizer/)\n"
+    "or single-file .safetensors checkpoints in the original LDM layout; float16, bfloat16\n"
+    "and float32 weights. Exit status: 0 success, 1 error (one line on stderr), 2 bad usage.\n";
+
+static const char *k_tokenize_help =
+    "usage: safesd tokenize [-m MODEL] [--pad ID] [--tokens] [--json] [-f FILE | TEXT...]\n"
+    "\n"
+    "Tokenize text the way Stable Diffusion's pipeline does: CLIP BPE, <|startoftext|>,\n"
+    "up to 75 tokens (longer text is truncated), <|endoftext|>, padded to 77.\n"
+    "\n"
+    "  -m, --model PATH   use this model's tokenizer (default: the bundled CLIP vocabulary)\n"
+    "      --config DIR   diffusers folder describing a single-file checkpoint (its tokenizer)\n"
+    "      --pad ID       padding id (default: the model's; 49407 for SD 1.x, 0 for SD 2.x;\n"
+    "                     49407 without -m)\n"
+    "      --tokens       also print each token's text\n"
+    "      --json         one JSON object per input: {\"text\", \"ids\", \"length\"}\n"
+    "  -f, --file FILE    tokenize each line of FILE ('-' = standard input)\n"
+    "  -h, --help         this help\n"
+    "\n"
+    "Without --json, each input prints one line: its real length, a tab, the 77 ids.\n";
+
+static const char *k_encode_help =
+    "usage: safesd encode -m MODEL -p PROMPT [-p PROMPT...] [-o OUT.npy] [options]\n"
+    "\n"
+    "Run the model's text encoder on each prompt and write the embeddings the UNet is\n"
+    "conditioned on, as a float32 NumPy array [prompts, 77, dim] (written atomically).\n"
+    "\n"
+    "  -m, --model PATH     diffusers folder or single-file checkpoint (required)\n"
+    "      --config DIR     for a single-file checkpoint: a diffusers folder whose configs\n"
+    "                       and tokenizer describe it (default: infer from the weights)\n"
+    "  -p, --prompt TEXT    a prompt (repeat for a batch)\n"
+    "  -o, --output FILE    .npy file to write (default: print a summary only)\n"
+    "      --clip-skip N    1 = last layer (default), 2 = penultimate layer, ...\n"
+    "  -t, --threads N      worker threads (default: all CPUs)\n"
+    "  -h, --help           this help\n";
+
+static const char *k_inspect_help =
+    "usage: safesd inspect MODEL [--config DIR] [--json]\n"
+    "\n"
+    "Open MODEL (reading only file headers and configs), and report its layout, family\n"
+    "(SD 1.x / SD 2.x), each component (text_encoder, unet, vae): tensor count, parameter\n"
+    "count, stored dtypes and hyper-parameters (from the config or inferred from the\n"
+    "weights), the tokenizer source, and problems found. A malformed file is an error.\n"
+    "\n"
+    "      --json         machine-readable output\n"
+    "      --config DIR   for a single-file checkpoint: a diffusers folder whose configs\n"
+    "                     describe it (head counts and other values a file cannot state)\n"
+    "  -h, --help         this help\n";
+
+/* ---- tokenize ------------------------------------------------------------------------- */
+
+static void print_json_string(FILE *f, const char *s) {
+  fputc('"', f);
+  for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+    if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+    else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+    else fputc(*p, f);
+  }
+  fputc('"', f);
+}
+
+static int tokenize_one(const safesd_tokenizer *tok, const char *text, int32_t pad, int json, int show_tokens) {
+  int32_t ids[SAFESD_TOKENS];
+  int n = safesd_tokenize(tok, text, pad, ids);
+  if (n < 0) return fail("tokenize");
+  if (json) {
+    printf("{\"text\": ");
+    print_json_string(stdout, text);
+    printf(", \"length\": %d, \"ids\": [", n);
+    for (int i = 0; i < SAFESD_TOKENS; i++) printf("%s%d", i ? ", " : "", ids[i]);
+    printf("]");
+    if (show_tokens) {
+      printf(", \"tokens\": [");
+      for (int i = 0; i < n; i++) {
+        if (i) printf(", ");
+        print_json_string(stdout, safesd_token_text(tok, ids[i]));
+      }
+      printf("]");
+    }
+    printf("}\n");
+  } else {
+    printf("%d\t", n);
+    for (int i = 0; i < SAFESD_TOKENS; i++) printf("%s%d", i ? " " : "", ids[i]);
+    printf("\n");
+    if (show_tokens) {
+      printf("\t");
+      for (int i = 0; i < n; i++) printf("%s%s", i ? " " : "", safesd_token_text(tok, ids[i]));
+      printf("\n");
+    }
+  }
+  return 0;
+}
+
+static int cmd_tokenize(int argc, char **argv) {
+  static const struct option opts[] = {{"model", required_argument, 0, 'm'}, {"pad", required_argument, 0, 'P'},
+                                       {"tokens", no_argument, 0, 'T'},      {"json", no_argument, 0, 'J'},
+                                       {"config", required_argument, 0, 'c'},
+                                       {"file", required_argument, 0, 'f'},  {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  const char *model = NULL, *file = NULL, *config = NULL;
+  long pad = -1;
+  int json = 0, show = 0, c;
+  while ((c = getopt_long(argc, argv, "m:f:h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'm': model = optarg; break;
+      case 'c': config = optarg; break;
+      case 'f': file = optarg; break;
+      case 'P':
+        if (parse_int(optarg, 0, 1 << 30, &pad)) return usage_error("tokenize", "--pad takes a token id");
+        break;
+      case 'T': show = 1; break;
+      case 'J': json = 1; break;
+      case 'h': fputs(k_tokenize_help, stdout); return 0;
+      default: return usage_error("tokenize", "unknown option");
+    }
+  }
+  if (!file && optind >= argc) return usage_error("tokenize", "no text given");
+  safesd_tokenizer *tok;
+  int32_t pad_id = 49407;
+  if (model) {
+    safesd_model *m;
+    safesd_model_options mo = {0, config};
+    if (safesd_model_open(model, &mo, &m)) return fail("opening model");
+    pad_id = safesd_model_pad_id(m);
+    safesd_model_close(m);
+  }
+  if (pad >= 0) pad_id = (int32_t)pad;
+  if (config && !model) return usage_error("tokenize", "--config needs -m");
+  if (safesd_tokenizer_open_ex(model, config, &tok)) return fail("loading tokenizer");
+  int rc = 0;
+  if (file) {
+    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+    if (!f) {
+      fprintf(stderr, "%s: cannot open %s: %s\n", g_prog, file, strerror(errno));
+      safesd_tokenizer_close(tok);
+      return EXIT_FAILURE;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
+      while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+      rc = tokenize_one(tok, line, pad_id, json, show);
+    }
+    free(line);
+    if (f != stdin) fclose(f);
+  }
+  for (int i = optind; i < argc && rc == 0; i++) rc = tokenize_one(tok, argv[i], pad_id, json, show);
+  safesd_tokenizer_close(tok);
+  return rc;
+}
+
+/* ---- encode --------------------------------------------------------------------------- */
+
+#define MAX_PROMPTS 64
+
+static int cmd_encode(int argc, char **argv) {
+  static const struct option opts[] = {{"model", required_argument, 0, 'm'},     {"prompt", required_argument, 0, 'p'},
+                                       {"output", required_argument, 0, 'o'},    {"clip-skip", required_argument, 0, 'C'},
+                                       {"threads", required_argument, 0, 't'},   {"help", no_argument, 0, 'h'},
+                                       {"config", required_argument, 0, 'c'},
+                                       {0, 0, 0, 0}};
+  const char *model = NULL, *output = NULL, *config = NULL, *prompts[MAX_PROMPTS];
+  int n_prompts = 0, c;
+  long clip_skip = 1, threads = 0;
+  while ((c = getopt_long(argc, argv, "m:p:o:t:h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'm': model = optarg; break;
+      case 'p':
+        if (n_prompts == MAX_PROMPTS) return usage_error("encode", "at most 64 prompts");
+        prompts[n_prompts++] = optarg;
+        break;
+      case 'o': output = optarg; break;
+      case 'c': config = optarg; break;
+      case 'C':
+        if (parse_int(optarg, 1, 48, &clip_skip)) return usage_error("encode", "--clip-skip takes 1..48");
+        break;
+      case 't':
+        if (parse_int(optarg, 0, 256, &threads)) return usage_error("encode", "--threads takes 0..256");
+        break;
+      case 'h': fputs(k_encode_help, stdout); return 0;
+      default: return usage_error("encode", "unknown option");
+    }
+  }
+  if (!model) return usage_error("encode", "no model given (-m)");
+  if (optind < argc && n_prompts < MAX_PROMPTS) prompts[n_prompts++] = argv[optind++];
+  if (optind < argc) return usage_error("encode", "unexpected argument (quote the prompt, or use -p)");
+  if (n_prompts == 0) return usage_error("encode", "no prompt given (-p)");
+  safesd_model_options mo = {(int)threads, config};
+  safesd_model *m;
+  if (safesd_model_open(model, &mo, &m)) return fail("opening model");
+  int dim = safesd_model_text_dim(m);
+  size_t per = (size_t)SAFESD_TOKENS * (size_t)dim;
+  float *out = malloc(per * (size_t)n_prompts * sizeof(float));
+  int rc = 0;
+  if (!out) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; }
+  for (int i = 0; i < n_prompts && rc == 0; i++)
+    if (safesd_encode_prompt(m, prompts[i], (int)clip_skip, out + per * (size_t)i)) rc = fail("encode");
+  if (rc == 0) {
+    for (int i = 0; i < n_prompts; i++) {
+      const float *e = out + per * (size_t)i;
+      double sum = 0, sq = 0;
+      for (size_t j = 0; j < per; j++) { sum += e[j]; sq += (double)e[j] * e[j]; }
+      double mean = sum / (double)per;
+      printf("prompt %d: [77, %d] mean %.5f std %.5f first %.5f %.5f %.5f\n", i, dim, mean,
+              sqrt(sq / (double)per - mean * mean), e[0], e[1], e[2]);
+    }
+    if (output) {
+      int64_t shape[3] = {n_prompts, SAFESD_TOKENS, dim};
+      sd_tensor t = sd_tensor_make(SD_F32, 3, shape, out);
+      if (sd_npy_write(output, &t)) rc = fail("writing output");
+      else printf("wrote %s [%d, 77, %d]\n", output, n_prompts, dim);
+    }
+  }
+  free(out);
+  safesd_model_close(m);
+  return rc;
+}
+
+/* ---- inspect -------------------------------------------------------------------------- */
+
+static int cmd_inspect(int argc, char **argv) {
+  static const struct option opts[] = {{"json", no_argument, 0, 'J'}, {"config", required_argument, 0, 'c'},
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  int json = 0, c;
+  const char *config = NULL;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'J': json = 1; break;
+      case 'c': config = optarg; break;
+      case 'h': fputs(k_inspect_help, stdout); return 0;
+      default: return usage_error("inspect", "unknown option");
+    }
+  }
+  if (optind != argc - 1) return usage_error("inspect", "give exactly one model path");
+  if (safesd_inspect(argv[optind], config, json, stdout)) return fail("inspect");
+  return 0;
+}
+
+/* ---- main ----------------------------------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  int (*fn)(int, char **);
+} command;
+
+static const command k_commands[] = {
+    {"tokenize", cmd_tokenize},
+    {"encode", cmd_encode},
+    {"inspect", cmd_inspect},
+};
+
+int main(int argc, char **argv) {
+  if (argc < 2) { fputs(k_main_help, stderr); return EXIT_USAGE; }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) { fputs(k_main_help, stdout); return 0; }
+  if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) { printf("safesd %s\n", safesd_version()); return 0; }
+  if (!strcmp(cmd, "help")) {
+    if (argc < 3) { fputs(k_main_help, stdout); return 0; }
+    char *hargv[] = {argv[2], "--help", NULL};
+    cmd = argv[2];
+    argc = 2;
+    argv = hargv; /* argv[0] = command name, argv[1] = --help */
+    for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
+      if (!strcmp(cmd, k_commands[i].name)) return k_commands[i].fn(argc, argv);
+    fprintf(stderr, "%s: unknown command '%s'\n", g_prog, cmd);
+    return EXIT_USAGE;
+  }
+  for (size_t i = 0; i < sizeof k_commands / sizeof *k_commands; i++)
+    if (!strcmp(cmd, k_commands[i].name)) return k_commands[i].fn(argc - 1, argv + 1);
+  fprintf(stderr, "%s: unknown command '%s' (see 'safesd --help')\n", g_prog, cmd);
+  return EXIT_USAGE;
+}

@@ -1,0 +1,132 @@
+/* The public API (include/safesd.h) on top of the internal modules. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "safesd.h"
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "models/clip_text.h"
+#include "models/model_source.h"
+#include "text/tokenizer.h"
+
+_Static_assert((int)SAFESD_E_IO == (int)SD_E_IO && (int)SAFESD_E_INTERNAL == (int)SD_E_INTERNAL, "error codes");
+_Static_assert(SAFESD_TOKENS == SD_CLIP_CONTEXT, "context length");
+
+struct safesd_tokenizer {
+  sd_tokenizer *tok;
+};
+
+struct safesd_model {
+  sd_model_source *src;
+  sd_tokenizer *tok;
+  sd_clip_text *text;
+  sd_exec *ex;
+};
+
+const char *safesd_version(void) { return SAFESD_VERSION; }
+const char *safesd_last_error(void) { return sd_errmsg(); }
+
+static int open_tokenizer_for(const sd_model_source *src, sd_tokenizer **out) {
+  const char *vocab = src ? sd_model_vocab_path(src) : NULL;
+  const char *merges = src ? sd_model_merges_path(src) : NULL;
+  if (vocab && merges) return sd_tokenizer_load_hf(vocab, merges, out);
+  return sd_tokenizer_load_default(out);
+}
+
+int safesd_tokenizer_open(const char *model_path, safesd_tokenizer **out) {
+  return safesd_tokenizer_open_ex(model_path, NULL, out);
+}
+
+int safesd_tokenizer_open_ex(const char *model_path, const char *config_dir, safesd_tokenizer **out) {
+  *out = NULL;
+  safesd_tokenizer *t = calloc(1, sizeof *t);
+  if (!t) return sd_fail(SD_E_NOMEM, "out of memory");
+  int rc;
+  if (model_path) {
+    sd_model_source *src;
+    sd_model_open_opts oo = {config_dir};
+    if ((rc = sd_model_open_ex(model_path, &oo, &src))) { free(t); return rc; }
+    rc = open_tokenizer_for(src, &t->tok);
+    sd_model_close(src);
+  } else {
+    rc = sd_tokenizer_load_default(&t->tok);
+  }
+  if (rc) { free(t); return rc; }
+  *out = t;
+  return SD_OK;
+}
+
+void safesd_tokenizer_close(safesd_tokenizer *t) {
+  if (!t) return;
+  sd_tokenizer_free(t->tok);
+  free(t);
+}
+
+int safesd_tokenize(const safesd_tokenizer *t, const char *prompt, int32_t pad_id,
+                    int32_t ids[SAFESD_TOKENS]) {
+  if (!t || !prompt) return sd_fail(SD_E_ARG, "tokenize: no tokenizer or no prompt");
+  return sd_tokenize_prompt(t->tok, prompt, pad_id, SAFESD_TOKENS, ids);
+}
+
+const char *safesd_token_text(const safesd_tokenizer *t, int32_t id) {
+  return t ? sd_tokenizer_token(t->tok, id) : NULL;
+}
+
+int safesd_model_open(const char *path, const safesd_model_options *opts, safesd_model **out) {
+  *out = NULL;
+  if (!path) return sd_fail(SD_E_ARG, "no model path given");
+  safesd_model *m = calloc(1, sizeof *m);
+  if (!m) return sd_fail(SD_E_NOMEM, "out of memory");
+  int rc;
+  sd_model_open_opts oo = {opts ? opts->config_dir : NULL};
+  if ((rc = sd_model_open_ex(path, &oo, &m->src)) || (rc = sd_exec_create(opts ? opts->n_threads : 0, &m->ex))) {
+    safesd_model_close(m);
+    return rc;
+  }
+  *out = m;
+  return SD_OK;
+}
+
+void safesd_model_close(safesd_model *m) {
+  if (!m) return;
+  sd_clip_text_free(m->text);
+  sd_tokenizer_free(m->tok);
+  sd_exec_destroy(m->ex);
+  sd_model_close(m->src);
+  free(m);
+}
+
+/* The text side is built on first use, so opening a model for other work stays cheap. */
+static int need_text(safesd_model *m) {
+  int rc;
+  if (!m->text && (rc = sd_clip_text_create(m->src, &m->text))) return rc;
+  if (!m->tok && (rc = open_tokenizer_for(m->src, &m->tok))) return rc;
+  return SD_OK;
+}
+
+int safesd_model_text_dim(const safesd_model *m) {
+  const sd_clip_text_config *c = sd_model_text_config(m->src);
+  return c ? c->hidden : 0;
+}
+
+int32_t safesd_model_pad_id(const safesd_model *m) {
+  const sd_clip_text_config *c = sd_model_text_config(m->src);
+  return c ? c->pad_id : 49407;
+}
+
+int safesd_encode_ids(safesd_model *m, const int32_t *ids, int n_seq, int clip_skip, float *out) {
+  int rc = need_text(m);
+  if (rc) return rc;
+  sd_clip_text_opts o = {clip_skip, 1};
+  return sd_clip_text_encode(m->text, m->ex, ids, n_seq, SAFESD_TOKENS, &o, out);
+}
+
+int safesd_encode_prompt(safesd_model *m, const char *prompt, int clip_skip, float *out) {
+  int rc = need_text(m);
+  if (rc) return rc;
+  int32_t ids[SAFESD_TOKENS];
+  rc = sd_tokenize_prompt(m->tok, prompt, safesd_model_pad_id(m), SAFESD_TOKENS, ids);
+  if (rc < 0) return rc;
+  return safesd_encode_ids(m, ids, 1, clip_skip, out);
+}

@@ -1,0 +1,286 @@
+#include "core/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+/* ---- execution context ------------------------------------------------------------- */
+
+int sd_exec_create(int n_threads, sd_exec **out) {
+  *out = NULL;
+  sd_exec *ex = calloc(1, sizeof *ex);
+  if (!ex) return sd_fail(SD_E_NOMEM, "out of memory");
+  int rc = sd_pool_create(n_threads, &ex->pool);
+  if (rc) { free(ex); return rc; }
+  ex->n_threads = sd_pool_threads(ex->pool);
+  openblas_set_num_threads(ex->n_threads);
+  *out = ex;
+  return SD_OK;
+}
+
+void sd_exec_destroy(sd_exec *ex) {
+  if (!ex) return;
+  sd_pool_destroy(ex->pool);
+  free(ex->wbuf);
+  free(ex);
+}
+
+typedef struct { float *dst; const unsigned char *src; sd_dtype t; } conv_job;
+
+static void conv_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  conv_job *j = ctx;
+  sd_to_f32(j->dst + b, j->src + (size_t)b * sd_dtype_size(j->t), j->t, (size_t)(e - b));
+}
+
+const float *sd_weight_f32(sd_exec *ex, const sd_tensor *w) {
+  int64_t n = sd_numel(w);
+  if (!sd_dtype_is_float(w->dtype)) {
+    sd_fail(SD_E_FORMAT, "weight has dtype %s; a floating-point type is needed", sd_dtype_name(w->dtype));
+    return NULL;
+  }
+  if (w->dtype == SD_F32 && ((uintptr_t)w->data & 3) == 0) return (const float *)w->data;
+  if ((size_t)n > ex->wbuf_cap) {
+    float *nb = realloc(ex->wbuf, (size_t)n * sizeof(float));
+    if (!nb) { sd_fail(SD_E_NOMEM, "out of memory widening a weight of %lld values", (long long)n); return NULL; }
+    ex->wbuf = nb;
+    ex->wbuf_cap = (size_t)n;
+  }
+  conv_job j = {ex->wbuf, w->data, w->dtype};
+  sd_parallel_for(ex->pool, n, 1 << 16, conv_task, &j);
+  return ex->wbuf;
+}
+
+float *sd_weight_dup_f32(const sd_tensor *w) {
+  int64_t n = sd_numel(w);
+  float *p = malloc((size_t)(n ? n : 1) * sizeof(float));
+  if (!p) { sd_fail(SD_E_NOMEM, "out of memory"); return NULL; }
+  sd_to_f32(p, w->data, w->dtype, (size_t)n);
+  return p;
+}
+
+/* ---- linear ------------------------------------------------------------------------- */
+
+typedef struct { float *y; const float *b; int64_t N; } bias_job;
+
+static void bias_task(void *ctx, int64_t r0, int64_t r1, int tid) {
+  (void)tid;
+  bias_job *j = ctx;
+  for (int64_t r = r0; r < r1; r++) {
+    float *row = j->y + r * j->N;
+    for (int64_t c = 0; c < j->N; c++) row[c] += j->b[c];
+  }
+}
+
+int sd_op_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, const sd_tensor *W,
+                 const float *b, float *y) {
+  int64_t N = W->ndim >= 1 ? W->shape[0] : 0;
+  int ok_shape = (W->ndim == 2 && W->shape[1] == K) ||
+                 (W->ndim == 4 && W->shape[1] == K && W->shape[2] == 1 && W->shape[3] == 1);
+  if (!ok_shape || N <= 0) {
+    char buf[96];
+    return sd_fail(SD_E_FORMAT, "linear: weight of shape %s does not take %lld inputs",
+                   sd_shape_str(W, buf, sizeof buf), (long long)K);
+  }
+  const float *w = sd_weight_f32(ex, W);
+  if (!w) return SD_E_FORMAT;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K,
+              w, (int)K, 0.0f, y, (int)N);
+  if (b) {
+    bias_job j = {y, b, N};
+    sd_parallel_for(ex->pool, M, 16, bias_task, &j);
+  }
+  return SD_OK;
+}
+
+/* ---- normalisation ------------------------------------------------------------------ */
+
+typedef struct { const float *x; float *y; int64_t D; const float *g, *b; float eps; } ln_job;
+
+static void ln_task(void *ctx, int64_t r0, int64_t r1, int tid) {
+  (void)tid;
+  ln_job *j = ctx;
+  int64_t D = j->D;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * D;
+    float *y = j->y + r * D;
+    double mean = 0, var = 0;
+    for (int64_t i = 0; i < D; i++) mean += x[i];
+    mean /= (double)D;
+    for (int64_t i = 0; i < D; i++) { double d = x[i] - mean; var += d * d; }
+    var /= (double)D;
+    float m = (float)mean, inv = (float)(1.0 / sqrt(var + j->eps));
+    for (int64_t i = 0; i < D; i++) y[i] = (x[i] - m) * inv * j->g[i] + j->b[i];
+  }
+}
+
+void sd_op_layernorm(sd_exec *ex, const float *x, int64_t M, int64_t D, const float *gamma,
+                     const float *beta, float eps, float *y) {
+  ln_job j = {x, y, D, gamma, beta, eps};
+  sd_parallel_for(ex->pool, M, 8, ln_task, &j);
+}
+
+/* ---- element-wise ------------------------------------------------------------------- */
+
+typedef struct { float *y; const float *x; } ew_job;
+
+static void quick_gelu_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  float *x = ((ew_job *)ctx)->y;
+  for (int64_t i = b; i < e; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+}
+static void gelu_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  float *x = ((ew_job *)ctx)->y;
+  for (int64_t i = b; i < e; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+}
+static void silu_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  float *x = ((ew_job *)ctx)->y;
+  for (int64_t i = b; i < e; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+}
+static void add_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  ew_job *j = ctx;
+  for (int64_t i = b; i < e; i++) j->y[i] += j->x[i];
+}
+
+#define EW_GRAIN 16384
+void sd_op_quick_gelu(sd_exec *ex, float *x, int64_t n) {
+  ew_job j = {x, NULL};
+  sd_parallel_for(ex->pool, n, EW_GRAIN, quick_gelu_task, &j);
+}
+void sd_op_gelu(sd_exec *ex, float *x, int64_t n) {
+  ew_job j = {x, NULL};
+  sd_parallel_for(ex->pool, n, EW_GRAIN, gelu_task, &j);
+}
+void sd_op_silu(sd_exec *ex, float *x, int64_t n) {
+  ew_job j = {x, NULL};
+  sd_parallel_for(ex->pool, n, EW_GRAIN, silu_task, &j);
+}
+void sd_op_add(sd_exec *ex, float *y, const float *x, int64_t n) {
+  ew_job j = {y, x};
+  sd_parallel_for(ex->pool, n, EW_GRAIN, add_task, &j);
+}
+
+typedef struct { float *x; int64_t N; } sm_job;
+
+static void softmax_task(void *ctx, int64_t r0, int64_t r1, int tid) {
+  (void)tid;
+  sm_job *j = ctx;
+  for (int64_t r = r0; r < r1; r++) {
+    float *x = j->x + r * j->N;
+    float m = -INFINITY;
+    for (int64_t i = 0; i < j->N; i++) if (x[i] > m) m = x[i];
+    double s = 0;
+    for (int64_t i = 0; i < j->N; i++) { x[i] = expf(x[i] - m); s += x[i]; }
+    float inv = (float)(1.0 / s);
+    for (int64_t i = 0; i < j->N; i++) x[i] *= inv;
+  }
+}
+
+void sd_op_softmax(sd_exec *ex, float *x, int64_t M, int64_t N) {
+  sm_job j = {x, N};
+  sd_parallel_for(ex->pool, M, 4, softmax_task, &j);
+}
+
+/* ---- attention ---------------------------------------------------------------------- */
+
+#define ATT_QT 32  /* queries per tile */
+#define ATT_KT 128 /* keys per tile */
+
+typedef struct {
+  const sd_attn_shape *s;
+  const float *q, *k, *v;
+  float *out;
+  int q_tiles;
+  atomic_int failed;
+} att_job;
+
+static void att_task(void *ctx, int64_t t0, int64_t t1, int tid) {
+  (void)tid;
+  att_job *j = ctx;
+  const sd_attn_shape *s = j->s;
+  const int Dh = s->Dh;
+  /* per-task scratch: K tile transposed [Dh][KT], scores [QT][KT], acc [QT][Dh], m/l [QT] */
+  size_t need = (size_t)Dh * ATT_KT + (size_t)ATT_QT * ATT_KT + (size_t)ATT_QT * Dh + 2 * ATT_QT;
+  float *scratch = malloc(need * sizeof(float));
+  if (!scratch) { atomic_store(&j->failed, 1); return; }
+  float *kt = scratch, *sc = kt + (size_t)Dh * ATT_KT, *acc = sc + (size_t)ATT_QT * ATT_KT;
+  float *mrow = acc + (size_t)ATT_QT * Dh, *lrow = mrow + ATT_QT;
+
+  for (int64_t t = t0; t < t1; t++) {
+    int64_t bh = t / j->q_tiles;
+    int qt = (int)(t % j->q_tiles);
+    int b = (int)(bh / s->H), h = (int)(bh % s->H);
+    int i0 = qt * ATT_QT, ni = s->Sq - i0 < ATT_QT ? s->Sq - i0 : ATT_QT;
+    const float *qb = j->q + (int64_t)b * s->Sq * s->q_stride + (int64_t)h * Dh;
+    const float *kb = j->k + (int64_t)b * s->Sk * s->kv_stride + (int64_t)h * Dh;
+    const float *vb = j->v + (int64_t)b * s->Sk * s->kv_stride + (int64_t)h * Dh;
+    for (int i = 0; i < ni; i++) { mrow[i] = -INFINITY; lrow[i] = 0; }
+    memset(acc, 0, (size_t)ni * Dh * sizeof(float));
+    int k_end = s->Sk;
+    if (s->causal && i0 + ni < k_end) k_end = i0 + ni; /* keys past the last query are masked */
+    for (int j0 = 0; j0 < k_end; j0 += ATT_KT) {
+      int nj = k_end - j0 < ATT_KT ? k_end - j0 : ATT_KT;
+      for (int jj = 0; jj < nj; jj++) {
+        const float *kr = kb + (int64_t)(j0 + jj) * s->kv_stride;
+        for (int d = 0; d < Dh; d++) kt[(size_t)d * ATT_KT + jj] = kr[d];
+      }
+      for (int i = 0; i < ni; i++) {
+        float *srow = sc + (size_t)i * ATT_KT;
+        const float *qr = qb + (int64_t)(i0 + i) * s->q_stride;
+        for (int jj = 0; jj < nj; jj++) srow[jj] = 0;
+        for (int d = 0; d < Dh; d++) {
+          float qd = qr[d] * s->scale;
+          const float *ktr = kt + (size_t)d * ATT_KT;
+          for (int jj = 0; jj < nj; jj++) srow[jj] += qd * ktr[jj];
+        }
+        int valid = nj;
+        if (s->causal) {
+          int lim = i0 + i - j0 + 1; /* keys j0..i0+i allowed */
+          if (lim < valid) valid = lim < 0 ? 0 : lim;
+        }
+        float mx = mrow[i];
+        for (int jj = 0; jj < valid; jj++) if (srow[jj] > mx) mx = srow[jj];
+        if (valid == 0 || mx == -INFINITY) { for (int jj = 0; jj < nj; jj++) srow[jj] = 0; continue; }
+        float corr = expf(mrow[i] - mx); /* 0 when mrow was -inf */
+        float sum = 0;
+        for (int jj = 0; jj < valid; jj++) { srow[jj] = expf(srow[jj] - mx); sum += srow[jj]; }
+        for (int jj = valid; jj < nj; jj++) srow[jj] = 0;
+        lrow[i] = lrow[i] * corr + sum;
+        mrow[i] = mx;
+        float *ar = acc + (size_t)i * Dh;
+        if (corr != 1.0f) for (int d = 0; d < Dh; d++) ar[d] *= corr;
+        for (int jj = 0; jj < valid; jj++) {
+          float p = srow[jj];
+          const float *vr = vb + (int64_t)(j0 + jj) * s->kv_stride;
+          for (int d = 0; d < Dh; d++) ar[d] += p * vr[d];
+        }
+      }
+    }
+    for (int i = 0; i < ni; i++) {
+      float *o = j->out + ((int64_t)b * s->Sq + i0 + i) * s->out_stride + (int64_t)h * Dh;
+      float inv = lrow[i] > 0 ? 1.0f / lrow[i] : 0.0f;
+      const float *ar = acc + (size_t)i * Dh;
+      for (int d = 0; d < Dh; d++) o[d] = ar[d] * inv;
+    }
+  }
+  free(scratch);
+}
+
+int sd_op_attention(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k,
+                    const float *v, float *out) {
+  if (s->B <= 0 || s->H <= 0 || s->Sq <= 0 || s->Sk <= 0 || s->Dh <= 0)
+    return sd_fail(SD_E_ARG, "attention: empty shape");
+  att_job j = {s, q, k, v, out, (s->Sq + ATT_QT - 1) / ATT_QT, 0};
+  atomic_init(&j.failed, 0);
+  int64_t tasks = (int64_t)s->B * s->H * j.q_tiles;
+  sd_parallel_for(ex->pool, tasks, 1, att_task, &j);
+  if (atomic_load(&j.failed)) return sd_fail(SD_E_NOMEM, "attention: out of memory for tile scratch");
+  return SD_OK;
+}

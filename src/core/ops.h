@@ -1,0 +1,99 @@
+/* The op layer: every numeric kernel the models call goes through here.
+ *
+ * Activations are float32, row-major. Weights are sd_tensor views in their stored dtype
+ * (F32/F16/BF16); an op converts what it needs when it runs, so weights stay in stored
+ * precision in memory. Callers never see how an op is computed: a faster kernel (oneDNN,
+ * own AVX-512 microkernels, bf16) replaces the body here without touching the models.
+ * All ops are deterministic for a given thread count.
+ */
+#ifndef SD_CORE_OPS_H
+#define SD_CORE_OPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "core/threadpool.h"
+
+/* Execution context: thread pool + scratch used to widen stored weights to float32. */
+typedef struct sd_exec {
+  sd_pool *pool;
+  int n_threads;
+  float *wbuf;          /* weight-conversion scratch; grows to the largest weight converted */
+  size_t wbuf_cap;      /* in floats */
+} sd_exec;
+
+/* n_threads <= 0: all CPUs. Also sets the BLAS library's thread count. */
+int sd_exec_create(int n_threads, sd_exec **out);
+void sd_exec_destroy(sd_exec *ex);
+
+/* A float32 pointer to a weight's data: the data itself when it is F32 and aligned, else a
+ * converted copy in ex->wbuf (valid until the next call that uses wbuf). NULL on error. */
+const float *sd_weight_f32(sd_exec *ex, const sd_tensor *w);
+/* Convert a (small) weight into a new malloc'ed float32 array (caller frees). */
+float *sd_weight_dup_f32(const sd_tensor *w);
+
+/* y[M,N] = x[M,K] · W[N,K]ᵀ (+ b[N]). W may also be [N,K,1,1] (a 1×1 convolution).
+ * b is float32 or NULL. Errors if W's shape does not fit K. */
+int sd_op_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, const sd_tensor *W,
+                 const float *b, float *y);
+
+/* y = LayerNorm(x) over rows of D (biased variance), y may alias x. */
+void sd_op_layernorm(sd_exec *ex, const float *x, int64_t M, int64_t D, const float *gamma,
+                     const float *beta, float eps, float *y);
+
+/* In-place activations over n values. */
+void sd_op_quick_gelu(sd_exec *ex, float *x, int64_t n); /* x·σ(1.702x) */
+void sd_op_gelu(sd_exec *ex, float *x, int64_t n);       /* exact (erf) GELU */
+void sd_op_silu(sd_exec *ex, float *x, int64_t n);       /* x·σ(x) */
+
+/* y += x over n values. */
+void sd_op_add(sd_exec *ex, float *y, const float *x, int64_t n);
+
+/* Row softmax in place over M rows of N values. */
+void sd_op_softmax(sd_exec *ex, float *x, int64_t M, int64_t N);
+
+/* Multi-head scaled-dot-product attention, computed in tiles with an online softmax (the
+ * Sq×Sk score matrix is never materialised).
+ * q: element (b, i, h, d) at q[(b*Sq + i)*q_stride + h*Dh + d]; k, v likewise with Sk and
+ * kv_stride; out (b, i, h, d) at out[(b*Sq + i)*out_stride + h*Dh + d].
+ * causal: key j is masked for query i when j > i. scale multiplies q·k. */
+typedef struct sd_attn_shape {
+  int B, H, Sq, Sk, Dh;
+  int64_t q_stride, kv_stride, out_stride;
+  int causal;
+  float scale;
+} sd_attn_shape;
+int sd_op_attention(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k,
+                    const float *v, float *out);
+
+/* ---- image ops (UNet / VAE). Activations of one image are [C, H, W] (NCHW, batch loop
+ * outside or N folded as noted). ---------------------------------------------------------- */
+
+/* 2-D convolution of one image x[C, H, W] with weight W[Cout, C, kh, kw] (stored dtype),
+ * bias float32 [Cout] or NULL; zero padding pad_t/pad_l/pad_b/pad_r, stride. Output
+ * y[Cout, Ho, Wo] with Ho = (H + pad_t + pad_b - kh) / stride + 1 (likewise Wo). Computed
+ * in row tiles so scratch stays bounded at any image size. Errors on shape mismatch. */
+typedef struct sd_conv2d_shape {
+  int C, H, W;
+  int stride;
+  int pad_t, pad_l, pad_b, pad_r;
+} sd_conv2d_shape;
+int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd_tensor *W,
+                 const float *b, float *y);
+
+/* GroupNorm over x[C, HW] (one image) with `groups` groups, per-channel gamma/beta (float32),
+ * then optionally SiLU (fused). y may alias x. */
+void sd_op_groupnorm(sd_exec *ex, const float *x, int C, int64_t HW, int groups,
+                     const float *gamma, const float *beta, float eps, int silu, float *y);
+
+/* Nearest-neighbour 2× upsampling of x[C, H, W] into y[C, 2H, 2W]. */
+void sd_op_upsample2x(sd_exec *ex, const float *x, int C, int H, int W, float *y);
+
+/* y[cols, rows] = x[rows, cols]ᵀ (e.g. [C, HW] <-> [HW, C] around transformer blocks). */
+void sd_op_transpose(sd_exec *ex, const float *x, int64_t rows, int64_t cols, float *y);
+
+/* GEGLU: x[M, 2N] -> y[M, N] = x[:, :N] * gelu(x[:, N:]) (exact erf GELU). */
+void sd_op_geglu(sd_exec *ex, const float *x, int64_t M, int64_t N, float *y);
+
+#endif

@@ -1,0 +1,65 @@
+#include "io/fileio.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+int sd_atomic_open(sd_atomic_file *af, const char *path) {
+  memset(af, 0, sizeof *af);
+  size_t n = strlen(path);
+  af->final_path = strdup(path);
+  af->tmp_path = malloc(n + 16);
+  if (!af->final_path || !af->tmp_path) {
+    sd_atomic_abort(af);
+    return sd_fail(SD_E_NOMEM, "out of memory");
+  }
+  snprintf(af->tmp_path, n + 16, "%s.tmp.XXXXXX", path);
+  int fd = mkstemp(af->tmp_path);
+  if (fd < 0) {
+    int e = errno;
+    free(af->tmp_path);
+    af->tmp_path = NULL;
+    sd_atomic_abort(af);
+    return sd_fail(SD_E_IO, "cannot write %s: %s", path, strerror(e));
+  }
+  af->f = fdopen(fd, "wb");
+  if (!af->f) {
+    close(fd);
+    sd_atomic_abort(af);
+    return sd_fail(SD_E_IO, "cannot write %s: %s", path, strerror(errno));
+  }
+  return SD_OK;
+}
+
+int sd_atomic_write(sd_atomic_file *af, const void *buf, size_t n) {
+  if (n && fwrite(buf, 1, n, af->f) != n)
+    return sd_fail(SD_E_IO, "writing %s failed: %s", af->final_path, strerror(errno));
+  return SD_OK;
+}
+
+int sd_atomic_commit(sd_atomic_file *af) {
+  int rc = SD_OK;
+  if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
+    rc = sd_fail(SD_E_IO, "writing %s failed: %s", af->final_path, strerror(errno));
+  if (fclose(af->f) != 0 && rc == SD_OK)
+    rc = sd_fail(SD_E_IO, "writing %s failed: %s", af->final_path, strerror(errno));
+  af->f = NULL;
+  if (rc == SD_OK && rename(af->tmp_path, af->final_path) != 0)
+    rc = sd_fail(SD_E_IO, "cannot create %s: %s", af->final_path, strerror(errno));
+  if (rc != SD_OK) unlink(af->tmp_path);
+  free(af->tmp_path);
+  free(af->final_path);
+  af->tmp_path = af->final_path = NULL;
+  return rc;
+}
+
+void sd_atomic_abort(sd_atomic_file *af) {
+  if (af->f) fclose(af->f);
+  if (af->tmp_path) unlink(af->tmp_path);
+  free(af->tmp_path);
+  free(af->final_path);
+  memset(af, 0, sizeof *af);
+}

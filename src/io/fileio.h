@@ -1,0 +1,23 @@
+/* Output files are written atomically: to a temporary file in the same folder, flushed
+ * and fsync'ed, then renamed over the destination. An interrupted or failed write (disk
+ * full, no permission) leaves no partial file and reports the path. */
+#ifndef SD_IO_FILEIO_H
+#define SD_IO_FILEIO_H
+
+#include <stdio.h>
+
+typedef struct sd_atomic_file {
+  FILE *f;
+  char *final_path;
+  char *tmp_path;
+} sd_atomic_file;
+
+int sd_atomic_open(sd_atomic_file *af, const char *path);
+/* Checked write; returns SD_E_IO (and leaves the file to be aborted) on a short write. */
+int sd_atomic_write(sd_atomic_file *af, const void *buf, size_t n);
+/* Flush, fsync, close and rename. On failure the temporary file is removed. */
+int sd_atomic_commit(sd_atomic_file *af);
+/* Close and remove the temporary file. */
+void sd_atomic_abort(sd_atomic_file *af);
+
+#endif

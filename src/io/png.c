@@ -1,0 +1,113 @@
+#include "io/png.h"
+
+#include <errno.h>
+#include <png.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/fileio.h"
+
+#define PNG_MAX_SIDE 65536
+
+static int is_ascii(const char *s) {
+  for (; *s; s++) if ((unsigned char)*s >= 0x80) return 0;
+  return 1;
+}
+
+static void png_err(png_structp p, png_const_charp msg) {
+  sd_fail(SD_E_IO, "PNG: %s", msg);
+  png_longjmp(p, 1);
+}
+static void png_warn(png_structp p, png_const_charp msg) { (void)p; (void)msg; }
+
+static void write_cb(png_structp p, png_bytep data, size_t n) {
+  sd_atomic_file *af = png_get_io_ptr(p);
+  if (sd_atomic_write(af, data, n) != SD_OK) png_longjmp(p, 1);
+}
+static void flush_cb(png_structp p) { (void)p; }
+
+int sd_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
+                      const sd_png_text *texts, int n_texts) {
+  if (width <= 0 || height <= 0 || width > PNG_MAX_SIDE || height > PNG_MAX_SIDE)
+    return sd_fail(SD_E_ARG, "cannot write a %dx%d PNG", width, height);
+  sd_atomic_file af;
+  int rc = sd_atomic_open(&af, path);
+  if (rc) return rc;
+  png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
+  png_infop info = p ? png_create_info_struct(p) : NULL;
+  png_textp tx = NULL;
+  if (!p || !info) {
+    png_destroy_write_struct(&p, &info);
+    sd_atomic_abort(&af);
+    return sd_fail(SD_E_NOMEM, "out of memory writing %s", path);
+  }
+  if (setjmp(png_jmpbuf(p))) {
+    png_destroy_write_struct(&p, &info);
+    free(tx);
+    sd_atomic_abort(&af);
+    return sd_fail_prefix(SD_E_IO, "writing %s: ", path);
+  }
+  png_set_write_fn(p, &af, write_cb, flush_cb);
+  png_set_IHDR(p, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  if (n_texts > 0) {
+    tx = calloc((size_t)n_texts, sizeof *tx);
+    if (!tx) png_error(p, "out of memory");
+    for (int i = 0; i < n_texts; i++) {
+      tx[i].key = (png_charp)texts[i].key;
+      tx[i].text = (png_charp)texts[i].value;
+      tx[i].compression = is_ascii(texts[i].value) ? PNG_TEXT_COMPRESSION_NONE : PNG_ITXT_COMPRESSION_NONE;
+    }
+    png_set_text(p, info, tx, n_texts);
+  }
+  png_write_info(p, info);
+  for (int y = 0; y < height; y++) png_write_row(p, (png_const_bytep)(rgb + (size_t)y * width * 3));
+  png_write_end(p, info);
+  png_destroy_write_struct(&p, &info);
+  free(tx);
+  return sd_atomic_commit(&af);
+}
+
+int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height) {
+  *rgb = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) return sd_fail(SD_E_IO, "cannot open %s: %s", path, strerror(errno));
+  png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
+  png_infop info = p ? png_create_info_struct(p) : NULL;
+  uint8_t *volatile buf = NULL;
+  if (!p || !info) {
+    png_destroy_read_struct(&p, &info, NULL);
+    fclose(f);
+    return sd_fail(SD_E_NOMEM, "out of memory reading %s", path);
+  }
+  if (setjmp(png_jmpbuf(p))) {
+    png_destroy_read_struct(&p, &info, NULL);
+    free(buf);
+    fclose(f);
+    return sd_fail_prefix(SD_E_FORMAT, "reading %s: ", path);
+  }
+  png_init_io(p, f);
+  png_set_user_limits(p, PNG_MAX_SIDE, PNG_MAX_SIDE);
+  png_read_info(p, info);
+  png_uint_32 w = png_get_image_width(p, info), h = png_get_image_height(p, info);
+  int ct = png_get_color_type(p, info);
+  png_set_strip_16(p);
+  png_set_packing(p);
+  if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
+  if (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(p);
+  png_set_strip_alpha(p);
+  png_read_update_info(p, info);
+  if (png_get_rowbytes(p, info) != (size_t)w * 3) png_error(p, "unsupported pixel format");
+  buf = malloc((size_t)w * h * 3);
+  if (!buf) png_error(p, "out of memory");
+  for (png_uint_32 y = 0; y < h; y++) png_read_row(p, buf + (size_t)y * w * 3, NULL);
+  png_read_end(p, NULL);
+  png_destroy_read_struct(&p, &info, NULL);
+  fclose(f);
+  *rgb = buf;
+  *width = (int)w;
+  *height = (int)h;
+  return SD_OK;
+}

@@ -1,0 +1,21 @@
+/* PNG output through libpng, written atomically (temporary file + fsync + rename), with
+ * tEXt chunks such as AUTOMATIC1111's "parameters". */
+#ifndef SD_IO_PNG_H
+#define SD_IO_PNG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sd_png_text {
+  const char *key;   /* 1..79 Latin-1 characters */
+  const char *value; /* UTF-8; stored as iTXt when not plain ASCII */
+} sd_png_text;
+
+/* Write an 8-bit RGB image (rgb: height rows of width*3 bytes). */
+int sd_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
+                      const sd_png_text *texts, int n_texts);
+
+/* Read an 8-bit RGB/RGBA/gray PNG into malloc'ed RGB bytes (tests, image-to-image later). */
+int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height);
+
+#endif

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The C VAE (src/models/vae.c) against the PyTorch reference (tools/ref/sdref_vae.py) on
+# random weights, small configurations (the SD 1.5-sized run is test_vae_sd15.sh):
+#  - "small": 3 levels (32, 64, 64), 2 layers per block, 16 groups, float32 and float16
+#    stored weights, a non-square 8x12 latent;
+#  - "small-z8": 2 levels (24, 48), 8 groups, 8 latent channels, scaling factor 0.13025,
+#    bfloat16 stored, odd sizes (5x7 latent);
+#  - "one-level": no up- or downsampling at all.
+# Each: decoder output and every decoder block output; encoder posterior mean (x scaling
+# factor) and quant_conv moments; posterior sample with given noise. Also forced small row
+# bands in the fused upsample + conv, one thread, bad sizes refused, and sd_vae_to_rgb8's
+# self-test.
+# Tolerance: max abs error <= 1e-4 (float32 compute either side).
+source "$(dirname "$0")/lib.sh"
+need_torch
+CHECK="$BUILD/tests/vae_check"
+fail=0
+run() { "$CHECK" "$@" || fail=1; }
+
+make_vae_case() { # DIR ARGS...: (re)generate unless DIR is newer than the generator
+  local dir=$1; shift
+  local gen="$SRC/tools/ref/sdref_vae.py"
+  if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ] || [ "$SRC/tools/ref/sdref.py" -nt "$dir/.done" ]; then
+    rm -rf "$dir"
+    "$PYTHON" "$gen" "$dir" "$@" --blocks
+    touch "$dir/.done"
+  fi
+}
+
+blocks() { # the --block arguments for every block file of a case
+  local f n
+  for f in "$1"/block.*.npy; do n=$(basename "$f" .npy); echo "--block ${n#block.} $f"; done
+}
+
+run selftest
+for spec in "small f32 8x12" "small f16 8x12" "small-z8 bf16 5x7" "one-level f32 6x5"; do
+  set -- $spec
+  dir="$TMP/vae_$1_$2"
+  make_vae_case "$dir" --preset "$1" --dtype "$2" --latent "$3"
+  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 $(blocks "$dir")
+  run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol 1e-4 --block quant_conv "$dir/moments.npy"
+  run encode "$dir/model" "$dir/image.npy" "$dir/latent_sample.npy" --noise "$dir/noise.npy" --tol 1e-4
+done
+dir="$TMP/vae_small_f32"
+for rows in 1 3; do
+  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 --band-rows "$rows"
+done
+run errors "$dir/model"
+run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 --threads 1
+run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol 1e-4 --threads 1
+exit $fail

@@ -1,0 +1,279 @@
+/* Unit tests of the core: dtype conversions, arena, thread pool, ops (against naive
+ * reference implementations in double precision). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/arena.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/tensor.h"
+#include "core/threadpool.h"
+#include "testutil.h"
+
+static uint64_t g_rng = 88172645463325252ull;
+static float frand(void) { /* xorshift, uniform in [-1, 1) */
+  g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+  return (float)((g_rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+static void fill(float *x, int64_t n, float scale) { for (int64_t i = 0; i < n; i++) x[i] = frand() * scale; }
+
+static void test_f16_roundtrip(void **state) {
+  (void)state;
+  /* every finite half converts to float and back unchanged */
+  for (uint32_t h = 0; h < 65536; h++) {
+    if ((h & 0x7c00) == 0x7c00) continue;
+    float f = sd_f16_to_f32((uint16_t)h);
+    assert_int_equal(sd_f32_to_f16(f), h);
+  }
+  assert_true(sd_f16_to_f32(0x3c00) == 1.0f);
+  assert_true(sd_f16_to_f32(0xc000) == -2.0f);
+  assert_true(sd_f16_to_f32(0x0001) == 5.9604644775390625e-08f); /* smallest subnormal */
+  assert_true(isinf(sd_f16_to_f32(0x7c00)));
+  assert_true(isnan(sd_f16_to_f32(0x7e00)));
+  /* round to nearest even: 1 + 2^-11 is halfway between 1 and 1+2^-10 -> 1 */
+  assert_int_equal(sd_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);
+  assert_int_equal(sd_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f), 0x3c01);
+  assert_int_equal(sd_f32_to_f16(65520.0f), 0x7c00); /* overflows to inf */
+  assert_int_equal(sd_f32_to_f16(65504.0f), 0x7bff);
+  assert_int_equal(sd_f32_to_f16(1e-9f), 0x0000);
+}
+
+static void test_bf16(void **state) {
+  (void)state;
+  assert_true(sd_bf16_to_f32(0x3f80) == 1.0f);
+  assert_int_equal(sd_f32_to_bf16(1.0f), 0x3f80);
+  assert_int_equal(sd_f32_to_bf16(1.0f + 0x1p-8f), 0x3f80);           /* tie -> even */
+  assert_int_equal(sd_f32_to_bf16(1.0f + 0x1p-8f + 0x1p-12f), 0x3f81);
+  assert_true(isnan(sd_bf16_to_f32(sd_f32_to_bf16(NAN))));
+  float src[5] = {0.5f, -3.25f, 1e10f, -1e-10f, 0}, dst[5];
+  uint16_t buf[5];
+  sd_from_f32(buf, SD_BF16, src, 5);
+  sd_to_f32(dst, buf, SD_BF16, 5);
+  for (int i = 0; i < 5; i++) assert_true(fabsf(dst[i] - src[i]) <= fabsf(src[i]) * 0.004f);
+}
+
+static void test_dtype_names(void **state) {
+  (void)state;
+  sd_dtype d;
+  assert_int_equal(sd_dtype_parse("BF16", &d), 0);
+  assert_int_equal(d, SD_BF16);
+  assert_int_equal(sd_dtype_parse("F8_E4M3", &d), -1);
+  assert_int_equal(sd_dtype_size(SD_F16), 2);
+  assert_string_equal(sd_dtype_name(SD_I64), "I64");
+}
+
+static void test_arena(void **state) {
+  (void)state;
+  sd_arena a;
+  assert_int_equal(sd_arena_init(&a, 3 * sd_arena_f32_bytes(10)), SD_OK);
+  float *p = sd_arena_f32(&a, 10);
+  size_t mark = sd_arena_mark(&a);
+  float *q = sd_arena_f32(&a, 10);
+  assert_non_null(p);
+  assert_non_null(q);
+  assert_int_equal((uintptr_t)q % SD_ARENA_ALIGN, 0);
+  assert_non_null(sd_arena_f32(&a, 10));
+  assert_null(sd_arena_f32(&a, 1)); /* full: an error, not a reallocation */
+  assert_non_null(strstr(sd_errmsg(), "arena exhausted"));
+  sd_arena_reset(&a, mark);
+  assert_ptr_equal(sd_arena_f32(&a, 10), q);
+  assert_int_equal(a.peak, 3 * sd_arena_f32_bytes(10));
+  sd_arena_free(&a);
+}
+
+typedef struct { int64_t *hits; } pool_ctx;
+static void mark_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  pool_ctx *c = ctx;
+  for (int64_t i = b; i < e; i++) c->hits[i]++;
+}
+
+static void test_pool(void **state) {
+  (void)state;
+  for (int nt = 1; nt <= 4; nt++) {
+    sd_pool *p;
+    assert_int_equal(sd_pool_create(nt, &p), SD_OK);
+    assert_int_equal(sd_pool_threads(p), nt);
+    for (int64_t n = 0; n < 50; n += 7) {
+      int64_t hits[64] = {0};
+      pool_ctx c = {hits};
+      for (int rep = 0; rep < 20; rep++) sd_parallel_for(p, n, 1, mark_task, &c);
+      for (int64_t i = 0; i < 64; i++) assert_int_equal(hits[i], i < n ? 20 : 0);
+    }
+    sd_pool_destroy(p);
+  }
+  sd_pool *p;
+  assert_int_not_equal(sd_pool_create(100000, &p), SD_OK);
+}
+
+static void test_linear(void **state) {
+  (void)state;
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(2, &ex), SD_OK);
+  const int M = 37, K = 53, N = 29;
+  float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K), b[29], *y = malloc(sizeof(float) * M * N);
+  uint16_t *wh = malloc(2 * N * K);
+  fill(x, M * K, 1);
+  fill(w, N * K, 0.5f);
+  fill(b, N, 0.1f);
+  sd_from_f32(wh, SD_F16, w, (size_t)N * K);
+  for (int pass = 0; pass < 3; pass++) {
+    int64_t shape[2] = {N, K};
+    sd_tensor W;
+    if (pass == 0) W = sd_tensor_make(SD_F32, 2, shape, w);
+    else W = sd_tensor_make(SD_F16, 2, shape, wh);
+    if (pass == 2) { /* a 1×1 convolution weight */
+      int64_t s4[4] = {N, K, 1, 1};
+      W = sd_tensor_make(SD_F16, 4, s4, wh);
+    }
+    assert_int_equal(sd_op_linear(ex, x, M, K, &W, b, y), SD_OK);
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < N; j++) {
+        double acc = b[j];
+        for (int k = 0; k < K; k++)
+          acc += (double)x[i * K + k] * (pass ? sd_f16_to_f32(wh[j * K + k]) : w[j * K + k]);
+        assert_true(fabs(acc - y[i * N + j]) < 1e-4);
+      }
+  }
+  int64_t bad[2] = {N, K + 1};
+  sd_tensor W = sd_tensor_make(SD_F32, 2, bad, w);
+  assert_int_equal(sd_op_linear(ex, x, M, K, &W, NULL, y), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "does not take"));
+  free(x); free(w); free(y); free(wh);
+  sd_exec_destroy(ex);
+}
+
+static void test_norm_act(void **state) {
+  (void)state;
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(2, &ex), SD_OK);
+  const int M = 5, D = 300;
+  float x[5 * 300], y[5 * 300], g[300], bb[300];
+  fill(x, M * D, 3);
+  for (int i = 0; i < D; i++) { g[i] = 1 + frand() * 0.1f; bb[i] = frand() * 0.1f; }
+  sd_op_layernorm(ex, x, M, D, g, bb, 1e-5f, y);
+  for (int r = 0; r < M; r++) {
+    double mean = 0, var = 0;
+    for (int i = 0; i < D; i++) mean += x[r * D + i];
+    mean /= D;
+    for (int i = 0; i < D; i++) var += (x[r * D + i] - mean) * (x[r * D + i] - mean);
+    var /= D;
+    for (int i = 0; i < D; i++) {
+      double ref = (x[r * D + i] - mean) / sqrt(var + 1e-5) * g[i] + bb[i];
+      assert_true(fabs(ref - y[r * D + i]) < 1e-5);
+    }
+  }
+  float a[4] = {-2, -0.5f, 0, 3}, q[4], gl[4], sl[4];
+  memcpy(q, a, sizeof a); memcpy(gl, a, sizeof a); memcpy(sl, a, sizeof a);
+  sd_op_quick_gelu(ex, q, 4);
+  sd_op_gelu(ex, gl, 4);
+  sd_op_silu(ex, sl, 4);
+  for (int i = 0; i < 4; i++) {
+    assert_true(fabs(q[i] - a[i] / (1 + exp(-1.702 * a[i]))) < 1e-6);
+    assert_true(fabs(gl[i] - 0.5 * a[i] * (1 + erf(a[i] / sqrt(2.0)))) < 1e-6);
+    assert_true(fabs(sl[i] - a[i] / (1 + exp(-a[i]))) < 1e-6);
+  }
+  float s[6] = {1, 2, 3, 1000, 1000, -1000};
+  sd_op_softmax(ex, s, 2, 3);
+  double z = exp(1) + exp(2) + exp(3);
+  assert_true(fabs(s[0] - exp(1) / z) < 1e-6 && fabs(s[2] - exp(3) / z) < 1e-6);
+  assert_true(fabs(s[3] - 0.5) < 1e-6 && s[5] == 0.0f);
+  sd_exec_destroy(ex);
+}
+
+/* naive attention in double, for comparison */
+static void attn_ref(const sd_attn_shape *s, const float *q, const float *k, const float *v, double *out) {
+  double *w = malloc(sizeof(double) * s->Sk);
+  for (int b = 0; b < s->B; b++)
+    for (int h = 0; h < s->H; h++)
+      for (int i = 0; i < s->Sq; i++) {
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < s->Sk; j++) {
+          double d = 0;
+          for (int t = 0; t < s->Dh; t++)
+            d += (double)q[(b * s->Sq + i) * s->q_stride + h * s->Dh + t] * k[(b * s->Sk + j) * s->kv_stride + h * s->Dh + t];
+          w[j] = (s->causal && j > i) ? -INFINITY : d * s->scale;
+          if (w[j] > mx) mx = w[j];
+        }
+        for (int j = 0; j < s->Sk; j++) { w[j] = exp(w[j] - mx); sum += w[j]; }
+        for (int t = 0; t < s->Dh; t++) {
+          double acc = 0;
+          for (int j = 0; j < s->Sk; j++) acc += w[j] * v[(b * s->Sk + j) * s->kv_stride + h * s->Dh + t];
+          out[(b * s->Sq + i) * s->out_stride + h * s->Dh + t] = acc / sum;
+        }
+      }
+  free(w);
+}
+
+static void check_attention(int B, int H, int Sq, int Sk, int Dh, int causal, int threads) {
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(threads, &ex), SD_OK);
+  int64_t qs = (int64_t)H * Dh, ks = (int64_t)H * Dh;
+  float *q = malloc(sizeof(float) * B * Sq * qs), *k = malloc(sizeof(float) * B * Sk * ks);
+  float *v = malloc(sizeof(float) * B * Sk * ks), *o = malloc(sizeof(float) * B * Sq * qs);
+  double *r = malloc(sizeof(double) * B * Sq * qs);
+  fill(q, B * Sq * qs, 2);
+  fill(k, B * Sk * ks, 2);
+  fill(v, B * Sk * ks, 1);
+  sd_attn_shape s = {B, H, Sq, Sk, Dh, qs, ks, qs, causal, 1.0f / sqrtf((float)Dh)};
+  assert_int_equal(sd_op_attention(ex, &s, q, k, v, o), SD_OK);
+  attn_ref(&s, q, k, v, r);
+  double maxerr = 0;
+  for (int64_t i = 0; i < (int64_t)B * Sq * qs; i++) maxerr = fmax(maxerr, fabs(r[i] - o[i]));
+  assert_true(maxerr < 2e-6);
+  free(q); free(k); free(v); free(o); free(r);
+  sd_exec_destroy(ex);
+}
+
+static void test_attention(void **state) {
+  (void)state;
+  check_attention(2, 3, 77, 77, 16, 1, 2);   /* the text encoder's causal case */
+  check_attention(1, 2, 77, 77, 8, 1, 1);
+  check_attention(2, 2, 300, 200, 40, 0, 2); /* several key tiles: online softmax */
+  check_attention(1, 1, 65, 7, 5, 0, 2);     /* cross-attention-like, odd sizes */
+}
+
+static void test_attention_deterministic(void **state) {
+  (void)state;
+  /* the same bytes at 1 and 3 threads (tiles are computed by one thread each) */
+  int B = 1, H = 4, S = 150, Dh = 24;
+  int64_t n = (int64_t)B * S * H * Dh;
+  float *q = malloc(sizeof(float) * n), *k = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n);
+  float *o1 = malloc(sizeof(float) * n), *o3 = malloc(sizeof(float) * n);
+  fill(q, n, 1); fill(k, n, 1); fill(v, n, 1);
+  sd_attn_shape s = {B, H, S, S, Dh, H * Dh, H * Dh, H * Dh, 0, 0.2f};
+  sd_exec *e1, *e3;
+  assert_int_equal(sd_exec_create(1, &e1), SD_OK);
+  assert_int_equal(sd_exec_create(3, &e3), SD_OK);
+  assert_int_equal(sd_op_attention(e1, &s, q, k, v, o1), SD_OK);
+  assert_int_equal(sd_op_attention(e3, &s, q, k, v, o3), SD_OK);
+  assert_memory_equal(o1, o3, sizeof(float) * n);
+  sd_exec_destroy(e1);
+  sd_exec_destroy(e3);
+  free(q); free(k); free(v); free(o1); free(o3);
+}
+
+static void test_errors(void **state) {
+  (void)state;
+  assert_int_equal(sd_fail(SD_E_IO, "cannot open %s", "x.safetensors"), SD_E_IO);
+  assert_int_equal(sd_fail_prefix(SD_E_IO, "loading unet: "), SD_E_IO);
+  assert_string_equal(sd_errmsg(), "loading unet: cannot open x.safetensors");
+  assert_string_equal(sd_status_name(SD_E_FORMAT), "format error");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_f16_roundtrip), cmocka_unit_test(test_bf16),   cmocka_unit_test(test_dtype_names),
+      cmocka_unit_test(test_arena),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear),
+      cmocka_unit_test(test_norm_act),      cmocka_unit_test(test_attention),
+      cmocka_unit_test(test_attention_deterministic), cmocka_unit_test(test_errors),
+  };
+  return cmocka_run_group_tests_name("core", tests, NULL, NULL);
+}

@@ -1,0 +1,268 @@
+/* Unit tests of the image ops (core/ops_image.c): conv2d, GroupNorm (+SiLU), nearest 2×
+ * upsampling, transpose, GEGLU, each against a naive double-precision reference; odd sizes,
+ * stride 2, asymmetric padding, several column tiles, float16 weights, errors. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/tensor.h"
+#include "testutil.h"
+
+static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
+static float frand(void) { /* xorshift, uniform in [-1, 1) */
+  g_rng ^= g_rng << 13; g_rng ^= g_rng >> 7; g_rng ^= g_rng << 17;
+  return (float)((g_rng >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+}
+static void fill(float *x, int64_t n, float scale, float offset) {
+  for (int64_t i = 0; i < n; i++) x[i] = offset + frand() * scale;
+}
+static float *fnew(int64_t n) {
+  float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  assert_non_null(p);
+  return p;
+}
+
+/* ---- conv2d ------------------------------------------------------------------------- */
+
+typedef struct {
+  int C, H, W, Cout, kh, kw, stride, pt, pl, pb, pr;
+  int f16, bias, threads;
+} conv_case;
+
+static void run_conv_case(const conv_case *cc) {
+  const int Ho = (cc->H + cc->pt + cc->pb - cc->kh) / cc->stride + 1;
+  const int Wo = (cc->W + cc->pl + cc->pr - cc->kw) / cc->stride + 1;
+  const int64_t nx = (int64_t)cc->C * cc->H * cc->W, nw = (int64_t)cc->Cout * cc->C * cc->kh * cc->kw;
+  const int64_t ny = (int64_t)cc->Cout * Ho * Wo;
+  float *x = fnew(nx), *w = fnew(nw), *b = fnew(cc->Cout), *y = fnew(ny), *y2 = fnew(ny);
+  fill(x, nx, 1, 0);
+  fill(w, nw, 1.0f / sqrtf((float)(cc->C * cc->kh * cc->kw)), 0);
+  fill(b, cc->Cout, 0.5f, 0);
+  uint16_t *wh = NULL;
+  int64_t wshape[4] = {cc->Cout, cc->C, cc->kh, cc->kw};
+  sd_tensor W;
+  if (cc->f16) {
+    wh = malloc((size_t)nw * 2);
+    assert_non_null(wh);
+    sd_from_f32(wh, SD_F16, w, (size_t)nw);
+    sd_to_f32(w, wh, SD_F16, (size_t)nw); /* the reference uses exactly the stored values */
+    W = sd_tensor_make(SD_F16, 4, wshape, wh);
+  } else {
+    W = sd_tensor_make(SD_F32, 4, wshape, w);
+  }
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(cc->threads, &ex), SD_OK);
+  sd_conv2d_shape s = {cc->C, cc->H, cc->W, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr};
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y), SD_OK);
+  double maxrel = 0;
+  for (int co = 0; co < cc->Cout; co++)
+    for (int oy = 0; oy < Ho; oy++)
+      for (int ox = 0; ox < Wo; ox++) {
+        double acc = cc->bias ? b[co] : 0, mag = fabs(acc);
+        for (int c = 0; c < cc->C; c++)
+          for (int i = 0; i < cc->kh; i++) {
+            int iy = oy * cc->stride + i - cc->pt;
+            if (iy < 0 || iy >= cc->H) continue;
+            for (int j = 0; j < cc->kw; j++) {
+              int ix = ox * cc->stride + j - cc->pl;
+              if (ix < 0 || ix >= cc->W) continue;
+              double p = (double)w[(((int64_t)co * cc->C + c) * cc->kh + i) * cc->kw + j] *
+                         x[((int64_t)c * cc->H + iy) * cc->W + ix];
+              acc += p;
+              mag += fabs(p);
+            }
+          }
+        double got = y[((int64_t)co * Ho + oy) * Wo + ox];
+        double rel = fabs(got - acc) / (mag + 1e-3);
+        if (rel > maxrel) maxrel = rel;
+      }
+  if (maxrel > 1e-5)
+    fail_msg("conv %dx%dx%d -> %d, k %dx%d, stride %d, pad %d/%d/%d/%d: relative error %.3g", cc->C, cc->H,
+             cc->W, cc->Cout, cc->kh, cc->kw, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr, maxrel);
+  /* same inputs, same thread count: the same bytes */
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y2), SD_OK);
+  assert_memory_equal(y, y2, (size_t)ny * sizeof(float));
+  sd_exec_destroy(ex);
+  free(x); free(w); free(b); free(y); free(y2); free(wh);
+}
+
+static void test_conv2d_small(void **state) {
+  (void)state;
+  const conv_case cases[] = {
+      /* C  H  W  Co kh kw s  pt pl pb pr f16 bias thr */
+      {3, 7, 5, 4, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2},   /* odd sizes, same padding */
+      {5, 9, 11, 6, 3, 3, 2, 1, 1, 1, 1, 0, 1, 3},  /* stride 2, symmetric pad (UNet downsample) */
+      {4, 8, 8, 3, 3, 3, 2, 0, 0, 1, 1, 0, 1, 2},   /* stride 2, pad (0,1,0,1) (VAE encoder) */
+      {4, 9, 7, 3, 3, 3, 2, 0, 0, 1, 1, 1, 0, 2},   /* ... odd, f16, no bias */
+      {6, 6, 10, 8, 1, 1, 1, 0, 0, 0, 0, 0, 1, 2},  /* 1x1 direct GEMM */
+      {6, 6, 10, 8, 1, 1, 1, 0, 0, 0, 0, 1, 0, 1},  /* 1x1 direct, f16, no bias, 1 thread */
+      {6, 7, 9, 5, 1, 1, 2, 0, 0, 0, 0, 0, 1, 2},   /* 1x1 stride 2 */
+      {2, 5, 6, 3, 2, 3, 1, 0, 2, 1, 0, 0, 1, 2},   /* non-square kernel, uneven pads */
+      {3, 4, 4, 2, 3, 3, 1, 2, 2, 2, 2, 0, 1, 4},   /* padding wider than half the kernel */
+      {1, 1, 1, 2, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2},   /* one pixel */
+      {8, 12, 13, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2}, /* f16 3x3 */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i]);
+}
+
+static void test_conv2d_tiled(void **state) {
+  (void)state;
+  /* K·Wo = 576·130: the 4M-float column buffer holds 56 rows, so 130 rows take 3 tiles */
+  const conv_case a = {64, 130, 130, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2};
+  run_conv_case(&a);
+  /* one output row alone exceeds the cap (K·Wo = 4608·1001): tiles of 910 columns of a row */
+  const conv_case b = {512, 3, 1001, 2, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2};
+  run_conv_case(&b);
+  /* K = 2.1M: one column per tile; wide right padding puts whole tiles in the padding */
+  const conv_case d = {233017, 1, 3, 2, 3, 3, 1, 1, 0, 1, 4, 1, 1, 2};
+  run_conv_case(&d);
+  /* stride 2 across tiles */
+  const conv_case c = {40, 300, 301, 3, 3, 3, 2, 0, 0, 1, 1, 0, 1, 3};
+  run_conv_case(&c);
+}
+
+static void test_conv2d_errors(void **state) {
+  (void)state;
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(1, &ex), SD_OK);
+  float x[4 * 9] = {0}, w[2 * 3 * 9] = {0}, y[64];
+  int64_t sh[4] = {2, 3, 3, 3};
+  sd_tensor W = sd_tensor_make(SD_F32, 4, sh, w);
+  sd_conv2d_shape s = {4, 3, 3, 1, 1, 1, 1, 1}; /* 4 channels vs a 3-channel weight */
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &W, NULL, y), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "[2, 3, 3, 3]"));
+  sd_conv2d_shape s2 = {3, 1, 1, 1, 0, 0, 0, 0}; /* 3x3 kernel on an unpadded 1x1 image */
+  assert_int_equal(sd_op_conv2d(ex, &s2, x, &W, NULL, y), SD_E_ARG);
+  sd_conv2d_shape s3 = {3, 3, 3, 0, 1, 1, 1, 1}; /* stride 0 */
+  assert_int_equal(sd_op_conv2d(ex, &s3, x, &W, NULL, y), SD_E_ARG);
+  int64_t sh2[2] = {2, 27};
+  sd_tensor W2 = sd_tensor_make(SD_F32, 2, sh2, w);
+  sd_conv2d_shape s4 = {3, 3, 3, 1, 1, 1, 1, 1};
+  assert_int_equal(sd_op_conv2d(ex, &s4, x, &W2, NULL, y), SD_E_FORMAT);
+  sd_exec_destroy(ex);
+}
+
+/* ---- group norm --------------------------------------------------------------------- */
+
+static void gn_ref(const float *x, int C, int64_t HW, int G, const float *g, const float *b, double eps, int silu,
+                   double *y) {
+  int cg = C / G;
+  for (int gi = 0; gi < G; gi++) {
+    int64_t n = (int64_t)cg * HW;
+    const float *p = x + (int64_t)gi * n;
+    long double s = 0;
+    for (int64_t i = 0; i < n; i++) s += p[i];
+    long double m = s / n, v = 0;
+    for (int64_t i = 0; i < n; i++) v += (p[i] - m) * (p[i] - m);
+    v /= n;
+    double rstd = 1.0 / sqrt((double)v + eps);
+    for (int c = gi * cg; c < (gi + 1) * cg; c++)
+      for (int64_t i = 0; i < HW; i++) {
+        double t = ((double)x[c * HW + i] - (double)m) * rstd * g[c] + b[c];
+        y[c * HW + i] = silu ? t / (1 + exp(-t)) : t;
+      }
+  }
+}
+
+static void check_gn(int C, int64_t HW, int G, float eps, int silu, float offset, int alias, double tol) {
+  int64_t n = C * HW;
+  float *x = fnew(n), *y = fnew(n), *g = fnew(C), *b = fnew(C);
+  double *r = malloc(sizeof(double) * (size_t)n);
+  assert_non_null(r);
+  fill(x, n, 2.0f, offset);
+  fill(g, C, 0.2f, 1.0f);
+  fill(b, C, 0.1f, 0.0f);
+  gn_ref(x, C, HW, G, g, b, eps, silu, r);
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(3, &ex), SD_OK);
+  float *out = alias ? x : y;
+  sd_op_groupnorm(ex, x, C, HW, G, g, b, eps, silu, out);
+  double maxerr = 0;
+  for (int64_t i = 0; i < n; i++) maxerr = fmax(maxerr, fabs(out[i] - r[i]));
+  if (maxerr > tol) fail_msg("groupnorm C %d HW %lld G %d: max error %.3g", C, (long long)HW, G, maxerr);
+  sd_exec_destroy(ex);
+  free(x); free(y); free(g); free(b); free(r);
+}
+
+static void test_groupnorm(void **state) {
+  (void)state;
+  check_gn(64, 35, 32, 1e-5f, 0, 0.0f, 0, 2e-6);
+  check_gn(64, 35, 32, 1e-6f, 1, 0.3f, 1, 2e-6);  /* fused SiLU, in place */
+  check_gn(6, 7, 3, 1e-5f, 1, -0.5f, 0, 2e-6);     /* odd */
+  check_gn(128, 5, 128, 1e-6f, 0, 0.0f, 0, 2e-6);  /* one channel per group, > 64 groups */
+  /* large groups with a large mean: float accumulation would drift; double does not.
+   * 4 channels × 512×512 per group (the VAE's last decoder GroupNorm at 512 px). */
+  check_gn(8, 512 * 512, 2, 1e-6f, 0, 50.0f, 0, 1e-5);
+  check_gn(8, 512 * 512, 2, 1e-6f, 1, 50.0f, 1, 1e-5);
+}
+
+/* ---- upsample, transpose, GEGLU ----------------------------------------------------- */
+
+static void test_upsample(void **state) {
+  (void)state;
+  const int C = 3, H = 5, W = 7;
+  float x[3 * 5 * 7], y[3 * 10 * 14];
+  fill(x, C * H * W, 1, 0);
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(2, &ex), SD_OK);
+  sd_op_upsample2x(ex, x, C, H, W, y);
+  for (int c = 0; c < C; c++)
+    for (int i = 0; i < 2 * H; i++)
+      for (int j = 0; j < 2 * W; j++) assert_true(y[(c * 2 * H + i) * 2 * W + j] == x[(c * H + i / 2) * W + j / 2]);
+  sd_exec_destroy(ex);
+}
+
+static void test_transpose(void **state) {
+  (void)state;
+  const int64_t dims[][2] = {{37, 53}, {1, 9}, {9, 1}, {64, 320}, {100, 33}};
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(3, &ex), SD_OK);
+  for (size_t t = 0; t < sizeof dims / sizeof *dims; t++) {
+    int64_t R = dims[t][0], C = dims[t][1];
+    float *x = fnew(R * C), *y = fnew(R * C), *z = fnew(R * C);
+    fill(x, R * C, 1, 0);
+    sd_op_transpose(ex, x, R, C, y);
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t c = 0; c < C; c++) assert_true(y[c * R + r] == x[r * C + c]);
+    sd_op_transpose(ex, y, C, R, z);
+    assert_memory_equal(x, z, (size_t)(R * C) * sizeof(float));
+    free(x); free(y); free(z);
+  }
+  sd_exec_destroy(ex);
+}
+
+static void test_geglu(void **state) {
+  (void)state;
+  const int64_t M = 13, N = 37;
+  float *x = fnew(M * 2 * N), *y = fnew(M * N);
+  fill(x, M * 2 * N, 3, 0);
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(2, &ex), SD_OK);
+  sd_op_geglu(ex, x, M, N, y);
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t n = 0; n < N; n++) {
+      double a = x[m * 2 * N + n], g = x[m * 2 * N + N + n];
+      double r = a * 0.5 * g * (1 + erf(g / sqrt(2.0)));
+      assert_true(fabs(y[m * N + n] - r) <= 1e-6 * (1 + fabs(r)));
+    }
+  sd_exec_destroy(ex);
+  free(x); free(y);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_tiled), cmocka_unit_test(test_conv2d_errors),
+      cmocka_unit_test(test_groupnorm),    cmocka_unit_test(test_upsample),     cmocka_unit_test(test_transpose),
+      cmocka_unit_test(test_geglu),
+  };
+  return cmocka_run_group_tests_name("ops_image", tests, NULL, NULL);
+}

@@ -1,0 +1,24 @@
+#!/bin/sh
+# Install everything safesd needs to build, test and benchmark on Debian 12 (bookworm).
+# Every dependency is a Debian package; nothing is downloaded at build or run time.
+#   build:  cmake, a C11 compiler, pkg-config
+#   math:   libopenblas-dev (BLAS for matmuls)
+#   text:   libpcre2-dev (CLIP pre-tokenizer regex), libutf8proc-dev (Unicode tables),
+#           zlib1g-dev (the bundled gzip'd CLIP vocabulary)
+#   files:  libjansson-dev (JSON: safetensors headers, configs), libpng-dev (PNG output)
+#   tests:  libcmocka-dev, python3-torch + python3-numpy (PyTorch reference),
+#           clang + libclang-rt-14-dev (libFuzzer smoke run)
+set -eu
+PKGS="build-essential cmake pkg-config libopenblas-dev libpcre2-dev libutf8proc-dev zlib1g-dev
+libjansson-dev libpng-dev libcmocka-dev python3 python3-torch python3-numpy clang libclang-rt-14-dev"
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+fi
