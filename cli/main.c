@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "safesd.h"
 
@@ -42,6 +44,7 @@ static const char *k_main_help =
     "Stable Diffusion in C with an editing-free, tunable safety layer.\n"
     "\n"
     "commands:\n"
+    "  generate   text to image: prompt in, PNG out (same image as diffusers for the same seed)\n"
     "  tokenize   turn text into CLIP token ids (exact to the Hugging Face tokenizer)\n"
     "  encode     run the text encoder and write the prompt embedding (.npy)\n"
     "  inspect    describe a model: family, layout, components, dtypes, sizes, problems\n"
@@ -68,6 +71,36 @@ static const char *k_tokenize_help =
     "  -h, --help         this help\n"
     "\n"
     "Without --json, each input prints one line: its real length, a tab, the 77 ids.\n";
+
+static const char *k_generate_help =
+    "usage: safesd generate -m MODEL -p PROMPT [options]\n"
+    "\n"
+    "Generate images from a prompt and write them as PNG (with AUTOMATIC1111-style\n"
+    "'parameters' metadata). The same model, prompt, seed and settings give the same image\n"
+    "as diffusers' StableDiffusionPipeline on PyTorch (CPU generator).\n"
+    "\n"
+    "  -m, --model PATH        diffusers folder or single-file checkpoint (required)\n"
+    "      --config DIR        for a single-file checkpoint: a diffusers folder describing it\n"
+    "  -p, --prompt TEXT       the prompt\n"
+    "  -n, --negative-prompt TEXT   what to steer away from (default: empty)\n"
+    "  -W, --width N           image width in pixels (default: the model's, 512 for SD 1.x)\n"
+    "  -H, --height N          image height (multiples of 8; SD's UNet needs multiples of 64)\n"
+    "      --steps N           sampling steps (default 50)\n"
+    "      --cfg-scale X       classifier-free guidance scale (default 7.5; <= 1 turns it off)\n"
+    "  -s, --seed N            seed, 0..2^64-1 (default 42; -1 = random, printed)\n"
+    "      --sampler NAME      ddim, pndm (= plms), euler, euler_a, dpm++2m\n"
+    "                          (default: the model's scheduler, PNDM for SD 1.x)\n"
+    "      --sampling-method NAME   the same (stable-diffusion.cpp's name)\n"
+    "      --scheduler NAME    sigma schedule: discrete or karras (default: the model's)\n"
+    "  -b, --batch-count N     images (default 1), drawn as one latent batch like diffusers'\n"
+    "                          num_images_per_prompt\n"
+    "      --clip-skip N       1 = last text-encoder layer (default), 2 = penultimate\n"
+    "  -t, --threads N         worker threads (default: all CPUs)\n"
+    "  -o, --output FILE       PNG to write (default output.png); with -b N the others are\n"
+    "                          FILE_2.png ... FILE_N.png\n"
+    "      --latents FILE      also write the final latents as .npy [N, 4, H/8, W/8]\n"
+    "  -q, --quiet             no progress on stderr\n"
+    "  -h, --help              this help\n";
 
 static const char *k_encode_help =
     "usage: safesd encode -m MODEL -p PROMPT [-p PROMPT...] [-o OUT.npy] [options]\n"
@@ -267,6 +300,151 @@ static int cmd_encode(int argc, char **argv) {
   return rc;
 }
 
+/* ---- generate ------------------------------------------------------------------------- */
+
+typedef struct { int tty, quiet; double total_s; } progress_state;
+
+static void on_progress(void *user, int step, int total, double seconds) {
+  progress_state *ps = user;
+  ps->total_s += seconds;
+  if (ps->quiet) return;
+  double eta = ps->total_s / step * (total - step);
+  int width = 30, fill = step * width / total;
+  char bar[64];
+  for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+  bar[width] = 0;
+  if (ps->tty)
+    fprintf(stderr, "\r  step %3d/%d [%s] %.2f s/step, ETA %.0f s ", step, total, bar, seconds, eta);
+  else if (step == total || step % ((total + 9) / 10) == 0)
+    fprintf(stderr, "  step %d/%d [%s] %.2f s/step, ETA %.0f s\n", step, total, bar, seconds, eta);
+  if (ps->tty && step == total) fputc('\n', stderr);
+}
+
+static char *numbered_path(const char *out, int i) {
+  size_t n = strlen(out) + 16;
+  char *p = malloc(n);
+  if (!p) return NULL;
+  if (i == 0) { snprintf(p, n, "%s", out); return p; }
+  const char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
+  if (!dot || (slash && dot < slash)) dot = out + strlen(out);
+  snprintf(p, n, "%.*s_%d%s", (int)(dot - out), out, i + 1, dot);
+  return p;
+}
+
+static int parse_u64(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  if (*s == '-') return -1;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end) return -1;
+  *out = v;
+  return 0;
+}
+
+static int parse_float(const char *s, float *out) {
+  char *end;
+  errno = 0;
+  float v = strtof(s, &end);
+  if (errno || end == s || *end || !isfinite(v)) return -1;
+  *out = v;
+  return 0;
+}
+
+static int cmd_generate(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"model", required_argument, 0, 'm'},   {"prompt", required_argument, 0, 'p'},
+      {"negative-prompt", required_argument, 0, 'n'}, {"width", required_argument, 0, 'W'},
+      {"height", required_argument, 0, 'H'},  {"steps", required_argument, 0, 'S'},
+      {"cfg-scale", required_argument, 0, 'g'}, {"seed", required_argument, 0, 's'},
+      {"sampler", required_argument, 0, 'a'}, {"sampling-method", required_argument, 0, 'a'},
+      {"scheduler", required_argument, 0, 'k'}, {"batch-count", required_argument, 0, 'b'},
+      {"clip-skip", required_argument, 0, 'C'}, {"threads", required_argument, 0, 't'},
+      {"output", required_argument, 0, 'o'},  {"latents", required_argument, 0, 'L'},
+      {"config", required_argument, 0, 'c'},  {"quiet", no_argument, 0, 'q'},
+      {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+  const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL;
+  safesd_gen_params p;
+  safesd_gen_defaults(&p);
+  p.seed = 42;
+  long v, threads = 0;
+  int c, quiet = 0;
+  while ((c = getopt_long(argc, argv, "m:p:n:W:H:s:b:t:o:qh", opts, NULL)) != -1) {
+    switch (c) {
+      case 'm': model = optarg; break;
+      case 'c': config = optarg; break;
+      case 'p': p.prompt = optarg; break;
+      case 'n': p.negative_prompt = optarg; break;
+      case 'W': if (parse_int(optarg, 8, 1 << 20, &v)) return usage_error("generate", "-W takes a width in pixels"); p.width = (int)v; break;
+      case 'H': if (parse_int(optarg, 8, 1 << 20, &v)) return usage_error("generate", "-H takes a height in pixels"); p.height = (int)v; break;
+      case 'S': if (parse_int(optarg, 1, 100000, &v)) return usage_error("generate", "--steps takes a positive number"); p.steps = (int)v; break;
+      case 'g': if (parse_float(optarg, &p.cfg_scale)) return usage_error("generate", "--cfg-scale takes a number"); break;
+      case 's':
+        if (!strcmp(optarg, "-1")) {
+          struct timespec ts;
+          clock_gettime(CLOCK_REALTIME, &ts);
+          p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec;
+          p.seed &= 0xffffffffull;
+        } else if (parse_u64(optarg, &p.seed)) return usage_error("generate", "--seed takes 0..2^64-1 or -1");
+        break;
+      case 'a': p.sampler = optarg; break;
+      case 'k': p.schedule = optarg; break;
+      case 'b': if (parse_int(optarg, 1, 64, &v)) return usage_error("generate", "-b takes 1..64"); p.batch = (int)v; break;
+      case 'C': if (parse_int(optarg, 1, 48, &v)) return usage_error("generate", "--clip-skip takes 1..48"); p.clip_skip = (int)v; break;
+      case 't': if (parse_int(optarg, 0, 256, &threads)) return usage_error("generate", "--threads takes 0..256"); break;
+      case 'o': output = optarg; break;
+      case 'L': latents_path = optarg; break;
+      case 'q': quiet = 1; break;
+      case 'h': fputs(k_generate_help, stdout); return 0;
+      default: return usage_error("generate", "unknown option");
+    }
+  }
+  if (!model) return usage_error("generate", "no model given (-m)");
+  if (optind < argc && !p.prompt) p.prompt = argv[optind++];
+  if (optind < argc) return usage_error("generate", "unexpected argument (quote the prompt)");
+  if (!p.prompt) return usage_error("generate", "no prompt given (-p)");
+  safesd_model_options mo = {(int)threads, config};
+  safesd_model *m;
+  if (safesd_model_open(model, &mo, &m)) return fail("opening model");
+  int rc = 0;
+  uint8_t *rgb = NULL;
+  float *lat = NULL;
+  if (safesd_gen_resolve(m, &p)) { rc = fail("generate"); goto out; }
+  size_t npx = (size_t)p.width * p.height;
+  int lc, lh, lw;
+  safesd_gen_latent_shape(m, &p, &lc, &lh, &lw);
+  rgb = malloc(npx * 3 * (size_t)p.batch);
+  lat = latents_path ? malloc((size_t)lc * lh * lw * sizeof(float) * (size_t)p.batch) : NULL;
+  if (!rgb || (latents_path && !lat)) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; goto out; }
+  progress_state ps = {isatty(2), quiet, 0};
+  p.progress = on_progress;
+  p.progress_user = &ps;
+  if (!quiet)
+    fprintf(stderr, "generating %d image%s %dx%d, %d steps, %s (%s), CFG %g, seed %llu\n", p.batch,
+            p.batch > 1 ? "s" : "", p.width, p.height, p.steps, p.sampler, p.schedule, (double)p.cfg_scale,
+            (unsigned long long)p.seed);
+  if (safesd_generate(m, &p, rgb, lat)) { if (ps.tty && !quiet) fputc('\n', stderr); rc = fail("generate"); goto out; }
+  for (int i = 0; i < p.batch && rc == 0; i++) {
+    char *path = numbered_path(output, i), *params = safesd_gen_parameters_text(m, &p, i);
+    if (!path || !params) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; }
+    else if (safesd_write_png(path, rgb + npx * 3 * (size_t)i, p.width, p.height, params)) rc = fail("writing image");
+    else printf("wrote %s\n", path);
+    free(path);
+    free(params);
+  }
+  if (rc == 0 && latents_path) {
+    int64_t shape[4] = {p.batch, lc, lh, lw};
+    sd_tensor t = sd_tensor_make(SD_F32, 4, shape, lat);
+    if (sd_npy_write(latents_path, &t)) rc = fail("writing latents");
+    else printf("wrote %s\n", latents_path);
+  }
+  if (rc == 0 && !quiet) fprintf(stderr, "sampling took %.1f s (%.2f s/step)\n", ps.total_s, ps.total_s / p.steps);
+out:
+  free(rgb);
+  free(lat);
+  safesd_model_close(m);
+  return rc;
+}
+
 /* ---- inspect -------------------------------------------------------------------------- */
 
 static int cmd_inspect(int argc, char **argv) {
@@ -295,6 +473,7 @@ typedef struct {
 } command;
 
 static const command k_commands[] = {
+    {"generate", cmd_generate},
     {"tokenize", cmd_tokenize},
     {"encode", cmd_encode},
     {"inspect", cmd_inspect},

@@ -82,6 +82,52 @@ int safesd_encode_ids(safesd_model *m, const int32_t *ids, int n_seq, int clip_s
  * problems found) as text or JSON, without loading more than the file headers. */
 int safesd_inspect(const char *path, const char *config_dir, int as_json, FILE *out);
 
+/* ---- text to image ------------------------------------------------------------------ */
+
+/* Called after each model evaluation: step (1-based), total, and that step's seconds. */
+typedef void (*safesd_progress_fn)(void *user, int step, int total, double seconds);
+
+typedef struct safesd_gen_params {
+  const char *prompt;          /* UTF-8 */
+  const char *negative_prompt; /* NULL or "": the unconditional (empty) text */
+  int width, height;           /* pixels; 0 = the model's native size (512 for SD 1.x);
+                                  multiples of 8 (and of the UNet's factor, 64 for SD) */
+  int steps;                   /* 0 = 50 (the diffusers default) */
+  float cfg_scale;             /* classifier-free guidance; <= 1 turns it off (default 7.5) */
+  uint64_t seed;               /* torch.Generator("cpu").manual_seed(seed): same latents */
+  const char *sampler;         /* NULL = the model's scheduler (PNDM for SD 1.x); "ddim",
+                                  "pndm"/"plms", "euler", "euler_a", "dpm++2m" */
+  const char *schedule;        /* NULL = the model's; "discrete" or "karras" */
+  int batch;                   /* images per prompt, drawn as one [batch,4,h,w] latent
+                                  tensor as diffusers' num_images_per_prompt does (default 1) */
+  int clip_skip;               /* 1 = last text-encoder layer (default), 2 = penultimate */
+  safesd_progress_fn progress;
+  void *progress_user;
+} safesd_gen_params;
+
+/* Defaults: everything 0/NULL except cfg_scale 7.5, batch 1, clip_skip 1. */
+void safesd_gen_defaults(safesd_gen_params *p);
+
+/* Fill in the model-dependent defaults of p (size, steps, sampler and schedule names) and
+ * validate it (sizes, ranges) without allocating anything large: a bad size is an error
+ * here, before any work. The strings it sets are static. */
+int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p);
+
+/* Generate p->batch images into rgb[batch × height × width × 3] (8-bit RGB, row-major),
+ * after safesd_gen_resolve. latents (optional, may be NULL) receives the final latents
+ * [batch, 4, height/8, width/8] before decoding. */
+int safesd_generate(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, float *latents);
+
+/* The latent shape of one image of a resolved p: channels × h × w. */
+void safesd_gen_latent_shape(const safesd_model *m, const safesd_gen_params *p, int *channels, int *h, int *w);
+
+/* AUTOMATIC1111's "parameters" text for an image of p (malloc'ed; caller frees). */
+char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params *p, int index);
+
+/* Write an 8-bit RGB image as PNG with an optional "parameters" text chunk, atomically
+ * (temporary file + rename: a failed write leaves no file). */
+int safesd_write_png(const char *path, const uint8_t *rgb, int width, int height, const char *parameters);
+
 #ifdef __cplusplus
 }
 #endif

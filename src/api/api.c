@@ -9,6 +9,7 @@
 #include "models/clip_text.h"
 #include "models/model_source.h"
 #include "text/tokenizer.h"
+#include "api/api_internal.h"
 
 _Static_assert((int)SAFESD_E_IO == (int)SD_E_IO && (int)SAFESD_E_INTERNAL == (int)SD_E_INTERNAL, "error codes");
 _Static_assert(SAFESD_TOKENS == SD_CLIP_CONTEXT, "context length");
@@ -17,12 +18,6 @@ struct safesd_tokenizer {
   sd_tokenizer *tok;
 };
 
-struct safesd_model {
-  sd_model_source *src;
-  sd_tokenizer *tok;
-  sd_clip_text *text;
-  sd_exec *ex;
-};
 
 const char *safesd_version(void) { return SAFESD_VERSION; }
 const char *safesd_last_error(void) { return sd_errmsg(); }
@@ -91,6 +86,8 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
 void safesd_model_close(safesd_model *m) {
   if (!m) return;
   sd_clip_text_free(m->text);
+  sd_unet_free(m->unet);
+  sd_vae_free(m->vae);
   sd_tokenizer_free(m->tok);
   sd_exec_destroy(m->ex);
   sd_model_close(m->src);
@@ -98,7 +95,7 @@ void safesd_model_close(safesd_model *m) {
 }
 
 /* The text side is built on first use, so opening a model for other work stays cheap. */
-static int need_text(safesd_model *m) {
+int sd_api_need_text(safesd_model *m) {
   int rc;
   if (!m->text && (rc = sd_clip_text_create(m->src, &m->text))) return rc;
   if (!m->tok && (rc = open_tokenizer_for(m->src, &m->tok))) return rc;
@@ -116,14 +113,14 @@ int32_t safesd_model_pad_id(const safesd_model *m) {
 }
 
 int safesd_encode_ids(safesd_model *m, const int32_t *ids, int n_seq, int clip_skip, float *out) {
-  int rc = need_text(m);
+  int rc = sd_api_need_text(m);
   if (rc) return rc;
   sd_clip_text_opts o = {clip_skip, 1};
   return sd_clip_text_encode(m->text, m->ex, ids, n_seq, SAFESD_TOKENS, &o, out);
 }
 
 int safesd_encode_prompt(safesd_model *m, const char *prompt, int clip_skip, float *out) {
-  int rc = need_text(m);
+  int rc = sd_api_need_text(m);
   if (rc) return rc;
   int32_t ids[SAFESD_TOKENS];
   rc = sd_tokenize_prompt(m->tok, prompt, safesd_model_pad_id(m), SAFESD_TOKENS, ids);

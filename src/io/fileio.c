@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -25,6 +26,10 @@ int sd_atomic_open(sd_atomic_file *af, const char *path) {
     sd_atomic_abort(af);
     return sd_fail(SD_E_IO, "cannot write %s: %s", path, strerror(e));
   }
+  /* mkstemp makes the file 0600; the finished file gets the usual 0666 & ~umask */
+  mode_t um = umask(0);
+  umask(um);
+  if (fchmod(fd, 0666 & ~um) != 0) { /* not fatal: the file stays private */ }
   af->f = fdopen(fd, "wb");
   if (!af->f) {
     close(fd);

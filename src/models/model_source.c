@@ -68,6 +68,7 @@ struct sd_model_source {
   sd_unet_config unet;
   sd_vae_config vae;
   char *vocab, *merges;
+  char *sched; /* scheduler_config.json (folder or config_dir), NULL if none */
   char **problems;
   size_t n_problems, cap_problems;
   char **strings; /* owned internal names */
@@ -660,7 +661,7 @@ static int load_component_config(sd_model_source *m, const char *dir, sd_compone
 }
 
 /* scheduler/scheduler_config.json: -1 if absent, else 0/1. */
-static int load_prediction(const char *dir, int *pred) {
+static int load_prediction(sd_model_source *m, const char *dir, int *pred) {
   *pred = -1;
   char *path = xasprintf("%s/scheduler/scheduler_config.json", dir);
   if (!path) return sd_fail(SD_E_NOMEM, "out of memory");
@@ -672,6 +673,11 @@ static int load_prediction(const char *dir, int *pred) {
       int v = 0;
       if ((rc = sd_parse_scheduler_config_json(buf, len, path, &v)) == SD_OK) *pred = v;
       free(buf);
+    }
+    if (rc == SD_OK) {
+      free(m->sched);
+      m->sched = path;
+      path = NULL;
     }
   }
   free(path);
@@ -793,7 +799,7 @@ static int open_diffusers(sd_model_source *m, const char *dir) {
     if (rc) return rc;
   }
   int pred;
-  if ((rc = load_prediction(dir, &pred))) return rc;
+  if ((rc = load_prediction(m, dir, &pred))) return rc;
   if (m->w[SD_COMP_UNET].present) m->unet.prediction_v = pred > 0;
   return detect_family(m, 0);
 }
@@ -937,7 +943,7 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
   /* the family is needed for the UNet's head rule; it reads the text config and raw shapes */
   if ((rc = detect_family(m, openclip))) goto cfg_done;
   int pred = -1;
-  if (cdir && (rc = load_prediction(cdir, &pred))) goto cfg_done;
+  if (cdir && (rc = load_prediction(m, cdir, &pred))) goto cfg_done;
   if (pred < 0) pred = single_prediction(m);
   if (m->w[SD_COMP_UNET].present) {
     if (!given[SD_COMP_UNET]) {
@@ -1027,6 +1033,7 @@ void sd_model_close(sd_model_source *m) {
   for (size_t i = 0; i < m->n_strings; i++) free(m->strings[i]);
   free(m->strings);
   free(m->vocab);
+  free(m->sched);
   free(m->merges);
   free(m->path);
   free(m);
@@ -1088,6 +1095,7 @@ int sd_model_get(const sd_model_source *m, sd_component c, const char *name, int
 }
 
 const char *sd_model_vocab_path(const sd_model_source *m) { return m->vocab; }
+const char *sd_model_scheduler_path(const sd_model_source *m) { return m->sched; }
 const char *sd_model_merges_path(const sd_model_source *m) { return m->merges; }
 
 size_t sd_model_problem_count(const sd_model_source *m) { return m->n_problems; }

@@ -120,6 +120,8 @@ int sd_model_get(const sd_model_source *m, sd_component c, const char *name, int
  * single-file checkpoints (use the bundled OpenAI vocabulary). */
 const char *sd_model_vocab_path(const sd_model_source *m);
 const char *sd_model_merges_path(const sd_model_source *m);
+/* scheduler/scheduler_config.json of the folder (or config folder), NULL if there is none. */
+const char *sd_model_scheduler_path(const sd_model_source *m);
 
 /* Problems found while opening that did not stop it (unknown tensors ignored, config vs
  * weight disagreements resolved in favour of the weights, ...): n strings. */

@@ -6,7 +6,9 @@
 #  - clip-small: each case's final_latents -> decoded.npy and image.npy (max abs <= 1e-3),
 #    and sd_vae_to_rgb8's pixels vs the pipeline's image.png (<= 1 level, <= 1% of the
 #    values differ); sd_vae_to_rgb8 applied to the golden decoded.npy itself must give the
-#    PNG's pixels exactly. The PNG is decoded here in Python (zlib), not by the engine.
+#    PNG's pixels exactly. The PNG is decoded here in Python (zlib), not by the engine;
+#  - the same decode from the clip-small single files (original LDM names: 1x1-conv
+#    attention weights viewed as linear) in float32 and float16 (the same numbers).
 source "$(dirname "$0")/lib.sh"
 need_shared data/golden/tiny/tensors/vae.out.image.npy
 need_shared data/golden/clip-small/cases/ddim_s42/decoded.npy
@@ -99,5 +101,17 @@ for c in ddim_s42 pndm_s0 euler_s4290749014; do
   png_cmp "$d/image.png" "$TMP/vae_golden_$c.rgb.npy" "$c (engine decode)" 1 || fail=1
   "$CHECK" rgb8 "$d/decoded.npy" "$TMP/vae_golden_$c.ref_rgb.npy" || fail=1
   png_cmp "$d/image.png" "$TMP/vae_golden_$c.ref_rgb.npy" "$c (golden decoded.npy)" 0 || fail=1
+done
+# single files (LDM layout), built once as test_golden_text.sh does
+SF="$TMP/golden_clip_small_ldm"
+mkdir -p "$SF"
+if [ ! -f "$SF/clip-small-ldm-f16.safetensors" ] || [ ! -f "$SF/clip-small-ldm-f32.safetensors" ]; then
+  "$PYTHON" "$C/make_single_file.py" --out-dir "$SF" >/dev/null || fail=1
+fi
+for model in "$SF/clip-small-ldm-f32.safetensors" "$SF/clip-small-ldm-f16.safetensors"; do
+  for c in ddim_s42 euler_s4290749014; do
+    d="$C/cases/$c"
+    "$CHECK" decode "$model" "$d/final_latents.npy" "$d/decoded.npy" --tol 1e-3 --image01 "$d/image.npy" || fail=1
+  done
 done
 exit $fail
