@@ -48,6 +48,7 @@ static const char *k_main_help =
     "  tokenize   turn text into CLIP token ids (exact to the Hugging Face tokenizer)\n"
     "  encode     run the text encoder and write the prompt embedding (.npy)\n"
     "  inspect    describe a model: family, layout, components, dtypes, sizes, problems\n"
+    "  convert    write a model as a single-file LDM checkpoint (.safetensors), e.g. as f16\n"
     "  version    print the version\n"
     "  help CMD   help for one command (same as 'safesd CMD --help')\n"
     "\n"
@@ -302,11 +303,12 @@ static int cmd_encode(int argc, char **argv) {
 
 /* ---- generate ------------------------------------------------------------------------- */
 
-typedef struct { int tty, quiet; double total_s; } progress_state;
+typedef struct { int tty, quiet, evals; double total_s; } progress_state;
 
 static void on_progress(void *user, int step, int total, double seconds) {
   progress_state *ps = user;
   ps->total_s += seconds;
+  ps->evals = step;
   if (ps->quiet) return;
   double eta = ps->total_s / step * (total - step);
   int width = 30, fill = step * width / total;
@@ -415,7 +417,7 @@ static int cmd_generate(int argc, char **argv) {
   rgb = malloc(npx * 3 * (size_t)p.batch);
   lat = latents_path ? malloc((size_t)lc * lh * lw * sizeof(float) * (size_t)p.batch) : NULL;
   if (!rgb || (latents_path && !lat)) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; goto out; }
-  progress_state ps = {isatty(2), quiet, 0};
+  progress_state ps = {isatty(2), quiet, 0, 0};
   p.progress = on_progress;
   p.progress_user = &ps;
   if (!quiet)
@@ -437,12 +439,45 @@ static int cmd_generate(int argc, char **argv) {
     if (sd_npy_write(latents_path, &t)) rc = fail("writing latents");
     else printf("wrote %s\n", latents_path);
   }
-  if (rc == 0 && !quiet) fprintf(stderr, "sampling took %.1f s (%.2f s/step)\n", ps.total_s, ps.total_s / p.steps);
+  if (rc == 0 && !quiet) fprintf(stderr, "sampling took %.1f s (%.2f s per UNet evaluation)\n", ps.total_s, ps.total_s / (ps.evals ? ps.evals : 1));
 out:
   free(rgb);
   free(lat);
   safesd_model_close(m);
   return rc;
+}
+
+/* ---- convert ------------------------------------------------------------------------- */
+
+static const char *k_convert_help =
+    "usage: safesd convert MODEL OUT.safetensors [--dtype f16|bf16|f32] [--config DIR]\n"
+    "\n"
+    "Write MODEL (a diffusers folder or a single file) as one .safetensors checkpoint in the\n"
+    "original LDM layout (model.diffusion_model.*, first_stage_model.*,\n"
+    "cond_stage_model.transformer.text_model.*), the layout single-file tools load. The file\n"
+    "is written atomically. SD 1.x text encoders only.\n"
+    "\n"
+    "      --dtype T      store float tensors as f16, bf16 or f32 (default: as they are)\n"
+    "      --config DIR   for a single-file input: a diffusers folder describing it\n"
+    "  -h, --help         this help\n";
+
+static int cmd_convert(int argc, char **argv) {
+  static const struct option opts[] = {{"dtype", required_argument, 0, 'd'}, {"config", required_argument, 0, 'c'},
+                                       {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  const char *dtype = NULL, *config = NULL;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'd': dtype = optarg; break;
+      case 'c': config = optarg; break;
+      case 'h': fputs(k_convert_help, stdout); return 0;
+      default: return usage_error("convert", "unknown option");
+    }
+  }
+  if (optind != argc - 2) return usage_error("convert", "give a model and an output file");
+  if (safesd_convert(argv[optind], config, argv[optind + 1], dtype)) return fail("convert");
+  printf("wrote %s\n", argv[optind + 1]);
+  return 0;
 }
 
 /* ---- inspect -------------------------------------------------------------------------- */
@@ -477,6 +512,7 @@ static const command k_commands[] = {
     {"tokenize", cmd_tokenize},
     {"encode", cmd_encode},
     {"inspect", cmd_inspect},
+    {"convert", cmd_convert},
 };
 
 int main(int argc, char **argv) {

@@ -82,6 +82,11 @@ int safesd_encode_ids(safesd_model *m, const int32_t *ids, int n_seq, int clip_s
  * problems found) as text or JSON, without loading more than the file headers. */
 int safesd_inspect(const char *path, const char *config_dir, int as_json, FILE *out);
 
+/* Write a model as a single-file .safetensors checkpoint in the original LDM layout (the
+ * names single-file tools expect), with its float tensors stored as dtype ("f16", "bf16",
+ * "f32"; NULL keeps each tensor's dtype). Atomic. SD 1.x text encoders only. */
+int safesd_convert(const char *model, const char *config_dir, const char *out, const char *dtype);
+
 /* ---- text to image ------------------------------------------------------------------ */
 
 /* Called after each model evaluation: step (1-based), total, and that step's seconds. */

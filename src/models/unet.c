@@ -456,32 +456,32 @@ static int xformer_fwd(run_t *R, const xformer_t *p, float *x, int H, int W) {
     const float *ctx = R->ctx + (int64_t)b0 * S * X;
     const float scale = 1.0f / sqrtf((float)p->dh);
     for (int l = 0; l < p->nblk && !rc; l++) {
-      const tblock_t *k_ = &p->blk[l];
+      const tblock_t *bk = &p->blk[l];
       /* self-attention */
-      sd_op_layernorm(ex, t, Tn, C, k_->lng[0], k_->lnb[0], LN_EPS, n);
+      sd_op_layernorm(ex, t, Tn, C, bk->lng[0], bk->lnb[0], LN_EPS, n);
       sd_attn_shape as = {nb, p->heads, (int)HW, (int)HW, p->dh, C, C, C, 0, scale};
-      if ((rc = sd_op_linear(ex, n, Tn, C, k_->q1, NULL, q)) || (rc = sd_op_linear(ex, n, Tn, C, k_->k1, NULL, k)) ||
-          (rc = sd_op_linear(ex, n, Tn, C, k_->v1, NULL, v)) || (rc = sd_op_attention(ex, &as, q, k, v, a)) ||
-          (rc = sd_op_linear(ex, a, Tn, C, k_->o1.w, k_->o1.b, n)))
+      if ((rc = sd_op_linear(ex, n, Tn, C, bk->q1, NULL, q)) || (rc = sd_op_linear(ex, n, Tn, C, bk->k1, NULL, k)) ||
+          (rc = sd_op_linear(ex, n, Tn, C, bk->v1, NULL, v)) || (rc = sd_op_attention(ex, &as, q, k, v, a)) ||
+          (rc = sd_op_linear(ex, a, Tn, C, bk->o1.w, bk->o1.b, n)))
         break;
       sd_op_add(ex, t, n, Tn * C);
       /* cross-attention on the context */
-      sd_op_layernorm(ex, t, Tn, C, k_->lng[1], k_->lnb[1], LN_EPS, n);
+      sd_op_layernorm(ex, t, Tn, C, bk->lng[1], bk->lnb[1], LN_EPS, n);
       sd_attn_shape xs = {nb, p->heads, (int)HW, S, p->dh, C, C, C, 0, scale};
-      if ((rc = sd_op_linear(ex, n, Tn, C, k_->q2, NULL, q)) ||
-          (rc = sd_op_linear(ex, ctx, (int64_t)nb * S, X, k_->k2, NULL, k)) ||
-          (rc = sd_op_linear(ex, ctx, (int64_t)nb * S, X, k_->v2, NULL, v)) ||
-          (rc = sd_op_attention(ex, &xs, q, k, v, a)) || (rc = sd_op_linear(ex, a, Tn, C, k_->o2.w, k_->o2.b, n)))
+      if ((rc = sd_op_linear(ex, n, Tn, C, bk->q2, NULL, q)) ||
+          (rc = sd_op_linear(ex, ctx, (int64_t)nb * S, X, bk->k2, NULL, k)) ||
+          (rc = sd_op_linear(ex, ctx, (int64_t)nb * S, X, bk->v2, NULL, v)) ||
+          (rc = sd_op_attention(ex, &xs, q, k, v, a)) || (rc = sd_op_linear(ex, a, Tn, C, bk->o2.w, bk->o2.b, n)))
         break;
       sd_op_add(ex, t, n, Tn * C);
       /* GEGLU feed-forward, in row chunks; each chunk's output replaces its rows of n */
-      sd_op_layernorm(ex, t, Tn, C, k_->lng[2], k_->lnb[2], LN_EPS, n);
+      sd_op_layernorm(ex, t, Tn, C, bk->lng[2], bk->lnb[2], LN_EPS, n);
       for (int64_t r0 = 0; r0 < Tn && !rc; r0 += ffr) {
         int64_t nr = Tn - r0 < ffr ? Tn - r0 : ffr;
         float *nr0 = n + r0 * C;
-        if ((rc = sd_op_linear(ex, nr0, nr, C, k_->ff1.w, k_->ff1.b, f1))) break;
+        if ((rc = sd_op_linear(ex, nr0, nr, C, bk->ff1.w, bk->ff1.b, f1))) break;
         sd_op_geglu(ex, f1, nr, 4 * (int64_t)C, f2);
-        rc = sd_op_linear(ex, f2, nr, 4 * (int64_t)C, k_->ff2.w, k_->ff2.b, nr0);
+        rc = sd_op_linear(ex, f2, nr, 4 * (int64_t)C, bk->ff2.w, bk->ff2.b, nr0);
       }
       if (!rc) sd_op_add(ex, t, n, Tn * C);
     }

@@ -86,25 +86,29 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--out") && i + 1 < argc) outp = argv[++i];
     else { fprintf(stderr, "unknown argument %s\n", argv[i]); return 2; }
   }
-  sd_model_source *m;
-  sd_unet *u;
-  sd_exec *ex;
-  sd_tensor lat, ctx, ref;
+  sd_model_source *m = NULL;
+  sd_unet *u = NULL;
+  sd_exec *ex = NULL;
+  sd_tensor lat = {0}, ctx = {0}, ref = {0};
+  float *out = NULL;
+  int rc = 1;
   if (sd_model_open(argv[1], &m) || sd_unet_create(m, &u) || sd_exec_create(threads, &ex) ||
       sd_npy_read_f32(argv[2], &lat) || sd_npy_read_f32(argv[3], &ctx) || sd_npy_read_f32(argv[5], &ref)) {
     fprintf(stderr, "error: %s\n", sd_errmsg());
-    return 1;
+    goto done;
   }
   float t;
   const char *ts = argv[4];
   size_t tl = strlen(ts);
   if (tl > 4 && !strcmp(ts + tl - 4, ".npy")) {
     sd_tensor tt;
-    if (sd_npy_read(ts, &tt) || sd_numel(&tt) != 1) { fprintf(stderr, "error: timestep file: %s\n", sd_errmsg()); return 1; }
+    if (sd_npy_read(ts, &tt)) { fprintf(stderr, "error: timestep file: %s\n", sd_errmsg()); goto done; }
+    int ok = sd_numel(&tt) == 1;
     if (tt.dtype == SD_I64) t = (float)((int64_t *)tt.data)[0];
     else if (tt.dtype == SD_I32) t = (float)((int32_t *)tt.data)[0];
-    else { sd_to_f32(&t, tt.data, tt.dtype, 1); }
+    else sd_to_f32(&t, tt.data, tt.dtype, 1);
     free(tt.data);
+    if (!ok) { fprintf(stderr, "error: the timestep file holds more than one value\n"); goto done; }
   } else {
     t = strtof(ts, NULL);
   }
@@ -112,18 +116,19 @@ int main(int argc, char **argv) {
   if (lat.ndim != 4 || lat.shape[1] != c->in_channels || ctx.ndim != 3 || ctx.shape[0] != lat.shape[0] ||
       ctx.shape[2] != c->cross_attention_dim) {
     fprintf(stderr, "latents must be [B, %d, h, w] and context [B, S, %d]\n", c->in_channels, c->cross_attention_dim);
-    return 1;
+    goto done;
   }
   int B = (int)lat.shape[0], h = (int)lat.shape[2], w = (int)lat.shape[3], S = (int)ctx.shape[1];
   int64_t n = (int64_t)B * c->out_channels * h * w;
-  float *out = malloc(sizeof(float) * (size_t)n);
+  out = malloc(sizeof(float) * (size_t)n);
+  if (!out) { fprintf(stderr, "out of memory\n"); goto done; }
   blocks_ctx bc = {blocks, 0};
   if (blocks) sd_unet_set_debug(u, on_block, &bc);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (sd_unet_forward(u, ex, lat.data, B, h, w, t, ctx.data, S, out)) {
     fprintf(stderr, "error: %s\n", sd_errmsg());
-    return 1;
+    goto done;
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double secs = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
@@ -137,12 +142,14 @@ int main(int argc, char **argv) {
     sd_tensor ot = sd_tensor_make(SD_F32, 4, shape, out);
     if (sd_npy_write(outp, &ot)) { fprintf(stderr, "error: %s\n", sd_errmsg()); g_fail = 1; }
   }
+  rc = g_fail;
+done:
   free(out);
   free(lat.data);
   free(ctx.data);
   free(ref.data);
   sd_unet_free(u);
   sd_exec_destroy(ex);
-  sd_model_close(m);
-  return g_fail;
+  if (m) sd_model_close(m);
+  return rc;
 }
