@@ -334,7 +334,7 @@ int sd_st_open_memory(const void *buf, size_t len, const char *label, sd_safeten
   if (!out) return sd_fail(SD_E_ARG, "%s: sd_st_open_memory: out is NULL", label);
   *out = NULL;
   if (!buf && len) return sd_fail(SD_E_ARG, "%s: sd_st_open_memory: buffer is NULL", label);
-  sd_safetensors *st;
+  sd_safetensors *st = NULL;
   int rc = st_new(label, &st);
   if (rc) return rc;
   st->base = buf;
@@ -374,7 +374,7 @@ int sd_st_open(const char *path, sd_safetensors **out) {
     }
   }
   close(fd);
-  sd_safetensors *st;
+  sd_safetensors *st = NULL;
   int rc = st_new(path, &st);
   if (rc) { if (base) munmap(base, size); return rc; }
   st->base = base;

@@ -604,7 +604,7 @@ int sd_unet_config_tensors(const sd_unet_config *c, sd_tensor_specs *out) {
   int64_t CN = c->block_out_channels[N - 1];
   if ((rc = unet_resnet(out, "mid_block.resnets.0.", CN, CN, T))) return rc;
   if (c->mid_has_attn && (rc = unet_transformer(out, "mid_block.attentions.0.", c, CN))) return rc;
-  if ((rc = unet_resnet(out, "mid_block.resnets.1.", CN, CN, T))) return rc;
+  if (c->mid_has_attn && (rc = unet_resnet(out, "mid_block.resnets.1.", CN, CN, T))) return rc; /* UNetMidBlock2D: one ResNet */
   /* up path (diffusers UNet2DConditionModel): level channels reversed; the skip of the last
    * ResNet of a block comes from one level further up */
   int64_t out_ch = CN;

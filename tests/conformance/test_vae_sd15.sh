@@ -12,11 +12,11 @@
 # Cost (2 cores): generating the cases once, ~1.5-2 min of PyTorch (kept in SAFESD_TEST_TMP
 # and reused while tools/ref/sdref_vae.py is unchanged); each run then ~1-2 min of C
 # (measured 49 s CPU for the 512-px decode alone). Over the suite's budget, so it is opt-in:
-#   SAFESD_VAE_SD15=1 ctest -R conformance.vae_sd15
+#   SAFESD_TEST_SD15=1 ctest -L sd15   (this test and the UNet one; SAFESD_VAE_SD15=1 for this one)
 # Without SAFESD_VAE_SD15=1 it reports SKIPPED (exit 77).
 source "$(dirname "$0")/lib.sh"
-if [ "${SAFESD_VAE_SD15:-0}" != 1 ]; then
-  echo "SKIP: the SD 1.5-sized VAE test is opt-in (several minutes); run with SAFESD_VAE_SD15=1"
+if [ "${SAFESD_VAE_SD15:-0}" != 1 ] && [ "${SAFESD_TEST_SD15:-0}" != 1 ]; then
+  echo "SKIP: the SD 1.5-sized VAE test is opt-in (several minutes); run with SAFESD_TEST_SD15=1 (or SAFESD_VAE_SD15=1)"
   exit 77
 fi
 need_torch
