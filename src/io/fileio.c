@@ -1,6 +1,7 @@
 #include "io/fileio.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,4 +68,21 @@ void sd_atomic_abort(sd_atomic_file *af) {
   free(af->tmp_path);
   free(af->final_path);
   memset(af, 0, sizeof *af);
+}
+
+int sd_open_regular(const char *path, const char *expected, int *fd_out, int64_t *size) {
+  *fd_out = -1;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno));
+  struct stat sb;
+  if (fstat(fd, &sb) != 0) {
+    int e = errno;
+    close(fd);
+    return sd_fail(SD_E_IO, "%s: cannot stat: %s", path, strerror(e));
+  }
+  if (S_ISDIR(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: is a directory, expected %s", path, expected); }
+  if (!S_ISREG(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: not a regular file", path); }
+  *fd_out = fd;
+  *size = (int64_t)sb.st_size;
+  return SD_OK;
 }

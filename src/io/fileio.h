@@ -4,6 +4,7 @@
 #ifndef SD_IO_FILEIO_H
 #define SD_IO_FILEIO_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct sd_atomic_file {
@@ -19,5 +20,10 @@ int sd_atomic_write(sd_atomic_file *af, const void *buf, size_t n);
 int sd_atomic_commit(sd_atomic_file *af);
 /* Close and remove the temporary file. */
 void sd_atomic_abort(sd_atomic_file *af);
+
+/* Open an existing regular file read-only (O_NONBLOCK, so a FIFO cannot hang the caller) and
+ * give its size. Errors (SD_E_IO) name the path; for a directory, `expected` says what was
+ * wanted there ("a JSON file"). */
+int sd_open_regular(const char *path, const char *expected, int *fd, int64_t *size);
 
 #endif

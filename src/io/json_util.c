@@ -1,6 +1,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "io/json_util.h"
+#include "io/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -138,22 +139,16 @@ int sd_json_load_file(const char *path, size_t max_bytes, json_t **out) {
   if (!out) return sd_fail(SD_E_ARG, "%s: sd_json_load_file: out is NULL", lbl(path));
   *out = NULL;
   if (!path) return sd_fail(SD_E_ARG, "sd_json_load_file: path is NULL");
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
-    close(fd);
-    return sd_fail(SD_E_IO, "%s: cannot stat: %s", path, strerror(e));
-  }
-  if (S_ISDIR(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: is a directory, expected a JSON file", path); }
-  if (!S_ISREG(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: not a regular file", path); }
-  if (sb.st_size < 0 || (uintmax_t)sb.st_size > max_bytes) {
+  int fd;
+  int64_t fsize;
+  int rc = sd_open_regular(path, "a JSON file", &fd, &fsize);
+  if (rc) return rc;
+  if (fsize < 0 || (uintmax_t)fsize > max_bytes) {
     close(fd);
     return sd_fail(SD_E_FORMAT, "%s: file is too large (%jd bytes; the limit is %zu)", path,
-                   (intmax_t)sb.st_size, max_bytes);
+                   (intmax_t)fsize, max_bytes);
   }
-  size_t cap = (size_t)sb.st_size, len = 0;
+  size_t cap = (size_t)fsize, len = 0;
   char *buf = malloc(cap ? cap : 1);
   if (!buf) { close(fd); return sd_fail(SD_E_NOMEM, "%s: out of memory reading %zu bytes", path, cap); }
   while (len < cap) {
@@ -169,7 +164,7 @@ int sd_json_load_file(const char *path, size_t max_bytes, json_t **out) {
     len += (size_t)r;
   }
   close(fd);
-  int rc = sd_json_load_memory(buf, len, path, max_bytes, out);
+  rc = sd_json_load_memory(buf, len, path, max_bytes, out);
   free(buf);
   return rc;
 }

@@ -18,6 +18,7 @@
 #define _XOPEN_SOURCE 700
 
 #include "io/safetensors.h"
+#include "io/fileio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -348,22 +349,15 @@ int sd_st_open(const char *path, sd_safetensors **out) {
   if (!out) return sd_fail(SD_E_ARG, "sd_st_open: out is NULL");
   *out = NULL;
   if (!path) return sd_fail(SD_E_ARG, "sd_st_open: path is NULL");
-  /* O_NONBLOCK: opening a FIFO must not hang; it has no effect on regular files. */
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    int e = errno;
+  int fd;
+  int64_t fsize;
+  int rc = sd_open_regular(path, "a .safetensors file", &fd, &fsize);
+  if (rc) return rc;
+  if (fsize < 0 || (uintmax_t)fsize > SIZE_MAX) {
     close(fd);
-    return sd_fail(SD_E_IO, "%s: cannot stat: %s", path, strerror(e));
+    return sd_fail(SD_E_FORMAT, "%s: file size %jd cannot be mapped", path, (intmax_t)fsize);
   }
-  if (S_ISDIR(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: is a directory, expected a .safetensors file", path); }
-  if (!S_ISREG(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: not a regular file", path); }
-  if (sb.st_size < 0 || (uintmax_t)sb.st_size > SIZE_MAX) {
-    close(fd);
-    return sd_fail(SD_E_FORMAT, "%s: file size %jd cannot be mapped", path, (intmax_t)sb.st_size);
-  }
-  size_t size = (size_t)sb.st_size;
+  size_t size = (size_t)fsize;
   void *base = NULL;
   if (size > 0) {
     base = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -375,7 +369,7 @@ int sd_st_open(const char *path, sd_safetensors **out) {
   }
   close(fd);
   sd_safetensors *st = NULL;
-  int rc = st_new(path, &st);
+  rc = st_new(path, &st);
   if (rc) { if (base) munmap(base, size); return rc; }
   st->base = base;
   st->size = size;

@@ -4,21 +4,6 @@
 source "$(dirname "$0")/../conformance/lib.sh"
 need_torch
 B=$SAFESD_BIN
-fails=0
-pass=0
-ok()   { pass=$((pass + 1)); }
-bad()  { echo "FAIL: $*"; fails=$((fails + 1)); }
-# expect_rc RC DESCRIPTION CMD...: run CMD, check its exit status, keep stderr in $ERR
-expect_rc() {
-  local want=$1 what=$2; shift 2
-  set +e; OUT=$("$@" 2>"$TMP/cli.err"); local rc=$?; set -e
-  ERR=$(cat "$TMP/cli.err")
-  if [ "$rc" = "$want" ]; then ok; else bad "$what: exit $rc, expected $want (stderr: $ERR)"; fi
-}
-one_line_error() { # stderr is exactly one line that mentions $1
-  if [ "$(printf '%s\n' "$ERR" | wc -l)" = 1 ] && grep -q -- "$1" <<<"$ERR"; then ok; else bad "error message for $2: '$ERR'"; fi
-}
-
 # help
 for c in "" tokenize encode inspect; do
   expect_rc 0 "help $c" $B $c --help
@@ -92,5 +77,4 @@ head -c 4096 /dev/urandom > "$TMP/garbage.safetensors"
 expect_rc 1 "garbage file" $B inspect "$TMP/garbage.safetensors"
 one_line_error "garbage.safetensors" "garbage file"
 
-echo "$pass passed, $fails failed"
-[ "$fails" = 0 ]
+summary

@@ -31,3 +31,32 @@ make_case() {
     touch "$dir/.done"
   fi
 }
+
+# ---- helpers for the CLI tests: counters, exit-status and error-message checks ----------
+fails=0; pass=0
+ok()  { pass=$((pass + 1)); }
+bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
+# expect_rc RC DESCRIPTION CMD...: run CMD, check its exit status; stdout in $OUT, stderr in $ERR
+expect_rc() {
+  local want=$1 what=$2; shift 2
+  set +e; OUT=$("$@" 2>"$TMP/expect_rc.err"); local rc=$?; set -e
+  ERR=$(cat "$TMP/expect_rc.err")
+  if [ "$rc" = "$want" ]; then ok; else bad "$what: exit $rc, expected $want (stderr: $ERR)"; fi
+}
+# one_line_error TEXT WHAT: stderr of the last expect_rc is one line that mentions TEXT
+one_line_error() {
+  if [ "$(printf '%s\n' "$ERR" | wc -l)" = 1 ] && grep -q -- "$1" <<<"$ERR"; then ok; else bad "error message for $2: '$ERR'"; fi
+}
+# summary: the closing line, and the exit status
+summary() { echo "$pass passed, $fails failed"; [ "$fails" = 0 ]; }
+
+# compare_npy GOT REF TOL LABEL: max abs difference of two .npy arrays <= TOL
+compare_npy() {
+  "$PYTHON" - "$@" <<'PY'
+import sys, numpy as np
+got, ref, tol, label = np.load(sys.argv[1]), np.load(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+err = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+print(f"{label}: max abs error {err:.3g} (tolerance {tol:g}, values up to {float(np.abs(ref).max()):.3g})")
+sys.exit(0 if err <= tol else 1)
+PY
+}

@@ -20,13 +20,7 @@ while read -r case sampler seed; do
          --cfg-scale 7.5 -s "$seed" -W 64 -H 64 -o "$TMP/gen_$tag.png" --latents "$TMP/gen_$tag.npy" >/dev/null; then
       echo "FAIL: safesd generate ($tag)"; fail=1; continue
     fi
-    "$PYTHON" - "$TMP/gen_$tag.npy" "$G/cases/$case/final_latents.npy" "$tag" <<'PY' || fail=1
-import sys, numpy as np
-got, ref = np.load(sys.argv[1]), np.load(sys.argv[2])
-err = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
-print(f"{sys.argv[3]}: final latents max abs error {err:.3g} (tolerance 2e-3, values up to {float(np.abs(ref).max()):.3g})")
-sys.exit(0 if err <= 2e-3 else 1)
-PY
+    compare_npy "$TMP/gen_$tag.npy" "$G/cases/$case/final_latents.npy" 2e-3 "$tag: final latents" || fail=1
     "$BUILD/tests/png_check" "$TMP/gen_$tag.png" "$G/cases/$case/image.png" --max-level 1 --max-frac 0.01 || fail=1
   done
 done <<'CASES'

@@ -38,13 +38,7 @@ for c in ddim_s42 pndm_s0 euler_s4290749014; do
     if ! "$SAFESD_BIN" encode -m "$model" "${cfg[@]}" -p "" -p "$prompt" -o "$out" >/dev/null; then
       echo "FAIL: safesd encode on $model"; fail=1; continue
     fi
-    "$PYTHON" - "$out" "$G/clip-small/cases/$c/prompt_embeds.npy" "$c $(basename "$model")" <<'PY' || fail=1
-import sys, numpy as np
-got, ref = np.load(sys.argv[1]), np.load(sys.argv[2])
-err = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
-print(f"{sys.argv[3]}: prompt_embeds {got.shape} max abs error {err:.3g} (tolerance 1e-4)")
-sys.exit(0 if err <= 1e-4 else 1)
-PY
+    compare_npy "$out" "$G/clip-small/cases/$c/prompt_embeds.npy" 1e-4 "$c $(basename "$model"): prompt_embeds" || fail=1
   done
 done
 exit $fail

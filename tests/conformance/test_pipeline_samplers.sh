@@ -24,13 +24,7 @@ for fam in sd1 sd2; do
          --steps 10 --cfg-scale 7.5 -s "$seed" -o "$dir/$name/safesd.png" --latents "$out" >/dev/null; then
       echo "FAIL: safesd generate $fam $name"; fail=1; continue
     fi
-    "$PYTHON" - "$out" "$dir/$name/final_latents.npy" "$fam $name" <<'PY' || fail=1
-import sys, numpy as np
-got, ref = np.load(sys.argv[1]), np.load(sys.argv[2])
-err = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
-print(f"{sys.argv[3]}: final latents max abs error {err:.3g} (tolerance 1e-3, values up to {float(np.abs(ref).max()):.3g})")
-sys.exit(0 if err <= 1e-3 else 1)
-PY
+    compare_npy "$out" "$dir/$name/final_latents.npy" 1e-3 "$fam $name: final latents" || fail=1
   done < "$dir/cases.txt"
 done
 exit $fail
