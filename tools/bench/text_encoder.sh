@@ -11,24 +11,13 @@ src=$(cd "$here/../.." && pwd)
 build=${1:-$src/build}
 rounds=${2:-3}
 threads=${3:-$(nproc)}
-py=${SAFESD_PYTHON:-/usr/bin/python3}
+source "$here/lib.sh"
 case_dir="$build/bench-data/clip_text_sd15_f32"
 if [ ! -f "$case_dir/.done" ]; then
   "$py" "$src/tools/ref/clip_text_case.py" "$case_dir" --preset sd15 --dtype f32 >/dev/null
   touch "$case_dir/.done"
 fi
-echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; threads=$threads; $(date -u +%F)"
-c=(); t=()
-for r in $(seq "$rounds"); do
-  line=$("$build/bench_text_encoder" "$case_dir/model" --threads "$threads" --repeat 5); echo "$line"
-  c+=("$(sed -n 's/.*median_s=\([0-9.]*\).*/\1/p' <<<"$line")")
-  line=$("$py" "$here/text_encoder_torch.py" "$case_dir/model" --threads "$threads" --repeat 5); echo "$line"
-  t+=("$(sed -n 's/.*median_s=\([0-9.]*\).*/\1/p' <<<"$line")")
-done
-"$py" - "${c[*]}" "${t[*]}" <<'PY'
-import sys, statistics as st
-c = [float(x) for x in sys.argv[1].split()]; t = [float(x) for x in sys.argv[2].split()]
-mc, mt = st.median(c), st.median(t)
-print(f"safesd median {mc:.4f} s, pytorch median {mt:.4f} s, safesd/pytorch time ratio {mc/mt:.2f} "
-      f"(< 1 means safesd is faster)")
-PY
+machine_line "threads=$threads"
+run_c() { "$build/bench_text_encoder" "$case_dir/model" --threads "$threads" --repeat 5; }
+run_torch() { "$py" "$here/text_encoder_torch.py" "$case_dir/model" --threads "$threads" --repeat 5; }
+bench_rounds "$rounds"

@@ -17,26 +17,16 @@ threads=${3:-$(nproc)}
 dtype=${4:-f16}
 repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-1}
-py=${SAFESD_PYTHON:-/usr/bin/python3}
+source "$here/lib.sh"
 case_dir="$build/bench-data/unet_sd15_$dtype"
 if [ ! -f "$case_dir/.done" ]; then
   "$py" "$src/tools/ref/sdref_unet.py" "$case_dir" --preset sd15 --dtype "$dtype" --no-outputs >/dev/null
   touch "$case_dir/.done"
 fi
-echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; threads=$threads; weights $dtype; $(date -u +%F)"
-c=(); t=()
-flops=--flops
-for r in $(seq "$rounds"); do
-  line=$("$build/bench_unet" "$case_dir/model" --threads "$threads" --repeat "$repeat" --warmup "$warmup"); echo "$line"
-  c+=("$(sed -n 's/.*median_s=\([0-9.]*\).*/\1/p' <<<"$line")")
-  line=$("$py" "$here/unet_torch.py" "$case_dir/model" --threads "$threads" --repeat "$repeat" --warmup "$warmup" $flops); echo "$line"
-  t+=("$(sed -n 's/.*median_s=\([0-9.]*\).*/\1/p' <<<"$line")")
-  flops=
-done
-"$py" - "${c[*]}" "${t[*]}" <<'PY'
-import sys, statistics as st
-c = [float(x) for x in sys.argv[1].split()]; t = [float(x) for x in sys.argv[2].split()]
-mc, mt = st.median(c), st.median(t)
-print(f"safesd median {mc:.3f} s, pytorch median {mt:.3f} s, safesd/pytorch time ratio {mc/mt:.2f} "
-      f"(< 1 means safesd is faster)")
-PY
+machine_line "threads=$threads; weights $dtype"
+run_c() { "$build/bench_unet" "$case_dir/model" --threads "$threads" --repeat "$repeat" --warmup "$warmup"; }
+run_torch() { # the FLOP-counting hooks run in the first round only
+  local flops=; [ "$1" = 1 ] && flops=--flops
+  "$py" "$here/unet_torch.py" "$case_dir/model" --threads "$threads" --repeat "$repeat" --warmup "$warmup" $flops
+}
+bench_rounds "$rounds"

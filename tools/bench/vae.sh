@@ -11,23 +11,13 @@ build=${1:-$src/build}
 rounds=${2:-1}
 threads=${3:-$(nproc)}
 dtype=${4:-f16}
-py=${SAFESD_PYTHON:-/usr/bin/python3}
+source "$here/lib.sh"
 case_dir="$build/bench-data/vae_sd15_$dtype"
 if [ ! -f "$case_dir/.done" ]; then
   "$py" "$src/tools/ref/sdref_vae.py" "$case_dir" --preset sd15 --dtype "$dtype" --no-encoder >/dev/null
   touch "$case_dir/.done"
 fi
-echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; threads=$threads; weights $dtype; $(date -u +%F)"
-c=(); t=()
-for r in $(seq "$rounds"); do
-  line=$("$build/bench_vae" "$case_dir/model" --threads "$threads"); echo "$line"
-  c+=("$(sed -n 's/.*median_s=\([0-9.]*\).*/\1/p' <<<"$line")")
-  line=$("$py" "$here/vae_torch.py" "$case_dir/model" --threads "$threads"); echo "$line"
-  t+=("$(sed -n 's/.*median_s=\([0-9.]*\).*/\1/p' <<<"$line")")
-done
-"$py" - "${c[*]}" "${t[*]}" <<'PY'
-import sys, statistics as st
-c = [float(x) for x in sys.argv[1].split()]; t = [float(x) for x in sys.argv[2].split()]
-mc, mt = st.median(c), st.median(t)
-print(f"safesd median {mc:.2f} s, pytorch median {mt:.2f} s, safesd/pytorch time ratio {mc/mt:.2f} (< 1: safesd faster)")
-PY
+machine_line "threads=$threads; weights $dtype"
+run_c() { "$build/bench_vae" "$case_dir/model" --threads "$threads"; }
+run_torch() { "$py" "$here/vae_torch.py" "$case_dir/model" --threads "$threads"; }
+bench_rounds "$rounds"
