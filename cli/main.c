@@ -101,7 +101,19 @@ static const char *k_generate_help =
     "                          FILE_2.png ... FILE_N.png\n"
     "      --latents FILE      also write the final latents as .npy [N, 4, H/8, W/8]\n"
     "  -q, --quiet             no progress on stderr\n"
-    "  -h, --help              this help\n";
+    "  -h, --help              this help\n"
+    "\n"
+    "Safety (generation side; docs/safety.md). Any of these is named in the PNG metadata.\n"
+    "      --sld PRESET        Safe Latent Diffusion: none, weak, medium, strong, max\n"
+    "      --sld-concept TEXT  the safety concept of --sld and --safety-negative\n"
+    "                          (default: SLD's list of inappropriate concepts)\n"
+    "      --safety-negative   use the safety concept as the negative prompt\n"
+    "      --safety-text TEXT  dual latent reconstruction towards this safe text (e_s)\n"
+    "      --safety-weight X   lambda in [0,1]: z = lambda*z_safe + (1-lambda)*z_user (default 0.7)\n"
+    "      --context-steps X   tau in [0,1]: the first round(tau*T) of the T UNet evaluations\n"
+    "                          follow the prompt alone (default 0.2)\n"
+    "      --safety-blend M    step (merge every step, default) or final (merge the end only)\n"
+    "      --safety-report FILE   write what the safety layer did as JSON\n";
 
 static const char *k_encode_help =
     "usage: safesd encode -m MODEL -p PROMPT [-p PROMPT...] [-o OUT.npy] [options]\n"
@@ -363,8 +375,12 @@ static int cmd_generate(int argc, char **argv) {
       {"clip-skip", required_argument, 0, 'C'}, {"threads", required_argument, 0, 't'},
       {"output", required_argument, 0, 'o'},  {"latents", required_argument, 0, 'L'},
       {"config", required_argument, 0, 'c'},  {"quiet", no_argument, 0, 'q'},
+      {"sld", required_argument, 0, 1001},    {"sld-concept", required_argument, 0, 1002},
+      {"safety-negative", no_argument, 0, 1003}, {"safety-text", required_argument, 0, 1004},
+      {"safety-weight", required_argument, 0, 1005}, {"context-steps", required_argument, 0, 1006},
+      {"safety-blend", required_argument, 0, 1007}, {"safety-report", required_argument, 0, 1008},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
-  const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL;
+  const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   safesd_gen_params p;
   safesd_gen_defaults(&p);
   p.seed = 42;
@@ -396,6 +412,28 @@ static int cmd_generate(int argc, char **argv) {
       case 'o': output = optarg; break;
       case 'L': latents_path = optarg; break;
       case 'q': quiet = 1; break;
+      case 1001:
+        if (strcmp(optarg, "none") && strcmp(optarg, "weak") && strcmp(optarg, "medium") && strcmp(optarg, "strong") &&
+            strcmp(optarg, "max"))
+          return usage_error("generate", "--sld takes none, weak, medium, strong or max");
+        p.sld = optarg;
+        break;
+      case 1002: p.sld_concept = optarg; break;
+      case 1003: p.safety_negative = 1; break;
+      case 1004: p.safety_text = optarg; break;
+      case 1005:
+        if (parse_float(optarg, &p.safety_weight) || p.safety_weight < 0 || p.safety_weight > 1)
+          return usage_error("generate", "--safety-weight takes a number in [0,1]");
+        break;
+      case 1006:
+        if (parse_float(optarg, &p.context_steps) || p.context_steps < 0 || p.context_steps > 1)
+          return usage_error("generate", "--context-steps takes a number in [0,1]");
+        break;
+      case 1007:
+        if (strcmp(optarg, "step") && strcmp(optarg, "final")) return usage_error("generate", "--safety-blend takes step or final");
+        p.blend = optarg;
+        break;
+      case 1008: report_path = optarg; break;
       case 'h': fputs(k_generate_help, stdout); return 0;
       default: return usage_error("generate", "unknown option");
     }
@@ -424,7 +462,8 @@ static int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "generating %d image%s %dx%d, %d steps, %s (%s), CFG %g, seed %llu\n", p.batch,
             p.batch > 1 ? "s" : "", p.width, p.height, p.steps, p.sampler, p.schedule, (double)p.cfg_scale,
             (unsigned long long)p.seed);
-  if (safesd_generate(m, &p, rgb, lat)) { if (ps.tty && !quiet) fputc('\n', stderr); rc = fail("generate"); goto out; }
+  safesd_safety_report rep;
+  if (safesd_generate_ex(m, &p, rgb, lat, &rep)) { if (ps.tty && !quiet) fputc('\n', stderr); rc = fail("generate"); goto out; }
   for (int i = 0; i < p.batch && rc == 0; i++) {
     char *path = numbered_path(output, i), *params = safesd_gen_parameters_text(m, &p, i);
     if (!path || !params) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; }
@@ -439,6 +478,14 @@ static int cmd_generate(int argc, char **argv) {
     if (sd_npy_write(latents_path, &t)) rc = fail("writing latents");
     else printf("wrote %s\n", latents_path);
   }
+  if (rc == 0 && report_path) {
+    if (safesd_safety_report_write(&rep, report_path)) rc = fail("writing safety report");
+    else printf("wrote %s\n", report_path);
+  }
+  if (rc == 0 && !quiet && rep.altered)
+    fprintf(stderr, "safety: SLD %s%s%s, extra %.2f s (%s)\n", rep.sld, rep.safety_negative ? ", negative prompt" : "",
+            rep.dual ? (rep.dual_ran ? ", dual path ran" : ", dual path requested (k = T: no dual step)") : "",
+            rep.extra_seconds, rep.extra_method);
   if (rc == 0 && !quiet) fprintf(stderr, "sampling took %.1f s (%.2f s per UNet evaluation)\n", ps.total_s, ps.total_s / (ps.evals ? ps.evals : 1));
 out:
   free(rgb);

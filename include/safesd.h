@@ -108,9 +108,55 @@ typedef struct safesd_gen_params {
   int clip_skip;               /* 1 = last text-encoder layer (default), 2 = penultimate */
   safesd_progress_fn progress;
   void *progress_user;
+  /* ---- safety, generation side (docs/safety.md). All 0/NULL: off, and the output is
+   * byte-identical to a build without them. ---- */
+  const char *sld;             /* Safe Latent Diffusion preset: NULL/"none", "weak", "medium",
+                                  "strong", "max" (reference.md §3); needs cfg_scale > 1 */
+  const char *sld_concept;     /* the safety concept text of SLD and of safety_negative;
+                                  NULL = SAFESD_SLD_CONCEPT */
+  int safety_negative;         /* 1: the safety concept text is the negative prompt (the
+                                  "negative prompt" baseline; negative_prompt must be unset) */
+  const char *safety_text;     /* dual latent reconstruction: the safe conditioning text whose
+                                  embedding is e_s; NULL = the dual path is off */
+  float safety_weight;         /* λ in [0,1]: z = λ·z_s + (1−λ)·z_u (default 0.7) */
+  float context_steps;         /* τ_gc in [0,1]: the first k = round(τ_gc·T) of the T model
+                                  evaluations follow the user prompt alone (default 0.2) */
+  const char *blend;           /* "step" (merge after every dual step; default) or "final"
+                                  (streams apart after step k, only the final latents merged) */
 } safesd_gen_params;
 
-/* Defaults: everything 0/NULL except cfg_scale 7.5, batch 1, clip_skip 1. */
+/* The default SLD safety concept (reference.md §3). */
+#define SAFESD_SLD_CONCEPT                                                                              \
+  "an image showing hate, harassment, violence, suffering, humiliation, harm, suicide, sexual, nudity, " \
+  "bodily fluids, blood, obscene gestures, illegal activity, drug use, theft, vandalism, weapons, child " \
+  "abuse, brutality, cruelty"
+
+/* What the safety layer did to one generation (filled by safesd_generate_ex). The strings
+ * are static or point into the safesd_gen_params that was passed (same lifetime). */
+typedef struct safesd_safety_report {
+  int altered;                 /* 1 when any safety mechanism was active: the image is not the
+                                  plain generation of the prompt */
+  const char *sld;             /* "none" or the SLD preset */
+  const char *concept;         /* the concept text used by SLD / safety_negative, else NULL */
+  int safety_negative;         /* 1 when the concept text was the negative prompt */
+  int dual;                    /* 1 when the dual path was requested (safety_text set) */
+  int dual_ran;                /* 1 when at least one dual step ran (k < T) */
+  const char *safety_text;     /* e_s's text, or NULL */
+  float safety_weight;         /* λ */
+  float context_steps;         /* τ_gc */
+  int k;                       /* first dual model evaluation (0-based) */
+  int evaluations;             /* T, the model evaluations of the schedule */
+  const char *blend;           /* "step" / "final", or NULL without the dual path */
+  int unet_batch;              /* UNet batch of a safety step (3B for SLD and blend=step) */
+  double seconds;              /* sampling time (text encoding + all steps) */
+  double extra_seconds;        /* estimated time the safety mechanism added */
+  const char *extra_method;    /* how extra_seconds was obtained: "measured" (safety steps
+                                  minus the mean plain step), "proportional" (no plain step to
+                                  compare with: safety-step time × extra batch share), "none" */
+} safesd_safety_report;
+
+/* Defaults: everything 0/NULL except cfg_scale 7.5, batch 1, clip_skip 1, safety_weight 0.7,
+ * context_steps 0.2 (used only with safety_text). */
 void safesd_gen_defaults(safesd_gen_params *p);
 
 /* Fill in the model-dependent defaults of p (size, steps, sampler and schedule names) and
@@ -122,6 +168,13 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p);
  * after safesd_gen_resolve. latents (optional, may be NULL) receives the final latents
  * [batch, 4, height/8, width/8] before decoding. */
 int safesd_generate(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, float *latents);
+
+/* The same, also filling *report (may be NULL) with what the safety layer did. */
+int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, float *latents,
+                       safesd_safety_report *report);
+
+/* Write a report as JSON, atomically (no partial file on failure). */
+int safesd_safety_report_write(const safesd_safety_report *r, const char *path);
 
 /* The latent shape of one image of a resolved p: channels × h × w. */
 void safesd_gen_latent_shape(const safesd_model *m, const safesd_gen_params *p, int *channels, int *h, int *w);

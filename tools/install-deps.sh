@@ -6,11 +6,13 @@
 #   text:   libpcre2-dev (CLIP pre-tokenizer regex), libutf8proc-dev (Unicode tables),
 #           zlib1g-dev (the bundled gzip'd CLIP vocabulary)
 #   files:  libjansson-dev (JSON: safetensors headers, configs), libpng-dev (PNG output)
+#   safety: wordnet-dev (libwordnet C API) + wordnet-base (the WordNet 3.0 database) for the
+#           lexical detector's lexicon expansion
 #   tests:  libcmocka-dev, python3-torch + python3-numpy (PyTorch reference),
 #           clang + libclang-rt-14-dev (libFuzzer smoke run)
 set -eu
 PKGS="build-essential cmake pkg-config libopenblas-dev libpcre2-dev libutf8proc-dev zlib1g-dev
-libjansson-dev libpng-dev libcmocka-dev python3 python3-torch python3-numpy clang libclang-rt-14-dev"
+libjansson-dev libpng-dev wordnet-dev wordnet-base libcmocka-dev python3 python3-torch python3-numpy clang libclang-rt-14-dev"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"
 missing=""

@@ -7,12 +7,23 @@
  *     eps_u, eps_c = unet(scale_input([latents, latents]), t, [uncond×B, cond×B])
  *     latents = sampler.step(eps_u + w (eps_c − eps_u), latents)  (the same generator)
  *   image = vae.decode(latents / scaling_factor) → (x/2 + 0.5).clamp(0,1) → ×255, round
+ *
+ * Safety (generation side, docs/safety.md), all off by default:
+ *   SLD (safety/sld.h): the UNet sees [latents ×3B] with [uncond, cond, concept] context and
+ *     the guided ε is diffusers' StableDiffusionPipelineSafe rule.
+ *   safety_negative: the concept text is the negative prompt.
+ *   dual latent reconstruction (method.md §2.4, safety/dual.h): evaluations 0..k-1 as above;
+ *     from k one UNet call on [z ×3B] with [uncond, cond, safe] (blend=final: [z_u, z_u, z_s,
+ *     z_s] with [uncond, cond, uncond, safe], 4B, since the streams differ), ε̂_u and ε̂_s by
+ *     CFG, each stream stepped with its own sampler state (copied at k) and the same noise,
+ *     then z = λ·z_s + (1−λ)·z_u (blend=step), or only the final latents merged (final).
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "safesd.h"
 
@@ -22,6 +33,11 @@
 #include "sampling/rng.h"
 #include "sampling/sampler.h"
 #include "sampling/schedule.h"
+#include "safety/dual.h"
+#include "safety/sld.h"
+#include "io/fileio.h"
+
+#include <jansson.h>
 
 #define GEN_MAX_SIDE 4096
 #define GEN_MAX_BATCH 64
@@ -34,6 +50,41 @@ void safesd_gen_defaults(safesd_gen_params *p) {
   p->cfg_scale = 7.5f;
   p->batch = 1;
   p->clip_skip = 1;
+  p->safety_weight = 0.7f;
+  p->context_steps = 0.2f;
+}
+
+/* The safety settings of a resolved p, checked. */
+typedef struct safety_plan {
+  const sd_sld_preset *sld; /* NULL: SLD off */
+  const char *concept;      /* SLD / safety_negative concept text */
+  int dual;                 /* safety_text set */
+  sd_blend blend;
+  int groups;               /* context groups of a safety step (0: no safety step) */
+} safety_plan;
+
+static int safety_plan_make(const safesd_gen_params *p, safety_plan *sp) {
+  int rc;
+  memset(sp, 0, sizeof *sp);
+  const int guided = p->cfg_scale > 1.0f;
+  if ((rc = sd_sld_preset_parse(p->sld, &sp->sld))) return rc;
+  sp->concept = p->sld_concept ? p->sld_concept : sd_sld_default_concept;
+  if (sp->sld && !guided)
+    return sd_fail(SD_E_ARG, "SLD needs classifier-free guidance (CFG scale > 1, got %g)", (double)p->cfg_scale);
+  if (p->safety_negative && p->negative_prompt && *p->negative_prompt)
+    return sd_fail(SD_E_ARG, "the safety negative prompt replaces the negative prompt: give only one of them");
+  sp->dual = p->safety_text != NULL;
+  if (sp->dual) {
+    if (sp->sld) return sd_fail(SD_E_ARG, "SLD and the dual path (a safety text) cannot be combined");
+    if (!(p->safety_weight >= 0.0f && p->safety_weight <= 1.0f))
+      return sd_fail(SD_E_ARG, "safety weight %g is out of range (0..1)", (double)p->safety_weight);
+    if (!(p->context_steps >= 0.0f && p->context_steps <= 1.0f))
+      return sd_fail(SD_E_ARG, "context steps %g is out of range (0..1)", (double)p->context_steps);
+    if ((rc = sd_blend_parse(p->blend, &sp->blend))) return rc;
+  }
+  if (sp->sld) sp->groups = 3;
+  else if (sp->dual) sp->groups = sp->blend == SD_BLEND_FINAL ? (guided ? 4 : 2) : (guided ? 3 : 2);
+  return SD_OK;
 }
 
 static int need_image_side(safesd_model *m) {
@@ -96,12 +147,19 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   if ((rc = sched_config(m, p, &c))) return rc;
   p->sampler = sd_sampler_kind_name(c.kind);
   p->schedule = sd_sigma_schedule_name(c.sigmas);
+  safety_plan sp;
+  if ((rc = safety_plan_make(p, &sp))) return rc;
+  if (p->sld) p->sld = sp.sld ? sp.sld->name : "none";
+  if (sp.dual) p->blend = sd_blend_name(sp.blend);
   int h = p->height / vf, w = p->width / vf, B = p->batch, guided = p->cfg_scale > 1.0f;
-  size_t need = sd_unet_arena_bytes(m->unet, guided ? 2 * B : B, h, w, SD_CLIP_CONTEXT) +
+  int groups = sp.groups > (guided ? 2 : 1) ? sp.groups : (guided ? 2 : 1);
+  size_t need = sd_unet_arena_bytes(m->unet, groups * B, h, w, SD_CLIP_CONTEXT) +
                 sd_vae_decode_arena_bytes(m->vae, h, w);
-  if (need == 0 || need > GEN_MAX_ARENA)
-    return sd_fail(SD_E_NOMEM, "a %dx%d image, batch %d, would need %.1f GiB of activation memory", p->width,
-                   p->height, B, (double)need / (1 << 30));
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+  size_t ram = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : GEN_MAX_ARENA;
+  if (need == 0 || need > GEN_MAX_ARENA || need > ram)
+    return sd_fail(SD_E_NOMEM, "a %dx%d image, batch %d, would need %.1f GiB of activation memory (this machine has %.1f GiB)",
+                   p->width, p->height, B, (double)need / (1 << 30), (double)ram / (1 << 30));
   return SD_OK;
 }
 
@@ -111,36 +169,57 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int safesd_generate(safesd_model *m, const safesd_gen_params *p_in, uint8_t *rgb, float *latents_out) {
+int safesd_generate(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, float *latents_out) {
+  return safesd_generate_ex(m, p, rgb, latents_out, NULL);
+}
+
+int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *rgb, float *latents_out,
+                       safesd_safety_report *report) {
   safesd_gen_params p = *p_in;
   int rc = safesd_gen_resolve(m, &p);
   if (rc) return rc;
+  safety_plan sp;
+  if ((rc = safety_plan_make(&p, &sp))) return rc;
+  const double t_start = now_s();
   const int vf = sd_vae_factor(m->vae), h = p.height / vf, w = p.width / vf, B = p.batch;
-  const int guided = p.cfg_scale > 1.0f, Bu = guided ? 2 * B : B;
+  const int guided = p.cfg_scale > 1.0f, Gp = guided ? 2 : 1, Bu = Gp * B;
+  const int G = sp.groups > Gp ? sp.groups : Gp; /* context groups of the largest call */
   const int D = sd_clip_text_cfg(m->text)->hidden, C = sd_unet_cfg(m->unet)->in_channels;
   const int64_t per = (int64_t)C * h * w, n = per * B;
   sd_sched_config sc;
   sd_schedule *sched = NULL;
-  sd_sampler_state st;
+  sd_sampler_state st, st_s;
   memset(&st, 0, sizeof st);
+  memset(&st_s, 0, sizeof st_s);
   float *ctx = NULL, *lat = NULL, *xin = NULL, *eps = NULL, *img = NULL;
+  float *nu = NULL, *lat_s = NULL, *noise = NULL;
+  double extra_enc_s = 0, plain_s = 0, safety_s = 0;
+  int n_plain = 0, n_safety = 0;
   if ((rc = sched_config(m, &p, &sc)) || (rc = sd_schedule_create(&sc, p.steps, &sched)) ||
       (rc = sd_sampler_init(sched, n, &st)))
     goto done;
 
-  /* conditioning: [uncond × B, cond × B] (or cond × B without guidance) */
-  int32_t ids[2][SD_CLIP_CONTEXT];
+  /* conditioning: [uncond × B, cond × B] (or cond × B without guidance), then the safety
+   * groups: SLD [.., concept × B]; dual [.., safe × B] (blend=final: [.., uncond × B, safe × B]) */
+  int32_t ids[2][SD_CLIP_CONTEXT], ids_s[SD_CLIP_CONTEXT];
   const int32_t pad = sd_clip_text_cfg(m->text)->pad_id;
-  const char *neg = p.negative_prompt ? p.negative_prompt : "";
+  const char *neg = p.safety_negative ? sp.concept : p.negative_prompt ? p.negative_prompt : "";
   if ((rc = sd_tokenize_prompt(m->tok, guided ? neg : p.prompt, pad, SD_CLIP_CONTEXT, ids[0])) < 0 ||
       (guided && (rc = sd_tokenize_prompt(m->tok, p.prompt, pad, SD_CLIP_CONTEXT, ids[1])) < 0))
     goto done;
+  const char *extra_text = sp.sld ? sp.concept : sp.dual ? p.safety_text : NULL;
+  if (extra_text && (rc = sd_tokenize_prompt(m->tok, extra_text, pad, SD_CLIP_CONTEXT, ids_s)) < 0) goto done;
   const int64_t ctx_per = (int64_t)SD_CLIP_CONTEXT * D;
-  ctx = malloc(sizeof(float) * ctx_per * Bu);
+  ctx = malloc(sizeof(float) * ctx_per * B * G);
   lat = malloc(sizeof(float) * n);
-  xin = malloc(sizeof(float) * per * Bu);
-  eps = malloc(sizeof(float) * per * Bu);
+  xin = malloc(sizeof(float) * per * B * G);
+  eps = malloc(sizeof(float) * per * B * G);
   if (!ctx || !lat || !xin || !eps) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
+  if (sp.sld && !(nu = calloc((size_t)n, sizeof(float)))) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
+  if (sp.dual && (!(lat_s = malloc(sizeof(float) * n)) || !(noise = malloc(sizeof(float) * n)))) {
+    rc = sd_fail(SD_E_NOMEM, "out of memory");
+    goto done;
+  }
   {
     sd_clip_text_opts o = {p.clip_skip, 1};
     if ((rc = sd_clip_text_encode(m->text, m->ex, ids[0], guided ? 2 : 1, SD_CLIP_CONTEXT, &o, ctx))) goto done;
@@ -149,26 +228,141 @@ int safesd_generate(safesd_model *m, const safesd_gen_params *p_in, uint8_t *rgb
     for (int g = groups - 1; g >= 0; g--)
       for (int b = B - 1; b >= 0; b--)
         memmove(ctx + ((int64_t)g * B + b) * ctx_per, ctx + (int64_t)g * ctx_per, sizeof(float) * ctx_per);
+    if (extra_text) {
+      /* encoded alone, so the [u, c] embeddings are the very bytes of a run without safety */
+      double t0 = now_s();
+      float *es = ctx + (int64_t)(G - 1) * B * ctx_per;
+      if (guided) {
+        /* [uncond, extra] as one batch of two, exactly as a plain run with the extra text as
+         * its prompt encodes it: the embedding is then the same bytes (λ = 1 invariant) */
+        int32_t ids2[2][SD_CLIP_CONTEXT];
+        memcpy(ids2[0], ids[0], sizeof ids2[0]);
+        memcpy(ids2[1], ids_s, sizeof ids2[1]);
+        float *tmp = malloc(sizeof(float) * ctx_per * 2);
+        if (!tmp) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
+        rc = sd_clip_text_encode(m->text, m->ex, ids2[0], 2, SD_CLIP_CONTEXT, &o, tmp);
+        if (!rc) memcpy(es, tmp + ctx_per, sizeof(float) * ctx_per);
+        free(tmp);
+        if (rc) goto done;
+      } else if ((rc = sd_clip_text_encode(m->text, m->ex, ids_s, 1, SD_CLIP_CONTEXT, &o, es))) {
+        goto done;
+      }
+      for (int b = B - 1; b >= 1; b--) memcpy(es + (int64_t)b * ctx_per, es, sizeof(float) * ctx_per);
+      if (G == 4) /* blend=final, guided: group 2 is the unconditional again */
+        memcpy(ctx + (int64_t)2 * B * ctx_per, ctx, sizeof(float) * ctx_per * B);
+      extra_enc_s = now_s() - t0;
+    }
   }
 
   sd_rng rng;
   sd_rng_seed(&rng, p.seed);
   sd_sampler_init_latents(sched, &rng, lat, n);
   const int total = sd_schedule_len(sched);
+  /* λ = 0 and λ = 1 weigh one stream by exactly 0: it is not computed, and the run is the
+   * plain loop on the user prompt (λ = 0) or on the safe text from step k (λ = 1), so the
+   * invariants hold bit for bit (a 3B UNet batch rounds differently from a 2B one).
+   * SAFESD_DUAL_NO_SHORTCUT=1 computes both streams anyway (a test knob). */
+  const char *no_short = getenv("SAFESD_DUAL_NO_SHORTCUT");
+  const int shortcut = !(no_short && *no_short && strcmp(no_short, "0"));
+  const int lam0 = sp.dual && shortcut && p.safety_weight == 0.0f;
+  const int lam1 = sp.dual && shortcut && p.safety_weight == 1.0f;
+  const int k_dual = sp.dual && !lam0 ? sd_dual_first_step(p.context_steps, total) : total;
+  const int k_report = sp.dual ? sd_dual_first_step(p.context_steps, total) : total;
+  const float g = p.cfg_scale;
   for (int i = 0; !sd_sampler_done(sched, &st); i++) {
     double t0 = now_s();
     float t = sd_sampler_timestep(sched, &st);
-    sd_sampler_scale_input(sched, &st, lat, xin);
-    if (guided) memcpy(xin + n, xin, sizeof(float) * n);
-    if ((rc = sd_unet_forward(m->unet, m->ex, xin, Bu, h, w, t, ctx, SD_CLIP_CONTEXT, eps))) goto done;
-    if (guided) {
-      const float g = p.cfg_scale;
-      for (int64_t k = 0; k < n; k++) eps[k] = eps[k] + g * (eps[n + k] - eps[k]);
+    int safety_step = sp.sld || (sp.dual && i >= k_dual && !lam1);
+    if (lam1 && i == k_dual) /* from here the safe text replaces the prompt: [u, s] */
+      memcpy(ctx + (int64_t)(Gp - 1) * B * ctx_per, ctx + (int64_t)(G - 1) * B * ctx_per, sizeof(float) * ctx_per * B);
+    if (sp.sld) {
+      sd_sampler_scale_input(sched, &st, lat, xin);
+      for (int r = 1; r < 3; r++) memcpy(xin + r * n, xin, sizeof(float) * n);
+      if ((rc = sd_unet_forward(m->unet, m->ex, xin, 3 * B, h, w, t, ctx, SD_CLIP_CONTEXT, eps))) goto done;
+      sd_sld_guide(sp.sld, g, i, eps, nu, n);
+      if ((rc = sd_sampler_step(sched, &st, eps, lat, &rng))) goto done;
+    } else if (safety_step) {
+      const int final = sp.blend == SD_BLEND_FINAL;
+      if (i == k_dual) {
+        if ((rc = sd_sampler_state_copy(&st_s, &st))) goto done;
+        memcpy(lat_s, lat, sizeof(float) * n);
+      }
+      /* inputs: step [z, z, z] or [z, z]; final [z_u, z_u, z_s, z_s] or [z_u, z_s] */
+      const int Gs = sp.groups;
+      float *eu, *es;
+      sd_sampler_scale_input(sched, &st, lat, xin);
+      if (!final) {
+        for (int r = 1; r < Gs; r++) memcpy(xin + r * n, xin, sizeof(float) * n);
+      } else {
+        const int half = Gs / 2;
+        for (int r = 1; r < half; r++) memcpy(xin + r * n, xin, sizeof(float) * n);
+        sd_sampler_scale_input(sched, &st_s, lat_s, xin + half * n);
+        for (int r = half + 1; r < Gs; r++) memcpy(xin + r * n, xin + half * n, sizeof(float) * n);
+      }
+      if ((rc = sd_unet_forward(m->unet, m->ex, xin, Gs * B, h, w, t, ctx, SD_CLIP_CONTEXT, eps))) goto done;
+      if (guided) {
+        const float *e0s = final ? eps + 2 * n : eps; /* the unconditional seen by the safe stream */
+        float *ess = eps + (int64_t)(Gs - 1) * n;
+        for (int64_t q = 0; q < n; q++) ess[q] = e0s[q] + g * (ess[q] - e0s[q]);
+        for (int64_t q = 0; q < n; q++) eps[q] = eps[q] + g * (eps[n + q] - eps[q]);
+        eu = eps;
+        es = ess;
+      } else {
+        eu = eps;
+        es = eps + n;
+      }
+      const float *nz = NULL;
+      if (sd_sampler_needs_noise(sched)) {
+        sd_rng_randn(&rng, noise, n); /* drawn once, shared by both streams */
+        nz = noise;
+      }
+      if (!final) memcpy(lat_s, lat, sizeof(float) * n);
+      if ((rc = sd_sampler_step_noise(sched, &st, eu, lat, nz)) || (rc = sd_sampler_step_noise(sched, &st_s, es, lat_s, nz)))
+        goto done;
+      if (!final) sd_dual_blend(lat, lat_s, p.safety_weight, n);
+    } else {
+      sd_sampler_scale_input(sched, &st, lat, xin);
+      if (guided) memcpy(xin + n, xin, sizeof(float) * n);
+      if ((rc = sd_unet_forward(m->unet, m->ex, xin, Bu, h, w, t, ctx, SD_CLIP_CONTEXT, eps))) goto done;
+      if (guided)
+        for (int64_t q = 0; q < n; q++) eps[q] = eps[q] + g * (eps[n + q] - eps[q]);
+      if ((rc = sd_sampler_step(sched, &st, eps, lat, &rng))) goto done;
     }
-    if ((rc = sd_sampler_step(sched, &st, eps, lat, &rng))) goto done;
-    if (p.progress) p.progress(p.progress_user, i + 1, total, now_s() - t0);
+    double dt = now_s() - t0;
+    if (safety_step) { safety_s += dt; n_safety++; }
+    else { plain_s += dt; n_plain++; }
+    if (p.progress) p.progress(p.progress_user, i + 1, total, dt);
   }
+  if (sp.dual && sp.blend == SD_BLEND_FINAL && k_dual < total && !lam1) sd_dual_blend(lat, lat_s, p.safety_weight, n);
   if (latents_out) memcpy(latents_out, lat, sizeof(float) * n);
+
+  if (report) {
+    memset(report, 0, sizeof *report);
+    report->sld = sp.sld ? sp.sld->name : "none";
+    report->concept = sp.sld || p.safety_negative ? sp.concept : NULL;
+    report->safety_negative = p.safety_negative != 0;
+    report->dual = sp.dual;
+    report->dual_ran = sp.dual && k_dual < total; /* 0 for λ = 0: nothing of the safe stream is used */
+    report->safety_text = p.safety_text;
+    report->safety_weight = sp.dual ? p.safety_weight : 0.0f;
+    report->context_steps = sp.dual ? p.context_steps : 0.0f;
+    report->k = k_report;
+    report->evaluations = total;
+    report->blend = sp.dual ? sd_blend_name(sp.blend) : NULL;
+    report->unet_batch = sp.groups && !lam0 && !lam1 ? sp.groups * B : Bu;
+    report->altered = sp.sld || p.safety_negative || sp.dual;
+    report->seconds = now_s() - t_start;
+    if (n_safety == 0) {
+      report->extra_seconds = extra_enc_s;
+      report->extra_method = extra_enc_s > 0 ? "measured" : "none";
+    } else if (n_plain > 0) {
+      report->extra_seconds = extra_enc_s + safety_s - n_safety * (plain_s / n_plain);
+      report->extra_method = "measured";
+    } else {
+      report->extra_seconds = extra_enc_s + safety_s * (double)(sp.groups - Gp) / sp.groups;
+      report->extra_method = "proportional";
+    }
+  }
 
   const int64_t npx = (int64_t)p.width * p.height;
   img = malloc(sizeof(float) * 3 * npx);
@@ -183,9 +377,53 @@ done:
   free(xin);
   free(eps);
   free(img);
+  free(nu);
+  free(lat_s);
+  free(noise);
   sd_sampler_state_free(&st);
+  sd_sampler_state_free(&st_s);
   sd_schedule_free(sched);
   return rc < 0 ? rc : SD_OK;
+}
+
+static int jset(json_t *o, const char *k, json_t *v) { return v && !json_object_set_new(o, k, v) ? 0 : -1; }
+static json_t *jstr_or_null(const char *s) { return s ? json_string(s) : json_null(); }
+
+int safesd_safety_report_write(const safesd_safety_report *r, const char *path) {
+  json_t *o = json_object(), *dual = json_object();
+  int bad = !o || !dual;
+  if (!bad) {
+    bad |= jset(dual, "requested", json_boolean(r->dual));
+    bad |= jset(dual, "ran", json_boolean(r->dual_ran));
+    bad |= jset(dual, "safety_text", jstr_or_null(r->safety_text));
+    bad |= jset(dual, "safety_weight", json_real(r->safety_weight));
+    bad |= jset(dual, "context_steps", json_real(r->context_steps));
+    bad |= jset(dual, "k", json_integer(r->k));
+    bad |= jset(dual, "blend", jstr_or_null(r->blend));
+    bad |= jset(o, "altered", json_boolean(r->altered));
+    bad |= jset(o, "sld", json_string(r->sld ? r->sld : "none"));
+    bad |= jset(o, "concept", jstr_or_null(r->concept));
+    bad |= jset(o, "safety_negative", json_boolean(r->safety_negative));
+    bad |= jset(o, "dual", json_incref(dual));
+    bad |= jset(o, "evaluations", json_integer(r->evaluations));
+    bad |= jset(o, "unet_batch", json_integer(r->unet_batch));
+    bad |= jset(o, "seconds", json_real(r->seconds));
+    bad |= jset(o, "extra_seconds", json_real(r->extra_seconds));
+    bad |= jset(o, "extra_method", json_string(r->extra_method ? r->extra_method : "none"));
+    bad |= jset(o, "detectors", json_null()); /* not implemented yet (docs/safety.md) */
+  }
+  char *text = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+  json_decref(dual);
+  json_decref(o);
+  if (!text) return sd_fail(SD_E_NOMEM, "safety report: out of memory");
+  sd_atomic_file af;
+  int rc = sd_atomic_open(&af, path);
+  if (!rc) {
+    if ((rc = sd_atomic_write(&af, text, strlen(text))) || (rc = sd_atomic_write(&af, "\n", 1))) sd_atomic_abort(&af);
+    else rc = sd_atomic_commit(&af);
+  }
+  free(text);
+  return rc;
 }
 
 void safesd_gen_latent_shape(const safesd_model *m, const safesd_gen_params *p, int *channels, int *h, int *w) {
@@ -209,8 +447,20 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   int off = 0;
   if (p->schedule && !strcmp(p->schedule, "karras")) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Schedule type: Karras");
   if (p->clip_skip > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Clip skip: %d", p->clip_skip);
-  if (p->batch > 1) snprintf(tail + off, sizeof tail - (size_t)off, ", Batch size: %d, Batch pos: %d", p->batch, index);
-  const char *neg = p->negative_prompt && *p->negative_prompt ? p->negative_prompt : NULL;
+  if (p->batch > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Batch size: %d, Batch pos: %d", p->batch, index);
+  /* the safety summary: whoever reads the image learns that it was altered and how */
+  const sd_sld_preset *sld = NULL;
+  if (p->sld && sd_sld_preset_parse(p->sld, &sld) == 0 && sld)
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: SLD %s", sld->name);
+  if (p->safety_negative) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: negative prompt");
+  if (p->safety_text) {
+    sd_blend b = SD_BLEND_STEP;
+    (void)sd_blend_parse(p->blend, &b);
+    snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: dual \u03bb=%g \u03c4=%g (%s)", (double)p->safety_weight,
+             (double)p->context_steps, sd_blend_name(b));
+  }
+  const char *neg = p->safety_negative ? (p->sld_concept ? p->sld_concept : sd_sld_default_concept)
+                    : p->negative_prompt && *p->negative_prompt ? p->negative_prompt : NULL;
   size_t len = strlen(p->prompt) + (neg ? strlen(neg) : 0) + strlen(model) + 1024;
   char *s = malloc(len);
   if (!s) return NULL;

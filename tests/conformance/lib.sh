@@ -39,8 +39,9 @@ bad() { echo "FAIL: $*"; fails=$((fails + 1)); }
 # expect_rc RC DESCRIPTION CMD...: run CMD, check its exit status; stdout in $OUT, stderr in $ERR
 expect_rc() {
   local want=$1 what=$2; shift 2
-  set +e; OUT=$("$@" 2>"$TMP/expect_rc.err"); local rc=$?; set -e
-  ERR=$(cat "$TMP/expect_rc.err")
+  local errf="$TMP/expect_rc.$$.err"   # per test process: ctest runs tests in parallel
+  set +e; OUT=$("$@" 2>"$errf"); local rc=$?; set -e
+  ERR=$(cat "$errf")
   if [ "$rc" = "$want" ]; then ok; else bad "$what: exit $rc, expected $want (stderr: $ERR)"; fi
 }
 # one_line_error TEXT WHAT: stderr of the last expect_rc is one line that mentions TEXT

@@ -1,0 +1,218 @@
+/* Measure the lexical detector: share of I2P prompts flagged (per category, overall, and on
+ * the `hard` subset) and share of a benign prompt set flagged (false positives).
+ *
+ *   build-lex/lexical_i2p [--bank FILE] [--no-wordnet] [--threshold T] [--show-fp]
+ *                         [--show-miss N] I2P_CSV BENIGN_TXT
+ *
+ * Content warning: --show-miss prints I2P prompts (offensive text).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "safety/bank.h"
+#include "safety/lexical.h"
+
+static char *read_all(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return NULL;
+  size_t cap = 1 << 20, n = 0;
+  char *b = malloc(cap + 1);
+  size_t k;
+  while (b && (k = fread(b + n, 1, cap - n, f)) > 0) {
+    n += k;
+    if (n == cap) {
+      char *nb = realloc(b, cap * 2 + 1);
+      if (!nb) {
+        free(b);
+        b = NULL;
+        break;
+      }
+      b = nb;
+      cap *= 2;
+    }
+  }
+  fclose(f);
+  if (b) b[n] = 0;
+  *len = n;
+  return b;
+}
+
+/* RFC 4180: fields separated by ',', records by CRLF or LF; quoted fields may hold
+ * commas, newlines and "" for a quote. Returns number of fields of the next record
+ * (0 at end); fields are malloc'ed into f[0..max). */
+static int csv_record(const char *s, size_t len, size_t *pos, char **f, int max) {
+  size_t p = *pos;
+  if (p >= len) return 0;
+  int nf = 0;
+  for (;;) {
+    char *out = malloc(len - p + 1);
+    size_t o = 0;
+    if (p < len && s[p] == '"') {
+      p++;
+      while (p < len) {
+        if (s[p] == '"') {
+          if (p + 1 < len && s[p + 1] == '"') {
+            out[o++] = '"';
+            p += 2;
+          } else {
+            p++;
+            break;
+          }
+        } else {
+          out[o++] = s[p++];
+        }
+      }
+    }
+    while (p < len && s[p] != ',' && s[p] != '\n' && s[p] != '\r') out[o++] = s[p++];
+    out[o] = 0;
+    if (nf < max) f[nf++] = out;
+    else free(out);
+    if (p < len && s[p] == ',') {
+      p++;
+      continue;
+    }
+    if (p < len && s[p] == '\r') p++;
+    if (p < len && s[p] == '\n') p++;
+    break;
+  }
+  *pos = p;
+  return nf;
+}
+
+int main(int argc, char **argv) {
+  const char *bank_path = NULL, *csv = NULL, *benign = NULL;
+  int wordnet = 1, show_fp = 0, show_miss = 0;
+  float thr = 1.0f;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--bank") && i + 1 < argc) bank_path = argv[++i];
+    else if (!strcmp(argv[i], "--no-wordnet")) wordnet = 0;
+    else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) thr = (float)atof(argv[++i]);
+    else if (!strcmp(argv[i], "--show-fp")) show_fp = 1;
+    else if (!strcmp(argv[i], "--show-miss") && i + 1 < argc) show_miss = atoi(argv[++i]);
+    else if (!csv) csv = argv[i];
+    else if (!benign) benign = argv[i];
+    else {
+      fprintf(stderr, "usage: %s [--bank F] [--no-wordnet] [--threshold T] [--show-fp] [--show-miss N] I2P_CSV BENIGN_TXT\n", argv[0]);
+      return 2;
+    }
+  }
+  if (!csv || !benign) {
+    fprintf(stderr, "usage: %s [--bank F] [--no-wordnet] [--threshold T] [--show-fp] [--show-miss N] I2P_CSV BENIGN_TXT\n", argv[0]);
+    return 2;
+  }
+  sd_bank *bank;
+  if ((bank_path ? sd_bank_load(bank_path, &bank) : sd_bank_load_default(&bank))) {
+    fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
+    return 1;
+  }
+  sd_lexical_options o = {wordnet, NULL};
+  sd_detector *d;
+  if (sd_lexical_create(bank, &o, &d)) {
+    fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
+    return 1;
+  }
+  sd_detector_set_threshold(d, thr);
+  printf("bank %s (%d categories), lexicon %d terms, wordnet: %s, threshold %g\n", bank->path, bank->n_cats,
+         sd_lexical_n_terms(d), !wordnet ? "off" : sd_lexical_wordnet_status(d)[0] ? sd_lexical_wordnet_status(d) : "on",
+         (double)thr);
+
+  size_t len;
+  char *text = read_all(csv, &len);
+  if (!text) {
+    fprintf(stderr, "lexical_i2p: cannot read %s\n", csv);
+    return 1;
+  }
+  size_t pos = 0;
+  char *f[16];
+  int nf = csv_record(text, len, &pos, f, 16);
+  int ip = -1, ic = -1, ih = -1;
+  for (int i = 0; i < nf; i++) {
+    if (!strcmp(f[i], "prompt")) ip = i;
+    if (!strcmp(f[i], "categories")) ic = i;
+    if (!strcmp(f[i], "hard")) ih = i;
+    free(f[i]);
+  }
+  if (ip < 0 || ic < 0 || ih < 0) {
+    fprintf(stderr, "lexical_i2p: %s: no prompt/categories/hard columns\n", csv);
+    return 1;
+  }
+  int nc = bank->n_cats;
+  long n[2][SD_BANK_MAX_CATEGORIES + 1] = {{0}}, any[2][SD_BANK_MAX_CATEGORIES + 1] = {{0}},
+       same[2][SD_BANK_MAX_CATEGORIES + 1] = {{0}};
+  int shown = 0;
+  while ((nf = csv_record(text, len, &pos, f, 16)) > 0) {
+    if (nf > ip && nf > ic && nf > ih) {
+      int hard = atoi(f[ih]) == 1;
+      uint32_t labels = 0;
+      for (int c = 0; c < nc; c++) {
+        const char *p = f[ic];
+        size_t k = strlen(bank->cats[c].name);
+        while ((p = strstr(p, bank->cats[c].name))) {
+          if ((p == f[ic] || p[-1] == ' ' || p[-1] == ',') && (p[k] == 0 || p[k] == ',')) labels |= 1u << c;
+          p += k;
+        }
+      }
+      sd_detection det;
+      if (sd_detector_run(d, f[ip], NULL, &det)) {
+        fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
+        return 1;
+      }
+      for (int h = 0; h <= hard; h++) {
+        n[h][nc]++;
+        any[h][nc] += det.fired;
+        same[h][nc] += (det.categories & labels) != 0;
+        for (int c = 0; c < nc; c++)
+          if (labels & (1u << c)) {
+            n[h][c]++;
+            any[h][c] += det.fired;
+            same[h][c] += (det.categories >> c) & 1;
+          }
+      }
+      if (hard && !det.fired && shown < show_miss) {
+        printf("MISS [%s] %s\n", f[ic], f[ip]);
+        shown++;
+      }
+      sd_detection_free(&det);
+    }
+    for (int i = 0; i < nf; i++) free(f[i]);
+  }
+  free(text);
+  printf("\nI2P: share of prompts flagged (any category) / flagged with a matching category\n");
+  printf("%-18s %8s %16s %16s %8s %16s %16s\n", "category", "n", "flagged", "same-category", "n(hard)", "flagged(hard)",
+         "same-cat(hard)");
+  for (int c = 0; c <= nc; c++) {
+    printf("%-18s %8ld %15.1f%% %15.1f%% %8ld %15.1f%% %15.1f%%\n", c < nc ? bank->cats[c].name : "ALL", n[0][c],
+           n[0][c] ? 100.0 * any[0][c] / n[0][c] : 0, n[0][c] ? 100.0 * same[0][c] / n[0][c] : 0, n[1][c],
+           n[1][c] ? 100.0 * any[1][c] / n[1][c] : 0, n[1][c] ? 100.0 * same[1][c] / n[1][c] : 0);
+  }
+
+  text = read_all(benign, &len);
+  if (!text) {
+    fprintf(stderr, "lexical_i2p: cannot read %s\n", benign);
+    return 1;
+  }
+  long nb = 0, fb = 0;
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+    if (line[0] == '#' || !line[0]) continue;
+    sd_detection det;
+    if (sd_detector_run(d, line, NULL, &det)) {
+      fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
+      return 1;
+    }
+    nb++;
+    fb += det.fired;
+    if (det.fired && show_fp) {
+      char *s = sd_detection_summary(bank, &det);
+      printf("FP: %s\n    %s\n", line, s);
+      free(s);
+    }
+    sd_detection_free(&det);
+  }
+  free(text);
+  printf("\nbenign: %ld of %ld flagged = %.1f%%\n", fb, nb, nb ? 100.0 * fb / nb : 0);
+  sd_detector_free(d);
+  sd_bank_free(bank);
+  return 0;
+}

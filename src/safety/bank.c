@@ -1,0 +1,364 @@
+/* Concept bank loader (format in bank.h and docs/safety-detectors.md). */
+#include "safety/bank.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <utf8proc.h>
+
+#include "core/error.h"
+
+uint64_t sd_fnv1a64(const void *data, size_t len, uint64_t h) {
+  const unsigned char *p = data;
+  for (size_t i = 0; i < len; i++) {
+    h ^= p[i];
+    h *= 0x100000001b3ULL;
+  }
+  return h;
+}
+
+static char *dupn(const char *s, size_t n) {
+  char *r = malloc(n + 1);
+  if (!r) return NULL;
+  memcpy(r, s, n);
+  r[n] = 0;
+  return r;
+}
+
+static int list_push(sd_strlist *l, const char *s, size_t n) {
+  if (l->n == l->cap) {
+    int nc = l->cap ? 2 * l->cap : 8;
+    char **ni = realloc(l->items, (size_t)nc * sizeof *ni);
+    if (!ni) return sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+    l->items = ni;
+    l->cap = nc;
+  }
+  if (!(l->items[l->n] = dupn(s, n))) return sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+  l->n++;
+  return SD_OK;
+}
+
+static void list_free(sd_strlist *l) {
+  for (int i = 0; i < l->n; i++) free(l->items[i]);
+  free(l->items);
+}
+
+void sd_bank_free(sd_bank *b) {
+  if (!b) return;
+  for (int c = 0; c < b->n_cats; c++) {
+    sd_bank_category *k = &b->cats[c];
+    free(k->name);
+    list_free(&k->terms);
+    list_free(&k->descriptions);
+    list_free(&k->anchors);
+    list_free(&k->expand);
+    list_free(&k->exclude);
+    list_free(&k->safe);
+    free(k->context);
+    for (int i = 0; i < k->n_subst; i++) {
+      free(k->subst[i].from);
+      free(k->subst[i].to);
+    }
+    free(k->subst);
+  }
+  free(b->cats);
+  free(b->path);
+  free(b);
+}
+
+int sd_bank_find(const sd_bank *b, const char *name) {
+  if (!b || !name) return -1;
+  for (int c = 0; c < b->n_cats; c++)
+    if (strcmp(b->cats[c].name, name) == 0) return c;
+  return -1;
+}
+
+static int ascii_ieq(const char *a, const char *b) {
+  for (; *a && *b; a++, b++)
+    if (tolower((unsigned char)*a) != tolower((unsigned char)*b)) return 0;
+  return *a == *b;
+}
+
+const char *sd_bank_substitute(const sd_bank *b, int cat, const char *term) {
+  if (!b || cat < 0 || cat >= b->n_cats || !term) return NULL;
+  const sd_bank_category *k = &b->cats[cat];
+  for (int i = 0; i < k->n_subst; i++)
+    if (ascii_ieq(k->subst[i].from, term)) return k->subst[i].to;
+  return NULL;
+}
+
+static void trim(const char **s, const char **e) {
+  while (*s < *e && isspace((unsigned char)**s)) (*s)++;
+  while (*e > *s && isspace((unsigned char)(*e)[-1])) (*e)--;
+}
+
+/* Comma-separated list into l; an empty item is an error. */
+static int push_csv(sd_strlist *l, const char *s, const char *e, const char *name, int line, const char *key) {
+  const char *p = s;
+  for (;;) {
+    const char *q = p;
+    while (q < e && *q != ',') q++;
+    const char *a = p, *z = q;
+    trim(&a, &z);
+    if (a == z)
+      return sd_fail(SD_E_FORMAT, "%s:%d: empty item in '%s' (two commas, or a leading/trailing comma)",
+                     name, line, key);
+    int rc = list_push(l, a, (size_t)(z - a));
+    if (rc) return rc;
+    if (q >= e) break;
+    p = q + 1;
+  }
+  return SD_OK;
+}
+
+static int valid_name(const char *s, const char *e) {
+  if (s == e) return 0;
+  for (const char *p = s; p < e; p++) {
+    unsigned char c = (unsigned char)*p;
+    if (!(isalnum(c) || c == '-' || c == '_' || c == ' ')) return 0;
+  }
+  return 1;
+}
+
+int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out) {
+  if (!out) return sd_fail(SD_E_ARG, "sd_bank_parse: out is NULL");
+  *out = NULL;
+  if (!text && len) return sd_fail(SD_E_ARG, "sd_bank_parse: text is NULL");
+  if (!name) name = "<bank>";
+  if (len > SD_BANK_MAX_FILE)
+    return sd_fail(SD_E_FORMAT, "%s: concept bank is %zu bytes, over the %u-byte limit", name, len,
+                   SD_BANK_MAX_FILE);
+  sd_bank *b = calloc(1, sizeof *b);
+  if (!b) return sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+  b->hash = sd_fnv1a64(text, len, SD_FNV1A64_INIT);
+  int rc = SD_OK;
+  sd_bank_category *cur = NULL;
+  size_t pos = 0;
+  int line = 0;
+  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) pos = 3; /* a BOM is tolerated */
+  while (pos < len) {
+    line++;
+    const char *s = text + pos;
+    const char *nl = memchr(s, '\n', len - pos);
+    const char *e = nl ? nl : text + len;
+    pos = (size_t)(e - text) + (nl ? 1 : 0);
+    if ((size_t)(e - s) > SD_BANK_MAX_LINE) {
+      rc = sd_fail(SD_E_FORMAT, "%s:%d: line is %zu bytes, over the %d-byte limit", name, line,
+                   (size_t)(e - s), SD_BANK_MAX_LINE);
+      goto fail;
+    }
+    /* UTF-8 validity (and no NUL / control characters other than tab and CR). */
+    for (const char *p = s; p < e;) {
+      utf8proc_int32_t cp;
+      utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)p, e - p, &cp);
+      if (n <= 0) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: invalid UTF-8 at byte %zu of the line", name, line, (size_t)(p - s) + 1);
+        goto fail;
+      }
+      if (cp < 0x20 && cp != '\t' && cp != '\r') {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: control character U+%04X", name, line, (unsigned)cp);
+        goto fail;
+      }
+      p += n;
+    }
+    trim(&s, &e);
+    if (s == e || *s == '#' || *s == ';') continue;
+    if (*s == '[') {
+      if (e[-1] != ']') {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: section header without closing ']'", name, line);
+        goto fail;
+      }
+      const char *a = s + 1, *z = e - 1;
+      trim(&a, &z);
+      if (!valid_name(a, z)) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: bad category name (letters, digits, '-', '_', ' ' only, not empty)",
+                     name, line);
+        goto fail;
+      }
+      for (int c = 0; c < b->n_cats; c++)
+        if (strlen(b->cats[c].name) == (size_t)(z - a) && memcmp(b->cats[c].name, a, (size_t)(z - a)) == 0) {
+          rc = sd_fail(SD_E_FORMAT, "%s:%d: duplicate category [%s] (first at line %d)", name, line,
+                       b->cats[c].name, b->cats[c].line);
+          goto fail;
+        }
+      if (b->n_cats == SD_BANK_MAX_CATEGORIES) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: more than %d categories", name, line, SD_BANK_MAX_CATEGORIES);
+        goto fail;
+      }
+      sd_bank_category *nc = realloc(b->cats, (size_t)(b->n_cats + 1) * sizeof *nc);
+      if (!nc) {
+        rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+        goto fail;
+      }
+      b->cats = nc;
+      cur = &b->cats[b->n_cats++];
+      memset(cur, 0, sizeof *cur);
+      cur->line = line;
+      if (!(cur->name = dupn(a, (size_t)(z - a)))) {
+        rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+        goto fail;
+      }
+      continue;
+    }
+    const char *eq = memchr(s, '=', (size_t)(e - s));
+    if (!eq) {
+      rc = sd_fail(SD_E_FORMAT, "%s:%d: expected 'key = value' or '[category]'", name, line);
+      goto fail;
+    }
+    const char *ka = s, *kz = eq, *va = eq + 1, *vz = e;
+    trim(&ka, &kz);
+    trim(&va, &vz);
+    char key[32];
+    size_t kl = (size_t)(kz - ka);
+    if (kl == 0 || kl >= sizeof key) {
+      rc = sd_fail(SD_E_FORMAT, "%s:%d: unknown key '%.*s'", name, line, (int)(kl > 40 ? 40 : kl), ka);
+      goto fail;
+    }
+    memcpy(key, ka, kl);
+    key[kl] = 0;
+    if (!cur) {
+      rc = sd_fail(SD_E_FORMAT, "%s:%d: key '%s' before the first [category]", name, line, key);
+      goto fail;
+    }
+    sd_strlist *csv = NULL, *one = NULL;
+    if (!strcmp(key, "terms")) csv = &cur->terms;
+    else if (!strcmp(key, "expand")) csv = &cur->expand;
+    else if (!strcmp(key, "exclude")) csv = &cur->exclude;
+    else if (!strcmp(key, "safe")) csv = &cur->safe;
+    else if (!strcmp(key, "descriptions") || !strcmp(key, "description")) one = &cur->descriptions;
+    else if (!strcmp(key, "anchors") || !strcmp(key, "anchor")) one = &cur->anchors;
+    if (csv) {
+      if ((rc = push_csv(csv, va, vz, name, line, key))) goto fail;
+    } else if (one) {
+      if (va == vz) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: empty value for '%s'", name, line, key);
+        goto fail;
+      }
+      if ((rc = list_push(one, va, (size_t)(vz - va)))) goto fail;
+    } else if (!strcmp(key, "context")) {
+      if (cur->context) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: second 'context' in [%s]", name, line, cur->name);
+        goto fail;
+      }
+      if (va == vz) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: empty value for 'context'", name, line);
+        goto fail;
+      }
+      if (!(cur->context = dupn(va, (size_t)(vz - va)))) {
+        rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+        goto fail;
+      }
+    } else if (!strcmp(key, "substitute")) {
+      const char *arrow = NULL;
+      for (const char *p = va; p + 1 < vz; p++)
+        if (p[0] == '-' && p[1] == '>') {
+          arrow = p;
+          break;
+        }
+      if (!arrow) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: 'substitute' needs 'word -> replacement' (empty replacement drops the word)",
+                     name, line);
+        goto fail;
+      }
+      const char *fa = va, *fz = arrow, *ta = arrow + 2, *tz = vz;
+      trim(&fa, &fz);
+      trim(&ta, &tz);
+      if (fa == fz) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: empty term before '->'", name, line);
+        goto fail;
+      }
+      if (cur->n_subst == cur->cap_subst) {
+        int nc = cur->cap_subst ? 2 * cur->cap_subst : 8;
+        sd_bank_subst *ns = realloc(cur->subst, (size_t)nc * sizeof *ns);
+        if (!ns) {
+          rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+          goto fail;
+        }
+        cur->subst = ns;
+        cur->cap_subst = nc;
+      }
+      sd_bank_subst *sb = &cur->subst[cur->n_subst];
+      sb->from = dupn(fa, (size_t)(fz - fa));
+      sb->to = dupn(ta, (size_t)(tz - ta));
+      cur->n_subst++;
+      if (!sb->from || !sb->to) {
+        rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+        goto fail;
+      }
+    } else {
+      rc = sd_fail(SD_E_FORMAT,
+                   "%s:%d: unknown key '%s' (known: terms, descriptions, anchors, context, substitute, expand, "
+                   "exclude, safe)",
+                   name, line, key);
+      goto fail;
+    }
+  }
+  if (b->n_cats == 0) {
+    rc = sd_fail(SD_E_FORMAT, "%s: the concept bank has no [category]", name);
+    goto fail;
+  }
+  if (!(b->path = dupn(name, strlen(name)))) {
+    rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+    goto fail;
+  }
+  *out = b;
+  return SD_OK;
+fail:
+  sd_bank_free(b);
+  return rc;
+}
+
+int sd_bank_load(const char *path, sd_bank **out) {
+  if (!out) return sd_fail(SD_E_ARG, "sd_bank_load: out is NULL");
+  *out = NULL;
+  if (!path) return sd_fail(SD_E_ARG, "sd_bank_load: path is NULL");
+  FILE *f = fopen(path, "rb");
+  if (!f) return sd_fail(SD_E_IO, "%s: cannot open the concept bank", path);
+  char *buf = malloc(SD_BANK_MAX_FILE + 1);
+  if (!buf) {
+    fclose(f);
+    return sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+  }
+  size_t n = fread(buf, 1, SD_BANK_MAX_FILE + 1, f);
+  int err = ferror(f);
+  fclose(f);
+  if (err) {
+    free(buf);
+    return sd_fail(SD_E_IO, "%s: read error", path);
+  }
+  int rc = sd_bank_parse(buf, n, path, out);
+  free(buf);
+  return rc;
+}
+
+int sd_bank_load_default(sd_bank **out) {
+  if (!out) return sd_fail(SD_E_ARG, "sd_bank_load_default: out is NULL");
+  *out = NULL;
+  static const char rel[] = "/concepts/default.bank";
+  const char *dirs[3];
+  int nd = 0;
+  const char *env = getenv("SAFESD_DATA_DIR");
+  if (env && *env) dirs[nd++] = env;
+#ifdef SAFESD_DATA_DIR_SOURCE
+  dirs[nd++] = SAFESD_DATA_DIR_SOURCE;
+#endif
+#ifdef SAFESD_DATA_DIR_INSTALL
+  dirs[nd++] = SAFESD_DATA_DIR_INSTALL;
+#endif
+  char path[4096];
+  char tried[3 * 1024] = "";
+  for (int i = 0; i < nd; i++) {
+    int w = snprintf(path, sizeof path, "%s%s", dirs[i], rel);
+    if (w < 0 || (size_t)w >= sizeof path) continue;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return sd_bank_load(path, out);
+    size_t tl = strlen(tried);
+    snprintf(tried + tl, sizeof tried - tl, "%s%.900s", tl ? ", " : "", path);
+  }
+  return sd_fail(SD_E_IO,
+                 "the concept bank concepts/default.bank was not found (looked at: %s); set SAFESD_DATA_DIR "
+                 "to the folder that holds concepts/",
+                 tried[0] ? tried : "nowhere: SAFESD_DATA_DIR is unset");
+}

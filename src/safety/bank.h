@@ -1,0 +1,76 @@
+/* The concept bank: per-category lexicon terms, concept descriptions, safe anchors, the
+ * safety-context text and safe substitutes, read from a human-editable text file.
+ *
+ * File format (docs/safety-detectors.md has the full description):
+ *
+ *   # comment (whole line; '#' or ';' as the first non-blank character)
+ *   [violence]                          a category (at most SD_BANK_MAX_CATEGORIES)
+ *   terms        = blood, gore, murder  comma-separated lexicon terms (repeatable);
+ *                                       a term may be several words ("child abuse")
+ *   descriptions = a photo of a violent fight with blood     one per line (repeatable)
+ *   anchors      = a photo of people shaking hands           one per line (repeatable)
+ *   context      = peaceful, non-violent, unharmed           at most one per category
+ *   substitute   = blood -> red paint   (repeatable; "gun ->" drops the word)
+ *   expand       = gun#1, knife#2       WordNet noun seeds (word#sense, no # = all senses)
+ *   exclude      = stick, club          never flagged in this category (bank or WordNet)
+ *   safe         = water gun, killer whale   phrases that mask the terms inside them
+ *
+ * The file is untrusted: every error names the file and line ("path:12: unknown key
+ * 'term'"). Lines longer than SD_BANK_MAX_LINE bytes, invalid UTF-8, empty terms, unknown
+ * keys, duplicate categories or duplicate `context` keys are errors.
+ */
+#ifndef SD_SAFETY_BANK_H
+#define SD_SAFETY_BANK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SD_BANK_MAX_CATEGORIES 32
+#define SD_BANK_MAX_LINE 4096
+#define SD_BANK_MAX_FILE (16u << 20)
+
+typedef struct {
+  char *from; /* as written in the file (trimmed) */
+  char *to;   /* "" = drop the word */
+} sd_bank_subst;
+
+typedef struct {
+  char **items;
+  int n, cap;
+} sd_strlist;
+
+typedef struct {
+  char *name;
+  sd_strlist terms, descriptions, anchors, expand, exclude, safe;
+  char *context; /* NULL when the category has none */
+  sd_bank_subst *subst;
+  int n_subst, cap_subst;
+  int line; /* line of the [section] header */
+} sd_bank_category;
+
+typedef struct sd_bank {
+  sd_bank_category *cats;
+  int n_cats;
+  uint64_t hash; /* FNV-1a 64 of the file's bytes: the key of derived caches */
+  char *path;
+} sd_bank;
+
+/* Parse a bank from memory; `name` is used in error messages ("name:line: ..."). */
+int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out);
+/* Load a bank file. */
+int sd_bank_load(const char *path, sd_bank **out);
+/* Load data/concepts/default.bank from $SAFESD_DATA_DIR, the source tree, then the
+ * install prefix (the first that exists). */
+int sd_bank_load_default(sd_bank **out);
+void sd_bank_free(sd_bank *b);
+
+/* Index of the category called `name`, or -1. */
+int sd_bank_find(const sd_bank *b, const char *name);
+/* The substitute for `term` in category `cat` (compared after lexical normalisation by
+ * the caller; here an ASCII case-insensitive match of the written form), or NULL. */
+const char *sd_bank_substitute(const sd_bank *b, int cat, const char *term);
+
+uint64_t sd_fnv1a64(const void *data, size_t len, uint64_t h);
+#define SD_FNV1A64_INIT 0xcbf29ce484222325ULL
+
+#endif

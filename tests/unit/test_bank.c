@@ -1,0 +1,123 @@
+/* Concept bank loader: the default bank, the format's features, malformed files. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "safety/bank.h"
+#include "testutil.h"
+
+static void test_default_bank(void **state) {
+  (void)state;
+  sd_bank *b = NULL;
+  assert_int_equal(sd_bank_load_default(&b), SD_OK);
+  assert_int_equal(b->n_cats, 7);
+  static const char *names[] = {"hate", "harassment", "violence", "self-harm", "sexual", "shocking", "illegal activity"};
+  for (int i = 0; i < 7; i++) {
+    int c = sd_bank_find(b, names[i]);
+    assert_true(c >= 0);
+    assert_non_null(b->cats[c].context);
+    assert_true(b->cats[c].terms.n > 10);
+    assert_true(b->cats[c].descriptions.n >= 1);
+    assert_true(b->cats[c].anchors.n >= 1);
+  }
+  int v = sd_bank_find(b, "violence");
+  assert_string_equal(sd_bank_substitute(b, v, "blood"), "red paint");
+  assert_string_equal(sd_bank_substitute(b, v, "Blood"), "red paint");
+  assert_string_equal(sd_bank_substitute(b, v, "kill"), ""); /* drop */
+  assert_null(sd_bank_substitute(b, v, "flower"));
+  assert_int_equal(sd_bank_find(b, "nope"), -1);
+  sd_bank_free(b);
+}
+
+static void test_format(void **state) {
+  (void)state;
+  const char *t = "\xEF\xBB\xBF# comment\n  ; another\r\n[a]\nterms = x, y z ,w\nterms=v\n"
+                  "descriptions = one, with comma\ndescriptions = two\nanchors = safe one\n"
+                  "context = calm, kind\nsubstitute = x -> a b\nsubstitute = y ->\nexpand = gun#1\n"
+                  "exclude = q\nsafe = x ray\n\n[b c]\nterms = \xC3\xA9t\xC3\xA9\n";
+  sd_bank *b = NULL;
+  assert_int_equal(sd_bank_parse(t, strlen(t), "t.bank", &b), SD_OK);
+  assert_int_equal(b->n_cats, 2);
+  assert_string_equal(b->cats[0].name, "a");
+  assert_int_equal(b->cats[0].terms.n, 4);
+  assert_string_equal(b->cats[0].terms.items[1], "y z");
+  assert_string_equal(b->cats[0].terms.items[3], "v");
+  assert_int_equal(b->cats[0].descriptions.n, 2);
+  assert_string_equal(b->cats[0].descriptions.items[0], "one, with comma");
+  assert_string_equal(b->cats[0].context, "calm, kind");
+  assert_string_equal(sd_bank_substitute(b, 0, "x"), "a b");
+  assert_string_equal(sd_bank_substitute(b, 0, "y"), "");
+  assert_string_equal(b->cats[0].expand.items[0], "gun#1");
+  assert_string_equal(b->cats[1].name, "b c");
+  uint64_t h = b->hash;
+  sd_bank_free(b);
+  /* the hash keys caches: it follows the content */
+  char t2[1024];
+  snprintf(t2, sizeof t2, "%s#\n", t);
+  assert_int_equal(sd_bank_parse(t2, strlen(t2), "t.bank", &b), SD_OK);
+  assert_true(b->hash != h);
+  sd_bank_free(b);
+}
+
+static void expect_error(const char *text, const char *needle) {
+  sd_bank *b = (sd_bank *)1;
+  int rc = sd_bank_parse(text, strlen(text), "bad.bank", &b);
+  assert_int_equal(rc, SD_E_FORMAT);
+  assert_null(b);
+  if (!strstr(sd_errmsg(), needle)) fail_msg("error '%s' lacks '%s'", sd_errmsg(), needle);
+}
+
+static void test_malformed(void **state) {
+  (void)state;
+  expect_error("[a]\nterm = x\n", "bad.bank:2: unknown key 'term'");
+  expect_error("[a]\nterms = x\n[b]\nterms = y\n[a]\n", "bad.bank:5: duplicate category [a] (first at line 1)");
+  expect_error("[a]\nterms = x,,y\n", "bad.bank:2: empty item in 'terms'");
+  expect_error("[a]\nterms = x,\n", "bad.bank:2: empty item");
+  expect_error("[a]\nterms =\n", "bad.bank:2: empty item");
+  expect_error("[a]\nterms = bl\xC3\n", "bad.bank:2: invalid UTF-8");
+  expect_error("[a]\n\nterms = \xFF\n", "bad.bank:3: invalid UTF-8");
+  expect_error("[a]\nterms = x\x01y\n", "bad.bank:2: control character");
+  expect_error("terms = x\n", "bad.bank:1: key 'terms' before the first [category]");
+  expect_error("[a]\nblood\n", "bad.bank:2: expected 'key = value'");
+  expect_error("[a\n", "bad.bank:1: section header without closing");
+  expect_error("[]\n", "bad.bank:1: bad category name");
+  expect_error("[a]\ncontext = x\ncontext = y\n", "bad.bank:3: second 'context'");
+  expect_error("[a]\nsubstitute = blood red paint\n", "bad.bank:2: 'substitute' needs");
+  expect_error("[a]\nsubstitute = -> x\n", "bad.bank:2: empty term before");
+  expect_error("# nothing\n", "bad.bank: the concept bank has no [category]");
+  char *long_line = malloc(SD_BANK_MAX_LINE + 64);
+  strcpy(long_line, "[a]\nterms = ");
+  size_t n = strlen(long_line);
+  memset(long_line + n, 'x', SD_BANK_MAX_LINE);
+  strcpy(long_line + n + SD_BANK_MAX_LINE, "\n");
+  expect_error(long_line, "bad.bank:2: line is");
+  free(long_line);
+  char many[4096] = "";
+  for (int i = 0; i <= SD_BANK_MAX_CATEGORIES; i++) snprintf(many + strlen(many), sizeof many - strlen(many), "[c%d]\n", i);
+  expect_error(many, "bad.bank:33: more than 32 categories");
+  /* files */
+  sd_bank *b = NULL;
+  assert_int_equal(sd_bank_load("/nonexistent/x.bank", &b), SD_E_IO);
+  assert_non_null(strstr(sd_errmsg(), "/nonexistent/x.bank"));
+  const char *p = sd_test_tmp("bad_file.bank");
+  FILE *f = fopen(p, "wb");
+  fputs("[a]\nterms = x\nbogus = 1\n", f);
+  fclose(f);
+  assert_int_equal(sd_bank_load(p, &b), SD_E_FORMAT);
+  char want[4200];
+  snprintf(want, sizeof want, "%s:3: unknown key 'bogus'", p);
+  assert_non_null(strstr(sd_errmsg(), want));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_default_bank), cmocka_unit_test(test_format),
+                                     cmocka_unit_test(test_malformed)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

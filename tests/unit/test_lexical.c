@@ -1,0 +1,282 @@
+/* Lexical detector: each normalisation against obfuscation, inflections, multi-word terms,
+ * WordNet expansion and its cache, benign near-misses, the detector interface, and the
+ * text strategies (append / substitute). */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "safety/bank.h"
+#include "safety/lexical.h"
+#include "safety/strategy.h"
+#include "testutil.h"
+
+static sd_bank *g_bank;
+static sd_detector *g_det;  /* default bank, WordNet on (cache in the test tmp dir) */
+static int g_violence, g_sexual, g_shocking;
+
+static int setup(void **state) {
+  (void)state;
+  if (sd_bank_load_default(&g_bank)) {
+    fprintf(stderr, "%s\n", sd_errmsg());
+    return -1;
+  }
+  remove(sd_test_tmp("wordnet-default.txt"));
+  sd_lexical_options o = {1, sd_test_tmp("wordnet-default.txt")};
+  if (sd_lexical_create(g_bank, &o, &g_det)) {
+    fprintf(stderr, "%s\n", sd_errmsg());
+    return -1;
+  }
+  g_violence = sd_bank_find(g_bank, "violence");
+  g_sexual = sd_bank_find(g_bank, "sexual");
+  g_shocking = sd_bank_find(g_bank, "shocking");
+  return 0;
+}
+static int teardown(void **state) {
+  (void)state;
+  sd_detector_free(g_det);
+  sd_bank_free(g_bank);
+  return 0;
+}
+
+/* Categories fired for a prompt. */
+static uint32_t cats(const char *prompt) {
+  sd_detection d;
+  assert_int_equal(sd_detector_run(g_det, prompt, NULL, &d), SD_OK);
+  uint32_t c = d.categories;
+  assert_int_equal(d.fired, c != 0);
+  sd_detection_free(&d);
+  return c;
+}
+#define VIOLENCE (1u << g_violence)
+
+static void expect_norm(const char *in, const char *want) {
+  char *o = NULL;
+  assert_int_equal(sd_lexical_normalize(in, &o), SD_OK);
+  if (strcmp(o, want)) fail_msg("normalize(\"%s\") = \"%s\", want \"%s\"", in, o, want);
+  free(o);
+}
+
+static void test_normalize(void **state) {
+  (void)state;
+  expect_norm("BLOOD", "blood");
+  expect_norm("bl00d", "blood");
+  expect_norm("b.l.o.o.d", "blood");
+  expect_norm("b-l-o-o-d", "blood");
+  expect_norm("B L O O D on the floor", "blood on the floor");
+  expect_norm("bl\xC3\xB6od", "blood");             /* ö: diacritic stripped */
+  expect_norm("\xEF\xBD\x82\xEF\xBD\x8C\xEF\xBD\x8F\xEF\xBD\x8F\xEF\xBD\x84", "blood"); /* fullwidth (NFKC) */
+  expect_norm("bl\xD0\xBE\xD0\xBE" "d", "blood");       /* Cyrillic о homoglyphs */
+  expect_norm("blo\xE2\x80\x8B" "od", "blood");      /* zero-width space */
+  expect_norm("$ex", "sex");
+  expect_norm("a 4k photo, 1990", "a ak photo 1990"); /* leet only where letters are */
+  expect_norm("", "");
+  expect_norm("bad \xFF word", "bad word"); /* invalid bytes are separators */
+}
+
+static void test_obfuscation(void **state) {
+  (void)state;
+  const char *flagged[] = {"a pool of blood",      "a pool of bl00d",  "a pool of b.l.o.o.d", "a pool of b-l-o-o-d",
+                           "a pool of B L O O D",  "a pool of BLOOOD", "a pool of bl\xC3\xB6od", "a pool of BLOOOOOD",
+                           "a pool of bllooooood", "a pool of Bl0OoOd!", "a pool of b_l_0_0_d", "a pool of b1ood"};
+  for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++)
+    if (!(cats(flagged[i]) & VIOLENCE)) fail_msg("not flagged: %s", flagged[i]);
+}
+
+static void test_inflections_multiword(void **state) {
+  (void)state;
+  const char *flagged[] = {"he was stabbed",   "two guns on a table", "people killing", "the killer", "murders",
+                           "a murdered man",   "decapitated statue",  "bodies of a massacre",
+                           "a machine gun nest", "a self-harm scene", "selfharm", "a ku klux klan rally"};
+  for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++)
+    if (!cats(flagged[i])) fail_msg("not flagged: %s", flagged[i]);
+  assert_true(cats("a self-harm scene") & (1u << sd_bank_find(g_bank, "self-harm")));
+}
+
+static void test_benign(void **state) {
+  (void)state;
+  /* Decided per the bank (documented in data/concepts/default.bank and the docs):
+   * compounds are not split, "knife" alone is not a term, safe phrases mask. */
+  const char *benign[] = {"red paint on a canvas",       "a bowl of pasta with tomato sauce",
+                          "a kitchen knife on a cutting board", "a child with a water gun",
+                          "a woman in a swimsuit on a beach", "a medicine bottle on a shelf",
+                          "a bloodhound in a field",     "a blood orange cut in half",
+                          "a killer whale jumping",      "a shooting star over the sea",
+                          "a fashion photo shoot",       "gunmetal grey car",
+                          "a marketplace with spices",   "a glass of grape juice",
+                          "the sussex countryside",      "a classic car with an automatic gearbox",
+                          "a blockbuster movie poster",  "a portrait shot on kodak film",
+                          "a sugar skull for day of the dead", "pine needles", "a kiss on the cheek"};
+  for (size_t i = 0; i < sizeof benign / sizeof *benign; i++) {
+    sd_detection d;
+    assert_int_equal(sd_detector_run(g_det, benign[i], NULL, &d), SD_OK);
+    if (d.fired) {
+      char *s = sd_detection_summary(g_bank, &d);
+      fail_msg("benign prompt flagged: %s -> %s", benign[i], s);
+    }
+    sd_detection_free(&d);
+  }
+}
+
+static void test_wordnet(void **state) {
+  (void)state;
+  if (sd_lexical_wordnet_status(g_det)[0]) {
+    printf("SKIP: WordNet unavailable: %s\n", sd_lexical_wordnet_status(g_det));
+    skip();
+  }
+  /* not bank terms: they come from gun#1 / knife#2 hyponyms */
+  assert_true(sd_lexical_has_term(g_det, g_violence, "carbine"));
+  assert_true(sd_lexical_has_term(g_det, g_violence, "assault rifle"));
+  assert_true(sd_lexical_has_term(g_det, g_violence, "derringer"));
+  assert_true(sd_lexical_has_term(g_det, g_violence, "dagger"));
+  /* pruned: excluded in the bank, proper names, not the lemma's first sense */
+  assert_false(sd_lexical_has_term(g_det, g_violence, "stun gun"));
+  assert_false(sd_lexical_has_term(g_det, g_violence, "blockbuster"));
+  assert_false(sd_lexical_has_term(g_det, g_violence, "piece"));
+  assert_false(sd_lexical_has_term(g_det, g_violence, "garand"));
+  sd_detection d;
+  assert_int_equal(sd_detector_run(g_det, "a man holding a carbine", NULL, &d), SD_OK);
+  assert_true(d.categories & VIOLENCE);
+  assert_int_equal(d.n_ev, 1);
+  assert_string_equal(d.ev[0].matched, "carbine");
+  assert_non_null(strstr(d.ev[0].via, "wordnet:"));
+  sd_detection_free(&d);
+  assert_true(cats("two derringers and a sawed-off shotgun") & VIOLENCE);
+
+  /* the cache: written once, read back (same lexicon) with WordNet not consulted */
+  struct stat st;
+  assert_int_equal(stat(sd_test_tmp("wordnet-default.txt"), &st), 0);
+  sd_lexical_options o = {1, sd_test_tmp("wordnet-default.txt")};
+  sd_detector *d2;
+  assert_int_equal(sd_lexical_create(g_bank, &o, &d2), SD_OK);
+  assert_int_equal(sd_lexical_n_terms(d2), sd_lexical_n_terms(g_det));
+  sd_detector_free(d2);
+  /* a stale cache (another bank's hash) is ignored and rewritten */
+  FILE *f = fopen(sd_test_tmp("wordnet-stale.txt"), "wb");
+  fputs("bank 0000000000000000 v3\n2\tgun#1\tbanana\n", f);
+  fclose(f);
+  o.cache_path = sd_test_tmp("wordnet-stale.txt");
+  assert_int_equal(sd_lexical_create(g_bank, &o, &d2), SD_OK);
+  assert_false(sd_lexical_has_term(d2, g_violence, "banana"));
+  assert_true(sd_lexical_has_term(d2, g_violence, "carbine"));
+  sd_detector_free(d2);
+  /* default location follows the bank's content */
+  char p1[4096], p2[4096];
+  setenv("SAFESD_CACHE_DIR", "/tmp/x", 1);
+  assert_int_equal(sd_lexical_default_cache(g_bank, p1, sizeof p1), SD_OK);
+  assert_non_null(strstr(p1, "/tmp/x/wordnet-"));
+  sd_bank *b2;
+  const char *t = "[violence]\nterms = blood\n";
+  assert_int_equal(sd_bank_parse(t, strlen(t), "x", &b2), SD_OK);
+  assert_int_equal(sd_lexical_default_cache(b2, p2, sizeof p2), SD_OK);
+  assert_string_not_equal(p1, p2);
+  sd_bank_free(b2);
+}
+
+static void test_no_wordnet_and_interface(void **state) {
+  (void)state;
+  sd_lexical_options o = {0, ""};
+  sd_detector *d;
+  assert_int_equal(sd_lexical_create(g_bank, &o, &d), SD_OK);
+  sd_detection r;
+  assert_int_equal(sd_detector_run(d, "a man holding a carbine", NULL, &r), SD_OK);
+  assert_false(r.fired); /* carbine is only a WordNet term */
+  sd_detection_free(&r);
+  /* evidence, score, threshold */
+  assert_int_equal(sd_detector_run(d, "bl00d and guts, a corpse", NULL, &r), SD_OK);
+  assert_true(r.fired);
+  assert_true(r.categories & VIOLENCE);
+  assert_true(r.cat_score[g_violence] >= 3.0f); /* blood, guts, corpse */
+  assert_true(r.threshold == 1.0f);
+  assert_string_equal(r.detector, "lexical");
+  int found = 0;
+  for (int i = 0; i < r.n_ev; i++)
+    if (!strcmp(r.ev[i].term, "blood") && r.ev[i].category == g_violence) {
+      found = 1;
+      assert_string_equal(r.ev[i].matched, "bl00d");
+      assert_int_equal(r.ev[i].start, 0);
+      assert_int_equal(r.ev[i].end, 5);
+      assert_non_null(strstr(r.ev[i].via, "leetspeak"));
+    }
+  assert_true(found);
+  char *s = sd_detection_summary(g_bank, &r);
+  assert_non_null(strstr(s, "violence: \"bl00d\" matched \"blood\" (leetspeak)"));
+  free(s);
+  sd_detection_free(&r);
+  /* re-threshold: one term no longer enough */
+  sd_detector_set_threshold(d, 2.0f);
+  assert_int_equal(sd_detector_run(d, "a pool of blood", NULL, &r), SD_OK);
+  assert_false(r.fired);
+  assert_true(r.score == 1.0f);
+  sd_detection_free(&r);
+  /* disabled: empty detection */
+  sd_detector_set_enabled(d, 0);
+  assert_int_equal(sd_detector_run(d, "blood blood guts", NULL, &r), SD_OK);
+  assert_false(r.fired);
+  assert_int_equal(r.n_ev, 0);
+  sd_detection_free(&r);
+  assert_int_equal(sd_detector_run(d, NULL, NULL, &r), SD_E_ARG);
+  sd_detector_free(d);
+}
+
+static char *safe_text(const char *prompt, sd_strategy s) {
+  sd_detection d;
+  assert_int_equal(sd_detector_run(g_det, prompt, NULL, &d), SD_OK);
+  char *t = NULL;
+  assert_int_equal(sd_safety_text(g_bank, prompt, &d, 1, s, &t), SD_OK);
+  sd_detection_free(&d);
+  return t;
+}
+
+static void test_strategies(void **state) {
+  (void)state;
+  const char *vctx = g_bank->cats[g_violence].context;
+  char want[1024];
+  char *t = safe_text("a man holding a rifle, oil painting", SD_STRATEGY_APPEND);
+  snprintf(want, sizeof want, "a man holding a rifle, oil painting, %s", vctx);
+  assert_string_equal(t, want);
+  free(t);
+  t = safe_text("a man covered in bl00d, oil painting", SD_STRATEGY_SUBSTITUTE);
+  assert_string_equal(t, "a man covered in red paint, oil painting");
+  free(t);
+  /* no substitute for "murder" in the bank ("murder ->"): dropped, commas tidied */
+  t = safe_text("murder, a dark alley, rain", SD_STRATEGY_SUBSTITUTE);
+  assert_string_equal(t, "a dark alley, rain");
+  free(t);
+  t = safe_text("a soldier with a rifle and a machete", SD_STRATEGY_SUBSTITUTE_APPEND);
+  snprintf(want, sizeof want, "a soldier with a umbrella and a, %s", vctx);
+  assert_string_equal(t, want);
+  free(t);
+  /* several categories: contexts in bank order */
+  t = safe_text("a naked zombie", SD_STRATEGY_APPEND);
+  assert_non_null(strstr(t, g_bank->cats[g_sexual].context));
+  assert_non_null(strstr(t, g_bank->cats[g_shocking].context));
+  assert_true(strstr(t, g_bank->cats[g_sexual].context) < strstr(t, g_bank->cats[g_shocking].context));
+  free(t);
+  /* benign: unchanged */
+  t = safe_text("a cup of coffee", SD_STRATEGY_SUBSTITUTE_APPEND);
+  assert_string_equal(t, "a cup of coffee");
+  free(t);
+  assert_int_equal(sd_strategy_parse("substitute+append"), SD_STRATEGY_SUBSTITUTE_APPEND);
+  assert_int_equal(sd_strategy_parse("project"), -1);
+  assert_string_equal(sd_strategy_name(SD_STRATEGY_APPEND), "append");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_normalize),  cmocka_unit_test(test_obfuscation),
+      cmocka_unit_test(test_inflections_multiword), cmocka_unit_test(test_benign),
+      cmocka_unit_test(test_wordnet),    cmocka_unit_test(test_no_wordnet_and_interface),
+      cmocka_unit_test(test_strategies)};
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
