@@ -49,6 +49,7 @@ static const char *k_main_help =
     "  encode     run the text encoder and write the prompt embedding (.npy)\n"
     "  inspect    describe a model: family, layout, components, dtypes, sizes, problems\n"
     "  convert    write a model as a single-file LDM checkpoint (.safetensors), e.g. as f16\n"
+    "  check      run the safety detectors on a prompt: verdict, categories, evidence\n"
     "  version    print the version\n"
     "  help CMD   help for one command (same as 'safesd CMD --help')\n"
     "\n"
@@ -103,15 +104,24 @@ static const char *k_generate_help =
     "  -q, --quiet             no progress on stderr\n"
     "  -h, --help              this help\n"
     "\n"
-    "Safety (generation side; docs/safety.md). Any of these is named in the PNG metadata.\n"
+    "Safety (docs/safety.md). Whatever the safety layer did is named in the PNG metadata.\n"
+    "      --safety LEVEL      off, low, medium (default), high, max: the detectors check the\n"
+    "                          prompt; a flagged prompt is generated through the dual path\n"
+    "                          with the level's (lambda, tau); any other prompt exactly as\n"
+    "                          with 'off'. Levels are provisional until measured.\n"
+    "      --concepts FILE     concept bank (default: data/concepts/default.bank)\n"
+    "      --safety-strategy S substitute+append (default), substitute, append: how the\n"
+    "                          safe text is built from a flagged prompt\n"
     "      --sld PRESET        Safe Latent Diffusion: none, weak, medium, strong, max\n"
     "      --sld-concept TEXT  the safety concept of --sld and --safety-negative\n"
     "                          (default: SLD's list of inappropriate concepts)\n"
     "      --safety-negative   use the safety concept as the negative prompt\n"
-    "      --safety-text TEXT  dual latent reconstruction towards this safe text (e_s)\n"
-    "      --safety-weight X   lambda in [0,1]: z = lambda*z_safe + (1-lambda)*z_user (default 0.7)\n"
+    "      --safety-text TEXT  dual latent reconstruction towards this safe text (e_s),\n"
+    "                          whatever the detectors say\n"
+    "      --safety-weight X   lambda in [0,1]: z = lambda*z_safe + (1-lambda)*z_user\n"
+    "                          (default: the level's; medium 0.7)\n"
     "      --context-steps X   tau in [0,1]: the first round(tau*T) of the T UNet evaluations\n"
-    "                          follow the prompt alone (default 0.2)\n"
+    "                          follow the prompt alone (default: the level's; medium 0.2)\n"
     "      --safety-blend M    step (merge every step, default) or final (merge the end only)\n"
     "      --safety-report FILE   write what the safety layer did as JSON\n";
 
@@ -379,6 +389,8 @@ static int cmd_generate(int argc, char **argv) {
       {"safety-negative", no_argument, 0, 1003}, {"safety-text", required_argument, 0, 1004},
       {"safety-weight", required_argument, 0, 1005}, {"context-steps", required_argument, 0, 1006},
       {"safety-blend", required_argument, 0, 1007}, {"safety-report", required_argument, 0, 1008},
+      {"safety", required_argument, 0, 1009},  {"concepts", required_argument, 0, 1010},
+      {"safety-strategy", required_argument, 0, 1011},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   safesd_gen_params p;
@@ -421,6 +433,9 @@ static int cmd_generate(int argc, char **argv) {
       case 1002: p.sld_concept = optarg; break;
       case 1003: p.safety_negative = 1; break;
       case 1004: p.safety_text = optarg; break;
+      case 1009: p.safety = optarg; break;
+      case 1010: p.concepts = optarg; break;
+      case 1011: p.safety_strategy = optarg; break;
       case 1005:
         if (parse_float(optarg, &p.safety_weight) || p.safety_weight < 0 || p.safety_weight > 1)
           return usage_error("generate", "--safety-weight takes a number in [0,1]");
@@ -482,6 +497,9 @@ static int cmd_generate(int argc, char **argv) {
     if (safesd_safety_report_write(&rep, report_path)) rc = fail("writing safety report");
     else printf("wrote %s\n", report_path);
   }
+  if (rc == 0 && !quiet && rep.flagged)
+    fprintf(stderr, "safety: prompt flagged (%s) at level %s; safe text: \"%s\"\n", rep.categories, rep.level,
+            rep.safety_text ? rep.safety_text : "");
   if (rc == 0 && !quiet && rep.altered)
     fprintf(stderr, "safety: SLD %s%s%s, extra %.2f s (%s)\n", rep.sld, rep.safety_negative ? ", negative prompt" : "",
             rep.dual ? (rep.dual_ran ? ", dual path ran" : ", dual path requested (k = T: no dual step)") : "",
@@ -492,6 +510,42 @@ out:
   free(lat);
   safesd_model_close(m);
   return rc;
+}
+
+/* ---- check --------------------------------------------------------------------------- */
+
+static const char *k_check_help =
+    "usage: safesd check [--concepts FILE] [--safety-strategy S] [--json] PROMPT...\n"
+    "\n"
+    "Run the safety detectors on each prompt and print the verdict (flagged or not), the\n"
+    "categories that fired, each detector's score, threshold and evidence (which word\n"
+    "matched which concept-bank term, and how: exact, leetspeak, separators, repeated\n"
+    "letters, diacritics, inflection, WordNet), and the safe text the dual path would use.\n"
+    "Exit status 0 whatever the verdict; 1 on an error.\n"
+    "\n"
+    "      --concepts FILE       concept bank (default: data/concepts/default.bank)\n"
+    "      --safety-strategy S   substitute+append (default), substitute, append\n"
+    "      --json                one JSON object per prompt\n"
+    "  -h, --help                this help\n";
+
+static int cmd_check(int argc, char **argv) {
+  static const struct option opts[] = {{"concepts", required_argument, 0, 'c'}, {"safety-strategy", required_argument, 0, 's'},
+                                       {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+  const char *concepts = NULL, *strategy = NULL;
+  int json = 0, c;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'c': concepts = optarg; break;
+      case 's': strategy = optarg; break;
+      case 'J': json = 1; break;
+      case 'h': fputs(k_check_help, stdout); return 0;
+      default: return usage_error("check", "unknown option");
+    }
+  }
+  if (optind >= argc) return usage_error("check", "no prompt given");
+  for (int i = optind; i < argc; i++)
+    if (safesd_check(NULL, argv[i], concepts, strategy, json, stdout)) return fail("check");
+  return 0;
 }
 
 /* ---- convert ------------------------------------------------------------------------- */
@@ -560,6 +614,7 @@ static const command k_commands[] = {
     {"encode", cmd_encode},
     {"inspect", cmd_inspect},
     {"convert", cmd_convert},
+    {"check", cmd_check},
 };
 
 int main(int argc, char **argv) {

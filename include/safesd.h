@@ -118,11 +118,21 @@ typedef struct safesd_gen_params {
                                   "negative prompt" baseline; negative_prompt must be unset) */
   const char *safety_text;     /* dual latent reconstruction: the safe conditioning text whose
                                   embedding is e_s; NULL = the dual path is off */
-  float safety_weight;         /* λ in [0,1]: z = λ·z_s + (1−λ)·z_u (default 0.7) */
+  float safety_weight;         /* λ in [0,1]: z = λ·z_s + (1−λ)·z_u; NAN (the default) = the
+                                  level's (medium's when the level is off) */
   float context_steps;         /* τ_gc in [0,1]: the first k = round(τ_gc·T) of the T model
-                                  evaluations follow the user prompt alone (default 0.2) */
+                                  evaluations follow the user prompt alone; NAN = the level's */
   const char *blend;           /* "step" (merge after every dual step; default) or "final"
                                   (streams apart after step k, only the final latents merged) */
+  /* ---- the safety gate (docs/safety.md): detectors decide whether the dual path runs ---- */
+  const char *safety;          /* named level "off", "low", "medium" (default), "high", "max":
+                                  the detectors look at the prompt; a flagged prompt is generated
+                                  through the dual path with the level's (λ, τ_gc) and the safe
+                                  text of safety_strategy; a prompt nothing flags is generated
+                                  exactly as with "off" (bit-identical). Ignored when sld,
+                                  safety_negative or safety_text is set (those are explicit). */
+  const char *concepts;        /* concept bank file; NULL = the bundled data/concepts/default.bank */
+  const char *safety_strategy; /* "substitute+append" (default), "substitute", "append" */
 } safesd_gen_params;
 
 /* The default SLD safety concept (reference.md §3). */
@@ -153,10 +163,17 @@ typedef struct safesd_safety_report {
   const char *extra_method;    /* how extra_seconds was obtained: "measured" (safety steps
                                   minus the mean plain step), "proportional" (no plain step to
                                   compare with: safety-step time × extra batch share), "none" */
+  /* the gate (valid until the next generation on the same model) */
+  const char *level;           /* the named level used ("off" when the gate did not run) */
+  int checked;                 /* 1 when the detectors ran on the prompt */
+  int flagged;                 /* 1 when a detector fired */
+  const char *categories;      /* fired categories, ", "-joined, or "" */
+  const char *detection;       /* the detectors' scores and evidence, one line */
+  const char *strategy;        /* the strategy that built safety_text when flagged */
 } safesd_safety_report;
 
-/* Defaults: everything 0/NULL except cfg_scale 7.5, batch 1, clip_skip 1, safety_weight 0.7,
- * context_steps 0.2 (used only with safety_text). */
+/* Defaults: everything 0/NULL except cfg_scale 7.5, batch 1, clip_skip 1, safety "medium",
+ * safety_weight and context_steps NAN (= from the level). */
 void safesd_gen_defaults(safesd_gen_params *p);
 
 /* Fill in the model-dependent defaults of p (size, steps, sampler and schedule names) and
@@ -172,6 +189,13 @@ int safesd_generate(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, f
 /* The same, also filling *report (may be NULL) with what the safety layer did. */
 int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, float *latents,
                        safesd_safety_report *report);
+
+/* The safety gate alone: run the detectors of the concept bank (concepts, or the bundled
+ * default when NULL) on prompt and print the verdict, categories, each detector's score and
+ * evidence, and the safe text of strategy (NULL = "substitute+append"), as text or JSON.
+ * model may be NULL (the lexical detector needs no weights). */
+int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy, int as_json,
+                 FILE *out);
 
 /* Write a report as JSON, atomically (no partial file on failure). */
 int safesd_safety_report_write(const safesd_safety_report *r, const char *path);

@@ -88,6 +88,11 @@ void safesd_model_close(safesd_model *m) {
   sd_clip_text_free(m->text);
   sd_unet_free(m->unet);
   sd_vae_free(m->vae);
+  if (m->last_gate) sd_api_gate_free(m->last_gate);
+  free(m->last_gate);
+  sd_detector_free(m->lexical);
+  sd_bank_free(m->bank);
+  free(m->bank_path);
   sd_tokenizer_free(m->tok);
   sd_exec_destroy(m->ex);
   sd_model_close(m->src);

@@ -35,6 +35,7 @@
 #include "sampling/schedule.h"
 #include "safety/dual.h"
 #include "safety/sld.h"
+#include "safety/strategy.h"
 #include "io/fileio.h"
 
 #include <jansson.h>
@@ -50,8 +51,9 @@ void safesd_gen_defaults(safesd_gen_params *p) {
   p->cfg_scale = 7.5f;
   p->batch = 1;
   p->clip_skip = 1;
-  p->safety_weight = 0.7f;
-  p->context_steps = 0.2f;
+  p->safety = "medium";
+  p->safety_weight = NAN;
+  p->context_steps = NAN;
 }
 
 /* The safety settings of a resolved p, checked. */
@@ -147,12 +149,25 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   if ((rc = sched_config(m, p, &c))) return rc;
   p->sampler = sd_sampler_kind_name(c.kind);
   p->schedule = sd_sigma_schedule_name(c.sigmas);
+  float lw, lt;
+  int level = sd_api_safety_level(p->safety, &lw, &lt);
+  if (level < 0) return level;
+  if (level == 0) sd_api_safety_level("medium", &lw, &lt); /* explicit safety_text, no level */
+  if (isnan(p->safety_weight)) p->safety_weight = lw;
+  if (isnan(p->context_steps)) p->context_steps = lt;
+  if (p->safety_strategy && sd_strategy_parse(p->safety_strategy) < 0)
+    return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (append, substitute, substitute+append)", p->safety_strategy);
   safety_plan sp;
   if ((rc = safety_plan_make(p, &sp))) return rc;
   if (p->sld) p->sld = sp.sld ? sp.sld->name : "none";
   if (sp.dual) p->blend = sd_blend_name(sp.blend);
   int h = p->height / vf, w = p->width / vf, B = p->batch, guided = p->cfg_scale > 1.0f;
   int groups = sp.groups > (guided ? 2 : 1) ? sp.groups : (guided ? 2 : 1);
+  /* a level may turn the dual path on after the detectors ran: plan memory for it */
+  if (level > 0 && !sp.sld && !p->safety_negative) {
+    int dual_groups = p->blend && !strcmp(p->blend, "final") ? (guided ? 4 : 2) : (guided ? 3 : 2);
+    if (groups < dual_groups) groups = dual_groups;
+  }
   size_t need = sd_unet_arena_bytes(m->unet, groups * B, h, w, SD_CLIP_CONTEXT) +
                 sd_vae_decode_arena_bytes(m->vae, h, w);
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -178,6 +193,22 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   safesd_gen_params p = *p_in;
   int rc = safesd_gen_resolve(m, &p);
   if (rc) return rc;
+  /* the gate: explicit mechanisms (SLD, the negative-prompt baseline, a given safety text)
+   * bypass it; otherwise the detectors decide, and an unflagged prompt runs the plain loop */
+  if (m->last_gate) sd_api_gate_free(m->last_gate);
+  else if (!(m->last_gate = calloc(1, sizeof *m->last_gate))) return sd_fail(SD_E_NOMEM, "out of memory");
+  sd_gate *gate = m->last_gate;
+  float lw, lt;
+  const int level = sd_api_safety_level(p.safety, &lw, &lt);
+  const int gated = level > 0 && !p.safety_text && !(p.sld && strcmp(p.sld, "none")) && !p.safety_negative;
+  if (gated) {
+    if ((rc = sd_api_safety_gate(m, p.concepts, p.prompt, p.safety_strategy, gate))) return rc;
+    if (gate->flagged) {
+      p.safety_text = gate->safe_text;
+      if (isnan(p_in->safety_weight)) p.safety_weight = lw;
+      if (isnan(p_in->context_steps)) p.context_steps = lt;
+    }
+  }
   safety_plan sp;
   if ((rc = safety_plan_make(&p, &sp))) return rc;
   const double t_start = now_s();
@@ -351,6 +382,12 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     report->blend = sp.dual ? sd_blend_name(sp.blend) : NULL;
     report->unet_batch = sp.groups && !lam0 && !lam1 ? sp.groups * B : Bu;
     report->altered = sp.sld || p.safety_negative || sp.dual;
+    report->level = gated ? p.safety : "off";
+    report->checked = gated;
+    report->flagged = gated && gate->flagged;
+    report->categories = gated ? gate->categories : "";
+    report->detection = gated ? gate->summary : NULL;
+    report->strategy = gated && gate->flagged ? gate->strategy : NULL;
     report->seconds = now_s() - t_start;
     if (n_safety == 0) {
       report->extra_seconds = extra_enc_s;
@@ -410,7 +447,17 @@ int safesd_safety_report_write(const safesd_safety_report *r, const char *path) 
     bad |= jset(o, "seconds", json_real(r->seconds));
     bad |= jset(o, "extra_seconds", json_real(r->extra_seconds));
     bad |= jset(o, "extra_method", json_string(r->extra_method ? r->extra_method : "none"));
-    bad |= jset(o, "detectors", json_null()); /* not implemented yet (docs/safety.md) */
+    json_t *gate = json_object();
+    bad |= !gate;
+    if (gate) {
+      bad |= jset(gate, "level", json_string(r->level ? r->level : "off"));
+      bad |= jset(gate, "checked", json_boolean(r->checked));
+      bad |= jset(gate, "flagged", json_boolean(r->flagged));
+      bad |= jset(gate, "categories", json_string(r->categories ? r->categories : ""));
+      bad |= jset(gate, "detection", jstr_or_null(r->detection));
+      bad |= jset(gate, "strategy", jstr_or_null(r->strategy));
+      bad |= jset(o, "detectors", gate);
+    }
   }
   char *text = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
   json_decref(dual);
@@ -453,7 +500,14 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   if (p->sld && sd_sld_preset_parse(p->sld, &sld) == 0 && sld)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: SLD %s", sld->name);
   if (p->safety_negative) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: negative prompt");
-  if (p->safety_text) {
+  const sd_gate *gt = m->last_gate;
+  const char *safe_text = p->safety_text;
+  if (!safe_text && gt && gt->flagged && gt->safe_text) {
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: %s, flagged (%s)", p->safety ? p->safety : "medium",
+                    gt->categories);
+    safe_text = gt->safe_text;
+  }
+  if (safe_text) {
     sd_blend b = SD_BLEND_STEP;
     (void)sd_blend_parse(p->blend, &b);
     snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: dual \u03bb=%g \u03c4=%g (%s)", (double)p->safety_weight,

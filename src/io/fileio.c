@@ -86,3 +86,29 @@ int sd_open_regular(const char *path, const char *expected, int *fd_out, int64_t
   *size = (int64_t)sb.st_size;
   return SD_OK;
 }
+
+int sd_cache_dir(char *buf, size_t cap) {
+  const char *d = getenv("SAFESD_CACHE_DIR");
+  int w;
+  if (d && *d) w = snprintf(buf, cap, "%s", d);
+  else if ((d = getenv("XDG_CACHE_HOME")) && *d) w = snprintf(buf, cap, "%s/safesd", d);
+  else if ((d = getenv("HOME")) && *d) w = snprintf(buf, cap, "%s/.cache/safesd", d);
+  else return sd_fail(SD_E_IO, "no cache directory: set SAFESD_CACHE_DIR");
+  if (w < 0 || (size_t)w >= cap) return sd_fail(SD_E_ARG, "cache directory path too long");
+  return SD_OK;
+}
+
+void sd_mkdirs_for(const char *path) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s", path) >= (int)sizeof tmp) return;
+  char *slash = strrchr(tmp, '/');
+  if (!slash) return;
+  *slash = 0;
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = 0;
+      mkdir(tmp, 0755);
+      *p = '/';
+    }
+  mkdir(tmp, 0755);
+}

@@ -26,4 +26,11 @@ void sd_atomic_abort(sd_atomic_file *af);
  * wanted there ("a JSON file"). */
 int sd_open_regular(const char *path, const char *expected, int *fd, int64_t *size);
 
+/* safesd's cache folder: $SAFESD_CACHE_DIR, else $XDG_CACHE_HOME/safesd, else
+ * $HOME/.cache/safesd (not created). SD_E_IO when none can be determined, SD_E_ARG when it
+ * does not fit in cap. */
+int sd_cache_dir(char *buf, size_t cap);
+/* Create the folders above `path` (mkdir -p of its dirname); errors are left to the open. */
+void sd_mkdirs_for(const char *path);
+
 #endif

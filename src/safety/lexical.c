@@ -2,6 +2,7 @@
  * with WordNet expansion of the bank's `expand =` seeds (see lexical.h and
  * docs/safety-detectors.md). */
 #include "safety/lexical.h"
+#include "io/fileio.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -495,12 +496,9 @@ static void wn_list_free(wn_list *l) {
 
 int sd_lexical_default_cache(const sd_bank *bank, char *buf, size_t cap) {
   if (!bank || !buf) return sd_fail(SD_E_ARG, "sd_lexical_default_cache: NULL argument");
-  const char *d = getenv("SAFESD_CACHE_DIR");
   char dir[2048];
-  if (d && *d) snprintf(dir, sizeof dir, "%s", d);
-  else if ((d = getenv("XDG_CACHE_HOME")) && *d) snprintf(dir, sizeof dir, "%s/safesd", d);
-  else if ((d = getenv("HOME")) && *d) snprintf(dir, sizeof dir, "%s/.cache/safesd", d);
-  else return sd_fail(SD_E_IO, "no cache directory: set SAFESD_CACHE_DIR");
+  int rc = sd_cache_dir(dir, sizeof dir);
+  if (rc) return rc;
   uint64_t key = bank->hash ^ (uint64_t)WN_RULE_VERSION * 0x9E3779B97F4A7C15ULL;
   int w = snprintf(buf, cap, "%s/wordnet-%016llx.txt", dir, (unsigned long long)key);
   if (w < 0 || (size_t)w >= cap) return sd_fail(SD_E_ARG, "cache path too long");
@@ -531,23 +529,9 @@ static int cache_read(const char *path, uint64_t hash, wn_list *l) {
   return ok ? 0 : -1;
 }
 
-static void mkdirs(const char *path) {
-  char tmp[2048];
-  snprintf(tmp, sizeof tmp, "%s", path);
-  char *slash = strrchr(tmp, '/');
-  if (!slash) return;
-  *slash = 0;
-  for (char *p = tmp + 1; *p; p++)
-    if (*p == '/') {
-      *p = 0;
-      mkdir(tmp, 0755);
-      *p = '/';
-    }
-  mkdir(tmp, 0755);
-}
 
 static void cache_write(const char *path, uint64_t hash, const wn_list *l) {
-  mkdirs(path);
+  sd_mkdirs_for(path);
   char tmp[2100];
   snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
   FILE *f = fopen(tmp, "wb");
