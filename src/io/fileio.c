@@ -112,3 +112,26 @@ void sd_mkdirs_for(const char *path) {
     }
   mkdir(tmp, 0755);
 }
+
+int sd_data_file(const char *rel, char *path, size_t cap) {
+  const char *dirs[3];
+  int nd = 0;
+  const char *env = getenv("SAFESD_DATA_DIR");
+  if (env && *env) dirs[nd++] = env;
+#ifdef SAFESD_DATA_DIR_SOURCE
+  dirs[nd++] = SAFESD_DATA_DIR_SOURCE;
+#endif
+#ifdef SAFESD_DATA_DIR_INSTALL
+  dirs[nd++] = SAFESD_DATA_DIR_INSTALL;
+#endif
+  char tried[3 * 1024] = "";
+  for (int i = 0; i < nd; i++) {
+    int w = snprintf(path, cap, "%s/%s", dirs[i], rel);
+    if (w < 0 || (size_t)w >= cap) continue;
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return SD_OK;
+    size_t tl = strlen(tried);
+    snprintf(tried + tl, sizeof tried - tl, "%s%.900s", tl ? ", " : "", path);
+  }
+  return sd_fail(SD_E_IO, "cannot find safesd's %s (looked in: %s; set SAFESD_DATA_DIR)", rel, tried);
+}

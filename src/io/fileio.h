@@ -33,4 +33,9 @@ int sd_cache_dir(char *buf, size_t cap);
 /* Create the folders above `path` (mkdir -p of its dirname); errors are left to the open. */
 void sd_mkdirs_for(const char *path);
 
+/* Find a file shipped in safesd's data folder (rel such as "clip/bpe_simple_vocab_16e6.txt.gz"):
+ * $SAFESD_DATA_DIR, then the source tree's data/, then the installed share/safesd/; the
+ * first that exists is written to path. SD_E_IO naming every place tried otherwise. */
+int sd_data_file(const char *rel, char *path, size_t cap);
+
 #endif

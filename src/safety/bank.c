@@ -1,5 +1,6 @@
 /* Concept bank loader (format in bank.h and docs/safety-detectors.md). */
 #include "safety/bank.h"
+#include "io/fileio.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -336,29 +337,7 @@ int sd_bank_load(const char *path, sd_bank **out) {
 int sd_bank_load_default(sd_bank **out) {
   if (!out) return sd_fail(SD_E_ARG, "sd_bank_load_default: out is NULL");
   *out = NULL;
-  static const char rel[] = "/concepts/default.bank";
-  const char *dirs[3];
-  int nd = 0;
-  const char *env = getenv("SAFESD_DATA_DIR");
-  if (env && *env) dirs[nd++] = env;
-#ifdef SAFESD_DATA_DIR_SOURCE
-  dirs[nd++] = SAFESD_DATA_DIR_SOURCE;
-#endif
-#ifdef SAFESD_DATA_DIR_INSTALL
-  dirs[nd++] = SAFESD_DATA_DIR_INSTALL;
-#endif
   char path[4096];
-  char tried[3 * 1024] = "";
-  for (int i = 0; i < nd; i++) {
-    int w = snprintf(path, sizeof path, "%s%s", dirs[i], rel);
-    if (w < 0 || (size_t)w >= sizeof path) continue;
-    struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return sd_bank_load(path, out);
-    size_t tl = strlen(tried);
-    snprintf(tried + tl, sizeof tried - tl, "%s%.900s", tl ? ", " : "", path);
-  }
-  return sd_fail(SD_E_IO,
-                 "the concept bank concepts/default.bank was not found (looked at: %s); set SAFESD_DATA_DIR "
-                 "to the folder that holds concepts/",
-                 tried[0] ? tried : "nowhere: SAFESD_DATA_DIR is unset");
+  int rc = sd_data_file("concepts/default.bank", path, sizeof path);
+  return rc ? rc : sd_bank_load(path, out);
 }

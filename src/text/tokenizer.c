@@ -18,6 +18,7 @@
 #define _POSIX_C_SOURCE 200809L /* stat, getline, clock_gettime, setenv */
 #endif
 #include "text/tokenizer.h"
+#include "io/fileio.h"
 
 #include "core/error.h"
 
@@ -759,38 +760,12 @@ done:
   return SD_OK;
 }
 
-static int file_exists(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
 int sd_tokenizer_load_default(sd_tokenizer **out) {
   if (!out) return sd_fail(SD_E_ARG, "sd_tokenizer_load_default: out is NULL");
   *out = NULL;
-  static const char rel[] = "/clip/bpe_simple_vocab_16e6.txt.gz";
-  const char *dirs[3];
-  int nd = 0;
-  const char *env = getenv("SAFESD_DATA_DIR");
-  if (env && *env) dirs[nd++] = env;
-#ifdef SAFESD_DATA_DIR_SOURCE
-  dirs[nd++] = SAFESD_DATA_DIR_SOURCE;
-#endif
-#ifdef SAFESD_DATA_DIR_INSTALL
-  dirs[nd++] = SAFESD_DATA_DIR_INSTALL;
-#endif
   char path[4096];
-  char tried[3 * 1024] = "";
-  for (int i = 0; i < nd; i++) {
-    int w = snprintf(path, sizeof path, "%s%s", dirs[i], rel);
-    if (w < 0 || (size_t)w >= sizeof path) continue;
-    if (file_exists(path)) return sd_tokenizer_load_openai_gz(path, out);
-    size_t tl = strlen(tried);
-    snprintf(tried + tl, sizeof tried - tl, "%s%.900s", tl ? ", " : "", path);
-  }
-  return sd_fail(SD_E_IO,
-                 "the CLIP vocabulary bpe_simple_vocab_16e6.txt.gz was not found (looked at: %s); "
-                 "set SAFESD_DATA_DIR to the folder that holds clip/",
-                 tried[0] ? tried : "nowhere: SAFESD_DATA_DIR is unset");
+  int rc = sd_data_file("clip/bpe_simple_vocab_16e6.txt.gz", path, sizeof path);
+  return rc ? rc : sd_tokenizer_load_openai_gz(path, out);
 }
 
 /* ------------------------------------------------------------------------------------- */

@@ -5,10 +5,8 @@
 source "$(dirname "$0")/../conformance/lib.sh"
 need_torch
 B=$SAFESD_BIN
+need_pipeline_model sd1
 M="$TMP/pipeline_sd1"
-if [ ! -f "$M/.done" ] || [ "$SRC/tools/ref/pipeline_case.py" -nt "$M/.done" ]; then
-  rm -rf "$M"; "$PYTHON" "$SRC/tools/ref/pipeline_case.py" "$M" --safesd "$B" --family sd1 >/dev/null; touch "$M/.done"
-fi
 O="$TMP/gen_out"; rm -rf "$O"; mkdir -p "$O"
 
 expect_rc 0 "generate" $B generate -m "$M/model" -p "a red apple" --steps 4 -s 7 -o "$O/a.png"

@@ -7,10 +7,8 @@
 source "$(dirname "$0")/../conformance/lib.sh"
 need_torch
 B=$SAFESD_BIN
+need_pipeline_model sd1
 M="$TMP/pipeline_sd1"
-if [ ! -f "$M/.done" ] || [ "$SRC/tools/ref/pipeline_case.py" -nt "$M/.done" ]; then
-  rm -rf "$M"; "$PYTHON" "$SRC/tools/ref/pipeline_case.py" "$M" --safesd "$B" --family sd1 >/dev/null; touch "$M/.done"
-fi
 PNGCHECK="$BUILD/tests/png_check"
 O="$TMP/safety_gen_out"; rm -rf "$O"; mkdir -p "$O"
 TMP="$O/tmp"; mkdir -p "$TMP"   # expect_rc's stderr file: not shared with tests running beside this one

@@ -14,6 +14,21 @@ need_torch() {
   fi
 }
 
+# need_pipeline_model FAMILY: the small random text-to-image model of tools/ref/pipeline_case.py
+# (with its PyTorch reference runs) in $TMP/pipeline_FAMILY, made once; a lock keeps tests
+# running in parallel from making it twice at the same time.
+need_pipeline_model() {
+  local fam=$1 dir="$TMP/pipeline_$1" gen="$SRC/tools/ref/pipeline_case.py"
+  (
+    flock 9
+    if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ]; then
+      rm -rf "$dir"
+      "$PYTHON" "$gen" "$dir" --safesd "$SAFESD_BIN" --family "$fam" >/dev/null
+      touch "$dir/.done"
+    fi
+  ) 9>"$TMP/pipeline_$fam.lock"
+}
+
 need_shared() { # need_shared REL: skip (77) with the reason when ../shared lacks REL
   if [ ! -e "$SHARED/$1" ]; then
     echo "SKIP: $SHARED/$1 is absent (the shared test-data folder is not beside the checkout)"
@@ -25,11 +40,14 @@ need_shared() { # need_shared REL: skip (77) with the reason when ../shared lack
 make_case() {
   local dir=$1; shift
   local gen="$SRC/tools/ref/clip_text_case.py"
-  if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ] || [ "$SRC/tools/ref/sdref.py" -nt "$dir/.done" ]; then
-    rm -rf "$dir"
-    "$PYTHON" "$gen" "$dir" "$@"
-    touch "$dir/.done"
-  fi
+  (
+    flock 9   # tests running in parallel may ask for the same case
+    if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ] || [ "$SRC/tools/ref/sdref.py" -nt "$dir/.done" ]; then
+      rm -rf "$dir"
+      "$PYTHON" "$gen" "$dir" "$@"
+      touch "$dir/.done"
+    fi
+  ) 9>"$dir.lock"
 }
 
 # ---- helpers for the CLI tests: counters, exit-status and error-message checks ----------

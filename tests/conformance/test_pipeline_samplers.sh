@@ -9,13 +9,8 @@ source "$(dirname "$0")/lib.sh"
 need_torch
 fail=0
 for fam in sd1 sd2; do
+  need_pipeline_model "$fam"
   dir="$TMP/pipeline_$fam"
-  gen="$SRC/tools/ref/pipeline_case.py"
-  if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ]; then
-    rm -rf "$dir"
-    "$PYTHON" "$gen" "$dir" --safesd "$SAFESD_BIN" --family "$fam"
-    touch "$dir/.done"
-  fi
   prompt=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompt'])" "$dir/prompts.json")
   neg=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['negative_prompt'])" "$dir/prompts.json")
   while read -r name sampler schedule seed; do
