@@ -184,6 +184,95 @@ static double now_s(void) {
   return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+/* One model evaluation of the generation loop, in its three forms. */
+typedef struct gen_step {
+  safesd_model *m;
+  const sd_schedule *sched;
+  sd_sampler_state *st, *st_s; /* the user stream's state; the safe stream's (dual only) */
+  sd_rng *rng;
+  const float *ctx;            /* context groups of B rows each (see safesd_generate_ex) */
+  float *lat, *lat_s;          /* latents; the safe stream's (dual only) */
+  float *xin, *eps;            /* UNet input / output, up to G groups of n */
+  float *nu;                   /* SLD momentum */
+  float *noise;                /* a step's shared noise (dual only) */
+  int64_t n;                   /* latent elements of the batch */
+  int B, h, w;
+  float cfg;
+  int guided;
+} gen_step;
+
+/* eps[0..n) = eps_u + w·(eps_c − eps_u), with eps_c at eps + n */
+static void cfg_combine(float *eps, int64_t n, float g) {
+  for (int64_t q = 0; q < n; q++) eps[q] = eps[q] + g * (eps[n + q] - eps[q]);
+}
+
+/* the UNet input: the scaled latents, repeated in `groups` groups */
+static void scaled_input(const gen_step *r, const sd_sampler_state *st, const float *lat, float *xin, int groups) {
+  sd_sampler_scale_input(r->sched, st, lat, xin);
+  for (int g = 1; g < groups; g++) memcpy(xin + g * r->n, xin, sizeof(float) * r->n);
+}
+
+/* The plain diffusers step: [z, z] with [uncond, cond] (or [z] with [cond]). */
+static int step_plain(gen_step *r, float t) {
+  int rc;
+  scaled_input(r, r->st, r->lat, r->xin, r->guided ? 2 : 1);
+  if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, (r->guided ? 2 : 1) * r->B, r->h, r->w, t, r->ctx,
+                            SD_CLIP_CONTEXT, r->eps)))
+    return rc;
+  if (r->guided) cfg_combine(r->eps, r->n, r->cfg);
+  return sd_sampler_step(r->sched, r->st, r->eps, r->lat, r->rng);
+}
+
+/* SLD: [z, z, z] with [uncond, cond, concept], then the SLD guidance rule. */
+static int step_sld(gen_step *r, const sd_sld_preset *sld, int i, float t) {
+  int rc;
+  scaled_input(r, r->st, r->lat, r->xin, 3);
+  if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, 3 * r->B, r->h, r->w, t, r->ctx, SD_CLIP_CONTEXT, r->eps)))
+    return rc;
+  sd_sld_guide(sld, r->cfg, i, r->eps, r->nu, r->n);
+  return sd_sampler_step(r->sched, r->st, r->eps, r->lat, r->rng);
+}
+
+/* A dual step (method.md §2.4): one UNet call for both streams, each stepped with its own
+ * sampler state and the same noise. blend=step: input [z, z, z] (guided) or [z, z], then
+ * z = λ·z_s + (1−λ)·z_u; blend=final: [z_u, z_u, z_s, z_s] or [z_u, z_s], the streams kept
+ * apart. `first`: the first dual step, where the safe stream forks from the user stream. */
+static int step_dual(gen_step *r, const safety_plan *sp, float lambda, int first, float t) {
+  const int64_t n = r->n;
+  const int final = sp->blend == SD_BLEND_FINAL, Gs = sp->groups;
+  int rc;
+  if (first) {
+    if ((rc = sd_sampler_state_copy(r->st_s, r->st))) return rc;
+    memcpy(r->lat_s, r->lat, sizeof(float) * n);
+  }
+  if (!final) {
+    scaled_input(r, r->st, r->lat, r->xin, Gs);
+  } else {
+    const int half = Gs / 2;
+    scaled_input(r, r->st, r->lat, r->xin, half);
+    scaled_input(r, r->st_s, r->lat_s, r->xin + half * n, half);
+  }
+  if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, Gs * r->B, r->h, r->w, t, r->ctx, SD_CLIP_CONTEXT, r->eps)))
+    return rc;
+  float *eu = r->eps, *es = r->eps + (int64_t)(Gs - 1) * n;
+  if (r->guided) {
+    const float *e0s = final ? r->eps + 2 * n : r->eps; /* the unconditional seen by the safe stream */
+    for (int64_t q = 0; q < n; q++) es[q] = e0s[q] + r->cfg * (es[q] - e0s[q]);
+    cfg_combine(r->eps, n, r->cfg);
+  }
+  const float *nz = NULL;
+  if (sd_sampler_needs_noise(r->sched)) {
+    sd_rng_randn(r->rng, r->noise, n); /* drawn once, shared by both streams */
+    nz = r->noise;
+  }
+  if (!final) memcpy(r->lat_s, r->lat, sizeof(float) * n);
+  if ((rc = sd_sampler_step_noise(r->sched, r->st, eu, r->lat, nz)) ||
+      (rc = sd_sampler_step_noise(r->sched, r->st_s, es, r->lat_s, nz)))
+    return rc;
+  if (!final) sd_dual_blend(r->lat, r->lat_s, lambda, n);
+  return SD_OK;
+}
+
 int safesd_generate(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, float *latents_out) {
   return safesd_generate_ex(m, p, rgb, latents_out, NULL);
 }
@@ -299,66 +388,17 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int lam1 = sp.dual && shortcut && p.safety_weight == 1.0f;
   const int k_dual = sp.dual && !lam0 ? sd_dual_first_step(p.context_steps, total) : total;
   const int k_report = sp.dual ? sd_dual_first_step(p.context_steps, total) : total;
-  const float g = p.cfg_scale;
+  gen_step r = {m, sched, &st, &st_s, &rng, ctx, lat, lat_s, xin, eps, nu, noise, n, B, h, w, p.cfg_scale, guided};
   for (int i = 0; !sd_sampler_done(sched, &st); i++) {
     double t0 = now_s();
     float t = sd_sampler_timestep(sched, &st);
     int safety_step = sp.sld || (sp.dual && i >= k_dual && !lam1);
     if (lam1 && i == k_dual) /* from here the safe text replaces the prompt: [u, s] */
       memcpy(ctx + (int64_t)(Gp - 1) * B * ctx_per, ctx + (int64_t)(G - 1) * B * ctx_per, sizeof(float) * ctx_per * B);
-    if (sp.sld) {
-      sd_sampler_scale_input(sched, &st, lat, xin);
-      for (int r = 1; r < 3; r++) memcpy(xin + r * n, xin, sizeof(float) * n);
-      if ((rc = sd_unet_forward(m->unet, m->ex, xin, 3 * B, h, w, t, ctx, SD_CLIP_CONTEXT, eps))) goto done;
-      sd_sld_guide(sp.sld, g, i, eps, nu, n);
-      if ((rc = sd_sampler_step(sched, &st, eps, lat, &rng))) goto done;
-    } else if (safety_step) {
-      const int final = sp.blend == SD_BLEND_FINAL;
-      if (i == k_dual) {
-        if ((rc = sd_sampler_state_copy(&st_s, &st))) goto done;
-        memcpy(lat_s, lat, sizeof(float) * n);
-      }
-      /* inputs: step [z, z, z] or [z, z]; final [z_u, z_u, z_s, z_s] or [z_u, z_s] */
-      const int Gs = sp.groups;
-      float *eu, *es;
-      sd_sampler_scale_input(sched, &st, lat, xin);
-      if (!final) {
-        for (int r = 1; r < Gs; r++) memcpy(xin + r * n, xin, sizeof(float) * n);
-      } else {
-        const int half = Gs / 2;
-        for (int r = 1; r < half; r++) memcpy(xin + r * n, xin, sizeof(float) * n);
-        sd_sampler_scale_input(sched, &st_s, lat_s, xin + half * n);
-        for (int r = half + 1; r < Gs; r++) memcpy(xin + r * n, xin + half * n, sizeof(float) * n);
-      }
-      if ((rc = sd_unet_forward(m->unet, m->ex, xin, Gs * B, h, w, t, ctx, SD_CLIP_CONTEXT, eps))) goto done;
-      if (guided) {
-        const float *e0s = final ? eps + 2 * n : eps; /* the unconditional seen by the safe stream */
-        float *ess = eps + (int64_t)(Gs - 1) * n;
-        for (int64_t q = 0; q < n; q++) ess[q] = e0s[q] + g * (ess[q] - e0s[q]);
-        for (int64_t q = 0; q < n; q++) eps[q] = eps[q] + g * (eps[n + q] - eps[q]);
-        eu = eps;
-        es = ess;
-      } else {
-        eu = eps;
-        es = eps + n;
-      }
-      const float *nz = NULL;
-      if (sd_sampler_needs_noise(sched)) {
-        sd_rng_randn(&rng, noise, n); /* drawn once, shared by both streams */
-        nz = noise;
-      }
-      if (!final) memcpy(lat_s, lat, sizeof(float) * n);
-      if ((rc = sd_sampler_step_noise(sched, &st, eu, lat, nz)) || (rc = sd_sampler_step_noise(sched, &st_s, es, lat_s, nz)))
-        goto done;
-      if (!final) sd_dual_blend(lat, lat_s, p.safety_weight, n);
-    } else {
-      sd_sampler_scale_input(sched, &st, lat, xin);
-      if (guided) memcpy(xin + n, xin, sizeof(float) * n);
-      if ((rc = sd_unet_forward(m->unet, m->ex, xin, Bu, h, w, t, ctx, SD_CLIP_CONTEXT, eps))) goto done;
-      if (guided)
-        for (int64_t q = 0; q < n; q++) eps[q] = eps[q] + g * (eps[n + q] - eps[q]);
-      if ((rc = sd_sampler_step(sched, &st, eps, lat, &rng))) goto done;
-    }
+    if (sp.sld) rc = step_sld(&r, sp.sld, i, t);
+    else if (safety_step) rc = step_dual(&r, &sp, p.safety_weight, i == k_dual, t);
+    else rc = step_plain(&r, t);
+    if (rc) goto done;
     double dt = now_s() - t0;
     if (safety_step) { safety_s += dt; n_safety++; }
     else { plain_s += dt; n_plain++; }
