@@ -112,6 +112,9 @@ static const char *k_generate_help =
     "      --concepts FILE     concept bank (default: data/concepts/default.bank)\n"
     "      --safety-strategy S substitute+append (default), substitute, append: how the\n"
     "                          safe text is built from a flagged prompt\n"
+    "      --detectors LIST    lexical (default), semantic, or lexical,semantic\n"
+    "      --semantic-threshold X   the semantic detector's threshold (default 0.10,\n"
+    "                          uncalibrated: see docs/safety-detectors.md)\n"
     "      --sld PRESET        Safe Latent Diffusion: none, weak, medium, strong, max\n"
     "      --sld-concept TEXT  the safety concept of --sld and --safety-negative\n"
     "                          (default: SLD's list of inappropriate concepts)\n"
@@ -390,7 +393,8 @@ static int cmd_generate(int argc, char **argv) {
       {"safety-weight", required_argument, 0, 1005}, {"context-steps", required_argument, 0, 1006},
       {"safety-blend", required_argument, 0, 1007}, {"safety-report", required_argument, 0, 1008},
       {"safety", required_argument, 0, 1009},  {"concepts", required_argument, 0, 1010},
-      {"safety-strategy", required_argument, 0, 1011},
+      {"safety-strategy", required_argument, 0, 1011}, {"detectors", required_argument, 0, 1012},
+      {"semantic-threshold", required_argument, 0, 1013},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   safesd_gen_params p;
@@ -436,6 +440,10 @@ static int cmd_generate(int argc, char **argv) {
       case 1009: p.safety = optarg; break;
       case 1010: p.concepts = optarg; break;
       case 1011: p.safety_strategy = optarg; break;
+      case 1012: p.detectors = optarg; break;
+      case 1013:
+        if (parse_float(optarg, &p.semantic_threshold)) return usage_error("generate", "--semantic-threshold takes a number");
+        break;
       case 1005:
         if (parse_float(optarg, &p.safety_weight) || p.safety_weight < 0 || p.safety_weight > 1)
           return usage_error("generate", "--safety-weight takes a number in [0,1]");
@@ -515,7 +523,7 @@ out:
 /* ---- check --------------------------------------------------------------------------- */
 
 static const char *k_check_help =
-    "usage: safesd check [--concepts FILE] [--safety-strategy S] [--json] PROMPT...\n"
+    "usage: safesd check [-m MODEL] [--detectors LIST] [--concepts FILE] [--json] PROMPT...\n"
     "\n"
     "Run the safety detectors on each prompt and print the verdict (flagged or not), the\n"
     "categories that fired, each detector's score, threshold and evidence (which word\n"
@@ -523,6 +531,10 @@ static const char *k_check_help =
     "letters, diacritics, inflection, WordNet), and the safe text the dual path would use.\n"
     "Exit status 0 whatever the verdict; 1 on an error.\n"
     "\n"
+    "  -m, --model PATH          the model whose text encoder the semantic detector uses\n"
+    "      --config DIR          for a single-file model: a diffusers folder describing it\n"
+    "      --detectors LIST      lexical (default), semantic, or lexical,semantic\n"
+    "      --semantic-threshold X   the semantic detector's threshold (default 0.10)\n"
     "      --concepts FILE       concept bank (default: data/concepts/default.bank)\n"
     "      --safety-strategy S   substitute+append (default), substitute, append\n"
     "      --json                one JSON object per prompt\n"
@@ -530,11 +542,21 @@ static const char *k_check_help =
 
 static int cmd_check(int argc, char **argv) {
   static const struct option opts[] = {{"concepts", required_argument, 0, 'c'}, {"safety-strategy", required_argument, 0, 's'},
-                                       {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-  const char *concepts = NULL, *strategy = NULL;
+                                       {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'},
+                                       {"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'C'},
+                                       {"detectors", required_argument, 0, 'D'},
+                                       {"semantic-threshold", required_argument, 0, 'T'}, {0, 0, 0, 0}};
+  const char *concepts = NULL, *strategy = NULL, *model = NULL, *config = NULL, *detectors = NULL;
+  float sem_threshold = NAN;
   int json = 0, c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
     switch (c) {
+      case 'm': model = optarg; break;
+      case 'C': config = optarg; break;
+      case 'D': detectors = optarg; break;
+      case 'T':
+        if (parse_float(optarg, &sem_threshold)) return usage_error("check", "--semantic-threshold takes a number");
+        break;
       case 'c': concepts = optarg; break;
       case 's': strategy = optarg; break;
       case 'J': json = 1; break;
@@ -543,9 +565,14 @@ static int cmd_check(int argc, char **argv) {
     }
   }
   if (optind >= argc) return usage_error("check", "no prompt given");
-  for (int i = optind; i < argc; i++)
-    if (safesd_check(NULL, argv[i], concepts, strategy, json, stdout)) return fail("check");
-  return 0;
+  safesd_model *m = NULL;
+  safesd_model_options mo = {0, config};
+  if (model && safesd_model_open(model, &mo, &m)) return fail("opening model");
+  int rc = 0;
+  for (int i = optind; i < argc && rc == 0; i++)
+    if (safesd_check(m, argv[i], concepts, strategy, detectors, sem_threshold, json, stdout)) rc = fail("check");
+  safesd_model_close(m);
+  return rc;
 }
 
 /* ---- convert ------------------------------------------------------------------------- */

@@ -133,6 +133,9 @@ typedef struct safesd_gen_params {
                                   safety_negative or safety_text is set (those are explicit). */
   const char *concepts;        /* concept bank file; NULL = the bundled data/concepts/default.bank */
   const char *safety_strategy; /* "substitute+append" (default), "substitute", "append" */
+  const char *detectors;       /* "lexical" (default), "semantic", "lexical,semantic" (OR-combined) */
+  float semantic_threshold;    /* the semantic detector's threshold; NAN (the default) = its
+                                  built-in, uncalibrated 0.10 */
 } safesd_gen_params;
 
 /* The default SLD safety concept (reference.md §3). */
@@ -190,12 +193,13 @@ int safesd_generate(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, f
 int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, float *latents,
                        safesd_safety_report *report);
 
-/* The safety gate alone: run the detectors of the concept bank (concepts, or the bundled
+/* The safety gate alone: run the detectors (NULL = "lexical"; "semantic" and
+ * "lexical,semantic" need model's text encoder) of the concept bank (concepts, or the bundled
  * default when NULL) on prompt and print the verdict, categories, each detector's score and
  * evidence, and the safe text of strategy (NULL = "substitute+append"), as text or JSON.
- * model may be NULL (the lexical detector needs no weights). */
-int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy, int as_json,
-                 FILE *out);
+ * semantic_threshold: NAN = the default. model may be NULL for the lexical detector. */
+int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
+                 const char *detectors, float semantic_threshold, int as_json, FILE *out);
 
 /* Write a report as JSON, atomically (no partial file on failure). */
 int safesd_safety_report_write(const safesd_safety_report *r, const char *path);

@@ -91,6 +91,7 @@ void safesd_model_close(safesd_model *m) {
   if (m->last_gate) sd_api_gate_free(m->last_gate);
   free(m->last_gate);
   sd_detector_free(m->lexical);
+  sd_detector_free(m->semantic);
   sd_bank_free(m->bank);
   free(m->bank_path);
   sd_tokenizer_free(m->tok);

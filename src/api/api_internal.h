@@ -12,10 +12,13 @@
 #include "safety/detector.h"
 
 /* What the detectors said about one prompt (src/api/safety.c). */
+#define SD_GATE_MAX_DETECTORS 2
+
 typedef struct sd_gate {
   int flagged;
-  sd_detection det;     /* the lexical detector's detection */
-  char *summary;        /* one line per detector */
+  sd_detection det[SD_GATE_MAX_DETECTORS]; /* one per detector that ran (lexical, semantic) */
+  int n_det;
+  char *summary;        /* the detectors' one-line summaries, "; "-joined */
   char *categories;     /* fired categories, ", "-joined ("" when none) */
   const char *strategy; /* static */
   char *safe_text;      /* the strategy's text when flagged, else NULL */
@@ -33,14 +36,23 @@ struct safesd_model {
   sd_bank *bank;
   char *bank_path;
   sd_detector *lexical;
+  sd_detector *semantic; /* built on first use: it embeds the bank with the model's encoder */
   sd_gate *last_gate;   /* the gate of the last generation (what its report points into) */
 };
 
 /* Level name -> (λ, τ_gc); returns the level's index (0 = off) or an error. */
 int sd_api_safety_level(const char *name, float *weight, float *context);
-/* Run the enabled detectors on prompt (bank: concepts or the default) and build the safe text. */
-int sd_api_safety_gate(struct safesd_model *m, const char *concepts, const char *prompt, const char *strategy,
-                       sd_gate *g);
+/* What the gate runs: the concept bank (NULL = the default), the strategy (NULL =
+ * substitute+append), the detectors ("lexical", "semantic" or "lexical,semantic"; NULL =
+ * "lexical") and the semantic detector's threshold (NAN = its default). */
+typedef struct sd_gate_opts {
+  const char *concepts, *strategy, *detectors;
+  float semantic_threshold;
+} sd_gate_opts;
+
+/* Run the chosen detectors on prompt (OR-combined) and build the safe text. The semantic
+ * detector needs m's text encoder (m->src set). */
+int sd_api_safety_gate(struct safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_gate *g);
 void sd_api_gate_free(sd_gate *g);
 
 /* Build the text side (tokenizer + text encoder) if not built yet. */

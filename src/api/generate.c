@@ -54,6 +54,7 @@ void safesd_gen_defaults(safesd_gen_params *p) {
   p->safety = "medium";
   p->safety_weight = NAN;
   p->context_steps = NAN;
+  p->semantic_threshold = NAN;
 }
 
 /* The safety settings of a resolved p, checked. */
@@ -291,7 +292,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int level = sd_api_safety_level(p.safety, &lw, &lt);
   const int gated = level > 0 && !p.safety_text && !(p.sld && strcmp(p.sld, "none")) && !p.safety_negative;
   if (gated) {
-    if ((rc = sd_api_safety_gate(m, p.concepts, p.prompt, p.safety_strategy, gate))) return rc;
+    sd_gate_opts go = {p.concepts, p.safety_strategy, p.detectors, p.semantic_threshold};
+    if ((rc = sd_api_safety_gate(m, &go, p.prompt, gate))) return rc;
     if (gate->flagged) {
       p.safety_text = gate->safe_text;
       if (isnan(p_in->safety_weight)) p.safety_weight = lw;

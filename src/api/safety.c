@@ -16,6 +16,7 @@
 #include "api/api_internal.h"
 #include "core/error.h"
 #include "safety/lexical.h"
+#include "safety/semantic.h"
 #include "safety/strategy.h"
 
 /* Named levels → (λ, τ_gc). PROVISIONAL: chosen by reasoning about the method (more weight
@@ -41,9 +42,11 @@ static int need_detectors(safesd_model *m, const char *concepts) {
   const char *want = concepts ? concepts : "";
   if (m->bank && m->bank_path && !strcmp(m->bank_path, want)) return SD_OK;
   sd_detector_free(m->lexical);
+  sd_detector_free(m->semantic);
   sd_bank_free(m->bank);
   free(m->bank_path);
   m->lexical = NULL;
+  m->semantic = NULL;
   m->bank = NULL;
   m->bank_path = NULL;
   int rc = concepts ? sd_bank_load(concepts, &m->bank) : sd_bank_load_default(&m->bank);
@@ -54,71 +57,113 @@ static int need_detectors(safesd_model *m, const char *concepts) {
 }
 
 void sd_api_gate_free(sd_gate *g) {
-  sd_detection_free(&g->det);
+  for (int i = 0; i < g->n_det; i++) sd_detection_free(&g->det[i]);
   free(g->safe_text);
   free(g->summary);
   free(g->categories);
   memset(g, 0, sizeof *g);
 }
 
-int sd_api_safety_gate(safesd_model *m, const char *concepts, const char *prompt, const char *strategy, sd_gate *g) {
-  memset(g, 0, sizeof *g);
-  int strat = sd_strategy_parse(strategy ? strategy : "substitute+append");
-  if (strat < 0) return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (append, substitute, substitute+append)", strategy);
-  g->strategy = sd_strategy_name((sd_strategy)strat);
+/* Parse a detector list: bit 0 lexical, bit 1 semantic. */
+static int parse_detectors(const char *list, int *mask) {
+  *mask = 0;
+  const char *p = list ? list : "lexical";
+  while (*p) {
+    size_t n = strcspn(p, ",");
+    if (n == 7 && !strncmp(p, "lexical", n)) *mask |= 1;
+    else if (n == 8 && !strncmp(p, "semantic", n)) *mask |= 2;
+    else return sd_fail(SD_E_ARG, "unknown detector list '%.64s' (lexical, semantic, or both with a comma)", list);
+    p += n;
+    if (*p == ',') p++;
+  }
+  return *mask ? SD_OK : sd_fail(SD_E_ARG, "no detector given");
+}
+
+static int run_semantic(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_detection *out) {
   int rc;
-  if ((rc = need_detectors(m, concepts)) || (rc = sd_detector_run(m->lexical, prompt, NULL, &g->det))) return rc;
-  g->flagged = g->det.fired;
-  g->summary = sd_detection_summary(m->bank, &g->det);
+  if (!m->src) return sd_fail(SD_E_ARG, "the semantic detector needs a model (its text encoder): give -m");
+  if ((rc = sd_api_need_text(m))) return rc;
+  if (!m->semantic && (rc = sd_semantic_create(m->bank, NULL, &m->semantic))) return rc;
+  sd_detector_set_threshold(m->semantic, isnan(o->semantic_threshold) ? SD_SEMANTIC_DEFAULT_THRESHOLD
+                                                                      : o->semantic_threshold);
+  sd_semantic_encoder enc = {m->tok, m->text, m->ex, sd_clip_text_cfg(m->text)->pad_id, m->src};
+  return sd_detector_run(m->semantic, prompt, &enc, out);
+}
+
+int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_gate *g) {
+  memset(g, 0, sizeof *g);
+  int strat = sd_strategy_parse(o->strategy ? o->strategy : "substitute+append"), mask, rc;
+  if (strat < 0) return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (append, substitute, substitute+append)", o->strategy);
+  g->strategy = sd_strategy_name((sd_strategy)strat);
+  if ((rc = parse_detectors(o->detectors, &mask)) || (rc = need_detectors(m, o->concepts))) return rc;
+  if ((mask & 1) && (rc = sd_detector_run(m->lexical, prompt, NULL, &g->det[g->n_det++]))) goto fail;
+  if ((mask & 2) && (rc = run_semantic(m, o, prompt, &g->det[g->n_det++]))) goto fail;
+  uint32_t cats = 0;
   size_t cap = 1;
+  for (int i = 0; i < g->n_det; i++) cats |= g->det[i].categories;
+  g->flagged = cats != 0;
   for (int c = 0; c < m->bank->n_cats; c++) cap += strlen(m->bank->cats[c].name) + 2;
   g->categories = calloc(cap, 1);
-  if (!g->summary || !g->categories) { sd_api_gate_free(g); return sd_fail(SD_E_NOMEM, "out of memory"); }
+  if (!g->categories) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto fail; }
   for (int c = 0; c < m->bank->n_cats; c++)
-    if (g->det.categories & (1u << c)) {
+    if (cats & (1u << c)) {
       if (*g->categories) strcat(g->categories, ", ");
       strcat(g->categories, m->bank->cats[c].name);
     }
-  if (g->flagged && (rc = sd_safety_text(m->bank, prompt, &g->det, 1, (sd_strategy)strat, &g->safe_text))) {
-    sd_api_gate_free(g);
-    return rc;
+  for (int i = 0; i < g->n_det; i++) {
+    char *one = sd_detection_summary(m->bank, &g->det[i]);
+    size_t len = (g->summary ? strlen(g->summary) + 2 : 0) + (one ? strlen(one) : 0) + 1;
+    char *joined = one ? malloc(len) : NULL;
+    if (joined) snprintf(joined, len, "%s%s%s", g->summary ? g->summary : "", g->summary ? "; " : "", one);
+    free(one);
+    free(g->summary);
+    g->summary = joined;
+    if (!joined) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto fail; }
   }
+  if (g->flagged && (rc = sd_safety_text(m->bank, prompt, g->det, g->n_det, (sd_strategy)strat, &g->safe_text)))
+    goto fail;
   return SD_OK;
+fail:
+  sd_api_gate_free(g);
+  return rc;
 }
 
-int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy, int as_json,
-                 FILE *out) {
+int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
+                 const char *detectors, float semantic_threshold, int as_json, FILE *out) {
   if (!prompt) return sd_fail(SD_E_ARG, "no prompt given");
   safesd_model tmp;
   memset(&tmp, 0, sizeof tmp);
   safesd_model *m = model ? model : &tmp; /* the lexical detector needs no weights */
   sd_gate g;
-  int rc = sd_api_safety_gate(m, concepts, prompt, strategy, &g);
+  sd_gate_opts go = {concepts, strategy, detectors, semantic_threshold};
+  int rc = sd_api_safety_gate(m, &go, prompt, &g);
   if (rc == SD_OK) {
     if (as_json) {
-      json_t *o = json_object(), *ev = json_array();
+      json_t *o = json_object(), *dets = json_array();
       json_object_set_new(o, "prompt", json_string(prompt));
       json_object_set_new(o, "flagged", json_boolean(g.flagged));
       json_object_set_new(o, "categories", json_string(g.categories));
-      json_t *d = json_object();
-      json_object_set_new(d, "detector", json_string(g.det.detector));
-      json_object_set_new(d, "fired", json_boolean(g.det.fired));
-      json_object_set_new(d, "score", json_real(g.det.score));
-      json_object_set_new(d, "threshold", json_real(g.det.threshold));
-      for (int i = 0; i < g.det.n_ev; i++) {
-        const sd_evidence *e = &g.det.ev[i];
-        json_t *x = json_object();
-        json_object_set_new(x, "category", json_string(m->bank->cats[e->category].name));
-        json_object_set_new(x, "matched", json_string(e->matched ? e->matched : ""));
-        json_object_set_new(x, "term", json_string(e->term ? e->term : ""));
-        json_object_set_new(x, "via", json_string(e->via ? e->via : ""));
-        json_object_set_new(x, "start", json_integer((json_int_t)e->start));
-        json_object_set_new(x, "end", json_integer((json_int_t)e->end));
-        json_array_append_new(ev, x);
+      for (int k = 0; k < g.n_det; k++) {
+        const sd_detection *dt = &g.det[k];
+        json_t *d = json_object(), *ev = json_array();
+        json_object_set_new(d, "detector", json_string(dt->detector));
+        json_object_set_new(d, "fired", json_boolean(dt->fired));
+        json_object_set_new(d, "score", json_real(dt->score));
+        json_object_set_new(d, "threshold", json_real(dt->threshold));
+        for (int i = 0; i < dt->n_ev; i++) {
+          const sd_evidence *e = &dt->ev[i];
+          json_t *x = json_object();
+          json_object_set_new(x, "category", json_string(m->bank->cats[e->category].name));
+          json_object_set_new(x, "matched", json_string(e->matched ? e->matched : ""));
+          json_object_set_new(x, "term", json_string(e->term ? e->term : ""));
+          json_object_set_new(x, "via", json_string(e->via ? e->via : ""));
+          json_object_set_new(x, "start", json_integer((json_int_t)e->start));
+          json_object_set_new(x, "end", json_integer((json_int_t)e->end));
+          json_array_append_new(ev, x);
+        }
+        json_object_set_new(d, "evidence", ev);
+        json_array_append_new(dets, d);
       }
-      json_object_set_new(d, "evidence", ev);
-      json_t *dets = json_array();
-      json_array_append_new(dets, d);
       json_object_set_new(o, "detectors", dets);
       json_object_set_new(o, "strategy", json_string(g.strategy));
       json_object_set_new(o, "safe_text", g.safe_text ? json_string(g.safe_text) : json_null());
@@ -135,6 +180,7 @@ int safesd_check(safesd_model *model, const char *prompt, const char *concepts, 
   sd_api_gate_free(&g);
   if (m == &tmp) {
     sd_detector_free(tmp.lexical);
+    sd_detector_free(tmp.semantic);
     sd_bank_free(tmp.bank);
     free(tmp.bank_path);
   }

@@ -62,6 +62,20 @@ same_pixels unsafe_max safe_alone && ok || bad "--safety max differs from genera
 # explicit mechanisms bypass the gate
 gen unsafe_sld -p "$UNSAFE" --sld medium --safety-report "$O/unsafe_sld.json"
 "$PYTHON" -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if not r['detectors']['checked'] and r['sld']=='medium' else 1)" "$O/unsafe_sld.json" && ok || bad "SLD run went through the gate"
+# the semantic detector, in the model's own text-encoder space (random weights here: only the
+# wiring is tested; thresholds far below / above any score force it on / off)
+expect_rc 0 "check with both detectors" $B check -m "$M/model" --detectors lexical,semantic --json "$UNSAFE"
+"$PYTHON" -c "import json,sys; r=json.loads(sys.stdin.read()); d=[x['detector'] for x in r['detectors']]; sys.exit(0 if d==['lexical','semantic'] and r['flagged'] else 1)" <<<"$OUT" && ok || bad "check --detectors lexical,semantic: $OUT"
+expect_rc 1 "semantic without a model" $B check --detectors semantic "x"
+one_line_error "needs a model" "semantic without a model"
+expect_rc 1 "unknown detector" $B check --detectors lexical,magic "x"
+one_line_error "unknown detector" "unknown detector"
+gen sem_on -p "$BENIGN" --detectors semantic --semantic-threshold -10 --safety-report "$O/sem_on.json"
+same_pixels benign_off sem_on && bad "semantic detector forced on did not alter the image" || ok
+"$PYTHON" -c "import json,sys; r=json.load(open(sys.argv[1])); d=r['detectors']; sys.exit(0 if d['flagged'] and 'semantic' in d['detection'] else 1)" "$O/sem_on.json" && ok || bad "semantic report"
+gen sem_off -p "$BENIGN" --detectors semantic --semantic-threshold 10
+cmp -s "$O/benign_off.png" "$O/sem_off.png" && cmp -s "$O/benign_off.npy" "$O/sem_off.npy" && ok || bad "semantic detector not firing still changed the image"
+
 expect_rc 1 "unknown level" $B generate -q -m "$M/model" -p x --safety extreme -o "$O/e.png"
 one_line_error "safety level" "unknown level"
 [ -e "$O/e.png" ] && bad "image written for a bad level" || ok
