@@ -42,20 +42,26 @@ int sd_atomic_open(sd_atomic_file *af, const char *path) {
 
 int sd_atomic_write(sd_atomic_file *af, const void *buf, size_t n) {
   if (n && fwrite(buf, 1, n, af->f) != n)
-    return sd_fail(SD_E_IO, "writing %s failed: %s", af->final_path, strerror(errno));
+    return sd_fail(SD_E_IO, "%s: write failed: %s", af->final_path, strerror(errno));
   return SD_OK;
 }
 
 int sd_atomic_commit(sd_atomic_file *af) {
   int rc = SD_OK;
   if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
-    rc = sd_fail(SD_E_IO, "writing %s failed: %s", af->final_path, strerror(errno));
+    rc = sd_fail(SD_E_IO, "%s: write failed: %s", af->final_path, strerror(errno));
   if (fclose(af->f) != 0 && rc == SD_OK)
-    rc = sd_fail(SD_E_IO, "writing %s failed: %s", af->final_path, strerror(errno));
+    rc = sd_fail(SD_E_IO, "%s: write failed: %s", af->final_path, strerror(errno));
   af->f = NULL;
   if (rc == SD_OK && rename(af->tmp_path, af->final_path) != 0)
     rc = sd_fail(SD_E_IO, "cannot create %s: %s", af->final_path, strerror(errno));
   if (rc != SD_OK) unlink(af->tmp_path);
+  if (rc == SD_OK) { /* make the rename durable (best effort: some file systems refuse) */
+    char *slash = strrchr(af->final_path, '/');
+    if (slash) *slash = 0;
+    int dfd = open(slash ? (*af->final_path ? af->final_path : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
+  }
   free(af->tmp_path);
   free(af->final_path);
   af->tmp_path = af->final_path = NULL;

@@ -410,20 +410,6 @@ const char *sd_st_meta(const sd_safetensors *st, const char *key) {
 
 /* ---- writing ------------------------------------------------------------------------ */
 
-static int write_all(int fd, const void *buf, uint64_t len) {
-  const unsigned char *p = buf;
-  while (len > 0) {
-    size_t chunk = len > ((size_t)1 << 30) ? ((size_t)1 << 30) : (size_t)len;
-    ssize_t w = write(fd, p, chunk);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return -1;
-    if (w == 0) { errno = EIO; return -1; }
-    p += w;
-    len -= (uint64_t)w;
-  }
-  return 0;
-}
-
 static int cmp_str_ptr(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
@@ -522,62 +508,26 @@ int sd_st_write(const char *path, size_t n, const char *const *names, const sd_t
    * multiple of 8, as the reference writer does. */
   size_t jlen = strlen(json), hlen = (jlen + 7) & ~(size_t)7;
   unsigned char *head = malloc(8 + hlen);
-  char *tmp = malloc(strlen(path) + sizeof ".tmp.XXXXXX");
-  if (!head || !tmp) {
-    free(json); free(head); free(tmp);
+  if (!head) {
+    free(json);
     return sd_fail(SD_E_NOMEM, "%s: out of memory", path);
   }
   for (int i = 0; i < 8; i++) head[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
   memcpy(head + 8, json, jlen);
   memset(head + 8 + jlen, ' ', hlen - jlen);
   free(json);
-  strcpy(tmp, path);
-  strcat(tmp, ".tmp.XXXXXX");
-
-  const char *step = "cannot create a temporary file";
-  int fd = mkstemp(tmp), created = fd >= 0;
-  if (fd < 0) goto fail;
-  step = "cannot set permissions";
-  if (fchmod(fd, 0644) != 0) goto fail;
-  step = "write failed";
-  if (write_all(fd, head, 8 + hlen) != 0) goto fail;
-  for (size_t i = 0; i < n; i++) {
-    uint64_t nb = 0;
-    tensor_bytes(path, names[i], &tensors[i], &nb); /* validated in build_header */
-    if (nb && write_all(fd, tensors[i].data, nb) != 0) goto fail;
-  }
-  step = "fsync failed";
-  if (fsync(fd) != 0) goto fail;
-  step = "close failed";
-  {
-    int c = close(fd);
-    fd = -1;
-    if (c != 0) goto fail;
-  }
-  step = "cannot rename the temporary file into place";
-  if (rename(tmp, path) != 0) goto fail;
-  created = 0;
-  /* Make the rename durable (best effort: some file systems refuse fsync on directories). */
-  {
-    char *dir = xstrdup(path);
-    if (dir) {
-      char *slash = strrchr(dir, '/');
-      const char *d = slash ? (slash == dir ? "/" : (*slash = 0, dir)) : ".";
-      int dfd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
-      free(dir);
+  /* temporary file + fsync + rename (io/fileio.h): a failure leaves no partial file */
+  sd_atomic_file af;
+  if ((rc = sd_atomic_open(&af, path)) == SD_OK) {
+    rc = sd_atomic_write(&af, head, 8 + hlen);
+    for (size_t i = 0; i < n && rc == SD_OK; i++) {
+      uint64_t nb = 0;
+      tensor_bytes(path, names[i], &tensors[i], &nb); /* validated in build_header */
+      rc = sd_atomic_write(&af, tensors[i].data, (size_t)nb);
     }
+    if (rc == SD_OK) rc = sd_atomic_commit(&af);
+    else sd_atomic_abort(&af);
   }
   free(head);
-  free(tmp);
-  return SD_OK;
-
-fail:;
-  int e = errno;
-  if (fd >= 0) close(fd);
-  if (created) unlink(tmp);
-  rc = sd_fail(SD_E_IO, "%s: %s: %s", path, step, strerror(e));
-  free(head);
-  free(tmp);
   return rc;
 }
