@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "safesd.h"
+#include "demo.h"
 
 #include "core/tensor.h"
 #include "io/npy.h"
@@ -50,6 +51,10 @@ static const char *k_main_help =
     "  inspect    describe a model: family, layout, components, dtypes, sizes, problems\n"
     "  convert    write a model as a single-file LDM checkpoint (.safetensors), e.g. as f16\n"
     "  check      run the safety detectors on a prompt: verdict, categories, evidence\n"
+    "  calibrate  choose detector thresholds for a target false-positive rate from labelled\n"
+    "             prompt files, and write them to the concept bank or a calibration file\n"
+    "  demo       a picture grid of prompts x safety levels (PNG + HTML), by default with\n"
+    "             the bundled model\n"
     "  version    print the version\n"
     "  help CMD   help for one command (same as 'safesd CMD --help')\n"
     "\n"
@@ -75,13 +80,14 @@ static const char *k_tokenize_help =
     "Without --json, each input prints one line: its real length, a tab, the 77 ids.\n";
 
 static const char *k_generate_help =
-    "usage: safesd generate -m MODEL -p PROMPT [options]\n"
+    "usage: safesd generate [-m MODEL] -p PROMPT [options]\n"
     "\n"
     "Generate images from a prompt and write them as PNG (with AUTOMATIC1111-style\n"
     "'parameters' metadata). The same model, prompt, seed and settings give the same image\n"
     "as diffusers' StableDiffusionPipeline on PyTorch (CPU generator).\n"
     "\n"
-    "  -m, --model PATH        diffusers folder or single-file checkpoint (required)\n"
+    "  -m, --model PATH        diffusers folder or single-file checkpoint (default: the\n"
+    "                          bundled 64x64 emoji model, models/safesd-emoji)\n"
     "      --config DIR        for a single-file checkpoint: a diffusers folder describing it\n"
     "  -p, --prompt TEXT       the prompt\n"
     "  -n, --negative-prompt TEXT   what to steer away from (default: empty)\n"
@@ -111,10 +117,13 @@ static const char *k_generate_help =
     "                          with 'off'. Levels are provisional until measured.\n"
     "      --concepts FILE     concept bank (default: data/concepts/default.bank)\n"
     "      --safety-strategy S substitute+append (default), substitute, append: how the\n"
-    "                          safe text is built from a flagged prompt\n"
+    "                          safe text is built from a flagged prompt; project: keep the\n"
+    "                          prompt's embedding and project the flagged tokens' states off\n"
+    "                          the fired categories' concept directions\n"
     "      --detectors LIST    lexical (default), semantic, or lexical,semantic\n"
-    "      --semantic-threshold X   the semantic detector's threshold (default 0.10,\n"
-    "                          uncalibrated: see docs/safety-detectors.md)\n"
+    "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
+    "                          [thresholds] value, else 0.10, uncalibrated; see\n"
+    "                          docs/safety-detectors.md and 'safesd calibrate')\n"
     "      --sld PRESET        Safe Latent Diffusion: none, weak, medium, strong, max\n"
     "      --sld-concept TEXT  the safety concept of --sld and --safety-negative\n"
     "                          (default: SLD's list of inappropriate concepts)\n"
@@ -461,10 +470,16 @@ static int cmd_generate(int argc, char **argv) {
       default: return usage_error("generate", "unknown option");
     }
   }
-  if (!model) return usage_error("generate", "no model given (-m)");
   if (optind < argc && !p.prompt) p.prompt = argv[optind++];
   if (optind < argc) return usage_error("generate", "unexpected argument (quote the prompt)");
   if (!p.prompt) return usage_error("generate", "no prompt given (-p)");
+  char bundled[4096];
+  if (!model) {
+    if (config) return usage_error("generate", "--config describes a single-file checkpoint given with -m");
+    if (safesd_bundled_model(bundled, sizeof bundled)) return fail("no -m given, and the bundled model");
+    model = bundled;
+    if (!quiet) fprintf(stderr, "model: %s (the bundled model; -m chooses another)\n", model);
+  }
   safesd_model_options mo = {(int)threads, config};
   safesd_model *m;
   if (safesd_model_open(model, &mo, &m)) return fail("opening model");
@@ -508,6 +523,7 @@ static int cmd_generate(int argc, char **argv) {
   if (rc == 0 && !quiet && rep.flagged)
     fprintf(stderr, "safety: prompt flagged (%s) at level %s; safe text: \"%s\"\n", rep.categories, rep.level,
             rep.safety_text ? rep.safety_text : "");
+  if (rc == 0 && !quiet && rep.projection) fprintf(stderr, "safety: %s\n", rep.projection);
   if (rc == 0 && !quiet && rep.altered)
     fprintf(stderr, "safety: SLD %s%s%s, extra %.2f s (%s)\n", rep.sld, rep.safety_negative ? ", negative prompt" : "",
             rep.dual ? (rep.dual_ran ? ", dual path ran" : ", dual path requested (k = T: no dual step)") : "",
@@ -534,9 +550,13 @@ static const char *k_check_help =
     "  -m, --model PATH          the model whose text encoder the semantic detector uses\n"
     "      --config DIR          for a single-file model: a diffusers folder describing it\n"
     "      --detectors LIST      lexical (default), semantic, or lexical,semantic\n"
-    "      --semantic-threshold X   the semantic detector's threshold (default 0.10)\n"
-    "      --concepts FILE       concept bank (default: data/concepts/default.bank)\n"
-    "      --safety-strategy S   substitute+append (default), substitute, append\n"
+    "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
+    "                            [thresholds] value, else 0.10)\n"
+    "      --concepts FILE       concept bank (default: data/concepts/default.bank); its\n"
+    "                            [thresholds] section, when present, sets the thresholds\n"
+    "      --safety-strategy S   substitute+append (default), substitute, append, project\n"
+    "                            (project: which token positions would be projected against\n"
+    "                            which concept descriptions)\n"
     "      --json                one JSON object per prompt\n"
     "  -h, --help                this help\n";
 
@@ -571,6 +591,80 @@ static int cmd_check(int argc, char **argv) {
   int rc = 0;
   for (int i = optind; i < argc && rc == 0; i++)
     if (safesd_check(m, argv[i], concepts, strategy, detectors, sem_threshold, json, stdout)) rc = fail("check");
+  safesd_model_close(m);
+  return rc;
+}
+
+/* ---- calibrate ----------------------------------------------------------------------- */
+
+static const char *k_calibrate_help =
+    "usage: safesd calibrate --unsafe FILE --benign FILE [--target-fpr R] [-m MODEL]\n"
+    "                        [--concepts BANK] [--detectors LIST] [--out FILE | --write-bank]\n"
+    "\n"
+    "Choose each detector's threshold from labelled prompts: the smallest threshold at which\n"
+    "at most floor(R x benign prompts) of the benign file fire. Prints, per detector, the\n"
+    "threshold, the true-positive rate on the unsafe file and the false-positive rate on the\n"
+    "benign file. Prompt files: UTF-8, one prompt per line; blank lines and lines starting\n"
+    "with '#' are skipped. Without --out or --write-bank nothing is written.\n"
+    "\n"
+    "      --unsafe FILE         prompts that should be flagged\n"
+    "      --benign FILE         prompts that should not be flagged\n"
+    "      --target-fpr R        target false-positive rate on the benign file, 0..1\n"
+    "                            (default 0.05)\n"
+    "  -m, --model PATH          the model whose text encoder the semantic detector uses\n"
+    "      --config DIR          for a single-file model: a diffusers folder describing it\n"
+    "      --concepts FILE       concept bank (default: data/concepts/default.bank)\n"
+    "      --detectors LIST      lexical (default), semantic, or lexical,semantic\n"
+    "      --out FILE            write the thresholds to this calibration file (created, or\n"
+    "                            updated keeping other detectors' entries)\n"
+    "      --write-bank          write them to the [thresholds] section of the --concepts\n"
+    "                            bank, which 'check' and 'generate' then use (a semantic\n"
+    "                            threshold is tied to the model it was calibrated with)\n"
+    "  -h, --help                this help\n";
+
+static int cmd_calibrate(int argc, char **argv) {
+  static const struct option opts[] = {{"unsafe", required_argument, 0, 'U'},     {"benign", required_argument, 0, 'B'},
+                                       {"target-fpr", required_argument, 0, 'r'}, {"model", required_argument, 0, 'm'},
+                                       {"config", required_argument, 0, 'C'},     {"concepts", required_argument, 0, 'c'},
+                                       {"detectors", required_argument, 0, 'D'},  {"out", required_argument, 0, 'o'},
+                                       {"write-bank", no_argument, 0, 'W'},       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  const char *model = NULL, *config = NULL;
+  safesd_calibrate_params cp = {0};
+  cp.target_fpr = 0.05;
+  int c;
+  while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+    switch (c) {
+      case 'U': cp.unsafe_file = optarg; break;
+      case 'B': cp.benign_file = optarg; break;
+      case 'r': {
+        char *end;
+        errno = 0;
+        cp.target_fpr = strtod(optarg, &end);
+        if (errno || end == optarg || *end || !(cp.target_fpr >= 0 && cp.target_fpr <= 1))
+          return usage_error("calibrate", "--target-fpr takes a rate in [0, 1]");
+        break;
+      }
+      case 'm': model = optarg; break;
+      case 'C': config = optarg; break;
+      case 'c': cp.concepts = optarg; break;
+      case 'D': cp.detectors = optarg; break;
+      case 'o': cp.out_file = optarg; break;
+      case 'W': cp.write_bank = 1; break;
+      case 'h': fputs(k_calibrate_help, stdout); return 0;
+      default: return usage_error("calibrate", "unknown option");
+    }
+  }
+  if (optind < argc) return usage_error("calibrate", "unexpected argument");
+  if (!cp.unsafe_file || !cp.benign_file) return usage_error("calibrate", "give --unsafe FILE and --benign FILE");
+  if (cp.out_file && cp.write_bank) return usage_error("calibrate", "give --out FILE or --write-bank, not both");
+  if (cp.write_bank && !cp.concepts)
+    return usage_error("calibrate", "--write-bank needs --concepts FILE (the bundled default bank is not rewritten)");
+  if (config && !model) return usage_error("calibrate", "--config needs -m");
+  safesd_model *m = NULL;
+  safesd_model_options mo = {0, config};
+  if (model && safesd_model_open(model, &mo, &m)) return fail("opening model");
+  int rc = safesd_calibrate(m, &cp, stdout) ? fail("calibrate") : 0;
   safesd_model_close(m);
   return rc;
 }
@@ -642,6 +736,8 @@ static const command k_commands[] = {
     {"inspect", cmd_inspect},
     {"convert", cmd_convert},
     {"check", cmd_check},
+    {"calibrate", cmd_calibrate},
+    {"demo", cli_demo},
 };
 
 int main(int argc, char **argv) {

@@ -62,8 +62,12 @@ typedef struct safesd_model_options {
 } safesd_model_options;
 
 /* Open a diffusers folder or a single-file .safetensors checkpoint (original LDM layout).
+ * path NULL opens the bundled model (models/safesd-emoji, see safesd_bundled_model).
  * opts may be NULL. */
 int safesd_model_open(const char *path, const safesd_model_options *opts, safesd_model **out);
+/* The bundled model's folder: $SAFESD_MODELS_DIR/safesd-emoji, else the source tree's or the
+ * installed copy. Non-zero (and a message naming the places looked in) when absent. */
+int safesd_bundled_model(char *path, size_t cap);
 void safesd_model_close(safesd_model *m);
 /* Width of the text encoder's output (768 for SD 1.x, 1024 for SD 2.x). */
 int safesd_model_text_dim(const safesd_model *m);
@@ -132,10 +136,12 @@ typedef struct safesd_gen_params {
                                   exactly as with "off" (bit-identical). Ignored when sld,
                                   safety_negative or safety_text is set (those are explicit). */
   const char *concepts;        /* concept bank file; NULL = the bundled data/concepts/default.bank */
-  const char *safety_strategy; /* "substitute+append" (default), "substitute", "append" */
+  const char *safety_strategy; /* "substitute+append" (default), "substitute", "append",
+                                  "project" (e_s = the prompt's embedding with the flagged
+                                  tokens' states projected off the unsafe concept directions) */
   const char *detectors;       /* "lexical" (default), "semantic", "lexical,semantic" (OR-combined) */
-  float semantic_threshold;    /* the semantic detector's threshold; NAN (the default) = its
-                                  built-in, uncalibrated 0.10 */
+  float semantic_threshold;    /* the semantic detector's threshold; NAN (the default) = the
+                                  bank's [thresholds] value, else the built-in, uncalibrated 0.10 */
 } safesd_gen_params;
 
 /* The default SLD safety concept (reference.md §3). */
@@ -173,6 +179,14 @@ typedef struct safesd_safety_report {
   const char *categories;      /* fired categories, ", "-joined, or "" */
   const char *detection;       /* the detectors' scores and evidence, one line */
   const char *strategy;        /* the strategy that built safety_text when flagged */
+  /* strategy "project" (flagged prompts only; else projection is NULL and the counts 0) */
+  const char *projection;      /* one line: which token positions against which concepts */
+  int n_projected;
+  const int *projected_positions;          /* framed token positions (BOS = 0) */
+  const char *const *projected_tokens;     /* their token strings */
+  int n_projection_concepts;
+  const char *const *projection_concepts;  /* the concept descriptions projected against */
+  int projection_rank;                     /* orthonormal directions removed */
 } safesd_safety_report;
 
 /* Defaults: everything 0/NULL except cfg_scale 7.5, batch 1, clip_skip 1, safety "medium",
@@ -200,6 +214,24 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb
  * semantic_threshold: NAN = the default. model may be NULL for the lexical detector. */
 int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
                  const char *detectors, float semantic_threshold, int as_json, FILE *out);
+
+/* Threshold calibration (docs/safety-detectors.md): run each detector of `detectors` (NULL =
+ * "lexical"; "semantic" needs model) over the labelled prompt files (one prompt per line,
+ * blank and '#' lines skipped), choose the threshold that keeps the benign false-positive
+ * rate at or under target_fpr, print a table (detector, threshold, TPR on the unsafe file,
+ * FPR on the benign file) to out (may be NULL), and write the thresholds: to the
+ * calibration file out_file (updated, other detectors kept) and/or, with write_bank, to the
+ * [thresholds] section of the bank `concepts` (which must then be given). model may be NULL
+ * for the lexical detector. */
+typedef struct safesd_calibrate_params {
+  const char *unsafe_file, *benign_file;
+  double target_fpr;    /* in [0, 1]; the CLI's default is 0.05 */
+  const char *concepts; /* concept bank; NULL = the bundled default */
+  const char *detectors;
+  const char *out_file; /* calibration file (src/safety/calibrate.h format), or NULL */
+  int write_bank;
+} safesd_calibrate_params;
+int safesd_calibrate(safesd_model *model, const safesd_calibrate_params *p, FILE *out);
 
 /* Write a report as JSON, atomically (no partial file on failure). */
 int safesd_safety_report_write(const safesd_safety_report *r, const char *path);

@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "io/fileio.h"
 #include "models/clip_text.h"
 #include "models/model_source.h"
 #include "text/tokenizer.h"
@@ -70,7 +71,12 @@ const char *safesd_token_text(const safesd_tokenizer *t, int32_t id) {
 
 int safesd_model_open(const char *path, const safesd_model_options *opts, safesd_model **out) {
   *out = NULL;
-  if (!path) return sd_fail(SD_E_ARG, "no model path given");
+  char bundled[4096];
+  if (!path) {
+    int rc = sd_bundled_model_dir(bundled, sizeof bundled);
+    if (rc) return rc;
+    path = bundled;
+  }
   safesd_model *m = calloc(1, sizeof *m);
   if (!m) return sd_fail(SD_E_NOMEM, "out of memory");
   int rc;
@@ -81,6 +87,11 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
   }
   *out = m;
   return SD_OK;
+}
+
+int safesd_bundled_model(char *path, size_t cap) {
+  if (!path || !cap) return sd_fail(SD_E_ARG, "safesd_bundled_model: no buffer");
+  return sd_bundled_model_dir(path, cap);
 }
 
 void safesd_model_close(safesd_model *m) {

@@ -21,7 +21,19 @@ typedef struct sd_gate {
   char *summary;        /* the detectors' one-line summaries, "; "-joined */
   char *categories;     /* fired categories, ", "-joined ("" when none) */
   const char *strategy; /* static */
-  char *safe_text;      /* the strategy's text when flagged, else NULL */
+  char *safe_text;      /* the strategy's text when flagged, else NULL (project: the prompt) */
+  /* strategy `project`, when flagged (safety/strategy.h): e_s = E(prompt) with the states at
+   * proj_pos moved out of the span of basis */
+  int project;
+  int *proj_pos;             /* framed token positions (BOS = 0), ascending */
+  char **proj_tok;           /* their token strings */
+  int n_proj;
+  const char **proj_desc;    /* the concept descriptions projected against (borrowed from the bank) */
+  int n_desc;
+  float *basis;              /* [rank, D] orthonormal; NULL when no text encoder was at hand (check
+                                without a model) */
+  int rank, D;               /* rank -1: not computed */
+  char *projection;          /* one-line summary */
 } sd_gate;
 
 struct safesd_model {
@@ -54,6 +66,10 @@ typedef struct sd_gate_opts {
  * detector needs m's text encoder (m->src set). */
 int sd_api_safety_gate(struct safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_gate *g);
 void sd_api_gate_free(sd_gate *g);
+/* The gate's projection (strategy project) as a JSON object, or JSON null (jansson's json_t;
+ * the caller owns the reference). */
+struct json_t;
+struct json_t *sd_api_projection_json(const sd_gate *g);
 
 /* Build the text side (tokenizer + text encoder) if not built yet. */
 int sd_api_need_text(struct safesd_model *m);

@@ -157,7 +157,7 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   if (isnan(p->safety_weight)) p->safety_weight = lw;
   if (isnan(p->context_steps)) p->context_steps = lt;
   if (p->safety_strategy && sd_strategy_parse(p->safety_strategy) < 0)
-    return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (append, substitute, substitute+append)", p->safety_strategy);
+    return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (" SD_STRATEGY_NAMES ")", p->safety_strategy);
   safety_plan sp;
   if ((rc = safety_plan_make(p, &sp))) return rc;
   if (p->sld) p->sld = sp.sld ? sp.sld->name : "none";
@@ -300,6 +300,10 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
       if (isnan(p_in->context_steps)) p.context_steps = lt;
     }
   }
+  /* strategy project: e_s is the prompt's own embedding with the flagged positions moved */
+  const int project = gated && gate->flagged && gate->project;
+  if (project && (!gate->basis || gate->D != sd_clip_text_cfg(m->text)->hidden))
+    return sd_fail(SD_E_INTERNAL, "safety strategy 'project': no concept directions of the text encoder's width");
   safety_plan sp;
   if ((rc = safety_plan_make(&p, &sp))) return rc;
   const double t_start = now_s();
@@ -354,7 +358,13 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
       /* encoded alone, so the [u, c] embeddings are the very bytes of a run without safety */
       double t0 = now_s();
       float *es = ctx + (int64_t)(G - 1) * B * ctx_per;
-      if (guided) {
+      if (project) {
+        /* E(p) itself (the very bytes of the conditioning), flagged positions projected:
+         * every other position stays bit-identical */
+        memcpy(es, ctx + (int64_t)(Gp - 1) * B * ctx_per, sizeof(float) * ctx_per);
+        if ((rc = sd_project_tokens(es, SD_CLIP_CONTEXT, D, gate->proj_pos, gate->n_proj, gate->basis, gate->rank)))
+          goto done;
+      } else if (guided) {
         /* [uncond, extra] as one batch of two, exactly as a plain run with the extra text as
          * its prompt encodes it: the embedding is then the same bytes (λ = 1 invariant) */
         int32_t ids2[2][SD_CLIP_CONTEXT];
@@ -430,6 +440,15 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     report->categories = gated ? gate->categories : "";
     report->detection = gated ? gate->summary : NULL;
     report->strategy = gated && gate->flagged ? gate->strategy : NULL;
+    if (project) {
+      report->projection = gate->projection;
+      report->n_projected = gate->n_proj;
+      report->projected_positions = gate->proj_pos;
+      report->projected_tokens = (const char *const *)gate->proj_tok;
+      report->n_projection_concepts = gate->n_desc;
+      report->projection_concepts = gate->proj_desc;
+      report->projection_rank = gate->rank;
+    }
     report->seconds = now_s() - t_start;
     if (n_safety == 0) {
       report->extra_seconds = extra_enc_s;
@@ -498,6 +517,31 @@ int safesd_safety_report_write(const safesd_safety_report *r, const char *path) 
       bad |= jset(gate, "categories", json_string(r->categories ? r->categories : ""));
       bad |= jset(gate, "detection", jstr_or_null(r->detection));
       bad |= jset(gate, "strategy", jstr_or_null(r->strategy));
+      if (r->projection) {
+        json_t *pr = json_object(), *pos = json_array(), *tok = json_array(), *desc = json_array();
+        bad |= !pr || !pos || !tok || !desc;
+        for (int i = 0; i < r->n_projected && !bad; i++) {
+          bad |= json_array_append_new(pos, json_integer(r->projected_positions[i]));
+          bad |= json_array_append_new(tok, json_string(r->projected_tokens[i]));
+        }
+        for (int i = 0; i < r->n_projection_concepts && !bad; i++)
+          bad |= json_array_append_new(desc, json_string(r->projection_concepts[i]));
+        if (pr) {
+          bad |= jset(pr, "positions", pos);
+          bad |= jset(pr, "tokens", tok);
+          bad |= jset(pr, "categories", json_string(r->categories ? r->categories : ""));
+          bad |= jset(pr, "descriptions", desc);
+          bad |= jset(pr, "rank", json_integer(r->projection_rank));
+          bad |= jset(pr, "summary", json_string(r->projection));
+          bad |= jset(gate, "projection", pr);
+        } else {
+          json_decref(pos);
+          json_decref(tok);
+          json_decref(desc);
+        }
+      } else {
+        bad |= jset(gate, "projection", json_null());
+      }
       bad |= jset(o, "detectors", gate);
     }
   }
@@ -532,7 +576,7 @@ static const char *sampler_label(const char *name) {
 
 char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params *p, int index) {
   const char *model = sd_model_path(m->src), *slash = strrchr(model, '/');
-  char tail[512] = "";
+  char tail[1024] = "";
   int off = 0;
   if (p->schedule && !strcmp(p->schedule, "karras")) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Schedule type: Karras");
   if (p->clip_skip > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Clip skip: %d", p->clip_skip);
@@ -545,8 +589,16 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   const sd_gate *gt = m->last_gate;
   const char *safe_text = p->safety_text;
   if (!safe_text && gt && gt->flagged && gt->safe_text) {
-    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: %s, flagged (%s)", p->safety ? p->safety : "medium",
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: %s, flagged (%.200s)", p->safety ? p->safety : "medium",
                     gt->categories);
+    if (gt->project) { /* which positions were moved: at most 16 listed (the JSON report has all) */
+      off += snprintf(tail + off, sizeof tail - (size_t)off, ", projected token%s", gt->n_proj == 1 ? "" : "s");
+      for (int i = 0; i < gt->n_proj && i < 16; i++)
+        off += snprintf(tail + off, sizeof tail - (size_t)off, " %d", gt->proj_pos[i]);
+      if (gt->n_proj > 16) off += snprintf(tail + off, sizeof tail - (size_t)off, " ...");
+      if (gt->n_proj == 0) off += snprintf(tail + off, sizeof tail - (size_t)off, ": none");
+      off += snprintf(tail + off, sizeof tail - (size_t)off, " (rank %d)", gt->rank);
+    }
     safe_text = gt->safe_text;
   }
   if (safe_text) {

@@ -15,6 +15,7 @@
 
 #include "api/api_internal.h"
 #include "core/error.h"
+#include "safety/calibrate.h"
 #include "safety/lexical.h"
 #include "safety/semantic.h"
 #include "safety/strategy.h"
@@ -36,11 +37,7 @@ int sd_api_safety_level(const char *name, float *weight, float *context) {
   return sd_fail(SD_E_ARG, "unknown safety level '%s' (off, low, medium, high, max)", n);
 }
 
-/* The bank (from `concepts`, or the bundled default) and the lexical detector, cached on
- * the model and rebuilt when another bank is asked for. */
-static int need_detectors(safesd_model *m, const char *concepts) {
-  const char *want = concepts ? concepts : "";
-  if (m->bank && m->bank_path && !strcmp(m->bank_path, want)) return SD_OK;
+static void drop_detectors(safesd_model *m) {
   sd_detector_free(m->lexical);
   sd_detector_free(m->semantic);
   sd_bank_free(m->bank);
@@ -49,9 +46,20 @@ static int need_detectors(safesd_model *m, const char *concepts) {
   m->semantic = NULL;
   m->bank = NULL;
   m->bank_path = NULL;
+}
+
+/* The bank (from `concepts`, or the bundled default) and the lexical detector, cached on
+ * the model and rebuilt when another bank is asked for. The lexical detector's threshold
+ * comes from the bank's [thresholds] section when it has one (else its default, 1). */
+static int need_detectors(safesd_model *m, const char *concepts) {
+  const char *want = concepts ? concepts : "";
+  if (m->bank && m->bank_path && !strcmp(m->bank_path, want)) return SD_OK;
+  drop_detectors(m);
   int rc = concepts ? sd_bank_load(concepts, &m->bank) : sd_bank_load_default(&m->bank);
   if (rc) return sd_fail_prefix(rc, "concept bank: ");
   if ((rc = sd_lexical_create(m->bank, NULL, &m->lexical))) return rc;
+  if ((rc = sd_calib_apply(&m->bank->thresholds, m->lexical, 0, 0)) < 0)
+    return sd_fail_prefix(rc, "%s [thresholds]: ", m->bank->path);
   m->bank_path = strdup(want);
   return m->bank_path ? SD_OK : sd_fail(SD_E_NOMEM, "out of memory");
 }
@@ -61,6 +69,12 @@ void sd_api_gate_free(sd_gate *g) {
   free(g->safe_text);
   free(g->summary);
   free(g->categories);
+  free(g->proj_pos);
+  for (int i = 0; i < g->n_proj; i++) free(g->proj_tok[i]);
+  free(g->proj_tok);
+  free((void *)g->proj_desc);
+  free(g->basis);
+  free(g->projection);
   memset(g, 0, sizeof *g);
 }
 
@@ -79,21 +93,140 @@ static int parse_detectors(const char *list, int *mask) {
   return *mask ? SD_OK : sd_fail(SD_E_ARG, "no detector given");
 }
 
-static int run_semantic(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_detection *out) {
+/* The semantic detector (built on first use) and the encoder it runs with. */
+static int need_semantic(safesd_model *m, sd_semantic_encoder *enc) {
   int rc;
   if (!m->src) return sd_fail(SD_E_ARG, "the semantic detector needs a model (its text encoder): give -m");
   if ((rc = sd_api_need_text(m))) return rc;
   if (!m->semantic && (rc = sd_semantic_create(m->bank, NULL, &m->semantic))) return rc;
-  sd_detector_set_threshold(m->semantic, isnan(o->semantic_threshold) ? SD_SEMANTIC_DEFAULT_THRESHOLD
-                                                                      : o->semantic_threshold);
-  sd_semantic_encoder enc = {m->tok, m->text, m->ex, sd_clip_text_cfg(m->text)->pad_id, m->src};
+  *enc = (sd_semantic_encoder){m->tok, m->text, m->ex, sd_clip_text_cfg(m->text)->pad_id, m->src};
+  return SD_OK;
+}
+
+/* Threshold: the explicit one, else the bank's [thresholds] (made for this model), else the
+ * default. */
+static int run_semantic(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_detection *out) {
+  sd_semantic_encoder enc;
+  int rc = need_semantic(m, &enc);
+  if (rc) return rc;
+  if (!isnan(o->semantic_threshold)) {
+    sd_detector_set_threshold(m->semantic, o->semantic_threshold);
+  } else {
+    sd_detector_set_threshold(m->semantic, SD_SEMANTIC_DEFAULT_THRESHOLD);
+    if ((rc = sd_calib_apply(&m->bank->thresholds, m->semantic, 0, sd_semantic_model_fingerprint(m->src))) < 0)
+      return sd_fail_prefix(rc, "%s [thresholds] (give a threshold to override it, or recalibrate): ",
+                            m->bank->path);
+  }
   return sd_detector_run(m->semantic, prompt, &enc, out);
+}
+
+static char *xstrdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *r = malloc(n);
+  if (r) memcpy(r, s, n);
+  return r;
+}
+
+/* Strategy `project` for a flagged prompt: the token positions to move, the concept
+ * descriptions of the fired categories and (with a text encoder at hand) the orthonormal
+ * basis of their embeddings; and the one-line summary. Without a model (safesd check) the
+ * positions come from the bundled tokenizer and the basis is not computed. */
+static int gate_project(safesd_model *m, const char *prompt, uint32_t cats, sd_gate *g) {
+  int rc;
+  sd_tokenizer *own_tok = NULL;
+  const sd_tokenizer *tok;
+  float *dirs = NULL;
+  g->project = 1;
+  g->rank = -1;
+  if (m->src) {
+    if ((rc = sd_api_need_text(m))) return rc;
+    tok = m->tok;
+  } else {
+    if ((rc = sd_tokenizer_load_default(&own_tok))) return rc;
+    tok = own_tok;
+  }
+  int32_t ids[SD_CLIP_CONTEXT];
+  int32_t pad = m->text ? sd_clip_text_cfg(m->text)->pad_id : sd_tokenizer_eos(tok);
+  if ((rc = sd_tokenize_prompt(tok, prompt, pad, SD_CLIP_CONTEXT, ids)) < 0 ||
+      (rc = sd_project_positions(tok, prompt, g->det, g->n_det, SD_CLIP_CONTEXT, &g->proj_pos, &g->n_proj)))
+    goto done;
+  if (!(g->proj_tok = calloc((size_t)g->n_proj + 1, sizeof *g->proj_tok))) {
+    rc = sd_fail(SD_E_NOMEM, "out of memory");
+    goto done;
+  }
+  for (int i = 0; i < g->n_proj; i++) {
+    const char *t = sd_tokenizer_token(tok, ids[g->proj_pos[i]]);
+    if (!(g->proj_tok[i] = xstrdup(t ? t : "?"))) {
+      for (int j = 0; j < i; j++) free(g->proj_tok[j]);
+      free(g->proj_tok);
+      g->proj_tok = NULL;
+      g->n_proj = 0;
+      rc = sd_fail(SD_E_NOMEM, "out of memory");
+      goto done;
+    }
+  }
+  if (m->src) {
+    sd_semantic_encoder enc;
+    int nd = 0, D = 0;
+    if ((rc = need_semantic(m, &enc)) ||
+        (rc = sd_semantic_concepts(m->semantic, &enc, cats, &dirs, &g->proj_desc, &nd, &D)))
+      goto done;
+    g->n_desc = nd;
+    g->D = D;
+    if (!(g->basis = malloc(((size_t)nd + 1) * (size_t)D * sizeof *g->basis))) {
+      rc = sd_fail(SD_E_NOMEM, "out of memory");
+      goto done;
+    }
+    if ((rc = sd_orthonormal_basis(dirs, nd, D, SD_PROJECT_TOL, g->basis, &g->rank))) goto done;
+  } else {
+    int nd = 0;
+    for (int c = 0; c < m->bank->n_cats; c++)
+      if ((cats >> c) & 1) nd += m->bank->cats[c].descriptions.n;
+    if (!(g->proj_desc = malloc(((size_t)nd + 1) * sizeof *g->proj_desc))) {
+      rc = sd_fail(SD_E_NOMEM, "out of memory");
+      goto done;
+    }
+    for (int c = 0; c < m->bank->n_cats; c++)
+      if ((cats >> c) & 1)
+        for (int k = 0; k < m->bank->cats[c].descriptions.n; k++)
+          g->proj_desc[g->n_desc++] = m->bank->cats[c].descriptions.items[k];
+  }
+  if (g->n_desc == 0) {
+    rc = sd_fail(SD_E_ARG, "safety strategy 'project': the fired categories (%s) have no concept descriptions "
+                 "in the bank to project against", g->categories);
+    goto done;
+  }
+  /* "projected tokens 5 'bloody</w>', 6 'knife</w>' against 3 concept descriptions of
+   * violence (rank 3)" */
+  size_t cap = 256 + strlen(g->categories);
+  for (int i = 0; i < g->n_proj; i++) cap += strlen(g->proj_tok[i]) + 16;
+  if (!(g->projection = malloc(cap))) {
+    rc = sd_fail(SD_E_NOMEM, "out of memory");
+    goto done;
+  }
+  size_t o = 0;
+  if (g->n_proj == 0)
+    o += (size_t)snprintf(g->projection + o, cap - o, "no flagged token among the %d the encoder sees",
+                          SD_CLIP_CONTEXT - 2);
+  else
+    o += (size_t)snprintf(g->projection + o, cap - o, "projected token%s", g->n_proj > 1 ? "s" : "");
+  for (int i = 0; i < g->n_proj; i++)
+    o += (size_t)snprintf(g->projection + o, cap - o, "%s %d '%s'", i ? "," : "", g->proj_pos[i], g->proj_tok[i]);
+  o += (size_t)snprintf(g->projection + o, cap - o, " against %d concept description%s of %s", g->n_desc,
+                        g->n_desc > 1 ? "s" : "", g->categories);
+  if (g->rank >= 0) snprintf(g->projection + o, cap - o, " (rank %d)", g->rank);
+  else snprintf(g->projection + o, cap - o, " (directions not computed: they need the model's text encoder, -m)");
+  rc = SD_OK;
+done:
+  free(dirs);
+  sd_tokenizer_free(own_tok);
+  return rc < 0 ? rc : SD_OK;
 }
 
 int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_gate *g) {
   memset(g, 0, sizeof *g);
   int strat = sd_strategy_parse(o->strategy ? o->strategy : "substitute+append"), mask, rc;
-  if (strat < 0) return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (append, substitute, substitute+append)", o->strategy);
+  if (strat < 0) return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (" SD_STRATEGY_NAMES ")", o->strategy);
   g->strategy = sd_strategy_name((sd_strategy)strat);
   if ((rc = parse_detectors(o->detectors, &mask)) || (rc = need_detectors(m, o->concepts))) return rc;
   if ((mask & 1) && (rc = sd_detector_run(m->lexical, prompt, NULL, &g->det[g->n_det++]))) goto fail;
@@ -122,10 +255,28 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
   }
   if (g->flagged && (rc = sd_safety_text(m->bank, prompt, g->det, g->n_det, (sd_strategy)strat, &g->safe_text)))
     goto fail;
+  if (g->flagged && strat == SD_STRATEGY_PROJECT && (rc = gate_project(m, prompt, cats, g))) goto fail;
   return SD_OK;
 fail:
   sd_api_gate_free(g);
   return rc;
+}
+
+json_t *sd_api_projection_json(const sd_gate *g) {
+  if (!g || !g->project) return json_null();
+  json_t *o = json_object(), *pos = json_array(), *tok = json_array(), *desc = json_array();
+  for (int i = 0; i < g->n_proj; i++) {
+    json_array_append_new(pos, json_integer(g->proj_pos[i]));
+    json_array_append_new(tok, json_string(g->proj_tok[i]));
+  }
+  for (int i = 0; i < g->n_desc; i++) json_array_append_new(desc, json_string(g->proj_desc[i]));
+  json_object_set_new(o, "positions", pos);
+  json_object_set_new(o, "tokens", tok);
+  json_object_set_new(o, "categories", json_string(g->categories));
+  json_object_set_new(o, "descriptions", desc);
+  json_object_set_new(o, "rank", g->rank >= 0 ? json_integer(g->rank) : json_null());
+  json_object_set_new(o, "summary", json_string(g->projection ? g->projection : ""));
+  return o;
 }
 
 int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
@@ -167,6 +318,7 @@ int safesd_check(safesd_model *model, const char *prompt, const char *concepts, 
       json_object_set_new(o, "detectors", dets);
       json_object_set_new(o, "strategy", json_string(g.strategy));
       json_object_set_new(o, "safe_text", g.safe_text ? json_string(g.safe_text) : json_null());
+      json_object_set_new(o, "projection", sd_api_projection_json(&g));
       json_dumpf(o, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
       fputc('\n', out);
       json_decref(o);
@@ -175,14 +327,106 @@ int safesd_check(safesd_model *model, const char *prompt, const char *concepts, 
       if (g.flagged) fprintf(out, "categories: %s\n", g.categories);
       fprintf(out, "%s\n", g.summary);
       if (g.flagged) fprintf(out, "safe text (%s): %s\n", g.strategy, g.safe_text);
+      if (g.projection) fprintf(out, "projection: %s\n", g.projection);
     }
   }
   sd_api_gate_free(&g);
-  if (m == &tmp) {
-    sd_detector_free(tmp.lexical);
-    sd_detector_free(tmp.semantic);
-    sd_bank_free(tmp.bank);
-    free(tmp.bank_path);
+  if (m == &tmp) drop_detectors(&tmp);
+  return rc;
+}
+
+/* ---- calibrate ------------------------------------------------------------------------ */
+
+/* Whether every score is a whole number (the lexical detector counts terms). */
+static int all_integral(const float *a, int n) {
+  for (int i = 0; i < n; i++)
+    if (a[i] != floorf(a[i])) return 0;
+  return 1;
+}
+
+static void print_rate(FILE *out, int k, int n) {
+  char buf[64];
+  snprintf(buf, sizeof buf, "%d/%d = %.1f%%", k, n, n ? 100.0 * k / n : 0.0);
+  fprintf(out, "  %-20s", buf);
+}
+
+int safesd_calibrate(safesd_model *model, const safesd_calibrate_params *p, FILE *out) {
+  if (!p || !p->unsafe_file || !p->benign_file) return sd_fail(SD_E_ARG, "calibrate: the unsafe and benign prompt files are needed");
+  if (!(p->target_fpr >= 0 && p->target_fpr <= 1))
+    return sd_fail(SD_E_ARG, "target false-positive rate %g is not in [0, 1]", p->target_fpr);
+  if (p->write_bank && !p->concepts)
+    return sd_fail(SD_E_ARG, "writing the thresholds into the bank needs the bank file (--concepts FILE); the "
+                             "bundled default bank is not rewritten (copy it first)");
+  int mask, rc;
+  if ((rc = parse_detectors(p->detectors, &mask))) return rc;
+  safesd_model tmp;
+  memset(&tmp, 0, sizeof tmp);
+  safesd_model *m = model ? model : &tmp;
+  char **unsafe = NULL, **benign = NULL;
+  int nu = 0, nb = 0, ne = 0;
+  float *su = NULL, *sb = NULL;
+  sd_calib_entry ent[SD_GATE_MAX_DETECTORS];
+  if ((rc = sd_prompt_file_load(p->unsafe_file, &unsafe, &nu)) ||
+      (rc = sd_prompt_file_load(p->benign_file, &benign, &nb)) || (rc = need_detectors(m, p->concepts)))
+    goto done;
+  su = malloc((size_t)nu * sizeof *su);
+  sb = malloc((size_t)nb * sizeof *sb);
+  if (!su || !sb) {
+    rc = sd_fail(SD_E_NOMEM, "out of memory");
+    goto done;
   }
+  if (out)
+    fprintf(out, "%d unsafe prompts (%s), %d benign prompts (%s), target FPR %g\n%-10s  %-12s  %-20s  %-20s\n", nu,
+            p->unsafe_file, nb, p->benign_file, p->target_fpr, "detector", "threshold", "TPR on unsafe",
+            "FPR on benign");
+  for (int k = 0; k < 2; k++) {
+    if (!((mask >> k) & 1)) continue;
+    sd_detector *d = m->lexical;
+    sd_semantic_encoder enc, *encp = NULL;
+    uint64_t fp = 0;
+    if (k == 1) {
+      if ((rc = need_semantic(m, &enc))) goto done;
+      d = m->semantic;
+      encp = &enc;
+      fp = sd_semantic_model_fingerprint(m->src);
+    }
+    const char *name = d->vt->name;
+    sd_calibration c;
+    if ((rc = sd_detector_scores(d, encp, (const char *const *)unsafe, nu, su)) ||
+        (rc = sd_detector_scores(d, encp, (const char *const *)benign, nb, sb))) {
+      sd_fail_prefix(rc, "%s detector: ", name);
+      goto done;
+    }
+    if ((rc = sd_calibrate(su, nu, sb, nb, p->target_fpr, &c))) goto done;
+    /* whole-number scores: any threshold in (n - 1, n] selects the same prompts; write n */
+    if (all_integral(su, nu) && all_integral(sb, nb)) c.threshold = ceilf(c.threshold);
+    ent[ne++] = sd_calib_entry_make(name, &c, 0, fp);
+    if (out) {
+      fprintf(out, "%-10s  %-12.9g", name, (double)c.threshold);
+      print_rate(out, c.n_tp, c.n_unsafe);
+      print_rate(out, c.n_fp, c.n_benign);
+      fputc('\n', out);
+    }
+  }
+  if (p->out_file) {
+    for (int i = 0; i < ne && !rc; i++) {
+      sd_calib_entry e = ent[i];
+      e.bank = m->bank->hash; /* a separate file says which bank the scores came from */
+      rc = sd_calib_update(p->out_file, &e);
+    }
+    if (rc) goto done;
+    if (out) fprintf(out, "wrote %s\n", p->out_file);
+  }
+  if (p->write_bank) {
+    if ((rc = sd_bank_write_thresholds(p->concepts, ent, ne))) goto done;
+    drop_detectors(m); /* the cached bank is stale now */
+    if (out) fprintf(out, "wrote the [thresholds] section of %s\n", p->concepts);
+  }
+done:
+  sd_prompt_list_free(unsafe, nu);
+  sd_prompt_list_free(benign, nb);
+  free(su);
+  free(sb);
+  if (m == &tmp) drop_detectors(&tmp);
   return rc;
 }

@@ -141,3 +141,31 @@ int sd_data_file(const char *rel, char *path, size_t cap) {
   }
   return sd_fail(SD_E_IO, "cannot find safesd's %s (looked in: %s; set SAFESD_DATA_DIR)", rel, tried);
 }
+
+int sd_bundled_model_dir(char *path, size_t cap) {
+  const char *dirs[3];
+  int nd = 0;
+  const char *env = getenv("SAFESD_MODELS_DIR");
+  if (env && *env) dirs[nd++] = env;
+#ifdef SAFESD_MODELS_DIR_SOURCE
+  dirs[nd++] = SAFESD_MODELS_DIR_SOURCE;
+#endif
+#ifdef SAFESD_MODELS_DIR_INSTALL
+  dirs[nd++] = SAFESD_MODELS_DIR_INSTALL;
+#endif
+  char tried[3 * 1024] = "";
+  for (int i = 0; i < nd; i++) {
+    char idx[4096];
+    int w = snprintf(idx, sizeof idx, "%s/" SD_BUNDLED_MODEL "/model_index.json", dirs[i]);
+    if (w < 0 || (size_t)w >= sizeof idx) continue;
+    struct stat st;
+    if (stat(idx, &st) == 0 && S_ISREG(st.st_mode)) {
+      w = snprintf(path, cap, "%s/" SD_BUNDLED_MODEL, dirs[i]);
+      if (w >= 0 && (size_t)w < cap) return SD_OK;
+    }
+    size_t tl = strlen(tried);
+    snprintf(tried + tl, sizeof tried - tl, "%s%.900s/" SD_BUNDLED_MODEL, tl ? ", " : "", dirs[i]);
+  }
+  return sd_fail(SD_E_IO, "cannot find the bundled model " SD_BUNDLED_MODEL " (looked in: %s; set SAFESD_MODELS_DIR or give -m)",
+                 tried);
+}

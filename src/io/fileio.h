@@ -38,4 +38,10 @@ void sd_mkdirs_for(const char *path);
  * first that exists is written to path. SD_E_IO naming every place tried otherwise. */
 int sd_data_file(const char *rel, char *path, size_t cap);
 
+/* The bundled model's folder (SD_BUNDLED_MODEL under $SAFESD_MODELS_DIR, else the source
+ * tree's models/, else the installed share/safesd/models/): the first that holds a
+ * model_index.json. SD_E_IO naming every place looked in when none does. */
+#define SD_BUNDLED_MODEL "safesd-emoji"
+int sd_bundled_model_dir(char *path, size_t cap);
+
 #endif

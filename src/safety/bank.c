@@ -66,6 +66,7 @@ void sd_bank_free(sd_bank *b) {
   }
   free(b->cats);
   free(b->path);
+  sd_calib_file_free(&b->thresholds);
   free(b);
 }
 
@@ -123,6 +124,39 @@ static int valid_name(const char *s, const char *e) {
   return 1;
 }
 
+/* Whether the line [s, e) is the header of the reserved [thresholds] section; *hdr = 1 when
+ * it is any section header. */
+static int is_thresholds_header(const char *s, const char *e, int *hdr) {
+  trim(&s, &e);
+  *hdr = e - s >= 2 && *s == '[' && e[-1] == ']';
+  if (!*hdr) return 0;
+  const char *a = s + 1, *z = e - 1;
+  trim(&a, &z);
+  return z - a == 10 && memcmp(a, "thresholds", 10) == 0;
+}
+
+/* FNV-1a 64 of the bank text with the lines of the [thresholds] section (its header up to
+ * the next section header) left out. With no such section: the hash of all the bytes. */
+static uint64_t bank_hash(const char *text, size_t len) {
+  uint64_t h = SD_FNV1A64_INIT;
+  size_t pos = 0;
+  int in_thr = 0;
+  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) { /* a BOM: hashed, not part of a line */
+    h = sd_fnv1a64(text, 3, h);
+    pos = 3;
+  }
+  while (pos < len) {
+    const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
+    const char *e = nl ? nl : text + len;
+    size_t next = (size_t)(e - text) + (nl ? 1 : 0);
+    int hdr, thr = is_thresholds_header(s, e, &hdr);
+    if (hdr) in_thr = thr;
+    if (!in_thr) h = sd_fnv1a64(s, next - pos, h);
+    pos = next;
+  }
+  return h;
+}
+
 int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out) {
   if (!out) return sd_fail(SD_E_ARG, "sd_bank_parse: out is NULL");
   *out = NULL;
@@ -133,8 +167,8 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
                    SD_BANK_MAX_FILE);
   sd_bank *b = calloc(1, sizeof *b);
   if (!b) return sd_fail(SD_E_NOMEM, "concept bank: out of memory");
-  b->hash = sd_fnv1a64(text, len, SD_FNV1A64_INIT);
-  int rc = SD_OK;
+  b->hash = bank_hash(text, len);
+  int rc = SD_OK, in_thr = 0, thr_line = 0;
   sd_bank_category *cur = NULL;
   size_t pos = 0;
   int line = 0;
@@ -173,6 +207,17 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
       }
       const char *a = s + 1, *z = e - 1;
       trim(&a, &z);
+      if (z - a == 10 && memcmp(a, "thresholds", 10) == 0) {
+        if (thr_line) {
+          rc = sd_fail(SD_E_FORMAT, "%s:%d: second [thresholds] section (first at line %d)", name, line, thr_line);
+          goto fail;
+        }
+        thr_line = line;
+        in_thr = 1;
+        cur = NULL;
+        continue;
+      }
+      in_thr = 0;
       if (!valid_name(a, z)) {
         rc = sd_fail(SD_E_FORMAT, "%s:%d: bad category name (letters, digits, '-', '_', ' ' only, not empty)",
                      name, line);
@@ -211,7 +256,7 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
     const char *ka = s, *kz = eq, *va = eq + 1, *vz = e;
     trim(&ka, &kz);
     trim(&va, &vz);
-    char key[32];
+    char key[96];
     size_t kl = (size_t)(kz - ka);
     if (kl == 0 || kl >= sizeof key) {
       rc = sd_fail(SD_E_FORMAT, "%s:%d: unknown key '%.*s'", name, line, (int)(kl > 40 ? 40 : kl), ka);
@@ -219,6 +264,17 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
     }
     memcpy(key, ka, kl);
     key[kl] = 0;
+    if (in_thr) {
+      char *val = dupn(va, (size_t)(vz - va));
+      if (!val) {
+        rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+        goto fail;
+      }
+      rc = sd_calib_set(&b->thresholds, key, val, name, line);
+      free(val);
+      if (rc) goto fail;
+      continue;
+    }
     if (!cur) {
       rc = sd_fail(SD_E_FORMAT, "%s:%d: key '%s' before the first [category]", name, line, key);
       goto fail;
@@ -300,6 +356,7 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
     rc = sd_fail(SD_E_FORMAT, "%s: the concept bank has no [category]", name);
     goto fail;
   }
+  if ((rc = sd_calib_check(&b->thresholds, name))) goto fail;
   if (!(b->path = dupn(name, strlen(name)))) {
     rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
     goto fail;
@@ -311,10 +368,8 @@ fail:
   return rc;
 }
 
-int sd_bank_load(const char *path, sd_bank **out) {
-  if (!out) return sd_fail(SD_E_ARG, "sd_bank_load: out is NULL");
-  *out = NULL;
-  if (!path) return sd_fail(SD_E_ARG, "sd_bank_load: path is NULL");
+/* The bank file's bytes (at most SD_BANK_MAX_FILE + 1 of them: parse refuses more). */
+static int read_bank(const char *path, char **buf_out, size_t *n_out) {
   FILE *f = fopen(path, "rb");
   if (!f) return sd_fail(SD_E_IO, "%s: cannot open the concept bank", path);
   char *buf = malloc(SD_BANK_MAX_FILE + 1);
@@ -329,8 +384,105 @@ int sd_bank_load(const char *path, sd_bank **out) {
     free(buf);
     return sd_fail(SD_E_IO, "%s: read error", path);
   }
-  int rc = sd_bank_parse(buf, n, path, out);
+  *buf_out = buf;
+  *n_out = n;
+  return SD_OK;
+}
+
+int sd_bank_load(const char *path, sd_bank **out) {
+  if (!out) return sd_fail(SD_E_ARG, "sd_bank_load: out is NULL");
+  *out = NULL;
+  if (!path) return sd_fail(SD_E_ARG, "sd_bank_load: path is NULL");
+  char *buf;
+  size_t n;
+  int rc = read_bank(path, &buf, &n);
+  if (rc) return rc;
+  rc = sd_bank_parse(buf, n, path, out);
   free(buf);
+  return rc;
+}
+
+int sd_bank_write_thresholds(const char *path, const sd_calib_entry *e, int n) {
+  if (!path || n < 0 || (n > 0 && !e)) return sd_fail(SD_E_ARG, "sd_bank_write_thresholds: bad argument");
+  char *buf = NULL, *text = NULL, *section = NULL;
+  size_t len;
+  sd_bank *old = NULL, *chk = NULL;
+  sd_calib_entry *all = NULL;
+  int rc = read_bank(path, &buf, &len);
+  if (rc) return rc;
+  if ((rc = sd_bank_parse(buf, len, path, &old))) {
+    sd_fail_prefix(rc, "not rewriting the concept bank: ");
+    goto done;
+  }
+  /* the entries: those already there, updated or joined by e */
+  int na = old->thresholds.n;
+  all = malloc(((size_t)na + (size_t)n + 1) * sizeof *all);
+  if (!all) {
+    rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+    goto done;
+  }
+  if (na) memcpy(all, old->thresholds.e, (size_t)na * sizeof *all);
+  for (int i = 0; i < n; i++) {
+    int j = 0;
+    while (j < na && strcmp(all[j].name, e[i].name) != 0) j++;
+    all[j] = e[i];
+    if (j == na) na++;
+  }
+  if (!(section = sd_calib_bank_section(all, na))) {
+    rc = sd_fail(SD_E_ARG, "concept bank: cannot write the thresholds (bad detector name or threshold)");
+    goto done;
+  }
+  /* where: the old section (its header up to the next header), else before the first header */
+  size_t pos = len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0 ? 3 : 0, start = len, end = len, first_hdr = len;
+  int found = 0;
+  while (pos < len) {
+    const char *s = buf + pos, *nl = memchr(s, '\n', len - pos);
+    const char *le = nl ? nl : buf + len;
+    size_t next = (size_t)(le - buf) + (nl ? 1 : 0);
+    int hdr, thr = is_thresholds_header(s, le, &hdr);
+    if (hdr && first_hdr == len) first_hdr = pos;
+    if (found && hdr) {
+      end = pos;
+      break;
+    }
+    if (thr) {
+      found = 1;
+      start = pos;
+    }
+    pos = next;
+  }
+  if (!found) start = end = first_hdr;
+  size_t sl = strlen(section), tl = start + sl + (len - end);
+  if (!(text = malloc(tl + 1))) {
+    rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+    goto done;
+  }
+  memcpy(text, buf, start);
+  memcpy(text + start, section, sl);
+  memcpy(text + start + sl, buf + end, len - end);
+  text[tl] = 0;
+  if ((rc = sd_bank_parse(text, tl, path, &chk))) {
+    sd_fail_prefix(rc, "internal error, the rewritten bank does not parse: ");
+    goto done;
+  }
+  if (chk->hash != old->hash) {
+    rc = sd_fail(SD_E_INTERNAL, "%s: writing [thresholds] would change the bank's hash", path);
+    goto done;
+  }
+  sd_atomic_file af;
+  if ((rc = sd_atomic_open(&af, path))) goto done;
+  if ((rc = sd_atomic_write(&af, text, tl))) {
+    sd_atomic_abort(&af);
+    goto done;
+  }
+  rc = sd_atomic_commit(&af);
+done:
+  free(buf);
+  free(text);
+  free(section);
+  free(all);
+  sd_bank_free(old);
+  sd_bank_free(chk);
   return rc;
 }
 

@@ -15,6 +15,16 @@
  *   exclude      = stick, club          never flagged in this category (bank or WordNet)
  *   safe         = water gun, killer whale   phrases that mask the terms inside them
  *
+ *   [thresholds]                        reserved name: not a category, at most one; the
+ *   lexical = 2                         calibrated detector thresholds (safesd calibrate):
+ *   semantic = 0.1234                   DETECTOR = threshold, DETECTOR.KEY = value with the
+ *   semantic.model = 0123456789abcdef   keys of a calibration file (calibrate.h)
+ *
+ * The gate (src/api/safety.c) sets each detector's threshold from [thresholds] when the
+ * section names it (an explicit threshold option still wins). The section is left out of
+ * the bank's hash, so writing it keeps the derived caches (WordNet, concept embeddings) and
+ * calibration files made for the bank valid.
+ *
  * The file is untrusted: every error names the file and line ("path:12: unknown key
  * 'term'"). Lines longer than SD_BANK_MAX_LINE bytes, invalid UTF-8, empty terms, unknown
  * keys, duplicate categories or duplicate `context` keys are errors.
@@ -24,6 +34,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "safety/calibrate.h"
 
 #define SD_BANK_MAX_CATEGORIES 32
 #define SD_BANK_MAX_LINE 4096
@@ -51,8 +63,10 @@ typedef struct {
 typedef struct sd_bank {
   sd_bank_category *cats;
   int n_cats;
-  uint64_t hash; /* FNV-1a 64 of the file's bytes: the key of derived caches */
+  uint64_t hash; /* FNV-1a 64 of the file's bytes, the [thresholds] section's lines left
+                    out: the key of derived caches */
   char *path;
+  sd_calib_file thresholds; /* the [thresholds] section (n = 0 when absent) */
 } sd_bank;
 
 /* Parse a bank from memory; `name` is used in error messages ("name:line: ..."). */
@@ -63,6 +77,13 @@ int sd_bank_load(const char *path, sd_bank **out);
  * install prefix (the first that exists). */
 int sd_bank_load_default(sd_bank **out);
 void sd_bank_free(sd_bank *b);
+
+/* Write e[0..n) into the [thresholds] section of the bank file at path, keeping the other
+ * detectors' entries already there: the section is replaced (its comments are not kept) or,
+ * when absent, inserted before the first [category]. Everything else in the file is kept
+ * byte for byte, so the bank's hash does not change. The new text is parsed before it is
+ * written (atomically); a malformed bank is an error and is not rewritten. */
+int sd_bank_write_thresholds(const char *path, const sd_calib_entry *e, int n);
 
 /* Index of the category called `name`, or -1. */
 int sd_bank_find(const sd_bank *b, const char *name);

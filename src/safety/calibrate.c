@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "core/error.h"
 #include "io/fileio.h"
@@ -259,6 +260,7 @@ int sd_calib_parse(const char *text, size_t len, const char *name, sd_calib_file
     }
     seen |= 1u << key;
     sd_calib_entry *e = &out->e[out->n - 1];
+    e->keys |= 1u << key;
     if ((rc = parse_value(e, key, v, name, line))) break;
     if (key >= K_TARGET && key <= K_NB) e->has_meta = 1;
   }
@@ -367,4 +369,186 @@ int sd_calib_apply(const sd_calib_file *f, sd_detector *d, uint64_t bank, uint64
                              ", this one is %016" PRIx64 ")", e->name, e->line, e->model, model);
   d->threshold = e->threshold;
   return 1;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* a bank's [thresholds] section                                                           */
+
+int sd_calib_set(sd_calib_file *f, const char *key, const char *value, const char *name, int line) {
+  if (!f || !key || !value) return sd_fail(SD_E_ARG, "sd_calib_set: NULL argument");
+  if (!name) name = "<bank>";
+  char det[SD_CALIB_NAME_MAX + 32];
+  int w = snprintf(det, sizeof det, "%s", key);
+  if (w < 0 || (size_t)w >= sizeof det) return sd_fail(SD_E_FORMAT, "%s:%d: key too long", name, line);
+  int k = K_THRESHOLD;
+  char *dot = strrchr(det, '.');
+  if (dot) {
+    for (int i = 0; i < K_COUNT; i++)
+      if (i != K_THRESHOLD && strcmp(dot + 1, key_names[i]) == 0) k = i;
+    if (k == K_THRESHOLD && strcmp(dot + 1, "threshold") != 0)
+      return sd_fail(SD_E_FORMAT,
+                     "%s:%d: unknown key '%s' ([thresholds] takes DETECTOR = threshold or DETECTOR.KEY = value, "
+                     "KEY one of target_fpr, fpr, recall, n_unsafe, n_benign, bank, model)",
+                     name, line, key);
+    *dot = 0;
+  }
+  if (!valid_name(det))
+    return sd_fail(SD_E_FORMAT, "%s:%d: bad detector name '%s' (letters, digits, _ - . only)", name, line, det);
+  sd_calib_entry *e = (sd_calib_entry *)sd_calib_find(f, det);
+  if (!e) {
+    sd_calib_entry *ne = realloc(f->e, ((size_t)f->n + 1) * sizeof *ne);
+    if (!ne) return sd_fail(SD_E_NOMEM, "%s: out of memory", name);
+    f->e = ne;
+    e = &f->e[f->n++];
+    memset(e, 0, sizeof *e);
+    snprintf(e->name, sizeof e->name, "%s", det);
+    e->line = line;
+  }
+  if (e->keys & (1u << k)) return sd_fail(SD_E_FORMAT, "%s:%d: duplicate key '%s'", name, line, key);
+  e->keys |= 1u << k;
+  int rc = parse_value(e, k, value, name, line);
+  if (rc) return rc;
+  if (k >= K_TARGET && k <= K_NB) e->has_meta = 1;
+  return SD_OK;
+}
+
+int sd_calib_check(const sd_calib_file *f, const char *name) {
+  if (!f) return sd_fail(SD_E_ARG, "sd_calib_check: NULL argument");
+  for (int i = 0; i < f->n; i++)
+    if (!(f->e[i].keys & (1u << K_THRESHOLD)))
+      return sd_fail(SD_E_FORMAT, "%s:%d: [thresholds] gives %s.* keys but no '%s = threshold'", name ? name : "<bank>",
+                     f->e[i].line, f->e[i].name, f->e[i].name);
+  return SD_OK;
+}
+
+char *sd_calib_bank_section(const sd_calib_entry *e, int n) {
+  if (n < 0 || (n > 0 && !e)) return NULL;
+  size_t cap = 256 + (size_t)n * 1024, o = 0;
+  char *s = malloc(cap);
+  if (!s) return NULL;
+  o += (size_t)snprintf(s + o, cap - o,
+                        "[thresholds]\n"
+                        "# calibrated detector thresholds (safesd calibrate; format: docs/safety-detectors.md)\n");
+  for (int i = 0; i < n; i++) {
+    const sd_calib_entry *x = &e[i];
+    if (!valid_name(x->name) || strchr(x->name, '.') || !isfinite(x->threshold)) {
+      free(s);
+      return NULL;
+    }
+    o += (size_t)snprintf(s + o, cap - o, "%s = %.9g\n", x->name, (double)x->threshold);
+    if (x->has_meta)
+      o += (size_t)snprintf(s + o, cap - o,
+                            "%s.target_fpr = %.6g\n%s.fpr = %.6g\n%s.recall = %.6g\n%s.n_unsafe = %d\n"
+                            "%s.n_benign = %d\n",
+                            x->name, x->target_fpr, x->name, x->fpr, x->name, x->recall, x->name, x->n_unsafe,
+                            x->name, x->n_benign);
+    if (x->bank) o += (size_t)snprintf(s + o, cap - o, "%s.bank = %016" PRIx64 "\n", x->name, x->bank);
+    if (x->model) o += (size_t)snprintf(s + o, cap - o, "%s.model = %016" PRIx64 "\n", x->name, x->model);
+  }
+  snprintf(s + o, cap - o, "\n");
+  return s;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* labelled prompt files                                                                   */
+
+#define PROMPT_MAX_FILE ((int64_t)1 << 30)
+#define PROMPT_MAX_LINE ((size_t)1 << 20)
+
+void sd_prompt_list_free(char **prompts, int n) {
+  if (!prompts) return;
+  for (int i = 0; i < n; i++) free(prompts[i]);
+  free(prompts);
+}
+
+int sd_prompt_file_load(const char *path, char ***prompts, int *n) {
+  if (!path || !prompts || !n) return sd_fail(SD_E_ARG, "sd_prompt_file_load: NULL argument");
+  *prompts = NULL;
+  *n = 0;
+  int fd;
+  int64_t size;
+  int rc = sd_open_regular(path, "a prompt file", &fd, &size);
+  if (rc) return rc;
+  if (size > PROMPT_MAX_FILE) {
+    close(fd);
+    return sd_fail(SD_E_FORMAT, "%s: prompt file larger than %lld bytes", path, (long long)PROMPT_MAX_FILE);
+  }
+  char *buf = malloc((size_t)size + 1);
+  if (!buf) {
+    close(fd);
+    return sd_fail(SD_E_NOMEM, "%s: out of memory", path);
+  }
+  size_t got = 0;
+  while (got < (size_t)size) {
+    ssize_t r = read(fd, buf + got, (size_t)size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  if (got != (size_t)size) {
+    free(buf);
+    return sd_fail(SD_E_IO, "%s: short read", path);
+  }
+  char **list = NULL;
+  int cnt = 0, cap = 0, line = 0;
+  size_t pos = 0;
+  if (got >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0) pos = 3; /* a BOM is tolerated */
+  while (pos < got && !rc) {
+    line++;
+    char *s = buf + pos, *nl = memchr(s, '\n', got - pos);
+    char *e = nl ? nl : buf + got;
+    pos = (size_t)(e - buf) + (nl ? 1 : 0);
+    if ((size_t)(e - s) > PROMPT_MAX_LINE) {
+      rc = sd_fail(SD_E_FORMAT, "%s:%d: line longer than %zu bytes", path, line, PROMPT_MAX_LINE);
+      break;
+    }
+    if (memchr(s, 0, (size_t)(e - s))) {
+      rc = sd_fail(SD_E_FORMAT, "%s:%d: NUL byte", path, line);
+      break;
+    }
+    for (const char *p = s; p < e;) {
+      utf8proc_int32_t cp;
+      utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)p, e - p, &cp);
+      if (k <= 0) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: invalid UTF-8 at byte %zu of the line", path, line, (size_t)(p - s) + 1);
+        break;
+      }
+      p += k;
+    }
+    if (rc) break;
+    while (s < e && (*s == ' ' || *s == '\t')) s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r')) e--;
+    if (s == e || *s == '#') continue;
+    if (cnt == cap) {
+      int nc = cap ? 2 * cap : 64;
+      char **nl2 = realloc(list, (size_t)nc * sizeof *nl2);
+      if (!nl2) {
+        rc = sd_fail(SD_E_NOMEM, "%s: out of memory", path);
+        break;
+      }
+      list = nl2;
+      cap = nc;
+    }
+    if (!(list[cnt] = malloc((size_t)(e - s) + 1))) {
+      rc = sd_fail(SD_E_NOMEM, "%s: out of memory", path);
+      break;
+    }
+    memcpy(list[cnt], s, (size_t)(e - s));
+    list[cnt][e - s] = 0;
+    cnt++;
+    if (cnt == INT32_MAX) {
+      rc = sd_fail(SD_E_FORMAT, "%s: too many prompts", path);
+      break;
+    }
+  }
+  free(buf);
+  if (!rc && cnt == 0) rc = sd_fail(SD_E_FORMAT, "%s: no prompts (the file is empty or has only blank and '#' lines)", path);
+  if (rc) {
+    sd_prompt_list_free(list, cnt);
+    return rc;
+  }
+  *prompts = list;
+  *n = cnt;
+  return SD_OK;
 }

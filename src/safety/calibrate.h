@@ -27,6 +27,15 @@
  * Errors name the file and line ("thresholds.txt:4: unknown key 'treshold'"): unknown keys,
  * a key outside a section, duplicate sections or keys, a missing threshold, bad numbers
  * (non-finite, trailing text), fractions outside [0, 1], lines over 1024 bytes.
+ *
+ * The same entries can live in a concept bank's [thresholds] section (bank.h), one key per
+ * line: `DETECTOR = threshold`, `DETECTOR.KEY = value` for the other keys above
+ * (sd_calib_set parses them, sd_calib_bank_section writes them).
+ *
+ * Labelled prompt files (sd_prompt_file_load): UTF-8 text, one prompt per line; blank lines
+ * and lines whose first non-blank character is '#' are skipped; surrounding blanks and a
+ * CR before the newline are dropped. Invalid UTF-8 or a NUL byte is an error naming the
+ * file and line; so is a file with no prompt.
  */
 #ifndef SD_SAFETY_CALIBRATE_H
 #define SD_SAFETY_CALIBRATE_H
@@ -64,6 +73,7 @@ typedef struct {
   int n_unsafe, n_benign;
   uint64_t bank, model;         /* 0 = not recorded */
   int line;                     /* section header line when parsed */
+  unsigned keys;                /* sd_calib_set: bit per key already given (duplicates) */
 } sd_calib_entry;
 
 typedef struct {
@@ -88,5 +98,21 @@ int sd_calib_update(const char *path, const sd_calib_entry *e);
  * entry records a different value, SD_E_ARG ("calibrated for another bank/model").
  * Returns 1 if applied, 0 if the file has no entry for d, or a negative status. */
 int sd_calib_apply(const sd_calib_file *f, sd_detector *d, uint64_t bank, uint64_t model);
+
+/* One `key = value` of a bank's [thresholds] section: `detector` alone sets the threshold,
+ * `detector.KEY` one of the other keys (target_fpr, fpr, recall, n_unsafe, n_benign, bank,
+ * model). The entry is created on first use. Errors are "name:line: ..." (unknown key, bad
+ * detector name, duplicate key, bad value). */
+int sd_calib_set(sd_calib_file *f, const char *key, const char *value, const char *name, int line);
+/* Every entry of f has a threshold (after a series of sd_calib_set); else "name:line: ...". */
+int sd_calib_check(const sd_calib_file *f, const char *name);
+/* The text of a bank's [thresholds] section holding e[0..n) (header line first, a blank
+ * line last), malloc'ed; NULL when out of memory or a name is invalid. */
+char *sd_calib_bank_section(const sd_calib_entry *e, int n);
+
+/* Load a labelled prompt file (rules above): *prompts[*n] malloc'ed (free with
+ * sd_prompt_list_free). */
+int sd_prompt_file_load(const char *path, char ***prompts, int *n);
+void sd_prompt_list_free(char **prompts, int n);
 
 #endif

@@ -25,6 +25,9 @@ typedef struct {
   char *term;         /* the bank term (or WordNet lemma) it matched */
   char *via;          /* how: "exact", "leetspeak", "separators", "repeats", "diacritics",
                          "inflection", "wordnet:gun#1" (comma-joined when several) */
+  int token;          /* the framed token position (BOS = 0) this evidence is about, when the
+                         detector knows it (semantic, token-level match); 0 = none (BOS is
+                         never one). The `project` strategy moves that position. */
 } sd_evidence;
 
 typedef struct {

@@ -394,6 +394,7 @@ static int sem_detect(sd_detector *d, const char *prompt, const void *encoder, f
       int t = best_tok[c];
       const char *ts = sd_tokenizer_token(enc->tok, ids[t]);
       size_t s0, s1;
+      e->token = t;
       if (token_span(enc->tok, ids, t, prompt, &s0, &s1) == 0) {
         e->start = s0;
         e->end = s1;
@@ -448,6 +449,46 @@ int sd_semantic_prepare(sd_detector *d, const sd_semantic_encoder *enc) {
   pthread_mutex_lock(&S->mu);
   rc = prepare_locked(S, enc);
   pthread_mutex_unlock(&S->mu);
+  return rc;
+}
+
+int sd_semantic_concepts(sd_detector *d, const sd_semantic_encoder *enc, uint32_t cats, float **dirs,
+                         const char ***texts, int *n, int *D) {
+  if (!dirs || !texts || !n || !D) return sd_fail(SD_E_ARG, "sd_semantic_concepts: NULL argument");
+  *dirs = NULL;
+  *texts = NULL;
+  *n = *D = 0;
+  if (!d || d->vt != &sem_vt) return sd_fail(SD_E_ARG, "sd_semantic_concepts: not a semantic detector");
+  int rc = enc_check(enc);
+  if (rc) return rc;
+  semantic *S = d->impl;
+  pthread_mutex_lock(&S->mu);
+  rc = prepare_locked(S, enc);
+  int m = 0;
+  if (!rc) {
+    for (int i = 0; i < S->n_desc; i++) m += (cats >> S->desc_cat[i]) & 1;
+    *dirs = malloc(((size_t)m + 1) * (size_t)S->D * sizeof **dirs);
+    *texts = malloc(((size_t)m + 1) * sizeof **texts);
+    if (!*dirs || !*texts) {
+      rc = sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
+    } else {
+      int j = 0;
+      for (int i = 0; i < S->n_desc; i++)
+        if ((cats >> S->desc_cat[i]) & 1) {
+          memcpy(*dirs + (size_t)j * S->D, S->desc + (size_t)i * S->D, (size_t)S->D * sizeof **dirs);
+          (*texts)[j++] = S->desc_text[i];
+        }
+      *n = m;
+      *D = S->D;
+    }
+  }
+  pthread_mutex_unlock(&S->mu);
+  if (rc) {
+    free(*dirs);
+    free((void *)*texts);
+    *dirs = NULL;
+    *texts = NULL;
+  }
   return rc;
 }
 

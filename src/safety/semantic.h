@@ -25,9 +25,9 @@
  * sd_semantic_prepare), kept in memory, and, when a model fingerprint is available
  * (enc->model set), cached to a file (see sd_semantic_default_cache).
  *
- * The threshold is not in the bank: the default is SD_SEMANTIC_DEFAULT_THRESHOLD
- * (uncalibrated); calibrated values come from a calibration file (safety/calibrate.h) or
- * sd_detector_set_threshold.
+ * The default threshold is SD_SEMANTIC_DEFAULT_THRESHOLD (uncalibrated); calibrated values
+ * come from the bank's [thresholds] section (the gate applies it), a calibration file
+ * (safety/calibrate.h) or sd_detector_set_threshold.
  */
 #ifndef SD_SAFETY_SEMANTIC_H
 #define SD_SAFETY_SEMANTIC_H
@@ -71,6 +71,14 @@ int sd_semantic_create(const sd_bank *bank, const sd_semantic_options *opts, sd_
 int sd_semantic_prepare(sd_detector *d, const sd_semantic_encoder *enc);
 /* 1 when the last prepare loaded the embeddings from the file cache, 0 when it encoded. */
 int sd_semantic_from_cache(const sd_detector *d);
+
+/* The concept-description embeddings of the categories in `cats` (bit c = bank->cats[c]),
+ * bank order: the very vectors the detector scores against (pooled, L2-normalised; from its
+ * memory or file cache, computed with `enc` first when needed). *dirs [n, D] and *texts (the
+ * descriptions, borrowed from the bank) are malloc'ed; *n may be 0 (no description). Used by
+ * the `project` strategy (strategy.h) as the unsafe concept directions. */
+int sd_semantic_concepts(sd_detector *d, const sd_semantic_encoder *enc, uint32_t cats, float **dirs,
+                         const char ***texts, int *n, int *D);
 
 /* Model fingerprint: FNV-1a 64 over the text config, the token embedding's dtype, shape and
  * first 64 KiB, and the final LayerNorm weight. 0 when m is NULL or has no text encoder. */

@@ -116,8 +116,103 @@ static void test_malformed(void **state) {
   assert_non_null(strstr(sd_errmsg(), want));
 }
 
+/* The [thresholds] section: parsed into calibration entries, left out of the hash, rewritten
+ * in place by sd_bank_write_thresholds with everything else kept byte for byte. */
+static void test_thresholds_section(void **state) {
+  (void)state;
+  const char *plain = "# a bank\n[a]\nterms = x\n\n[b]\nterms = y\n";
+  const char *with = "# a bank\n[thresholds]\n# made by hand\nlexical = 2\nlexical.target_fpr = 0.05\n"
+                     "semantic = 0.25\nsemantic.model = 00000000000000ff\n\n[a]\nterms = x\n\n[b]\nterms = y\n";
+  sd_bank *b0 = NULL, *b1 = NULL;
+  assert_int_equal(sd_bank_parse(plain, strlen(plain), "p.bank", &b0), SD_OK);
+  assert_int_equal(sd_bank_parse(with, strlen(with), "w.bank", &b1), SD_OK);
+  assert_int_equal(b1->n_cats, 2); /* not a category */
+  assert_int_equal(b0->thresholds.n, 0);
+  assert_int_equal(b1->thresholds.n, 2);
+  const sd_calib_entry *l = sd_calib_find(&b1->thresholds, "lexical"), *m = sd_calib_find(&b1->thresholds, "semantic");
+  assert_non_null(l);
+  assert_non_null(m);
+  assert_true(l->threshold == 2.0f && l->has_meta && l->target_fpr == 0.05);
+  assert_true(m->threshold == 0.25f && m->model == 0xff);
+  /* the section is not part of the hash; a bank without one hashes all its bytes */
+  assert_true(b0->hash == b1->hash);
+  assert_true(b0->hash == sd_fnv1a64(plain, strlen(plain), SD_FNV1A64_INIT));
+  sd_bank_free(b0);
+  sd_bank_free(b1);
+  /* a section at the end, and a BOM */
+  const char *end = "\xEF\xBB\xBF[a]\nterms = x\n[thresholds]\nlexical = 3\n";
+  assert_int_equal(sd_bank_parse(end, strlen(end), "e.bank", &b1), SD_OK);
+  const char *end0 = "\xEF\xBB\xBF[a]\nterms = x\n";
+  assert_true(b1->hash == sd_fnv1a64(end0, strlen(end0), SD_FNV1A64_INIT));
+  assert_true(b1->thresholds.n == 1 && b1->thresholds.e[0].threshold == 3.0f);
+  sd_bank_free(b1);
+  /* errors */
+  expect_error("[a]\nterms = x\n[thresholds]\nlexical = 1\n[thresholds]\n", "bad.bank:5: second [thresholds] section");
+  expect_error("[a]\nterms = x\n[thresholds]\nlexical.fpr = 0.1\n", "bad.bank:4: [thresholds] gives lexical.* keys but no");
+  expect_error("[a]\nterms = x\n[thresholds]\nlexical.bogus = 1\n", "bad.bank:4: unknown key 'lexical.bogus'");
+  expect_error("[a]\nterms = x\n[thresholds]\nlexical = lots\n", "bad.bank:4: threshold must be a finite number");
+  expect_error("[a]\nterms = x\n[thresholds]\nlexical = 1\nlexical = 2\n", "bad.bank:5: duplicate key 'lexical'");
+  expect_error("[a]\nterms = x\n[thresholds]\nlexical.fpr = 2\nlexical = 1\n", "bad.bank:4: fpr must be in [0, 1]");
+  expect_error("[a]\nterms = x\n[thresholds]\nbad name = 1\n", "bad.bank:4: bad detector name");
+
+  /* writing: inserted before the first category, then replaced; other bytes kept */
+  const char *path = sd_test_tmp("thresholds.bank");
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fputs(plain, f);
+  fclose(f);
+  sd_calibration c = {0};
+  c.threshold = 2;
+  c.target_fpr = 0.05;
+  c.recall = 0.5;
+  c.n_unsafe = 4;
+  c.n_benign = 10;
+  sd_calib_entry e = sd_calib_entry_make("lexical", &c, 0, 0);
+  assert_int_equal(sd_bank_write_thresholds(path, &e, 1), SD_OK);
+  sd_bank *w = NULL;
+  assert_int_equal(sd_bank_load(path, &w), SD_OK);
+  assert_true(w->hash == sd_fnv1a64(plain, strlen(plain), SD_FNV1A64_INIT));
+  assert_int_equal(w->thresholds.n, 1);
+  assert_true(w->thresholds.e[0].threshold == 2.0f && w->thresholds.e[0].n_benign == 10);
+  sd_bank_free(w);
+  size_t len;
+  char *text = sd_test_read_file(path, &len);
+  assert_non_null(text);
+  assert_true(strncmp(text, "# a bank\n[thresholds]\n", 22) == 0);
+  assert_non_null(strstr(text, "\n[a]\nterms = x\n\n[b]\nterms = y\n"));
+  free(text);
+  /* a second detector joins, the first is replaced */
+  sd_calib_entry s = sd_calib_entry_make("semantic", NULL, 0, 0x1234);
+  s.threshold = 0.125f;
+  e.threshold = 3;
+  assert_int_equal(sd_bank_write_thresholds(path, &s, 1), SD_OK);
+  assert_int_equal(sd_bank_write_thresholds(path, &e, 1), SD_OK);
+  assert_int_equal(sd_bank_load(path, &w), SD_OK);
+  assert_true(w->hash == sd_fnv1a64(plain, strlen(plain), SD_FNV1A64_INIT));
+  assert_int_equal(w->thresholds.n, 2);
+  assert_true(sd_calib_find(&w->thresholds, "lexical")->threshold == 3.0f);
+  assert_true(sd_calib_find(&w->thresholds, "semantic")->threshold == 0.125f);
+  assert_true(sd_calib_find(&w->thresholds, "semantic")->model == 0x1234);
+  sd_bank_free(w);
+  text = sd_test_read_file(path, &len);
+  assert_non_null(text);
+  const char *first = strstr(text, "[thresholds]");
+  assert_non_null(first);
+  assert_null(strstr(first + 1, "[thresholds]")); /* one section */
+  free(text);
+  /* a malformed bank is not rewritten */
+  f = fopen(path, "wb");
+  fputs("[a]\nbogus = 1\n", f);
+  fclose(f);
+  assert_int_equal(sd_bank_write_thresholds(path, &e, 1), SD_E_FORMAT);
+  text = sd_test_read_file(path, &len);
+  assert_string_equal(text, "[a]\nbogus = 1\n");
+  free(text);
+  assert_int_equal(sd_bank_write_thresholds(sd_test_tmp("no-such.bank"), &e, 1), SD_E_IO);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_default_bank), cmocka_unit_test(test_format),
-                                     cmocka_unit_test(test_malformed)};
+                                     cmocka_unit_test(test_malformed), cmocka_unit_test(test_thresholds_section)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

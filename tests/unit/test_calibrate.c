@@ -252,8 +252,84 @@ static void test_apply_to_detector(void **state) {
   sd_bank_free(bank);
 }
 
+static const char *write_tmp(const char *name, const char *text, size_t len) {
+  const char *p = sd_test_tmp(name);
+  FILE *f = fopen(p, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(text, 1, len, f), len);
+  fclose(f);
+  return p;
+}
+
+/* Labelled prompt files: comments, blanks, CRLF, BOM; errors name file and line. */
+static void test_prompt_files(void **state) {
+  (void)state;
+  const char good[] = "\xEF\xBB\xBF# unsafe prompts\n  a bloody knife  \r\n\n   # indented comment\nblood and gore\n"
+                      "caf\xC3\xA9 with a gun";
+  char **pr = NULL;
+  int n = 0;
+  assert_int_equal(sd_prompt_file_load(write_tmp("prompts-good.txt", good, sizeof good - 1), &pr, &n), SD_OK);
+  assert_int_equal(n, 3);
+  assert_string_equal(pr[0], "a bloody knife");
+  assert_string_equal(pr[1], "blood and gore");
+  assert_string_equal(pr[2], "caf\xC3\xA9 with a gun");
+  sd_prompt_list_free(pr, n);
+  const char *p = write_tmp("prompts-empty.txt", "", 0);
+  assert_int_equal(sd_prompt_file_load(p, &pr, &n), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "no prompts"));
+  assert_null(pr);
+  p = write_tmp("prompts-comments.txt", "# only\n\n  \n", 11);
+  assert_int_equal(sd_prompt_file_load(p, &pr, &n), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "no prompts"));
+  const char bad[] = "fine\nalso fine\nbad \xFF byte\n";
+  p = write_tmp("prompts-bad.txt", bad, sizeof bad - 1);
+  assert_int_equal(sd_prompt_file_load(p, &pr, &n), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "prompts-bad.txt:3: invalid UTF-8 at byte 5"));
+  const char nul[] = "fine\nx\0y\n";
+  p = write_tmp("prompts-nul.txt", nul, sizeof nul - 1);
+  assert_int_equal(sd_prompt_file_load(p, &pr, &n), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "prompts-nul.txt:2: NUL byte"));
+  assert_int_equal(sd_prompt_file_load(sd_test_tmp("no-such-prompts.txt"), &pr, &n), SD_E_IO);
+  assert_non_null(strstr(sd_errmsg(), "no-such-prompts.txt"));
+  assert_int_equal(sd_prompt_file_load(sd_test_tmp(""), &pr, &n), SD_E_IO); /* a directory */
+}
+
+/* The bank-section form of an entry: keys, duplicates, the section text round trip. */
+static void test_bank_section_keys(void **state) {
+  (void)state;
+  sd_calib_file f = {0};
+  assert_int_equal(sd_calib_set(&f, "semantic.model", "ab", "b", 3), SD_OK);
+  assert_int_equal(sd_calib_check(&f, "b"), SD_E_FORMAT); /* no threshold yet */
+  assert_int_equal(sd_calib_set(&f, "semantic", "0.5", "b", 4), SD_OK);
+  assert_int_equal(sd_calib_set(&f, "semantic.threshold", "0.6", "b", 5), SD_E_FORMAT); /* duplicate */
+  assert_int_equal(sd_calib_set(&f, "lexical.recall", "0.75", "b", 6), SD_OK);
+  assert_int_equal(sd_calib_set(&f, "lexical", "2", "b", 7), SD_OK);
+  assert_int_equal(sd_calib_check(&f, "b"), SD_OK);
+  assert_int_equal(f.n, 2);
+  assert_true(f.e[0].model == 0xab && f.e[0].threshold == 0.5f);
+  assert_true(f.e[1].has_meta && f.e[1].recall == 0.75 && f.e[1].threshold == 2.0f);
+  char *sec = sd_calib_bank_section(f.e, f.n);
+  assert_non_null(sec);
+  assert_true(strncmp(sec, "[thresholds]\n", 13) == 0);
+  assert_non_null(strstr(sec, "\nsemantic = 0.5\n"));
+  assert_non_null(strstr(sec, "\nsemantic.model = 00000000000000ab\n"));
+  assert_non_null(strstr(sec, "\nlexical = 2\n"));
+  /* it parses back inside a bank */
+  char text[4096];
+  snprintf(text, sizeof text, "%s[a]\nterms = x\n", sec);
+  sd_bank *b = NULL;
+  assert_int_equal(sd_bank_parse(text, strlen(text), "t.bank", &b), SD_OK);
+  assert_int_equal(b->thresholds.n, 2);
+  assert_true(sd_calib_find(&b->thresholds, "semantic")->model == 0xab);
+  assert_true(sd_calib_find(&b->thresholds, "lexical")->threshold == 2.0f);
+  sd_bank_free(b);
+  free(sec);
+  sd_calib_file_free(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_prompt_files),      cmocka_unit_test(test_bank_section_keys),
       cmocka_unit_test(test_basic_selection),   cmocka_unit_test(test_ties),
       cmocka_unit_test(test_target_zero),       cmocka_unit_test(test_all_benign_and_everything_allowed),
       cmocka_unit_test(test_bad_arguments),     cmocka_unit_test(test_file_round_trip),

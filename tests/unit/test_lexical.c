@@ -268,7 +268,8 @@ static void test_strategies(void **state) {
   assert_string_equal(t, "a cup of coffee");
   free(t);
   assert_int_equal(sd_strategy_parse("substitute+append"), SD_STRATEGY_SUBSTITUTE_APPEND);
-  assert_int_equal(sd_strategy_parse("project"), -1);
+  assert_int_equal(sd_strategy_parse("project"), SD_STRATEGY_PROJECT);
+  assert_int_equal(sd_strategy_parse("rewrite"), -1);
   assert_string_equal(sd_strategy_name(SD_STRATEGY_APPEND), "append");
 }
 

@@ -177,6 +177,7 @@ static void test_self_similarity(void **state) {
       assert_string_equal(r.ev[i].term, desc);
       assert_string_equal(r.ev[i].matched, desc);
       assert_non_null(strstr(r.ev[i].via, "prompt cos="));
+      assert_int_equal(r.ev[i].token, 0); /* prompt-level: no token position */
     }
   assert_true(found);
   sd_detection_free(&r);
@@ -230,6 +231,9 @@ static void test_token_level_in_long_prompt(void **state) {
         /* random weights: either violence description may be the best match */
         assert_true(strcmp(a.ev[i].term, desc) == 0 || strcmp(a.ev[i].term, g_bank->cats[0].descriptions.items[0]) == 0);
         if (strncmp(a.ev[i].via, "token ", 6) == 0) {
+          /* the token position is recorded (what the project strategy moves) */
+          assert_int_equal(a.ev[i].token, atoi(a.ev[i].via + 6));
+          assert_true(a.ev[i].token >= 1);
           assert_true(a.ev[i].end > a.ev[i].start);
           assert_true(a.ev[i].end <= strlen(prompt));
           printf("   evidence: \"%s\" via %s\n", a.ev[i].matched, a.ev[i].via);
@@ -279,6 +283,39 @@ static void test_disable_threshold_determinism(void **state) {
   /* no encoder: an error, not a silent pass */
   assert_int_equal(sd_detector_run(d, prompt, NULL, &r1), SD_E_ARG);
   assert_non_null(strstr(sd_errmsg(), "no text encoder"));
+  sd_detector_free(d);
+}
+
+/* The concept directions of the project strategy: the detector's own description
+ * embeddings, for the asked categories only, in bank order. */
+static void test_concepts(void **state) {
+  (void)state;
+  NEED_MODEL();
+  sd_detector *d = make(1);
+  float *dirs = NULL;
+  const char **texts = NULL;
+  int n = -1, Dd = 0;
+  assert_int_equal(sd_semantic_concepts(d, &g_enc, 1u, &dirs, &texts, &n, &Dd), SD_OK); /* violence */
+  assert_int_equal(n, 2);
+  assert_int_equal(Dd, g_D);
+  for (int i = 0; i < n; i++) {
+    assert_string_equal(texts[i], g_bank->cats[0].descriptions.items[i]);
+    float *e = embed(texts[i]);
+    assert_memory_equal(dirs + (size_t)i * g_D, e, sizeof(float) * (size_t)g_D);
+    free(e);
+  }
+  free(dirs);
+  free((void *)texts);
+  assert_int_equal(sd_semantic_concepts(d, &g_enc, 2u | 4u, &dirs, &texts, &n, &Dd), SD_OK); /* sexual, empty */
+  assert_int_equal(n, 1);
+  assert_string_equal(texts[0], "a nude woman lying on a bed");
+  free(dirs);
+  free((void *)texts);
+  assert_int_equal(sd_semantic_concepts(d, &g_enc, 4u, &dirs, &texts, &n, &Dd), SD_OK); /* no description */
+  assert_int_equal(n, 0);
+  free(dirs);
+  free((void *)texts);
+  assert_int_equal(sd_semantic_concepts(d, NULL, 1u, &dirs, &texts, &n, &Dd), SD_E_ARG);
   sd_detector_free(d);
 }
 
@@ -341,6 +378,7 @@ int main(void) {
       cmocka_unit_test(test_self_similarity),
       cmocka_unit_test(test_token_level_in_long_prompt),
       cmocka_unit_test(test_disable_threshold_determinism),
+      cmocka_unit_test(test_concepts),
       cmocka_unit_test(test_file_cache),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

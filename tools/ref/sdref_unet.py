@@ -343,8 +343,12 @@ class UNet2DConditionModel(nn.Module):
         self.conv_out = nn.Conv2d(ch[0], c.out_channels, 3, padding=1)
 
     def forward(self, x, t, ctx):
-        """x [B,4,h,w], t: a float (one timestep for the batch), ctx [B,S,D]."""
-        tt = torch.full((x.shape[0],), float(t), dtype=torch.float32)
+        """x [B,4,h,w], t: a float (one timestep for the batch) or a tensor [B] (one per
+        sample, as in training), ctx [B,S,D]."""
+        if torch.is_tensor(t) and t.ndim == 1:
+            tt = t.float()
+        else:
+            tt = torch.full((x.shape[0],), float(t), dtype=torch.float32)
         temb = self.time_embedding(self.time_proj(tt))
         x = self.conv_in(x)
         skips = [x]
