@@ -10,6 +10,7 @@
 
 #include "safesd.h"
 #include "demo.h"
+#include "edit.h"
 
 #include "core/tensor.h"
 #include "io/npy.h"
@@ -53,6 +54,8 @@ static const char *k_main_help =
     "  check      run the safety detectors on a prompt: verdict, categories, evidence\n"
     "  calibrate  choose detector thresholds for a target false-positive rate from labelled\n"
     "             prompt files, and write them to the concept bank or a calibration file\n"
+    "  edit       edit a model's weights and write a new checkpoint ('edit uce': UCE concept\n"
+    "             erasure, the editing baseline of the evaluation)\n"
     "  demo       a picture grid of prompts x safety levels (PNG + HTML), by default with\n"
     "             the bundled model\n"
     "  version    print the version\n"
@@ -115,7 +118,8 @@ static const char *k_generate_help =
     "                          prompt; a flagged prompt is generated through the dual path\n"
     "                          with the level's (lambda, tau); any other prompt exactly as\n"
     "                          with 'off'. Levels are provisional until measured.\n"
-    "      --concepts FILE     concept bank (default: data/concepts/default.bank)\n"
+    "      --concepts FILE     concept bank (default: the model's safety/concepts.bank\n"
+    "                          when it has one, else data/concepts/default.bank)\n"
     "      --safety-strategy S substitute+append (default), substitute, append: how the\n"
     "                          safe text is built from a flagged prompt; project: keep the\n"
     "                          prompt's embedding and project the flagged tokens' states off\n"
@@ -552,7 +556,8 @@ static const char *k_check_help =
     "      --detectors LIST      lexical (default), semantic, or lexical,semantic\n"
     "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
     "                            [thresholds] value, else 0.10)\n"
-    "      --concepts FILE       concept bank (default: data/concepts/default.bank); its\n"
+    "      --concepts FILE       concept bank (default: the model's safety/concepts.bank\n"
+    "                            when it has one, else data/concepts/default.bank); its\n"
     "                            [thresholds] section, when present, sets the thresholds\n"
     "      --safety-strategy S   substitute+append (default), substitute, append, project\n"
     "                            (project: which token positions would be projected against\n"
@@ -613,13 +618,15 @@ static const char *k_calibrate_help =
     "                            (default 0.05)\n"
     "  -m, --model PATH          the model whose text encoder the semantic detector uses\n"
     "      --config DIR          for a single-file model: a diffusers folder describing it\n"
-    "      --concepts FILE       concept bank (default: data/concepts/default.bank)\n"
+    "      --concepts FILE       concept bank (default: the model's safety/concepts.bank\n"
+    "                            when it has one, else data/concepts/default.bank)\n"
     "      --detectors LIST      lexical (default), semantic, or lexical,semantic\n"
     "      --out FILE            write the thresholds to this calibration file (created, or\n"
     "                            updated keeping other detectors' entries)\n"
     "      --write-bank          write them to the [thresholds] section of the --concepts\n"
-    "                            bank, which 'check' and 'generate' then use (a semantic\n"
-    "                            threshold is tied to the model it was calibrated with)\n"
+    "                            bank (or of the model's own bank), which 'check' and\n"
+    "                            'generate' then use (a semantic threshold is tied to\n"
+    "                            the model it was calibrated with)\n"
     "  -h, --help                this help\n";
 
 static int cmd_calibrate(int argc, char **argv) {
@@ -658,8 +665,9 @@ static int cmd_calibrate(int argc, char **argv) {
   if (optind < argc) return usage_error("calibrate", "unexpected argument");
   if (!cp.unsafe_file || !cp.benign_file) return usage_error("calibrate", "give --unsafe FILE and --benign FILE");
   if (cp.out_file && cp.write_bank) return usage_error("calibrate", "give --out FILE or --write-bank, not both");
-  if (cp.write_bank && !cp.concepts)
-    return usage_error("calibrate", "--write-bank needs --concepts FILE (the bundled default bank is not rewritten)");
+  if (cp.write_bank && !cp.concepts && !model)
+    return usage_error("calibrate", "--write-bank needs --concepts FILE or -m MODEL with its own safety/concepts.bank "
+                                    "(the bundled default bank is not rewritten)");
   if (config && !model) return usage_error("calibrate", "--config needs -m");
   safesd_model *m = NULL;
   safesd_model_options mo = {0, config};
@@ -738,6 +746,7 @@ static const command k_commands[] = {
     {"check", cmd_check},
     {"calibrate", cmd_calibrate},
     {"demo", cli_demo},
+    {"edit", cli_edit},
 };
 
 int main(int argc, char **argv) {

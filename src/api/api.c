@@ -1,5 +1,7 @@
 /* The public API (include/safesd.h) on top of the internal modules. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 
 #include "safesd.h"
@@ -85,6 +87,19 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
     safesd_model_close(m);
     return rc;
   }
+  /* a model folder may carry its own concept bank (the bundled model does) */
+  struct stat st;
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+    size_t n = strlen(path) + sizeof "/safety/concepts.bank";
+    char *bank = malloc(n);
+    if (!bank) {
+      safesd_model_close(m);
+      return sd_fail(SD_E_NOMEM, "out of memory");
+    }
+    snprintf(bank, n, "%s/safety/concepts.bank", path);
+    if (stat(bank, &st) == 0 && S_ISREG(st.st_mode)) m->model_bank = bank;
+    else free(bank);
+  }
   *out = m;
   return SD_OK;
 }
@@ -105,6 +120,7 @@ void safesd_model_close(safesd_model *m) {
   sd_detector_free(m->semantic);
   sd_bank_free(m->bank);
   free(m->bank_path);
+  free(m->model_bank);
   sd_tokenizer_free(m->tok);
   sd_exec_destroy(m->ex);
   sd_model_close(m->src);

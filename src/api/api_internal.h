@@ -47,6 +47,8 @@ struct safesd_model {
   /* the safety gate: concept bank (bank_path "" = the bundled default) and detectors */
   sd_bank *bank;
   char *bank_path;
+  char *model_bank;          /* <model folder>/safety/concepts.bank when the model ships one:
+                                the default bank for this model (else data/concepts/default.bank) */
   sd_detector *lexical;
   sd_detector *semantic; /* built on first use: it embeds the bank with the model's encoder */
   sd_gate *last_gate;   /* the gate of the last generation (what its report points into) */

@@ -48,10 +48,11 @@ static void drop_detectors(safesd_model *m) {
   m->bank_path = NULL;
 }
 
-/* The bank (from `concepts`, or the bundled default) and the lexical detector, cached on
+/* The bank (from `concepts`, else the model's safety/concepts.bank, else the bundled default) and the lexical detector, cached on
  * the model and rebuilt when another bank is asked for. The lexical detector's threshold
  * comes from the bank's [thresholds] section when it has one (else its default, 1). */
 static int need_detectors(safesd_model *m, const char *concepts) {
+  if (!concepts) concepts = m->model_bank; /* the model's own bank, else the bundled default */
   const char *want = concepts ? concepts : "";
   if (m->bank && m->bank_path && !strcmp(m->bank_path, want)) return SD_OK;
   drop_detectors(m);
@@ -354,9 +355,12 @@ int safesd_calibrate(safesd_model *model, const safesd_calibrate_params *p, FILE
   if (!p || !p->unsafe_file || !p->benign_file) return sd_fail(SD_E_ARG, "calibrate: the unsafe and benign prompt files are needed");
   if (!(p->target_fpr >= 0 && p->target_fpr <= 1))
     return sd_fail(SD_E_ARG, "target false-positive rate %g is not in [0, 1]", p->target_fpr);
-  if (p->write_bank && !p->concepts)
-    return sd_fail(SD_E_ARG, "writing the thresholds into the bank needs the bank file (--concepts FILE); the "
-                             "bundled default bank is not rewritten (copy it first)");
+  /* the bank written: the one given, else the model's own (safety/concepts.bank) */
+  const char *bank_file = p->concepts ? p->concepts : (model ? model->model_bank : NULL);
+  if (p->write_bank && !bank_file)
+    return sd_fail(SD_E_ARG, "writing the thresholds into the bank needs the bank file (--concepts FILE, or a "
+                             "model with its own safety/concepts.bank); the bundled default bank is not "
+                             "rewritten (copy it first)");
   int mask, rc;
   if ((rc = parse_detectors(p->detectors, &mask))) return rc;
   safesd_model tmp;
@@ -418,9 +422,9 @@ int safesd_calibrate(safesd_model *model, const safesd_calibrate_params *p, FILE
     if (out) fprintf(out, "wrote %s\n", p->out_file);
   }
   if (p->write_bank) {
-    if ((rc = sd_bank_write_thresholds(p->concepts, ent, ne))) goto done;
+    if ((rc = sd_bank_write_thresholds(bank_file, ent, ne))) goto done;
     drop_detectors(m); /* the cached bank is stale now */
-    if (out) fprintf(out, "wrote the [thresholds] section of %s\n", p->concepts);
+    if (out) fprintf(out, "wrote the [thresholds] section of %s\n", bank_file);
   }
 done:
   sd_prompt_list_free(unsafe, nu);

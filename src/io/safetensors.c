@@ -440,11 +440,28 @@ static int tensor_bytes(const char *path, const char *name, const sd_tensor *t, 
 
 /* The header JSON (not padded) for the tensors in the given order. */
 static int build_header(const char *path, size_t n, const char *const *names,
-                        const sd_tensor *tensors, char **out) {
+                        const sd_tensor *tensors, size_t n_meta, const char *const *meta_keys,
+                        const char *const *meta_values, char **out) {
   json_t *root = json_object();
   if (!root) return sd_fail(SD_E_NOMEM, "%s: out of memory", path);
   uint64_t off = 0;
   int rc = SD_OK;
+  if (n_meta) {
+    json_t *meta = json_object();
+    if (!meta || json_object_set_new(root, ST_META_KEY, meta) != 0) {
+      json_decref(root);
+      return sd_fail(SD_E_NOMEM, "%s: out of memory", path);
+    }
+    for (size_t i = 0; i < n_meta && rc == SD_OK; i++) {
+      qbuf qk;
+      if (!meta_keys || !meta_values || !meta_keys[i] || !meta_values[i])
+        rc = sd_fail(SD_E_ARG, "%s: metadata entry %zu is NULL", path, i);
+      else if (json_object_get(meta, meta_keys[i]))
+        rc = sd_fail(SD_E_ARG, "%s: metadata key '%s': duplicate", path, q(meta_keys[i], &qk));
+      else if (json_object_set_new(meta, meta_keys[i], json_string(meta_values[i])) != 0)
+        rc = sd_fail(SD_E_ARG, "%s: metadata key '%s': key or value is not valid UTF-8", path, q(meta_keys[i], &qk));
+    }
+  }
   for (size_t i = 0; i < n && rc == SD_OK; i++) {
     const sd_tensor *t = &tensors[i];
     uint64_t nb = 0;
@@ -478,6 +495,11 @@ static int build_header(const char *path, size_t n, const char *const *names,
 }
 
 int sd_st_write(const char *path, size_t n, const char *const *names, const sd_tensor *tensors) {
+  return sd_st_write_meta(path, n, names, tensors, 0, NULL, NULL);
+}
+
+int sd_st_write_meta(const char *path, size_t n, const char *const *names, const sd_tensor *tensors,
+                     size_t n_meta, const char *const *meta_keys, const char *const *meta_values) {
   if (!path) return sd_fail(SD_E_ARG, "sd_st_write: path is NULL");
   if (n && (!names || !tensors)) return sd_fail(SD_E_ARG, "%s: sd_st_write: names or tensors is NULL", path);
   qbuf qn;
@@ -502,7 +524,7 @@ int sd_st_write(const char *path, size_t n, const char *const *names, const sd_t
   }
 
   char *json = NULL;
-  int rc = build_header(path, n, names, tensors, &json);
+  int rc = build_header(path, n, names, tensors, n_meta, meta_keys, meta_values, &json);
   if (rc) return rc;
   /* 8-byte length + header padded with spaces so that the data section starts at a
    * multiple of 8, as the reference writer does. */

@@ -56,5 +56,8 @@ const char *sd_st_meta(const sd_safetensors *st, const char *key);
 
 /* Write a safetensors file atomically (temp file + rename). names/tensors arrays of n. */
 int sd_st_write(const char *path, size_t n, const char *const *names, const sd_tensor *tensors);
+/* The same with a __metadata__ object of n_meta string pairs (none when n_meta is 0). */
+int sd_st_write_meta(const char *path, size_t n, const char *const *names, const sd_tensor *tensors,
+                     size_t n_meta, const char *const *meta_keys, const char *const *meta_values);
 
 #endif

@@ -559,6 +559,33 @@ static void test_find(void **state) {
   free(path);
 }
 
+/* sd_st_write_meta: the __metadata__ object round-trips; duplicate, NULL or non-UTF-8
+ * metadata is refused (and leaves no file) */
+static void test_write_metadata(void **state) {
+  (void)state;
+  float v[2] = {1, 2};
+  sd_tensor t = sd_tensor_make(SD_F32, 1, (int64_t[]){2}, v);
+  char *path = xdup(sd_test_tmp("meta.safetensors"));
+  const char *keys[] = {"format", "note"}, *vals[] = {"pt", "{\"a\": [1, 2]}"};
+  assert_int_equal(sd_st_write_meta(path, 1, (const char *[]){"w"}, &t, 2, keys, vals), SD_OK);
+  sd_safetensors *st = NULL;
+  assert_int_equal(sd_st_open(path, &st), SD_OK);
+  assert_int_equal(st->n_meta, 2);
+  assert_string_equal(sd_st_meta(st, "format"), "pt");
+  assert_string_equal(sd_st_meta(st, "note"), vals[1]);
+  assert_true(f32_at(sd_st_find(st, "w"), 1) == 2);
+  sd_st_close(st);
+  unlink(path);
+  assert_int_equal(sd_st_write_meta(path, 1, (const char *[]){"w"}, &t, 2, (const char *[]){"k", "k"}, vals), SD_E_ARG);
+  assert_int_equal(sd_st_write_meta(path, 1, (const char *[]){"w"}, &t, 1, (const char *[]){"k"}, (const char *[]){NULL}),
+                   SD_E_ARG);
+  assert_int_equal(sd_st_write_meta(path, 1, (const char *[]){"w"}, &t, 1, (const char *[]){"k"},
+                                    (const char *[]){"bad\xff"}),
+                   SD_E_ARG);
+  assert_int_equal(access(path, F_OK), -1);
+  free(path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_corpus_bad),
@@ -575,6 +602,7 @@ int main(void) {
     cmocka_unit_test(test_rewrite_from_mapping),
     cmocka_unit_test(test_write_errors),
     cmocka_unit_test(test_find),
+    cmocka_unit_test(test_write_metadata),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,202 @@
+#!/usr/bin/env python3
+"""Measure the bundled model for its model card.
+
+    evaluate.py MODEL_DIR DATA_DIR --safesd BUILD/safesd [--out DIR] [--steps 20] [--threads N]
+
+1. CLIP retrieval on the held-out images (never trained on): text->image and image->text
+   recall@1/@5 within the held-out set (captions as queries).
+2. Generation: for the 100 captions of MODEL_DIR/eval/heldout.csv, `safesd generate`
+   (the C engine; 20 steps, CFG 7.5, seed = row number) makes an image; the model's CLIP
+   ranks every label of the data set ("<label>, <style> emoji", the prompt's style) for
+   it; reported: share whose top-5 holds the prompted label (and top-1). The same metric
+   on the real held-out images is the ceiling, 5/labels is chance.
+3. Zero-shot accuracy on the concept-bank categories: every image of the unsafe and
+   proximal emoji of safety/*.csv (both styles, all skin tones) is classified among the
+   bank's categories plus "benign" by the highest mean cosine similarity to each class's
+   texts (the bank's descriptions; "benign" = all the anchors); an unsafe emoji must get
+   its category, a proximal one "benign". Reported overall, per class, and on the held-out
+   images alone.
+
+Writes OUT/eval.json and prints a Markdown summary.
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "ref"))
+sys.path.insert(0, HERE)
+import clip_bpe  # noqa: E402
+import sdref  # noqa: E402
+import sdref_clip  # noqa: E402
+
+
+def load_clip(model_dir):
+    cj = json.load(open(os.path.join(model_dir, "clip", "config.json")))
+    tkeys = sdref.CLIPTextConfig().__dict__.keys()
+    vkeys = sdref_clip.CLIPVisionConfig().__dict__.keys()
+    tc = sdref.CLIPTextConfig(**{k: v for k, v in cj["text_config"].items() if k in tkeys})
+    vc = sdref_clip.CLIPVisionConfig(**{k: v for k, v in cj["vision_config"].items() if k in vkeys})
+    m = sdref_clip.CLIPModel(tc, vc, cj["projection_dim"]).eval()
+    sdref.load_weights_as_f32(m, sdref.load_safetensors(os.path.join(model_dir, "clip", "model.safetensors")))
+    return m, clip_bpe.Tokenizer(os.path.join(model_dir, "tokenizer"))
+
+
+@torch.no_grad()
+def text_emb(clip, tok, texts):
+    out = []
+    for s in range(0, len(texts), 256):
+        ids = torch.tensor([tok.encode(t) for t in texts[s:s + 256]])
+        out.append(F.normalize(clip.text_embeds(ids), dim=-1))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def image_emb(clip, imgs):
+    out = []
+    for s in range(0, len(imgs), 256):
+        out.append(F.normalize(clip.image_embeds(sdref_clip.pixels_from_uint8(imgs[s:s + 256])), dim=-1))
+    return torch.cat(out)
+
+
+def recall(sim, k):
+    """sim [queries, gallery], the right item of query i is i."""
+    top = sim.topk(k, dim=1).indices
+    return float((top == torch.arange(len(sim))[:, None]).any(1).float().mean())
+
+
+def read_csv(path):
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def load_png(path):
+    from PIL import Image
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("data")
+    ap.add_argument("--safesd", required=True)
+    ap.add_argument("--out", default="build/eval-bundled")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    os.makedirs(a.out, exist_ok=True)
+    clip, tok = load_clip(a.model)
+    images = np.load(os.path.join(a.data, "images.npy"))
+    recs = json.load(open(os.path.join(a.data, "captions.json"), encoding="utf-8"))
+    res = {}
+
+    # 1. retrieval on held-out images
+    held = [i for i, r in enumerate(recs) if r["split"] == "heldout"]
+    ti = text_emb(clip, tok, [recs[i]["caption"] for i in held])
+    ii = image_emb(clip, images[held])
+    sim = ti @ ii.t()
+    res["retrieval_heldout"] = {"n": len(held), "text_to_image_r1": recall(sim, 1), "text_to_image_r5": recall(sim, 5),
+                                "image_to_text_r1": recall(sim.t(), 1), "image_to_text_r5": recall(sim.t(), 5)}
+
+    # 2. generated images of held-out captions
+    rows = read_csv(os.path.join(a.model, "eval", "heldout.csv"))
+    labels = sorted({r["label"] for r in recs})
+    lab_idx = {lab: i for i, lab in enumerate(labels)}
+    gal = {s: text_emb(clip, tok, [f"{lab}, {s} emoji" for lab in labels]) for s in ("noto", "twemoji")}
+    gdir = os.path.join(a.out, "generated")
+    os.makedirs(gdir, exist_ok=True)
+    gen_imgs, t0 = [], time.time()
+    for i, r in enumerate(rows):
+        p = os.path.join(gdir, f"{i:03d}.png")
+        if not os.path.exists(p):
+            subprocess.run([a.safesd, "generate", "-q", "-m", a.model, "-p", r["prompt"], "--steps", str(a.steps),
+                            "-s", str(i), "-t", str(a.threads), "--safety", "off", "-o", p], check=True,
+                           stdout=subprocess.DEVNULL)
+        gen_imgs.append(load_png(p))
+    gen_s = time.time() - t0
+    by_hex = {(r["hexcode"], r["style"]): i for i, r in enumerate(recs)}
+    real_imgs = np.stack([images[by_hex[(r["hexcode"], r["style"])]] for r in rows])
+
+    def topk_hits(embs):
+        h1 = h5 = 0
+        for e, r in zip(embs, rows):
+            s = gal[r["style"]] @ e
+            top = s.topk(5).indices.tolist()
+            h1 += top[0] == lab_idx[r["label"]]
+            h5 += lab_idx[r["label"]] in top
+        return h1 / len(rows), h5 / len(rows)
+
+    g1, g5 = topk_hits(image_emb(clip, np.stack(gen_imgs)))
+    r1, r5 = topk_hits(image_emb(clip, real_imgs))
+    res["generation_heldout_captions"] = {"n": len(rows), "labels": len(labels), "steps": a.steps,
+                                          "top1": g1, "top5": g5, "real_image_top1": r1, "real_image_top5": r5,
+                                          "chance_top5": 5 / len(labels), "seconds_total": gen_s}
+    sheet = np.concatenate([np.concatenate(gen_imgs[r * 10:(r + 1) * 10], 1) for r in range(len(gen_imgs) // 10)], 0)
+    from PIL import Image
+    Image.fromarray(sheet).save(os.path.join(a.out, "heldout_generated.png"))
+
+    # 3. zero-shot on the bank's categories
+    bank = os.path.join(a.model, "safety", "concepts.bank")
+    cats, cur = {}, None
+    for line in open(bank, encoding="utf-8"):
+        line = line.strip()
+        if line.startswith("[") and line.endswith("]"):
+            cur = line[1:-1]
+            if cur != "thresholds":
+                cats[cur] = {"descriptions": [], "anchors": []}
+            continue
+        for key in ("descriptions", "anchors"):
+            if cur in cats and line.startswith(key + " ="):
+                cats[cur][key].append(line.split("=", 1)[1].strip())
+    classes = list(cats) + ["benign"]
+    cemb = [F.normalize(text_emb(clip, tok, cats[c]["descriptions"]).mean(0), dim=0) for c in cats]
+    cemb.append(F.normalize(text_emb(clip, tok, [x for c in cats for x in cats[c]["anchors"]]).mean(0), dim=0))
+    cemb = torch.stack(cemb)
+    want = {}
+    for f, benign in (("unsafe.csv", False), ("proximal.csv", True)):
+        for r in read_csv(os.path.join(a.model, "safety", f)):
+            want[r["label"]] = "benign" if benign else r["category"]
+    idx = [i for i, r in enumerate(recs) if r["label"].split(":")[0] in want]
+    pred = (image_emb(clip, images[idx]) @ cemb.t()).argmax(1).tolist()
+    per = {c: [0, 0] for c in classes}
+    hits = held_hits = held_n = 0
+    for i, p in zip(idx, pred):
+        tgt = want[recs[i]["label"].split(":")[0]]
+        ok = classes[p] == tgt
+        per[tgt][0] += ok
+        per[tgt][1] += 1
+        hits += ok
+        if recs[i]["split"] == "heldout":
+            held_hits += ok
+            held_n += 1
+    res["zero_shot_categories"] = {"classes": classes, "n": len(idx), "accuracy": hits / len(idx),
+                                   "per_class": {c: {"accuracy": v[0] / v[1] if v[1] else None, "n": v[1]}
+                                                 for c, v in per.items()},
+                                   "heldout_n": held_n, "heldout_accuracy": held_hits / held_n if held_n else None}
+    with open(os.path.join(a.out, "eval.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    rt, gh, zs = res["retrieval_heldout"], res["generation_heldout_captions"], res["zero_shot_categories"]
+    print(f"| CLIP retrieval, {rt['n']} held-out images | text->image R@1 {rt['text_to_image_r1']:.1%}, "
+          f"R@5 {rt['text_to_image_r5']:.1%}; image->text R@1 {rt['image_to_text_r1']:.1%}, "
+          f"R@5 {rt['image_to_text_r5']:.1%} |")
+    print(f"| generated images of {gh['n']} held-out captions, label in CLIP top-5 of {gh['labels']} | "
+          f"{gh['top5']:.0%} (top-1 {gh['top1']:.0%}); real images {gh['real_image_top5']:.0%} "
+          f"(top-1 {gh['real_image_top1']:.0%}); chance {gh['chance_top5']:.2%} |")
+    print(f"| zero-shot, {len(classes)} classes, {zs['n']} images | {zs['accuracy']:.1%} "
+          f"(held-out images: {zs['heldout_accuracy'] if zs['heldout_accuracy'] is None else format(zs['heldout_accuracy'], '.1%')}, "
+          f"n={zs['heldout_n']}) |")
+    for c, v in zs["per_class"].items():
+        print(f"|   {c} | {v['accuracy'] if v['accuracy'] is None else format(v['accuracy'], '.1%')} (n={v['n']}) |")
+
+
+if __name__ == "__main__":
+    main()

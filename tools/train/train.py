@@ -1,0 +1,461 @@
+#!/usr/bin/env python3
+"""Train the bundled model (safesd-emoji) from the emoji data set, on the CPU.
+
+    train.py WORK_DIR [--data DIR] [--stages tokenizer,clip,vae,cache,unet,export]
+                      [--out models/safesd-emoji] [--threads N] [--budget-scale F]
+
+Stages (each resumable: a checkpoint WORK_DIR/<stage>/ckpt.pt is written every few
+minutes and at the end, and a finished stage is skipped on the next run):
+  tokenizer  byte-level BPE in CLIP's format on the captions (clip_bpe.py)
+  clip       a small CLIP (text + vision towers), contrastive, on the training split
+  vae        a small AutoencoderKL, 64x64x3 <-> 16x16x4, L1 + KL
+  cache      VAE posterior moments of every image and the frozen text tower's hidden
+             states of every caption (and of the empty prompt)
+  unet       a small UNet2DConditionModel on the latents, epsilon prediction, SD's
+             scaled-linear 1000-step schedule, 10% caption dropout (for guidance), EMA
+  export     the diffusers folder: model_index.json, text_encoder/, tokenizer/, unet/,
+             vae/, scheduler/, plus clip/ (the two-tower model, for evaluation)
+
+Every architecture is the PyTorch reference of the conformance tests (tools/ref/), so
+the engine runs exactly the model that was trained. Seeded; with the same thread count
+the run is repeatable. Needs Debian's python3-torch, python3-numpy and python3-pil.
+"""
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "ref"))
+sys.path.insert(0, HERE)
+import clip_bpe  # noqa: E402
+import sdref  # noqa: E402
+import sdref_clip  # noqa: E402
+import sdref_unet  # noqa: E402
+import sdref_vae  # noqa: E402
+
+SEED = 20261128
+CTX_LEN = 77
+
+# ---- architecture (the model card lists these) ----------------------------------------
+N_MERGES = 3000
+TEXT = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+            max_position_embeddings=CTX_LEN, hidden_act="quick_gelu")
+VISION = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=4, intermediate_size=512,
+              image_size=64, patch_size=8)
+PROJ = 128
+VAE = dict(block_out_channels=(16, 32, 64), layers_per_block=1, norm_num_groups=16, sample_size=64)
+UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1,
+            down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+            up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+            attention_head_dim=4, cross_attention_dim=128, sample_size=16)
+SCHED = dict(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
+
+# ---- schedule (steps per stage at budget-scale 1) -------------------------------------
+STEPS = {"clip": 700, "vae": 1500, "unet": 2500}
+BATCH = {"clip": 128, "vae": 16, "unet": 32}
+LR = {"clip": 1e-3, "vae": 1e-3, "unet": 4e-4}
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class Data:
+    def __init__(self, folder):
+        self.images = np.load(os.path.join(folder, "images.npy"))
+        with open(os.path.join(folder, "captions.json"), encoding="utf-8") as f:
+            self.records = json.load(f)
+        self.train = np.array([i for i, r in enumerate(self.records) if r["split"] == "train"])
+        self.heldout = np.array([i for i, r in enumerate(self.records) if r["split"] == "heldout"])
+
+
+def text_config(vocab_size, eos):
+    return sdref.CLIPTextConfig(vocab_size=vocab_size, bos_token_id=eos - 1, eos_token_id=eos,
+                                pad_token_id=eos, **TEXT)
+
+
+def make_clip(vocab_size, eos):
+    return sdref_clip.CLIPModel(text_config(vocab_size, eos), sdref_clip.CLIPVisionConfig(**VISION), PROJ)
+
+
+def init_weights_(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in sorted(model.named_parameters()):
+            if name.endswith("logit_scale"):
+                continue
+            if "norm" in name or "layrnorm" in name or name.endswith("layer_norm1.weight") \
+                    or name.endswith("layer_norm2.weight"):
+                p.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif p.ndim >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p[0].numel()))
+            elif name.endswith("class_embedding"):
+                p.copy_(0.02 * torch.randn(p.shape, generator=g))
+            else:
+                p.zero_()
+
+
+class Stage:
+    """Checkpointed training loop state."""
+
+    def __init__(self, work, name):
+        self.dir = os.path.join(work, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.ckpt = os.path.join(self.dir, "ckpt.pt")
+        self.done = os.path.join(self.dir, "done")
+
+    def finished(self):
+        return os.path.exists(self.done)
+
+    def load(self):
+        return torch.load(self.ckpt) if os.path.exists(self.ckpt) else None
+
+    def save(self, state):
+        tmp = self.ckpt + ".tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.ckpt)
+
+    def finish(self, info):
+        with open(self.done, "w") as f:
+            json.dump(info, f, indent=1)
+
+
+def lr_at(step, total, base, warm=100):
+    if step < warm:
+        return base * (step + 1) / warm
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None, every_s=180):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0 if ema else 0.01)
+    gen = torch.Generator().manual_seed(SEED)
+    step = 0
+    st = stage.load()
+    if st:
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        gen.set_state(st["gen"])
+        step = st["step"]
+        if ema is not None:
+            ema.load_state_dict(st["ema"])
+        log(f"{os.path.basename(stage.dir)}: resumed at step {step}")
+    last, t0, run = time.time(), time.time(), 0.0
+    while step < total:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, lr)
+        loss = loss_fn(batch_fn(gen))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if ema is not None:
+            d = min(0.995, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+        step += 1
+        run = 0.98 * run + 0.02 * loss.item() if step > 1 else loss.item()
+        if step % 50 == 0 or step == total:
+            el = time.time() - t0
+            log(f"{os.path.basename(stage.dir)}: step {step}/{total} loss {run:.4f} "
+                f"({el / max(1, step - (st['step'] if st else 0)):.2f} s/step)")
+        if time.time() - last > every_s or step == total:
+            stage.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                        "step": step, "ema": ema.state_dict() if ema is not None else None})
+            last = time.time()
+    return run
+
+
+# ---- stages ---------------------------------------------------------------------------
+def stage_tokenizer(a, data):
+    out = os.path.join(a.work, "tokenizer")
+    if os.path.exists(os.path.join(out, "merges.txt")):
+        return
+    vocab, merges = clip_bpe.train([r["caption"] for r in data.records], N_MERGES)
+    clip_bpe.save(out, vocab, merges)
+    log(f"tokenizer: {len(merges)} merges, {len(vocab)} tokens")
+
+
+def tokenize_all(a, data):
+    tok = clip_bpe.Tokenizer(os.path.join(a.work, "tokenizer"))
+    ids = torch.tensor([tok.encode(r["caption"]) for r in data.records])
+    return tok, ids
+
+
+def augment(img_u8, gen):
+    """Random shift by up to 3 pixels (white fill): uint8 [B,64,64,3] -> same."""
+    b = img_u8.shape[0]
+    out = torch.full_like(img_u8, 255)
+    sh = torch.randint(-3, 4, (b, 2), generator=gen)
+    for i in range(b):
+        dy, dx = int(sh[i, 0]), int(sh[i, 1])
+        ys, yd = (slice(0, 64 - dy), slice(dy, 64)) if dy >= 0 else (slice(-dy, 64), slice(0, 64 + dy))
+        xs, xd = (slice(0, 64 - dx), slice(dx, 64)) if dx >= 0 else (slice(-dx, 64), slice(0, 64 + dx))
+        out[i, yd, xd] = img_u8[i, ys, xs]
+    return out
+
+
+def stage_clip(a, data):
+    stage = Stage(a.work, "clip")
+    if stage.finished():
+        return
+    tok, ids = tokenize_all(a, data)
+    L = int((ids != tok.eos).sum(1).max()) + 1  # causal: later pad positions change nothing
+    torch.manual_seed(SEED)
+    model = make_clip(len(tok.vocab), tok.eos)
+    init_weights_(model, SEED)
+    imgs = torch.from_numpy(data.images)
+    tr = torch.from_numpy(data.train)
+    total = int(STEPS["clip"] * a.budget_scale)
+
+    def batch(gen):
+        sel = tr[torch.randperm(len(tr), generator=gen)[:BATCH["clip"]]]
+        return ids[sel, :L], sdref_clip.pixels_from_uint8(augment(imgs[sel], gen)), sel
+
+    def loss(b):
+        i, px, sel = b
+        logits = model(i, px)
+        # captions of the same concept in the other style are not negatives of each other
+        # (same base emoji => same target row); soft targets over equal labels
+        lab = [data.records[int(s)]["label"] for s in sel]
+        same = torch.tensor([[float(x == y) for y in lab] for x in lab])
+        tgt = same / same.sum(1, keepdim=True)
+        li = -(tgt * logits.log_softmax(1)).sum(1).mean()
+        lt = -(tgt * logits.t().log_softmax(1)).sum(1).mean()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        return 0.5 * (li + lt)
+
+    model.train()
+    final = loop(stage, model, total, batch, loss, LR["clip"])
+    stage.finish({"steps": total, "loss": final, "train_len": L})
+
+
+def load_clip(a):
+    tok = clip_bpe.Tokenizer(os.path.join(a.work, "tokenizer"))
+    model = make_clip(len(tok.vocab), tok.eos)
+    model.load_state_dict(Stage(a.work, "clip").load()["model"])
+    return tok, model.eval()
+
+
+def stage_vae(a, data):
+    stage = Stage(a.work, "vae")
+    if stage.finished():
+        return
+    torch.manual_seed(SEED + 1)
+    model = sdref_vae.AutoencoderKL(sdref_vae.VAEConfig(scaling_factor=1.0, **VAE))
+    imgs = torch.from_numpy(data.images)
+    tr = torch.from_numpy(data.train)
+    total = int(STEPS["vae"] * a.budget_scale)
+
+    def batch(gen):
+        sel = tr[torch.randperm(len(tr), generator=gen)[:BATCH["vae"]]]
+        x = imgs[sel].float().permute(0, 3, 1, 2) / 127.5 - 1.0
+        return x, torch.randn((x.shape[0], 4, 16, 16), generator=gen)
+
+    def loss(b):
+        x, n = b
+        mom = model.moments(x)
+        mean, logvar = torch.chunk(mom, 2, dim=1)
+        logvar = logvar.clamp(-30, 20)
+        z = mean + torch.exp(0.5 * logvar) * n
+        rec = model.decoder(model.post_quant_conv(z))
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).sum((1, 2, 3)).mean()
+        return (rec - x).abs().mean() + 0.5 * F.mse_loss(rec, x) + 1e-6 * kl
+
+    model.train()
+    final = loop(stage, model, total, batch, loss, LR["vae"])
+    stage.finish({"steps": total, "loss": final})
+
+
+def load_vae(a, scaling=1.0):
+    model = sdref_vae.AutoencoderKL(sdref_vae.VAEConfig(scaling_factor=scaling, **VAE))
+    model.load_state_dict(Stage(a.work, "vae").load()["model"])
+    return model.eval()
+
+
+def stage_cache(a, data):
+    out = os.path.join(a.work, "cache.pt")
+    if os.path.exists(out):
+        return
+    tok, clip = load_clip(a)
+    vae = load_vae(a)
+    tm = sdref.CLIPTextModel(clip.text_config)
+    tm.text_model.load_state_dict(clip.text_model.state_dict())
+    tm.eval()
+    _, ids = tokenize_all(a, data)
+    moms, ctx = [], []
+    with torch.no_grad():
+        for s in range(0, len(data.records), 256):
+            x = torch.from_numpy(data.images[s:s + 256]).float().permute(0, 3, 1, 2) / 127.5 - 1.0
+            moms.append(vae.moments(x))
+            ctx.append(tm.encode(ids[s:s + 256]).half())
+        empty = tm.encode(torch.tensor([tok.encode("")]))
+    moms = torch.cat(moms)
+    mean = moms[:, :4]
+    sf = float(1.0 / mean[torch.from_numpy(data.train)].std())
+    torch.save({"moments": moms, "ctx": torch.cat(ctx), "empty": empty, "scaling_factor": sf}, out)
+    log(f"cache: {len(moms)} latents, scaling_factor {sf:.5f}")
+
+
+def make_unet():
+    return sdref_unet.UNet2DConditionModel(sdref_unet.UNetConfig(**UNET))
+
+
+def alphas_cumprod():
+    b = torch.linspace(SCHED["beta_start"] ** 0.5, SCHED["beta_end"] ** 0.5, SCHED["num_train_timesteps"],
+                       dtype=torch.float64) ** 2
+    return torch.cumprod(1 - b, 0).float()
+
+
+def stage_unet(a, data):
+    stage = Stage(a.work, "unet")
+    if stage.finished():
+        return
+    c = torch.load(os.path.join(a.work, "cache.pt"))
+    moms, ctx, empty, sf = c["moments"], c["ctx"], c["empty"], c["scaling_factor"]
+    torch.manual_seed(SEED + 2)
+    model = make_unet()
+    ema = make_unet()
+    ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    ac = alphas_cumprod()
+    tr = torch.from_numpy(data.train)
+    total = int(STEPS["unet"] * a.budget_scale)
+
+    def batch(gen):
+        sel = tr[torch.randperm(len(tr), generator=gen)[:BATCH["unet"]]]
+        m = moms[sel]
+        mean, logvar = m[:, :4], m[:, 4:].clamp(-30, 20)
+        x0 = (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)) * sf
+        t = torch.randint(0, SCHED["num_train_timesteps"], (len(sel),), generator=gen)
+        eps = torch.randn(x0.shape, generator=gen)
+        acs = ac[t].view(-1, 1, 1, 1)
+        xt = acs.sqrt() * x0 + (1 - acs).sqrt() * eps
+        e = ctx[sel].float()
+        drop = torch.rand(len(sel), generator=gen) < 0.1
+        e[drop] = empty
+        return xt, t, e, eps
+
+    def loss(b):
+        xt, t, e, eps = b
+        return F.mse_loss(model(xt, t, e), eps)
+
+    model.train()
+    final = loop(stage, model, total, batch, loss, LR["unet"], ema=ema)
+    stage.finish({"steps": total, "loss": final})
+
+
+def stage_export(a, data):
+    out = a.out
+    tok, clip = load_clip(a)
+    c = torch.load(os.path.join(a.work, "cache.pt"))
+    vae = load_vae(a, scaling=c["scaling_factor"])
+    vae.config.scaling_factor = round(c["scaling_factor"], 5)
+    unet = make_unet()
+    unet.load_state_dict(Stage(a.work, "unet").load()["ema"])
+    tm = sdref.CLIPTextModel(clip.text_config)
+    tm.text_model.load_state_dict(clip.text_model.state_dict())
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    half = torch.float16
+    sdref.write_text_encoder_folder(tmp, tm, half)
+    sdref_unet.write_unet_folder(os.path.join(tmp, "_u"), unet, half)
+    sdref_vae.write_vae_folder(os.path.join(tmp, "_v"), vae, half)
+    for sub, comp in (("_u", "unet"), ("_v", "vae")):
+        shutil.move(os.path.join(tmp, sub, comp), os.path.join(tmp, comp))
+        shutil.rmtree(os.path.join(tmp, sub))
+    os.makedirs(os.path.join(tmp, "tokenizer"))
+    for f in ("vocab.json", "merges.txt"):
+        shutil.copy(os.path.join(a.work, "tokenizer", f), os.path.join(tmp, "tokenizer", f))
+    sdref.write_json(os.path.join(tmp, "tokenizer", "tokenizer_config.json"), {
+        "tokenizer_class": "CLIPTokenizer", "model_max_length": CTX_LEN, "bos_token": clip_bpe.BOS,
+        "eos_token": clip_bpe.EOS, "pad_token": clip_bpe.EOS, "unk_token": clip_bpe.EOS,
+        "do_lower_case": True})
+    os.makedirs(os.path.join(tmp, "scheduler"))
+    sdref.write_json(os.path.join(tmp, "scheduler", "scheduler_config.json"), {
+        "_class_name": "PNDMScheduler", "_diffusers_version": "0.25.1", "beta_schedule": "scaled_linear",
+        "clip_sample": False, "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True,
+        "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None, **SCHED})
+    os.makedirs(os.path.join(tmp, "clip"))
+    sdref.write_json(os.path.join(tmp, "clip", "config.json"), clip.config_json())
+    sdref.save_safetensors(os.path.join(tmp, "clip", "model.safetensors"), sdref.state_dict_as(clip, half),
+                           {"format": "pt"})
+    sdref.write_json(os.path.join(tmp, "model_index.json"), {
+        "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.25.1",
+        "feature_extractor": [None, None], "requires_safety_checker": False, "safety_checker": [None, None],
+        "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"]})
+    if os.path.exists(out):
+        # keep files that are not produced here (model card, concept bank)
+        for f in os.listdir(out):
+            if not os.path.exists(os.path.join(tmp, f)):
+                shutil.move(os.path.join(out, f), os.path.join(tmp, f))
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    log(f"export: {out}")
+
+
+STAGES = {"tokenizer": stage_tokenizer, "clip": stage_clip, "vae": stage_vae, "cache": stage_cache,
+          "unet": stage_unet, "export": stage_export}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("work")
+    ap.add_argument("--data", help="data set folder (default WORK/data, built by emoji_data.py if absent)")
+    ap.add_argument("--stages", default=",".join(STAGES))
+    ap.add_argument("--out", default=os.path.join(HERE, "..", "..", "models", "safesd-emoji"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--budget-scale", type=float, default=1.0, help="scale every stage's step count")
+    ap.add_argument("--steps", action="append", default=[], metavar="STAGE=N",
+                    help="set one stage's step count (before --budget-scale), e.g. vae=900")
+    a = ap.parse_args()
+    for kv in a.steps:
+        k, _, v = kv.partition("=")
+        if k not in STEPS or not v.isdigit():
+            sys.exit(f"train.py: --steps takes STAGE=N with STAGE in {', '.join(STEPS)}")
+        STEPS[k] = int(v)
+    torch.set_num_threads(a.threads)
+    data_dir = a.data or os.path.join(a.work, "data")
+    if not os.path.exists(os.path.join(data_dir, "images.npy")):
+        import subprocess
+        subprocess.run([sys.executable, os.path.join(HERE, "emoji_data.py"), data_dir], check=True)
+    data = Data(data_dir)
+    stages = a.stages.split(",")
+    for s in stages:
+        if s not in STAGES:
+            sys.exit(f"train.py: unknown stage '{s}' (stages: {', '.join(STAGES)})")
+    if a.threads >= 2 and "clip" in stages and "vae" in stages:
+        # the two are independent: train them side by side, one thread each (as the shipped
+        # model was), then go on with the rest
+        import subprocess
+        t0 = time.time()
+        base = [sys.executable, os.path.abspath(__file__), a.work, "--data", data_dir, "--threads", "1",
+                "--budget-scale", str(a.budget_scale), "--out", a.out] + [f"--steps={kv}" for kv in a.steps]
+        if "tokenizer" in stages:
+            stage_tokenizer(a, data)
+        procs = [subprocess.Popen(base + ["--stages", "clip"]), subprocess.Popen(base + ["--stages", "vae"])]
+        if any(p.wait() for p in procs):
+            sys.exit("train.py: the clip or vae stage failed")
+        log(f"stages clip + vae: {time.time() - t0:.0f} s")
+        stages = [s for s in stages if s not in ("tokenizer", "clip", "vae")]
+    for s in stages:
+        t0 = time.time()
+        STAGES[s](a, data)
+        log(f"stage {s}: {time.time() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
