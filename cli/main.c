@@ -11,6 +11,7 @@
 #include "safesd.h"
 #include "demo.h"
 #include "edit.h"
+#include "eval.h"
 
 #include "core/tensor.h"
 #include "io/npy.h"
@@ -56,6 +57,8 @@ static const char *k_main_help =
     "             prompt files, and write them to the concept bank or a calibration file\n"
     "  edit       edit a model's weights and write a new checkpoint ('edit uce': UCE concept\n"
     "             erasure, the editing baseline of the evaluation)\n"
+    "  eval       evaluate safety methods on prompt sets: images, records, metrics, report\n"
+    "             (docs/evaluation.md)\n"
     "  demo       a picture grid of prompts x safety levels (PNG + HTML), by default with\n"
     "             the bundled model\n"
     "  version    print the version\n"
@@ -124,7 +127,9 @@ static const char *k_generate_help =
     "                          safe text is built from a flagged prompt; project: keep the\n"
     "                          prompt's embedding and project the flagged tokens' states off\n"
     "                          the fired categories' concept directions\n"
-    "      --detectors LIST    lexical (default), semantic, or lexical,semantic\n"
+    "      --detectors LIST    lexical, semantic, or lexical,semantic (default: lexical, plus\n"
+    "                          semantic when the bank holds a threshold calibrated for\n"
+    "                          this model, as the bundled model's does)\n"
     "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
     "                          [thresholds] value, else 0.10, uncalibrated; see\n"
     "                          docs/safety-detectors.md and 'safesd calibrate')\n"
@@ -553,7 +558,9 @@ static const char *k_check_help =
     "\n"
     "  -m, --model PATH          the model whose text encoder the semantic detector uses\n"
     "      --config DIR          for a single-file model: a diffusers folder describing it\n"
-    "      --detectors LIST      lexical (default), semantic, or lexical,semantic\n"
+    "      --detectors LIST      lexical, semantic, or lexical,semantic (default: lexical,\n"
+    "                            plus semantic when the bank holds a threshold\n"
+    "                            calibrated for this model)\n"
     "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
     "                            [thresholds] value, else 0.10)\n"
     "      --concepts FILE       concept bank (default: the model's safety/concepts.bank\n"
@@ -747,6 +754,7 @@ static const command k_commands[] = {
     {"calibrate", cmd_calibrate},
     {"demo", cli_demo},
     {"edit", cli_edit},
+    {"eval", cli_eval},
 };
 
 int main(int argc, char **argv) {

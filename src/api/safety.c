@@ -94,6 +94,19 @@ static int parse_detectors(const char *list, int *mask) {
   return *mask ? SD_OK : sd_fail(SD_E_ARG, "no detector given");
 }
 
+/* The default detector list is the lexical detector, plus the semantic one when the bank
+ * carries a semantic threshold calibrated for this very model (the bundled model's bank
+ * does): a calibrated detector is on unless --detectors says otherwise. */
+static int calibrated_semantic(const safesd_model *m) {
+  if (!m->src || !m->bank) return 0;
+  uint64_t fp = sd_semantic_model_fingerprint(m->src);
+  for (int i = 0; i < m->bank->thresholds.n; i++) {
+    const sd_calib_entry *e = &m->bank->thresholds.e[i];
+    if (!strcmp(e->name, "semantic") && e->model && e->model == fp) return 1;
+  }
+  return 0;
+}
+
 /* The semantic detector (built on first use) and the encoder it runs with. */
 static int need_semantic(safesd_model *m, sd_semantic_encoder *enc) {
   int rc;
@@ -230,6 +243,7 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
   if (strat < 0) return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (" SD_STRATEGY_NAMES ")", o->strategy);
   g->strategy = sd_strategy_name((sd_strategy)strat);
   if ((rc = parse_detectors(o->detectors, &mask)) || (rc = need_detectors(m, o->concepts))) return rc;
+  if (!o->detectors && calibrated_semantic(m)) mask |= 2;
   if ((mask & 1) && (rc = sd_detector_run(m->lexical, prompt, NULL, &g->det[g->n_det++]))) goto fail;
   if ((mask & 2) && (rc = run_semantic(m, o, prompt, &g->det[g->n_det++]))) goto fail;
   uint32_t cats = 0;

@@ -134,7 +134,20 @@ def lr_at(step, total, base, warm=100):
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
+def ddp():
+    """(rank, world) of a data-parallel run: two or more processes started with RANK,
+    WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (gloo on the CPU); (0, 1) otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    return dist.get_rank(), world
+
+
 def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None, every_s=180):
+    rank, world = ddp()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0 if ema else 0.01)
     gen = torch.Generator().manual_seed(SEED)
     step = 0
@@ -146,7 +159,11 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
         step = st["step"]
         if ema is not None:
             ema.load_state_dict(st["ema"])
-        log(f"{os.path.basename(stage.dir)}: resumed at step {step}")
+        if rank == 0:
+            log(f"{os.path.basename(stage.dir)}: resumed at step {step}")
+    if rank:
+        # other ranks draw other batches; the model, optimiser and EMA stay identical
+        gen = torch.Generator().manual_seed(SEED + 7919 * rank + step)
     last, t0, run = time.time(), time.time(), 0.0
     while step < total:
         for g in opt.param_groups:
@@ -154,6 +171,12 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
         loss = loss_fn(batch_fn(gen))
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            import torch.distributed as dist
+            for p in model.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if ema is not None:
@@ -163,11 +186,11 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
                     pe.mul_(d).add_(pm.detach(), alpha=1 - d)
         step += 1
         run = 0.98 * run + 0.02 * loss.item() if step > 1 else loss.item()
-        if step % 50 == 0 or step == total:
+        if rank == 0 and (step % 50 == 0 or step == total):
             el = time.time() - t0
             log(f"{os.path.basename(stage.dir)}: step {step}/{total} loss {run:.4f} "
                 f"({el / max(1, step - (st['step'] if st else 0)):.2f} s/step)")
-        if time.time() - last > every_s or step == total:
+        if rank == 0 and (time.time() - last > every_s or step == total):
             stage.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                         "step": step, "ema": ema.state_dict() if ema is not None else None})
             last = time.time()
@@ -352,7 +375,8 @@ def stage_unet(a, data):
 
     model.train()
     final = loop(stage, model, total, batch, loss, LR["unet"], ema=ema)
-    stage.finish({"steps": total, "loss": final})
+    if ddp()[0] == 0:
+        stage.finish({"steps": total, "loss": final, "world": ddp()[1]})
 
 
 def stage_export(a, data):
