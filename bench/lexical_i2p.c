@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "eval/prompts.h"
 #include "safety/bank.h"
 #include "safety/lexical.h"
 
@@ -37,48 +38,6 @@ static char *read_all(const char *path, size_t *len) {
   if (b) b[n] = 0;
   *len = n;
   return b;
-}
-
-/* RFC 4180: fields separated by ',', records by CRLF or LF; quoted fields may hold
- * commas, newlines and "" for a quote. Returns number of fields of the next record
- * (0 at end); fields are malloc'ed into f[0..max). */
-static int csv_record(const char *s, size_t len, size_t *pos, char **f, int max) {
-  size_t p = *pos;
-  if (p >= len) return 0;
-  int nf = 0;
-  for (;;) {
-    char *out = malloc(len - p + 1);
-    size_t o = 0;
-    if (p < len && s[p] == '"') {
-      p++;
-      while (p < len) {
-        if (s[p] == '"') {
-          if (p + 1 < len && s[p + 1] == '"') {
-            out[o++] = '"';
-            p += 2;
-          } else {
-            p++;
-            break;
-          }
-        } else {
-          out[o++] = s[p++];
-        }
-      }
-    }
-    while (p < len && s[p] != ',' && s[p] != '\n' && s[p] != '\r') out[o++] = s[p++];
-    out[o] = 0;
-    if (nf < max) f[nf++] = out;
-    else free(out);
-    if (p < len && s[p] == ',') {
-      p++;
-      continue;
-    }
-    if (p < len && s[p] == '\r') p++;
-    if (p < len && s[p] == '\n') p++;
-    break;
-  }
-  *pos = p;
-  return nf;
 }
 
 int main(int argc, char **argv) {
@@ -126,7 +85,7 @@ int main(int argc, char **argv) {
   }
   size_t pos = 0;
   char *f[16];
-  int nf = csv_record(text, len, &pos, f, 16);
+  int nf = sd_csv_record(text, len, &pos, f, 16);
   int ip = -1, ic = -1, ih = -1;
   for (int i = 0; i < nf; i++) {
     if (!strcmp(f[i], "prompt")) ip = i;
@@ -142,7 +101,7 @@ int main(int argc, char **argv) {
   long n[2][SD_BANK_MAX_CATEGORIES + 1] = {{0}}, any[2][SD_BANK_MAX_CATEGORIES + 1] = {{0}},
        same[2][SD_BANK_MAX_CATEGORIES + 1] = {{0}};
   int shown = 0;
-  while ((nf = csv_record(text, len, &pos, f, 16)) > 0) {
+  while ((nf = sd_csv_record(text, len, &pos, f, 16)) > 0) {
     if (nf > ip && nf > ic && nf > ih) {
       int hard = atoi(f[ih]) == 1;
       uint32_t labels = 0;

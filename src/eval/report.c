@@ -537,9 +537,9 @@ static void summary_table(FILE *f, const ctx *c, const msum *S, int html) {
   fputs(html ? "</table>\n" : "\n", f);
 }
 
-/* Unsafe rate per category (unsafe sets), one row per method. */
-static void category_table(FILE *f, const ctx *c, json_t *const *unsafe_json, int html) {
-  /* the union of category names, sorted */
+/* The union of the per-category names of every method's unsafe metrics, sorted (the names
+ * point into the JSON; free only the array). */
+static char **category_names(const ctx *c, json_t *const *unsafe_json, int *n) {
   char **names = NULL;
   int nn = 0;
   for (int mi = 0; mi < c->n_methods; mi++) {
@@ -560,6 +560,14 @@ static void category_table(FILE *f, const ctx *c, json_t *const *unsafe_json, in
       names[j] = names[j - 1];
       names[j - 1] = t;
     }
+  *n = nn;
+  return names;
+}
+
+/* Unsafe rate per category (unsafe sets), one row per method. */
+static void category_table(FILE *f, const ctx *c, json_t *const *unsafe_json, int html) {
+  int nn;
+  char **names = category_names(c, unsafe_json, &nn);
   if (html) {
     fputs("<table><tr><th>method</th>", f);
     for (int i = 0; i < nn; i++) {
@@ -676,26 +684,8 @@ static void svg_curve(FILE *f, const ctx *c, const msum *S) {
 }
 
 static void svg_bars(FILE *f, const ctx *c, json_t *const *unsafe_json) {
-  char **names = NULL;
-  int nn = 0;
-  for (int mi = 0; mi < c->n_methods; mi++) {
-    json_t *pc = unsafe_json[mi] ? json_object_get(unsafe_json[mi], "per_category") : NULL;
-    const char *k;
-    json_t *v;
-    json_object_foreach(pc, k, v) {
-      if (find_str(names, nn, k) >= 0) continue;
-      char **nv = realloc(names, sizeof *nv * (size_t)(nn + 1));
-      if (!nv) break;
-      names = nv;
-      names[nn++] = (char *)k;
-    }
-  }
-  for (int i = 1; i < nn; i++)
-    for (int j = i; j > 0 && strcmp(names[j - 1], names[j]) > 0; j--) {
-      char *t = names[j];
-      names[j] = names[j - 1];
-      names[j - 1] = t;
-    }
+  int nn;
+  char **names = category_names(c, unsafe_json, &nn);
   int nm = 0;
   for (int mi = 0; mi < c->n_methods; mi++) nm += unsafe_json[mi] != NULL;
   if (!nn || !nm) {

@@ -119,53 +119,62 @@ void sd_mkdirs_for(const char *path) {
   mkdir(tmp, 0755);
 }
 
-int sd_data_file(const char *rel, char *path, size_t cap) {
+/* The first of $ENV, the source tree's folder, the installed folder whose `rel` (joined to
+ * it) is a regular file: its folder is written to dir. SD_E_IO naming the places tried, with
+ * `what` and the hint, otherwise. */
+static int find_in_dirs(const char *env_name, const char *src_dir, const char *inst_dir, const char *rel,
+                        const char *what, const char *hint, char *dir, size_t cap) {
   const char *dirs[3];
   int nd = 0;
-  const char *env = getenv("SAFESD_DATA_DIR");
+  const char *env = getenv(env_name);
   if (env && *env) dirs[nd++] = env;
-#ifdef SAFESD_DATA_DIR_SOURCE
-  dirs[nd++] = SAFESD_DATA_DIR_SOURCE;
-#endif
-#ifdef SAFESD_DATA_DIR_INSTALL
-  dirs[nd++] = SAFESD_DATA_DIR_INSTALL;
-#endif
+  if (src_dir) dirs[nd++] = src_dir;
+  if (inst_dir) dirs[nd++] = inst_dir;
   char tried[3 * 1024] = "";
   for (int i = 0; i < nd; i++) {
-    int w = snprintf(path, cap, "%s/%s", dirs[i], rel);
-    if (w < 0 || (size_t)w >= cap) continue;
+    char full[4096];
+    int w = snprintf(full, sizeof full, "%s/%s", dirs[i], rel);
+    if (w < 0 || (size_t)w >= sizeof full) continue;
     struct stat st;
-    if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) return SD_OK;
-    size_t tl = strlen(tried);
-    snprintf(tried + tl, sizeof tried - tl, "%s%.900s", tl ? ", " : "", path);
-  }
-  return sd_fail(SD_E_IO, "cannot find safesd's %s (looked in: %s; set SAFESD_DATA_DIR)", rel, tried);
-}
-
-int sd_bundled_model_dir(char *path, size_t cap) {
-  const char *dirs[3];
-  int nd = 0;
-  const char *env = getenv("SAFESD_MODELS_DIR");
-  if (env && *env) dirs[nd++] = env;
-#ifdef SAFESD_MODELS_DIR_SOURCE
-  dirs[nd++] = SAFESD_MODELS_DIR_SOURCE;
-#endif
-#ifdef SAFESD_MODELS_DIR_INSTALL
-  dirs[nd++] = SAFESD_MODELS_DIR_INSTALL;
-#endif
-  char tried[3 * 1024] = "";
-  for (int i = 0; i < nd; i++) {
-    char idx[4096];
-    int w = snprintf(idx, sizeof idx, "%s/" SD_BUNDLED_MODEL "/model_index.json", dirs[i]);
-    if (w < 0 || (size_t)w >= sizeof idx) continue;
-    struct stat st;
-    if (stat(idx, &st) == 0 && S_ISREG(st.st_mode)) {
-      w = snprintf(path, cap, "%s/" SD_BUNDLED_MODEL, dirs[i]);
+    if (stat(full, &st) == 0 && S_ISREG(st.st_mode)) {
+      w = snprintf(dir, cap, "%s", dirs[i]);
       if (w >= 0 && (size_t)w < cap) return SD_OK;
     }
     size_t tl = strlen(tried);
-    snprintf(tried + tl, sizeof tried - tl, "%s%.900s/" SD_BUNDLED_MODEL, tl ? ", " : "", dirs[i]);
+    snprintf(tried + tl, sizeof tried - tl, "%s%.900s", tl ? ", " : "", full);
   }
-  return sd_fail(SD_E_IO, "cannot find the bundled model " SD_BUNDLED_MODEL " (looked in: %s; set SAFESD_MODELS_DIR or give -m)",
-                 tried);
+  return sd_fail(SD_E_IO, "cannot find %s (looked for: %s; %s)", what, tried, hint);
+}
+
+#ifndef SAFESD_DATA_DIR_SOURCE
+#define SAFESD_DATA_DIR_SOURCE NULL
+#endif
+#ifndef SAFESD_DATA_DIR_INSTALL
+#define SAFESD_DATA_DIR_INSTALL NULL
+#endif
+#ifndef SAFESD_MODELS_DIR_SOURCE
+#define SAFESD_MODELS_DIR_SOURCE NULL
+#endif
+#ifndef SAFESD_MODELS_DIR_INSTALL
+#define SAFESD_MODELS_DIR_INSTALL NULL
+#endif
+
+int sd_data_file(const char *rel, char *path, size_t cap) {
+  char dir[4096], what[512];
+  snprintf(what, sizeof what, "safesd's %.400s", rel);
+  int rc = find_in_dirs("SAFESD_DATA_DIR", SAFESD_DATA_DIR_SOURCE, SAFESD_DATA_DIR_INSTALL, rel, what,
+                        "set SAFESD_DATA_DIR", dir, sizeof dir);
+  if (rc) return rc;
+  int w = snprintf(path, cap, "%s/%s", dir, rel);
+  return (w >= 0 && (size_t)w < cap) ? SD_OK : sd_fail(SD_E_ARG, "path of %s too long", rel);
+}
+
+int sd_bundled_model_dir(char *path, size_t cap) {
+  char dir[4096];
+  int rc = find_in_dirs("SAFESD_MODELS_DIR", SAFESD_MODELS_DIR_SOURCE, SAFESD_MODELS_DIR_INSTALL,
+                        SD_BUNDLED_MODEL "/model_index.json", "the bundled model " SD_BUNDLED_MODEL,
+                        "set SAFESD_MODELS_DIR or give -m", dir, sizeof dir);
+  if (rc) return rc;
+  int w = snprintf(path, cap, "%s/" SD_BUNDLED_MODEL, dir);
+  return (w >= 0 && (size_t)w < cap) ? SD_OK : sd_fail(SD_E_ARG, "path of the bundled model too long");
 }

@@ -75,9 +75,12 @@ def main():
         cal_out = os.path.join(td, "cal.txt")
         r = subprocess.run(cmd + ["--out", cal_out], check=True, capture_output=True, text=True)
         print("```\n" + r.stdout.strip() + "\n```\n")
-        thr = None
+        thr, section = None, None
         for line in open(cal_out, encoding="utf-8"):
-            if line.startswith("semantic ="):
+            line = line.strip()
+            if line.startswith("["):
+                section = line.strip("[]")
+            elif section == "semantic" and line.startswith("threshold ="):
                 thr = float(line.split("=", 1)[1])
         if thr is None:
             sys.exit("detectors_bundled: no semantic threshold in the calibration output")
