@@ -59,7 +59,7 @@ UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1,
 SCHED = dict(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
 
 # ---- schedule (steps per stage at budget-scale 1) -------------------------------------
-STEPS = {"clip": 700, "vae": 1500, "unet": 2500}
+STEPS = {"clip": 700, "vae": 900, "unet": 2550}  # what the shipped model ran (its card)
 BATCH = {"clip": 128, "vae": 16, "unet": 32}
 LR = {"clip": 1e-3, "vae": 1e-3, "unet": 4e-4}
 
@@ -441,7 +441,9 @@ def main():
     ap.add_argument("--data", help="data set folder (default WORK/data, built by emoji_data.py if absent)")
     ap.add_argument("--stages", default=",".join(STAGES))
     ap.add_argument("--out", default=os.path.join(HERE, "..", "..", "models", "safesd-emoji"))
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="PyTorch threads per stage (default 1: on a 2-core machine two were slower "
+                         "than one for these small layers)")
     ap.add_argument("--budget-scale", type=float, default=1.0, help="scale every stage's step count")
     ap.add_argument("--steps", action="append", default=[], metavar="STAGE=N",
                     help="set one stage's step count (before --budget-scale), e.g. vae=900")
@@ -461,7 +463,7 @@ def main():
     for s in stages:
         if s not in STAGES:
             sys.exit(f"train.py: unknown stage '{s}' (stages: {', '.join(STAGES)})")
-    if a.threads >= 2 and "clip" in stages and "vae" in stages:
+    if (os.cpu_count() or 1) >= 2 and "clip" in stages and "vae" in stages:
         # the two are independent: train them side by side, one thread each (as the shipped
         # model was), then go on with the rest
         import subprocess
