@@ -30,7 +30,8 @@ static const char *k_demo_help =
     "  -s, --seed N         seed of every cell (default 7)\n"
     "      --scale N        upscale each cell N times in demo.png (nearest; default: 2 for\n"
     "                       images smaller than 256 px, else 1)\n"
-    "  -t, --threads N      worker threads (default: all CPUs)\n"
+    "  -t, --threads N      worker threads (default: all CPUs; 1 for a UNet under 20 M\n"
+    "                       parameters, like the bundled model's)\n"
     "  -q, --quiet          no progress\n"
     "  -h, --help           this help\n";
 

@@ -109,7 +109,8 @@ static const char *k_generate_help =
     "  -b, --batch-count N     images (default 1), drawn as one latent batch like diffusers'\n"
     "                          num_images_per_prompt\n"
     "      --clip-skip N       1 = last text-encoder layer (default), 2 = penultimate\n"
-    "  -t, --threads N         worker threads (default: all CPUs)\n"
+    "  -t, --threads N         worker threads (default: all CPUs; 1 for a model whose UNet\n"
+    "                          has under 20 M parameters, like the bundled one)\n"
     "  -o, --output FILE       PNG to write (default output.png); with -b N the others are\n"
     "                          FILE_2.png ... FILE_N.png\n"
     "      --latents FILE      also write the final latents as .npy [N, 4, H/8, W/8]\n"
@@ -158,7 +159,8 @@ static const char *k_encode_help =
     "  -p, --prompt TEXT    a prompt (repeat for a batch)\n"
     "  -o, --output FILE    .npy file to write (default: print a summary only)\n"
     "      --clip-skip N    1 = last layer (default), 2 = penultimate layer, ...\n"
-    "  -t, --threads N      worker threads (default: all CPUs)\n"
+    "  -t, --threads N      worker threads (default: all CPUs; 1 for a UNet under 20 M\n"
+    "                       parameters, like the bundled model's)\n"
     "  -h, --help           this help\n";
 
 static const char *k_inspect_help =

@@ -55,7 +55,8 @@ const char *safesd_token_text(const safesd_tokenizer *tok, int32_t id);
 typedef struct safesd_model safesd_model;
 
 typedef struct safesd_model_options {
-  int n_threads;          /* <= 0: all CPUs */
+  int n_threads;          /* <= 0: all CPUs (1 for a model whose UNet has under 20 M
+                             parameters, such as the bundled one: faster there) */
   const char *config_dir; /* single-file checkpoints: a diffusers folder whose configs (and
                              tokenizer) describe the file, as diffusers' from_single_file
                              config=...; NULL: infer the hyper-parameters from the weights */
