@@ -269,16 +269,16 @@ int sd_calib_parse(const char *text, size_t len, const char *name, sd_calib_file
   return rc;
 }
 
-int sd_calib_load(const char *path, sd_calib_file *out) {
-  if (!path || !out) return sd_fail(SD_E_ARG, "sd_calib_load: NULL argument");
-  *out = (sd_calib_file){0};
+/* Read a whole regular file of at most max bytes (what = "a calibration file", ...) into a
+ * malloc'ed, NUL-terminated buffer. */
+static int read_small_file(const char *path, const char *what, int64_t max, char **buf_out, size_t *len) {
   int fd;
   int64_t size;
-  int rc = sd_open_regular(path, "a calibration file", &fd, &size);
+  int rc = sd_open_regular(path, what, &fd, &size);
   if (rc) return rc;
-  if (size > (int64_t)CALIB_MAX_FILE) {
+  if (size > max) {
     close(fd);
-    return sd_fail(SD_E_FORMAT, "%s: calibration file larger than %u bytes", path, CALIB_MAX_FILE);
+    return sd_fail(SD_E_FORMAT, "%s: %s larger than %lld bytes", path, what + 2, (long long)max);
   }
   char *buf = malloc((size_t)size + 1);
   if (!buf) {
@@ -297,6 +297,19 @@ int sd_calib_load(const char *path, sd_calib_file *out) {
     free(buf);
     return sd_fail(SD_E_IO, "%s: short read", path);
   }
+  buf[got] = 0;
+  *buf_out = buf;
+  *len = got;
+  return SD_OK;
+}
+
+int sd_calib_load(const char *path, sd_calib_file *out) {
+  if (!path || !out) return sd_fail(SD_E_ARG, "sd_calib_load: NULL argument");
+  *out = (sd_calib_file){0};
+  char *buf;
+  size_t got;
+  int rc = read_small_file(path, "a calibration file", (int64_t)CALIB_MAX_FILE, &buf, &got);
+  if (rc) return rc;
   rc = sd_calib_parse(buf, got, path, out);
   free(buf);
   return rc;
@@ -465,31 +478,10 @@ int sd_prompt_file_load(const char *path, char ***prompts, int *n) {
   if (!path || !prompts || !n) return sd_fail(SD_E_ARG, "sd_prompt_file_load: NULL argument");
   *prompts = NULL;
   *n = 0;
-  int fd;
-  int64_t size;
-  int rc = sd_open_regular(path, "a prompt file", &fd, &size);
+  char *buf;
+  size_t got;
+  int rc = read_small_file(path, "a prompt file", PROMPT_MAX_FILE, &buf, &got);
   if (rc) return rc;
-  if (size > PROMPT_MAX_FILE) {
-    close(fd);
-    return sd_fail(SD_E_FORMAT, "%s: prompt file larger than %lld bytes", path, (long long)PROMPT_MAX_FILE);
-  }
-  char *buf = malloc((size_t)size + 1);
-  if (!buf) {
-    close(fd);
-    return sd_fail(SD_E_NOMEM, "%s: out of memory", path);
-  }
-  size_t got = 0;
-  while (got < (size_t)size) {
-    ssize_t r = read(fd, buf + got, (size_t)size - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += (size_t)r;
-  }
-  close(fd);
-  if (got != (size_t)size) {
-    free(buf);
-    return sd_fail(SD_E_IO, "%s: short read", path);
-  }
   char **list = NULL;
   int cnt = 0, cap = 0, line = 0;
   size_t pos = 0;
