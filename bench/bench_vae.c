@@ -18,6 +18,7 @@
 #include "core/ops.h"
 #include "models/model_source.h"
 #include "models/vae.h"
+#include "bench_common.h"
 
 static double now(void) {
   struct timespec ts;
@@ -39,10 +40,11 @@ static int cmp_double(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
   if (argc < 2) {
-    fprintf(stderr, "usage: %s MODEL [--latent HxW] [--encode] [--threads N] [--repeat R] [--warmup]\n", argv[0]);
+    fprintf(stderr, "usage: %s MODEL [--latent HxW] [--encode] [--threads N] [--repeat R] [--warmup] [--precision fp32|bf16]\n", argv[0]);
     return 2;
   }
   int threads = 0, repeat = 1, warmup = 0, encode = 0, h = 64, w = 64;
+  const char *prec = "fp32";
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
@@ -50,6 +52,7 @@ int main(int argc, char **argv) {
       if (sscanf(argv[++i], "%dx%d", &h, &w) != 2) { fprintf(stderr, "--latent takes HxW\n"); return 2; }
     } else if (!strcmp(argv[i], "--warmup")) warmup = 1;
     else if (!strcmp(argv[i], "--encode")) encode = 1;
+    else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = argv[++i];
     else { fprintf(stderr, "unknown argument %s\n", argv[i]); return 2; }
   }
   if (repeat < 1 || repeat > 1000) repeat = 1;
@@ -60,6 +63,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "error: %s\n", sd_errmsg());
     return 1;
   }
+  if (bench_set_precision(ex, prec)) return 1;
   const sd_vae_config *c = sd_vae_cfg(v);
   const int f = sd_vae_factor(v), H = h * f, W = w * f;
   const int64_t n_lat = (int64_t)c->latent_channels * h * w;
@@ -75,14 +79,16 @@ int main(int argc, char **argv) {
     lat[i] = acc * 1.7320508f;
   }
   for (int64_t i = 0; i < n_img; i++) { s = s * 1664525u + 1013904223u; img[i] = (float)(s >> 8) / 8388608.0f - 1.0f; }
-  double cpu0 = 0, cpu_total = 0;
+  double cpu0 = 0, cpu_total = 0, wall = 0;
   for (int r = -warmup; r < repeat; r++) {
     double t0 = now();
     cpu0 = cpu_now();
     int rc = encode ? sd_vae_encode(v, ex, img, H, W, NULL, NULL, lat) : sd_vae_decode(v, ex, lat, h, w, img);
     if (rc) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
+    if (r == -1) bench_prof_reset(ex); /* the warm-up run just ended */
     if (r >= 0) {
       t[r] = now() - t0;
+      wall += t[r];
       cpu_total += cpu_now() - cpu0;
     }
   }
@@ -91,10 +97,11 @@ int main(int argc, char **argv) {
   getrusage(RUSAGE_SELF, &ru);
   double gflop = (encode ? sd_vae_encode_flops(v, H, W) : sd_vae_decode_flops(v, h, w)) / 1e9;
   size_t arena = encode ? sd_vae_encode_arena_bytes(v, H, W) : sd_vae_decode_arena_bytes(v, h, w);
-  printf("impl=safesd op=%s threads=%d latent=%dx%d image=%dx%d median_s=%.3f best_s=%.3f cpu_s=%.3f gflop=%.1f "
+  printf("impl=safesd precision=%s op=%s threads=%d latent=%dx%d image=%dx%d median_s=%.3f best_s=%.3f cpu_s=%.3f gflop=%.1f "
          "gflops=%.1f arena_mib=%.0f peak_rss_mib=%.0f\n",
-         encode ? "encode" : "decode", ex->n_threads, h, w, H, W, t[repeat / 2], t[0], cpu_total / repeat, gflop,
+         sd_precision_name(ex->precision), encode ? "encode" : "decode", ex->n_threads, h, w, H, W, t[repeat / 2], t[0], cpu_total / repeat, gflop,
          gflop / t[repeat / 2], arena / 1048576.0, ru.ru_maxrss / 1024.0);
+  bench_print_profile(ex, repeat, wall);
   free(lat);
   free(img);
   free(t);

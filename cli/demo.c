@@ -150,7 +150,7 @@ int cli_demo(int argc, char **argv) {
   prompt_list pl = {{0}, 0};
   if (read_prompts(prompts, &pl)) return 1;
 
-  safesd_model_options mo = {threads, NULL};
+  safesd_model_options mo = {.n_threads = threads};
   safesd_model *m = NULL;
   int rc = 1;
   uint8_t *grid = NULL, *rgb = NULL;

@@ -111,6 +111,10 @@ static const char *k_generate_help =
     "      --clip-skip N       1 = last text-encoder layer (default), 2 = penultimate\n"
     "  -t, --threads N         worker threads (default: all CPUs; 1 for a model whose UNet\n"
     "                          has under 20 M parameters, like the bundled one)\n"
+    "      --precision P       fp32 (default) or bf16: convolutions and matrix products in\n"
+    "                          bf16 with fp32 accumulation, on CPUs with AVX512-BF16 or AMX\n"
+    "                          (faster; images differ slightly: docs/performance.md). On other\n"
+    "                          CPUs bf16 falls back to fp32 with a warning\n"
     "  -o, --output FILE       PNG to write (default output.png); with -b N the others are\n"
     "                          FILE_2.png ... FILE_N.png\n"
     "      --latents FILE      also write the final latents as .npy [N, 4, H/8, W/8]\n"
@@ -248,7 +252,7 @@ static int cmd_tokenize(int argc, char **argv) {
   int32_t pad_id = 49407;
   if (model) {
     safesd_model *m;
-    safesd_model_options mo = {0, config};
+    safesd_model_options mo = {.config_dir = config};
     if (safesd_model_open(model, &mo, &m)) return fail("opening model");
     pad_id = safesd_model_pad_id(m);
     safesd_model_close(m);
@@ -315,7 +319,7 @@ static int cmd_encode(int argc, char **argv) {
   if (optind < argc && n_prompts < MAX_PROMPTS) prompts[n_prompts++] = argv[optind++];
   if (optind < argc) return usage_error("encode", "unexpected argument (quote the prompt, or use -p)");
   if (n_prompts == 0) return usage_error("encode", "no prompt given (-p)");
-  safesd_model_options mo = {(int)threads, config};
+  safesd_model_options mo = {.n_threads = (int)threads, .config_dir = config};
   safesd_model *m;
   if (safesd_model_open(model, &mo, &m)) return fail("opening model");
   int dim = safesd_model_text_dim(m);
@@ -414,9 +418,10 @@ static int cmd_generate(int argc, char **argv) {
       {"safety-blend", required_argument, 0, 1007}, {"safety-report", required_argument, 0, 1008},
       {"safety", required_argument, 0, 1009},  {"concepts", required_argument, 0, 1010},
       {"safety-strategy", required_argument, 0, 1011}, {"detectors", required_argument, 0, 1012},
-      {"semantic-threshold", required_argument, 0, 1013},
+      {"semantic-threshold", required_argument, 0, 1013}, {"precision", required_argument, 0, 1014},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
+  int precision = SAFESD_PRECISION_FP32;
   safesd_gen_params p;
   safesd_gen_defaults(&p);
   p.seed = 42;
@@ -464,6 +469,11 @@ static int cmd_generate(int argc, char **argv) {
       case 1013:
         if (parse_float(optarg, &p.semantic_threshold)) return usage_error("generate", "--semantic-threshold takes a number");
         break;
+      case 1014:
+        if (!strcmp(optarg, "fp32")) precision = SAFESD_PRECISION_FP32;
+        else if (!strcmp(optarg, "bf16")) precision = SAFESD_PRECISION_BF16;
+        else return usage_error("generate", "--precision takes fp32 or bf16");
+        break;
       case 1005:
         if (parse_float(optarg, &p.safety_weight) || p.safety_weight < 0 || p.safety_weight > 1)
           return usage_error("generate", "--safety-weight takes a number in [0,1]");
@@ -491,9 +501,12 @@ static int cmd_generate(int argc, char **argv) {
     model = bundled;
     if (!quiet) fprintf(stderr, "model: %s (the bundled model; -m chooses another)\n", model);
   }
-  safesd_model_options mo = {(int)threads, config};
+  safesd_model_options mo = {(int)threads, config, precision};
   safesd_model *m;
   if (safesd_model_open(model, &mo, &m)) return fail("opening model");
+  if (precision == SAFESD_PRECISION_BF16 && safesd_model_precision(m) != SAFESD_PRECISION_BF16)
+    fprintf(stderr, "safesd: warning: --precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or "
+                    "AMX); computing in fp32\n");
   int rc = 0;
   uint8_t *rgb = NULL;
   float *lat = NULL;
@@ -600,7 +613,7 @@ static int cmd_check(int argc, char **argv) {
   }
   if (optind >= argc) return usage_error("check", "no prompt given");
   safesd_model *m = NULL;
-  safesd_model_options mo = {0, config};
+  safesd_model_options mo = {.config_dir = config};
   if (model && safesd_model_open(model, &mo, &m)) return fail("opening model");
   int rc = 0;
   for (int i = optind; i < argc && rc == 0; i++)
@@ -679,7 +692,7 @@ static int cmd_calibrate(int argc, char **argv) {
                                     "(the bundled default bank is not rewritten)");
   if (config && !model) return usage_error("calibrate", "--config needs -m");
   safesd_model *m = NULL;
-  safesd_model_options mo = {0, config};
+  safesd_model_options mo = {.config_dir = config};
   if (model && safesd_model_open(model, &mo, &m)) return fail("opening model");
   int rc = safesd_calibrate(m, &cp, stdout) ? fail("calibrate") : 0;
   safesd_model_close(m);

@@ -60,7 +60,13 @@ typedef struct safesd_model_options {
   const char *config_dir; /* single-file checkpoints: a diffusers folder whose configs (and
                              tokenizer) describe the file, as diffusers' from_single_file
                              config=...; NULL: infer the hyper-parameters from the weights */
+  int precision;          /* SAFESD_PRECISION_FP32 (0, the default) or SAFESD_PRECISION_BF16:
+                             convolutions and matrix products in bf16 with fp32 accumulation
+                             (oneDNN), on CPUs with AVX512-BF16 or AMX. Elsewhere the model
+                             opens in fp32; safesd_model_precision tells which is in use. */
 } safesd_model_options;
+
+enum { SAFESD_PRECISION_FP32 = 0, SAFESD_PRECISION_BF16 = 1 };
 
 /* Open a diffusers folder or a single-file .safetensors checkpoint (original LDM layout).
  * path NULL opens the bundled model (models/safesd-emoji, see safesd_bundled_model).
@@ -70,6 +76,11 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
  * installed copy. Non-zero (and a message naming the places looked in) when absent. */
 int safesd_bundled_model(char *path, size_t cap);
 void safesd_model_close(safesd_model *m);
+/* The compute precision in use (SAFESD_PRECISION_*), and its name ("fp32", "bf16"). */
+int safesd_model_precision(const safesd_model *m);
+const char *safesd_precision_name(int precision);
+/* 1 when this CPU computes bf16 natively (so SAFESD_PRECISION_BF16 takes effect). */
+int safesd_cpu_has_bf16(void);
 /* Width of the text encoder's output (768 for SD 1.x, 1024 for SD 2.x). */
 int safesd_model_text_dim(const safesd_model *m);
 /* The padding id the model's text encoder expects. */

@@ -97,6 +97,8 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
     safesd_model_close(m);
     return rc;
   }
+  /* bf16 where the CPU has it; elsewhere fp32 (the caller sees it in safesd_model_precision) */
+  if (opts && opts->precision == SAFESD_PRECISION_BF16) (void)sd_exec_set_precision(m->ex, SD_PREC_BF16);
   /* a model folder may carry its own concept bank (the bundled model does) */
   struct stat st;
   if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -144,6 +146,14 @@ int sd_api_need_text(safesd_model *m) {
   if (!m->tok && (rc = open_tokenizer_for(m->src, &m->tok))) return rc;
   return SD_OK;
 }
+
+int safesd_model_precision(const safesd_model *m) {
+  return m->ex->precision == SD_PREC_BF16 ? SAFESD_PRECISION_BF16 : SAFESD_PRECISION_FP32;
+}
+const char *safesd_precision_name(int precision) {
+  return precision == SAFESD_PRECISION_BF16 ? "bf16" : "fp32";
+}
+int safesd_cpu_has_bf16(void) { return sd_cpu_has_bf16(); }
 
 int safesd_model_text_dim(const safesd_model *m) {
   const sd_clip_text_config *c = sd_model_text_config(m->src);

@@ -2,11 +2,13 @@
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/ops_internal.h"
 
 /* ---- execution context ------------------------------------------------------------- */
 
@@ -18,12 +20,49 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   if (rc) { free(ex); return rc; }
   ex->n_threads = sd_pool_threads(ex->pool);
   openblas_set_num_threads(ex->n_threads);
+  ex->precision = SD_PREC_FP32;
+  const char *be = getenv("SAFESD_BACKEND");
+  ex->backend = be && !strcmp(be, "blas") ? SD_BACKEND_BLAS : SD_BACKEND_DNNL;
+  const char *av = getenv("SAFESD_CPU_AVX2");
+#if defined(__x86_64__) && defined(__GNUC__)
+  ex->use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(av && *av == '0');
+#else
+  (void)av;
+  ex->use_avx2 = 0;
+#endif
+  const char *pr = getenv("SAFESD_PROFILE");
+  ex->prof.on = pr && *pr && *pr != '0' ? (*pr == '2' ? 2 : 1) : 0;
   *out = ex;
   return SD_OK;
 }
 
+int sd_cpu_has_bf16(void) { return sd_dnnl_cpu_has_bf16(); }
+
+const char *sd_precision_name(sd_precision p) { return p == SD_PREC_BF16 ? "bf16" : "fp32"; }
+
+int sd_exec_set_precision(sd_exec *ex, sd_precision p) {
+  if (p == SD_PREC_BF16 && !sd_cpu_has_bf16()) {
+    ex->precision = SD_PREC_FP32;
+    return sd_fail(SD_E_UNSUPPORTED,
+                   "this CPU has no native bf16 arithmetic (AVX512-BF16 or AMX); computing in fp32 instead");
+  }
+  if (p == SD_PREC_BF16 && ex->backend == SD_BACKEND_BLAS) {
+    ex->precision = SD_PREC_FP32;
+    return sd_fail(SD_E_UNSUPPORTED, "bf16 needs the oneDNN backend (SAFESD_BACKEND=blas is set); computing in fp32");
+  }
+  ex->precision = p;
+  return SD_OK;
+}
+
+const char *sd_opc_name(int cls) {
+  static const char *const names[SD_OPC_N] = {"convolution", "matmul", "attention", "normalisation", "other",
+                                              "weight packing"};
+  return cls >= 0 && cls < SD_OPC_N ? names[cls] : "?";
+}
+
 void sd_exec_destroy(sd_exec *ex) {
   if (!ex) return;
+  sd_dnnl_destroy(ex->dnnl);
   sd_pool_destroy(ex->pool);
   free(ex->wbuf);
   free(ex);
@@ -50,8 +89,11 @@ const float *sd_weight_f32(sd_exec *ex, const sd_tensor *w) {
     ex->wbuf = nb;
     ex->wbuf_cap = (size_t)n;
   }
+  SD_PROF_BEGIN(ex);
   conv_job j = {ex->wbuf, w->data, w->dtype};
   sd_parallel_for(ex->pool, n, 1 << 16, conv_task, &j);
+  ex->wbuf_gen++;
+  SD_PROF_END(ex, SD_OPC_WEIGHTS, 0);
   return ex->wbuf;
 }
 
@@ -86,14 +128,25 @@ int sd_op_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, const sd_ten
     return sd_fail(SD_E_FORMAT, "linear: weight of shape %s does not take %lld inputs",
                    sd_shape_str(W, buf, sizeof buf), (long long)K);
   }
+  if (ex->precision == SD_PREC_BF16) {
+    SD_PROF_BEGIN(ex);
+    int rc = sd_dnnl_linear(ex, x, M, K, N, W, b, y);
+    SD_PROF_END(ex, SD_OPC_MATMUL, 2.0 * M * N * K);
+    if (rc != SD_E_UNSUPPORTED) return rc;
+  }
   const float *w = sd_weight_f32(ex, W);
   if (!w) return SD_E_FORMAT;
+  SD_PROF_BEGIN(ex);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K,
               w, (int)K, 0.0f, y, (int)N);
   if (b) {
     bias_job j = {y, b, N};
     sd_parallel_for(ex->pool, M, 16, bias_task, &j);
   }
+  SD_PROF_END(ex, SD_OPC_MATMUL, 2.0 * M * N * K);
+  if (ex->prof.on > 1)
+    fprintf(stderr, "matmul %lldx%lldx%lld: %.2f ms\n", (long long)M, (long long)K, (long long)N,
+            (sd_prof_now() - sd_prof_t0_) * 1e3);
   return SD_OK;
 }
 
@@ -120,8 +173,10 @@ static void ln_task(void *ctx, int64_t r0, int64_t r1, int tid) {
 
 void sd_op_layernorm(sd_exec *ex, const float *x, int64_t M, int64_t D, const float *gamma,
                      const float *beta, float eps, float *y) {
+  SD_PROF_BEGIN(ex);
   ln_job j = {x, y, D, gamma, beta, eps};
   sd_parallel_for(ex->pool, M, 8, ln_task, &j);
+  SD_PROF_END(ex, SD_OPC_NORM, 0);
 }
 
 /* ---- element-wise ------------------------------------------------------------------- */
@@ -151,20 +206,28 @@ static void add_task(void *ctx, int64_t b, int64_t e, int tid) {
 
 #define EW_GRAIN 16384
 void sd_op_quick_gelu(sd_exec *ex, float *x, int64_t n) {
+  SD_PROF_BEGIN(ex);
   ew_job j = {x, NULL};
   sd_parallel_for(ex->pool, n, EW_GRAIN, quick_gelu_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 void sd_op_gelu(sd_exec *ex, float *x, int64_t n) {
+  SD_PROF_BEGIN(ex);
   ew_job j = {x, NULL};
   sd_parallel_for(ex->pool, n, EW_GRAIN, gelu_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 void sd_op_silu(sd_exec *ex, float *x, int64_t n) {
+  SD_PROF_BEGIN(ex);
   ew_job j = {x, NULL};
   sd_parallel_for(ex->pool, n, EW_GRAIN, silu_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 void sd_op_add(sd_exec *ex, float *y, const float *x, int64_t n) {
+  SD_PROF_BEGIN(ex);
   ew_job j = {y, x};
   sd_parallel_for(ex->pool, n, EW_GRAIN, add_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 
 typedef struct { float *x; int64_t N; } sm_job;
@@ -184,8 +247,10 @@ static void softmax_task(void *ctx, int64_t r0, int64_t r1, int tid) {
 }
 
 void sd_op_softmax(sd_exec *ex, float *x, int64_t M, int64_t N) {
+  SD_PROF_BEGIN(ex);
   sm_job j = {x, N};
   sd_parallel_for(ex->pool, M, 4, softmax_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 
 /* ---- attention ---------------------------------------------------------------------- */
@@ -329,9 +394,17 @@ int sd_op_attention(sd_exec *ex, const sd_attn_shape *s, const float *q, const f
   atomic_init(&j.failed, 0);
   int64_t tasks = (int64_t)s->B * s->H * j.q_tiles;
   /* the tasks call sgemm themselves: BLAS runs single-threaded inside them */
+  SD_PROF_BEGIN(ex);
+  const double flops = 4.0 * s->B * s->H * (double)s->Sq * s->Sk * s->Dh;
+  int rc = sd_attention_avx2(ex, s, q, k, v, out);
+  if (rc != SD_E_UNSUPPORTED) {
+    SD_PROF_END(ex, SD_OPC_ATTN, flops);
+    return rc;
+  }
   openblas_set_num_threads(1);
   sd_parallel_for(ex->pool, tasks, 1, att_task, &j);
   openblas_set_num_threads(ex->n_threads);
+  SD_PROF_END(ex, SD_OPC_ATTN, flops);
   if (atomic_load(&j.failed)) return sd_fail(SD_E_NOMEM, "attention: out of memory for tile scratch");
   return SD_OK;
 }

@@ -15,17 +15,53 @@
 #include "core/tensor.h"
 #include "core/threadpool.h"
 
+/* Op classes of the profiler (SAFESD_PROFILE=1 or sd_exec.prof.on): time, FLOPs and calls
+ * per class, for the benchmark programs' per-op breakdown. */
+enum { SD_OPC_CONV, SD_OPC_MATMUL, SD_OPC_ATTN, SD_OPC_NORM, SD_OPC_OTHER, SD_OPC_WEIGHTS, SD_OPC_N };
+typedef struct sd_prof {
+  int on;
+  double t[SD_OPC_N], flop[SD_OPC_N];
+  int64_t calls[SD_OPC_N];
+} sd_prof;
+const char *sd_opc_name(int cls);
+
+/* Compute precision of the convolutions and matrix products (everything else is float32). */
+typedef enum { SD_PREC_FP32 = 0, SD_PREC_BF16 = 1 } sd_precision;
+
+struct sd_dnnl; /* the oneDNN backend's state (core/ops_dnnl.c) */
+
 /* Execution context: thread pool + scratch used to widen stored weights to float32. */
 typedef struct sd_exec {
   sd_pool *pool;
   int n_threads;
   float *wbuf;          /* weight-conversion scratch; grows to the largest weight converted */
   size_t wbuf_cap;      /* in floats */
+  uint64_t wbuf_gen;    /* bumped each time wbuf is rewritten (keys the packed-weight cache) */
+  sd_precision precision;
+  int backend;          /* SD_BACKEND_* in use for convolutions */
+  int use_avx2;         /* AVX2+FMA kernels (attention); 0 on other CPUs or $SAFESD_CPU_AVX2=0 */
+  struct sd_dnnl *dnnl; /* NULL until the first oneDNN op */
+  sd_prof prof;
 } sd_exec;
 
-/* n_threads <= 0: all CPUs. Also sets the BLAS library's thread count. */
+/* Convolution backends: oneDNN's direct convolution (default), or im2col + OpenBLAS sgemm
+ * (the fallback; forced with SAFESD_BACKEND=blas, used when oneDNN refuses a shape). */
+enum { SD_BACKEND_DNNL = 0, SD_BACKEND_BLAS = 1 };
+
+/* n_threads <= 0: all CPUs. Also sets the BLAS library's thread count. Precision fp32;
+ * backend from $SAFESD_BACKEND (dnnl|blas, default dnnl); AVX2 kernels unless the CPU lacks
+ * them or $SAFESD_CPU_AVX2=0; profiling from $SAFESD_PROFILE (1: per class, 2: also each
+ * convolution on stderr). The dispatch fields may be changed after creation (tests do). */
 int sd_exec_create(int n_threads, sd_exec **out);
 void sd_exec_destroy(sd_exec *ex);
+
+/* 1 when this CPU computes bf16 products natively (AVX512-BF16 or AMX, as oneDNN sees it;
+ * $SAFESD_CPU_BF16=0 forces 0, to test the fallback). */
+int sd_cpu_has_bf16(void);
+/* Ask for a precision. bf16 on a CPU without native bf16 falls back to fp32 and returns
+ * SD_E_UNSUPPORTED with a message (the caller decides whether to warn or fail). */
+int sd_exec_set_precision(sd_exec *ex, sd_precision p);
+const char *sd_precision_name(sd_precision p);
 
 /* A float32 pointer to a weight's data: the data itself when it is F32 and aligned, else a
  * converted copy in ex->wbuf (valid until the next call that uses wbuf). NULL on error. */

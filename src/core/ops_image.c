@@ -15,11 +15,13 @@
  */
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops_internal.h"
 
 /* ---- conv2d --------------------------------------------------------------------------- */
 
@@ -86,6 +88,9 @@ static void conv_bias_task(void *ctx, int64_t c0, int64_t c1, int tid) {
   }
 }
 
+static int conv2d_blas(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo,
+                       const float *x, const sd_tensor *W, const float *b, float *y);
+
 int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd_tensor *W,
                  const float *b, float *y) {
   char buf[96];
@@ -105,6 +110,29 @@ int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd
   const int Ho = (int)((Hp - kh) / s->stride + 1), Wo = (int)((Wp - kw) / s->stride + 1);
   const int64_t K = (int64_t)s->C * kh * kw, HWo = (int64_t)Ho * Wo;
   if (K > INT32_MAX || HWo > INT32_MAX) return sd_fail(SD_E_ARG, "conv2d: image or kernel too large");
+  if (!sd_dtype_is_float(W->dtype))
+    return sd_fail(SD_E_FORMAT, "conv2d: weight has dtype %s; a floating-point type is needed", sd_dtype_name(W->dtype));
+  const double flops = 2.0 * Cout * K * (double)HWo;
+  SD_PROF_BEGIN(ex);
+  if (ex->backend == SD_BACKEND_DNNL) {
+    int rc = sd_dnnl_conv2d(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
+    if (rc != SD_E_UNSUPPORTED) {
+      SD_PROF_END(ex, SD_OPC_CONV, flops);
+      if (ex->prof.on > 1)
+        fprintf(stderr, "conv %d->%d %dx%d k%d s%d: %.2f ms\n", s->C, Cout, s->H, s->W, kh, s->stride,
+                (sd_prof_now() - sd_prof_t0_) * 1e3);
+      return rc;
+    }
+  }
+  int rc = conv2d_blas(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
+  SD_PROF_END(ex, SD_OPC_CONV, flops);
+  return rc;
+}
+
+/* im2col + OpenBLAS sgemm: the fallback path (SAFESD_BACKEND=blas, or a shape oneDNN refuses). */
+static int conv2d_blas(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo,
+                       const float *x, const sd_tensor *W, const float *b, float *y) {
+  const int64_t K = (int64_t)s->C * kh * kw, HWo = (int64_t)Ho * Wo;
   const float *w = sd_weight_f32(ex, W);
   if (!w) return sd_fail_prefix(SD_E_FORMAT, "conv2d: ");
 
@@ -220,8 +248,10 @@ void sd_op_groupnorm(sd_exec *ex, const float *x, int C, int64_t HW, int groups,
     }
   }
   gn_job j = {x, y, C, groups, silu, HW, gamma, beta, eps, st, st + groups};
+  SD_PROF_BEGIN(ex);
   sd_parallel_for(ex->pool, groups, 1, gn_stats_task, &j);
   sd_parallel_for(ex->pool, C, 1, gn_apply_task, &j);
+  SD_PROF_END(ex, SD_OPC_NORM, 0);
   if (st != stack) free(st);
 }
 
@@ -243,7 +273,9 @@ static void up_task(void *ctx, int64_t r0, int64_t r1, int tid) {
 
 void sd_op_upsample2x(sd_exec *ex, const float *x, int C, int H, int W, float *y) {
   up_job j = {x, y, H, W};
+  SD_PROF_BEGIN(ex);
   sd_parallel_for(ex->pool, (int64_t)C * H, 64, up_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 
 #define TR_BLK 32
@@ -268,7 +300,9 @@ static void tr_task(void *ctx, int64_t b0, int64_t b1, int tid) {
 
 void sd_op_transpose(sd_exec *ex, const float *x, int64_t rows, int64_t cols, float *y) {
   tr_job j = {x, y, rows, cols};
+  SD_PROF_BEGIN(ex);
   sd_parallel_for(ex->pool, (cols + TR_BLK - 1) / TR_BLK, 1, tr_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 
 typedef struct { const float *x; float *y; int64_t N; } geglu_job;
@@ -287,5 +321,7 @@ static void geglu_task(void *ctx, int64_t r0, int64_t r1, int tid) {
 void sd_op_geglu(sd_exec *ex, const float *x, int64_t M, int64_t N, float *y) {
   geglu_job j = {x, y, N};
   int64_t grain = N > 0 ? (16384 + N - 1) / N : 1;
+  SD_PROF_BEGIN(ex);
   sd_parallel_for(ex->pool, M, grain, geglu_task, &j);
+  SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }

@@ -97,8 +97,48 @@ uint16_t sd_f32_to_bf16(float f) {
   return (uint16_t)(x >> 16);
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+/* F16C: 8 halves -> 8 floats per instruction, exact like the scalar conversion (float16 values
+ * are all representable in float32). Chosen at run time; returns how many were converted. */
+__attribute__((target("avx,f16c"))) static size_t f16_to_f32_f16c(float *dst, const unsigned char *s, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(s + 2 * i))));
+  return i;
+}
+__attribute__((target("avx2"))) static size_t bf16_to_f32_avx2(float *dst, const unsigned char *s, size_t n) {
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(const void *)(s + 2 * i)));
+    _mm256_storeu_si256((__m256i *)(void *)(dst + i), _mm256_slli_epi32(w, 16));
+  }
+  return i;
+}
+static int cpu_f16c(void) {
+  static int v = -1;
+  /* every x86-64 CPU with AVX2 has F16C (Intel since Haswell, AMD since Piledriver), and
+   * clang's __builtin_cpu_supports does not know "f16c" */
+  if (v < 0) v = __builtin_cpu_supports("avx2");
+  return v;
+}
+static int cpu_avx2(void) {
+  static int v = -1;
+  if (v < 0) v = __builtin_cpu_supports("avx2");
+  return v;
+}
+#endif
+
 void sd_to_f32(float *dst, const void *src, sd_dtype t, size_t n) {
   const unsigned char *s = (const unsigned char *)src;
+  size_t done = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (t == SD_F16 && cpu_f16c()) done = f16_to_f32_f16c(dst, s, n);
+  if (t == SD_BF16 && cpu_avx2()) done = bf16_to_f32_avx2(dst, s, n);
+#endif
+  dst += done;
+  s += done * (t == SD_F16 || t == SD_BF16 ? 2 : 0);
+  n -= t == SD_F16 || t == SD_BF16 ? done : 0;
   switch (t) {
     case SD_F32: memmove(dst, src, n * 4); break;
     case SD_F16:

@@ -553,7 +553,7 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
   if (rc) goto out;
 
   /* the base model and the classifiers */
-  safesd_model_options mo = {o->threads, NULL};
+  safesd_model_options mo = {.n_threads = o->threads};
   if ((rc = safesd_model_open(o->model, &mo, &base))) goto out;
   if ((rc = sd_eval_classifiers_load(o->classifier, o->model, o->concepts, o->q16_prompts, &cls))) goto out;
   if ((rc = sd_eval_mkdirs(o->outdir))) goto out;

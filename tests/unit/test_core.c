@@ -212,9 +212,11 @@ static void attn_ref(const sd_attn_shape *s, const float *q, const float *k, con
   free(w);
 }
 
-static void check_attention(int B, int H, int Sq, int Sk, int Dh, int causal, int threads) {
+/* avx2: 1 = the AVX2 kernels where the CPU has them, 0 = force the portable path */
+static void check_attention_path(int B, int H, int Sq, int Sk, int Dh, int causal, int threads, int avx2) {
   sd_exec *ex;
   assert_int_equal(sd_exec_create(threads, &ex), SD_OK);
+  if (!avx2) ex->use_avx2 = 0;
   int64_t qs = (int64_t)H * Dh, ks = (int64_t)H * Dh;
   float *q = malloc(sizeof(float) * B * Sq * qs), *k = malloc(sizeof(float) * B * Sk * ks);
   float *v = malloc(sizeof(float) * B * Sk * ks), *o = malloc(sizeof(float) * B * Sq * qs);
@@ -227,9 +229,16 @@ static void check_attention(int B, int H, int Sq, int Sk, int Dh, int causal, in
   attn_ref(&s, q, k, v, r);
   double maxerr = 0;
   for (int64_t i = 0; i < (int64_t)B * Sq * qs; i++) maxerr = fmax(maxerr, fabs(r[i] - o[i]));
-  assert_true(maxerr < 2e-6);
+  if (maxerr >= 2e-6)
+    fail_msg("attention B%d H%d Sq%d Sk%d Dh%d causal %d, %s path: max error %.3g", B, H, Sq, Sk, Dh, causal,
+             ex->use_avx2 ? "AVX2" : "portable", maxerr);
   free(q); free(k); free(v); free(o); free(r);
   sd_exec_destroy(ex);
+}
+
+static void check_attention(int B, int H, int Sq, int Sk, int Dh, int causal, int threads) {
+  check_attention_path(B, H, Sq, Sk, Dh, causal, threads, 1);
+  check_attention_path(B, H, Sq, Sk, Dh, causal, threads, 0);
 }
 
 static void test_attention(void **state) {
@@ -238,6 +247,12 @@ static void test_attention(void **state) {
   check_attention(1, 2, 77, 77, 8, 1, 1);
   check_attention(2, 2, 300, 200, 40, 0, 2); /* several key tiles: online softmax */
   check_attention(1, 1, 65, 7, 5, 0, 2);     /* cross-attention-like, odd sizes */
+  /* SD's head sizes (40/80/160, 64) with query blocks and key tiles that do not divide */
+  check_attention(1, 2, 197, 77, 40, 0, 2);
+  check_attention(2, 1, 100, 530, 80, 0, 2);
+  check_attention(1, 1, 37, 300, 160, 0, 1);
+  check_attention(1, 2, 260, 260, 64, 1, 2);
+  check_attention(1, 1, 5, 3, 24, 0, 2);
 }
 
 static void test_attention_deterministic(void **state) {
@@ -252,6 +267,10 @@ static void test_attention_deterministic(void **state) {
   sd_exec *e1, *e3;
   assert_int_equal(sd_exec_create(1, &e1), SD_OK);
   assert_int_equal(sd_exec_create(3, &e3), SD_OK);
+  assert_int_equal(sd_op_attention(e1, &s, q, k, v, o1), SD_OK);
+  assert_int_equal(sd_op_attention(e3, &s, q, k, v, o3), SD_OK);
+  assert_memory_equal(o1, o3, sizeof(float) * n);
+  e1->use_avx2 = e3->use_avx2 = 0; /* and on the portable path */
   assert_int_equal(sd_op_attention(e1, &s, q, k, v, o1), SD_OK);
   assert_int_equal(sd_op_attention(e3, &s, q, k, v, o3), SD_OK);
   assert_memory_equal(o1, o3, sizeof(float) * n);

@@ -38,7 +38,7 @@ typedef struct {
   int f16, bias, threads;
 } conv_case;
 
-static void run_conv_case(const conv_case *cc) {
+static void run_conv_case_on(const conv_case *cc, int backend) {
   const int Ho = (cc->H + cc->pt + cc->pb - cc->kh) / cc->stride + 1;
   const int Wo = (cc->W + cc->pl + cc->pr - cc->kw) / cc->stride + 1;
   const int64_t nx = (int64_t)cc->C * cc->H * cc->W, nw = (int64_t)cc->Cout * cc->C * cc->kh * cc->kw;
@@ -61,6 +61,7 @@ static void run_conv_case(const conv_case *cc) {
   }
   sd_exec *ex;
   assert_int_equal(sd_exec_create(cc->threads, &ex), SD_OK);
+  ex->backend = backend;
   sd_conv2d_shape s = {cc->C, cc->H, cc->W, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr};
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y), SD_OK);
   double maxrel = 0;
@@ -86,13 +87,109 @@ static void run_conv_case(const conv_case *cc) {
         if (rel > maxrel) maxrel = rel;
       }
   if (maxrel > 1e-5)
-    fail_msg("conv %dx%dx%d -> %d, k %dx%d, stride %d, pad %d/%d/%d/%d: relative error %.3g", cc->C, cc->H,
-             cc->W, cc->Cout, cc->kh, cc->kw, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr, maxrel);
+    fail_msg("conv %dx%dx%d -> %d, k %dx%d, stride %d, pad %d/%d/%d/%d, %s backend: relative error %.3g", cc->C,
+             cc->H, cc->W, cc->Cout, cc->kh, cc->kw, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr,
+             backend == SD_BACKEND_DNNL ? "oneDNN" : "BLAS", maxrel);
   /* same inputs, same thread count: the same bytes */
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y2), SD_OK);
   assert_memory_equal(y, y2, (size_t)ny * sizeof(float));
   sd_exec_destroy(ex);
   free(x); free(w); free(b); free(y); free(y2); free(wh);
+}
+
+/* every case on both backends: oneDNN (the default) and im2col + BLAS (the fallback) */
+static void run_conv_case(const conv_case *cc) {
+  run_conv_case_on(cc, SD_BACKEND_DNNL);
+  run_conv_case_on(cc, SD_BACKEND_BLAS);
+}
+
+/* The oneDNN backend keeps the last packed weight: a different weight of the same shape,
+ * F16 or an F32 view of the widening buffer (the models' pattern), must not reuse it. */
+static void test_conv2d_weight_cache(void **state) {
+  (void)state;
+  const int C = 8, H = 6, Wd = 5, Co = 16;
+  const int64_t nx = C * H * Wd, nw = (int64_t)Co * C * 9, ny = (int64_t)Co * H * Wd;
+  float *x = fnew(nx), *w1 = fnew(nw), *w2 = fnew(nw), *y1 = fnew(ny), *y2 = fnew(ny), *r1 = fnew(ny), *r2 = fnew(ny);
+  fill(x, nx, 1, 0);
+  fill(w1, nw, 0.2f, 0);
+  fill(w2, nw, 0.3f, 0);
+  uint16_t *h1 = malloc((size_t)nw * 2), *h2 = malloc((size_t)nw * 2);
+  assert_non_null(h1);
+  assert_non_null(h2);
+  sd_from_f32(h1, SD_F16, w1, (size_t)nw);
+  sd_from_f32(h2, SD_F16, w2, (size_t)nw);
+  int64_t shape[4] = {Co, C, 3, 3};
+  sd_tensor W1 = sd_tensor_make(SD_F16, 4, shape, h1), W2 = sd_tensor_make(SD_F16, 4, shape, h2);
+  sd_conv2d_shape s = {C, H, Wd, 1, 1, 1, 1, 1};
+  sd_exec *ex, *eb;
+  assert_int_equal(sd_exec_create(2, &ex), SD_OK);
+  assert_int_equal(sd_exec_create(2, &eb), SD_OK);
+  eb->backend = SD_BACKEND_BLAS;
+  assert_int_equal(sd_op_conv2d(eb, &s, x, &W1, NULL, r1), SD_OK);
+  assert_int_equal(sd_op_conv2d(eb, &s, x, &W2, NULL, r2), SD_OK);
+  /* two F16 weights in turn */
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &W1, NULL, y1), SD_OK);
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &W2, NULL, y2), SD_OK);
+  for (int64_t i = 0; i < ny; i++) {
+    assert_true(fabsf(y1[i] - r1[i]) < 1e-4f);
+    assert_true(fabsf(y2[i] - r2[i]) < 1e-4f);
+  }
+  /* F32 views of the widening buffer: the same pointer, different contents */
+  const float *p1 = sd_weight_f32(ex, &W1);
+  sd_tensor V1 = sd_tensor_make(SD_F32, 4, shape, (void *)p1);
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &V1, NULL, y1), SD_OK);
+  const float *p2 = sd_weight_f32(ex, &W2);
+  assert_ptr_equal(p1, p2);
+  sd_tensor V2 = sd_tensor_make(SD_F32, 4, shape, (void *)p2);
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &V2, NULL, y2), SD_OK);
+  for (int64_t i = 0; i < ny; i++) {
+    assert_true(fabsf(y1[i] - r1[i]) < 1e-4f);
+    assert_true(fabsf(y2[i] - r2[i]) < 1e-4f);
+  }
+  sd_exec_destroy(ex);
+  sd_exec_destroy(eb);
+  free(x); free(w1); free(w2); free(y1); free(y2); free(r1); free(r2); free(h1); free(h2);
+}
+
+/* bf16 compute: on a CPU without native bf16 the request falls back to fp32 and says so; on
+ * one with it, convolutions and matrix products agree with fp32 to bf16 precision. */
+static void test_bf16_precision(void **state) {
+  (void)state;
+  sd_exec *ex;
+  assert_int_equal(sd_exec_create(2, &ex), SD_OK);
+  int rc = sd_exec_set_precision(ex, SD_PREC_BF16);
+  if (!sd_cpu_has_bf16()) {
+    assert_int_equal(rc, SD_E_UNSUPPORTED);
+    assert_int_equal(ex->precision, SD_PREC_FP32);
+    assert_non_null(strstr(sd_errmsg(), "bf16"));
+    sd_exec_destroy(ex);
+    print_message("this CPU has no native bf16: the fallback is tested, the bf16 kernels are not\n");
+    skip();
+  }
+  assert_int_equal(rc, SD_OK);
+  const int C = 64, H = 20, Wd = 19, Co = 48, M = 150, K = 96, N = 80;
+  float *x = fnew(C * H * Wd), *w = fnew(Co * C * 9), *y = fnew(Co * H * Wd), *r = fnew(Co * H * Wd);
+  float *a = fnew(M * K), *lw = fnew(N * K), *ly = fnew(M * N), *lr = fnew(M * N);
+  fill(x, C * H * Wd, 1, 0);
+  fill(w, Co * C * 9, 0.05f, 0);
+  fill(a, M * K, 1, 0);
+  fill(lw, N * K, 0.1f, 0);
+  int64_t ws[4] = {Co, C, 3, 3}, ls[2] = {N, K};
+  sd_tensor W = sd_tensor_make(SD_F32, 4, ws, w), LW = sd_tensor_make(SD_F32, 2, ls, lw);
+  sd_conv2d_shape s = {C, H, Wd, 1, 1, 1, 1, 1};
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &W, NULL, y), SD_OK);
+  assert_int_equal(sd_op_linear(ex, a, M, K, &LW, NULL, ly), SD_OK);
+  ex->precision = SD_PREC_FP32;
+  assert_int_equal(sd_op_conv2d(ex, &s, x, &W, NULL, r), SD_OK);
+  assert_int_equal(sd_op_linear(ex, a, M, K, &LW, NULL, lr), SD_OK);
+  double num = 0, den = 0;
+  for (int i = 0; i < Co * H * Wd; i++) { num += (y[i] - r[i]) * (double)(y[i] - r[i]); den += r[i] * (double)r[i]; }
+  assert_true(sqrt(num / den) < 1e-2); /* bf16 keeps 8 bits of mantissa */
+  num = den = 0;
+  for (int i = 0; i < M * N; i++) { num += (ly[i] - lr[i]) * (double)(ly[i] - lr[i]); den += lr[i] * (double)lr[i]; }
+  assert_true(sqrt(num / den) < 1e-2);
+  sd_exec_destroy(ex);
+  free(x); free(w); free(y); free(r); free(a); free(lw); free(ly); free(lr);
 }
 
 static void test_conv2d_small(void **state) {
@@ -260,7 +357,8 @@ static void test_geglu(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_tiled), cmocka_unit_test(test_conv2d_errors),
+      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_weight_cache),
+      cmocka_unit_test(test_bf16_precision), cmocka_unit_test(test_conv2d_tiled), cmocka_unit_test(test_conv2d_errors),
       cmocka_unit_test(test_groupnorm),    cmocka_unit_test(test_upsample),     cmocka_unit_test(test_transpose),
       cmocka_unit_test(test_geglu),
   };

@@ -1,0 +1,98 @@
+/* Benchmark (not a test): the CPU's float32 FMA peak, for the "% of peak" columns of
+ * docs/performance.md. A register-only loop of independent fused multiply-adds (12
+ * accumulators, enough to cover the FMA latency) on each of N threads, with AVX-512 where
+ * the CPU has it, else AVX2 + FMA.
+ *
+ *   bench_peak [--threads N] [--seconds S]
+ *
+ * Prints "impl=peak isa=... threads=N gflops=... per_core=..." (GFLOP/s counts a fused
+ * multiply-add as two operations). */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define FMA12(OP, T, SET, FMA)                                                   \
+  T a0 = SET(1e-3f), a1 = SET(2e-3f), a2 = SET(3e-3f), a3 = SET(4e-3f), a4 = SET(5e-3f), \
+    a5 = SET(6e-3f), a6 = SET(7e-3f), a7 = SET(8e-3f), a8 = SET(9e-3f), a9 = SET(1e-2f),  \
+    a10 = SET(1.1e-2f), a11 = SET(1.2e-2f), m = SET(0.999999f), c = SET(1e-7f);        \
+  for (long i = 0; i < iters; i++) {                                                \
+    a0 = FMA(a0, m, c); a1 = FMA(a1, m, c); a2 = FMA(a2, m, c); a3 = FMA(a3, m, c);      \
+    a4 = FMA(a4, m, c); a5 = FMA(a5, m, c); a6 = FMA(a6, m, c); a7 = FMA(a7, m, c);      \
+    a8 = FMA(a8, m, c); a9 = FMA(a9, m, c); a10 = FMA(a10, m, c); a11 = FMA(a11, m, c);  \
+  }                                                                                 \
+  T r = a0; r = OP(r, a1); r = OP(r, a2); r = OP(r, a3); r = OP(r, a4); r = OP(r, a5);  \
+  r = OP(r, a6); r = OP(r, a7); r = OP(r, a8); r = OP(r, a9); r = OP(r, a10); r = OP(r, a11);
+
+__attribute__((target("avx2,fma"))) static float loop_avx2(long iters) {
+  FMA12(_mm256_add_ps, __m256, _mm256_set1_ps, _mm256_fmadd_ps)
+  float out[8];
+  _mm256_storeu_ps(out, r);
+  return out[0];
+}
+__attribute__((target("avx512f"))) static float loop_avx512(long iters) {
+  FMA12(_mm512_add_ps, __m512, _mm512_set1_ps, _mm512_fmadd_ps)
+  return _mm512_reduce_add_ps(r);
+}
+#endif
+
+static int use512;
+static long g_iters;
+static volatile float sink;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *worker(void *arg) {
+  (void)arg;
+#if defined(__x86_64__) && defined(__GNUC__)
+  sink = use512 ? loop_avx512(g_iters) : loop_avx2(g_iters);
+#endif
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  int threads = (int)sysconf(_SC_NPROCESSORS_ONLN);
+  double seconds = 2.0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
+    else { fprintf(stderr, "usage: %s [--threads N] [--seconds S]\n", argv[0]); return 2; }
+  }
+  if (threads < 1 || threads > 1024) threads = 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+    fprintf(stderr, "bench_peak: this CPU has no AVX2 + FMA\n");
+    return 1;
+  }
+  use512 = __builtin_cpu_supports("avx512f");
+#else
+  fprintf(stderr, "bench_peak: x86-64 only\n");
+  return 1;
+#endif
+  const int lanes = use512 ? 16 : 8;
+  /* calibrate: iterations for about `seconds` on one thread */
+  g_iters = 1L << 22;
+  double t0 = now();
+  worker(NULL);
+  double t1 = now() - t0;
+  g_iters = (long)(g_iters * seconds / (t1 > 1e-6 ? t1 : 1e-6));
+  pthread_t *th = malloc(sizeof(pthread_t) * (size_t)threads);
+  if (!th) return 1;
+  t0 = now();
+  for (int i = 0; i < threads; i++) pthread_create(&th[i], NULL, worker, NULL);
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  double dt = now() - t0;
+  double gflops = 12.0 * 2.0 * lanes * (double)g_iters * threads / dt / 1e9;
+  printf("impl=peak isa=%s threads=%d gflops=%.1f per_core=%.1f\n", use512 ? "avx512" : "avx2+fma", threads, gflops,
+         gflops / threads);
+  free(th);
+  return 0;
+}

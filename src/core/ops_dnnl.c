@@ -1,0 +1,329 @@
+/* The oneDNN backend (Debian libdnnl-dev, C API) for convolutions, and for matrix products
+ * in bf16.
+ *
+ * Activations stay float32 NCHW between ops (the models' one layout). A convolution call
+ * reorders its input into the layout oneDNN's direct convolution wants (nChw8c on AVX2,
+ * nChw16c on AVX-512; in bf16 when that precision is on), runs it, and reorders the output
+ * back; those reorders are memory-bound and cost a few percent of the convolution. The
+ * weights are packed into the convolution's layout once per layer call and kept while the
+ * same weight is used again (the batch loops call each layer once per image), so a weight
+ * is packed once per forward pass, not once per image; float16 weights stay float16 in
+ * memory between passes.
+ *
+ * Primitives are created once per shape and cached (a small table, least recently used out).
+ * oneDNN runs on its own OpenMP threads, set to the context's thread count before each
+ * call. Its forward convolutions are deterministic for a given thread count.
+ */
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/ops_internal.h"
+
+#define N_ENT 128
+
+typedef struct prim_ent {
+  int used;
+  int failed; /* oneDNN has no implementation: fall back without retrying */
+  uint64_t tick;
+  int64_t key[16];
+  dnnl_primitive_t prim, rsrc, rdst, rwei;
+  dnnl_memory_desc_t usrc_md, src_md, uwei_md, wei_md, dst_md, udst_md, bias_md;
+  int src_same, dst_same;
+} prim_ent;
+
+typedef struct packed_w {
+  const void *ptr; /* the weight's identity: its data pointer, and wbuf's generation if it is wbuf */
+  uint64_t gen;
+  const prim_ent *ent;
+  dnnl_memory_desc_t md;
+  void *buf;
+  size_t cap;
+  int valid;
+} packed_w;
+
+struct sd_dnnl {
+  dnnl_engine_t eng;
+  dnnl_stream_t st;
+  prim_ent ent[N_ENT];
+  uint64_t tick;
+  packed_w pw[2]; /* [0] convolutions, [1] matrix products */
+  void *sbuf, *dbuf;
+  size_t scap, dcap;
+};
+
+static int dnnl_err(dnnl_status_t s, const char *what) {
+  if (s == dnnl_unimplemented) return SD_E_UNSUPPORTED;
+  if (s == dnnl_out_of_memory) return sd_fail(SD_E_NOMEM, "oneDNN: out of memory in %s", what);
+  return sd_fail(SD_E_INTERNAL, "oneDNN: %s failed (status %d)", what, (int)s);
+}
+
+static void ent_clear(prim_ent *e) {
+  if (e->prim) dnnl_primitive_destroy(e->prim);
+  if (e->rsrc) dnnl_primitive_destroy(e->rsrc);
+  if (e->rdst) dnnl_primitive_destroy(e->rdst);
+  if (e->rwei) dnnl_primitive_destroy(e->rwei);
+  memset(e, 0, sizeof *e);
+}
+
+void sd_dnnl_destroy(struct sd_dnnl *d) {
+  if (!d) return;
+  for (int i = 0; i < N_ENT; i++) ent_clear(&d->ent[i]);
+  for (int i = 0; i < 2; i++) free(d->pw[i].buf);
+  free(d->sbuf);
+  free(d->dbuf);
+  if (d->st) dnnl_stream_destroy(d->st);
+  if (d->eng) dnnl_engine_destroy(d->eng);
+  free(d);
+}
+
+static int get_dnnl(sd_exec *ex, struct sd_dnnl **out) {
+  if (!ex->dnnl) {
+    struct sd_dnnl *d = calloc(1, sizeof *d);
+    if (!d) return sd_fail(SD_E_NOMEM, "out of memory");
+    if (dnnl_engine_create(&d->eng, dnnl_cpu, 0) != dnnl_success ||
+        dnnl_stream_create(&d->st, d->eng, dnnl_stream_default_flags) != dnnl_success) {
+      sd_dnnl_destroy(d);
+      return sd_fail(SD_E_INTERNAL, "oneDNN: could not create the CPU engine");
+    }
+    ex->dnnl = d;
+  }
+  *out = ex->dnnl;
+  return SD_OK;
+}
+
+int sd_dnnl_cpu_has_bf16(void) {
+  const char *f = getenv("SAFESD_CPU_BF16");
+  if (f && *f == '0') return 0;
+  /* the ISA levels are bit sets in oneDNN 2.x: avx512_core_bf16 (0xe7) ⊂ avx512_core_amx */
+  unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+  return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
+/* Find the entry for key, or a free / least recently used one (cleared, with the key set). */
+static prim_ent *lookup(struct sd_dnnl *d, const int64_t *key, int *found) {
+  prim_ent *lru = NULL;
+  d->tick++;
+  for (int i = 0; i < N_ENT; i++) {
+    prim_ent *e = &d->ent[i];
+    if (e->used && !memcmp(e->key, key, sizeof e->key)) {
+      e->tick = d->tick;
+      *found = 1;
+      return e;
+    }
+    if (!lru || !e->used || (lru->used && e->tick < lru->tick)) lru = e;
+  }
+  for (int i = 0; i < 2; i++)
+    if (d->pw[i].ent == lru) d->pw[i].valid = 0;
+  ent_clear(lru);
+  memcpy(lru->key, key, sizeof lru->key);
+  lru->used = 1;
+  lru->tick = d->tick;
+  *found = 0;
+  return lru;
+}
+
+static int make_reorder(struct sd_dnnl *d, const dnnl_memory_desc_t *from, const dnnl_memory_desc_t *to,
+                        dnnl_primitive_t *out) {
+  dnnl_primitive_desc_t pd;
+  dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, from, d->eng, to, d->eng, NULL);
+  if (st != dnnl_success) return dnnl_err(st, "reorder setup");
+  st = dnnl_primitive_create(out, pd);
+  dnnl_primitive_desc_destroy(pd);
+  return st == dnnl_success ? SD_OK : dnnl_err(st, "reorder setup");
+}
+
+/* Complete an entry from its primitive descriptor: the layouts it wants and the reorders
+ * from and to the plain user layouts. */
+static int finish_entry(struct sd_dnnl *d, prim_ent *e, dnnl_primitive_desc_t pd) {
+  e->src_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_src_md, 0);
+  e->wei_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+  e->dst_md = *dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0);
+  dnnl_status_t st = dnnl_primitive_create(&e->prim, pd);
+  if (st != dnnl_success) return dnnl_err(st, "primitive setup");
+  e->src_same = dnnl_memory_desc_equal(&e->src_md, &e->usrc_md);
+  e->dst_same = dnnl_memory_desc_equal(&e->dst_md, &e->udst_md);
+  int rc;
+  if (!e->src_same && (rc = make_reorder(d, &e->usrc_md, &e->src_md, &e->rsrc))) return rc;
+  if (!e->dst_same && (rc = make_reorder(d, &e->dst_md, &e->udst_md, &e->rdst))) return rc;
+  return make_reorder(d, &e->uwei_md, &e->wei_md, &e->rwei);
+}
+
+/* Create the primitive of a new entry from its op descriptor (st: how initialising that
+ * went). On failure the entry is cleared; when oneDNN has no implementation it stays in the
+ * table marked failed, so the shape goes to the fallback without asking again. */
+static int settle_entry(struct sd_dnnl *d, prim_ent *e, dnnl_status_t st, const void *op_desc, const char *what) {
+  dnnl_primitive_desc_t pd = NULL;
+  int rc;
+  if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, op_desc, NULL, d->eng, NULL);
+  if (st == dnnl_success) {
+    rc = finish_entry(d, e, pd);
+    dnnl_primitive_desc_destroy(pd);
+  } else {
+    rc = dnnl_err(st, what);
+  }
+  if (rc) {
+    int64_t key[16];
+    memcpy(key, e->key, sizeof key);
+    ent_clear(e);
+    if (rc == SD_E_UNSUPPORTED) {
+      memcpy(e->key, key, sizeof key);
+      e->used = e->failed = 1;
+      e->tick = d->tick;
+    }
+  }
+  return rc;
+}
+
+static int grow(void **buf, size_t *cap, size_t need) {
+  if (need <= *cap) return SD_OK;
+  free(*buf);
+  *buf = NULL;
+  *cap = 0;
+  /* 64-byte alignment for the vector loads of the jit kernels */
+  if (posix_memalign(buf, 64, need ? need : 64)) {
+    *buf = NULL;
+    return sd_fail(SD_E_NOMEM, "out of memory (%zu bytes of oneDNN scratch)", need);
+  }
+  *cap = need;
+  return SD_OK;
+}
+
+static int run2(struct sd_dnnl *d, dnnl_primitive_t p, const dnnl_memory_desc_t *fmd, void *from,
+                const dnnl_memory_desc_t *tmd, void *to) {
+  dnnl_memory_t a = NULL, b = NULL;
+  dnnl_status_t st = dnnl_memory_create(&a, fmd, d->eng, from);
+  if (st == dnnl_success) st = dnnl_memory_create(&b, tmd, d->eng, to);
+  if (st == dnnl_success) {
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
+    st = dnnl_primitive_execute(p, d->st, 2, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(d->st);
+  }
+  if (a) dnnl_memory_destroy(a);
+  if (b) dnnl_memory_destroy(b);
+  return st == dnnl_success ? SD_OK : dnnl_err(st, "reorder");
+}
+
+/* Pack W (plain float32 [rows, ...] as the entry's uwei_md describes) into the entry's layout
+ * unless the same weight is already packed for it. which: 0 conv, 1 matmul. */
+static int pack_weight(sd_exec *ex, struct sd_dnnl *d, int which, const prim_ent *e, const sd_tensor *W) {
+  packed_w *p = &d->pw[which];
+  const void *ptr = W->data;
+  uint64_t gen = (const void *)ex->wbuf == ptr ? ex->wbuf_gen : 0;
+  if (p->valid && p->ptr == ptr && p->gen == gen && p->ent == e && dnnl_memory_desc_equal(&p->md, &e->wei_md))
+    return SD_OK;
+  p->valid = 0;
+  const float *w = sd_weight_f32(ex, W);
+  if (!w) return SD_E_FORMAT;
+  SD_PROF_BEGIN(ex);
+  size_t need = dnnl_memory_desc_get_size(&e->wei_md);
+  int rc = grow(&p->buf, &p->cap, need);
+  if (rc) return rc;
+  if ((rc = run2(d, e->rwei, &e->uwei_md, (void *)w, &e->wei_md, p->buf))) return rc;
+  SD_PROF_END(ex, SD_OPC_WEIGHTS, 0);
+  p->ptr = ptr;
+  p->gen = gen;
+  p->ent = e;
+  p->md = e->wei_md;
+  p->valid = 1;
+  return SD_OK;
+}
+
+/* Run entry e: x (plain) -> [reorder] -> primitive(weights = packed, bias) -> [reorder] -> y. */
+static int run_entry(struct sd_dnnl *d, const prim_ent *e, void *wpacked, const float *x, const float *b,
+                     float *y) {
+  int rc;
+  void *src = (void *)x, *dst = y;
+  if (!e->src_same) {
+    if ((rc = grow(&d->sbuf, &d->scap, dnnl_memory_desc_get_size(&e->src_md)))) return rc;
+    if ((rc = run2(d, e->rsrc, &e->usrc_md, (void *)x, &e->src_md, d->sbuf))) return rc;
+    src = d->sbuf;
+  }
+  if (!e->dst_same) {
+    if ((rc = grow(&d->dbuf, &d->dcap, dnnl_memory_desc_get_size(&e->dst_md)))) return rc;
+    dst = d->dbuf;
+  }
+  dnnl_memory_t ms = NULL, mw = NULL, mb = NULL, md = NULL;
+  dnnl_status_t st = dnnl_memory_create(&ms, &e->src_md, d->eng, src);
+  if (st == dnnl_success) st = dnnl_memory_create(&mw, &e->wei_md, d->eng, wpacked);
+  if (st == dnnl_success && b) st = dnnl_memory_create(&mb, &e->bias_md, d->eng, (void *)b);
+  if (st == dnnl_success) st = dnnl_memory_create(&md, &e->dst_md, d->eng, dst);
+  if (st == dnnl_success) {
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, ms}, {DNNL_ARG_WEIGHTS, mw}, {DNNL_ARG_DST, md}, {DNNL_ARG_BIAS, mb}};
+    st = dnnl_primitive_execute(e->prim, d->st, b ? 4 : 3, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(d->st);
+  }
+  if (ms) dnnl_memory_destroy(ms);
+  if (mw) dnnl_memory_destroy(mw);
+  if (mb) dnnl_memory_destroy(mb);
+  if (md) dnnl_memory_destroy(md);
+  if (st != dnnl_success) return dnnl_err(st, "execute");
+  if (!e->dst_same) return run2(d, e->rdst, &e->dst_md, d->dbuf, &e->udst_md, y);
+  return SD_OK;
+}
+
+int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo,
+                   const float *x, const sd_tensor *W, const float *b, float *y) {
+  struct sd_dnnl *d;
+  int rc = get_dnnl(ex, &d);
+  if (rc) return rc;
+  const int bf16 = ex->precision == SD_PREC_BF16;
+  int64_t key[16] = {1, s->C, s->H, s->W, Cout, kh, kw, s->stride, s->pad_t, s->pad_l, s->pad_b, s->pad_r,
+                     b != NULL, bf16, 0, 0};
+  int found;
+  prim_ent *e = lookup(d, key, &found);
+  if (found && e->failed) return SD_E_UNSUPPORTED;
+  if (!found) {
+    dnnl_dims_t sdims = {1, s->C, s->H, s->W}, wdims = {Cout, s->C, kh, kw}, ddims = {1, Cout, Ho, Wo},
+                bdims = {Cout};
+    dnnl_dims_t strides = {s->stride, s->stride}, pl = {s->pad_t, s->pad_l}, pr = {s->pad_b, s->pad_r};
+    dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t smd, wmd, dmd;
+    dnnl_memory_desc_init_by_tag(&e->usrc_md, 4, sdims, dnnl_f32, dnnl_nchw);
+    dnnl_memory_desc_init_by_tag(&e->uwei_md, 4, wdims, dnnl_f32, dnnl_oihw);
+    dnnl_memory_desc_init_by_tag(&e->udst_md, 4, ddims, dnnl_f32, dnnl_nchw);
+    dnnl_memory_desc_init_by_tag(&e->bias_md, 1, bdims, dnnl_f32, dnnl_x);
+    dnnl_memory_desc_init_by_tag(&smd, 4, sdims, dt, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&wmd, 4, wdims, dt, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&dmd, 4, ddims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_convolution_desc_t cd;
+    dnnl_status_t st = dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd,
+                                                          &wmd, b ? &e->bias_md : NULL, &dmd, strides, pl, pr);
+    if ((rc = settle_entry(d, e, st, &cd, "convolution setup"))) return rc;
+  }
+  omp_set_num_threads(ex->n_threads);
+  if ((rc = pack_weight(ex, d, 0, e, W))) return rc;
+  return run_entry(d, e, d->pw[0].buf, x, b, y);
+}
+
+int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N, const sd_tensor *W,
+                   const float *b, float *y) {
+  struct sd_dnnl *d;
+  int rc = get_dnnl(ex, &d);
+  if (rc) return rc;
+  const int bf16 = ex->precision == SD_PREC_BF16;
+  int64_t key[16] = {2, M, K, N, b != NULL, bf16};
+  int found;
+  prim_ent *e = lookup(d, key, &found);
+  if (found && e->failed) return SD_E_UNSUPPORTED;
+  if (!found) {
+    dnnl_dims_t sdims = {M, K}, wdims = {K, N}, ddims = {M, N}, bdims = {1, N};
+    dnnl_data_type_t dt = bf16 ? dnnl_bf16 : dnnl_f32;
+    dnnl_memory_desc_t smd, wmd, dmd;
+    dnnl_memory_desc_init_by_tag(&e->usrc_md, 2, sdims, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&e->uwei_md, 2, wdims, dnnl_f32, dnnl_ba); /* W[N,K] is Wᵀ[K,N] in ba */
+    dnnl_memory_desc_init_by_tag(&e->udst_md, 2, ddims, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&e->bias_md, 2, bdims, dnnl_f32, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&smd, 2, sdims, dt, dnnl_ab);
+    dnnl_memory_desc_init_by_tag(&wmd, 2, wdims, dt, dnnl_format_tag_any);
+    dnnl_memory_desc_init_by_tag(&dmd, 2, ddims, dnnl_f32, dnnl_ab);
+    dnnl_matmul_desc_t md;
+    dnnl_status_t st = dnnl_matmul_desc_init(&md, &smd, &wmd, b ? &e->bias_md : NULL, &dmd);
+    if ((rc = settle_entry(d, e, st, &md, "matmul setup"))) return rc;
+  }
+  omp_set_num_threads(ex->n_threads);
+  if ((rc = pack_weight(ex, d, 1, e, W))) return rc;
+  return run_entry(d, e, d->pw[1].buf, x, b, y);
+}

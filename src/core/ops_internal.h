@@ -1,0 +1,48 @@
+/* Internal to the op layer (core/ops*.c): the profiler's timing macros and the oneDNN
+ * backend's entry points. */
+#ifndef SD_CORE_OPS_INTERNAL_H
+#define SD_CORE_OPS_INTERNAL_H
+
+#include <time.h>
+
+#include "core/ops.h"
+
+static inline double sd_prof_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Time an op body: SD_PROF_BEGIN(ex); ... SD_PROF_END(ex, SD_OPC_CONV, flops); Time spent
+ * widening or packing weights inside the body (counted as SD_OPC_WEIGHTS by
+ * sd_weight_f32 and the packers) is taken out, so the classes add up to the op time. */
+#define SD_PROF_BEGIN(ex)                                            \
+  const double sd_prof_t0_ = (ex)->prof.on ? sd_prof_now() : 0.0;    \
+  const double sd_prof_w0_ = (ex)->prof.t[SD_OPC_WEIGHTS]
+#define SD_PROF_END(ex, cls, fl)                                                                  \
+  do {                                                                                            \
+    if ((ex)->prof.on) {                                                                          \
+      double sd_prof_dt_ = sd_prof_now() - sd_prof_t0_;                                           \
+      if ((cls) != SD_OPC_WEIGHTS) sd_prof_dt_ -= (ex)->prof.t[SD_OPC_WEIGHTS] - sd_prof_w0_;    \
+      (ex)->prof.t[(cls)] += sd_prof_dt_;                                                         \
+      (ex)->prof.flop[(cls)] += (double)(fl);                                                     \
+      (ex)->prof.calls[(cls)]++;                                                                  \
+    }                                                                                             \
+  } while (0)
+
+/* oneDNN convolution of one image (shapes already validated by sd_op_conv2d). Returns
+ * SD_OK, SD_E_UNSUPPORTED when oneDNN has no implementation for the shape (the caller
+ * falls back to im2col + sgemm), or another error. */
+int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo,
+                   const float *x, const sd_tensor *W, const float *b, float *y);
+/* oneDNN matrix product y[M,N] = x[M,K]·W[N,K]ᵀ (+ b) in the context's precision. */
+int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N, const sd_tensor *W,
+                   const float *b, float *y);
+/* Attention with AVX2+FMA kernels (core/ops_attn_avx2.c); SD_E_UNSUPPORTED when ex->use_avx2
+ * is off or the head size is not a multiple of 8. */
+int sd_attention_avx2(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
+                      float *out);
+void sd_dnnl_destroy(struct sd_dnnl *d);
+int sd_dnnl_cpu_has_bf16(void);
+
+#endif
