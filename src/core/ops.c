@@ -19,7 +19,8 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   int rc = sd_pool_create(n_threads, &ex->pool);
   if (rc) { free(ex); return rc; }
   ex->n_threads = sd_pool_threads(ex->pool);
-  openblas_set_num_threads(ex->n_threads);
+  /* BLAS runs single-threaded inside our parallel-for (sd_sgemm): one set of threads */
+  openblas_set_num_threads(1);
   ex->precision = SD_PREC_FP32;
   const char *be = getenv("SAFESD_BACKEND");
   ex->backend = be && !strcmp(be, "blas") ? SD_BACKEND_BLAS : SD_BACKEND_DNNL;
@@ -41,6 +42,13 @@ int sd_cpu_has_bf16(void) { return sd_dnnl_cpu_has_bf16(); }
 const char *sd_precision_name(sd_precision p) { return p == SD_PREC_BF16 ? "bf16" : "fp32"; }
 
 int sd_exec_set_precision(sd_exec *ex, sd_precision p) {
+  ex->bf16_emulated = 0;
+  const char *emu = getenv("SAFESD_BF16_EMULATE");
+  if (p == SD_PREC_BF16 && !sd_cpu_has_bf16() && emu && *emu == '1' && ex->backend == SD_BACKEND_DNNL) {
+    ex->precision = SD_PREC_BF16;
+    ex->bf16_emulated = 1;
+    return SD_OK;
+  }
   if (p == SD_PREC_BF16 && !sd_cpu_has_bf16()) {
     ex->precision = SD_PREC_FP32;
     return sd_fail(SD_E_UNSUPPORTED,
@@ -105,6 +113,34 @@ float *sd_weight_dup_f32(const sd_tensor *w) {
   return p;
 }
 
+/* ---- matrix product ------------------------------------------------------------------- */
+
+typedef struct {
+  int transB, M, N, K, lda, ldb, ldc, by_rows;
+  const float *A, *B;
+  float beta;
+  float *C;
+} gemm_job;
+
+static void gemm_task(void *ctx, int64_t i0, int64_t i1, int tid) {
+  (void)tid;
+  const gemm_job *g = ctx;
+  const CBLAS_TRANSPOSE tb = g->transB ? CblasTrans : CblasNoTrans;
+  if (g->by_rows)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, (int)(i1 - i0), g->N, g->K, 1.0f, g->A + i0 * g->lda, g->lda, g->B,
+                g->ldb, g->beta, g->C + i0 * g->ldc, g->ldc);
+  else
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, tb, g->M, (int)(i1 - i0), g->K, 1.0f, g->A, g->lda,
+                g->B + (g->transB ? i0 * g->ldb : i0), g->ldb, g->beta, g->C + i0, g->ldc);
+}
+
+void sd_sgemm(sd_exec *ex, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc) {
+  /* rows of A and C when there are enough of them, else columns of B and C */
+  gemm_job g = {transB, M, N, K, lda, ldb, ldc, M >= 64 || N < 128, A, B, beta, C};
+  sd_parallel_for(ex->pool, g.by_rows ? M : N, g.by_rows ? 16 : 64, gemm_task, &g);
+}
+
 /* ---- linear ------------------------------------------------------------------------- */
 
 typedef struct { float *y; const float *b; int64_t N; } bias_job;
@@ -137,8 +173,7 @@ int sd_op_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, const sd_ten
   const float *w = sd_weight_f32(ex, W);
   if (!w) return SD_E_FORMAT;
   SD_PROF_BEGIN(ex);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, x, (int)K,
-              w, (int)K, 0.0f, y, (int)N);
+  sd_sgemm(ex, 1, (int)M, (int)N, (int)K, x, (int)K, w, (int)K, 0.0f, y, (int)N);
   if (b) {
     bias_job j = {y, b, N};
     sd_parallel_for(ex->pool, M, 16, bias_task, &j);
@@ -198,6 +233,10 @@ static void silu_task(void *ctx, int64_t b, int64_t e, int tid) {
   float *x = ((ew_job *)ctx)->y;
   for (int64_t i = b; i < e; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
 }
+static void silu_avx2_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  sd_avx2_silu(((ew_job *)ctx)->y + b, e - b);
+}
 static void add_task(void *ctx, int64_t b, int64_t e, int tid) {
   (void)tid;
   ew_job *j = ctx;
@@ -220,7 +259,7 @@ void sd_op_gelu(sd_exec *ex, float *x, int64_t n) {
 void sd_op_silu(sd_exec *ex, float *x, int64_t n) {
   SD_PROF_BEGIN(ex);
   ew_job j = {x, NULL};
-  sd_parallel_for(ex->pool, n, EW_GRAIN, silu_task, &j);
+  sd_parallel_for(ex->pool, n, EW_GRAIN, ex->use_avx2 ? silu_avx2_task : silu_task, &j);
   SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 void sd_op_add(sd_exec *ex, float *y, const float *x, int64_t n) {
@@ -401,9 +440,7 @@ int sd_op_attention(sd_exec *ex, const sd_attn_shape *s, const float *q, const f
     SD_PROF_END(ex, SD_OPC_ATTN, flops);
     return rc;
   }
-  openblas_set_num_threads(1);
   sd_parallel_for(ex->pool, tasks, 1, att_task, &j);
-  openblas_set_num_threads(ex->n_threads);
   SD_PROF_END(ex, SD_OPC_ATTN, flops);
   if (atomic_load(&j.failed)) return sd_fail(SD_E_NOMEM, "attention: out of memory for tile scratch");
   return SD_OK;

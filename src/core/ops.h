@@ -38,6 +38,9 @@ typedef struct sd_exec {
   size_t wbuf_cap;      /* in floats */
   uint64_t wbuf_gen;    /* bumped each time wbuf is rewritten (keys the packed-weight cache) */
   sd_precision precision;
+  int bf16_emulated;    /* precision bf16 without native bf16 ($SAFESD_BF16_EMULATE=1): fp32
+                           kernels on inputs and weights rounded to bf16, to measure bf16's
+                           effect on images on any CPU (slower than fp32, not faster) */
   int backend;          /* SD_BACKEND_* in use for convolutions */
   int use_avx2;         /* AVX2+FMA kernels (attention); 0 on other CPUs or $SAFESD_CPU_AVX2=0 */
   struct sd_dnnl *dnnl; /* NULL until the first oneDNN op */
@@ -59,7 +62,8 @@ void sd_exec_destroy(sd_exec *ex);
  * $SAFESD_CPU_BF16=0 forces 0, to test the fallback). */
 int sd_cpu_has_bf16(void);
 /* Ask for a precision. bf16 on a CPU without native bf16 falls back to fp32 and returns
- * SD_E_UNSUPPORTED with a message (the caller decides whether to warn or fail). */
+ * SD_E_UNSUPPORTED with a message (the caller decides whether to warn or fail), unless
+ * $SAFESD_BF16_EMULATE=1 asks for the emulation (bf16_emulated above). */
 int sd_exec_set_precision(sd_exec *ex, sd_precision p);
 const char *sd_precision_name(sd_precision p);
 

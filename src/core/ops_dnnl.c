@@ -10,6 +10,11 @@
  * is packed once per forward pass, not once per image; float16 weights stay float16 in
  * memory between passes.
  *
+ * bf16 emulation (precision bf16 with ex->bf16_emulated, on CPUs without native bf16): the
+ * fp32 primitives run on inputs and weights rounded to bf16 (ties to even). Products of
+ * bf16 values are exact in fp32 and the sums are fp32, as in the native kernels, so the
+ * images show bf16's effect; only the order of the sums differs.
+ *
  * Primitives are created once per shape and cached (a small table, least recently used out).
  * oneDNN runs on its own OpenMP threads, set to the context's thread count before each
  * call. Its forward convolutions are deterministic for a given thread count.
@@ -52,6 +57,8 @@ struct sd_dnnl {
   packed_w pw[2]; /* [0] convolutions, [1] matrix products */
   void *sbuf, *dbuf;
   size_t scap, dcap;
+  float *ebuf, *ewbuf; /* bf16 emulation: rounded inputs, rounded weights */
+  size_t ecap, ewcap;
 };
 
 static int dnnl_err(dnnl_status_t s, const char *what) {
@@ -74,6 +81,8 @@ void sd_dnnl_destroy(struct sd_dnnl *d) {
   for (int i = 0; i < 2; i++) free(d->pw[i].buf);
   free(d->sbuf);
   free(d->dbuf);
+  free(d->ebuf);
+  free(d->ewbuf);
   if (d->st) dnnl_stream_destroy(d->st);
   if (d->eng) dnnl_engine_destroy(d->eng);
   free(d);
@@ -206,6 +215,23 @@ static int run2(struct sd_dnnl *d, dnnl_primitive_t p, const dnnl_memory_desc_t 
   return st == dnnl_success ? SD_OK : dnnl_err(st, "reorder");
 }
 
+/* dst = src rounded to the nearest bf16 (ties to even), kept as float32. */
+static void round_bf16(const float *src, float *dst, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    uint32_t u;
+    memcpy(&u, &src[i], 4);
+    if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u; /* not inf/nan */
+    memcpy(&dst[i], &u, 4);
+  }
+}
+
+/* The bf16 emulation's copy of n input values, rounded (in d->ebuf). */
+static const float *emulated_input(struct sd_dnnl *d, const float *x, int64_t n) {
+  if (grow((void **)&d->ebuf, &d->ecap, (size_t)n * sizeof(float))) return NULL;
+  round_bf16(x, d->ebuf, n);
+  return d->ebuf;
+}
+
 /* Pack W (plain float32 [rows, ...] as the entry's uwei_md describes) into the entry's layout
  * unless the same weight is already packed for it. which: 0 conv, 1 matmul. */
 static int pack_weight(sd_exec *ex, struct sd_dnnl *d, int which, const prim_ent *e, const sd_tensor *W) {
@@ -221,6 +247,12 @@ static int pack_weight(sd_exec *ex, struct sd_dnnl *d, int which, const prim_ent
   size_t need = dnnl_memory_desc_get_size(&e->wei_md);
   int rc = grow(&p->buf, &p->cap, need);
   if (rc) return rc;
+  if (ex->bf16_emulated) {
+    int64_t n = sd_numel(W);
+    if ((rc = grow((void **)&d->ewbuf, &d->ewcap, (size_t)n * sizeof(float)))) return rc;
+    round_bf16(w, d->ewbuf, n);
+    w = d->ewbuf;
+  }
   if ((rc = run2(d, e->rwei, &e->uwei_md, (void *)w, &e->wei_md, p->buf))) return rc;
   SD_PROF_END(ex, SD_OPC_WEIGHTS, 0);
   p->ptr = ptr;
@@ -269,9 +301,9 @@ int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
   struct sd_dnnl *d;
   int rc = get_dnnl(ex, &d);
   if (rc) return rc;
-  const int bf16 = ex->precision == SD_PREC_BF16;
+  const int bf16 = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated;
   int64_t key[16] = {1, s->C, s->H, s->W, Cout, kh, kw, s->stride, s->pad_t, s->pad_l, s->pad_b, s->pad_r,
-                     b != NULL, bf16, 0, 0};
+                     b != NULL, bf16, ex->bf16_emulated, 0};
   int found;
   prim_ent *e = lookup(d, key, &found);
   if (found && e->failed) return SD_E_UNSUPPORTED;
@@ -295,6 +327,7 @@ int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
   }
   omp_set_num_threads(ex->n_threads);
   if ((rc = pack_weight(ex, d, 0, e, W))) return rc;
+  if (ex->bf16_emulated && !(x = emulated_input(d, x, (int64_t)s->C * s->H * s->W))) return SD_E_NOMEM;
   return run_entry(d, e, d->pw[0].buf, x, b, y);
 }
 
@@ -303,8 +336,8 @@ int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N,
   struct sd_dnnl *d;
   int rc = get_dnnl(ex, &d);
   if (rc) return rc;
-  const int bf16 = ex->precision == SD_PREC_BF16;
-  int64_t key[16] = {2, M, K, N, b != NULL, bf16};
+  const int bf16 = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated;
+  int64_t key[16] = {2, M, K, N, b != NULL, bf16, ex->bf16_emulated};
   int found;
   prim_ent *e = lookup(d, key, &found);
   if (found && e->failed) return SD_E_UNSUPPORTED;
@@ -325,5 +358,6 @@ int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N,
   }
   omp_set_num_threads(ex->n_threads);
   if ((rc = pack_weight(ex, d, 1, e, W))) return rc;
+  if (ex->bf16_emulated && !(x = emulated_input(d, x, M * K))) return SD_E_NOMEM;
   return run_entry(d, e, d->pw[1].buf, x, b, y);
 }

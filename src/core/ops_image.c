@@ -13,7 +13,6 @@
  * the sizes and the thread count, and each output value is computed by one thread in a
  * fixed order, so results are deterministic for a given thread count.
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,8 +142,7 @@ static int conv2d_blas(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, 
       conv_bias_job bj = {y, b, HWo, 0, HWo};
       sd_parallel_for(ex->pool, Cout, 1, conv_bias_task, &bj);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)HWo, (int)K, 1.0f, w, (int)K, x,
-                (int)HWo, b ? 1.0f : 0.0f, y, (int)HWo);
+    sd_sgemm(ex, 0, Cout, (int)HWo, (int)K, w, (int)K, x, (int)HWo, b ? 1.0f : 0.0f, y, (int)HWo);
     return SD_OK;
   }
 
@@ -170,8 +168,7 @@ static int conv2d_blas(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, 
         conv_bias_job bj = {y, b, HWo, off, n};
         sd_parallel_for(ex->pool, Cout, 1, conv_bias_task, &bj);
       }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Cout, (int)n, (int)K, 1.0f, w, (int)K, col, (int)n,
-                  b ? 1.0f : 0.0f, y + off, (int)HWo);
+      sd_sgemm(ex, 0, Cout, (int)n, (int)K, w, (int)K, col, (int)n, b ? 1.0f : 0.0f, y + off, (int)HWo);
     }
   }
   free(col);
@@ -183,7 +180,7 @@ static int conv2d_blas(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, 
 typedef struct {
   const float *x;
   float *y;
-  int C, groups, silu;
+  int C, groups, silu, avx2;
   int64_t HW;
   const float *gamma, *beta;
   float eps;
@@ -198,11 +195,22 @@ static void gn_stats_task(void *ctx, int64_t g0, int64_t g1, int tid) {
   int64_t n = (int64_t)(j->C / j->groups) * j->HW;
   for (int64_t g = g0; g < g1; g++) {
     const float *p = j->x + g * n;
-    double s = 0;
-    for (int64_t i = 0; i < n; i++) s += p[i];
-    double mean = s / (double)n, v = 0;
-    for (int64_t i = 0; i < n; i++) { double d = p[i] - mean; v += d * d; }
-    v /= (double)n;
+    double mean, v;
+    if (j->avx2) { /* corrected two-pass: Σ(x - m)² - (Σ(x - m))²/n */
+      double s1, s2, d1, d2;
+      sd_avx2_moments(p, n, 0.0f, &s1, &s2);
+      mean = s1 / (double)n;
+      sd_avx2_moments(p, n, (float)mean, &d1, &d2);
+      v = (d2 - d1 * d1 / (double)n) / (double)n;
+      if (v < 0) v = 0;
+    } else {
+      double s = 0;
+      for (int64_t i = 0; i < n; i++) s += p[i];
+      mean = s / (double)n;
+      v = 0;
+      for (int64_t i = 0; i < n; i++) { double d = p[i] - mean; v += d * d; }
+      v /= (double)n;
+    }
     j->mean[g] = mean;
     j->rstd[g] = 1.0 / sqrt(v + (double)j->eps);
   }
@@ -218,7 +226,9 @@ static void gn_apply_task(void *ctx, int64_t c0, int64_t c1, int tid) {
     float scale = (float)sc, shift = (float)((double)j->beta[c] - j->mean[g] * sc);
     const float *p = j->x + c * j->HW;
     float *q = j->y + c * j->HW;
-    if (j->silu) {
+    if (j->avx2) {
+      sd_avx2_affine(p, q, j->HW, scale, shift, j->silu);
+    } else if (j->silu) {
       for (int64_t i = 0; i < j->HW; i++) {
         float v = p[i] * scale + shift;
         q[i] = v / (1.0f + expf(-v));
@@ -239,7 +249,7 @@ void sd_op_groupnorm(sd_exec *ex, const float *x, int C, int64_t HW, int groups,
       for (int g = 0; g < groups; g++) {
         int cg = C / groups;
         double m, r;
-        gn_job j = {x + (int64_t)g * cg * HW, y + (int64_t)g * cg * HW, cg, 1, silu, HW, gamma + (int64_t)g * cg,
+        gn_job j = {x + (int64_t)g * cg * HW, y + (int64_t)g * cg * HW, cg, 1, silu, ex->use_avx2, HW, gamma + (int64_t)g * cg,
                     beta + (int64_t)g * cg, eps, &m, &r};
         gn_stats_task(&j, 0, 1, 0);
         gn_apply_task(&j, 0, cg, 0);
@@ -247,7 +257,7 @@ void sd_op_groupnorm(sd_exec *ex, const float *x, int C, int64_t HW, int groups,
       return;
     }
   }
-  gn_job j = {x, y, C, groups, silu, HW, gamma, beta, eps, st, st + groups};
+  gn_job j = {x, y, C, groups, silu, ex->use_avx2, HW, gamma, beta, eps, st, st + groups};
   SD_PROF_BEGIN(ex);
   sd_parallel_for(ex->pool, groups, 1, gn_stats_task, &j);
   sd_parallel_for(ex->pool, C, 1, gn_apply_task, &j);

@@ -30,6 +30,11 @@ static inline double sd_prof_now(void) {
     }                                                                                             \
   } while (0)
 
+/* C[M,N] = A[M,K]·B (+ beta·C), B [K,N] or, with transB, [N,K]; row-major; single-threaded
+ * BLAS calls on row (or column) blocks in our parallel-for. */
+void sd_sgemm(sd_exec *ex, int transB, int M, int N, int K, const float *A, int lda, const float *B, int ldb,
+              float beta, float *C, int ldc);
+
 /* oneDNN convolution of one image (shapes already validated by sd_op_conv2d). Returns
  * SD_OK, SD_E_UNSUPPORTED when oneDNN has no implementation for the shape (the caller
  * falls back to im2col + sgemm), or another error. */
@@ -42,6 +47,10 @@ int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N,
  * is off or the head size is not a multiple of 8. */
 int sd_attention_avx2(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
                       float *out);
+/* AVX2 element-wise loops (core/simd_avx2.c); call only when ex->use_avx2. */
+void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double *s2);
+void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu);
+void sd_avx2_silu(float *x, int64_t n);
 void sd_dnnl_destroy(struct sd_dnnl *d);
 int sd_dnnl_cpu_has_bf16(void);
 

@@ -3,8 +3,12 @@
 # (C first) ROUNDS times and prints every line and the ratio of the medians.
 py=${SAFESD_PYTHON:-/usr/bin/python3}
 
-machine_line() { # machine_line EXTRA: the '# machine: ...' header
-  echo "# machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; $1; $(date -u +%F)"
+machine_line() { # machine_line EXTRA: the '# machine: ...' header (CPU, family/model, vector ISA)
+  local isa=avx2
+  grep -qw avx512f /proc/cpuinfo && isa=avx512
+  grep -qw avx512_bf16 /proc/cpuinfo && isa="$isa+bf16"
+  echo "# machine: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p')," \
+    "model $(lscpu | sed -n 's/^Model: *//p'), $isa), $(nproc) CPUs; $1; $(date -u +%F)"
 }
 
 bench_rounds() {

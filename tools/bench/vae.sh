@@ -18,6 +18,6 @@ if [ ! -f "$case_dir/.done" ]; then
   touch "$case_dir/.done"
 fi
 machine_line "threads=$threads; weights $dtype"
-run_c() { "$build/bench_vae" "$case_dir/model" --threads "$threads"; }
+run_c() { "$build/bench_vae" "$case_dir/model" --threads "$threads" --precision "${BENCH_PRECISION:-fp32}"; }
 run_torch() { "$py" "$here/vae_torch.py" "$case_dir/model" --threads "$threads"; }
 bench_rounds "$rounds"

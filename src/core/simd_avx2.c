@@ -1,0 +1,97 @@
+/* AVX2 + FMA versions of the element-wise loops that dominate outside the matrix products:
+ * GroupNorm statistics and its affine + SiLU pass. Chosen at run time (sd_exec.use_avx2);
+ * the portable loops in ops_image.c are the fallback. Sums run over fixed chunks in a fixed
+ * order, so results do not depend on the thread count.
+ */
+#include <math.h>
+
+#include "core/ops_internal.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+#define AVX __attribute__((target("avx2,fma")))
+#define CHUNK 1024 /* float partial sums over at most this many values, then double */
+
+AVX static inline double hsum_pd(__m256 v) {
+  __m256d a = _mm256_add_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  __m128d b = _mm_add_pd(_mm256_castpd256_pd128(a), _mm256_extractf128_pd(a, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(b, _mm_unpackhi_pd(b, b)));
+}
+
+/* Σ (p[i] - c) and Σ (p[i] - c)² (c = 0 for a plain sum). */
+AVX void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double *s2) {
+  double t1 = 0, t2 = 0;
+  const __m256 vc = _mm256_set1_ps(c);
+  for (int64_t b = 0; b < n; b += CHUNK) {
+    int64_t e = n - b < CHUNK ? n : b + CHUNK, i = b;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), q0 = _mm256_setzero_ps(), q1 = _mm256_setzero_ps();
+    for (; i + 16 <= e; i += 16) {
+      __m256 x0 = _mm256_sub_ps(_mm256_loadu_ps(p + i), vc), x1 = _mm256_sub_ps(_mm256_loadu_ps(p + i + 8), vc);
+      a0 = _mm256_add_ps(a0, x0);
+      a1 = _mm256_add_ps(a1, x1);
+      q0 = _mm256_fmadd_ps(x0, x0, q0);
+      q1 = _mm256_fmadd_ps(x1, x1, q1);
+    }
+    double r1 = hsum_pd(_mm256_add_ps(a0, a1)), r2 = hsum_pd(_mm256_add_ps(q0, q1));
+    for (; i < e; i++) {
+      double d = (double)p[i] - c;
+      r1 += d;
+      r2 += d * d;
+    }
+    t1 += r1;
+    t2 += r2;
+  }
+  *s1 = t1;
+  *s2 = t2;
+}
+
+/* exp(x) for any float x (clamped to [-87, 88]): Cody–Waite + degree-6 polynomial. */
+AVX static inline __m256 exp_any(__m256 x) {
+  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 q = _mm256_set1_ps(1.9875691500e-4f);
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.3981999507e-3f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.3334519073e-3f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.1665795894e-2f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.6666665459e-1f));
+  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(5.0000001201e-1f));
+  q = _mm256_fmadd_ps(_mm256_mul_ps(q, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  /* 2^n in two halves so that n = 128 (x near 88) does not overflow the exponent field */
+  __m256i ni = _mm256_cvtps_epi32(n);
+  __m256i h = _mm256_srai_epi32(ni, 1);
+  __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
+  __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
+  return _mm256_mul_ps(_mm256_mul_ps(q, f1), f2);
+}
+
+/* y = x·scale + shift, then x·σ(x) when silu. */
+AVX void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu) {
+  const __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(shift), one = _mm256_set1_ps(1.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vb);
+    if (silu) v = _mm256_div_ps(v, _mm256_add_ps(one, exp_any(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+    _mm256_storeu_ps(y + i, v);
+  }
+  for (; i < n; i++) {
+    float v = x[i] * scale + shift;
+    y[i] = silu ? v / (1.0f + expf(-v)) : v;
+  }
+}
+
+/* x·σ(x) in place. */
+AVX void sd_avx2_silu(float *x, int64_t n) { sd_avx2_affine(x, x, n, 1.0f, 0.0f, 1); }
+
+#else
+void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double *s2) {
+  (void)p, (void)n, (void)c, (void)s1, (void)s2;
+}
+void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu) {
+  (void)x, (void)y, (void)n, (void)scale, (void)shift, (void)silu;
+}
+void sd_avx2_silu(float *x, int64_t n) { (void)x, (void)n; }
+#endif
