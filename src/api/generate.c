@@ -385,6 +385,9 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
       extra_enc_s = now_s() - t0;
     }
   }
+  /* the stages run one after another: each one's mapped weights leave memory when it is done
+   * (read again from the file, or the page cache, by the next image) */
+  sd_model_release(m->src, SD_COMP_TEXT);
 
   sd_rng rng;
   sd_rng_seed(&rng, p.seed);
@@ -462,6 +465,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     }
   }
 
+  sd_model_release(m->src, SD_COMP_UNET);
+  sd_exec_trim(m->ex);
   const int64_t npx = (int64_t)p.width * p.height;
   img = malloc(sizeof(float) * 3 * npx);
   if (!img) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
@@ -469,6 +474,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     if ((rc = sd_vae_decode(m->vae, m->ex, lat + per * b, h, w, img))) goto done;
     sd_vae_to_rgb8(img, p.height, p.width, rgb + (size_t)b * npx * 3);
   }
+  sd_model_release(m->src, SD_COMP_VAE);
+  sd_exec_trim(m->ex);
 done:
   free(ctx);
   free(lat);

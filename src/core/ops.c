@@ -68,6 +68,15 @@ const char *sd_opc_name(int cls) {
   return cls >= 0 && cls < SD_OPC_N ? names[cls] : "?";
 }
 
+void sd_exec_trim(sd_exec *ex) {
+  if (!ex) return;
+  free(ex->wbuf);
+  ex->wbuf = NULL;
+  ex->wbuf_cap = 0;
+  ex->wbuf_gen++;
+  sd_dnnl_trim(ex->dnnl);
+}
+
 void sd_exec_destroy(sd_exec *ex) {
   if (!ex) return;
   sd_dnnl_destroy(ex->dnnl);

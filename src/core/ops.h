@@ -57,6 +57,9 @@ enum { SD_BACKEND_DNNL = 0, SD_BACKEND_BLAS = 1 };
  * convolution on stderr). The dispatch fields may be changed after creation (tests do). */
 int sd_exec_create(int n_threads, sd_exec **out);
 void sd_exec_destroy(sd_exec *ex);
+/* Free the scratch that grows to the largest layer seen (the widening buffer, oneDNN's
+ * packed weights and blocked copies); primitives stay cached. Between pipeline stages. */
+void sd_exec_trim(sd_exec *ex);
 
 /* 1 when this CPU computes bf16 products natively (AVX512-BF16 or AMX, as oneDNN sees it;
  * $SAFESD_CPU_BF16=0 forces 0, to test the fallback). */

@@ -75,6 +75,23 @@ static void ent_clear(prim_ent *e) {
   memset(e, 0, sizeof *e);
 }
 
+void sd_dnnl_trim(struct sd_dnnl *d) {
+  if (!d) return;
+  for (int i = 0; i < 2; i++) {
+    free(d->pw[i].buf);
+    d->pw[i].buf = NULL;
+    d->pw[i].cap = 0;
+    d->pw[i].valid = 0;
+  }
+  free(d->sbuf);
+  free(d->dbuf);
+  free(d->ebuf);
+  free(d->ewbuf);
+  d->sbuf = d->dbuf = NULL;
+  d->ebuf = d->ewbuf = NULL;
+  d->scap = d->dcap = d->ecap = d->ewcap = 0;
+}
+
 void sd_dnnl_destroy(struct sd_dnnl *d) {
   if (!d) return;
   for (int i = 0; i < N_ENT; i++) ent_clear(&d->ent[i]);

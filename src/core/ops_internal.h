@@ -52,6 +52,8 @@ void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double *s2)
 void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu);
 void sd_avx2_silu(float *x, int64_t n);
 void sd_dnnl_destroy(struct sd_dnnl *d);
+/* Free the oneDNN backend's growing scratch (packed weights, blocked copies). */
+void sd_dnnl_trim(struct sd_dnnl *d);
 int sd_dnnl_cpu_has_bf16(void);
 
 #endif

@@ -379,6 +379,17 @@ int sd_st_open(const char *path, sd_safetensors **out) {
   return SD_OK;
 }
 
+void sd_st_release(const sd_safetensors *st, const void *p, size_t n) {
+  if (!st || !st->mapped || !st->base || !p || n == 0) return;
+  uintptr_t b = (uintptr_t)st->base, e = b + st->size, lo = (uintptr_t)p, hi = lo + n;
+  if (lo < b || hi > e || hi < lo) return; /* not inside this file's mapping: never touch it */
+  long pg = sysconf(_SC_PAGESIZE);
+  if (pg <= 0) return;
+  uintptr_t a0 = (lo + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), a1 = hi & ~((uintptr_t)pg - 1);
+  /* read-only private file pages: dropping them is free, a later read maps them again */
+  if (a1 > a0) (void)madvise((void *)a0, a1 - a0, MADV_DONTNEED);
+}
+
 void sd_st_close(sd_safetensors *st) {
   if (!st) return;
   if (st->mapped && st->base) munmap((void *)st->base, st->size);

@@ -45,6 +45,11 @@ typedef struct sd_safetensors {
 int sd_st_open(const char *path, sd_safetensors **out);
 /* Validate a buffer the caller owns (must outlive the handle); label names it in errors. */
 int sd_st_open_memory(const void *buf, size_t len, const char *label, sd_safetensors **out);
+/* Drop the resident pages of [p, p+n) if that range lies in st's file mapping (whole pages
+ * inside it only; nothing happens otherwise). The data stays readable: the kernel reads the
+ * pages from the file again on the next access. Lowers the peak memory of a pipeline whose
+ * stages run one after the other. */
+void sd_st_release(const sd_safetensors *st, const void *p, size_t n);
 void sd_st_close(sd_safetensors *st);
 
 /* Binary search by exact name; NULL if absent. */

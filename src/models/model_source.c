@@ -77,6 +77,16 @@ struct sd_model_source {
 
 static const char *const k_comp_names[SD_COMP_COUNT] = {"text_encoder", "unet", "vae"};
 
+void sd_model_release(const sd_model_source *m, sd_component c) {
+  if (!m || (unsigned)c >= SD_COMP_COUNT) return;
+  const sd_safetensors *st = m->st[c] ? m->st[c] : m->single;
+  const sd_component_weights *w = &m->w[c];
+  for (size_t i = 0; i < w->n; i++) {
+    const sd_tensor *t = &w->w[i].t;
+    sd_st_release(st, t->data, (size_t)sd_numel(t) * sd_dtype_size(t->dtype));
+  }
+}
+
 const char *sd_component_name(sd_component c) {
   return (unsigned)c < SD_COMP_COUNT ? k_comp_names[c] : "?";
 }

@@ -109,6 +109,9 @@ const sd_vae_config *sd_model_vae_config(const sd_model_source *m);
 
 /* Error (SD_E_FORMAT "model X has no unet") unless the component is present. */
 int sd_model_need(const sd_model_source *m, sd_component c);
+/* Drop the resident memory of a component's weights that are views into a mapped file
+ * (never owned, converted copies). They stay valid: pages are read again when used. */
+void sd_model_release(const sd_model_source *m, sd_component c);
 /* Look a weight up by internal name; NULL if absent. */
 const sd_tensor *sd_model_find(const sd_model_source *m, sd_component c, const char *name);
 /* Look a weight up and check its shape (ndim, shape); on mismatch or absence an SD_E_FORMAT
