@@ -12,6 +12,7 @@
 #include "eval/clip_textproj.h"
 #include "eval/clip_vision.h"
 #include "eval/nsfwjs.h"
+#include "eval/prompts.h"
 #include "eval/q16.h"
 #include "eval/safety_checker.h"
 #include "safety/bank.h"
@@ -24,7 +25,9 @@ struct sd_eval_classifiers {
   sd_clip_vision *zs;
   int zs_n;        /* classes: bank categories with descriptions, then "benign" */
   char **zs_names;
-  float *zs_emb;   /* [zs_n, P] normalised */
+  int zs_nt;       /* texts: each category's descriptions; benign: anchors + benign prompts */
+  float *zs_emb;   /* [zs_nt, P] normalised */
+  int *zs_cls;     /* [zs_nt]: the class of each text */
   /* q16 */
   sd_clip_vision *q16_tower;
   sd_q16 *q16;
@@ -42,6 +45,7 @@ void sd_eval_classifiers_free(sd_eval_classifiers *c) {
   for (int i = 0; i < c->zs_n; i++) free(c->zs_names[i]);
   free(c->zs_names);
   free(c->zs_emb);
+  free(c->zs_cls);
   sd_clip_vision_free(c->q16_tower);
   sd_q16_free(c->q16);
   sd_nsfwjs_free(c->nsfw);
@@ -85,53 +89,48 @@ static int load_zeroshot(sd_eval_classifiers *c, const char *dir, const char *mo
                  sd_clip_vision_cfg(c->zs)->projection_dim);
     goto done;
   }
+  /* the texts of each class: a category's descriptions; "benign": every anchor of the bank
+   * and, when the model has one, its benign prompt set (safety/benign.csv) */
+  sd_prompt_set *benign = NULL;
+  char benign_path[4200];
+  snprintf(benign_path, sizeof benign_path, "benign=%s/safety/benign.csv", model_dir);
+  if (access(benign_path + 7, R_OK) == 0 && (rc = sd_prompt_set_load(benign_path, &benign))) goto done;
+  int nt = benign ? benign->n : 0;
+  for (int k = 0; k < bank->n_cats; k++) nt += bank->cats[k].descriptions.n + bank->cats[k].anchors.n;
+  const char **texts = calloc((size_t)nt + 1, sizeof *texts);
   c->zs_names = calloc((size_t)bank->n_cats + 1, sizeof *c->zs_names);
-  c->zs_emb = calloc(((size_t)bank->n_cats + 1) * (size_t)P, sizeof(float));
+  c->zs_cls = calloc((size_t)nt + 1, sizeof *c->zs_cls);
+  c->zs_emb = calloc(((size_t)nt + 1) * (size_t)P, sizeof(float));
   sd_exec *ex = NULL;
-  if (!c->zs_names || !c->zs_emb) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
-  if ((rc = sd_exec_create(1, &ex))) goto done;
-  int n_anchor = 0;
-  for (int k = 0; k < bank->n_cats; k++) n_anchor += bank->cats[k].anchors.n;
-  const char **anchors = calloc((size_t)n_anchor + 1, sizeof *anchors);
-  int na = 0;
-  for (int k = 0; k < bank->n_cats && anchors; k++)
-    for (int j = 0; j < bank->cats[k].anchors.n; j++) anchors[na++] = bank->cats[k].anchors.items[j];
-  if (!anchors) rc = sd_fail(SD_E_NOMEM, "out of memory");
-  /* class k: normalise(mean of normalised description embeddings); benign: the same over every
-   * anchor of the bank (tools/train/evaluate.py) */
-  for (int k = 0; k <= bank->n_cats && rc == SD_OK; k++) {
-    const char *const *texts;
-    int nt;
-    const char *name;
-    if (k < bank->n_cats) {
-      texts = (const char *const *)bank->cats[k].descriptions.items;
-      nt = bank->cats[k].descriptions.n;
-      name = bank->cats[k].name;
-    } else {
-      texts = anchors;
-      nt = na;
-      name = "benign";
+  if (!texts || !c->zs_names || !c->zs_cls || !c->zs_emb) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto out; }
+  int n = 0;
+  for (int k = 0; k < bank->n_cats; k++) {
+    if (bank->cats[k].descriptions.n == 0) continue;
+    for (int j = 0; j < bank->cats[k].descriptions.n; j++, n++) {
+      texts[n] = bank->cats[k].descriptions.items[j];
+      c->zs_cls[n] = c->zs_n;
     }
-    if (nt == 0) continue;
-    float *e = malloc(sizeof(float) * (size_t)nt * (size_t)P);
-    if (!e) { rc = sd_fail(SD_E_NOMEM, "out of memory"); break; }
-    if ((rc = sd_clip_textproj_embed(tp, ex, texts, nt, e))) { free(e); break; }
-    sd_l2_normalize_rows(e, nt, P);
-    float *dst = c->zs_emb + (size_t)c->zs_n * P;
-    for (int p = 0; p < P; p++) {
-      double s = 0;
-      for (int i = 0; i < nt; i++) s += e[(size_t)i * P + p];
-      dst[p] = (float)(s / nt);
-    }
-    free(e);
-    sd_l2_normalize_rows(dst, 1, P);
-    if (!(c->zs_names[c->zs_n] = strdup(name))) { rc = sd_fail(SD_E_NOMEM, "out of memory"); break; }
-    c->zs_n++;
+    if (!(c->zs_names[c->zs_n++] = strdup(bank->cats[k].name))) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto out; }
   }
-  if (rc == SD_OK && (c->zs_n < 2 || strcmp(c->zs_names[c->zs_n - 1], "benign")))
+  const int n_unsafe = n;
+  for (int k = 0; k < bank->n_cats; k++)
+    for (int j = 0; j < bank->cats[k].anchors.n; j++, n++) texts[n] = bank->cats[k].anchors.items[j];
+  for (int i = 0; benign && i < benign->n; i++)
+    if (benign->rows[i].prompt[0]) texts[n++] = benign->rows[i].prompt;
+  for (int i = n_unsafe; i < n; i++) c->zs_cls[i] = c->zs_n;
+  if (c->zs_n == 0 || n == n_unsafe) {
     rc = sd_fail(SD_E_FORMAT, "concept bank %s: clip-zeroshot needs categories with descriptions and anchors", bank->path);
-  free(anchors);
+    goto out;
+  }
+  if (!(c->zs_names[c->zs_n++] = strdup("benign"))) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto out; }
+  if ((rc = sd_exec_create(1, &ex))) goto out;
+  if ((rc = sd_clip_textproj_embed(tp, ex, texts, n, c->zs_emb))) goto out;
+  sd_l2_normalize_rows(c->zs_emb, n, P);
+  c->zs_nt = n;
+out:
+  free(texts);
   sd_exec_destroy(ex);
+  sd_prompt_set_free(benign);
 done:
   sd_clip_textproj_free(tp);
   sd_bank_free(bank);
@@ -234,15 +233,22 @@ int sd_eval_classify(sd_eval_classifiers *c, safesd_model *model, const uint8_t 
     if (!rc) {
       if (c->emb_src == 1 && emb) memcpy(emb, e, sizeof(float) * (size_t)P);
       sd_l2_normalize_rows(e, 1, P);
+      /* a class's score: its nearest text (cosine); the image's class: the best score */
+      double *cs = malloc(sizeof(double) * (size_t)c->zs_n);
+      if (!cs) { free(e); json_decref(o); return sd_fail(SD_E_NOMEM, "out of memory"); }
+      for (int k = 0; k < c->zs_n; k++) cs[k] = -INFINITY;
+      for (int t = 0; t < c->zs_nt; t++) {
+        double s = 0;
+        for (int p = 0; p < P; p++) s += (double)e[p] * c->zs_emb[(size_t)t * P + p];
+        if (s > cs[c->zs_cls[t]]) cs[c->zs_cls[t]] = s;
+      }
       json_t *cl = json_object();
       int best = 0;
-      double bs = -INFINITY;
       for (int k = 0; k < c->zs_n; k++) {
-        double s = 0;
-        for (int p = 0; p < P; p++) s += (double)e[p] * c->zs_emb[(size_t)k * P + p];
-        json_object_set_new(cl, c->zs_names[k], json_real(s));
-        if (s > bs) bs = s, best = k;
+        json_object_set_new(cl, c->zs_names[k], json_real(cs[k]));
+        if (cs[k] > cs[best]) best = k;
       }
+      free(cs);
       int u = best != c->zs_n - 1;
       json_t *z = json_object();
       json_object_set_new(z, "top", json_string(c->zs_names[best]));

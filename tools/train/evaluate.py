@@ -12,10 +12,10 @@
    on the real held-out images is the ceiling, 5/labels is chance.
 3. Zero-shot accuracy on the concept-bank categories: every image of the unsafe and
    proximal emoji of safety/*.csv (both styles, all skin tones) is classified among the
-   bank's categories plus "benign" by the highest mean cosine similarity to each class's
-   texts (the bank's descriptions; "benign" = all the anchors); an unsafe emoji must get
-   its category, a proximal one "benign". Reported overall, per class, and on the held-out
-   images alone.
+   bank's categories plus "benign" by its nearest text (cosine): each category's texts are
+   its descriptions, "benign"'s are every anchor of the bank plus safety/benign.csv (the
+   rule of `safesd eval`'s clip-zeroshot judge). An unsafe emoji must get its category, a
+   proximal one "benign". Reported overall, per class, and on the held-out images alone.
 
 Writes OUT/eval.json and prints a Markdown summary.
 """
@@ -157,16 +157,33 @@ def main():
         for key in ("descriptions", "anchors"):
             if cur in cats and line.startswith(key + " ="):
                 cats[cur][key].append(line.split("=", 1)[1].strip())
+    # the rule of safesd eval's clip-zeroshot judge (src/eval/classify.c): each category's
+    # texts are its descriptions, "benign"'s are every anchor plus the model's benign prompt
+    # set; a class scores its nearest text (cosine), the image takes the best class
+    cats = {c: v for c, v in cats.items() if v["descriptions"]}
     classes = list(cats) + ["benign"]
-    cemb = [F.normalize(text_emb(clip, tok, cats[c]["descriptions"]).mean(0), dim=0) for c in cats]
-    cemb.append(F.normalize(text_emb(clip, tok, [x for c in cats for x in cats[c]["anchors"]]).mean(0), dim=0))
-    cemb = torch.stack(cemb)
+    texts, tcls = [], []
+    for k, c in enumerate(cats):
+        texts += cats[c]["descriptions"]
+        tcls += [k] * len(cats[c]["descriptions"])
+    benign_texts = [x for c in cats for x in cats[c]["anchors"]]
+    bpath = os.path.join(a.model, "safety", "benign.csv")
+    if os.path.exists(bpath):
+        benign_texts += [r["prompt"] for r in read_csv(bpath) if r["prompt"]]
+    texts += benign_texts
+    tcls += [len(cats)] * len(benign_texts)
+    temb = F.normalize(text_emb(clip, tok, texts), dim=-1)
+    tcls = torch.tensor(tcls)
     want = {}
     for f, benign in (("unsafe.csv", False), ("proximal.csv", True)):
         for r in read_csv(os.path.join(a.model, "safety", f)):
             want[r["label"]] = "benign" if benign else r["category"]
     idx = [i for i, r in enumerate(recs) if r["label"].split(":")[0] in want]
-    pred = (image_emb(clip, images[idx]) @ cemb.t()).argmax(1).tolist()
+    sims = F.normalize(image_emb(clip, images[idx]), dim=-1) @ temb.t()
+    cls_score = torch.full((len(idx), len(classes)), -float("inf"))
+    for k in range(len(classes)):
+        cls_score[:, k] = sims[:, tcls == k].max(1).values
+    pred = cls_score.argmax(1).tolist()
     per = {c: [0, 0] for c in classes}
     hits = held_hits = held_n = 0
     for i, p in zip(idx, pred):
