@@ -315,7 +315,7 @@ void sd_op_transpose(sd_exec *ex, const float *x, int64_t rows, int64_t cols, fl
   SD_PROF_END(ex, SD_OPC_OTHER, 0);
 }
 
-typedef struct { const float *x; float *y; int64_t N; } geglu_job;
+typedef struct { const float *x; float *y; int64_t N; int avx2; } geglu_job;
 
 static void geglu_task(void *ctx, int64_t r0, int64_t r1, int tid) {
   (void)tid;
@@ -324,12 +324,14 @@ static void geglu_task(void *ctx, int64_t r0, int64_t r1, int tid) {
   for (int64_t r = r0; r < r1; r++) {
     const float *a = j->x + r * 2 * N, *g = a + N;
     float *o = j->y + r * N;
-    for (int64_t i = 0; i < N; i++) o[i] = a[i] * (0.5f * g[i] * (1.0f + erff(g[i] * 0.70710678118654752f)));
+    if (j->avx2) sd_avx2_geglu(a, g, o, N);
+    else
+      for (int64_t i = 0; i < N; i++) o[i] = a[i] * (0.5f * g[i] * (1.0f + erff(g[i] * 0.70710678118654752f)));
   }
 }
 
 void sd_op_geglu(sd_exec *ex, const float *x, int64_t M, int64_t N, float *y) {
-  geglu_job j = {x, y, N};
+  geglu_job j = {x, y, N, ex->use_avx2};
   int64_t grain = N > 0 ? (16384 + N - 1) / N : 1;
   SD_PROF_BEGIN(ex);
   sd_parallel_for(ex->pool, M, grain, geglu_task, &j);

@@ -51,6 +51,7 @@ int sd_attention_avx2(sd_exec *ex, const sd_attn_shape *s, const float *q, const
 void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double *s2);
 void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu);
 void sd_avx2_silu(float *x, int64_t n);
+void sd_avx2_geglu(const float *a, const float *g, float *o, int64_t n);
 void sd_dnnl_destroy(struct sd_dnnl *d);
 /* Free the oneDNN backend's growing scratch (packed weights, blocked copies). */
 void sd_dnnl_trim(struct sd_dnnl *d);

@@ -83,6 +83,32 @@ AVX void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float 
   }
 }
 
+/* o = a · gelu(g) with the exact (erf) GELU; erf by Abramowitz & Stegun 7.1.26
+ * (|error| ≤ 1.5e-7): erf(|z|) = 1 - t·P(t)·exp(-z²), t = 1/(1 + 0.3275911|z|). */
+AVX void sd_avx2_geglu(const float *a, const float *g, float *o, int64_t n) {
+  const __m256 half = _mm256_set1_ps(0.5f), one = _mm256_set1_ps(1.0f), rs2 = _mm256_set1_ps(0.70710678118654752f);
+  const __m256 sign = _mm256_set1_ps(-0.0f), pp = _mm256_set1_ps(0.3275911f);
+  const __m256 a1 = _mm256_set1_ps(0.254829592f), a2 = _mm256_set1_ps(-0.284496736f), a3 = _mm256_set1_ps(1.421413741f),
+               a4 = _mm256_set1_ps(-1.453152027f), a5 = _mm256_set1_ps(1.061405429f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    __m256 gv = _mm256_loadu_ps(g + i), z = _mm256_mul_ps(gv, rs2);
+    __m256 az = _mm256_andnot_ps(sign, z);
+    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(pp, az, one));
+    __m256 poly = _mm256_fmadd_ps(a5, t, a4);
+    poly = _mm256_fmadd_ps(poly, t, a3);
+    poly = _mm256_fmadd_ps(poly, t, a2);
+    poly = _mm256_fmadd_ps(poly, t, a1);
+    poly = _mm256_mul_ps(poly, t);
+    __m256 e = exp_any(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(az, az)));
+    __m256 erf_abs = _mm256_fnmadd_ps(poly, e, one);
+    __m256 erfz = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z)); /* sign of z */
+    __m256 gel = _mm256_mul_ps(_mm256_mul_ps(half, gv), _mm256_add_ps(one, erfz));
+    _mm256_storeu_ps(o + i, _mm256_mul_ps(_mm256_loadu_ps(a + i), gel));
+  }
+  for (; i < n; i++) o[i] = a[i] * (0.5f * g[i] * (1.0f + erff(g[i] * 0.70710678118654752f)));
+}
+
 /* x·σ(x) in place. */
 AVX void sd_avx2_silu(float *x, int64_t n) { sd_avx2_affine(x, x, n, 1.0f, 0.0f, 1); }
 
@@ -94,4 +120,5 @@ void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shif
   (void)x, (void)y, (void)n, (void)scale, (void)shift, (void)silu;
 }
 void sd_avx2_silu(float *x, int64_t n) { (void)x, (void)n; }
+void sd_avx2_geglu(const float *a, const float *g, float *o, int64_t n) { (void)a, (void)g, (void)o, (void)n; }
 #endif
