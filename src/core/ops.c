@@ -31,6 +31,10 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   (void)av;
   ex->use_avx2 = 0;
 #endif
+  /* $SAFESD_PRECISION=bf16: every context asks for bf16 (falls back to fp32 where the CPU has
+   * none, unless $SAFESD_BF16_EMULATE=1); how the test suite runs its bf16 conformance */
+  const char *pe = getenv("SAFESD_PRECISION");
+  if (pe && !strcmp(pe, "bf16")) (void)sd_exec_set_precision(ex, SD_PREC_BF16);
   const char *pr = getenv("SAFESD_PROFILE");
   ex->prof.on = pr && *pr && *pr != '0' ? (*pr == '2' ? 2 : 1) : 0;
   *out = ex;
