@@ -22,32 +22,10 @@
 #include "core/ops_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
-#define AVX __attribute__((target("avx2,fma")))
+#include "core/simd_avx2.h"
 #define ATT_QB 96  /* queries per task (a multiple of 6) */
 #define ATT_KB 256 /* keys per tile (a multiple of 16) */
 #define MR 6
-
-/* exp(x) for x ≤ 0 (the softmax's arguments): the Cody–Waite reduction and degree-6
- * polynomial of fast_expf in ops.c, eight lanes at a time. */
-AVX static inline __m256 exp256(__m256 x) {
-  const __m256 lo = _mm256_set1_ps(-87.0f);
-  x = _mm256_max_ps(x, lo);
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-  p = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 
 AVX static inline float hmax256(__m256 v) {
   __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -228,7 +206,7 @@ AVX static void att_avx_task(void *ctx, int64_t t0, int64_t t1, int tid) {
         __m256 vmx = _mm256_set1_ps(mx), sum8 = _mm256_setzero_ps();
         int j = 0;
         for (; j + 8 <= valid; j += 8) {
-          __m256 p = exp256(_mm256_sub_ps(_mm256_load_ps(srow + j), vmx));
+          __m256 p = sd_exp256(_mm256_sub_ps(_mm256_load_ps(srow + j), vmx));
           _mm256_store_ps(srow + j, p);
           sum8 = _mm256_add_ps(sum8, p);
         }

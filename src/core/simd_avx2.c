@@ -8,9 +8,7 @@
 #include "core/ops_internal.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-
-#define AVX __attribute__((target("avx2,fma")))
+#include "core/simd_avx2.h"
 #define CHUNK 1024 /* float partial sums over at most this many values, then double */
 
 AVX static inline double hsum_pd(__m256 v) {
@@ -46,35 +44,13 @@ AVX void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double 
   *s2 = t2;
 }
 
-/* exp(x) for any float x (clamped to [-87, 88]): Cody–Waite + degree-6 polynomial. */
-AVX static inline __m256 exp_any(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 q = _mm256_set1_ps(1.9875691500e-4f);
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.3981999507e-3f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(8.3334519073e-3f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(4.1665795894e-2f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(1.6666665459e-1f));
-  q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(5.0000001201e-1f));
-  q = _mm256_fmadd_ps(_mm256_mul_ps(q, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  /* 2^n in two halves so that n = 128 (x near 88) does not overflow the exponent field */
-  __m256i ni = _mm256_cvtps_epi32(n);
-  __m256i h = _mm256_srai_epi32(ni, 1);
-  __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, _mm256_set1_epi32(127)), 23));
-  __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), _mm256_set1_epi32(127)), 23));
-  return _mm256_mul_ps(_mm256_mul_ps(q, f1), f2);
-}
-
 /* y = x·scale + shift, then x·σ(x) when silu. */
 AVX void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu) {
   const __m256 vs = _mm256_set1_ps(scale), vb = _mm256_set1_ps(shift), one = _mm256_set1_ps(1.0f);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
     __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vb);
-    if (silu) v = _mm256_div_ps(v, _mm256_add_ps(one, exp_any(_mm256_sub_ps(_mm256_setzero_ps(), v))));
+    if (silu) v = _mm256_div_ps(v, _mm256_add_ps(one, sd_exp256(_mm256_sub_ps(_mm256_setzero_ps(), v))));
     _mm256_storeu_ps(y + i, v);
   }
   for (; i < n; i++) {
@@ -100,7 +76,7 @@ AVX void sd_avx2_geglu(const float *a, const float *g, float *o, int64_t n) {
     poly = _mm256_fmadd_ps(poly, t, a2);
     poly = _mm256_fmadd_ps(poly, t, a1);
     poly = _mm256_mul_ps(poly, t);
-    __m256 e = exp_any(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(az, az)));
+    __m256 e = sd_exp256(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(az, az)));
     __m256 erf_abs = _mm256_fnmadd_ps(poly, e, one);
     __m256 erfz = _mm256_or_ps(erf_abs, _mm256_and_ps(sign, z)); /* sign of z */
     __m256 gel = _mm256_mul_ps(_mm256_mul_ps(half, gv), _mm256_add_ps(one, erfz));
