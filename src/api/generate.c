@@ -589,7 +589,8 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   if (p->clip_skip > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Clip skip: %d", p->clip_skip);
   if (p->batch > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Batch size: %d, Batch pos: %d", p->batch, index);
   /* bf16 compute gives slightly different pixels: say so (fp32, the default, is not named) */
-  if (m->ex->precision == SD_PREC_BF16) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Precision: bf16");
+  if (m->ex->precision == SD_PREC_BF16)
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Precision: bf16%s", m->ex->bf16_emulated ? " (emulated)" : "");
   /* the safety summary: whoever reads the image learns that it was altered and how */
   const sd_sld_preset *sld = NULL;
   if (p->sld && sd_sld_preset_parse(p->sld, &sld) == 0 && sld)

@@ -16,6 +16,25 @@ grep -qa "Size: 64x64" "$O/a.png" && ok || bad "not a 64x64 image (metadata)"
 expect_rc 0 "same again" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 20 -s 3 -o "$O/b.png"
 cmp -s "$O/a.png" "$O/b.png" && ok || bad "-m models/safesd-emoji and no -m, same seed: different bytes"
 
+# --precision: a bad value is a usage error; bf16 runs natively where the CPU has it, else
+# warns and computes in fp32 (the same bytes as the default), or is emulated on request
+expect_rc 2 "bad --precision" $B generate -q -p "red apple, noto emoji" --precision fp64 -o "$O/p.png"
+grep -q "precision takes fp32 or bf16" <<<"$ERR" && ok || bad "bad --precision message: $ERR"
+[ -e "$O/p.png" ] && bad "a usage error wrote an image" || ok
+expect_rc 0 "--precision bf16" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 20 -s 3 --precision bf16 -o "$O/p16.png"
+if grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  grep -qa "Precision: bf16" "$O/p16.png" && ok || bad "bf16 image does not say so in its metadata"
+else
+  grep -q "no native bf16" <<<"$ERR" && ok || bad "no warning for bf16 on a CPU without it: $ERR"
+  cmp -s "$O/a.png" "$O/p16.png" && ok || bad "the bf16 fallback is not the fp32 image"
+fi
+SAFESD_BF16_EMULATE=1 expect_rc 0 "--precision bf16, emulated" $B generate -q -m "$M" -p "red apple, noto emoji" \
+  --steps 20 -s 3 --precision bf16 -o "$O/pe.png"
+if ! grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
+  grep -qa "Precision: bf16 (emulated)" "$O/pe.png" && ok || bad "emulated bf16 image does not say so"
+  cmp -s "$O/a.png" "$O/pe.png" && bad "emulated bf16 gave the fp32 bytes" || ok
+fi
+
 # the model's own bank: an emoji-domain term is flagged under the model's category names
 expect_rc 0 "flagged prompt" $B generate -q -p "dagger, twemoji emoji" --steps 10 -s 4 --safety high \
   --safety-report "$O/r.json" --latents "$O/dagger_high.npy" -o "$O/d.png"

@@ -10,7 +10,7 @@ sets; the line it prints says which one ran.
 
 SSIM: Wang et al. 2004, Gaussian window 11×11 σ 1.5, K1 0.01, K2 0.03, on each RGB channel
 of the 8-bit images, averaged. Needs numpy and PIL (python3-numpy, python3-pil)."""
-import argparse, math, os, subprocess, sys, tempfile
+import argparse, csv, math, os, subprocess, sys, tempfile
 
 import numpy as np
 from PIL import Image
@@ -51,7 +51,6 @@ def main():
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--steps", type=int, default=20)
     a = ap.parse_args()
-    import csv
     with open(os.path.join(MODEL, "eval", "heldout.csv"), encoding="utf-8", newline="") as f:
         prompts = [r[0] for r in csv.reader(l for l in f if not l.startswith("#"))][1:]
     prompts = prompts[: a.prompts]
