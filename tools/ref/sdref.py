@@ -126,8 +126,8 @@ class CLIPTextModel(nn.Module):
         tm = self.text_model
         b, s = ids.shape
         x = tm.embeddings.token_embedding(ids) + tm.embeddings.position_embedding(
-            torch.arange(s).unsqueeze(0))
-        mask = torch.full((s, s), float("-inf")).triu(1)[None, None]
+            torch.arange(s, device=ids.device).unsqueeze(0))
+        mask = torch.full((s, s), float("-inf"), device=ids.device).triu(1)[None, None]
         hs = [x]
         for layer in tm.encoder.layers:
             x = layer(x, mask)

@@ -74,7 +74,7 @@ class CLIPVisionTransformer(nn.Module):
     def forward(self, px):
         """px: normalised pixels [B, 3, H, W]. Returns (last_hidden_state, pooled)."""
         x = self.pre_layrnorm(self.embeddings(px))
-        zero = torch.zeros((), dtype=x.dtype)
+        zero = torch.zeros((), dtype=x.dtype, device=x.device)
         for layer in self.encoder.layers:
             x = layer(x, zero)
         return x, self.post_layernorm(x[:, 0])
@@ -85,13 +85,13 @@ def text_pooled(text_model, ids, eos_id):
     end-of-text token of each row."""
     b, s = ids.shape
     x = text_model.embeddings.token_embedding(ids) + text_model.embeddings.position_embedding(
-        torch.arange(s).unsqueeze(0))
-    mask = torch.full((s, s), float("-inf")).triu(1)[None, None]
+        torch.arange(s, device=ids.device).unsqueeze(0))
+    mask = torch.full((s, s), float("-inf"), device=ids.device).triu(1)[None, None]
     for layer in text_model.encoder.layers:
         x = layer(x, mask)
     x = text_model.final_layer_norm(x)
     pos = (ids == eos_id).int().argmax(dim=1)
-    return x, x[torch.arange(b), pos]
+    return x, x[torch.arange(b, device=ids.device), pos]
 
 
 class CLIPModel(nn.Module):
@@ -128,6 +128,6 @@ class CLIPModel(nn.Module):
 def pixels_from_uint8(img):
     """uint8 [B, H, W, 3] (numpy or tensor) -> CLIP-normalised float [B, 3, H, W]."""
     x = torch.as_tensor(img).float().permute(0, 3, 1, 2) / 255.0
-    m = torch.tensor(IMAGE_MEAN).view(1, 3, 1, 1)
-    s = torch.tensor(IMAGE_STD).view(1, 3, 1, 1)
+    m = torch.tensor(IMAGE_MEAN, device=x.device).view(1, 3, 1, 1)
+    s = torch.tensor(IMAGE_STD, device=x.device).view(1, 3, 1, 1)
     return (x - m) / s

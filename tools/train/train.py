@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Train the bundled model (safesd-emoji) from the emoji data set, on the CPU.
+"""Train the bundled model (safesd-emoji) from the emoji data set, on the CPU or a GPU.
 
     train.py WORK_DIR [--data DIR] [--stages tokenizer,clip,vae,cache,unet,export]
                       [--out models/safesd-emoji] [--threads N] [--budget-scale F]
+                      [--device cpu|cuda] [--steps STAGE=N] [--batch STAGE=N]
+                      [--time-budget STAGE=SECONDS]
 
 Stages (each resumable: a checkpoint WORK_DIR/<stage>/ckpt.pt is written every few
 minutes and at the end, and a finished stage is skipped on the next run):
@@ -17,8 +19,15 @@ minutes and at the end, and a finished stage is skipped on the next run):
              vae/, scheduler/, plus clip/ (the two-tower model, for evaluation)
 
 Every architecture is the PyTorch reference of the conformance tests (tools/ref/), so
-the engine runs exactly the model that was trained. Seeded; with the same thread count
-the run is repeatable. Needs Debian's python3-torch, python3-numpy and python3-pil.
+the engine runs exactly the model that was trained. Seeded; on the CPU with the same
+thread count the run is repeatable (on a GPU, up to its kernels' own nondeterminism).
+Needs Debian's python3-torch, python3-numpy and python3-pil (or any PyTorch >= 1.13).
+
+--device cuda trains on a GPU with the GPU batch sizes (BATCH_GPU; --batch overrides).
+--time-budget STAGE=S fixes that stage's step count from its measured speed: after 40
+warm-up steps the total becomes what fits in S seconds (the cosine schedule then runs
+over that total, and the stage's done file records it, so --steps STAGE=N repeats it).
+The data folder may hold images.npy or images.npz (np.savez_compressed, key "images").
 """
 import argparse
 import json
@@ -62,6 +71,10 @@ SCHED = dict(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
 STEPS = {"clip": 700, "vae": 900, "unet": 2550}  # what the shipped model ran (its card)
 BATCH = {"clip": 128, "vae": 16, "unet": 32}
 LR = {"clip": 1e-3, "vae": 1e-3, "unet": 4e-4}
+BATCH_GPU = {"clip": 512, "vae": 64, "unet": 256}
+LR_GPU = {"clip": 1e-3, "vae": 1e-3, "unet": 5e-4}
+DEV = torch.device("cpu")
+TIME_BUDGET = {}  # stage -> seconds (--time-budget)
 
 
 def log(msg):
@@ -70,7 +83,12 @@ def log(msg):
 
 class Data:
     def __init__(self, folder):
-        self.images = np.load(os.path.join(folder, "images.npy"))
+        npy = os.path.join(folder, "images.npy")
+        if os.path.exists(npy):
+            self.images = np.load(npy)
+        else:
+            with np.load(os.path.join(folder, "images.npz")) as z:
+                self.images = z["images"]
         with open(os.path.join(folder, "captions.json"), encoding="utf-8") as f:
             self.records = json.load(f)
         self.train = np.array([i for i, r in enumerate(self.records) if r["split"] == "train"])
@@ -115,8 +133,10 @@ class Stage:
     def finished(self):
         return os.path.exists(self.done)
 
-    def load(self):
-        return torch.load(self.ckpt) if os.path.exists(self.ckpt) else None
+    def load(self, map_location=None):
+        if not os.path.exists(self.ckpt):
+            return None
+        return torch.load(self.ckpt, map_location=map_location or DEV, weights_only=False)
 
     def save(self, state):
         tmp = self.ckpt + ".tmp"
@@ -148,8 +168,13 @@ def ddp():
 
 def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None, every_s=180):
     rank, world = ddp()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0 if ema else 0.01)
-    gen = torch.Generator().manual_seed(SEED)
+    name = os.path.basename(stage.dir)
+    extra = {"fused": True} if DEV.type == "cuda" else {}
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0 if ema else 0.01, **extra)
+    gen = torch.Generator(device=DEV).manual_seed(SEED)
+    budget = TIME_BUDGET.get(name)
+    if budget:
+        total = 10 ** 9  # fixed after the warm-up steps, from the measured speed
     step = 0
     st = stage.load()
     if st:
@@ -163,9 +188,28 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
             log(f"{os.path.basename(stage.dir)}: resumed at step {step}")
     if rank:
         # other ranks draw other batches; the model, optimiser and EMA stay identical
-        gen = torch.Generator().manual_seed(SEED + 7919 * rank + step)
+        gen = torch.Generator(device=DEV).manual_seed(SEED + 7919 * rank + step)
     last, t0, run = time.time(), time.time(), 0.0
+    step0 = step
+    tprobe = None
+    mparams = [p for p in model.parameters()]
+    eparams = [p for p in ema.parameters()] if ema is not None else []
     while step < total:
+        if budget and step > step0 + 40 and time.time() - t0 > 1.1 * budget + 30:
+            log(f"{name}: over its time budget at step {step} of {total}: stopped there")
+            total = step
+            break
+        if budget and step == step0 + 10:
+            if DEV.type == "cuda":
+                torch.cuda.synchronize()
+            tprobe = time.time()
+        if budget and step == step0 + 40:
+            if DEV.type == "cuda":
+                torch.cuda.synchronize()
+            per = (time.time() - tprobe) / 30
+            total = step + max(1, int((budget - (time.time() - t0)) / per))
+            if rank == 0:
+                log(f"{name}: {per * 1000:.1f} ms/step -> {total} steps in {budget} s")
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, lr)
         loss = loss_fn(batch_fn(gen))
@@ -180,21 +224,24 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         if ema is not None:
-            d = min(0.995, (1 + step) / (10 + step))
+            # a longer run (a GPU's) averages over more steps
+            d = min(0.999 if total >= 10000 else 0.995, (1 + step) / (10 + step))
             with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.mul_(d).add_(pm.detach(), alpha=1 - d)
+                torch._foreach_mul_(eparams, d)
+                torch._foreach_add_(eparams, [p.detach() for p in mparams], alpha=1 - d)
         step += 1
-        run = 0.98 * run + 0.02 * loss.item() if step > 1 else loss.item()
-        if rank == 0 and (step % 50 == 0 or step == total):
+        if step == step0 + 1 or step % 10 == 0 or step == total:
+            # (a GPU syncs here: every tenth step only)
+            run = 0.8 * run + 0.2 * loss.item() if step > step0 + 1 else loss.item()
+        if rank == 0 and (step % (500 if DEV.type == "cuda" else 50) == 0 or step == total):
             el = time.time() - t0
-            log(f"{os.path.basename(stage.dir)}: step {step}/{total} loss {run:.4f} "
-                f"({el / max(1, step - (st['step'] if st else 0)):.2f} s/step)")
+            log(f"{name}: step {step}/{total} loss {run:.4f} "
+                f"({el / max(1, step - step0):.4f} s/step)")
         if rank == 0 and (time.time() - last > every_s or step == total):
             stage.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
                         "step": step, "ema": ema.state_dict() if ema is not None else None})
             last = time.time()
-    return run
+    return run, total
 
 
 # ---- stages ---------------------------------------------------------------------------
@@ -216,14 +263,15 @@ def tokenize_all(a, data):
 def augment(img_u8, gen):
     """Random shift by up to 3 pixels (white fill): uint8 [B,64,64,3] -> same."""
     b = img_u8.shape[0]
-    out = torch.full_like(img_u8, 255)
-    sh = torch.randint(-3, 4, (b, 2), generator=gen)
-    for i in range(b):
-        dy, dx = int(sh[i, 0]), int(sh[i, 1])
-        ys, yd = (slice(0, 64 - dy), slice(dy, 64)) if dy >= 0 else (slice(-dy, 64), slice(0, 64 + dy))
-        xs, xd = (slice(0, 64 - dx), slice(dx, 64)) if dx >= 0 else (slice(-dx, 64), slice(0, 64 + dx))
-        out[i, yd, xd] = img_u8[i, ys, xs]
-    return out
+    dev = img_u8.device
+    sh = torch.randint(-3, 4, (b, 2), generator=gen, device=gen.device)
+    pad = torch.full((b, 70, 70, 3), 255, dtype=img_u8.dtype, device=dev)
+    pad[:, 3:67, 3:67] = img_u8
+    # out[y, x] = img[y - dy, x - dx] = pad[y - dy + 3, x - dx + 3]
+    r = torch.arange(64, device=dev)
+    rows = (r[None, :] + 3 - sh[:, 0:1].to(dev))[:, :, None]
+    cols = (r[None, :] + 3 - sh[:, 1:2].to(dev))[:, None, :]
+    return pad[torch.arange(b, device=dev)[:, None, None], rows, cols]
 
 
 def stage_clip(a, data):
@@ -235,12 +283,17 @@ def stage_clip(a, data):
     torch.manual_seed(SEED)
     model = make_clip(len(tok.vocab), tok.eos)
     init_weights_(model, SEED)
-    imgs = torch.from_numpy(data.images)
-    tr = torch.from_numpy(data.train)
+    model.to(DEV)
+    ids = ids.to(DEV)
+    imgs = torch.from_numpy(data.images).to(DEV)
+    tr = torch.from_numpy(data.train).to(DEV)
+    labels = {}
+    lab_id = torch.tensor([labels.setdefault(r["label"], len(labels)) for r in data.records], device=DEV)
     total = int(STEPS["clip"] * a.budget_scale)
+    bs = a.batch["clip"]
 
     def batch(gen):
-        sel = tr[torch.randperm(len(tr), generator=gen)[:BATCH["clip"]]]
+        sel = tr[torch.randperm(len(tr), generator=gen, device=DEV)[:bs]]
         return ids[sel, :L], sdref_clip.pixels_from_uint8(augment(imgs[sel], gen)), sel
 
     def loss(b):
@@ -248,8 +301,8 @@ def stage_clip(a, data):
         logits = model(i, px)
         # captions of the same concept in the other style are not negatives of each other
         # (same base emoji => same target row); soft targets over equal labels
-        lab = [data.records[int(s)]["label"] for s in sel]
-        same = torch.tensor([[float(x == y) for y in lab] for x in lab])
+        lab = lab_id[sel]
+        same = (lab[:, None] == lab[None, :]).float()
         tgt = same / same.sum(1, keepdim=True)
         li = -(tgt * logits.log_softmax(1)).sum(1).mean()
         lt = -(tgt * logits.t().log_softmax(1)).sum(1).mean()
@@ -258,14 +311,18 @@ def stage_clip(a, data):
         return 0.5 * (li + lt)
 
     model.train()
-    final = loop(stage, model, total, batch, loss, LR["clip"])
-    stage.finish({"steps": total, "loss": final, "train_len": L})
+    final, total = loop(stage, model, total, batch, loss, a.lr["clip"])
+    stage.finish({"steps": total, "batch": bs, "device": DEV.type, "loss": final, "train_len": L})
 
 
 def load_clip(a):
     tok = clip_bpe.Tokenizer(os.path.join(a.work, "tokenizer"))
     model = make_clip(len(tok.vocab), tok.eos)
-    model.load_state_dict(Stage(a.work, "clip").load()["model"])
+    if a.from_model:
+        sdref.load_weights_as_f32(model, sdref.load_safetensors(
+            os.path.join(a.from_model, "clip", "model.safetensors")))
+    else:
+        model.load_state_dict(Stage(a.work, "clip").load("cpu")["model"])
     return tok, model.eval()
 
 
@@ -274,15 +331,16 @@ def stage_vae(a, data):
     if stage.finished():
         return
     torch.manual_seed(SEED + 1)
-    model = sdref_vae.AutoencoderKL(sdref_vae.VAEConfig(scaling_factor=1.0, **VAE))
-    imgs = torch.from_numpy(data.images)
-    tr = torch.from_numpy(data.train)
+    model = sdref_vae.AutoencoderKL(sdref_vae.VAEConfig(scaling_factor=1.0, **VAE)).to(DEV)
+    imgs = torch.from_numpy(data.images).to(DEV)
+    tr = torch.from_numpy(data.train).to(DEV)
     total = int(STEPS["vae"] * a.budget_scale)
+    bs = a.batch["vae"]
 
     def batch(gen):
-        sel = tr[torch.randperm(len(tr), generator=gen)[:BATCH["vae"]]]
+        sel = tr[torch.randperm(len(tr), generator=gen, device=DEV)[:bs]]
         x = imgs[sel].float().permute(0, 3, 1, 2) / 127.5 - 1.0
-        return x, torch.randn((x.shape[0], 4, 16, 16), generator=gen)
+        return x, torch.randn((x.shape[0], 4, 16, 16), generator=gen, device=DEV)
 
     def loss(b):
         x, n = b
@@ -295,13 +353,17 @@ def stage_vae(a, data):
         return (rec - x).abs().mean() + 0.5 * F.mse_loss(rec, x) + 1e-6 * kl
 
     model.train()
-    final = loop(stage, model, total, batch, loss, LR["vae"])
-    stage.finish({"steps": total, "loss": final})
+    final, total = loop(stage, model, total, batch, loss, a.lr["vae"])
+    stage.finish({"steps": total, "batch": bs, "device": DEV.type, "loss": final})
 
 
 def load_vae(a, scaling=1.0):
     model = sdref_vae.AutoencoderKL(sdref_vae.VAEConfig(scaling_factor=scaling, **VAE))
-    model.load_state_dict(Stage(a.work, "vae").load()["model"])
+    if a.from_model:
+        sdref.load_weights_as_f32(model, sdref.load_safetensors(
+            os.path.join(a.from_model, "vae", "diffusion_pytorch_model.safetensors")))
+    else:
+        model.load_state_dict(Stage(a.work, "vae").load("cpu")["model"])
     return model.eval()
 
 
@@ -313,18 +375,22 @@ def stage_cache(a, data):
     vae = load_vae(a)
     tm = sdref.CLIPTextModel(clip.text_config)
     tm.text_model.load_state_dict(clip.text_model.state_dict())
-    tm.eval()
+    tm.eval().to(DEV)
+    vae.to(DEV)
     _, ids = tokenize_all(a, data)
     moms, ctx = [], []
     with torch.no_grad():
         for s in range(0, len(data.records), 256):
-            x = torch.from_numpy(data.images[s:s + 256]).float().permute(0, 3, 1, 2) / 127.5 - 1.0
-            moms.append(vae.moments(x))
-            ctx.append(tm.encode(ids[s:s + 256]).half())
-        empty = tm.encode(torch.tensor([tok.encode("")]))
+            x = torch.from_numpy(data.images[s:s + 256]).to(DEV).float().permute(0, 3, 1, 2) / 127.5 - 1.0
+            moms.append(vae.moments(x).cpu())
+            ctx.append(tm.encode(ids[s:s + 256].to(DEV)).half().cpu())
+        empty = tm.encode(torch.tensor([tok.encode("")], device=DEV)).cpu()
     moms = torch.cat(moms)
     mean = moms[:, :4]
     sf = float(1.0 / mean[torch.from_numpy(data.train)].std())
+    if a.from_model:  # the UNet goes on training: keep the latent scale it was trained with
+        with open(os.path.join(a.from_model, "vae", "config.json")) as f:
+            sf = float(json.load(f)["scaling_factor"])
     torch.save({"moments": moms, "ctx": torch.cat(ctx), "empty": empty, "scaling_factor": sf}, out)
     log(f"cache: {len(moms)} latents, scaling_factor {sf:.5f}")
 
@@ -343,29 +409,40 @@ def stage_unet(a, data):
     stage = Stage(a.work, "unet")
     if stage.finished():
         return
-    c = torch.load(os.path.join(a.work, "cache.pt"))
+    c = torch.load(os.path.join(a.work, "cache.pt"), map_location=DEV, weights_only=False)
     moms, ctx, empty, sf = c["moments"], c["ctx"], c["empty"], c["scaling_factor"]
     torch.manual_seed(SEED + 2)
-    model = make_unet()
-    ema = make_unet()
+    model = make_unet().to(DEV)
+    if a.from_model and not os.path.exists(stage.ckpt):
+        sdref.load_weights_as_f32(model, sdref.load_safetensors(
+            os.path.join(a.from_model, "unet", "diffusion_pytorch_model.safetensors")))
+        log(f"unet: starts from {a.from_model}")
+    ema = make_unet().to(DEV)
     ema.load_state_dict(model.state_dict())
     for p in ema.parameters():
         p.requires_grad_(False)
-    ac = alphas_cumprod()
-    tr = torch.from_numpy(data.train)
+    ac = alphas_cumprod().to(DEV)
+    tr = torch.from_numpy(data.train).to(DEV)
     total = int(STEPS["unet"] * a.budget_scale)
+    bs = a.batch["unet"]
 
     def batch(gen):
-        sel = tr[torch.randperm(len(tr), generator=gen)[:BATCH["unet"]]]
+        sel = tr[torch.randperm(len(tr), generator=gen, device=DEV)[:bs]]
         m = moms[sel]
         mean, logvar = m[:, :4], m[:, 4:].clamp(-30, 20)
-        x0 = (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen)) * sf
-        t = torch.randint(0, SCHED["num_train_timesteps"], (len(sel),), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen)
+        x0 = (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen, device=DEV)) * sf
+        t = torch.randint(0, SCHED["num_train_timesteps"], (len(sel),), generator=gen, device=DEV)
+        eps = torch.randn(x0.shape, generator=gen, device=DEV)
+        if a.offset_noise:
+            # a constant per sample and channel: the low frequencies of the noise then vary
+            # as much as the image's own, so the model stops reading the image's colours off
+            # the initial noise (at t = 999 SD's schedule keeps 6.8% of the signal, and a
+            # 16x16 latent's channel means are as large as that leak)
+            eps = eps + a.offset_noise * torch.randn((len(sel), 4, 1, 1), generator=gen, device=DEV)
         acs = ac[t].view(-1, 1, 1, 1)
         xt = acs.sqrt() * x0 + (1 - acs).sqrt() * eps
         e = ctx[sel].float()
-        drop = torch.rand(len(sel), generator=gen) < 0.1
+        drop = torch.rand(len(sel), generator=gen, device=DEV) < 0.1
         e[drop] = empty
         return xt, t, e, eps
 
@@ -374,19 +451,19 @@ def stage_unet(a, data):
         return F.mse_loss(model(xt, t, e), eps)
 
     model.train()
-    final = loop(stage, model, total, batch, loss, LR["unet"], ema=ema)
+    final, total = loop(stage, model, total, batch, loss, a.lr["unet"], ema=ema)
     if ddp()[0] == 0:
-        stage.finish({"steps": total, "loss": final, "world": ddp()[1]})
+        stage.finish({"steps": total, "batch": bs, "device": DEV.type, "loss": final, "world": ddp()[1]})
 
 
 def stage_export(a, data):
     out = a.out
     tok, clip = load_clip(a)
-    c = torch.load(os.path.join(a.work, "cache.pt"))
+    c = torch.load(os.path.join(a.work, "cache.pt"), map_location="cpu", weights_only=False)
     vae = load_vae(a, scaling=c["scaling_factor"])
     vae.config.scaling_factor = round(c["scaling_factor"], 5)
     unet = make_unet()
-    unet.load_state_dict(Stage(a.work, "unet").load()["ema"])
+    unet.load_state_dict(Stage(a.work, "unet").load("cpu")["ema"])
     tm = sdref.CLIPTextModel(clip.text_config)
     tm.text_model.load_state_dict(clip.text_model.state_dict())
     tmp = out + ".tmp"
@@ -447,15 +524,49 @@ def main():
     ap.add_argument("--budget-scale", type=float, default=1.0, help="scale every stage's step count")
     ap.add_argument("--steps", action="append", default=[], metavar="STAGE=N",
                     help="set one stage's step count (before --budget-scale), e.g. vae=900")
+    ap.add_argument("--batch", action="append", default=[], metavar="STAGE=N",
+                    help="set one stage's batch size (default BATCH, or BATCH_GPU on a GPU)")
+    ap.add_argument("--time-budget", action="append", default=[], metavar="STAGE=SECONDS",
+                    help="fit that stage's step count to SECONDS from its measured speed")
+    ap.add_argument("--lr", action="append", default=[], metavar="STAGE=X",
+                    help="set one stage's peak learning rate")
+    ap.add_argument("--offset-noise", type=float, default=0.0, metavar="X",
+                    help="unet stage: add X times a per-channel constant to the training noise")
+    ap.add_argument("--from-model", metavar="DIR",
+                    help="go on training the UNet of an exported model folder: its CLIP and VAE "
+                         "are used as they are (stages cache, unet, export)")
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                    help="where to train (default cpu); cuda uses BATCH_GPU and LR_GPU")
     a = ap.parse_args()
-    for kv in a.steps:
-        k, _, v = kv.partition("=")
-        if k not in STEPS or not v.isdigit():
-            sys.exit(f"train.py: --steps takes STAGE=N with STAGE in {', '.join(STEPS)}")
-        STEPS[k] = int(v)
+
+    def stage_kv(opt, items, conv):
+        out = {}
+        for kv in items:
+            k, _, v = kv.partition("=")
+            try:
+                out[k] = conv(v)
+            except ValueError:
+                k = None
+            if k not in STEPS:
+                sys.exit(f"train.py: --{opt} takes STAGE=N with STAGE in {', '.join(STEPS)}")
+        return out
+    STEPS.update(stage_kv("steps", a.steps, int))
+    TIME_BUDGET.update(stage_kv("time-budget", a.time_budget, float))
+    global DEV
+    DEV = torch.device(a.device)
+    if DEV.type == "cuda":
+        if not torch.cuda.is_available():
+            sys.exit("train.py: --device cuda, but PyTorch sees no GPU")
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    a.batch = dict(BATCH_GPU if DEV.type == "cuda" else BATCH, **stage_kv("batch", a.batch, int))
+    a.lr = dict(LR_GPU if DEV.type == "cuda" else LR, **stage_kv("lr", a.lr, float))
+    if a.from_model and any(s in a.stages.split(",") for s in ("tokenizer", "clip", "vae")):
+        sys.exit("train.py: --from-model takes the stages cache, unet and export")
     torch.set_num_threads(a.threads)
     data_dir = a.data or os.path.join(a.work, "data")
-    if not os.path.exists(os.path.join(data_dir, "images.npy")):
+    if not any(os.path.exists(os.path.join(data_dir, f)) for f in ("images.npy", "images.npz")):
         import subprocess
         subprocess.run([sys.executable, os.path.join(HERE, "emoji_data.py"), data_dir], check=True)
     data = Data(data_dir)
@@ -463,13 +574,14 @@ def main():
     for s in stages:
         if s not in STAGES:
             sys.exit(f"train.py: unknown stage '{s}' (stages: {', '.join(STAGES)})")
-    if (os.cpu_count() or 1) >= 2 and "clip" in stages and "vae" in stages:
+    if DEV.type == "cpu" and (os.cpu_count() or 1) >= 2 and "clip" in stages and "vae" in stages:
         # the two are independent: train them side by side, one thread each (as the shipped
         # model was), then go on with the rest
         import subprocess
         t0 = time.time()
         base = [sys.executable, os.path.abspath(__file__), a.work, "--data", data_dir, "--threads", "1",
-                "--budget-scale", str(a.budget_scale), "--out", a.out] + [f"--steps={kv}" for kv in a.steps]
+                "--budget-scale", str(a.budget_scale), "--out", a.out] + [f"--steps={kv}" for kv in a.steps] \
+            + [f"--batch={k}={v}" for k, v in a.batch.items()] + [f"--time-budget={kv}" for kv in a.time_budget]
         if "tokenizer" in stages:
             stage_tokenizer(a, data)
         procs = [subprocess.Popen(base + ["--stages", "clip"]), subprocess.Popen(base + ["--stages", "vae"])]
