@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "safesd.h"
 #include "demo.h"
@@ -103,6 +104,7 @@ int cli_demo(int argc, char **argv) {
   const char *model = NULL, *prompts = NULL, *outdir = "demo";
   char levels_buf[256] = "off,low,medium,high,max";
   int steps = 20, scale = 0, threads = 0, quiet = 0, c;
+  const int tty = isatty(2);
   float cfg = 7.5f;
   unsigned long long seed = 7;
   char *end;
@@ -205,13 +207,15 @@ int cli_demo(int argc, char **argv) {
       for (int y = 0; y < ch; y++)
         for (int x = 0; x < cw; x++)
           memcpy(grid + ((size_t)(y0 + y) * GW + x0 + x) * 3, rgb + ((size_t)(y / scale) * W + x / scale) * 3, 3);
-      if (!quiet) {
+      if (!quiet && tty) {
         fprintf(stderr, "\rdemo: %d/%d images", r * nl + l + 1, pl.n * nl);
         fflush(stderr);
       }
     }
+    /* into a log or a pipe: one line per prompt, no carriage returns */
+    if (!quiet && !tty) fprintf(stderr, "demo: %d/%d images\n", (r + 1) * nl, pl.n * nl);
   }
-  if (!quiet) fputc('\n', stderr);
+  if (!quiet && tty) fputc('\n', stderr);
   snprintf(path, sizeof path, "%s/demo.png", outdir);
   char meta[4800];
   snprintf(meta, sizeof meta, "safesd demo grid: %d prompts x levels %s; %d steps, CFG %g, seed %llu", pl.n,
