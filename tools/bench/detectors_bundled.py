@@ -109,6 +109,13 @@ def main():
     print(f"paraphrases missed by both: {len(missed)}")
     for p in missed:
         print(f"  {p}  (semantic score {cal[p]['semantic_score']:.3f})")
+    def auc(pos, negs):
+        """P(score of a positive > score of a negative), ties counted half."""
+        sp = [cal[p]["semantic_score"] for p in pos]
+        sn = [cal[p]["semantic_score"] for p in negs]
+        return sum((x > y) + 0.5 * (x == y) for x in sp for y in sn) / (len(sp) * len(sn))
+    print(f"semantic score AUC against benign+proximal: unsafe {auc(sets['unsafe'], neg):.3f}, "
+          f"paraphrases {auc(sets['paraphrases'], neg):.3f}")
     fp = [p for p in neg if cal[p]["semantic"] or cal[p]["lexical"]]
     print(f"benign/proximal prompts flagged (calibrated): {len(fp)}")
     for p in fp:
