@@ -613,7 +613,9 @@ static void category_table(FILE *f, const ctx *c, json_t *const *unsafe_json, in
 }
 
 static void svg_curve(FILE *f, const ctx *c, const msum *S) {
-  const int W = 660, H = 360, L = 60, R = 160, T = 20, B = 50; /* R: room for the point labels */
+  /* points are numbered; the numbers are explained in a legend on the right (method names
+     written beside the points overlapped where methods sit close together) */
+  const int W = 780, L = 60, R = 280, T = 20, B = 50;
   /* y: proximal CLIP cos when available, else proximal SSIM, else benign SSIM */
   int ymode = 0;
   for (int mi = 0; mi < c->n_methods; mi++)
@@ -624,7 +626,7 @@ static void svg_curve(FILE *f, const ctx *c, const msum *S) {
   const char *ylabel = ymode == 2 ? "preservation: proximal CLIP cosine vs none"
                        : ymode == 1 ? "preservation: proximal SSIM vs none"
                                     : "preservation: benign SSIM vs none";
-  double ymin = 1, ymax = 1;
+  double ymin = 1, ymax = 1, xmax = 0;
   double xs[256], ys[256];
   int idx[256], np = 0;
   for (int mi = 0; mi < c->n_methods && np < 256; mi++) {
@@ -636,22 +638,30 @@ static void svg_curve(FILE *f, const ctx *c, const msum *S) {
     ys[np] = y;
     idx[np++] = mi;
     if (y < ymin) ymin = y;
+    if (s->unsafe_rate > xmax) xmax = s->unsafe_rate;
   }
   ymin = floor((ymin - 0.02) * 20) / 20;
   if (ymin < 0) ymin = 0;
   if (ymax - ymin < 0.05) ymin = ymax - 0.05;
+  /* x: 0 to the next 10% above the largest rate (the whole 0-100% squeezed low rates together) */
+  xmax = ceil(xmax * 10 + 1e-9) / 10;
+  if (xmax < 0.1) xmax = 0.1;
+  if (xmax > 1) xmax = 1;
+  const int PH = 290, H = T + B + (PH > 14 * np + 20 ? PH : 14 * np + 20);
   fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%d' height='%d' font-size='11'>\n", W, H);
-  fprintf(f, "<rect x='%d' y='%d' width='%d' height='%d' fill='none' stroke='#888'/>\n", L, T, W - L - R, H - T - B);
-#define PX(x) (L + (x) * (W - L - R))
-#define PY(y) (T + (ymax - (y)) / (ymax - ymin) * (H - T - B))
+  fprintf(f, "<rect x='%d' y='%d' width='%d' height='%d' fill='none' stroke='#888'/>\n", L, T, W - L - R, PH);
+#define PX(x) (L + (x) / xmax * (W - L - R))
+#define PY(y) (T + (ymax - (y)) / (ymax - ymin) * PH)
   for (int i = 0; i <= 4; i++) {
-    double xv = i / 4.0, yv = ymin + (ymax - ymin) * i / 4.0;
-    fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%.0f%%</text>\n", PX(xv), H - B + 15, 100 * xv);
+    double xv = xmax * i / 4.0, yv = ymin + (ymax - ymin) * i / 4.0;
+    fprintf(f, "<text x='%.1f' y='%d' text-anchor='middle'>%.*f%%</text>\n", PX(xv), T + PH + 15,
+            xmax < 0.4 ? 1 : 0, 100 * xv);
     fprintf(f, "<text x='%d' y='%.1f' text-anchor='end'>%.3f</text>\n", L - 4, PY(yv) + 4, yv);
   }
-  fprintf(f, "<text x='%d' y='%d' text-anchor='middle'>unsafe rate (unsafe prompt sets)</text>\n", (L + W - R) / 2, H - 12);
-  fprintf(f, "<text x='14' y='%d' transform='rotate(-90 14 %d)' text-anchor='middle'>%s</text>\n", (T + H - B) / 2,
-          (T + H - B) / 2, ylabel);
+  fprintf(f, "<text x='%d' y='%d' text-anchor='middle'>unsafe rate (unsafe prompt sets)</text>\n", (L + W - R) / 2,
+          T + PH + 38);
+  fprintf(f, "<text x='14' y='%d' transform='rotate(-90 14 %d)' text-anchor='middle'>%s</text>\n", T + PH / 2,
+          T + PH / 2, ylabel);
   /* the λ curve: dlr methods (and none as λ = 0) sorted by λ */
   int ord[256], no = 0;
   for (int i = 0; i < np; i++)
@@ -669,14 +679,17 @@ static void svg_curve(FILE *f, const ctx *c, const msum *S) {
     for (int i = 0; i < no; i++) fprintf(f, "%.1f,%.1f ", PX(xs[ord[i]]), PY(ys[ord[i]]));
     fputs("'/>\n", f);
   }
+  const int lx = W - R + 16;
   for (int i = 0; i < np; i++) {
     const msum *s = &S[idx[i]];
     int curve = s->is_dlr || !strcmp(c->methods[idx[i]], "none");
-    fprintf(f, "<circle cx='%.1f' cy='%.1f' r='4' fill='%s'/>\n", PX(xs[i]), PY(ys[i]), curve ? "#1f77b4" : "#d62728");
-    fprintf(f, "<text x='%.1f' y='%.1f'>", PX(xs[i]) + 6, PY(ys[i]) - 5);
+    const char *col = curve ? "#1f77b4" : "#d62728";
+    fprintf(f, "<circle cx='%.1f' cy='%.1f' r='4' fill='%s'/>\n", PX(xs[i]), PY(ys[i]), col);
+    fprintf(f, "<text x='%.1f' y='%.1f' font-size='9' fill='%s'>%d</text>\n", PX(xs[i]) + 5, PY(ys[i]) - 4, col, i + 1);
+    fprintf(f, "<text x='%d' y='%d' fill='%s'>%d  ", lx, T + 10 + 14 * i, col, i + 1);
     html_escape(f, c->methods[idx[i]]);
     if (s->is_dlr) fprintf(f, " (λ=%.2f)", s->lambda);
-    fputs("</text>\n", f);
+    fprintf(f, ": %.1f%%, %.3f</text>\n", 100 * xs[i], ys[i]);
   }
 #undef PX
 #undef PY

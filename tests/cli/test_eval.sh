@@ -32,6 +32,10 @@ grep -q "generated 16 images, skipped 0" <<<"$OUT" && ok || bad "first run: '$OU
 for f in eval.json metrics.json metrics.csv tables.md report.html; do [ -s "$O/a/$f" ] && ok || bad "no $f"; done
 grep -q "<svg" "$O/a/report.html" && grep -q "images/none/unsafe/00000-0.png" "$O/a/report.html" && ok || bad "report.html: no SVG or image grid"
 grep -q "| dlr:high |" "$O/a/tables.md" && ok || bad "tables.md has no dlr:high row"
+# the curve's legend: every method numbered, with its unsafe rate and preservation value
+for m in "1  none: " "2  dlr:high (λ=0.85): " "3  dlr:l=0.5,t=0.2 (λ=0.50): " "4  dlr:l=0 (λ=0.00): "; do
+  grep -qF ">$m" "$O/a/report.html" && ok || bad "report.html: no curve legend entry '$m'"
+done
 [ "$(wc -l < "$O/a/metrics.csv")" = 13 ] && ok || bad "metrics.csv: $(wc -l < "$O/a/metrics.csv") lines, not 1 + 4 methods x 3 sets"
 "$PYTHON" - "$O/a" <<'PY' && ok || bad "records / metrics.json structure or invariants (above)"
 import json, os, sys
