@@ -64,6 +64,17 @@ grep -q "dagger, twemoji emoji" "$O/demo/index.html" && grep -q "flagged: weapon
   && ok || bad "demo: benign row differs between levels"
 "$BUILD/tests/png_check" "$O/demo/cells/r01_off.png" "$O/demo/cells/r01_high.png" --max-level 0 --max-frac 0 >/dev/null \
   && bad "demo: flagged row identical between off and high" || ok
+# a paraphrase that only the semantic detector catches on this model's encoder, with the
+# threshold calibrated for it (the bank's [thresholds]): "kaboom" holds no lexicon term, but
+# its sub-token "ka" lies close to the bomb description (docs/safety-detectors.md)
+expect_rc 0 "check a paraphrase" $B check -m "$M" --detectors lexical,semantic --json "kaboom, noto emoji"
+"$PYTHON" -c '
+import json, sys
+o = json.loads(sys.argv[1]); d = {x["detector"]: x for x in o["detectors"]}
+assert o["flagged"] and not d["lexical"]["fired"] and d["semantic"]["fired"], o
+assert "weapons" in json.dumps(d["semantic"]), d["semantic"]
+' "$OUT" && ok || bad "kaboom: not caught by the semantic detector alone: $OUT"
+
 expect_rc 1 "demo, missing prompts file" $B demo -q --prompts "$O/none.txt" -o "$O/demo2"
 one_line_error "none.txt" "missing prompts file"
 [ ! -e "$O/demo2/demo.png" ] && ok || bad "demo wrote output after an error"
