@@ -14,6 +14,9 @@
 # latents by ~1e-2. Measured on this model: the PyTorch reference rerun with another thread
 # count differs from itself by 9.2e-3 (DDIM) and 1.3e-3 (Euler a); multiplying ε by
 # (1 + 1e-6·noise) moves it by 2.6e-3. Every other preset has slope ≤ 2000 and passes 1e-3.
+# So every SLD case is also replayed (sld_replay_check): the reference's recorded UNet
+# predictions of each step through sd_sld_guide and the C sampler, final latents within 1e-3
+# of the reference's: the update rule itself, max included, without the UNet's rounding.
 source "$(dirname "$0")/lib.sh"
 need_torch
 dir="$TMP/safety_sd1"
@@ -36,5 +39,10 @@ while read -r name sampler seed mode a b c; do
   fi
   tol=1e-3; [ "$mode $a" = "sld max" ] && tol=3e-2
   compare_npy "$out" "$dir/$name/final_latents.npy" "$tol" "$name: final latents" || fail=1
+  if [ "$mode" = sld ]; then
+    # the update rule itself: the reference's own UNet predictions replayed through
+    # sd_sld_guide and the C sampler, final latents within 1e-3 for every preset, max included
+    "$BUILD/tests/sld_replay_check" "$dir/$name" "$sampler" "$a" eps 10 "$seed" --tol 1e-3 || fail=1
+  fi
 done < "$dir/cases.txt"
 exit $fail

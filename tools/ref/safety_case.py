@@ -62,7 +62,8 @@ def init(unet, smp, seed):
     return gen, torch.randn((1, 4, h, w), generator=gen, dtype=torch.float32) * smp.init_noise_sigma
 
 
-def run_sld(text, unet, ids, kind, pred, seed, preset):
+def run_sld(text, unet, ids, kind, pred, seed, preset, record=None):
+    """record: a list that receives each step's [e_u, e_p, e_s] (for the replay check)."""
     warmup, s_s, thr, s_m, beta = SLD[preset]
     smp = sampler(kind, pred)
     with torch.no_grad():
@@ -72,6 +73,8 @@ def run_sld(text, unet, ids, kind, pred, seed, preset):
         for i, t in enumerate(smp.timesteps):
             x = smp.scale(torch.cat([lat] * 3))
             e_u, e_p, e_s = unet(x, float(t), ctx).chunk(3)
+            if record is not None:
+                record.append(torch.cat([e_u, e_p, e_s]).numpy().astype(np.float32))
             g = e_p - e_u
             if mom is None:
                 mom = torch.zeros_like(g)
@@ -155,8 +158,9 @@ def main():
     lines = []
     for i, (name, kind, mode, par) in enumerate(CASES):
         seed = a.seed + 13 * i
+        eps = []
         if mode == "sld":
-            lat = run_sld(text, unet, [ids_u, ids_c, ids_k], kind, pred, seed, par[0])
+            lat = run_sld(text, unet, [ids_u, ids_c, ids_k], kind, pred, seed, par[0], record=eps)
             lines.append(f"{name} {kind} {seed} sld {par[0]} - -")
         else:
             lat = run_dual(text, unet, [ids_u, ids_c, ids_s], kind, pred, seed, *par, mixed=mode == "mixed")
@@ -164,6 +168,10 @@ def main():
         d = os.path.join(a.out, name)
         os.makedirs(d, exist_ok=True)
         np.save(os.path.join(d, "final_latents.npy"), lat.numpy().astype(np.float32))
+        if eps:
+            # the UNet's predictions of every step [steps, 3, 4, h, w]: the update rule and
+            # the sampler replayed on them (sld_replay_check) see no chaotic feedback
+            np.save(os.path.join(d, "sld_eps.npy"), np.stack(eps))
     with open(os.path.join(a.out, "cases.txt"), "w") as f:
         f.write("\n".join(lines) + "\n")
     with open(os.path.join(a.out, "prompts.json"), "w") as f:
