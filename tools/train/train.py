@@ -4,7 +4,8 @@
     train.py WORK_DIR [--data DIR] [--stages tokenizer,clip,vae,cache,unet,export]
                       [--out models/safesd-emoji] [--threads N] [--budget-scale F]
                       [--device cpu|cuda] [--steps STAGE=N] [--batch STAGE=N]
-                      [--time-budget STAGE=SECONDS]
+                      [--lr STAGE=X] [--time-budget STAGE=SECONDS]
+                      [--from-model DIR] [--offset-noise X]
 
 Stages (each resumable: a checkpoint WORK_DIR/<stage>/ckpt.pt is written every few
 minutes and at the end, and a finished stage is skipped on the next run):
@@ -21,12 +22,14 @@ minutes and at the end, and a finished stage is skipped on the next run):
 Every architecture is the PyTorch reference of the conformance tests (tools/ref/), so
 the engine runs exactly the model that was trained. Seeded; on the CPU with the same
 thread count the run is repeatable (on a GPU, up to its kernels' own nondeterminism).
-Needs Debian's python3-torch, python3-numpy and python3-pil (or any PyTorch >= 1.13).
+Needs Debian's python3-torch, python3-numpy and python3-pil (or any PyTorch >= 1.13;
+--device cuda needs PyTorch >= 2.1).
 
 --device cuda trains on a GPU with the GPU batch sizes (BATCH_GPU; --batch overrides).
 --time-budget STAGE=S fixes that stage's step count from its measured speed: after 40
 warm-up steps the total becomes what fits in S seconds (the cosine schedule then runs
 over that total, and the stage's done file records it, so --steps STAGE=N repeats it).
+The total is stored in the checkpoint: a resumed stage keeps it instead of measuring again.
 The data folder may hold images.npy or images.npz (np.savez_compressed, key "images").
 """
 import argparse
@@ -182,6 +185,8 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
         opt.load_state_dict(st["opt"])
         gen.set_state(st["gen"])
         step = st["step"]
+        if budget and st.get("total", 10 ** 9) < 10 ** 9:
+            total, budget = st["total"], None  # fixed when the stage first ran
         if ema is not None:
             ema.load_state_dict(st["ema"])
         if rank == 0:
@@ -195,10 +200,6 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
     mparams = [p for p in model.parameters()]
     eparams = [p for p in ema.parameters()] if ema is not None else []
     while step < total:
-        if budget and step > step0 + 40 and time.time() - t0 > 1.1 * budget + 30:
-            log(f"{name}: over its time budget at step {step} of {total}: stopped there")
-            total = step
-            break
         if budget and step == step0 + 10:
             if DEV.type == "cuda":
                 torch.cuda.synchronize()
@@ -230,6 +231,9 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
                 torch._foreach_mul_(eparams, d)
                 torch._foreach_add_(eparams, [p.detach() for p in mparams], alpha=1 - d)
         step += 1
+        if budget and step > step0 + 40 and step < total and time.time() - t0 > 1.1 * budget + 30:
+            log(f"{name}: over its time budget at step {step} of {total}: stopped there")
+            total = step  # ends the loop after this step's log and checkpoint
         if step == step0 + 1 or step % 10 == 0 or step == total:
             # (a GPU syncs here: every tenth step only)
             run = 0.8 * run + 0.2 * loss.item() if step > step0 + 1 else loss.item()
@@ -239,7 +243,7 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
                 f"({el / max(1, step - step0):.4f} s/step)")
         if rank == 0 and (time.time() - last > every_s or step == total):
             stage.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                        "step": step, "ema": ema.state_dict() if ema is not None else None})
+                        "step": step, "total": total, "ema": ema.state_dict() if ema is not None else None})
             last = time.time()
     return run, total
 
@@ -545,10 +549,13 @@ def main():
             k, _, v = kv.partition("=")
             try:
                 out[k] = conv(v)
+                if out[k] <= 0:
+                    raise ValueError
             except ValueError:
                 k = None
             if k not in STEPS:
-                sys.exit(f"train.py: --{opt} takes STAGE=N with STAGE in {', '.join(STEPS)}")
+                sys.exit(f"train.py: --{opt} takes STAGE=VALUE (a positive number) with STAGE in "
+                         f"{', '.join(STEPS)}")
         return out
     STEPS.update(stage_kv("steps", a.steps, int))
     TIME_BUDGET.update(stage_kv("time-budget", a.time_budget, float))
@@ -581,7 +588,8 @@ def main():
         t0 = time.time()
         base = [sys.executable, os.path.abspath(__file__), a.work, "--data", data_dir, "--threads", "1",
                 "--budget-scale", str(a.budget_scale), "--out", a.out] + [f"--steps={kv}" for kv in a.steps] \
-            + [f"--batch={k}={v}" for k, v in a.batch.items()] + [f"--time-budget={kv}" for kv in a.time_budget]
+            + [f"--batch={k}={v}" for k, v in a.batch.items()] + [f"--lr={k}={v}" for k, v in a.lr.items()] \
+            + [f"--time-budget={kv}" for kv in a.time_budget]
         if "tokenizer" in stages:
             stage_tokenizer(a, data)
         procs = [subprocess.Popen(base + ["--stages", "clip"]), subprocess.Popen(base + ["--stages", "vae"])]
