@@ -78,6 +78,7 @@ BATCH_GPU = {"clip": 512, "vae": 64, "unet": 256}
 LR_GPU = {"clip": 1e-3, "vae": 1e-3, "unet": 5e-4}
 DEV = torch.device("cpu")
 TIME_BUDGET = {}  # stage -> seconds (--time-budget)
+OVERRUN_SLACK_S = 30  # a budget stage stops at 1.1 x its budget + this (slower than measured)
 
 
 def log(msg):
@@ -231,7 +232,7 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
                 torch._foreach_mul_(eparams, d)
                 torch._foreach_add_(eparams, [p.detach() for p in mparams], alpha=1 - d)
         step += 1
-        if budget and step > step0 + 40 and step < total and time.time() - t0 > 1.1 * budget + 30:
+        if budget and step > step0 + 40 and step < total and time.time() - t0 > 1.1 * budget + OVERRUN_SLACK_S:
             log(f"{name}: over its time budget at step {step} of {total}: stopped there")
             total = step  # ends the loop after this step's log and checkpoint
         if step == step0 + 1 or step % 10 == 0 or step == total:

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# tools/train/train.py's training loop and data helpers, on toy inputs (no data set):
+#  - augment(): the vectorised shift equals the per-image loop it replaced (same draws);
+#  - loop() with --time-budget: the total comes from the measured speed, is stored in the
+#    checkpoint, and a resumed stage keeps it (no second measurement, same schedule);
+#  - a stage that overruns its budget stops and still writes its final checkpoint;
+#  - --steps/--batch/--lr/--time-budget reject bad values with a message and exit 1.
+source "$(dirname "$0")/../conformance/lib.sh"
+need_torch
+W="$TMP/train_loop"; rm -rf "$W"; mkdir -p "$W"
+"$PYTHON" - "$SRC/tools/train" "$W" <<'PY'
+import os, sys, time
+import torch
+sys.argv = [sys.argv[0]] + sys.argv[1:]
+sys.path.insert(0, sys.argv[1])
+import train  # noqa: E402
+
+work = sys.argv[2]
+fails = []
+
+# augment: against the loop it replaced
+def augment_loop(img, gen):
+    b = img.shape[0]
+    out = torch.full_like(img, 255)
+    sh = torch.randint(-3, 4, (b, 2), generator=gen)
+    for i in range(b):
+        dy, dx = int(sh[i, 0]), int(sh[i, 1])
+        ys, yd = (slice(0, 64 - dy), slice(dy, 64)) if dy >= 0 else (slice(-dy, 64), slice(0, 64 + dy))
+        xs, xd = (slice(0, 64 - dx), slice(dx, 64)) if dx >= 0 else (slice(-dx, 64), slice(0, 64 + dx))
+        out[i, yd, xd] = img[i, ys, xs]
+    return out
+img = torch.randint(0, 256, (16, 64, 64, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+a = train.augment(img, torch.Generator().manual_seed(5))
+b = augment_loop(img, torch.Generator().manual_seed(5))
+if not torch.equal(a, b):
+    fails.append("augment differs from the per-image loop")
+
+# loop with a time budget, then resumed
+model = torch.nn.Linear(4, 1)
+def batch(gen):
+    return torch.randn((8, 4), generator=gen)
+def slow_loss(x):
+    time.sleep(0.01)
+    return model(x).pow(2).mean()
+train.TIME_BUDGET["toy"] = 1.0
+stage = train.Stage(work, "toy")
+_, total = train.loop(stage, model, 5, batch, slow_loss, 1e-3)
+ck = torch.load(stage.ckpt, weights_only=False)
+if not (40 < total < 200):
+    fails.append(f"budget total {total}: not from the measured speed (about 1 s / 10 ms)")
+if ck["step"] != total or ck.get("total") != total:
+    fails.append(f"checkpoint step {ck['step']} total {ck.get('total')}, stage total {total}")
+_, total2 = train.loop(stage, model, 5, batch, slow_loss, 1e-3)  # resumed: nothing left
+if total2 != total:
+    fails.append(f"resumed stage changed its total: {total} -> {total2}")
+
+# overrunning the budget: stops early, and the final checkpoint is the last step
+train.TIME_BUDGET["late"] = 0.5
+train.OVERRUN_SLACK_S = 0
+late = train.Stage(work, "late")
+calls = [0]
+def late_loss(x):
+    calls[0] += 1
+    time.sleep(0.001 if calls[0] <= 40 else 0.02)  # fast while measured, slow after
+    return model(x).pow(2).mean()
+_, t_late = train.loop(late, model, 5, batch, late_loss, 1e-3)
+ck = torch.load(late.ckpt, weights_only=False)
+if not (40 < t_late < 100):
+    fails.append(f"overrunning stage ran to step {t_late}: the deadline did not stop it")
+if ck["step"] != t_late or ck["total"] != t_late:
+    fails.append(f"final checkpoint at step {ck['step']} (total {ck['total']}), stage ended at {t_late}")
+print("\n".join("FAIL: " + f for f in fails) or "ok: augment, budget total, resume, final checkpoint")
+sys.exit(1 if fails else 0)
+PY
+fail=0
+for bad in "--steps unet=-3" "--batch vae=0" "--lr clip=x" "--time-budget nope=5"; do
+  set +e; msg=$("$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e
+  if [ $rc = 1 ] && grep -q "takes STAGE=VALUE" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
+done
+[ ! -e "$W/w/data" ] || { echo "FAIL: a usage error built a data folder"; fail=1; }
+exit $fail
