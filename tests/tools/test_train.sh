@@ -4,7 +4,11 @@
 #  - loop() with --time-budget: the total comes from the measured speed, is stored in the
 #    checkpoint, and a resumed stage keeps it (no second measurement, same schedule);
 #  - a stage that overruns its budget stops and still writes its final checkpoint;
-#  - --steps/--batch/--lr/--time-budget reject bad values with a message and exit 1.
+#  - draw_timesteps(): uniform over the schedule by default (the same draws as before
+#    --high-t existed), and with --high-t T:P the first round(P*n) from [T, 999];
+#  - loss_weights() (--snr-weight): the inverse SNR clipped to [1, MAX];
+#  - --steps/--batch/--lr/--time-budget/--high-t/--snr-weight reject bad values with a
+#    message and exit 1, as does --time-budget in a data-parallel run (WORLD_SIZE > 1).
 source "$(dirname "$0")/../conformance/lib.sh"
 need_torch
 W="$TMP/train_loop"; rm -rf "$W"; mkdir -p "$W"
@@ -69,13 +73,36 @@ if not (40 < t_late < 100):
     fails.append(f"overrunning stage ran to step {t_late}: the deadline did not stop it")
 if ck["step"] != t_late or ck["total"] != t_late:
     fails.append(f"final checkpoint at step {ck['step']} (total {ck['total']}), stage ended at {t_late}")
-print("\n".join("FAIL: " + f for f in fails) or "ok: augment, budget total, resume, final checkpoint")
+
+# timesteps: the default is the plain uniform draw; --high-t moves a share to [T, 999]
+t = train.draw_timesteps(4000, torch.Generator().manual_seed(3))
+if not torch.equal(t, torch.randint(0, 1000, (4000,), generator=torch.Generator().manual_seed(3))):
+    fails.append("draw_timesteps without --high-t is not the plain uniform draw")
+t = train.draw_timesteps(4000, torch.Generator().manual_seed(3), (700, 0.25))
+hi, rest = t[:1000], t[1000:]
+if not (int(hi.min()) >= 700 and int(hi.max()) <= 999 and int(hi.min()) < 720):
+    fails.append(f"--high-t 700:0.25: the high share spans [{int(hi.min())}, {int(hi.max())}]")
+if not (int(rest.min()) < 50 and abs(float(rest.float().mean()) - 499.5) < 25):
+    fails.append(f"--high-t 700:0.25: the rest is not uniform over [0, 999] (mean {float(rest.float().mean()):.1f})")
+
+# --snr-weight: (1 - abar) / abar clipped to [1, MAX]
+ac = train.alphas_cumprod()
+w = train.loss_weights(ac[torch.tensor([0, 300, 600, 999])], 20.0)
+want = [1.0, 1.0, float((1 - ac[600]) / ac[600]), 20.0]
+if not (3 < want[2] < 20 and torch.allclose(w, torch.tensor(want))):
+    fails.append(f"loss_weights: {w.tolist()}, want {want}")
+print("\n".join("FAIL: " + f for f in fails) or
+      "ok: augment, budget total, resume, final checkpoint, timesteps, loss weights")
 sys.exit(1 if fails else 0)
 PY
 fail=0
-for bad in "--steps unet=-3" "--batch vae=0" "--lr clip=x" "--time-budget nope=5"; do
+for bad in "--steps unet=-3" "--batch vae=0" "--lr clip=x" "--time-budget nope=5" \
+           "--high-t 1000:0.5" "--high-t 600:0" "--high-t x" "--snr-weight 0.5"; do
   set +e; msg=$("$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e
-  if [ $rc = 1 ] && grep -q "takes STAGE=VALUE" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
+  if [ $rc = 1 ] && grep -q "takes STAGE=VALUE\|takes T:P\|takes MAX" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
 done
+set +e; msg=$(WORLD_SIZE=2 "$PYTHON" "$SRC/tools/train/train.py" "$W/w" --time-budget unet=5 2>&1); rc=$?; set -e
+if [ $rc = 1 ] && grep -q "several processes" <<<"$msg"; then :; else
+  echo "FAIL: --time-budget with WORLD_SIZE=2: rc $rc: $msg"; fail=1; fi
 [ ! -e "$W/w/data" ] || { echo "FAIL: a usage error built a data folder"; fail=1; }
 exit $fail

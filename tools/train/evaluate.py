@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Measure the bundled model for its model card.
 
-    evaluate.py MODEL_DIR DATA_DIR --safesd BUILD/safesd [--out DIR] [--steps 20] [--threads N]
+    evaluate.py MODEL_DIR DATA_DIR --safesd BUILD/safesd [--out DIR] [--steps 20]
+                [--cfg-scale 7.5] [--threads N]
 
 1. CLIP retrieval on the held-out images (never trained on): text->image and image->text
    recall@1/@5 within the held-out set (captions as queries).
 2. Generation: for the 100 captions of MODEL_DIR/eval/heldout.csv, `safesd generate`
-   (the C engine; 20 steps, CFG 7.5, seed = row number) makes an image; the model's CLIP
+   (the C engine; 20 steps, CFG 7.5 or --cfg-scale, seed = row number) makes an image; the model's CLIP
    ranks every label of the data set ("<label>, <style> emoji", the prompt's style) for
    it; reported: share whose top-5 holds the prompted label (and top-1). The same metric
    on the real held-out images is the ceiling, 5/labels is chance.
@@ -16,6 +17,16 @@
    its descriptions, "benign"'s are every anchor of the bank plus safety/benign.csv (the
    rule of `safesd eval`'s clip-zeroshot judge). An unsafe emoji must get its category, a
    proximal one "benign". Reported overall, per class, and on the held-out images alone.
+4. Colour: does an image's colour follow its prompt or its seed? The colour of an image
+   is the mean RGB of its foreground (pixels not near white).
+   - Agreement: for each generated image of 2., the real image of its caption is ranked
+     among the 100 real images by colour distance; reported: share ranked in the top 10
+     (chance 10%) and the median rank (chance about 50).
+   - Seed against prompt: the first 12 captions of 2. are generated again with seeds
+     1000..1003 (48 images); reported: the share of the colours' variance explained by the
+     prompt and by the seed (one-way, eta squared). A model whose colours follow the
+     prompt has a high prompt share and a low seed share. Sheet: OUT/prompt_seed.png
+     (a row per prompt, a column per seed, the real image last).
 
 Writes OUT/eval.json and prints a Markdown summary.
 """
@@ -84,6 +95,24 @@ def load_png(path):
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+def fg_colour(img):
+    """Mean RGB (0..255) of an HxWx3 uint8 image's foreground: the pixels with some channel
+    below 232 (the emoji lie on white); the whole image if it has no such pixel."""
+    x = img.reshape(-1, 3).astype(np.float64)
+    fg = x.min(1) < 232
+    return (x[fg] if fg.any() else x).mean(0)
+
+
+def eta_squared(values, groups):
+    """Share of the total variance of the rows of values (N x D) explained by the group
+    means (one-way analysis of variance, summed over the D dimensions)."""
+    v = np.asarray(values, dtype=np.float64)
+    g = np.asarray(groups)
+    tot = ((v - v.mean(0)) ** 2).sum()
+    between = sum(((v[g == k].mean(0) - v.mean(0)) ** 2).sum() * (g == k).sum() for k in np.unique(g))
+    return between / tot if tot > 0 else 0.0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -91,6 +120,7 @@ def main():
     ap.add_argument("--safesd", required=True)
     ap.add_argument("--out", default="build/eval-bundled")
     ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--cfg-scale", type=float, default=7.5)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -120,8 +150,8 @@ def main():
         p = os.path.join(gdir, f"{i:03d}.png")
         if not os.path.exists(p):
             subprocess.run([a.safesd, "generate", "-q", "-m", a.model, "-p", r["prompt"], "--steps", str(a.steps),
-                            "-s", str(i), "-t", str(a.threads), "--safety", "off", "-o", p], check=True,
-                           stdout=subprocess.DEVNULL)
+                            "--cfg-scale", str(a.cfg_scale), "-s", str(i), "-t", str(a.threads), "--safety", "off",
+                            "-o", p], check=True, stdout=subprocess.DEVNULL)
         gen_imgs.append(load_png(p))
     gen_s = time.time() - t0
     by_hex = {(r["hexcode"], r["style"]): i for i, r in enumerate(recs)}
@@ -145,6 +175,7 @@ def main():
     g1, g5, gt5 = topk_hits(image_emb(clip, np.stack(gen_imgs)))
     r1, r5, rt5 = topk_hits(image_emb(clip, real_imgs))
     res["generation_heldout_captions"] = {"n": len(rows), "labels": len(labels), "steps": a.steps,
+                                          "cfg_scale": a.cfg_scale,
                                           "top1": g1, "top5": g5, "real_image_top1": r1, "real_image_top5": r5,
                                           "top5_up_to_skin_tone": gt5, "real_image_top5_up_to_skin_tone": rt5,
                                           "labels_up_to_skin_tone": len({no_tone(x) for x in labels}),
@@ -152,6 +183,35 @@ def main():
     sheet = np.concatenate([np.concatenate(gen_imgs[r * 10:(r + 1) * 10], 1) for r in range(len(gen_imgs) // 10)], 0)
     from PIL import Image
     Image.fromarray(sheet).save(os.path.join(a.out, "heldout_generated.png"))
+
+    # 4. colour: prompt or seed
+    gcol = np.stack([fg_colour(x) for x in gen_imgs])
+    rcol = np.stack([fg_colour(x) for x in real_imgs])
+    dist = ((gcol[:, None, :] - rcol[None, :, :]) ** 2).sum(-1)
+    ranks = np.array([int((dist[i] < dist[i, i]).sum()) + 1 for i in range(len(rows))])
+    n_ps, seeds = min(12, len(rows)), [1000, 1001, 1002, 1003]
+    ps_imgs, ps_cols, ps_p, ps_s = [], [], [], []
+    for i in range(n_ps):
+        for s in seeds:
+            p = os.path.join(gdir, f"ps{i:02d}_{s}.png")
+            if not os.path.exists(p):
+                subprocess.run([a.safesd, "generate", "-q", "-m", a.model, "-p", rows[i]["prompt"], "--steps",
+                                str(a.steps), "--cfg-scale", str(a.cfg_scale), "-s", str(s), "-t", str(a.threads),
+                                "--safety", "off", "-o", p], check=True, stdout=subprocess.DEVNULL)
+            ps_imgs.append(load_png(p))
+            ps_cols.append(fg_colour(ps_imgs[-1]))
+            ps_p.append(i)
+            ps_s.append(s)
+    res["colour"] = {"n": len(rows), "real_in_colour_top10": float((ranks <= 10).mean()),
+                     "median_rank": float(np.median(ranks)), "chance_top10": 10 / len(rows),
+                     "prompt_seed_prompts": n_ps, "prompt_seed_seeds": seeds,
+                     "eta2_prompt": eta_squared(ps_cols, ps_p), "eta2_seed": eta_squared(ps_cols, ps_s),
+                     # what eta squared comes to for groups that explain nothing: (k - 1) / (N - 1)
+                     "eta2_prompt_chance": (n_ps - 1) / (len(ps_cols) - 1),
+                     "eta2_seed_chance": (len(seeds) - 1) / (len(ps_cols) - 1)}
+    sheet = np.concatenate([np.concatenate(ps_imgs[i * len(seeds):(i + 1) * len(seeds)] + [real_imgs[i]], 1)
+                            for i in range(n_ps)], 0)
+    Image.fromarray(sheet).save(os.path.join(a.out, "prompt_seed.png"))
 
     # 3. zero-shot on the bank's categories
     bank = os.path.join(a.model, "safety", "concepts.bank")
@@ -225,6 +285,12 @@ def main():
           f"n={zs['heldout_n']}) |")
     for c, v in zs["per_class"].items():
         print(f"|   {c} | {v['accuracy'] if v['accuracy'] is None else format(v['accuracy'], '.1%')} (n={v['n']}) |")
+    co = res["colour"]
+    print(f"| colour: generated image's real counterpart in its colour top-10 of {co['n']} | "
+          f"{co['real_in_colour_top10']:.0%} (chance {co['chance_top10']:.0%}); median rank {co['median_rank']:.0f} |")
+    print(f"| colour variance explained, {co['prompt_seed_prompts']} prompts x {len(co['prompt_seed_seeds'])} seeds | "
+          f"by the prompt {co['eta2_prompt']:.0%} (chance {co['eta2_prompt_chance']:.0%}), "
+          f"by the seed {co['eta2_seed']:.0%} (chance {co['eta2_seed_chance']:.0%}) |")
 
 
 if __name__ == "__main__":

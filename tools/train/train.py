@@ -5,7 +5,8 @@
                       [--out models/safesd-emoji] [--threads N] [--budget-scale F]
                       [--device cpu|cuda] [--steps STAGE=N] [--batch STAGE=N]
                       [--lr STAGE=X] [--time-budget STAGE=SECONDS]
-                      [--from-model DIR] [--offset-noise X]
+                      [--from-model DIR] [--offset-noise X] [--high-t T:P]
+                      [--snr-weight MAX]
 
 Stages (each resumable: a checkpoint WORK_DIR/<stage>/ckpt.pt is written every few
 minutes and at the end, and a finished stage is skipped on the next run):
@@ -31,6 +32,16 @@ warm-up steps the total becomes what fits in S seconds (the cosine schedule then
 over that total, and the stage's done file records it, so --steps STAGE=N repeats it).
 The total is stored in the checkpoint: a resumed stage keeps it instead of measuring again.
 The data folder may hold images.npy or images.npz (np.savez_compressed, key "images").
+
+For fine-tuning the UNet of an exported model (--from-model; the shipped run 3 of the model
+card): --offset-noise X adds a per-sample, per-channel constant (X times a normal draw) to
+the training noise, so the noise's channel means stop carrying the image's colours;
+--high-t T:P draws a share P of each batch's timesteps from [T, 999]; --snr-weight MAX
+weights each sample's loss by the inverse SNR (1 - abar) / abar clipped to [1, MAX], which
+gives the high-noise steps, where colours and layout are decided, the weight of their x0
+error. Two or more processes with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set train the
+unet stage data-parallel (gloo); give them --steps, not --time-budget (each would measure
+its own total).
 """
 import argparse
 import json
@@ -410,6 +421,26 @@ def alphas_cumprod():
     return torch.cumprod(1 - b, 0).float()
 
 
+def draw_timesteps(n, gen, high=None):
+    """n training timesteps, uniform over the schedule; with high = (T, P) a share P of them
+    (the first round(P * n)) is drawn from [T, 999] instead: the steps where a sample's
+    layout and colours are decided, whose errors the epsilon loss weighs least."""
+    nt = SCHED["num_train_timesteps"]
+    t = torch.randint(0, nt, (n,), generator=gen, device=gen.device)
+    if high:
+        k = int(round(high[1] * n))
+        t[:k] = torch.randint(high[0], nt, (k,), generator=gen, device=gen.device)
+    return t.to(DEV)
+
+
+def loss_weights(acs, wmax):
+    """Per-sample weights of the epsilon loss: (1 - abar) / abar (the inverse SNR, which turns
+    the epsilon error into the x0 error) clipped to [1, wmax]. Below t of about 400 that is 1
+    (plain epsilon loss); at high t it gives the image-level errors (colours, layout) the
+    weight the epsilon loss denies them (1/213 of the x0 error at t = 999)."""
+    return ((1 - acs) / acs).clamp(1.0, wmax)
+
+
 def stage_unet(a, data):
     stage = Stage(a.work, "unet")
     if stage.finished():
@@ -436,7 +467,7 @@ def stage_unet(a, data):
         m = moms[sel]
         mean, logvar = m[:, :4], m[:, 4:].clamp(-30, 20)
         x0 = (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen, device=DEV)) * sf
-        t = torch.randint(0, SCHED["num_train_timesteps"], (len(sel),), generator=gen, device=DEV)
+        t = draw_timesteps(len(sel), gen, a.high_t)
         eps = torch.randn(x0.shape, generator=gen, device=DEV)
         if a.offset_noise:
             # a constant per sample and channel: the low frequencies of the noise then vary
@@ -453,6 +484,9 @@ def stage_unet(a, data):
 
     def loss(b):
         xt, t, e, eps = b
+        if a.snr_weight:
+            err = (model(xt, t, e) - eps).pow(2).mean((1, 2, 3))
+            return (err * loss_weights(ac[t], a.snr_weight)).mean()
         return F.mse_loss(model(xt, t, e), eps)
 
     model.train()
@@ -537,6 +571,12 @@ def main():
                     help="set one stage's peak learning rate")
     ap.add_argument("--offset-noise", type=float, default=0.0, metavar="X",
                     help="unet stage: add X times a per-channel constant to the training noise")
+    ap.add_argument("--high-t", metavar="T:P",
+                    help="unet stage: draw a share P of each batch's timesteps from [T, 999] "
+                         "(e.g. 600:0.5, for a fine-tune of the high-noise steps)")
+    ap.add_argument("--snr-weight", type=float, default=0.0, metavar="MAX",
+                    help="unet stage: weight each sample's loss by (1-abar)/abar clipped to [1, MAX] "
+                         "(more weight on the high-noise steps)")
     ap.add_argument("--from-model", metavar="DIR",
                     help="go on training the UNet of an exported model folder: its CLIP and VAE "
                          "are used as they are (stages cache, unet, export)")
@@ -559,7 +599,21 @@ def main():
                          f"{', '.join(STEPS)}")
         return out
     STEPS.update(stage_kv("steps", a.steps, int))
+    if a.snr_weight and a.snr_weight < 1:
+        sys.exit("train.py: --snr-weight takes MAX >= 1")
+    if a.high_t is not None:
+        try:
+            ht, _, hp = a.high_t.partition(":")
+            a.high_t = (int(ht), float(hp or 0.5))
+            if not (0 <= a.high_t[0] < SCHED["num_train_timesteps"] and 0 < a.high_t[1] <= 1):
+                raise ValueError
+        except ValueError:
+            sys.exit(f"train.py: --high-t takes T:P with 0 <= T < {SCHED['num_train_timesteps']} "
+                     f"and 0 < P <= 1, e.g. 600:0.5")
     TIME_BUDGET.update(stage_kv("time-budget", a.time_budget, float))
+    if TIME_BUDGET and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        sys.exit("train.py: --time-budget with several processes (WORLD_SIZE > 1): each would measure "
+                 "its own step total; give --steps")
     global DEV
     DEV = torch.device(a.device)
     if DEV.type == "cuda":
