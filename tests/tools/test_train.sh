@@ -8,7 +8,8 @@
 #    --high-t existed), and with --high-t T:P the first round(P*n) from [T, 999];
 #  - loss_weights() (--snr-weight): the inverse SNR clipped to [1, MAX];
 #  - --steps/--batch/--lr/--time-budget/--high-t/--snr-weight reject bad values with a
-#    message and exit 1, as does --time-budget in a data-parallel run (WORLD_SIZE > 1).
+#    message and exit 1, as do --time-budget and stages other than unet in a data-parallel
+#    run (WORLD_SIZE > 1).
 source "$(dirname "$0")/../conformance/lib.sh"
 need_torch
 W="$TMP/train_loop"; rm -rf "$W"; mkdir -p "$W"
@@ -101,8 +102,10 @@ for bad in "--steps unet=-3" "--batch vae=0" "--lr clip=x" "--time-budget nope=5
   set +e; msg=$("$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e
   if [ $rc = 1 ] && grep -q "takes STAGE=VALUE\|takes T:P\|takes MAX" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
 done
-set +e; msg=$(WORLD_SIZE=2 "$PYTHON" "$SRC/tools/train/train.py" "$W/w" --time-budget unet=5 2>&1); rc=$?; set -e
-if [ $rc = 1 ] && grep -q "several processes" <<<"$msg"; then :; else
-  echo "FAIL: --time-budget with WORLD_SIZE=2: rc $rc: $msg"; fail=1; fi
+for bad in "--stages unet --time-budget unet=5" "--stages cache,unet"; do
+  set +e; msg=$(WORLD_SIZE=2 "$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e
+  if [ $rc = 1 ] && grep -q "several processes" <<<"$msg"; then :; else
+    echo "FAIL: WORLD_SIZE=2 train.py $bad: rc $rc: $msg"; fail=1; fi
+done
 [ ! -e "$W/w/data" ] || { echo "FAIL: a usage error built a data folder"; fail=1; }
 exit $fail

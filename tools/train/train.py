@@ -40,8 +40,8 @@ the training noise, so the noise's channel means stop carrying the image's colou
 weights each sample's loss by the inverse SNR (1 - abar) / abar clipped to [1, MAX], which
 gives the high-noise steps, where colours and layout are decided, the weight of their x0
 error. Two or more processes with RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set train the
-unet stage data-parallel (gloo); give them --steps, not --time-budget (each would measure
-its own total).
+unet stage data-parallel (gloo): --stages unet only (the cache before, the export after, in
+one process), with --steps, not --time-budget (each would measure its own total).
 """
 import argparse
 import json
@@ -599,7 +599,7 @@ def main():
                          f"{', '.join(STEPS)}")
         return out
     STEPS.update(stage_kv("steps", a.steps, int))
-    if a.snr_weight and a.snr_weight < 1:
+    if a.snr_weight and not a.snr_weight >= 1:
         sys.exit("train.py: --snr-weight takes MAX >= 1")
     if a.high_t is not None:
         try:
@@ -611,9 +611,13 @@ def main():
             sys.exit(f"train.py: --high-t takes T:P with 0 <= T < {SCHED['num_train_timesteps']} "
                      f"and 0 < P <= 1, e.g. 600:0.5")
     TIME_BUDGET.update(stage_kv("time-budget", a.time_budget, float))
-    if TIME_BUDGET and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        sys.exit("train.py: --time-budget with several processes (WORLD_SIZE > 1): each would measure "
-                 "its own step total; give --steps")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if TIME_BUDGET:
+            sys.exit("train.py: --time-budget with several processes (WORLD_SIZE > 1): each would "
+                     "measure its own step total; give --steps")
+        if a.stages != "unet":
+            sys.exit("train.py: several processes (WORLD_SIZE > 1) run --stages unet only; run the "
+                     "other stages in one process (they would all write the same files)")
     global DEV
     DEV = torch.device(a.device)
     if DEV.type == "cuda":
