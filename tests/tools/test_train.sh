@@ -7,7 +7,9 @@
 #  - draw_timesteps(): uniform over the schedule by default (the same draws as before
 #    --high-t existed), and with --high-t T:P the first round(P*n) from [T, 999];
 #  - loss_weights() (--snr-weight): the inverse SNR clipped to [1, MAX];
-#  - --steps/--batch/--lr/--time-budget/--high-t/--snr-weight reject bad values with a
+#  - evaluate.py: eta_squared(), fg_colour(), and its image cache, which a change of the
+#    UNet's bytes, the steps or the CFG empties;
+#  - --steps/--batch/--lr/--time-budget/--high-t/--snr-weight/--offset-noise reject bad values with a
 #    message and exit 1, as do --time-budget and stages other than unet in a data-parallel
 #    run (WORLD_SIZE > 1).
 source "$(dirname "$0")/../conformance/lib.sh"
@@ -92,15 +94,46 @@ w = train.loss_weights(ac[torch.tensor([0, 300, 600, 999])], 20.0)
 want = [1.0, 1.0, float((1 - ac[600]) / ac[600]), 20.0]
 if not (3 < want[2] < 20 and torch.allclose(w, torch.tensor(want))):
     fails.append(f"loss_weights: {w.tolist()}, want {want}")
+
+# evaluate.py's colour statistics and its image cache
+import types  # noqa: E402
+import numpy as np  # noqa: E402
+import evaluate  # noqa: E402
+v = np.array([[0.0], [0.0], [2.0], [2.0]])
+if abs(evaluate.eta_squared(v, [0, 0, 1, 1]) - 1.0) > 1e-12 or abs(evaluate.eta_squared(v, [0, 1, 0, 1])) > 1e-12:
+    fails.append("eta_squared: groups that explain all / none of the variance")
+img = np.full((4, 4, 3), 255, np.uint8)
+img[0, 0] = (200, 10, 30)
+img[1, 1] = (100, 30, 50)
+if not np.allclose(evaluate.fg_colour(img), [150, 20, 40]):
+    fails.append(f"fg_colour ignores white: {evaluate.fg_colour(img)}")
+m = os.path.join(work, "model")
+os.makedirs(os.path.join(m, "unet"), exist_ok=True)
+unet = os.path.join(m, "unet", "diffusion_pytorch_model.safetensors")
+open(unet, "wb").write(b"one")
+args = types.SimpleNamespace(model=m, out=os.path.join(work, "ev"), steps=20, cfg_scale=7.5)
+kept = os.path.join(evaluate.Generator(args).dir, "000.png")
+open(kept, "wb").write(b"png")
+evaluate.Generator(args)
+if not os.path.exists(kept):
+    fails.append("evaluate.py: same settings, cached image removed")
+for change in (lambda: setattr(args, "cfg_scale", 4.0), lambda: setattr(args, "steps", 10),
+               lambda: open(unet, "wb").write(b"two")):
+    open(kept, "wb").write(b"png")
+    evaluate.Generator(args)
+    change()
+    evaluate.Generator(args)
+    if os.path.exists(kept):
+        fails.append("evaluate.py: settings changed, stale image kept")
 print("\n".join("FAIL: " + f for f in fails) or
-      "ok: augment, budget total, resume, final checkpoint, timesteps, loss weights")
+      "ok: augment, budget total, resume, final checkpoint, timesteps, loss weights, evaluate helpers")
 sys.exit(1 if fails else 0)
 PY
 fail=0
 for bad in "--steps unet=-3" "--batch vae=0" "--lr clip=x" "--time-budget nope=5" \
-           "--high-t 1000:0.5" "--high-t 600:0" "--high-t x" "--snr-weight 0.5"; do
+           "--high-t 1000:0.5" "--high-t 600:0" "--high-t x" "--snr-weight 0.5" "--offset-noise -1"; do
   set +e; msg=$("$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e
-  if [ $rc = 1 ] && grep -q "takes STAGE=VALUE\|takes T:P\|takes MAX" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
+  if [ $rc = 1 ] && grep -q "takes STAGE=VALUE\|takes T:P\|takes MAX\|takes X" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
 done
 for bad in "--stages unet --time-budget unet=5" "--stages cache,unet"; do
   set +e; msg=$(WORLD_SIZE=2 "$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e

@@ -7,10 +7,10 @@
 1. CLIP retrieval on the held-out images (never trained on): text->image and image->text
    recall@1/@5 within the held-out set (captions as queries).
 2. Generation: for the 100 captions of MODEL_DIR/eval/heldout.csv, `safesd generate`
-   (the C engine; 20 steps, CFG 7.5 or --cfg-scale, seed = row number) makes an image; the model's CLIP
-   ranks every label of the data set ("<label>, <style> emoji", the prompt's style) for
-   it; reported: share whose top-5 holds the prompted label (and top-1). The same metric
-   on the real held-out images is the ceiling, 5/labels is chance.
+   (the C engine; 20 steps, CFG 7.5 or --cfg-scale, seed = row number) makes an image;
+   the model's CLIP ranks every label of the data set ("<label>, <style> emoji", the
+   prompt's style) for it; reported: share whose top-5 holds the prompted label (and
+   top-1). The same metric on the real held-out images is the ceiling, 5/labels is chance.
 3. Zero-shot accuracy on the concept-bank categories: every image of the unsafe and
    proximal emoji of safety/*.csv (both styles, all skin tones) is classified among the
    bank's categories plus "benign" by its nearest text (cosine): each category's texts are
@@ -28,10 +28,13 @@
      prompt has a high prompt share and a low seed share. Sheet: OUT/prompt_seed.png
      (a row per prompt, a column per seed, the real image last).
 
-Writes OUT/eval.json and prints a Markdown summary.
+Writes OUT/eval.json and prints a Markdown summary. The generated images are kept in
+OUT/generated/ and reused by a rerun with the same model (UNet bytes), steps and CFG; any
+other settings regenerate them.
 """
 import argparse
 import csv
+import hashlib
 import json
 import os
 import re
@@ -113,6 +116,37 @@ def eta_squared(values, groups):
     return between / tot if tot > 0 else 0.0
 
 
+class Generator:
+    """`safesd generate` into OUT/generated/, reusing images made with the same settings:
+    generated/settings.json records the model, its UNet's hash, steps and CFG, and the
+    folder's images are removed when they differ."""
+
+    def __init__(self, a):
+        self.a = a
+        self.dir = os.path.join(a.out, "generated")
+        os.makedirs(self.dir, exist_ok=True)
+        with open(os.path.join(a.model, "unet", "diffusion_pytorch_model.safetensors"), "rb") as f:
+            unet = hashlib.sha256(f.read()).hexdigest()
+        want = {"model": os.path.abspath(a.model), "unet_sha256": unet, "steps": a.steps, "cfg_scale": a.cfg_scale}
+        stamp = os.path.join(self.dir, "settings.json")
+        have = json.load(open(stamp)) if os.path.exists(stamp) else None
+        if have != want:
+            for f in os.listdir(self.dir):
+                if f.endswith(".png"):
+                    os.remove(os.path.join(self.dir, f))
+            with open(stamp, "w") as f:
+                json.dump(want, f)
+
+    def image(self, name, prompt, seed):
+        p = os.path.join(self.dir, name)
+        if not os.path.exists(p):
+            a = self.a
+            subprocess.run([a.safesd, "generate", "-q", "-m", a.model, "-p", prompt, "--steps", str(a.steps),
+                            "--cfg-scale", str(a.cfg_scale), "-s", str(seed), "-t", str(a.threads),
+                            "--safety", "off", "-o", p], check=True, stdout=subprocess.DEVNULL)
+        return load_png(p)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model")
@@ -143,16 +177,9 @@ def main():
     labels = sorted({r["label"] for r in recs})
     lab_idx = {lab: i for i, lab in enumerate(labels)}
     gal = {s: text_emb(clip, tok, [f"{lab}, {s} emoji" for lab in labels]) for s in ("noto", "twemoji")}
-    gdir = os.path.join(a.out, "generated")
-    os.makedirs(gdir, exist_ok=True)
-    gen_imgs, t0 = [], time.time()
-    for i, r in enumerate(rows):
-        p = os.path.join(gdir, f"{i:03d}.png")
-        if not os.path.exists(p):
-            subprocess.run([a.safesd, "generate", "-q", "-m", a.model, "-p", r["prompt"], "--steps", str(a.steps),
-                            "--cfg-scale", str(a.cfg_scale), "-s", str(i), "-t", str(a.threads), "--safety", "off",
-                            "-o", p], check=True, stdout=subprocess.DEVNULL)
-        gen_imgs.append(load_png(p))
+    gen = Generator(a)
+    t0 = time.time()
+    gen_imgs = [gen.image(f"{i:03d}.png", r["prompt"], i) for i, r in enumerate(rows)]
     gen_s = time.time() - t0
     by_hex = {(r["hexcode"], r["style"]): i for i, r in enumerate(recs)}
     real_imgs = np.stack([images[by_hex[(r["hexcode"], r["style"])]] for r in rows])
@@ -193,12 +220,7 @@ def main():
     ps_imgs, ps_cols, ps_p, ps_s = [], [], [], []
     for i in range(n_ps):
         for s in seeds:
-            p = os.path.join(gdir, f"ps{i:02d}_{s}.png")
-            if not os.path.exists(p):
-                subprocess.run([a.safesd, "generate", "-q", "-m", a.model, "-p", rows[i]["prompt"], "--steps",
-                                str(a.steps), "--cfg-scale", str(a.cfg_scale), "-s", str(s), "-t", str(a.threads),
-                                "--safety", "off", "-o", p], check=True, stdout=subprocess.DEVNULL)
-            ps_imgs.append(load_png(p))
+            ps_imgs.append(gen.image(f"ps{i:02d}_{s}.png", rows[i]["prompt"], s))
             ps_cols.append(fg_colour(ps_imgs[-1]))
             ps_p.append(i)
             ps_s.append(s)

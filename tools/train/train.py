@@ -599,6 +599,8 @@ def main():
                          f"{', '.join(STEPS)}")
         return out
     STEPS.update(stage_kv("steps", a.steps, int))
+    if not a.offset_noise >= 0:
+        sys.exit("train.py: --offset-noise takes X >= 0")
     if a.snr_weight and not a.snr_weight >= 1:
         sys.exit("train.py: --snr-weight takes MAX >= 1")
     if a.high_t is not None:
