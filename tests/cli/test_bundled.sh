@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bundled model through the CLI, as a newcomer meets it: `safesd generate` without -m
-# (the README's main command), determinism, the model's own concept bank
+# (the README's main command), its default sampler (DDIM), determinism, the model's own concept bank
 # (models/safesd-emoji/safety/concepts.bank) in the safety gate, benign prompts
 # bit-identical at every level, and `safesd demo` (grid PNG, HTML, cells).
 source "$(dirname "$0")/../conformance/lib.sh"
@@ -13,6 +13,8 @@ expect_rc 0 "generate without -m" $B generate -p "red apple, noto emoji" --steps
 grep -q "bundled model" <<<"$ERR" && ok || bad "stderr does not say the bundled model is used: $ERR"
 [ -s "$O/a.png" ] && ok || bad "no image written"
 grep -qa "Size: 64x64" "$O/a.png" && ok || bad "not a 64x64 image (metadata)"
+# the model's scheduler is DDIM (its model card: PNDM degrades this UNet's images at 20 steps)
+grep -qa "Sampler: DDIM," "$O/a.png" && ok || bad "the bundled model does not sample with DDIM by default (metadata)"
 expect_rc 0 "same again" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 20 -s 3 -o "$O/b.png"
 cmp -s "$O/a.png" "$O/b.png" && ok || bad "-m models/safesd-emoji and no -m, same seed: different bytes"
 

@@ -7,8 +7,9 @@
 #  - draw_timesteps(): uniform over the schedule by default (the same draws as before
 #    --high-t existed), and with --high-t T:P the first round(P*n) from [T, 999];
 #  - loss_weights() (--snr-weight): the inverse SNR clipped to [1, MAX];
+#  - the scheduler config the export writes is the shipped model's;
 #  - evaluate.py: eta_squared(), fg_colour(), and its image cache, which a change of the
-#    UNet's bytes, the steps or the CFG empties;
+#    model's files (UNet, VAE, scheduler), the steps, the CFG or the sampler empties;
 #  - --steps/--batch/--lr/--time-budget/--high-t/--snr-weight/--offset-noise reject bad values with a
 #    message and exit 1, as do --time-budget and stages other than unet in a data-parallel
 #    run (WORLD_SIZE > 1).
@@ -95,6 +96,15 @@ want = [1.0, 1.0, float((1 - ac[600]) / ac[600]), 20.0]
 if not (3 < want[2] < 20 and torch.allclose(w, torch.tensor(want))):
     fails.append(f"loss_weights: {w.tolist()}, want {want}")
 
+# the scheduler the export writes is the shipped model's (the training commands reproduce
+# the folder)
+import json  # noqa: E402
+shipped = os.path.join(os.path.dirname(sys.argv[1]), "..", "models", "safesd-emoji")
+if json.load(open(os.path.join(shipped, "scheduler", "scheduler_config.json"))) != train.SCHEDULER_CONFIG:
+    fails.append("train.SCHEDULER_CONFIG is not models/safesd-emoji/scheduler/scheduler_config.json")
+if json.load(open(os.path.join(shipped, "model_index.json")))["scheduler"][1] != train.SCHEDULER_CONFIG["_class_name"]:
+    fails.append("models/safesd-emoji/model_index.json names another scheduler class")
+
 # evaluate.py's colour statistics and its image cache
 import types  # noqa: E402
 import numpy as np  # noqa: E402
@@ -108,17 +118,22 @@ img[1, 1] = (100, 30, 50)
 if not np.allclose(evaluate.fg_colour(img), [150, 20, 40]):
     fails.append(f"fg_colour ignores white: {evaluate.fg_colour(img)}")
 m = os.path.join(work, "model")
-os.makedirs(os.path.join(m, "unet"), exist_ok=True)
+for sub in ("text_encoder", "tokenizer", "unet", "vae", "scheduler"):
+    os.makedirs(os.path.join(m, sub), exist_ok=True)
+    open(os.path.join(m, sub, "f"), "wb").write(b"x")
 unet = os.path.join(m, "unet", "diffusion_pytorch_model.safetensors")
 open(unet, "wb").write(b"one")
-args = types.SimpleNamespace(model=m, out=os.path.join(work, "ev"), steps=20, cfg_scale=7.5)
+sched = os.path.join(m, "scheduler", "scheduler_config.json")
+args = types.SimpleNamespace(model=m, out=os.path.join(work, "ev"), steps=20, cfg_scale=7.5, sampler=None)
 kept = os.path.join(evaluate.Generator(args).dir, "000.png")
 open(kept, "wb").write(b"png")
 evaluate.Generator(args)
 if not os.path.exists(kept):
     fails.append("evaluate.py: same settings, cached image removed")
 for change in (lambda: setattr(args, "cfg_scale", 4.0), lambda: setattr(args, "steps", 10),
-               lambda: open(unet, "wb").write(b"two")):
+               lambda: open(unet, "wb").write(b"two"), lambda: setattr(args, "sampler", "ddim"),
+               lambda: open(sched, "w").write('{"_class_name": "DDIMScheduler"}'),
+               lambda: open(os.path.join(m, "vae", "f"), "wb").write(b"y")):
     open(kept, "wb").write(b"png")
     evaluate.Generator(args)
     change()

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Generation time and peak memory of the bundled model in the C engine: one 64x64 image,
-# 20 steps (PNDM, CFG 7.5), text to PNG, the whole process (model loading included), median
-# of N runs, for 1 and 2 threads; and the same with a flagged prompt at --safety medium (the
-# dual path).
+# 20 steps (the model's sampler, DDIM; CFG 7.5), text to PNG, the whole process (model
+# loading included), median of N runs, for 1 and 2 threads; and the same with a flagged
+# prompt at --safety medium (the dual path).
 #   tools/bench/bundled.sh [BUILD_DIR] [RUNS]
 set -euo pipefail
 B=${1:-build}/safesd

@@ -2,15 +2,19 @@
 """Measure the bundled model for its model card.
 
     evaluate.py MODEL_DIR DATA_DIR --safesd BUILD/safesd [--out DIR] [--steps 20]
-                [--cfg-scale 7.5] [--threads N]
+                [--cfg-scale 7.5] [--sampler NAME] [--threads N]
 
 1. CLIP retrieval on the held-out images (never trained on): text->image and image->text
    recall@1/@5 within the held-out set (captions as queries).
 2. Generation: for the 100 captions of MODEL_DIR/eval/heldout.csv, `safesd generate`
-   (the C engine; 20 steps, CFG 7.5 or --cfg-scale, seed = row number) makes an image;
-   the model's CLIP ranks every label of the data set ("<label>, <style> emoji", the
-   prompt's style) for it; reported: share whose top-5 holds the prompted label (and
-   top-1). The same metric on the real held-out images is the ceiling, 5/labels is chance.
+   (the C engine; 20 steps, CFG 7.5 or --cfg-scale, the model's sampler or --sampler,
+   seed = row number) makes an image; the model's CLIP ranks every label of the data set
+   ("<label>, <style> emoji", the prompt's style) for it; reported: share whose top-5
+   holds the prompted label (and top-1). The same metric on the real held-out images is
+   the ceiling, 5/labels is chance. Also: each image's own prompt ranked among the 100
+   prompts (R@1, R@5; chance 1%, 5%), and both metrics for 100 training captions (every
+   72nd training image, seed = row; sheet OUT/train_generated.png, generated above real):
+   a seen caption against an unseen one.
 3. Zero-shot accuracy on the concept-bank categories: every image of the unsafe and
    proximal emoji of safety/*.csv (both styles, all skin tones) is classified among the
    bank's categories plus "benign" by its nearest text (cosine): each category's texts are
@@ -29,8 +33,8 @@
      (a row per prompt, a column per seed, the real image last).
 
 Writes OUT/eval.json and prints a Markdown summary. The generated images are kept in
-OUT/generated/ and reused by a rerun with the same model (UNet bytes), steps and CFG; any
-other settings regenerate them.
+OUT/generated/ and reused by a rerun with the same model files (text encoder, tokenizer,
+UNet, VAE, scheduler), steps, CFG and sampler; any other settings regenerate them.
 """
 import argparse
 import csv
@@ -116,18 +120,30 @@ def eta_squared(values, groups):
     return between / tot if tot > 0 else 0.0
 
 
+def model_hash(model_dir):
+    """sha256 over every file of the folders that shape a generated image (the text
+    encoder, tokenizer, UNet, VAE and scheduler), names included."""
+    h = hashlib.sha256()
+    for sub in ("text_encoder", "tokenizer", "unet", "vae", "scheduler"):
+        d = os.path.join(model_dir, sub)
+        for name in sorted(os.listdir(d)):
+            h.update(f"{sub}/{name}\0".encode())
+            with open(os.path.join(d, name), "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+    return h.hexdigest()
+
+
 class Generator:
     """`safesd generate` into OUT/generated/, reusing images made with the same settings:
-    generated/settings.json records the model, its UNet's hash, steps and CFG, and the
-    folder's images are removed when they differ."""
+    generated/settings.json records the model, the hash of its files (model_hash), steps,
+    CFG and sampler, and the folder's images are removed when they differ."""
 
     def __init__(self, a):
         self.a = a
         self.dir = os.path.join(a.out, "generated")
         os.makedirs(self.dir, exist_ok=True)
-        with open(os.path.join(a.model, "unet", "diffusion_pytorch_model.safetensors"), "rb") as f:
-            unet = hashlib.sha256(f.read()).hexdigest()
-        want = {"model": os.path.abspath(a.model), "unet_sha256": unet, "steps": a.steps, "cfg_scale": a.cfg_scale}
+        want = {"model": os.path.abspath(a.model), "sha256": model_hash(a.model), "steps": a.steps,
+                "cfg_scale": a.cfg_scale, "sampler": a.sampler}
         stamp = os.path.join(self.dir, "settings.json")
         have = json.load(open(stamp)) if os.path.exists(stamp) else None
         if have != want:
@@ -143,7 +159,8 @@ class Generator:
             a = self.a
             subprocess.run([a.safesd, "generate", "-q", "-m", a.model, "-p", prompt, "--steps", str(a.steps),
                             "--cfg-scale", str(a.cfg_scale), "-s", str(seed), "-t", str(a.threads),
-                            "--safety", "off", "-o", p], check=True, stdout=subprocess.DEVNULL)
+                            "--safety", "off", "-o", p] + (["--sampler", a.sampler] if a.sampler else []),
+                           check=True, stdout=subprocess.DEVNULL)
         return load_png(p)
 
 
@@ -155,6 +172,8 @@ def main():
     ap.add_argument("--out", default="build/eval-bundled")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cfg-scale", type=float, default=7.5)
+    ap.add_argument("--sampler", default=None,
+                    help="safesd generate's --sampler (default: the model's scheduler)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
@@ -189,7 +208,7 @@ def main():
         t = re.sub(r"(:\s*|,\s*)?(light|medium-light|medium|medium-dark|dark) skin tone", "", label)
         return re.sub(r"\s*[:,]\s*", ", ", t).strip(" :,")
 
-    def topk_hits(embs):
+    def topk_hits(embs, rows=rows):
         h1 = h5 = t5 = 0
         for e, r in zip(embs, rows):
             s = gal[r["style"]] @ e
@@ -199,10 +218,17 @@ def main():
             t5 += any(no_tone(labels[k]) == no_tone(r["label"]) for k in top)
         return h1 / len(rows), h5 / len(rows), t5 / len(rows)
 
-    g1, g5, gt5 = topk_hits(image_emb(clip, np.stack(gen_imgs)))
-    r1, r5, rt5 = topk_hits(image_emb(clip, real_imgs))
+    gen_e, real_e = image_emb(clip, np.stack(gen_imgs)), image_emb(clip, real_imgs)
+    g1, g5, gt5 = topk_hits(gen_e)
+    r1, r5, rt5 = topk_hits(real_e)
+    # the same images against only the 100 prompts (each image's own prompt among them)
+    cap_e = text_emb(clip, tok, [r["prompt"] for r in rows])
+    among = {"gen_r1": recall(gen_e @ cap_e.t(), 1), "gen_r5": recall(gen_e @ cap_e.t(), 5),
+             "real_r1": recall(real_e @ cap_e.t(), 1), "real_r5": recall(real_e @ cap_e.t(), 5),
+             "chance_r5": 5 / len(rows)}
     res["generation_heldout_captions"] = {"n": len(rows), "labels": len(labels), "steps": a.steps,
-                                          "cfg_scale": a.cfg_scale,
+                                          "cfg_scale": a.cfg_scale, "sampler": a.sampler or "model's",
+                                          "among_prompts": among,
                                           "top1": g1, "top5": g5, "real_image_top1": r1, "real_image_top5": r5,
                                           "top5_up_to_skin_tone": gt5, "real_image_top5_up_to_skin_tone": rt5,
                                           "labels_up_to_skin_tone": len({no_tone(x) for x in labels}),
@@ -210,6 +236,23 @@ def main():
     sheet = np.concatenate([np.concatenate(gen_imgs[r * 10:(r + 1) * 10], 1) for r in range(len(gen_imgs) // 10)], 0)
     from PIL import Image
     Image.fromarray(sheet).save(os.path.join(a.out, "heldout_generated.png"))
+
+    # 2b. the same for 100 training captions (every 72nd training image): how much of the
+    # gap is the held-out concept (seen only in the other style) and how much the generator
+    tr = [i for i, r in enumerate(recs) if r["split"] == "train"][::72][:100]
+    tr_rows = [{"prompt": recs[i]["caption"], "label": recs[i]["label"], "style": recs[i]["style"]} for i in tr]
+    tr_imgs = [gen.image(f"train{k:03d}.png", r["prompt"], k) for k, r in enumerate(tr_rows)]
+    tg_e, tr_e = image_emb(clip, np.stack(tr_imgs)), image_emb(clip, images[tr])
+    tcap_e = text_emb(clip, tok, [r["prompt"] for r in tr_rows])
+    res["generation_train_captions"] = {
+        "n": len(tr), "rule": "training records [::72][:100], seed = row",
+        "top5": topk_hits(tg_e, tr_rows)[1], "real_image_top5": topk_hits(tr_e, tr_rows)[1],
+        "among_prompts": {"gen_r1": recall(tg_e @ tcap_e.t(), 1), "gen_r5": recall(tg_e @ tcap_e.t(), 5),
+                          "real_r1": recall(tr_e @ tcap_e.t(), 1), "real_r5": recall(tr_e @ tcap_e.t(), 5)}}
+    sheet = np.concatenate([np.concatenate([np.concatenate([tr_imgs[k], images[tr[k]]], 0)
+                                            for k in range(r * 10, r * 10 + 10)], 1)
+                            for r in range(len(tr) // 10)], 0)
+    Image.fromarray(sheet).save(os.path.join(a.out, "train_generated.png"))
 
     # 4. colour: prompt or seed
     gcol = np.stack([fg_colour(x) for x in gen_imgs])
@@ -302,6 +345,15 @@ def main():
     print(f"| the same, a label counting as found when it differs only in skin tone "
           f"({gh['labels_up_to_skin_tone']} labels without tones) | {gh['top5_up_to_skin_tone']:.0%}; "
           f"real images {gh['real_image_top5_up_to_skin_tone']:.0%} |")
+    am = gh["among_prompts"]
+    print(f"| the {gh['n']} generated images of held-out captions, own prompt among their prompts (R@1 / R@5) | "
+          f"{am['gen_r1']:.0%} / {am['gen_r5']:.0%}; real images {am['real_r1']:.0%} / {am['real_r5']:.0%}; "
+          f"chance {am['chance_r5']:.0%} (R@5) |")
+    gt = res["generation_train_captions"]
+    print(f"| generated images of {gt['n']} training captions, label in CLIP top-5 of {gh['labels']} | "
+          f"{gt['top5']:.0%}; real images {gt['real_image_top5']:.0%}; own prompt among the {gt['n']} (R@1 / R@5): "
+          f"{gt['among_prompts']['gen_r1']:.0%} / {gt['among_prompts']['gen_r5']:.0%}, real images "
+          f"{gt['among_prompts']['real_r1']:.0%} / {gt['among_prompts']['real_r5']:.0%} |")
     print(f"| zero-shot, {len(classes)} classes, {zs['n']} images | {zs['accuracy']:.1%} "
           f"(held-out images: {zs['heldout_accuracy'] if zs['heldout_accuracy'] is None else format(zs['heldout_accuracy'], '.1%')}, "
           f"n={zs['heldout_n']}) |")

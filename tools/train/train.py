@@ -80,6 +80,13 @@ UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1,
             up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
             attention_head_dim=4, cross_attention_dim=128, sample_size=16)
 SCHED = dict(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
+# the exported scheduler: DDIM, in SD 2's layout (skip_prk_steps kept, so `--sampler pndm`
+# is the usual PLMS). With this UNet PLMS's multistep extrapolation overshoots at 20 steps
+# (the model card's sampler section measures it); DDIM does not.
+SCHEDULER_CONFIG = {
+    "_class_name": "DDIMScheduler", "_diffusers_version": "0.25.1", "beta_schedule": "scaled_linear",
+    "clip_sample": False, "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True,
+    "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None, **SCHED}
 
 # ---- schedule (steps per stage at budget-scale 1) -------------------------------------
 STEPS = {"clip": 700, "vae": 900, "unet": 2550}  # what the shipped model ran (its card)
@@ -523,10 +530,7 @@ def stage_export(a, data):
         "eos_token": clip_bpe.EOS, "pad_token": clip_bpe.EOS, "unk_token": clip_bpe.EOS,
         "do_lower_case": True})
     os.makedirs(os.path.join(tmp, "scheduler"))
-    sdref.write_json(os.path.join(tmp, "scheduler", "scheduler_config.json"), {
-        "_class_name": "PNDMScheduler", "_diffusers_version": "0.25.1", "beta_schedule": "scaled_linear",
-        "clip_sample": False, "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True,
-        "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None, **SCHED})
+    sdref.write_json(os.path.join(tmp, "scheduler", "scheduler_config.json"), SCHEDULER_CONFIG)
     os.makedirs(os.path.join(tmp, "clip"))
     sdref.write_json(os.path.join(tmp, "clip", "config.json"), clip.config_json())
     sdref.save_safetensors(os.path.join(tmp, "clip", "model.safetensors"), sdref.state_dict_as(clip, half),
@@ -534,7 +538,7 @@ def stage_export(a, data):
     sdref.write_json(os.path.join(tmp, "model_index.json"), {
         "_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.25.1",
         "feature_extractor": [None, None], "requires_safety_checker": False, "safety_checker": [None, None],
-        "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+        "scheduler": ["diffusers", SCHEDULER_CONFIG["_class_name"]], "text_encoder": ["transformers", "CLIPTextModel"],
         "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"],
         "vae": ["diffusers", "AutoencoderKL"]})
     if os.path.exists(out):
