@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The bundled model through the CLI, as a newcomer meets it: `safesd generate` without -m
-# (the README's main command), its default sampler (DDIM), determinism, the model's own concept bank
-# (models/safesd-emoji/safety/concepts.bank) in the safety gate, benign prompts
-# bit-identical at every level, and `safesd demo` (grid PNG, HTML, cells).
+# (the README's main command), its default sampler (DDIM), determinism, the model's own
+# concept bank (models/safesd-emoji/safety/concepts.bank) in the safety gate, benign
+# prompts bit-identical at every level, and `safesd demo` (grid PNG, HTML, cells).
 source "$(dirname "$0")/../conformance/lib.sh"
 B=$SAFESD_BIN
 M="$SRC/models/safesd-emoji"

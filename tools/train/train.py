@@ -81,8 +81,8 @@ UNET = dict(block_out_channels=(32, 64, 128), layers_per_block=1,
             attention_head_dim=4, cross_attention_dim=128, sample_size=16)
 SCHED = dict(beta_start=0.00085, beta_end=0.012, num_train_timesteps=1000)
 # the exported scheduler: DDIM, in SD 2's layout (skip_prk_steps kept, so `--sampler pndm`
-# is the usual PLMS). With this UNet PLMS's multistep extrapolation overshoots at 20 steps
-# (the model card's sampler section measures it); DDIM does not.
+# is the usual PLMS). PLMS speckles this UNet's images at 20 steps, DDIM does not (the
+# model card's sampler section measures it).
 SCHEDULER_CONFIG = {
     "_class_name": "DDIMScheduler", "_diffusers_version": "0.25.1", "beta_schedule": "scaled_linear",
     "clip_sample": False, "prediction_type": "epsilon", "set_alpha_to_one": False, "skip_prk_steps": True,
