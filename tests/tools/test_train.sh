@@ -8,7 +8,7 @@
 #    --high-t existed), and with --high-t T:P the first round(P*n) from [T, 999];
 #  - loss_weights() (--snr-weight): the inverse SNR clipped to [1, MAX];
 #  - the scheduler config the export writes is the shipped model's;
-#  - evaluate.py: eta_squared(), fg_colour(), and its image cache, which a change of the
+#  - evaluate.py: eta_squared(), fg_colour(), among_prompts(), and its image cache, which a change of the
 #    model's files (UNet, VAE, scheduler), the steps, the CFG or the sampler empties;
 #  - --steps/--batch/--lr/--time-budget/--high-t/--snr-weight/--offset-noise reject bad values with a
 #    message and exit 1, as do --time-budget and stages other than unet in a data-parallel
@@ -117,6 +117,10 @@ img[0, 0] = (200, 10, 30)
 img[1, 1] = (100, 30, 50)
 if not np.allclose(evaluate.fg_colour(img), [150, 20, 40]):
     fails.append(f"fg_colour ignores white: {evaluate.fg_colour(img)}")
+eye = torch.eye(6)
+am = evaluate.among_prompts(eye, eye[[1, 0, 2, 3, 4, 5]], eye)
+if not (am["gen_r1"] == 1.0 and abs(am["real_r1"] - 4 / 6) < 1e-6):
+    fails.append(f"among_prompts: {am}, want gen R@1 1 and real R@1 4/6 (images 0 and 1 swapped)")
 m = os.path.join(work, "model")
 for sub in ("text_encoder", "tokenizer", "unet", "vae", "scheduler"):
     os.makedirs(os.path.join(m, sub), exist_ok=True)

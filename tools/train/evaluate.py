@@ -120,6 +120,13 @@ def eta_squared(values, groups):
     return between / tot if tot > 0 else 0.0
 
 
+def among_prompts(gen_e, real_e, cap_e):
+    """Recall@1/@5 of each image's own prompt among the prompts (row i's prompt is image i's),
+    for the generated and the real images."""
+    gs, rs = gen_e @ cap_e.t(), real_e @ cap_e.t()
+    return {"gen_r1": recall(gs, 1), "gen_r5": recall(gs, 5), "real_r1": recall(rs, 1), "real_r5": recall(rs, 5)}
+
+
 def model_hash(model_dir):
     """sha256 over every file of the folders that shape a generated image (the text
     encoder, tokenizer, UNet, VAE and scheduler), names included."""
@@ -172,7 +179,7 @@ def main():
     ap.add_argument("--out", default="build/eval-bundled")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--cfg-scale", type=float, default=7.5)
-    ap.add_argument("--sampler", default=None,
+    ap.add_argument("--sampler", default=None, choices=["ddim", "pndm", "plms", "euler", "euler_a", "dpm++2m"],
                     help="safesd generate's --sampler (default: the model's scheduler)")
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -223,9 +230,7 @@ def main():
     r1, r5, rt5 = topk_hits(real_e)
     # the same images against only the 100 prompts (each image's own prompt among them)
     cap_e = text_emb(clip, tok, [r["prompt"] for r in rows])
-    among = {"gen_r1": recall(gen_e @ cap_e.t(), 1), "gen_r5": recall(gen_e @ cap_e.t(), 5),
-             "real_r1": recall(real_e @ cap_e.t(), 1), "real_r5": recall(real_e @ cap_e.t(), 5),
-             "chance_r5": 5 / len(rows)}
+    among = {**among_prompts(gen_e, real_e, cap_e), "chance_r5": 5 / len(rows)}
     res["generation_heldout_captions"] = {"n": len(rows), "labels": len(labels), "steps": a.steps,
                                           "cfg_scale": a.cfg_scale, "sampler": a.sampler or "model's",
                                           "among_prompts": among,
@@ -247,8 +252,7 @@ def main():
     res["generation_train_captions"] = {
         "n": len(tr), "rule": "training records [::72][:100], seed = row",
         "top5": topk_hits(tg_e, tr_rows)[1], "real_image_top5": topk_hits(tr_e, tr_rows)[1],
-        "among_prompts": {"gen_r1": recall(tg_e @ tcap_e.t(), 1), "gen_r5": recall(tg_e @ tcap_e.t(), 5),
-                          "real_r1": recall(tr_e @ tcap_e.t(), 1), "real_r5": recall(tr_e @ tcap_e.t(), 5)}}
+        "among_prompts": among_prompts(tg_e, tr_e, tcap_e)}
     sheet = np.concatenate([np.concatenate([np.concatenate([tr_imgs[k], images[tr[k]]], 0)
                                             for k in range(r * 10, r * 10 + 10)], 1)
                             for r in range(len(tr) // 10)], 0)
