@@ -7,6 +7,8 @@
 #  - draw_timesteps(): uniform over the schedule by default (the same draws as before
 #    --high-t existed), and with --high-t T:P the first round(P*n) from [T, 999];
 #  - loss_weights() (--snr-weight): the inverse SNR clipped to [1, MAX];
+#  - training_noise() (--offset-noise X[:T]): the plain draw without it, the per-channel
+#    constant on exactly the samples at t >= T with it;
 #  - the scheduler config the export writes is the shipped model's;
 #  - evaluate.py: eta_squared(), fg_colour(), among_prompts(), and its image cache, which a change of the
 #    model's files (UNet, VAE, scheduler), the steps, the CFG or the sampler empties;
@@ -89,6 +91,22 @@ if not (int(hi.min()) >= 700 and int(hi.max()) <= 999 and int(hi.min()) < 720):
 if not (int(rest.min()) < 50 and abs(float(rest.float().mean()) - 499.5) < 25):
     fails.append(f"--high-t 700:0.25: the rest is not uniform over [0, 999] (mean {float(rest.float().mean()):.1f})")
 
+# --offset-noise X[:T]: without it the plain normal draw; with it a per-sample, per-channel
+# constant added to exactly the samples at t >= T (the same draws as before T existed)
+t = torch.tensor([0, 699, 700, 999])
+e0 = train.training_noise((4, 4, 8, 8), t, torch.Generator().manual_seed(5))
+g = torch.Generator().manual_seed(5)
+plain, off = torch.randn((4, 4, 8, 8), generator=g), torch.randn((4, 4, 1, 1), generator=g)
+if not torch.equal(e0, plain):
+    fails.append("training_noise without --offset-noise is not the plain normal draw")
+e1 = train.training_noise((4, 4, 8, 8), t, torch.Generator().manual_seed(5), (0.4, 700))
+d = e1 - plain
+if not (torch.equal(d[:2], torch.zeros_like(d[:2])) and torch.allclose(d[2:], (0.4 * off[2:]).expand(2, 4, 8, 8))):
+    fails.append(f"--offset-noise 0.4:700: offset {d.mean((2, 3)).tolist()}, want 0 below t = 700 and 0.4 x the draw from it")
+e2 = train.training_noise((4, 4, 8, 8), t, torch.Generator().manual_seed(5), (0.4, 0))
+if not torch.allclose(e2 - plain, (0.4 * off).expand(4, 4, 8, 8)):
+    fails.append("--offset-noise 0.4: not every sample got its offset")
+
 # --snr-weight: (1 - abar) / abar clipped to [1, MAX]
 ac = train.alphas_cumprod()
 w = train.loss_weights(ac[torch.tensor([0, 300, 600, 999])], 20.0)
@@ -150,7 +168,8 @@ sys.exit(1 if fails else 0)
 PY
 fail=0
 for bad in "--steps unet=-3" "--batch vae=0" "--lr clip=x" "--time-budget nope=5" \
-           "--high-t 1000:0.5" "--high-t 600:0" "--high-t x" "--snr-weight 0.5" "--offset-noise -1"; do
+           "--high-t 1000:0.5" "--high-t 600:0" "--high-t x" "--snr-weight 0.5" "--offset-noise -1" \
+           "--offset-noise 0.4:1000" "--offset-noise 0.4:x"; do
   set +e; msg=$("$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e
   if [ $rc = 1 ] && grep -q "takes STAGE=VALUE\|takes T:P\|takes MAX\|takes X" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
 done

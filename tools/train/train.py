@@ -5,7 +5,7 @@
                       [--out models/safesd-emoji] [--threads N] [--budget-scale F]
                       [--device cpu|cuda] [--steps STAGE=N] [--batch STAGE=N]
                       [--lr STAGE=X] [--time-budget STAGE=SECONDS]
-                      [--from-model DIR] [--offset-noise X] [--high-t T:P]
+                      [--from-model DIR] [--offset-noise X[:T]] [--high-t T:P]
                       [--snr-weight MAX]
 
 Stages (each resumable: a checkpoint WORK_DIR/<stage>/ckpt.pt is written every few
@@ -35,7 +35,8 @@ The data folder may hold images.npy or images.npz (np.savez_compressed, key "ima
 
 For fine-tuning the UNet of an exported model (--from-model; the shipped run 3 of the model
 card): --offset-noise X adds a per-sample, per-channel constant (X times a normal draw) to
-the training noise, so the noise's channel means stop carrying the image's colours;
+the training noise, so the noise's channel means stop carrying the image's colours (X:T:
+only on the samples at t >= T, the high-noise steps);
 --high-t T:P draws a share P of each batch's timesteps from [T, 999]; --snr-weight MAX
 weights each sample's loss by the inverse SNR (1 - abar) / abar clipped to [1, MAX], which
 gives the high-noise steps, where colours and layout are decided, the weight of their x0
@@ -448,6 +449,21 @@ def loss_weights(acs, wmax):
     return ((1 - acs) / acs).clamp(1.0, wmax)
 
 
+def training_noise(shape, t, gen, offset=(0.0, 0)):
+    """The noise of a UNet training batch: a normal draw of shape [N, 4, H, W]; with offset
+    (X, T), X > 0, plus X times a per-sample, per-channel normal constant (offset noise) on
+    the samples at t >= T. A constant per sample and channel: the noise's channel means then
+    vary as much as the image's own, so the model stops reading the image's colours off the
+    initial noise (at t = 999 SD's schedule keeps 6.8% of the signal, and a 16x16 latent's
+    channel means are as large as that leak). With T > 0 only the high-noise steps get it,
+    so a large X can hide that leak without blurring the low-noise steps' colours."""
+    eps = torch.randn(shape, generator=gen, device=gen.device)
+    if offset[0]:
+        off = offset[0] * torch.randn((shape[0], shape[1], 1, 1), generator=gen, device=gen.device)
+        eps = eps + off * (t >= offset[1]).view(-1, 1, 1, 1).to(eps.device)
+    return eps
+
+
 def stage_unet(a, data):
     stage = Stage(a.work, "unet")
     if stage.finished():
@@ -475,13 +491,7 @@ def stage_unet(a, data):
         mean, logvar = m[:, :4], m[:, 4:].clamp(-30, 20)
         x0 = (mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=gen, device=DEV)) * sf
         t = draw_timesteps(len(sel), gen, a.high_t)
-        eps = torch.randn(x0.shape, generator=gen, device=DEV)
-        if a.offset_noise:
-            # a constant per sample and channel: the low frequencies of the noise then vary
-            # as much as the image's own, so the model stops reading the image's colours off
-            # the initial noise (at t = 999 SD's schedule keeps 6.8% of the signal, and a
-            # 16x16 latent's channel means are as large as that leak)
-            eps = eps + a.offset_noise * torch.randn((len(sel), 4, 1, 1), generator=gen, device=DEV)
+        eps = training_noise(x0.shape, t, gen, a.offset_noise)
         acs = ac[t].view(-1, 1, 1, 1)
         xt = acs.sqrt() * x0 + (1 - acs).sqrt() * eps
         e = ctx[sel].float()
@@ -573,8 +583,9 @@ def main():
                     help="fit that stage's step count to SECONDS from its measured speed")
     ap.add_argument("--lr", action="append", default=[], metavar="STAGE=X",
                     help="set one stage's peak learning rate")
-    ap.add_argument("--offset-noise", type=float, default=0.0, metavar="X",
-                    help="unet stage: add X times a per-channel constant to the training noise")
+    ap.add_argument("--offset-noise", default="0", metavar="X[:T]",
+                    help="unet stage: add X times a per-channel constant to the training noise "
+                         "(with :T only to the samples at timesteps >= T)")
     ap.add_argument("--high-t", metavar="T:P",
                     help="unet stage: draw a share P of each batch's timesteps from [T, 999] "
                          "(e.g. 600:0.5, for a fine-tune of the high-noise steps)")
@@ -603,8 +614,14 @@ def main():
                          f"{', '.join(STEPS)}")
         return out
     STEPS.update(stage_kv("steps", a.steps, int))
-    if not a.offset_noise >= 0:
-        sys.exit("train.py: --offset-noise takes X >= 0")
+    try:
+        ox, _, ot = a.offset_noise.partition(":")
+        a.offset_noise = (float(ox), int(ot or 0))
+        if not (a.offset_noise[0] >= 0 and 0 <= a.offset_noise[1] < SCHED["num_train_timesteps"]):
+            raise ValueError
+    except ValueError:
+        sys.exit(f"train.py: --offset-noise takes X or X:T with X >= 0 and 0 <= T < "
+                 f"{SCHED['num_train_timesteps']}, e.g. 0.1 or 0.4:700")
     if a.snr_weight and not a.snr_weight >= 1:
         sys.exit("train.py: --snr-weight takes MAX >= 1")
     if a.high_t is not None:
