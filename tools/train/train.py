@@ -33,7 +33,7 @@ over that total, and the stage's done file records it, so --steps STAGE=N repeat
 The total is stored in the checkpoint: a resumed stage keeps it instead of measuring again.
 The data folder may hold images.npy or images.npz (np.savez_compressed, key "images").
 
-For fine-tuning the UNet of an exported model (--from-model; the shipped run 3 of the model
+For fine-tuning the UNet of an exported model (--from-model; the shipped runs 3 and 4 of the model
 card): --offset-noise X adds a per-sample, per-channel constant (X times a normal draw) to
 the training noise, so the noise's channel means stop carrying the image's colours (X:T:
 only on the samples at t >= T, the high-noise steps);
