@@ -48,6 +48,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cfg-scale", type=float, default=7.5)
     a = ap.parse_args()
+    for need in (os.path.join(a.model, "clip", "config.json"), os.path.join(a.model, "unet", "config.json"),
+                 os.path.join(a.data, "images.npy"), os.path.join(a.data, "captions.json")):
+        if not os.path.isfile(need):
+            sys.exit(f"diagnose_noise.py: {need}: no such file (MODEL_DIR: the bundled model's folder; "
+                     f"DATA_DIR: the data set of tools/train/emoji_data.py)")
     torch.set_num_threads(a.threads)
     m = a.model
     clip, tok = E.load_clip(m)
@@ -56,8 +61,7 @@ def main():
     cfg = sdref_sched.resolve("ddim", {k: v for k, v in sched.items() if not k.startswith("_")})
     images = np.load(os.path.join(a.data, "images.npy"))
     recs = json.load(open(os.path.join(a.data, "captions.json"), encoding="utf-8"))
-    idx = [i for i, r in enumerate(recs) if r["split"] == "train"][::72][:100]
-    rows = [{"prompt": recs[i]["caption"], "label": recs[i]["label"], "style": recs[i]["style"]} for i in idx]
+    idx, rows = E.training_captions(recs)
     labels = sorted({r["label"] for r in recs})
     lab = {x: k for k, x in enumerate(labels)}
     gal = {s: E.text_emb(clip, tok, [f"{x}, {s} emoji" for x in labels]) for s in ("noto", "twemoji")}
@@ -96,7 +100,7 @@ def main():
         ts = sdref_sched.Sampler("ddim", cfg, 20).timesteps.tolist()
         ac = sdref_sched.train_tables(cfg)
         for t0 in (301, 501, 701, 851, 951):
-            k = ts.index(t0) if t0 in ts else min(range(len(ts)), key=lambda j: abs(ts[j] - t0))
+            k = min(range(len(ts)), key=lambda j: abs(ts[j] - t0))  # the nearest step
             ab = ac[ts[k]]
             score(f"from the real latent noised to t = {ts[k]}", decode(ddim(ab.sqrt() * x0 + (1 - ab).sqrt() * noise, k)))
         score("from noise (text to image)", decode(ddim(noise)))

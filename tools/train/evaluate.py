@@ -127,6 +127,13 @@ def among_prompts(gen_e, real_e, cap_e):
     return {"gen_r1": recall(gs, 1), "gen_r5": recall(gs, 5), "real_r1": recall(rs, 1), "real_r5": recall(rs, 5)}
 
 
+def training_captions(recs):
+    """The 100 training captions of section 2b (every 72nd training record): their record
+    indices and rows (prompt, label, style). Also diagnose_noise.py's set."""
+    idx = [i for i, r in enumerate(recs) if r["split"] == "train"][::72][:100]
+    return idx, [{"prompt": recs[i]["caption"], "label": recs[i]["label"], "style": recs[i]["style"]} for i in idx]
+
+
 def model_hash(model_dir):
     """sha256 over every file of the folders that shape a generated image (the text
     encoder, tokenizer, UNet, VAE and scheduler), names included."""
@@ -244,8 +251,7 @@ def main():
 
     # 2b. the same for 100 training captions (every 72nd training image): how much of the
     # gap is the held-out concept (seen only in the other style) and how much the generator
-    tr = [i for i, r in enumerate(recs) if r["split"] == "train"][::72][:100]
-    tr_rows = [{"prompt": recs[i]["caption"], "label": recs[i]["label"], "style": recs[i]["style"]} for i in tr]
+    tr, tr_rows = training_captions(recs)
     tr_imgs = [gen.image(f"train{k:03d}.png", r["prompt"], k) for k, r in enumerate(tr_rows)]
     tg_e, tr_e = image_emb(clip, np.stack(tr_imgs)), image_emb(clip, images[tr])
     tcap_e = text_emb(clip, tok, [r["prompt"] for r in tr_rows])
