@@ -3,11 +3,43 @@
 #ifndef SD_BENCH_COMMON_H
 #define SD_BENCH_COMMON_H
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
 #include "core/ops.h"
+
+/* Wall clock (monotonic) in seconds. */
+static inline double bench_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of the process: with --threads 1 the op's own thread, which on a loaded machine
+ * is a steadier measure than the wall clock (time spent descheduled is not counted). */
+static inline double bench_cpu_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* qsort comparator for doubles (medians of repeated runs). */
+static inline int bench_cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Deterministic inputs in [-1, 1) from a 64-bit LCG. */
+static inline void bench_fill(float *p, size_t n, uint64_t seed) {
+  for (size_t i = 0; i < n; i++) {
+    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+    p[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
+  }
+}
 
 /* Apply --precision (fp32|bf16): 0 on success; bf16 on a CPU without it prints why and
  * returns 1 (a benchmark must not silently measure something else). */

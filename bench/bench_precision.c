@@ -19,19 +19,7 @@
 #include "models/model_source.h"
 #include "models/unet.h"
 #include "models/vae.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void fill(float *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    p[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-  }
-}
+#include "bench_common.h"
 
 static void compare(const char *what, const float *a, const float *b, size_t n, double ta, double tb, int image) {
   double num = 0, den = 0, mx = 0, se = 0;
@@ -83,18 +71,18 @@ int main(int argc, char **argv) {
   float *x = malloc(nx * 4), *ctx = malloc(nc * 4), *y32 = malloc(ny * 4), *y16 = malloc(ny * 4);
   float *lat = malloc(nlat * 4), *i32 = malloc(nimg * 4), *i16 = malloc(nimg * 4);
   if (!x || !ctx || !y32 || !y16 || !lat || !i32 || !i16) { fprintf(stderr, "out of memory\n"); return 1; }
-  fill(x, nx, 1);
-  fill(ctx, nc, 2);
-  fill(lat, nlat, 3);
+  bench_fill(x, nx, 1);
+  bench_fill(ctx, nc, 2);
+  bench_fill(lat, nlat, 3);
   double t[4];
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1 && sd_exec_set_precision(ex, SD_PREC_BF16)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
-    double t0 = now();
+    double t0 = bench_now();
     if (sd_unet_forward(u, ex, x, 1, h, w, 981.0f, ctx, S, pass ? y16 : y32)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
-    t[pass * 2] = now() - t0;
-    t0 = now();
+    t[pass * 2] = bench_now() - t0;
+    t0 = bench_now();
     if (sd_vae_decode(v, ex, lat, h, w, pass ? i16 : i32)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
-    t[pass * 2 + 1] = now() - t0;
+    t[pass * 2 + 1] = bench_now() - t0;
   }
   printf("impl=safesd bf16=%s threads=%d\n", ex->bf16_emulated ? "emulated" : "native", ex->n_threads);
   compare("unet", y32, y16, ny, t[0], t[2], 0);

@@ -15,19 +15,10 @@
 #include "core/ops.h"
 #include "models/clip_text.h"
 #include "models/model_source.h"
-
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
+#include "bench_common.h"
 
 int main(int argc, char **argv) {
+  sd_threads_setup(argv); /* the same OpenMP waits as the safesd program */
   if (argc < 2) {
     fprintf(stderr, "usage: %s MODEL [--threads N] [--repeat R]\n", argv[0]);
     return 2;
@@ -45,6 +36,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "error: %s\n", sd_errmsg());
     return 1;
   }
+  sd_model_attach(m, ex);
+
   const sd_clip_text_config *c = sd_clip_text_cfg(te);
   const int B = 2, S = 77;
   int32_t ids[2 * 77];
@@ -54,11 +47,11 @@ int main(int argc, char **argv) {
   sd_clip_text_opts o = {1, 1};
   if (sd_clip_text_encode(te, ex, ids, B, S, &o, out)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
   for (int r = 0; r < repeat; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     sd_clip_text_encode(te, ex, ids, B, S, &o, out);
-    t[r] = now() - t0;
+    t[r] = bench_now() - t0;
   }
-  qsort(t, (size_t)repeat, sizeof *t, cmp_double);
+  qsort(t, (size_t)repeat, sizeof *t, bench_cmp_double);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double gflop = sd_clip_text_flops(te, B, S) / 1e9;

@@ -22,31 +22,8 @@
 #include "models/unet.h"
 #include "bench_common.h"
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double cpu_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-static void fill(float *p, size_t n, uint64_t seed) {
-  for (size_t i = 0; i < n; i++) {
-    seed = seed * 6364136223846793005ull + 1442695040888963407ull;
-    p[i] = (float)((double)(seed >> 40) / (double)(1ull << 24) * 2.0 - 1.0);
-  }
-}
-
 int main(int argc, char **argv) {
+  sd_threads_setup(argv); /* the same OpenMP waits as the safesd program */
   if (argc < 2) {
     fprintf(stderr, "usage: %s MODEL [--threads N] [--repeat R] [--warmup W] [--batch B] [--size HxW] [--ctx S] [--precision fp32|bf16]\n",
             argv[0]);
@@ -75,27 +52,28 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (bench_set_precision(ex, prec)) return 1;
+  sd_model_attach(m, ex);
   const sd_unet_config *c = sd_unet_cfg(u);
   size_t nx = (size_t)B * c->in_channels * h * w, nc = (size_t)B * S * c->cross_attention_dim;
   size_t ny = (size_t)B * c->out_channels * h * w;
   float *x = malloc(nx * sizeof(float)), *ctx = malloc(nc * sizeof(float)), *y = malloc(ny * sizeof(float));
   double *t = malloc(sizeof(double) * (size_t)repeat), *tc = malloc(sizeof(double) * (size_t)repeat);
   if (!x || !ctx || !y || !t || !tc) { fprintf(stderr, "out of memory\n"); return 1; }
-  fill(x, nx, 1);
-  fill(ctx, nc, 2);
+  bench_fill(x, nx, 1);
+  bench_fill(ctx, nc, 2);
   for (int r = 0; r < warmup; r++)
     if (sd_unet_forward(u, ex, x, B, h, w, 981.0f, ctx, S, y)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
   bench_prof_reset(ex);
   double wall = 0;
   for (int r = 0; r < repeat; r++) {
-    double t0 = now(), c0 = cpu_now();
+    double t0 = bench_now(), c0 = bench_cpu_now();
     if (sd_unet_forward(u, ex, x, B, h, w, 981.0f, ctx, S, y)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
-    t[r] = now() - t0;
-    tc[r] = cpu_now() - c0;
+    t[r] = bench_now() - t0;
+    tc[r] = bench_cpu_now() - c0;
     wall += t[r];
   }
-  qsort(t, (size_t)repeat, sizeof *t, cmp_double);
-  qsort(tc, (size_t)repeat, sizeof *tc, cmp_double);
+  qsort(t, (size_t)repeat, sizeof *t, bench_cmp_double);
+  qsort(tc, (size_t)repeat, sizeof *tc, bench_cmp_double);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double gflop = sd_unet_flops(u, B, h, w, S) / 1e9;

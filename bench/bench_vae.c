@@ -20,12 +20,6 @@
 #include "models/vae.h"
 #include "bench_common.h"
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static double cpu_now(void) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
@@ -33,12 +27,8 @@ static double cpu_now(void) {
          ru.ru_stime.tv_usec * 1e-6;
 }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 int main(int argc, char **argv) {
+  sd_threads_setup(argv); /* the same OpenMP waits as the safesd program */
   if (argc < 2) {
     fprintf(stderr, "usage: %s MODEL [--latent HxW] [--encode] [--threads N] [--repeat R] [--warmup] [--precision fp32|bf16]\n", argv[0]);
     return 2;
@@ -63,6 +53,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "error: %s\n", sd_errmsg());
     return 1;
   }
+  sd_model_attach(m, ex);
+
   if (bench_set_precision(ex, prec)) return 1;
   const sd_vae_config *c = sd_vae_cfg(v);
   const int f = sd_vae_factor(v), H = h * f, W = w * f;
@@ -81,18 +73,18 @@ int main(int argc, char **argv) {
   for (int64_t i = 0; i < n_img; i++) { s = s * 1664525u + 1013904223u; img[i] = (float)(s >> 8) / 8388608.0f - 1.0f; }
   double cpu0 = 0, cpu_total = 0, wall = 0;
   for (int r = -warmup; r < repeat; r++) {
-    double t0 = now();
+    double t0 = bench_now();
     cpu0 = cpu_now();
     int rc = encode ? sd_vae_encode(v, ex, img, H, W, NULL, NULL, lat) : sd_vae_decode(v, ex, lat, h, w, img);
     if (rc) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
     if (r == -1) bench_prof_reset(ex); /* the warm-up run just ended */
     if (r >= 0) {
-      t[r] = now() - t0;
+      t[r] = bench_now() - t0;
       wall += t[r];
       cpu_total += cpu_now() - cpu0;
     }
   }
-  qsort(t, (size_t)repeat, sizeof *t, cmp_double);
+  qsort(t, (size_t)repeat, sizeof *t, bench_cmp_double);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double gflop = (encode ? sd_vae_encode_flops(v, H, W) : sd_vae_decode_flops(v, h, w)) / 1e9;

@@ -1,17 +1,24 @@
 /* Measure the lexical detector: share of I2P prompts flagged (per category, overall, and on
- * the `hard` subset) and share of a benign prompt set flagged (false positives).
+ * the `hard` subset), share of benign prompt sets flagged (false positives), and its speed
+ * (detector creation, microseconds per prompt on one thread over the I2P prompts; wall clock,
+ * so only meaningful on a quiet machine).
  *
- *   build-lex/lexical_i2p [--bank FILE] [--no-wordnet] [--threshold T] [--show-fp]
- *                         [--show-miss N] I2P_CSV BENIGN_TXT
+ *   build/lexical_i2p [--bank FILE] [--no-wordnet] [--threshold T] [--show-fp]
+ *                     [--show-miss N] [--repeat R] [--unsafe FILE]... I2P_CSV BENIGN...
  *
+ * A BENIGN file (false positives) or --unsafe file (recall) is a prompt per line (.txt, '#'
+ * comments) or a CSV with a `prompt` column (the bundled model's safety/benign.csv and
+ * proximal.csv). --show-fp prints the benign prompts that fired, --show-miss the unsafe
+ * ones that did not.
  * Content warning: --show-miss prints I2P prompts (offensive text).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/error.h"
-#include "eval/prompts.h"
+#include "io/prompts.h"
 #include "safety/bank.h"
 #include "safety/lexical.h"
 
@@ -40,9 +47,75 @@ static char *read_all(const char *path, size_t *len) {
   return b;
 }
 
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Run the detector over a prompt file (benign: false positives; unsafe: recall) and print
+ * the tally line; with show, every prompt that fired (benign) or did not (unsafe). */
+static int prompt_file(sd_detector *d, const sd_bank *bank, const char *path, int unsafe, int show) {
+  size_t len;
+  char *text = read_all(path, &len);
+  if (!text) {
+    fprintf(stderr, "lexical_i2p: cannot read %s\n", path);
+    return 1;
+  }
+  long nb = 0, fb = 0;
+  size_t n = strlen(path), pos = 0;
+  int is_csv = n > 4 && !strcmp(path + n - 4, ".csv"), ip = -1;
+  char *f[16];
+  if (is_csv) {
+    int nf = sd_csv_record(text, len, &pos, f, 16);
+    for (int i = 0; i < nf; i++) {
+      if (!strcmp(f[i], "prompt")) ip = i;
+      free(f[i]);
+    }
+    if (ip < 0) {
+      fprintf(stderr, "lexical_i2p: %s: no prompt column\n", path);
+      return 1;
+    }
+  }
+  char *save = NULL, *line = is_csv ? NULL : strtok_r(text, "\n", &save);
+  for (;;) {
+    char *prompt = NULL;
+    int nf = 0;
+    if (is_csv) {
+      if ((nf = sd_csv_record(text, len, &pos, f, 16)) <= 0) break;
+      prompt = nf > ip ? f[ip] : NULL;
+    } else {
+      if (!line) break;
+      prompt = line[0] == '#' || !line[0] ? NULL : line;
+    }
+    if (prompt) {
+      sd_detection det;
+      if (sd_detector_run(d, prompt, NULL, &det)) {
+        fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
+        return 1;
+      }
+      nb++;
+      fb += det.fired;
+      if (show && det.fired != unsafe) {
+        char *s = sd_detection_summary(bank, &det);
+        printf("%s: %s\n    %s\n", unsafe ? "MISSED" : "FP", prompt, s);
+        free(s);
+      }
+      sd_detection_free(&det);
+    }
+    if (is_csv)
+      for (int i = 0; i < nf; i++) free(f[i]);
+    else
+      line = strtok_r(NULL, "\n", &save);
+  }
+  free(text);
+  printf("%s %s: %ld of %ld flagged = %.1f%%\n", unsafe ? "unsafe" : "benign", path, fb, nb, nb ? 100.0 * fb / nb : 0);
+  return 0;
+}
+
 int main(int argc, char **argv) {
-  const char *bank_path = NULL, *csv = NULL, *benign = NULL;
-  int wordnet = 1, show_fp = 0, show_miss = 0;
+  const char *bank_path = NULL, *csv = NULL, *benign[16], *unsafe[16];
+  int wordnet = 1, show_fp = 0, show_miss = 0, nbenign = 0, nunsafe = 0, repeat = 1;
   float thr = 1.0f;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--bank") && i + 1 < argc) bank_path = argv[++i];
@@ -50,15 +123,18 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threshold") && i + 1 < argc) thr = (float)atof(argv[++i]);
     else if (!strcmp(argv[i], "--show-fp")) show_fp = 1;
     else if (!strcmp(argv[i], "--show-miss") && i + 1 < argc) show_miss = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--unsafe") && i + 1 < argc && nunsafe < 16) unsafe[nunsafe++] = argv[++i];
     else if (!csv) csv = argv[i];
-    else if (!benign) benign = argv[i];
+    else if (nbenign < 16) benign[nbenign++] = argv[i];
     else {
-      fprintf(stderr, "usage: %s [--bank F] [--no-wordnet] [--threshold T] [--show-fp] [--show-miss N] I2P_CSV BENIGN_TXT\n", argv[0]);
+      fprintf(stderr, "lexical_i2p: at most 16 benign files\n");
       return 2;
     }
   }
-  if (!csv || !benign) {
-    fprintf(stderr, "usage: %s [--bank F] [--no-wordnet] [--threshold T] [--show-fp] [--show-miss N] I2P_CSV BENIGN_TXT\n", argv[0]);
+  if (!csv || !nbenign || repeat < 1) {
+    fprintf(stderr, "usage: %s [--bank F] [--no-wordnet] [--threshold T] [--show-fp] [--show-miss N] [--repeat R] "
+            "[--unsafe FILE]... I2P_CSV BENIGN...\n", argv[0]);
     return 2;
   }
   sd_bank *bank;
@@ -66,12 +142,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
     return 1;
   }
-  sd_lexical_options o = {wordnet, NULL};
+  sd_lexical_options o = {.wordnet = wordnet};
   sd_detector *d;
+  double t0 = now_s();
   if (sd_lexical_create(bank, &o, &d)) {
     fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
     return 1;
   }
+  double t_create = now_s() - t0, t_detect = 0;
+  long n_detect = 0;
   sd_detector_set_threshold(d, thr);
   printf("bank %s (%d categories), lexicon %d terms, wordnet: %s, threshold %g\n", bank->path, bank->n_cats,
          sd_lexical_n_terms(d), !wordnet ? "off" : sd_lexical_wordnet_status(d)[0] ? sd_lexical_wordnet_status(d) : "on",
@@ -114,10 +193,16 @@ int main(int argc, char **argv) {
         }
       }
       sd_detection det;
-      if (sd_detector_run(d, f[ip], NULL, &det)) {
-        fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
-        return 1;
+      double t1 = now_s();
+      for (int r = 0; r < repeat; r++) {
+        if (r) sd_detection_free(&det);
+        if (sd_detector_run(d, f[ip], NULL, &det)) {
+          fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
+          return 1;
+        }
       }
+      t_detect += now_s() - t1;
+      n_detect += repeat;
       for (int h = 0; h <= hard; h++) {
         n[h][nc]++;
         any[h][nc] += det.fired;
@@ -147,30 +232,14 @@ int main(int argc, char **argv) {
            n[1][c] ? 100.0 * any[1][c] / n[1][c] : 0, n[1][c] ? 100.0 * same[1][c] / n[1][c] : 0);
   }
 
-  text = read_all(benign, &len);
-  if (!text) {
-    fprintf(stderr, "lexical_i2p: cannot read %s\n", benign);
-    return 1;
-  }
-  long nb = 0, fb = 0;
-  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-    if (line[0] == '#' || !line[0]) continue;
-    sd_detection det;
-    if (sd_detector_run(d, line, NULL, &det)) {
-      fprintf(stderr, "lexical_i2p: %s\n", sd_errmsg());
-      return 1;
-    }
-    nb++;
-    fb += det.fired;
-    if (det.fired && show_fp) {
-      char *s = sd_detection_summary(bank, &det);
-      printf("FP: %s\n    %s\n", line, s);
-      free(s);
-    }
-    sd_detection_free(&det);
-  }
-  free(text);
-  printf("\nbenign: %ld of %ld flagged = %.1f%%\n", fb, nb, nb ? 100.0 * fb / nb : 0);
+  printf("\nspeed (one thread, wall clock): detector created in %.1f ms (first call of the process; the WordNet "
+         "cache and dictionary load included); %.1f us per I2P prompt (%ld runs) = %.0f prompts/s\n\n",
+         1e3 * t_create, 1e6 * t_detect / (double)(n_detect ? n_detect : 1), n_detect,
+         t_detect > 0 ? (double)n_detect / t_detect : 0);
+  for (int i = 0; i < nbenign; i++)
+    if (prompt_file(d, bank, benign[i], 0, show_fp)) return 1;
+  for (int i = 0; i < nunsafe; i++)
+    if (prompt_file(d, bank, unsafe[i], 1, show_miss > 0)) return 1;
   sd_detector_free(d);
   sd_bank_free(bank);
   return 0;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "safesd.h"
+#include "args.h"
 #include "demo.h"
 #include "io/fileio.h"
 
@@ -46,8 +47,8 @@ typedef struct {
 } prompt_list;
 
 static int read_prompts(const char *path, prompt_list *pl) {
-  FILE *f = fopen(path, "r");
-  if (!f) { fprintf(stderr, "safesd demo: cannot open prompts file %s: %s\n", path, strerror(errno)); return -1; }
+  FILE *f = cli_open_input(path, "a prompts file (one prompt per line)");
+  if (!f) return cli_fail("demo"), -1;
   char line[2048];
   int lineno = 0, rc = 0;
   while (fgets(line, sizeof line, f)) {
@@ -107,7 +108,8 @@ int cli_demo(int argc, char **argv) {
   const int tty = isatty(2);
   float cfg = 7.5f;
   unsigned long long seed = 7;
-  char *end;
+  uint64_t seed64;
+  long v;
   while ((c = getopt_long(argc, argv, "m:o:s:t:qh", opts, NULL)) != -1) {
     switch (c) {
       case 'm': model = optarg; break;
@@ -117,11 +119,11 @@ int cli_demo(int argc, char **argv) {
         strcpy(levels_buf, optarg);
         break;
       case 'o': outdir = optarg; break;
-      case 'S': steps = (int)strtol(optarg, &end, 10); if (*end || steps < 1 || steps > 1000) { fputs("safesd demo: --steps takes 1..1000\n", stderr); return 2; } break;
-      case 'g': cfg = strtof(optarg, &end); if (*end || !(cfg >= 0 && cfg <= 100)) { fputs("safesd demo: --cfg-scale takes 0..100\n", stderr); return 2; } break;
-      case 's': errno = 0; seed = strtoull(optarg, &end, 10); if (errno || *end || optarg[0] == '-') { fputs("safesd demo: --seed takes 0..2^64-1\n", stderr); return 2; } break;
-      case 'x': scale = (int)strtol(optarg, &end, 10); if (*end || scale < 1 || scale > 16) { fputs("safesd demo: --scale takes 1..16\n", stderr); return 2; } break;
-      case 't': threads = (int)strtol(optarg, &end, 10); if (*end || threads < 0 || threads > 256) { fputs("safesd demo: --threads takes 0..256\n", stderr); return 2; } break;
+      case 'S': if (cli_parse_long(optarg, 1, 1000, &v)) { fputs("safesd demo: --steps takes 1..1000\n", stderr); return 2; } steps = (int)v; break;
+      case 'g': if (cli_parse_float(optarg, &cfg) || !(cfg >= 0 && cfg <= 100)) { fputs("safesd demo: --cfg-scale takes 0..100\n", stderr); return 2; } break;
+      case 's': if (cli_parse_u64(optarg, &seed64)) { fputs("safesd demo: --seed takes 0..2^64-1\n", stderr); return 2; } seed = seed64; break;
+      case 'x': if (cli_parse_long(optarg, 1, 16, &v)) { fputs("safesd demo: --scale takes 1..16\n", stderr); return 2; } scale = (int)v; break;
+      case 't': if (cli_parse_long(optarg, 0, 256, &v)) { fputs("safesd demo: --threads takes 0..256\n", stderr); return 2; } threads = (int)v; break;
       case 'q': quiet = 1; break;
       case 'h': fputs(k_demo_help, stdout); return 0;
       default: fputs("safesd demo: unknown option (see 'safesd demo --help')\n", stderr); return 2;

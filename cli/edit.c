@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "safesd.h"
+#include "args.h"
 #include "edit.h"
 
 #include "edit/uce.h"
@@ -108,11 +109,8 @@ static void strlist_free(strlist *l) {
 /* Concepts from a file: one per line, surrounding blanks trimmed, '#' lines and blank lines
  * skipped. Returns 0, or -1 after printing the reason. */
 static int read_concepts(const char *path, strlist *l) {
-  FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-  if (!f) {
-    fprintf(stderr, "safesd edit uce: %s: %s\n", path, strerror(errno));
-    return -1;
-  }
+  FILE *f = cli_open_input(path, "a text file (one concept per line; '-' reads standard input)");
+  if (!f) return cli_fail("edit uce"), -1;
   char *line = NULL;
   size_t cap = 0;
   ssize_t n;
@@ -138,15 +136,6 @@ static int read_concepts(const char *path, strlist *l) {
   free(line);
   if (f != stdin) fclose(f);
   return rc;
-}
-
-static int parse_double(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) return -1;
-  *out = v;
-  return 0;
 }
 
 static int usage(const char *msg) {
@@ -180,7 +169,6 @@ static int cmd_uce(int argc, char **argv) {
   sd_uce_opts_init(&o);
   const char *model = NULL, *out = NULL;
   int quiet = 0, c, rc = -1;
-  char *end;
   optind = 1;
   while (rc < 0 && (c = getopt_long(argc, argv, "m:e:g:p:t:o:qh", opts, NULL)) != -1) {
     switch (c) {
@@ -192,13 +180,13 @@ static int cmd_uce(int argc, char **argv) {
       case O_ERASE_FILE: if (read_concepts(optarg, &erase)) rc = 1; break;
       case O_PRESERVE_FILE: if (read_concepts(optarg, &preserve)) rc = 1; break;
       case O_LAMBDA:
-        if (parse_double(optarg, &o.lambda) || o.lambda < 0) rc = usage("--lambda takes a number >= 0");
+        if (cli_parse_double(optarg, &o.lambda) || o.lambda < 0) rc = usage("--lambda takes a number >= 0");
         break;
       case O_ESCALE:
-        if (parse_double(optarg, &o.erase_scale) || o.erase_scale < 0) rc = usage("--erase-scale takes a number >= 0");
+        if (cli_parse_double(optarg, &o.erase_scale) || o.erase_scale < 0) rc = usage("--erase-scale takes a number >= 0");
         break;
       case O_PSCALE:
-        if (parse_double(optarg, &o.preserve_scale) || o.preserve_scale < 0)
+        if (cli_parse_double(optarg, &o.preserve_scale) || o.preserve_scale < 0)
           rc = usage("--preserve-scale takes a number >= 0");
         break;
       case O_KEYS: o.edit_keys = 1; break;
@@ -209,9 +197,8 @@ static int cmd_uce(int argc, char **argv) {
         break;
       }
       case 't': {
-        errno = 0;
-        long v = strtol(optarg, &end, 10);
-        if (errno || end == optarg || *end || v < 0 || v > 256) rc = usage("--threads takes 0..256");
+        long v;
+        if (cli_parse_long(optarg, 0, 256, &v)) rc = usage("--threads takes 0..256");
         else o.n_threads = (int)v;
         break;
       }

@@ -6,38 +6,32 @@
 #include <string.h>
 #include <math.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "safesd.h"
+#include "args.h"
 #include "demo.h"
 #include "edit.h"
 #include "eval.h"
+#include "serve.h"
 
 #include "core/tensor.h"
+#include "io/fileio.h"
 #include "io/npy.h"
 
 #define EXIT_USAGE 2
+#define EXIT_BLOCKED 3 /* generate: an output image was blocked by the image check */
 
 static const char *g_prog = "safesd";
 
-static int fail(const char *what) {
-  fprintf(stderr, "%s: %s: %s\n", g_prog, what, safesd_last_error());
-  return EXIT_FAILURE;
-}
+static int fail(const char *what) { return cli_fail(what); }
 
 static int usage_error(const char *cmd, const char *msg) {
   fprintf(stderr, "%s %s: %s (see '%s %s --help')\n", g_prog, cmd, msg, g_prog, cmd);
   return EXIT_USAGE;
 }
 
-static int parse_int(const char *s, long lo, long hi, long *out) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return -1;
-  *out = v;
-  return 0;
-}
 
 /* ---- help texts ----------------------------------------------------------------------- */
 
@@ -59,6 +53,8 @@ static const char *k_main_help =
     "             erasure, the editing baseline of the evaluation)\n"
     "  eval       evaluate safety methods on prompt sets: images, records, metrics, report\n"
     "             (docs/evaluation.md)\n"
+    "  serve      an HTTP server: AUTOMATIC1111 and OpenAI image APIs with per-request\n"
+    "             safety, output-image checks, metrics (docs/server.md)\n"
     "  demo       a picture grid of prompts x safety levels (PNG + HTML), by default with\n"
     "             the bundled model\n"
     "  version    print the version\n"
@@ -66,7 +62,11 @@ static const char *k_main_help =
     "\n"
     "Models are diffusers folders (model_index.json, text_encoder/, unet/, vae/, tokenizer/)\n"
     "or single-file .safetensors checkpoints in the original LDM layout; float16, bfloat16\n"
-    "and float32 weights. Exit status: 0 success, 1 error (one line on stderr), 2 bad usage.\n";
+    "and float32 weights. Exit status: 0 success, 1 error (one line on stderr), 2 bad usage;\n"
+    "interrupted by SIGINT, SIGTERM or SIGHUP: no temporary file is left, status 128 + signal.\n"
+    "Output files (-o ...): a regular file or new path is written to FILE.tmp.<pid>.XXXXXX and\n"
+    "renamed when complete (never a partial file); a symbolic link is followed; a FIFO or\n"
+    "character device (/dev/stdout, /dev/null) is written through; a directory is an error.\n";
 
 static const char *k_tokenize_help =
     "usage: safesd tokenize [-m MODEL] [--pad ID] [--tokens] [--json] [-f FILE | TEXT...]\n"
@@ -80,7 +80,7 @@ static const char *k_tokenize_help =
     "                     49407 without -m)\n"
     "      --tokens       also print each token's text\n"
     "      --json         one JSON object per input: {\"text\", \"ids\", \"length\"}\n"
-    "  -f, --file FILE    tokenize each line of FILE ('-' = standard input)\n"
+    "  -f, --file FILE    tokenize each line of FILE, a regular file ('-' = standard input)\n"
     "  -h, --help         this help\n"
     "\n"
     "Without --json, each input prints one line: its real length, a tab, the 77 ids.\n";
@@ -99,7 +99,11 @@ static const char *k_generate_help =
     "  -n, --negative-prompt TEXT   what to steer away from (default: empty)\n"
     "  -W, --width N           image width in pixels (default: the model's, 512 for SD 1.x)\n"
     "  -H, --height N          image height (multiples of 8; SD's UNet needs multiples of 64)\n"
-    "      --steps N           sampling steps (default 50)\n"
+    "      --max-pixels N      pixel budget of one image, width x height (default 4 x the\n"
+    "                          model's native size: 1024x1024 for SD 1.x, 128x128 for the\n"
+    "                          bundled model; at most 4096x4096); checked before any work\n"
+    "      --steps N           sampling steps, 1..1000 (default 50; at most what the model's\n"
+    "                          scheduler can make: 999 for DDIM with steps_offset 1)\n"
     "      --cfg-scale X       classifier-free guidance scale (default 7.5; <= 1 turns it off)\n"
     "  -s, --seed N            seed, 0..2^64-1 (default 42; -1 = random, printed)\n"
     "      --sampler NAME      ddim, pndm (= plms), euler, euler_a, dpm++2m\n"
@@ -115,8 +119,16 @@ static const char *k_generate_help =
     "                          bf16 with fp32 accumulation, on CPUs with AVX512-BF16 or AMX\n"
     "                          (faster; images differ slightly: docs/performance.md). On other\n"
     "                          CPUs bf16 falls back to fp32 with a warning\n"
+    "      --mem-budget SIZE   fp32: keep up to SIZE bytes (K, M, G suffixes) of weights packed\n"
+    "                          for the kernels from one UNet pass to the next instead of packing\n"
+    "                          them again (default 0; the most reused first). bf16 always keeps\n"
+    "                          them, in the memory of the float16 weights\n"
     "  -o, --output FILE       PNG to write (default output.png); with -b N the others are\n"
-    "                          FILE_2.png ... FILE_N.png\n"
+    "                          FILE_2.png ... FILE_N.png (then FILE must be a regular file).\n"
+    "                          A regular file is replaced atomically, a symbolic link's target\n"
+    "                          too (the link stays), a FIFO or character device (/dev/stdout)\n"
+    "                          is written through ('wrote' lines then go to stderr); a\n"
+    "                          directory is an error, found before any work\n"
     "      --latents FILE      also write the final latents as .npy [N, 4, H/8, W/8]\n"
     "  -q, --quiet             no progress on stderr\n"
     "  -h, --help              this help\n"
@@ -132,9 +144,11 @@ static const char *k_generate_help =
     "                          safe text is built from a flagged prompt; project: keep the\n"
     "                          prompt's embedding and project the flagged tokens' states off\n"
     "                          the fired categories' concept directions\n"
-    "      --detectors LIST    lexical, semantic, or lexical,semantic (default: lexical, plus\n"
-    "                          semantic when the bank holds a threshold calibrated for\n"
-    "                          this model, as the bundled model's does)\n"
+    "      --detectors LIST    comma-separated: lexical, semantic, learned (default: lexical,\n"
+    "                          plus learned when its weights carry a calibrated threshold\n"
+    "                          and the bank has its categories, plus semantic when the\n"
+    "                          bank holds a threshold calibrated for this model, as the\n"
+    "                          bundled model's does)\n"
     "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
     "                          [thresholds] value, else 0.10, uncalibrated; see\n"
     "                          docs/safety-detectors.md and 'safesd calibrate')\n"
@@ -149,7 +163,27 @@ static const char *k_generate_help =
     "      --context-steps X   tau in [0,1]: the first round(tau*T) of the T UNet evaluations\n"
     "                          follow the prompt alone (default: the level's; medium 0.2)\n"
     "      --safety-blend M    step (merge every step, default) or final (merge the end only)\n"
-    "      --safety-report FILE   write what the safety layer did as JSON\n";
+    "      --safety-report FILE   write what the safety layer did as JSON\n"
+    "\n"
+    "All outputs of a run (the PNGs, --latents, --safety-report) appear together or not at\n"
+    "all: each is written to a temporary file beside it and they are renamed only when every\n"
+    "one is complete; an error or an interruption (SIGINT, SIGTERM, SIGHUP) removes them.\n"
+    "\n"
+    "Output-image checks (docs/safety.md): classifiers judge each generated image; the\n"
+    "verdict goes into the PNG metadata ('Image check: ...') and the safety report.\n"
+    "      --image-check LIST  ','-separated: safety-checker[:DIR] (the SD safety checker;\n"
+    "                          default MODEL/safety_checker), q16[:DIR] (Q16 on a CLIP\n"
+    "                          ViT-L/14 tower, default MODEL/safety_checker; vectors from\n"
+    "                          ../shared/data/q16), nsfwjs:DIR (nsfwjs MobileNetV2),\n"
+    "                          clip-zeroshot[:DIR] (the model's own CLIP judge, default\n"
+    "                          MODEL/clip: the bundled model's), auto (safety-checker and\n"
+    "                          clip-zeroshot where the model has them), none (default)\n"
+    "      --image-check-action A   what an unsafe image gets: flag (default: kept, reported),\n"
+    "                          blur (a strong blur replaces it), block (no file is written;\n"
+    "                          exit status 3)\n"
+    "\n"
+    "Exit status: 0 success, 1 error, 2 bad usage, 3 an image was blocked (the others are\n"
+    "written).\n";
 
 static const char *k_encode_help =
     "usage: safesd encode -m MODEL -p PROMPT [-p PROMPT...] [-o OUT.npy] [options]\n"
@@ -170,10 +204,12 @@ static const char *k_encode_help =
 static const char *k_inspect_help =
     "usage: safesd inspect MODEL [--config DIR] [--json]\n"
     "\n"
-    "Open MODEL (reading only file headers and configs), and report its layout, family\n"
-    "(SD 1.x / SD 2.x), each component (text_encoder, unet, vae): tensor count, parameter\n"
-    "count, stored dtypes and hyper-parameters (from the config or inferred from the\n"
-    "weights), the tokenizer source, and problems found. A malformed file is an error.\n"
+    "Open MODEL as generate does and report its layout, family (SD 1.x / SD 2.x), each\n"
+    "component (text_encoder, unet, vae): tensor count, parameter count, stored dtypes and\n"
+    "hyper-parameters (from the config or inferred from the weights), the tokenizer, the\n"
+    "scheduler configuration, the model's concept bank, and problems found. Everything\n"
+    "generate loads is loaded and checked (every weight is read once to check it is finite):\n"
+    "what generate would refuse is an error here too (exit 1, one line naming the file).\n"
     "\n"
     "      --json         machine-readable output\n"
     "      --config DIR   for a single-file checkpoint: a diffusers folder whose configs\n"
@@ -239,7 +275,7 @@ static int cmd_tokenize(int argc, char **argv) {
       case 'c': config = optarg; break;
       case 'f': file = optarg; break;
       case 'P':
-        if (parse_int(optarg, 0, 1 << 30, &pad)) return usage_error("tokenize", "--pad takes a token id");
+        if (cli_parse_long(optarg, 0, 1 << 30, &pad)) return usage_error("tokenize", "--pad takes a token id");
         break;
       case 'T': show = 1; break;
       case 'J': json = 1; break;
@@ -262,11 +298,10 @@ static int cmd_tokenize(int argc, char **argv) {
   if (safesd_tokenizer_open_ex(model, config, &tok)) return fail("loading tokenizer");
   int rc = 0;
   if (file) {
-    FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
+    FILE *f = cli_open_input(file, "a text file (one input per line; '-' reads standard input)");
     if (!f) {
-      fprintf(stderr, "%s: cannot open %s: %s\n", g_prog, file, strerror(errno));
       safesd_tokenizer_close(tok);
-      return EXIT_FAILURE;
+      return fail("tokenize -f");
     }
     char *line = NULL;
     size_t cap = 0;
@@ -274,6 +309,10 @@ static int cmd_tokenize(int argc, char **argv) {
     while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
       while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
       rc = tokenize_one(tok, line, pad_id, json, show);
+    }
+    if (rc == 0 && ferror(f)) {
+      fprintf(stderr, "%s: tokenize -f: %s: read failed: %s\n", g_prog, file, strerror(errno));
+      rc = EXIT_FAILURE;
     }
     free(line);
     if (f != stdin) fclose(f);
@@ -306,10 +345,10 @@ static int cmd_encode(int argc, char **argv) {
       case 'o': output = optarg; break;
       case 'c': config = optarg; break;
       case 'C':
-        if (parse_int(optarg, 1, 48, &clip_skip)) return usage_error("encode", "--clip-skip takes 1..48");
+        if (cli_parse_long(optarg, 1, 48, &clip_skip)) return usage_error("encode", "--clip-skip takes 1..48");
         break;
       case 't':
-        if (parse_int(optarg, 0, 256, &threads)) return usage_error("encode", "--threads takes 0..256");
+        if (cli_parse_long(optarg, 0, 256, &threads)) return usage_error("encode", "--threads takes 0..256");
         break;
       case 'h': fputs(k_encode_help, stdout); return 0;
       default: return usage_error("encode", "unknown option");
@@ -319,6 +358,7 @@ static int cmd_encode(int argc, char **argv) {
   if (optind < argc && n_prompts < MAX_PROMPTS) prompts[n_prompts++] = argv[optind++];
   if (optind < argc) return usage_error("encode", "unexpected argument (quote the prompt, or use -p)");
   if (n_prompts == 0) return usage_error("encode", "no prompt given (-p)");
+  if (output && sd_output_check(output)) return fail("encode");
   safesd_model_options mo = {.n_threads = (int)threads, .config_dir = config};
   safesd_model *m;
   if (safesd_model_open(model, &mo, &m)) return fail("opening model");
@@ -382,22 +422,46 @@ static char *numbered_path(const char *out, int i) {
   return p;
 }
 
-static int parse_u64(const char *s, uint64_t *out) {
-  char *end;
-  errno = 0;
-  if (*s == '-') return -1;
-  unsigned long long v = strtoull(s, &end, 10);
-  if (errno || end == s || *end) return -1;
-  *out = v;
-  return 0;
+
+/* The output files of one generate run: the images (FILE, FILE_2, ...), then --latents and
+ * --safety-report. */
+typedef struct outputs {
+  char *path[64 + 2];
+  int n;
+  int to_stdout; /* one of them is this process's standard output: messages go to stderr */
+} outputs;
+
+static void outputs_free(outputs *o) {
+  for (int i = 0; i < o->n; i++) free(o->path[i]);
+  o->n = 0;
 }
 
-static int parse_float(const char *s, float *out) {
-  char *end;
-  errno = 0;
-  float v = strtof(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) return -1;
-  *out = v;
+/* Each output can be written (io/fileio.h: a regular file or a new path in an existing
+ * folder is replaced atomically, a FIFO or character device written through; a directory
+ * is an error), and no two name the same file. Exit status (1 error, 2 usage) or 0. */
+static int outputs_plan(outputs *o, const char *output, int batch, const char *latents, const char *report) {
+  memset(o, 0, sizeof *o);
+  struct stat st;
+  if (batch > 1 && stat(output, &st) == 0 && !S_ISREG(st.st_mode))
+    return usage_error("generate", "with -b N the images are FILE, FILE_2, ... FILE_N: -o must name a regular file");
+  for (int i = 0; i < batch; i++)
+    if (!(o->path[o->n++] = numbered_path(output, i))) { outputs_free(o); fprintf(stderr, "%s: out of memory\n", g_prog); return EXIT_FAILURE; }
+  const char *extra[2] = {latents, report};
+  for (int k = 0; k < 2; k++)
+    if (extra[k] && !(o->path[o->n++] = strdup(extra[k]))) { outputs_free(o); fprintf(stderr, "%s: out of memory\n", g_prog); return EXIT_FAILURE; }
+  for (int i = 0; i < o->n; i++) {
+    if (sd_output_check(o->path[i])) { outputs_free(o); return fail("generate"); }
+    o->to_stdout |= sd_output_is_fd(o->path[i], 1);
+    struct stat a, b;
+    int ea = stat(o->path[i], &a) == 0;
+    for (int j = 0; j < i; j++)
+      if (!strcmp(o->path[i], o->path[j]) || (ea && stat(o->path[j], &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino)) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "two outputs are the same file: %.280s and %.280s", o->path[j], o->path[i]);
+        outputs_free(o);
+        return usage_error("generate", msg);
+      }
+  }
   return 0;
 }
 
@@ -419,9 +483,12 @@ static int cmd_generate(int argc, char **argv) {
       {"safety", required_argument, 0, 1009},  {"concepts", required_argument, 0, 1010},
       {"safety-strategy", required_argument, 0, 1011}, {"detectors", required_argument, 0, 1012},
       {"semantic-threshold", required_argument, 0, 1013}, {"precision", required_argument, 0, 1014},
+      {"max-pixels", required_argument, 0, 1015}, {"mem-budget", required_argument, 0, 1016},
+      {"image-check", required_argument, 0, 1017}, {"image-check-action", required_argument, 0, 1018},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   int precision = SAFESD_PRECISION_FP32;
+  long long mem_budget = 0;
   safesd_gen_params p;
   safesd_gen_defaults(&p);
   p.seed = 42;
@@ -433,23 +500,33 @@ static int cmd_generate(int argc, char **argv) {
       case 'c': config = optarg; break;
       case 'p': p.prompt = optarg; break;
       case 'n': p.negative_prompt = optarg; break;
-      case 'W': if (parse_int(optarg, 8, 1 << 20, &v)) return usage_error("generate", "-W takes a width in pixels"); p.width = (int)v; break;
-      case 'H': if (parse_int(optarg, 8, 1 << 20, &v)) return usage_error("generate", "-H takes a height in pixels"); p.height = (int)v; break;
-      case 'S': if (parse_int(optarg, 1, 100000, &v)) return usage_error("generate", "--steps takes a positive number"); p.steps = (int)v; break;
-      case 'g': if (parse_float(optarg, &p.cfg_scale)) return usage_error("generate", "--cfg-scale takes a number"); break;
+      case 'W': if (cli_parse_long(optarg, 8, 1 << 20, &v)) return usage_error("generate", "-W takes a width in pixels"); p.width = (int)v; break;
+      case 'H': if (cli_parse_long(optarg, 8, 1 << 20, &v)) return usage_error("generate", "-H takes a height in pixels"); p.height = (int)v; break;
+      case 'S':
+        if (cli_parse_long(optarg, 1, 1000, &v))
+          return usage_error("generate", "--steps takes 1..1000 (SD's schedulers have 1000 training timesteps; the model's "
+                                         "scheduler may allow fewer)");
+        p.steps = (int)v;
+        break;
+      case 1015:
+        if (cli_parse_long(optarg, 1, 4096L * 4096L, &v))
+          return usage_error("generate", "--max-pixels takes 1..16777216 (width x height of one image)");
+        p.max_pixels = v;
+        break;
+      case 'g': if (cli_parse_float(optarg, &p.cfg_scale)) return usage_error("generate", "--cfg-scale takes a number"); break;
       case 's':
         if (!strcmp(optarg, "-1")) {
           struct timespec ts;
           clock_gettime(CLOCK_REALTIME, &ts);
           p.seed = ((uint64_t)ts.tv_sec * 1000000007ull) ^ (uint64_t)ts.tv_nsec;
           p.seed &= 0xffffffffull;
-        } else if (parse_u64(optarg, &p.seed)) return usage_error("generate", "--seed takes 0..2^64-1 or -1");
+        } else if (cli_parse_u64(optarg, &p.seed)) return usage_error("generate", "--seed takes 0..2^64-1 or -1");
         break;
       case 'a': p.sampler = optarg; break;
       case 'k': p.schedule = optarg; break;
-      case 'b': if (parse_int(optarg, 1, 64, &v)) return usage_error("generate", "-b takes 1..64"); p.batch = (int)v; break;
-      case 'C': if (parse_int(optarg, 1, 48, &v)) return usage_error("generate", "--clip-skip takes 1..48"); p.clip_skip = (int)v; break;
-      case 't': if (parse_int(optarg, 0, 256, &threads)) return usage_error("generate", "--threads takes 0..256"); break;
+      case 'b': if (cli_parse_long(optarg, 1, 64, &v)) return usage_error("generate", "-b takes 1..64"); p.batch = (int)v; break;
+      case 'C': if (cli_parse_long(optarg, 1, 48, &v)) return usage_error("generate", "--clip-skip takes 1..48"); p.clip_skip = (int)v; break;
+      case 't': if (cli_parse_long(optarg, 0, 256, &threads)) return usage_error("generate", "--threads takes 0..256"); break;
       case 'o': output = optarg; break;
       case 'L': latents_path = optarg; break;
       case 'q': quiet = 1; break;
@@ -467,19 +544,23 @@ static int cmd_generate(int argc, char **argv) {
       case 1011: p.safety_strategy = optarg; break;
       case 1012: p.detectors = optarg; break;
       case 1013:
-        if (parse_float(optarg, &p.semantic_threshold)) return usage_error("generate", "--semantic-threshold takes a number");
+        if (cli_parse_float(optarg, &p.semantic_threshold)) return usage_error("generate", "--semantic-threshold takes a number");
         break;
       case 1014:
         if (!strcmp(optarg, "fp32")) precision = SAFESD_PRECISION_FP32;
         else if (!strcmp(optarg, "bf16")) precision = SAFESD_PRECISION_BF16;
         else return usage_error("generate", "--precision takes fp32 or bf16");
         break;
+      case 1016:
+        if (cli_parse_bytes(optarg, &mem_budget))
+          return usage_error("generate", "--mem-budget takes a size in bytes, with an optional K, M or G (e.g. 3G)");
+        break;
       case 1005:
-        if (parse_float(optarg, &p.safety_weight) || p.safety_weight < 0 || p.safety_weight > 1)
+        if (cli_parse_float(optarg, &p.safety_weight) || p.safety_weight < 0 || p.safety_weight > 1)
           return usage_error("generate", "--safety-weight takes a number in [0,1]");
         break;
       case 1006:
-        if (parse_float(optarg, &p.context_steps) || p.context_steps < 0 || p.context_steps > 1)
+        if (cli_parse_float(optarg, &p.context_steps) || p.context_steps < 0 || p.context_steps > 1)
           return usage_error("generate", "--context-steps takes a number in [0,1]");
         break;
       case 1007:
@@ -487,6 +568,12 @@ static int cmd_generate(int argc, char **argv) {
         p.blend = optarg;
         break;
       case 1008: report_path = optarg; break;
+      case 1017: p.image_check = optarg; break;
+      case 1018:
+        if (strcmp(optarg, "flag") && strcmp(optarg, "blur") && strcmp(optarg, "block"))
+          return usage_error("generate", "--image-check-action takes flag, blur or block");
+        p.image_check_action = optarg;
+        break;
       case 'h': fputs(k_generate_help, stdout); return 0;
       default: return usage_error("generate", "unknown option");
     }
@@ -494,16 +581,20 @@ static int cmd_generate(int argc, char **argv) {
   if (optind < argc && !p.prompt) p.prompt = argv[optind++];
   if (optind < argc) return usage_error("generate", "unexpected argument (quote the prompt)");
   if (!p.prompt) return usage_error("generate", "no prompt given (-p)");
+  /* the outputs, checked before any work */
+  outputs outs;
+  int orc = outputs_plan(&outs, output, p.batch, latents_path, report_path);
+  if (orc) return orc;
   char bundled[4096];
   if (!model) {
-    if (config) return usage_error("generate", "--config describes a single-file checkpoint given with -m");
-    if (safesd_bundled_model(bundled, sizeof bundled)) return fail("no -m given, and the bundled model");
+    if (config) { outputs_free(&outs); return usage_error("generate", "--config describes a single-file checkpoint given with -m"); }
+    if (safesd_bundled_model(bundled, sizeof bundled)) { outputs_free(&outs); return fail("no -m given, and the bundled model"); }
     model = bundled;
     if (!quiet) fprintf(stderr, "model: %s (the bundled model; -m chooses another)\n", model);
   }
-  safesd_model_options mo = {(int)threads, config, precision};
+  safesd_model_options mo = {.n_threads = (int)threads, .config_dir = config, .precision = precision, .mem_budget = mem_budget};
   safesd_model *m;
-  if (safesd_model_open(model, &mo, &m)) return fail("opening model");
+  if (safesd_model_open(model, &mo, &m)) { outputs_free(&outs); return fail("opening model"); }
   if (precision == SAFESD_PRECISION_BF16 && safesd_model_precision(m) != SAFESD_PRECISION_BF16)
     fprintf(stderr, "safesd: warning: --precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or "
                     "AMX); computing in fp32\n");
@@ -526,37 +617,54 @@ static int cmd_generate(int argc, char **argv) {
             (unsigned long long)p.seed);
   safesd_safety_report rep;
   if (safesd_generate_ex(m, &p, rgb, lat, &rep)) { if (ps.tty && !quiet) fputc('\n', stderr); rc = fail("generate"); goto out; }
+  /* every output to a temporary file (or held back, for a pipe); then all renamed at once:
+   * they appear together or not at all (io/fileio.h). An image the image check blocks is
+   * not written at all. */
+  if (sd_outputs_begin()) { rc = fail("generate"); goto out; }
+  FILE *msgs = outs.to_stdout ? stderr : stdout;
+  int n_blocked = 0;
+  char blocked[64 + 2] = {0};
   for (int i = 0; i < p.batch && rc == 0; i++) {
-    char *path = numbered_path(output, i), *params = safesd_gen_parameters_text(m, &p, i);
-    if (!path || !params) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; }
-    else if (safesd_write_png(path, rgb + npx * 3 * (size_t)i, p.width, p.height, params)) rc = fail("writing image");
-    else printf("wrote %s\n", path);
-    free(path);
+    char *params = safesd_gen_parameters_text(m, &p, i);
+    const safesd_image_verdict *v = i < rep.n_images ? &rep.images[i] : NULL;
+    if (v && v->nsfw == 1 && !quiet) fprintf(stderr, "image check: %s: unsafe by %s (%s)\n", outs.path[i], v->judges, v->action);
+    if (!params) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; }
+    else if (v && !strcmp(v->action, "blocked")) { blocked[i] = 1; n_blocked++; }
+    else if (safesd_write_png(outs.path[i], rgb + npx * 3 * (size_t)i, p.width, p.height, params)) rc = fail("writing image");
     free(params);
   }
   if (rc == 0 && latents_path) {
     int64_t shape[4] = {p.batch, lc, lh, lw};
     sd_tensor t = sd_tensor_make(SD_F32, 4, shape, lat);
     if (sd_npy_write(latents_path, &t)) rc = fail("writing latents");
-    else printf("wrote %s\n", latents_path);
   }
-  if (rc == 0 && report_path) {
-    if (safesd_safety_report_write(&rep, report_path)) rc = fail("writing safety report");
-    else printf("wrote %s\n", report_path);
-  }
+  if (rc == 0 && report_path && safesd_safety_report_write(&rep, report_path)) rc = fail("writing safety report");
+  if (rc == 0 && sd_outputs_commit()) rc = fail("writing the outputs");
+  if (rc) sd_outputs_abort();
+  for (int i = 0; i < outs.n && rc == 0; i++)
+    fprintf(msgs, blocked[i] ? "blocked %s (not written)\n" : "wrote %s\n", outs.path[i]);
   if (rc == 0 && !quiet && rep.flagged)
     fprintf(stderr, "safety: prompt flagged (%s) at level %s; safe text: \"%s\"\n", rep.categories, rep.level,
             rep.safety_text ? rep.safety_text : "");
   if (rc == 0 && !quiet && rep.projection) fprintf(stderr, "safety: %s\n", rep.projection);
+  if (rc == 0 && !quiet && rep.beyond_window)
+    fprintf(stderr, "safety: past the text encoder's window (not seen by the model, not judged): \"%s\"\n",
+            rep.beyond_window);
   if (rc == 0 && !quiet && rep.altered)
     fprintf(stderr, "safety: SLD %s%s%s, extra %.2f s (%s)\n", rep.sld, rep.safety_negative ? ", negative prompt" : "",
             rep.dual ? (rep.dual_ran ? ", dual path ran" : ", dual path requested (k = T: no dual step)") : "",
             rep.extra_seconds, rep.extra_method);
   if (rc == 0 && !quiet) fprintf(stderr, "sampling took %.1f s (%.2f s per UNet evaluation)\n", ps.total_s, ps.total_s / (ps.evals ? ps.evals : 1));
+  if (rc == 0 && n_blocked) {
+    fprintf(stderr, "%s generate: %d of %d image%s blocked by the image check (--image-check-action block)\n", g_prog,
+            n_blocked, p.batch, p.batch > 1 ? "s" : "");
+    rc = EXIT_BLOCKED;
+  }
 out:
   free(rgb);
   free(lat);
   safesd_model_close(m);
+  outputs_free(&outs);
   return rc;
 }
 
@@ -564,45 +672,105 @@ out:
 
 static const char *k_check_help =
     "usage: safesd check [-m MODEL] [--detectors LIST] [--concepts FILE] [--json] PROMPT...\n"
+    "       safesd check [options] -f FILE      (one prompt per line; '-' = standard input)\n"
     "\n"
     "Run the safety detectors on each prompt and print the verdict (flagged or not), the\n"
-    "categories that fired, each detector's score, threshold and evidence (which word\n"
-    "matched which concept-bank term, and how: exact, leetspeak, separators, repeated\n"
-    "letters, diacritics, inflection, WordNet), and the safe text the dual path would use.\n"
-    "Exit status 0 whatever the verdict; 1 on an error.\n"
+    "categories that fired, the concept banks in force, each detector's score, threshold and\n"
+    "evidence (which word matched which concept-bank term, and how: exact, leetspeak,\n"
+    "separators, repeated letters, diacritics, inflection, WordNet; for the learned and\n"
+    "semantic detectors, the words whose removal drops the score under the threshold, or\n"
+    "'not localised'), and the safe text the dual path would use. The detectors judge the\n"
+    "text the model's encoder sees: words past its 77-token window are reported, not judged.\n"
+    "The bank and detectors are built once for all the prompts. Exit status 0 whatever the\n"
+    "verdicts; 1 on an error.\n"
     "\n"
     "  -m, --model PATH          the model whose text encoder the semantic detector uses\n"
+    "                            (and whose tokenizer sets the window)\n"
     "      --config DIR          for a single-file model: a diffusers folder describing it\n"
-    "      --detectors LIST      lexical, semantic, or lexical,semantic (default: lexical,\n"
-    "                            plus semantic when the bank holds a threshold\n"
-    "                            calibrated for this model)\n"
+    "      --detectors LIST      comma-separated: lexical, semantic, learned (default:\n"
+    "                            lexical, plus learned when calibrated, plus semantic\n"
+    "                            when the bank holds a threshold calibrated for this\n"
+    "                            model); learned: a classifier of its own over character\n"
+    "                            and word n-grams (data/learned/, docs/safety-detectors.md)\n"
     "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
     "                            [thresholds] value, else 0.10)\n"
     "      --concepts FILE       concept bank (default: the model's safety/concepts.bank\n"
-    "                            when it has one, else data/concepts/default.bank); its\n"
-    "                            [thresholds] section, when present, sets the thresholds\n"
+    "                            when it has one, else data/concepts/default.bank); a bank\n"
+    "                            adds to the default bank unless its [bank] section says\n"
+    "                            'base = none'; its [thresholds] section, when present, sets\n"
+    "                            the thresholds\n"
     "      --safety-strategy S   substitute+append (default), substitute, append, project\n"
     "                            (project: which token positions would be projected against\n"
     "                            which concept descriptions)\n"
-    "      --json                one JSON object per prompt\n"
+    "  -f, --file FILE           read the prompts from FILE, one per line, streamed (UTF-8;\n"
+    "                            blank lines and lines starting with '#' are skipped; lines\n"
+    "                            over 64 KiB are an error)\n"
+    "      --json                one JSON object per prompt (with -f: one per line)\n"
     "  -h, --help                this help\n";
+
+#define CHECK_MAX_LINE (64u << 10)
+
+/* One prompt of a check file: CR/LF stripped; blank and '#' lines skipped (return 0). */
+static int check_line(char *line, size_t n) {
+  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
+  const char *t = line;
+  while (*t == ' ' || *t == '\t') t++;
+  return *t && *t != '#';
+}
+
+static int check_file(safesd_model *m, const char *path, const char *concepts, const char *strategy,
+                      const char *detectors, float sem_threshold, int json) {
+  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+  if (!f) {
+    fprintf(stderr, "safesd check: %s: %s\n", path, strerror(errno));
+    return 1;
+  }
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  long lineno = 0;
+  int rc = 0;
+  while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+    lineno++;
+    if ((size_t)n > CHECK_MAX_LINE) {
+      fprintf(stderr, "safesd check: %s:%ld: line is %zd bytes, over the %u-byte limit\n", path, lineno, n,
+              CHECK_MAX_LINE);
+      rc = 1;
+    } else if (memchr(line, 0, (size_t)n)) {
+      fprintf(stderr, "safesd check: %s:%ld: NUL byte in the line\n", path, lineno);
+      rc = 1;
+    } else if (check_line(line, (size_t)n) &&
+               safesd_check(m, line, concepts, strategy, detectors, sem_threshold, json ? 2 : 0, stdout)) {
+      fprintf(stderr, "safesd check: %s:%ld: %s\n", path, lineno, safesd_last_error());
+      rc = 1;
+    }
+  }
+  if (!rc && ferror(f)) {
+    fprintf(stderr, "safesd check: %s: read error: %s\n", path, strerror(errno));
+    rc = 1;
+  }
+  free(line);
+  if (f != stdin) fclose(f);
+  return rc;
+}
 
 static int cmd_check(int argc, char **argv) {
   static const struct option opts[] = {{"concepts", required_argument, 0, 'c'}, {"safety-strategy", required_argument, 0, 's'},
                                        {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'},
                                        {"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'C'},
-                                       {"detectors", required_argument, 0, 'D'},
+                                       {"detectors", required_argument, 0, 'D'}, {"file", required_argument, 0, 'f'},
                                        {"semantic-threshold", required_argument, 0, 'T'}, {0, 0, 0, 0}};
-  const char *concepts = NULL, *strategy = NULL, *model = NULL, *config = NULL, *detectors = NULL;
+  const char *concepts = NULL, *strategy = NULL, *model = NULL, *config = NULL, *detectors = NULL, *file = NULL;
   float sem_threshold = NAN;
   int json = 0, c;
-  while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:f:h", opts, NULL)) != -1) {
     switch (c) {
       case 'm': model = optarg; break;
       case 'C': config = optarg; break;
       case 'D': detectors = optarg; break;
+      case 'f': file = optarg; break;
       case 'T':
-        if (parse_float(optarg, &sem_threshold)) return usage_error("check", "--semantic-threshold takes a number");
+        if (cli_parse_float(optarg, &sem_threshold)) return usage_error("check", "--semantic-threshold takes a number");
         break;
       case 'c': concepts = optarg; break;
       case 's': strategy = optarg; break;
@@ -611,11 +779,13 @@ static int cmd_check(int argc, char **argv) {
       default: return usage_error("check", "unknown option");
     }
   }
-  if (optind >= argc) return usage_error("check", "no prompt given");
+  if (optind >= argc && !file) return usage_error("check", "no prompt given (PROMPT... or -f FILE)");
+  if (optind < argc && file) return usage_error("check", "give prompts as arguments or with -f, not both");
   safesd_model *m = NULL;
   safesd_model_options mo = {.config_dir = config};
-  if (model && safesd_model_open(model, &mo, &m)) return fail("opening model");
+  if (model ? safesd_model_open(model, &mo, &m) : safesd_gate_open(&m)) return fail("opening model");
   int rc = 0;
+  if (file) rc = check_file(m, file, concepts, strategy, detectors, sem_threshold, json);
   for (int i = optind; i < argc && rc == 0; i++)
     if (safesd_check(m, argv[i], concepts, strategy, detectors, sem_threshold, json, stdout)) rc = fail("check");
   safesd_model_close(m);
@@ -642,13 +812,14 @@ static const char *k_calibrate_help =
     "      --config DIR          for a single-file model: a diffusers folder describing it\n"
     "      --concepts FILE       concept bank (default: the model's safety/concepts.bank\n"
     "                            when it has one, else data/concepts/default.bank)\n"
-    "      --detectors LIST      lexical (default), semantic, or lexical,semantic\n"
+    "      --detectors LIST      lexical (default), semantic, learned, comma-separated\n"
     "      --out FILE            write the thresholds to this calibration file (created, or\n"
     "                            updated keeping other detectors' entries)\n"
     "      --write-bank          write them to the [thresholds] section of the --concepts\n"
     "                            bank (or of the model's own bank), which 'check' and\n"
     "                            'generate' then use (a semantic threshold is tied to\n"
-    "                            the model it was calibrated with)\n"
+    "                            the model it was calibrated with, a learned one to\n"
+    "                            its weights file)\n"
     "  -h, --help                this help\n";
 
 static int cmd_calibrate(int argc, char **argv) {
@@ -666,14 +837,10 @@ static int cmd_calibrate(int argc, char **argv) {
     switch (c) {
       case 'U': cp.unsafe_file = optarg; break;
       case 'B': cp.benign_file = optarg; break;
-      case 'r': {
-        char *end;
-        errno = 0;
-        cp.target_fpr = strtod(optarg, &end);
-        if (errno || end == optarg || *end || !(cp.target_fpr >= 0 && cp.target_fpr <= 1))
+      case 'r':
+        if (cli_parse_double(optarg, &cp.target_fpr) || !(cp.target_fpr >= 0 && cp.target_fpr <= 1))
           return usage_error("calibrate", "--target-fpr takes a rate in [0, 1]");
         break;
-      }
       case 'm': model = optarg; break;
       case 'C': config = optarg; break;
       case 'c': cp.concepts = optarg; break;
@@ -727,6 +894,7 @@ static int cmd_convert(int argc, char **argv) {
     }
   }
   if (optind != argc - 2) return usage_error("convert", "give a model and an output file");
+  if (sd_output_check(argv[optind + 1])) return fail("convert"); /* before the work */
   if (safesd_convert(argv[optind], config, argv[optind + 1], dtype)) return fail("convert");
   printf("wrote %s\n", argv[optind + 1]);
   return 0;
@@ -770,10 +938,14 @@ static const command k_commands[] = {
     {"demo", cli_demo},
     {"edit", cli_edit},
     {"eval", cli_eval},
+    {"serve", cli_serve},
 };
 
 int main(int argc, char **argv) {
   if (argc < 2) { fputs(k_main_help, stderr); return EXIT_USAGE; }
+  safesd_process_init(argv); /* short OpenMP spin-waits (may re-execute once) */
+  /* an interrupted run leaves no temporary files (io/fileio.h) */
+  if (sd_install_signal_cleanup()) return fail("installing signal handlers");
   const char *cmd = argv[1];
   if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help")) { fputs(k_main_help, stdout); return 0; }
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) { printf("safesd %s\n", safesd_version()); return 0; }

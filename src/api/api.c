@@ -11,10 +11,14 @@
 #include "io/fileio.h"
 #include "models/clip_text.h"
 #include "models/model_source.h"
+#include "sampling/schedule.h"
 #include "text/tokenizer.h"
+#include "safety/learned.h"
 #include "api/api_internal.h"
 
-_Static_assert((int)SAFESD_E_IO == (int)SD_E_IO && (int)SAFESD_E_INTERNAL == (int)SD_E_INTERNAL, "error codes");
+_Static_assert((int)SAFESD_E_IO == (int)SD_E_IO && (int)SAFESD_E_INTERNAL == (int)SD_E_INTERNAL &&
+                   (int)SAFESD_E_CANCELLED == (int)SD_E_CANCELLED,
+               "error codes");
 _Static_assert(SAFESD_TOKENS == SD_CLIP_CONTEXT, "context length");
 
 struct safesd_tokenizer {
@@ -71,6 +75,8 @@ const char *safesd_token_text(const safesd_tokenizer *t, int32_t id) {
   return t ? sd_tokenizer_token(t->tok, id) : NULL;
 }
 
+void safesd_process_init(char **argv) { sd_threads_setup(argv); }
+
 #define SAFESD_SMALL_UNET_PARAMS 20000000 /* 20 M; SD 1.x has 860 M */
 
 int safesd_model_open(const char *path, const safesd_model_options *opts, safesd_model **out) {
@@ -97,20 +103,29 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
     safesd_model_close(m);
     return rc;
   }
+  sd_model_attach(m->src, m->ex); /* kept packed weights drop their file pages */
+  if (opts && opts->mem_budget > 0) m->ex->pack_budget = (int64_t)opts->mem_budget;
   /* bf16 where the CPU has it; elsewhere fp32 (the caller sees it in safesd_model_precision) */
   if (opts && opts->precision == SAFESD_PRECISION_BF16) (void)sd_exec_set_precision(m->ex, SD_PREC_BF16);
-  /* a model folder may carry its own concept bank (the bundled model does) */
+  /* a model folder may carry its own concept bank (the bundled model does; model_source
+   * found it, or refused one that cannot be read) */
+  const char *bank = sd_model_bank_path(m->src);
+  if (bank && !(m->model_bank = strdup(bank))) {
+    safesd_model_close(m);
+    return sd_fail(SD_E_NOMEM, "out of memory");
+  }
+  /* ... and its own learned detector (safety/learned.h) */
   struct stat st;
   if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-    size_t n = strlen(path) + sizeof "/safety/concepts.bank";
-    char *bank = malloc(n);
-    if (!bank) {
+    size_t n = strlen(path) + sizeof "/" SD_LEARNED_MODEL_FILE;
+    char *learned = malloc(n);
+    if (!learned) {
       safesd_model_close(m);
       return sd_fail(SD_E_NOMEM, "out of memory");
     }
-    snprintf(bank, n, "%s/safety/concepts.bank", path);
-    if (stat(bank, &st) == 0 && S_ISREG(st.st_mode)) m->model_bank = bank;
-    else free(bank);
+    snprintf(learned, n, "%s/" SD_LEARNED_MODEL_FILE, path);
+    if (stat(learned, &st) == 0 && S_ISREG(st.st_mode)) m->model_learned = learned;
+    else free(learned);
   }
   *out = m;
   return SD_OK;
@@ -128,15 +143,39 @@ void safesd_model_close(safesd_model *m) {
   sd_vae_free(m->vae);
   if (m->last_gate) sd_api_gate_free(m->last_gate);
   free(m->last_gate);
-  sd_detector_free(m->lexical);
-  sd_detector_free(m->semantic);
-  sd_bank_free(m->bank);
-  free(m->bank_path);
+  sd_api_image_checks_free(m);
+  sd_api_drop_detectors(m);
   free(m->model_bank);
+  free(m->model_learned);
   sd_tokenizer_free(m->tok);
   sd_exec_destroy(m->ex);
   sd_model_close(m->src);
   free(m);
+}
+
+int safesd_gate_open(safesd_model **out) {
+  if (!out) return sd_fail(SD_E_ARG, "safesd_gate_open: out is NULL");
+  *out = calloc(1, sizeof **out);
+  return *out ? SD_OK : sd_fail(SD_E_NOMEM, "out of memory");
+}
+
+int sd_api_need_tokenizer(safesd_model *m) {
+  if (m->tok) return SD_OK;
+  return m->src ? open_tokenizer_for(m->src, &m->tok) : sd_tokenizer_load_default(&m->tok);
+}
+
+int sd_api_model_check(safesd_model *m) {
+  int rc;
+  const int text = sd_model_text_config(m->src) != NULL, unet = sd_model_unet_config(m->src) != NULL;
+  const int vae = sd_model_vae_config(m->src) != NULL;
+  /* the builders of generate (sd_api_need_image_side), each for what the model has */
+  if (text && (rc = sd_api_need_text(m))) return rc;
+  if (unet && !m->unet && (rc = sd_unet_create(m->src, &m->unet))) return rc;
+  if (vae && !m->vae && (rc = sd_vae_create(m->src, &m->vae))) return rc;
+  sd_sched_config c;
+  if (unet && (rc = sd_api_sched_config(m, NULL, NULL, &c))) return rc;
+  if (m->model_bank && (rc = sd_api_need_bank(m))) return rc;
+  return SD_OK;
 }
 
 /* The text side is built on first use, so opening a model for other work stays cheap. */
@@ -179,4 +218,32 @@ int safesd_encode_prompt(safesd_model *m, const char *prompt, int clip_skip, flo
   rc = sd_tokenize_prompt(m->tok, prompt, safesd_model_pad_id(m), SAFESD_TOKENS, ids);
   if (rc < 0) return rc;
   return safesd_encode_ids(m, ids, 1, clip_skip, out);
+}
+
+int safesd_check_string(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
+                        const char *detectors, float semantic_threshold, int as_json, char **out) {
+  if (!out) return sd_fail(SD_E_ARG, "check: no output");
+  *out = NULL;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&buf, &len);
+  if (!f) return sd_fail(SD_E_NOMEM, "out of memory");
+  int rc = safesd_check(model, prompt, concepts, strategy, detectors, semantic_threshold, as_json, f);
+  if (fclose(f) != 0 && rc == SD_OK) rc = sd_fail(SD_E_NOMEM, "out of memory");
+  if (rc) {
+    free(buf);
+    return rc;
+  }
+  *out = buf;
+  return SD_OK;
+}
+
+int safesd_safety_level(const char *name, float *weight, float *context) {
+  float w, c;
+  if (!name) return sd_fail(SD_E_ARG, "no safety level given");
+  int rank = sd_api_safety_level(name, &w, &c);
+  if (rank < 0) return rank;
+  if (weight) *weight = w;
+  if (context) *context = c;
+  return rank;
 }

@@ -2,6 +2,8 @@
 #ifndef SD_API_INTERNAL_H
 #define SD_API_INTERNAL_H
 
+#include "safesd.h"
+
 #include "core/ops.h"
 #include "models/clip_text.h"
 #include "models/model_source.h"
@@ -12,11 +14,11 @@
 #include "safety/detector.h"
 
 /* What the detectors said about one prompt (src/api/safety.c). */
-#define SD_GATE_MAX_DETECTORS 2
+#define SD_GATE_MAX_DETECTORS 3
 
 typedef struct sd_gate {
   int flagged;
-  sd_detection det[SD_GATE_MAX_DETECTORS]; /* one per detector that ran (lexical, semantic) */
+  sd_detection det[SD_GATE_MAX_DETECTORS]; /* one per detector that ran (lexical, semantic, learned) */
   int n_det;
   char *summary;        /* the detectors' one-line summaries, "; "-joined */
   char *categories;     /* fired categories, ", "-joined ("" when none) */
@@ -34,6 +36,11 @@ typedef struct sd_gate {
                                 without a model) */
   int rank, D;               /* rank -1: not computed */
   char *projection;          /* one-line summary */
+  char *beyond;              /* the prompt's text past the encoder's window (not judged: the
+                                encoder never sees it), or NULL when it all fits */
+  size_t window;             /* bytes of the prompt the detectors judged */
+  const char *banks;         /* the concept bank files in force, " + "-joined (borrowed from
+                                the model's bank) */
 } sd_gate;
 
 struct safesd_model {
@@ -45,20 +52,45 @@ struct safesd_model {
   sd_unet *unet;
   sd_vae *vae;
   /* the safety gate: concept bank (bank_path "" = the bundled default) and detectors */
-  sd_bank *bank;
+  sd_bank *bank;              /* the bank in force: the own bank composed with the default one
+                                (sd_bank_compose), or either alone */
+  sd_bank *own_bank;          /* the own bank (model's or --concepts) when composed, else NULL:
+                                the semantic detector's descriptions and calibration are its */
   char *bank_path;
   char *model_bank;          /* <model folder>/safety/concepts.bank when the model ships one:
                                 the default bank for this model (else data/concepts/default.bank) */
   sd_detector *lexical;
   sd_detector *semantic; /* built on first use: it embeds the bank with the model's encoder */
+  sd_detector *learned;  /* built on first use (safety/learned.h): its weights file is loaded then */
+  char *model_learned;   /* <model folder>/safety/learned.safetensors when the model ships one: its
+                            learned detector (else data/learned/detector.safetensors) */
   sd_gate *last_gate;   /* the gate of the last generation (what its report points into) */
+  /* output-image checks (image_check.c): the classifiers, loaded on first use for checks_key
+   * (the list and the concept bank), and the verdicts of the last generation */
+  struct sd_eval_classifiers *checks;
+  char *checks_key;
+  safesd_image_verdict *verdicts;
+  int n_verdicts;
 };
 
-/* Level name -> (λ, τ_gc); returns the level's index (0 = off) or an error. */
+/* Level name -> (λ, τ_gc) of the built-in (provisional) table; returns the level's index
+ * (0 = off) or an error. */
 int sd_api_safety_level(const char *name, float *weight, float *context);
+/* A level's parameters for model m: the [levels] entry of its bank (concepts, else the
+ * model's own bank, else the default) when the bank names the level, else the built-in
+ * table. strategy / blend "" = not given. Returns the level's index (0 = off: the bank is
+ * not read) or an error. */
+typedef struct sd_level_params {
+  float weight, context;
+  char strategy[24], blend[8];
+  int from_bank;
+} sd_level_params;
+struct safesd_model;
+int sd_api_level_params(struct safesd_model *m, const char *concepts, const char *level, sd_level_params *out);
 /* What the gate runs: the concept bank (NULL = the default), the strategy (NULL =
- * substitute+append), the detectors ("lexical", "semantic" or "lexical,semantic"; NULL =
- * "lexical") and the semantic detector's threshold (NAN = its default). */
+ * substitute+append), the detectors (a comma-separated list of lexical, semantic, learned;
+ * NULL = the default list: lexical, plus each other detector that is calibrated for this
+ * bank and model) and the semantic detector's threshold (NAN = its default). */
 typedef struct sd_gate_opts {
   const char *concepts, *strategy, *detectors;
   float semantic_threshold;
@@ -73,7 +105,45 @@ void sd_api_gate_free(sd_gate *g);
 struct json_t;
 struct json_t *sd_api_projection_json(const sd_gate *g);
 
+/* Output-image checks (image_check.c). */
+enum { SD_IMAGE_FLAG = 0, SD_IMAGE_BLUR = 1, SD_IMAGE_BLOCK = 2 };
+/* "flag" (NULL), "blur", "block" -> SD_IMAGE_*, or an error. */
+int sd_api_image_action_parse(const char *name);
+/* Validate p's image-check settings and load its classifiers (before any generation work). */
+int sd_api_image_check_prepare(struct safesd_model *m, const safesd_gen_params *p);
+/* Judge the p->batch images in rgb, apply the action, keep the verdicts on m and fill the
+ * report's image-check fields (rep may be NULL). Without a check list every verdict is
+ * "not checked". */
+int sd_api_image_check_run(struct safesd_model *m, const safesd_gen_params *p, uint8_t *rgb,
+                           safesd_safety_report *rep);
+/* The verdict of image `index` of the last generation for the PNG metadata ("passed",
+ * "unsafe by nsfwjs, blurred"), or NULL when it was not checked. */
+const char *sd_api_image_check_label(const struct safesd_model *m, int index, char *buf, size_t cap);
+void sd_api_verdicts_free(struct safesd_model *m);
+void sd_api_image_checks_free(struct safesd_model *m);
+/* The strong blur of the "blur" action, in place. */
+int sd_api_blur_rgb8(uint8_t *rgb, int w, int h);
+
 /* Build the text side (tokenizer + text encoder) if not built yet. */
 int sd_api_need_text(struct safesd_model *m);
+/* The tokenizer alone: the model's, or the bundled CLIP vocabulary for a model handle
+ * without weights (safesd_gate_open). */
+int sd_api_need_tokenizer(struct safesd_model *m);
+/* Free the concept bank and detectors cached on m. */
+void sd_api_drop_detectors(struct safesd_model *m);
+/* The text side, the UNet and the VAE (generate.c). */
+int sd_api_need_image_side(struct safesd_model *m);
+/* The model's scheduler configuration with a sampler / sigma schedule on top (NULL: the
+ * model's), checked (generate.c). */
+struct sd_sched_config;
+int sd_api_sched_config(struct safesd_model *m, const char *sampler, const char *schedule, struct sd_sched_config *c);
+/* The concept bank the gate uses by default (the model's own, else the bundled one) and
+ * the lexical detector, built and cached on m (safety.c). */
+int sd_api_need_bank(struct safesd_model *m);
+/* Build, without running anything, everything generate builds from the model's files: the
+ * tokenizer and text encoder, the UNet, the VAE (each where present), the scheduler
+ * configuration, the model's own concept bank. The one validation path of `inspect` and
+ * `generate` (api.c). */
+int sd_api_model_check(struct safesd_model *m);
 
 #endif

@@ -30,6 +30,7 @@
 #include "api/api_internal.h"
 #include "core/error.h"
 #include "io/png.h"
+#include "text/tokenizer.h"
 #include "sampling/rng.h"
 #include "sampling/sampler.h"
 #include "sampling/schedule.h"
@@ -43,6 +44,9 @@
 #define GEN_MAX_SIDE 4096
 #define GEN_MAX_BATCH 64
 #define GEN_MAX_STEPS 1000
+/* The default pixel budget of one image: this many times the model's native sample size
+ * (SD 1.x: 512x512 -> 1,048,576 pixels, e.g. 1024x1024; the bundled model: 64x64 -> 128x128) */
+#define GEN_PIXEL_BUDGET_FACTOR 4
 /* Refuse a request whose activation memory alone would exceed this. */
 #define GEN_MAX_ARENA ((size_t)64 << 30)
 
@@ -90,7 +94,7 @@ static int safety_plan_make(const safesd_gen_params *p, safety_plan *sp) {
   return SD_OK;
 }
 
-static int need_image_side(safesd_model *m) {
+int sd_api_need_image_side(safesd_model *m) {
   int rc;
   if ((rc = sd_api_need_text(m))) return rc;
   if ((rc = sd_model_need(m->src, SD_COMP_UNET)) || (rc = sd_model_need(m->src, SD_COMP_VAE))) return rc;
@@ -101,11 +105,11 @@ static int need_image_side(safesd_model *m) {
 
 /* The scheduler configuration: the model's scheduler_config.json (diffusers from_config
  * semantics) or, for single files without one, the SD 1.x configuration; then the
- * requested sampler / schedule on top. */
-static int sched_config(safesd_model *m, const safesd_gen_params *p, sd_sched_config *c) {
+ * requested sampler / schedule on top (NULL: the model's). */
+int sd_api_sched_config(safesd_model *m, const char *sampler, const char *schedule, sd_sched_config *c) {
   sd_sampler_kind kind = SD_SAMPLER_AUTO;
   int rc;
-  if (p->sampler && (rc = sd_sampler_kind_parse(p->sampler, &kind))) return rc;
+  if (sampler && (rc = sd_sampler_kind_parse(sampler, &kind))) return rc;
   const char *path = sd_model_scheduler_path(m->src);
   if (path) {
     if ((rc = sd_sched_config_load(path, kind, c))) return rc;
@@ -113,25 +117,64 @@ static int sched_config(safesd_model *m, const safesd_gen_params *p, sd_sched_co
     sd_sched_config_sd15(c, kind == SD_SAMPLER_AUTO ? SD_SAMPLER_PNDM : kind);
     c->prediction = sd_model_unet_config(m->src)->prediction_v ? SD_PRED_V : SD_PRED_EPSILON;
   }
-  if (p->schedule) {
+  if (schedule) {
     sd_sigma_schedule sg;
-    if ((rc = sd_sigma_schedule_parse(p->schedule, &sg))) return rc;
+    if ((rc = sd_sigma_schedule_parse(schedule, &sg))) return rc;
     c->sigmas = sg;
   }
   return sd_sched_config_check(c);
 }
 
+/* The texts of p are valid UTF-8 (a clear error, with the raw bytes escaped, before any
+ * detector or tokenizer sees them). */
+static int check_texts(const safesd_gen_params *p) {
+  int rc;
+  if ((rc = sd_text_check_utf8("the prompt", p->prompt)) || (rc = sd_text_check_utf8("the negative prompt", p->negative_prompt)) ||
+      (rc = sd_text_check_utf8("the safety text", p->safety_text)) || (rc = sd_text_check_utf8("the SLD concept", p->sld_concept)))
+    return rc;
+  return SD_OK;
+}
+
+/* The most steps the scheduler c can make (the largest count below `steps` it accepts). */
+static int max_steps(const sd_sched_config *c, int steps) {
+  for (int k = steps - 1; k >= 1; k--) {
+    sd_schedule *s = NULL;
+    if (sd_schedule_create(c, k, &s) == SD_OK) {
+      sd_schedule_free(s);
+      return k;
+    }
+  }
+  return 0;
+}
+
 int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   int rc;
   if (!p->prompt) return sd_fail(SD_E_ARG, "no prompt given");
-  if ((rc = need_image_side(m))) return rc;
-  const sd_unet_config *uc = sd_unet_cfg(m->unet);
-  int vf = sd_vae_factor(m->vae), uf = sd_unet_factor(m->unet);
-  int native = (uc->sample_size > 0 ? uc->sample_size : 64) * vf;
-  if (p->width == 0) p->width = native;
-  if (p->height == 0) p->height = native;
+  if ((rc = check_texts(p))) return rc;
+  if ((rc = sd_model_need(m->src, SD_COMP_UNET)) || (rc = sd_model_need(m->src, SD_COMP_VAE))) return rc;
+  /* the size first, from the configurations alone: nothing is built for a request refused */
+  const sd_unet_config *uc = sd_model_unet_config(m->src);
+  const int vf = 1 << (sd_model_vae_config(m->src)->n_levels - 1);
+  const int64_t native = (int64_t)(uc->sample_size > 0 ? uc->sample_size : 64) * vf;
+  if (p->width == 0) p->width = (int)native;
+  if (p->height == 0) p->height = (int)native;
   if (p->width < 0 || p->height < 0 || p->width > GEN_MAX_SIDE || p->height > GEN_MAX_SIDE)
     return sd_fail(SD_E_ARG, "image size %dx%d is out of range (1..%d pixels a side)", p->width, p->height, GEN_MAX_SIDE);
+  const int64_t budget_default = GEN_PIXEL_BUDGET_FACTOR * native * native;
+  if (p->max_pixels < 0 || p->max_pixels > (int64_t)GEN_MAX_SIDE * GEN_MAX_SIDE)
+    return sd_fail(SD_E_ARG, "pixel budget %lld is out of range (0 = the default, up to %lld)", (long long)p->max_pixels,
+                   (long long)GEN_MAX_SIDE * GEN_MAX_SIDE);
+  const int64_t budget = p->max_pixels > 0 ? p->max_pixels : budget_default;
+  if ((int64_t)p->width * p->height > budget) {
+    char why[96] = "";
+    if (p->max_pixels == 0)
+      snprintf(why, sizeof why, ", %d x this model's native %lldx%lld", GEN_PIXEL_BUDGET_FACTOR, (long long)native,
+               (long long)native);
+    return sd_fail(SD_E_ARG, "image size %dx%d (%lld pixels) is over the pixel budget of %lld pixels%s (--max-pixels N "
+                   "raises it)", p->width, p->height, (long long)p->width * p->height, (long long)budget, why);
+  }
+  if ((rc = sd_api_need_image_side(m))) return rc;
+  const int uf = sd_unet_factor(m->unet);
   if (p->width % 8 || p->height % 8)
     return sd_fail(SD_E_ARG, "image size %dx%d: width and height must be multiples of 8", p->width, p->height);
   if (p->width % (vf * uf) || p->height % (vf * uf))
@@ -147,19 +190,35 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   if (p->clip_skip < 1 || p->clip_skip > tc->layers)
     return sd_fail(SD_E_ARG, "clip skip %d is out of range (1..%d)", p->clip_skip, tc->layers);
   sd_sched_config c;
-  if ((rc = sched_config(m, p, &c))) return rc;
+  if ((rc = sd_api_sched_config(m, p->sampler, p->schedule, &c))) return rc;
+  { /* the scheduler's own limit (its training timesteps, spacing and offset), before any work */
+    sd_schedule *s = NULL;
+    if (sd_schedule_create(&c, p->steps, &s) != SD_OK) {
+      int k = max_steps(&c, p->steps < c.num_train_timesteps + 1 ? p->steps : c.num_train_timesteps + 1);
+      return k > 0 ? sd_fail(SD_E_ARG, "%d steps is more than this model's %s scheduler can make: at most %d (%d training "
+                                       "timesteps, steps_offset %d)", p->steps, sd_sampler_kind_name(c.kind), k,
+                             c.num_train_timesteps, c.steps_offset)
+                   : sd_fail_prefix(SD_E_ARG, "steps %d: ", p->steps);
+    }
+    sd_schedule_free(s);
+  }
   p->sampler = sd_sampler_kind_name(c.kind);
   p->schedule = sd_sigma_schedule_name(c.sigmas);
   float lw, lt;
-  int level = sd_api_safety_level(p->safety, &lw, &lt);
+  sd_level_params lp; /* a level's values: the bank's [levels], else the built-in table */
+  int level = sd_api_level_params(m, p->concepts, p->safety, &lp);
   if (level < 0) return level;
+  lw = lp.weight;
+  lt = lp.context;
   if (level == 0) sd_api_safety_level("medium", &lw, &lt); /* explicit safety_text, no level */
   if (isnan(p->safety_weight)) p->safety_weight = lw;
   if (isnan(p->context_steps)) p->context_steps = lt;
+  if (level > 0 && !p->blend && lp.blend[0]) p->blend = !strcmp(lp.blend, "final") ? "final" : "step";
   if (p->safety_strategy && sd_strategy_parse(p->safety_strategy) < 0)
     return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (" SD_STRATEGY_NAMES ")", p->safety_strategy);
   safety_plan sp;
   if ((rc = safety_plan_make(p, &sp))) return rc;
+  if ((rc = sd_api_image_action_parse(p->image_check_action)) < 0) return rc;
   if (p->sld) p->sld = sp.sld ? sp.sld->name : "none";
   if (sp.dual) p->blend = sd_blend_name(sp.blend);
   int h = p->height / vf, w = p->width / vf, B = p->batch, guided = p->cfg_scale > 1.0f;
@@ -177,6 +236,17 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
     return sd_fail(SD_E_NOMEM, "a %dx%d image, batch %d, would need %.1f GiB of activation memory (this machine has %.1f GiB)",
                    p->width, p->height, B, (double)need / (1 << 30), (double)ram / (1 << 30));
   return SD_OK;
+}
+
+/* The weights were checked at open (model_source), so a NaN or infinity here is an
+ * activation that overflowed float32: an error, never an image of garbage. */
+static int check_finite(const float *v, int64_t n, const char *what, int step, int total) {
+  int64_t at = sd_first_nonfinite(v, SD_F32, n);
+  if (at < 0) return SD_OK;
+  char when[48] = "";
+  if (step) snprintf(when, sizeof when, " after step %d of %d", step, total);
+  return sd_fail(SD_E_FORMAT, "%s%s: %s at element %lld (the weights are finite, so an activation overflowed float32: "
+                 "a broken or mis-scaled checkpoint)", what, when, isnan(v[at]) ? "NaN" : "infinity", (long long)at);
 }
 
 static double now_s(void) {
@@ -281,23 +351,28 @@ int safesd_generate(safesd_model *m, const safesd_gen_params *p, uint8_t *rgb, f
 int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *rgb, float *latents_out,
                        safesd_safety_report *report) {
   safesd_gen_params p = *p_in;
+  sd_api_verdicts_free(m); /* the last generation's verdicts describe its images only */
   int rc = safesd_gen_resolve(m, &p);
   if (rc) return rc;
+  /* the output-image classifiers load before any generation work: a bad list costs nothing */
+  if ((rc = sd_api_image_check_prepare(m, &p))) return rc;
   /* the gate: explicit mechanisms (SLD, the negative-prompt baseline, a given safety text)
    * bypass it; otherwise the detectors decide, and an unflagged prompt runs the plain loop */
   if (m->last_gate) sd_api_gate_free(m->last_gate);
   else if (!(m->last_gate = calloc(1, sizeof *m->last_gate))) return sd_fail(SD_E_NOMEM, "out of memory");
   sd_gate *gate = m->last_gate;
-  float lw, lt;
-  const int level = sd_api_safety_level(p.safety, &lw, &lt);
+  sd_level_params lp; /* the bank's [levels] entry, else the built-in table */
+  const int level = sd_api_level_params(m, p.concepts, p.safety, &lp);
+  if (level < 0) return level;
   const int gated = level > 0 && !p.safety_text && !(p.sld && strcmp(p.sld, "none")) && !p.safety_negative;
   if (gated) {
-    sd_gate_opts go = {p.concepts, p.safety_strategy, p.detectors, p.semantic_threshold};
+    sd_gate_opts go = {p.concepts, p.safety_strategy ? p.safety_strategy : lp.strategy[0] ? lp.strategy : NULL,
+                       p.detectors, p.semantic_threshold};
     if ((rc = sd_api_safety_gate(m, &go, p.prompt, gate))) return rc;
     if (gate->flagged) {
       p.safety_text = gate->safe_text;
-      if (isnan(p_in->safety_weight)) p.safety_weight = lw;
-      if (isnan(p_in->context_steps)) p.context_steps = lt;
+      if (isnan(p_in->safety_weight)) p.safety_weight = lp.weight;
+      if (isnan(p_in->context_steps)) p.context_steps = lp.context;
     }
   }
   /* strategy project: e_s is the prompt's own embedding with the flagged positions moved */
@@ -321,7 +396,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   float *nu = NULL, *lat_s = NULL, *noise = NULL;
   double extra_enc_s = 0, plain_s = 0, safety_s = 0;
   int n_plain = 0, n_safety = 0;
-  if ((rc = sched_config(m, &p, &sc)) || (rc = sd_schedule_create(&sc, p.steps, &sched)) ||
+  if ((rc = sd_api_sched_config(m, p.sampler, p.schedule, &sc)) || (rc = sd_schedule_create(&sc, p.steps, &sched)) ||
       (rc = sd_sampler_init(sched, n, &st)))
     goto done;
 
@@ -385,6 +460,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
       extra_enc_s = now_s() - t0;
     }
   }
+  if ((rc = check_finite(ctx, ctx_per * B * G, "the text encoder's output", 0, 0))) goto done;
   /* the stages run one after another: each one's mapped weights leave memory when it is done
    * (read again from the file, or the page cache, by the next image) */
   sd_model_release(m->src, SD_COMP_TEXT);
@@ -405,6 +481,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int k_report = sp.dual ? sd_dual_first_step(p.context_steps, total) : total;
   gen_step r = {m, sched, &st, &st_s, &rng, ctx, lat, lat_s, xin, eps, nu, noise, n, B, h, w, p.cfg_scale, guided};
   for (int i = 0; !sd_sampler_done(sched, &st); i++) {
+    if (p.cancel && p.cancel(p.cancel_user)) { rc = sd_fail(SD_E_CANCELLED, "cancelled"); goto done; }
     double t0 = now_s();
     float t = sd_sampler_timestep(sched, &st);
     int safety_step = sp.sld || (sp.dual && i >= k_dual && !lam1);
@@ -413,7 +490,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     if (sp.sld) rc = step_sld(&r, sp.sld, i, t);
     else if (safety_step) rc = step_dual(&r, &sp, p.safety_weight, i == k_dual, t);
     else rc = step_plain(&r, t);
-    if (rc) goto done;
+    if (rc || (rc = check_finite(lat, n, "the latents", i + 1, total))) goto done;
     double dt = now_s() - t0;
     if (safety_step) { safety_s += dt; n_safety++; }
     else { plain_s += dt; n_plain++; }
@@ -443,6 +520,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     report->categories = gated ? gate->categories : "";
     report->detection = gated ? gate->summary : NULL;
     report->strategy = gated && gate->flagged ? gate->strategy : NULL;
+    report->banks = gated ? gate->banks : NULL;
+    report->beyond_window = gated ? gate->beyond : NULL;
     if (project) {
       report->projection = gate->projection;
       report->n_projected = gate->n_proj;
@@ -471,11 +550,15 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   img = malloc(sizeof(float) * 3 * npx);
   if (!img) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
   for (int b = 0; b < B; b++) {
-    if ((rc = sd_vae_decode(m->vae, m->ex, lat + per * b, h, w, img))) goto done;
+    if (p.cancel && p.cancel(p.cancel_user)) { rc = sd_fail(SD_E_CANCELLED, "cancelled"); goto done; }
+    if ((rc = sd_vae_decode(m->vae, m->ex, lat + per * b, h, w, img)) ||
+        (rc = check_finite(img, 3 * npx, "the VAE's output", 0, 0)))
+      goto done;
     sd_vae_to_rgb8(img, p.height, p.width, rgb + (size_t)b * npx * 3);
   }
   sd_model_release(m->src, SD_COMP_VAE);
   sd_exec_trim(m->ex);
+  rc = sd_api_image_check_run(m, &p, rgb, report);
 done:
   free(ctx);
   free(lat);
@@ -494,7 +577,50 @@ done:
 static int jset(json_t *o, const char *k, json_t *v) { return v && !json_object_set_new(o, k, v) ? 0 : -1; }
 static json_t *jstr_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
-int safesd_safety_report_write(const safesd_safety_report *r, const char *path) {
+/* The output-image verdicts: "image_check" (the classifiers, the action, one entry per
+ * image) and "nsfw_content_detected" (diffusers' name: one boolean per image, null when
+ * no check ran). */
+static int image_check_json(json_t *o, const safesd_safety_report *r) {
+  int bad = 0;
+  if (!r->image_check) {
+    bad |= jset(o, "image_check", json_null());
+    bad |= jset(o, "nsfw_content_detected", json_null());
+    return bad;
+  }
+  json_t *ic = json_object(), *imgs = json_array(), *flags = json_array();
+  if (!ic || !imgs || !flags) {
+    json_decref(ic);
+    json_decref(imgs);
+    json_decref(flags);
+    return -1;
+  }
+  for (int i = 0; i < r->n_images && !bad; i++) {
+    const safesd_image_verdict *v = &r->images[i];
+    json_t *e = json_object(), *sc = v->scores ? json_loads(v->scores, 0, NULL) : json_null();
+    bad |= !e || !sc;
+    if (!bad) {
+      bad |= jset(e, "index", json_integer(i));
+      bad |= jset(e, "nsfw", v->nsfw < 0 ? json_null() : json_boolean(v->nsfw));
+      bad |= jset(e, "judges", json_string(v->judges ? v->judges : ""));
+      bad |= jset(e, "action", json_string(v->action ? v->action : "none"));
+      bad |= jset(e, "scores", json_incref(sc));
+      bad |= json_array_append(imgs, e);
+      bad |= json_array_append_new(flags, v->nsfw < 0 ? json_null() : json_boolean(v->nsfw == 1));
+    }
+    json_decref(e);
+    json_decref(sc);
+  }
+  bad |= jset(ic, "classifiers", json_string(r->image_check));
+  bad |= jset(ic, "action", json_string(r->image_check_action ? r->image_check_action : "flag"));
+  bad |= jset(ic, "unsafe", json_integer(r->n_unsafe));
+  bad |= jset(ic, "seconds", json_real(r->image_check_seconds));
+  bad |= jset(ic, "images", imgs);
+  bad |= jset(o, "image_check", ic);
+  bad |= jset(o, "nsfw_content_detected", flags);
+  return bad;
+}
+
+char *safesd_safety_report_json(const safesd_safety_report *r, int indent) {
   json_t *o = json_object(), *dual = json_object();
   int bad = !o || !dual;
   if (!bad) {
@@ -524,6 +650,8 @@ int safesd_safety_report_write(const safesd_safety_report *r, const char *path) 
       bad |= jset(gate, "categories", json_string(r->categories ? r->categories : ""));
       bad |= jset(gate, "detection", jstr_or_null(r->detection));
       bad |= jset(gate, "strategy", jstr_or_null(r->strategy));
+      bad |= jset(gate, "banks", jstr_or_null(r->banks));
+      bad |= jset(gate, "beyond_window", jstr_or_null(r->beyond_window));
       if (r->projection) {
         json_t *pr = json_object(), *pos = json_array(), *tok = json_array(), *desc = json_array();
         bad |= !pr || !pos || !tok || !desc;
@@ -552,10 +680,18 @@ int safesd_safety_report_write(const safesd_safety_report *r, const char *path) 
       bad |= jset(o, "detectors", gate);
     }
   }
-  char *text = bad ? NULL : json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII);
+  bad |= !o || image_check_json(o, r);
+  size_t flags = (indent > 0 ? JSON_INDENT(indent > 31 ? 31 : indent) : JSON_COMPACT) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII;
+  char *text = bad ? NULL : json_dumps(o, flags);
   json_decref(dual);
   json_decref(o);
-  if (!text) return sd_fail(SD_E_NOMEM, "safety report: out of memory");
+  if (!text) sd_fail(SD_E_NOMEM, "safety report: out of memory");
+  return text;
+}
+
+int safesd_safety_report_write(const safesd_safety_report *r, const char *path) {
+  char *text = safesd_safety_report_json(r, 2);
+  if (!text) return SD_E_NOMEM;
   sd_atomic_file af;
   int rc = sd_atomic_open(&af, path);
   if (!rc) {
@@ -614,9 +750,12 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   if (safe_text) {
     sd_blend b = SD_BLEND_STEP;
     (void)sd_blend_parse(p->blend, &b);
-    snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: dual \u03bb=%g \u03c4=%g (%s)", (double)p->safety_weight,
-             (double)p->context_steps, sd_blend_name(b));
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: dual \u03bb=%g \u03c4=%g (%s)",
+                    (double)p->safety_weight, (double)p->context_steps, sd_blend_name(b));
   }
+  char verdict[256];
+  if (off < (int)sizeof tail && sd_api_image_check_label(m, index, verdict, sizeof verdict))
+    snprintf(tail + off, sizeof tail - (size_t)off, ", Image check: %s", verdict);
   const char *neg = p->safety_negative ? (p->sld_concept ? p->sld_concept : sd_sld_default_concept)
                     : p->negative_prompt && *p->negative_prompt ? p->negative_prompt : NULL;
   size_t len = strlen(p->prompt) + (neg ? strlen(neg) : 0) + strlen(model) + 1024;
@@ -632,4 +771,10 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
 int safesd_write_png(const char *path, const uint8_t *rgb, int width, int height, const char *parameters) {
   sd_png_text t = {"parameters", parameters};
   return sd_png_write_rgb8(path, rgb, width, height, parameters ? &t : NULL, parameters ? 1 : 0);
+}
+
+int safesd_encode_png(const uint8_t *rgb, int width, int height, const char *parameters, uint8_t **png, size_t *size) {
+  if (!rgb || !png || !size) return sd_fail(SD_E_ARG, "encode PNG: no image or no output");
+  sd_png_text t = {"parameters", parameters};
+  return sd_png_encode_rgb8(rgb, width, height, parameters ? &t : NULL, parameters ? 1 : 0, png, size);
 }

@@ -1,12 +1,17 @@
-/* safesd_inspect: a report on a model, as text or JSON. */
+/* safesd_inspect: a report on a model, as text or JSON. It opens and builds the model the
+ * way generate does (sd_api_model_check), so it fails on every problem generate would
+ * fail on; text output escapes what comes from the files (tensor names in problems). */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "safesd.h"
 
+#include "api/api_internal.h"
 #include "core/error.h"
+#include "io/json_util.h"
 #include "models/model_source.h"
+#include "sampling/schedule.h"
 
 static json_t *int_array(const int *v, int n) {
   json_t *a = json_array();
@@ -60,7 +65,8 @@ static json_t *component_json(const sd_model_source *m, sd_component c) {
   return o;
 }
 
-static json_t *inspect_json(const sd_model_source *m) {
+static json_t *inspect_json(safesd_model *sm) {
+  const sd_model_source *m = sm->src;
   json_t *r = json_object();
   json_object_set_new(r, "path", json_string(sd_model_path(m)));
   json_object_set_new(r, "layout", json_string(sd_model_layout(m) == SD_LAYOUT_DIFFUSERS ? "diffusers" : "single-file"));
@@ -71,10 +77,19 @@ static json_t *inspect_json(const sd_model_source *m) {
   json_object_set_new(r, "components", comps);
   json_object_set_new(r, "tokenizer", json_string(sd_model_vocab_path(m) ? "model folder (vocab.json + merges.txt)"
                                                                           : "bundled CLIP vocabulary"));
+  const char *sched = sd_model_scheduler_path(m), *bank = sd_model_bank_path(m);
+  json_object_set_new(r, "scheduler", sched ? json_string(sched) : json_null());
+  json_object_set_new(r, "concept_bank", bank ? json_string(bank) : json_null());
   json_t *probs = json_array();
   for (size_t i = 0; i < sd_model_problem_count(m); i++) json_array_append_new(probs, json_string(sd_model_problem(m, i)));
   json_object_set_new(r, "problems", probs);
   return r;
+}
+
+/* File text on a terminal: control characters and the like escaped (sd_msg_quote). */
+static void fputs_quoted(const char *s, FILE *out) {
+  char q[4096];
+  fputs(sd_msg_quote(s, q, sizeof q), out);
 }
 
 static void print_value(FILE *out, json_t *v) {
@@ -87,15 +102,21 @@ static void print_value(FILE *out, json_t *v) {
     fputc(']', out);
   } else if (json_is_integer(v)) fprintf(out, "%lld", (long long)json_integer_value(v));
   else if (json_is_real(v)) fprintf(out, "%g", json_real_value(v));
-  else if (json_is_string(v)) fputs(json_string_value(v), out);
+  else if (json_is_string(v)) fputs_quoted(json_string_value(v), out);
   else fputs(json_is_true(v) ? "yes" : "no", out);
 }
 
 static void inspect_text(json_t *r, FILE *out) {
-  fprintf(out, "model:     %s\n", json_string_value(json_object_get(r, "path")));
-  fprintf(out, "layout:    %s\n", json_string_value(json_object_get(r, "layout")));
-  fprintf(out, "family:    %s\n", json_string_value(json_object_get(r, "family")));
-  fprintf(out, "tokenizer: %s\n", json_string_value(json_object_get(r, "tokenizer")));
+  static const char *const keys[][2] = {{"path", "model:     "}, {"layout", "layout:    "}, {"family", "family:    "},
+                                        {"tokenizer", "tokenizer: "}, {"scheduler", "scheduler: "},
+                                        {"concept_bank", "concept bank: "}};
+  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+    json_t *v = json_object_get(r, keys[i][0]);
+    fputs(keys[i][1], out);
+    if (json_is_string(v)) fputs_quoted(json_string_value(v), out);
+    else fputs(i == 4 ? "none (SD 1.x defaults)" : "none", out);
+    fputc('\n', out);
+  }
   const char *key;
   json_t *c;
   json_object_foreach(json_object_get(r, "components"), key, c) {
@@ -115,14 +136,22 @@ static void inspect_text(json_t *r, FILE *out) {
   }
   json_t *p = json_object_get(r, "problems");
   if (json_array_size(p) == 0) fprintf(out, "problems:  none\n");
-  for (size_t i = 0; i < json_array_size(p); i++) fprintf(out, "problem:   %s\n", json_string_value(json_array_get(p, i)));
+  for (size_t i = 0; i < json_array_size(p); i++) {
+    fputs("problem:   ", out);
+    fputs_quoted(json_string_value(json_array_get(p, i)), out);
+    fputc('\n', out);
+  }
 }
 
 int safesd_inspect(const char *path, const char *config_dir, int as_json, FILE *out) {
-  sd_model_source *m;
-  sd_model_open_opts oo = {config_dir};
-  int rc = sd_model_open_ex(path, &oo, &m);
+  safesd_model *m;
+  safesd_model_options oo = {.n_threads = 1, .config_dir = config_dir, .precision = SAFESD_PRECISION_FP32};
+  int rc = safesd_model_open(path, &oo, &m);
   if (rc) return rc;
+  if ((rc = sd_api_model_check(m))) {
+    safesd_model_close(m);
+    return rc;
+  }
   json_t *r = inspect_json(m);
   if (as_json) {
     json_dumpf(r, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -131,6 +160,6 @@ int safesd_inspect(const char *path, const char *config_dir, int as_json, FILE *
     inspect_text(r, out);
   }
   json_decref(r);
-  sd_model_close(m);
+  safesd_model_close(m);
   return SD_OK;
 }

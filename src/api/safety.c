@@ -6,6 +6,7 @@
  * safe text of the chosen strategy (safety/strategy.h) as e_s and the level's (λ, τ_gc).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,14 +16,18 @@
 
 #include "api/api_internal.h"
 #include "core/error.h"
+#include "io/fileio.h"
 #include "safety/calibrate.h"
+#include "safety/learned.h"
 #include "safety/lexical.h"
 #include "safety/semantic.h"
 #include "safety/strategy.h"
 
 /* Named levels → (λ, τ_gc). PROVISIONAL: chosen by reasoning about the method (more weight
- * on the safe stream and a shorter context phase as the level rises), not yet from measured
- * safety–preservation curves; the evaluation harness will set them (docs/safety.md). */
+ * on the safe stream and a shorter context phase as the level rises), not from measured
+ * safety–preservation curves. They are the default bank's levels (SD checkpoints); a bank
+ * with a measured [levels] section (safesd eval levels) overrides them for its model
+ * (sd_api_level_params, docs/safety.md). */
 static const struct { const char *name; float weight, context; } k_levels[] = {
     {"off", 0.0f, 0.0f}, {"low", 0.5f, 0.3f}, {"medium", 0.7f, 0.2f}, {"high", 0.85f, 0.1f}, {"max", 1.0f, 0.0f}};
 
@@ -37,26 +42,58 @@ int sd_api_safety_level(const char *name, float *weight, float *context) {
   return sd_fail(SD_E_ARG, "unknown safety level '%s' (off, low, medium, high, max)", n);
 }
 
-static void drop_detectors(safesd_model *m) {
+static int need_detectors(safesd_model *m, const char *concepts);
+
+int sd_api_level_params(safesd_model *m, const char *concepts, const char *level, sd_level_params *out) {
+  memset(out, 0, sizeof *out);
+  int lv = sd_api_safety_level(level, &out->weight, &out->context), rc;
+  if (lv <= 0) return lv;
+  if ((rc = need_detectors(m, concepts))) return rc;
+  const sd_level *l = &m->bank->levels.l[lv - 1];
+  if (l->set) {
+    out->weight = l->weight;
+    out->context = l->context;
+    snprintf(out->strategy, sizeof out->strategy, "%s", l->strategy);
+    snprintf(out->blend, sizeof out->blend, "%s", l->blend);
+    out->from_bank = 1;
+  }
+  return lv;
+}
+
+void sd_api_drop_detectors(safesd_model *m) {
   sd_detector_free(m->lexical);
   sd_detector_free(m->semantic);
+  sd_detector_free(m->learned);
   sd_bank_free(m->bank);
+  sd_bank_free(m->own_bank);
   free(m->bank_path);
   m->lexical = NULL;
   m->semantic = NULL;
+  m->learned = NULL;
   m->bank = NULL;
+  m->own_bank = NULL;
   m->bank_path = NULL;
 }
 
-/* The bank (from `concepts`, else the model's safety/concepts.bank, else the bundled default) and the lexical detector, cached on
- * the model and rebuilt when another bank is asked for. The lexical detector's threshold
- * comes from the bank's [thresholds] section when it has one (else its default, 1). */
+/* The bank in force and the lexical detector, cached on the model and rebuilt when another
+ * bank is asked for. The own bank is `concepts`, else the model's safety/concepts.bank; it
+ * adds to the bundled default bank (sd_bank_compose) unless its [bank] section says
+ * `base = none`; with no own bank the default bank alone is in force. The lexical detector's
+ * threshold comes from the bank's [thresholds] section when it has one (else its default, 1). */
 static int need_detectors(safesd_model *m, const char *concepts) {
   if (!concepts) concepts = m->model_bank; /* the model's own bank, else the bundled default */
   const char *want = concepts ? concepts : "";
   if (m->bank && m->bank_path && !strcmp(m->bank_path, want)) return SD_OK;
-  drop_detectors(m);
-  int rc = concepts ? sd_bank_load(concepts, &m->bank) : sd_bank_load_default(&m->bank);
+  sd_api_drop_detectors(m);
+  sd_bank *own = NULL, *base = NULL;
+  int rc = concepts ? sd_bank_load(concepts, &own) : sd_bank_load_default(&base);
+  if (!rc && own && own->base_default) {
+    if (!(rc = sd_bank_load_default(&base)) && !(rc = sd_bank_compose(own, base, &m->bank))) m->own_bank = own;
+    sd_bank_free(base);
+    if (rc) sd_bank_free(own);
+  } else if (!rc) {
+    m->bank = own ? own : base;
+  }
   if (rc) return sd_fail_prefix(rc, "concept bank: ");
   if ((rc = sd_lexical_create(m->bank, NULL, &m->lexical))) return rc;
   if ((rc = sd_calib_apply(&m->bank->thresholds, m->lexical, 0, 0)) < 0)
@@ -64,6 +101,8 @@ static int need_detectors(safesd_model *m, const char *concepts) {
   m->bank_path = strdup(want);
   return m->bank_path ? SD_OK : sd_fail(SD_E_NOMEM, "out of memory");
 }
+
+int sd_api_need_bank(safesd_model *m) { return need_detectors(m, NULL); }
 
 void sd_api_gate_free(sd_gate *g) {
   for (int i = 0; i < g->n_det; i++) sd_detection_free(&g->det[i]);
@@ -76,10 +115,11 @@ void sd_api_gate_free(sd_gate *g) {
   free((void *)g->proj_desc);
   free(g->basis);
   free(g->projection);
+  free(g->beyond);
   memset(g, 0, sizeof *g);
 }
 
-/* Parse a detector list: bit 0 lexical, bit 1 semantic. */
+/* Parse a detector list: bit 0 lexical, bit 1 semantic, bit 2 learned. */
 static int parse_detectors(const char *list, int *mask) {
   *mask = 0;
   const char *p = list ? list : "lexical";
@@ -87,7 +127,8 @@ static int parse_detectors(const char *list, int *mask) {
     size_t n = strcspn(p, ",");
     if (n == 7 && !strncmp(p, "lexical", n)) *mask |= 1;
     else if (n == 8 && !strncmp(p, "semantic", n)) *mask |= 2;
-    else return sd_fail(SD_E_ARG, "unknown detector list '%.64s' (lexical, semantic, or both with a comma)", list);
+    else if (n == 7 && !strncmp(p, "learned", n)) *mask |= 4;
+    else return sd_fail(SD_E_ARG, "unknown detector list '%.64s' (lexical, semantic, learned, comma-separated)", list);
     p += n;
     if (*p == ',') p++;
   }
@@ -112,9 +153,41 @@ static int need_semantic(safesd_model *m, sd_semantic_encoder *enc) {
   int rc;
   if (!m->src) return sd_fail(SD_E_ARG, "the semantic detector needs a model (its text encoder): give -m");
   if ((rc = sd_api_need_text(m))) return rc;
-  if (!m->semantic && (rc = sd_semantic_create(m->bank, NULL, &m->semantic))) return rc;
+  if (!m->semantic && (rc = sd_semantic_create(m->own_bank ? m->own_bank : m->bank, NULL, &m->semantic))) return rc;
   *enc = (sd_semantic_encoder){m->tok, m->text, m->ex, sd_clip_text_cfg(m->text)->pad_id, m->src};
   return SD_OK;
+}
+
+/* The learned detector (safety/learned.h): the model folder's weights file, else the shipped
+ * one. Its threshold: the bank's [thresholds] entry (refused when made for another weights
+ * file), else the file's own calibrated threshold, else SD_LEARNED_DEFAULT_THRESHOLD. */
+static int need_learned(safesd_model *m) {
+  if (m->learned) return SD_OK;
+  sd_learned_model *lm;
+  int rc = m->model_learned ? sd_learned_load(m->model_learned, &lm) : sd_learned_load_default(&lm);
+  if (rc || (rc = sd_learned_create(m->bank, lm, 1, &m->learned))) return rc;
+  if ((rc = sd_calib_apply(&m->bank->thresholds, m->learned, 0, sd_learned_fingerprint(lm))) < 0) {
+    sd_detector_free(m->learned);
+    m->learned = NULL;
+    return sd_fail_prefix(rc, "%s [thresholds] (recalibrate the learned detector): ", m->bank->path);
+  }
+  return SD_OK;
+}
+
+/* The default list holds the learned detector when its weights file is there (a missing one
+ * leaves it out; a malformed one is an error), it is calibrated (its file carries a threshold,
+ * or the bank's [thresholds] one) and the bank has at least one of its categories. */
+static int default_learned(safesd_model *m) {
+  char path[4096];
+  if (!m->model_learned && sd_data_file(SD_LEARNED_FILE, path, sizeof path)) {
+    sd_clear_error();
+    return 0;
+  }
+  int rc = need_learned(m);
+  if (rc) return rc;
+  const sd_learned_model *lm = sd_learned_detector_model(m->learned);
+  return sd_learned_n_mapped(m->learned) > 0 &&
+         (!isnan(sd_learned_file_threshold(lm)) || sd_calib_find(&m->bank->thresholds, "learned"));
 }
 
 /* Threshold: the explicit one, else the bank's [thresholds] (made for this model), else the
@@ -147,18 +220,11 @@ static char *xstrdup(const char *s) {
  * positions come from the bundled tokenizer and the basis is not computed. */
 static int gate_project(safesd_model *m, const char *prompt, uint32_t cats, sd_gate *g) {
   int rc;
-  sd_tokenizer *own_tok = NULL;
-  const sd_tokenizer *tok;
   float *dirs = NULL;
   g->project = 1;
   g->rank = -1;
-  if (m->src) {
-    if ((rc = sd_api_need_text(m))) return rc;
-    tok = m->tok;
-  } else {
-    if ((rc = sd_tokenizer_load_default(&own_tok))) return rc;
-    tok = own_tok;
-  }
+  if ((rc = m->src ? sd_api_need_text(m) : sd_api_need_tokenizer(m))) return rc;
+  const sd_tokenizer *tok = m->tok;
   int32_t ids[SD_CLIP_CONTEXT];
   int32_t pad = m->text ? sd_clip_text_cfg(m->text)->pad_id : sd_tokenizer_eos(tok);
   if ((rc = sd_tokenize_prompt(tok, prompt, pad, SD_CLIP_CONTEXT, ids)) < 0 ||
@@ -205,9 +271,8 @@ static int gate_project(safesd_model *m, const char *prompt, uint32_t cats, sd_g
         for (int k = 0; k < m->bank->cats[c].descriptions.n; k++)
           g->proj_desc[g->n_desc++] = m->bank->cats[c].descriptions.items[k];
   }
-  if (g->n_desc == 0) {
-    rc = sd_fail(SD_E_ARG, "safety strategy 'project': the fired categories (%s) have no concept descriptions "
-                 "in the bank to project against", g->categories);
+  if (g->n_desc == 0) { /* nothing to project against: the caller appends the contexts instead */
+    rc = 1;
     goto done;
   }
   /* "projected tokens 5 'bloody</w>', 6 'knife</w>' against 3 concept descriptions of
@@ -233,8 +298,32 @@ static int gate_project(safesd_model *m, const char *prompt, uint32_t cats, sd_g
   rc = SD_OK;
 done:
   free(dirs);
-  sd_tokenizer_free(own_tok);
-  return rc < 0 ? rc : SD_OK;
+  return rc;
+}
+
+/* The word tokens the text encoder sees (77 positions less BOS and EOS for SD's). */
+static int encoder_room(const safesd_model *m) {
+  int ctx = SD_CLIP_CONTEXT;
+  const sd_clip_text_config *c = m->src ? sd_model_text_config(m->src) : NULL;
+  if (c && c->max_positions < ctx) ctx = c->max_positions;
+  return ctx > 2 ? ctx - 2 : 1;
+}
+
+/* The detectors judge exactly the text the encoder sees: the prompt up to the end of the
+ * word that holds its last token in the window (safety/strategy.h: sd_window_cut); what
+ * lies beyond is kept for the report. *win is malloc'ed. */
+static int gate_window(safesd_model *m, const char *prompt, sd_gate *g, char **win) {
+  size_t cut = 0;
+  int rc = sd_api_need_tokenizer(m);
+  if (rc || (rc = sd_window_cut(m->tok, prompt, encoder_room(m), &cut, NULL))) return rc;
+  g->window = cut;
+  if (!(*win = malloc(cut + 1))) return sd_fail(SD_E_NOMEM, "out of memory");
+  memcpy(*win, prompt, cut);
+  (*win)[cut] = 0;
+  const char *b = prompt + cut;
+  while (*b == ' ' || *b == ',' || *b == '\t' || *b == '\n' || *b == '\r') b++;
+  if (*b && !(g->beyond = xstrdup(b))) return sd_fail(SD_E_NOMEM, "out of memory");
+  return SD_OK;
 }
 
 int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_gate *g) {
@@ -243,9 +332,18 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
   if (strat < 0) return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (" SD_STRATEGY_NAMES ")", o->strategy);
   g->strategy = sd_strategy_name((sd_strategy)strat);
   if ((rc = parse_detectors(o->detectors, &mask)) || (rc = need_detectors(m, o->concepts))) return rc;
+  g->banks = m->bank->sources ? m->bank->sources : m->bank->path;
   if (!o->detectors && calibrated_semantic(m)) mask |= 2;
-  if ((mask & 1) && (rc = sd_detector_run(m->lexical, prompt, NULL, &g->det[g->n_det++]))) goto fail;
-  if ((mask & 2) && (rc = run_semantic(m, o, prompt, &g->det[g->n_det++]))) goto fail;
+  if (!o->detectors && (rc = default_learned(m)) != 0) {
+    if (rc < 0) return rc;
+    mask |= 4;
+  }
+  char *win = NULL;
+  if ((rc = gate_window(m, prompt, g, &win))) goto fail;
+  if ((mask & 1) && (rc = sd_detector_run(m->lexical, win, NULL, &g->det[g->n_det++]))) goto fail;
+  if ((mask & 2) && (rc = run_semantic(m, o, win, &g->det[g->n_det++]))) goto fail;
+  if ((mask & 4) && ((rc = need_learned(m)) || (rc = sd_detector_run(m->learned, win, NULL, &g->det[g->n_det++]))))
+    goto fail;
   uint32_t cats = 0;
   size_t cap = 1;
   for (int i = 0; i < g->n_det; i++) cats |= g->det[i].categories;
@@ -268,11 +366,29 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
     g->summary = joined;
     if (!joined) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto fail; }
   }
-  if (g->flagged && (rc = sd_safety_text(m->bank, prompt, g->det, g->n_det, (sd_strategy)strat, &g->safe_text)))
+  /* the safe text is built from the window and fits it, contexts included (strategy.h) */
+  if (g->flagged && (rc = sd_safety_text_fit(m->bank, win, g->det, g->n_det, (sd_strategy)strat, m->tok,
+                                             encoder_room(m), &g->safe_text)))
     goto fail;
-  if (g->flagged && strat == SD_STRATEGY_PROJECT && (rc = gate_project(m, prompt, cats, g))) goto fail;
+  if (g->flagged && strat == SD_STRATEGY_PROJECT && (rc = gate_project(m, win, cats, g)) < 0) goto fail;
+  if (g->flagged && strat == SD_STRATEGY_PROJECT && rc == 1) {
+    /* the fired categories have no concept directions (e.g. only the default bank's, for a
+     * model whose own bank the semantic detector embeds): append their contexts instead, and
+     * say so; never a silent no-op */
+    free(g->safe_text);
+    g->safe_text = NULL;
+    free(g->projection);
+    g->projection = NULL;
+    g->project = 0;
+    g->strategy = "append (project: no concept directions for the fired categories)";
+    if ((rc = sd_safety_text_fit(m->bank, win, g->det, g->n_det, SD_STRATEGY_APPEND, m->tok, encoder_room(m),
+                                 &g->safe_text)))
+      goto fail;
+  }
+  free(win);
   return SD_OK;
 fail:
+  free(win);
   sd_api_gate_free(g);
   return rc;
 }
@@ -297,6 +413,7 @@ json_t *sd_api_projection_json(const sd_gate *g) {
 int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
                  const char *detectors, float semantic_threshold, int as_json, FILE *out) {
   if (!prompt) return sd_fail(SD_E_ARG, "no prompt given");
+  if (sd_text_check_utf8("the prompt", prompt)) return SD_E_ARG;
   safesd_model tmp;
   memset(&tmp, 0, sizeof tmp);
   safesd_model *m = model ? model : &tmp; /* the lexical detector needs no weights */
@@ -308,6 +425,8 @@ int safesd_check(safesd_model *model, const char *prompt, const char *concepts, 
       json_t *o = json_object(), *dets = json_array();
       json_object_set_new(o, "prompt", json_string(prompt));
       json_object_set_new(o, "flagged", json_boolean(g.flagged));
+      json_object_set_new(o, "banks", json_string(g.banks));
+      json_object_set_new(o, "beyond_window", g.beyond ? json_string(g.beyond) : json_null());
       json_object_set_new(o, "categories", json_string(g.categories));
       for (int k = 0; k < g.n_det; k++) {
         const sd_detection *dt = &g.det[k];
@@ -334,19 +453,21 @@ int safesd_check(safesd_model *model, const char *prompt, const char *concepts, 
       json_object_set_new(o, "strategy", json_string(g.strategy));
       json_object_set_new(o, "safe_text", g.safe_text ? json_string(g.safe_text) : json_null());
       json_object_set_new(o, "projection", sd_api_projection_json(&g));
-      json_dumpf(o, out, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+      json_dumpf(o, out, (as_json == 2 ? JSON_COMPACT : JSON_INDENT(2)) | JSON_PRESERVE_ORDER);
       fputc('\n', out);
       json_decref(o);
     } else {
       fprintf(out, "verdict:    %s\n", g.flagged ? "FLAGGED" : "not flagged");
       if (g.flagged) fprintf(out, "categories: %s\n", g.categories);
+      fprintf(out, "banks:      %s\n", g.banks);
+      if (g.beyond) fprintf(out, "beyond the encoder's window (not judged): %s\n", g.beyond);
       fprintf(out, "%s\n", g.summary);
       if (g.flagged) fprintf(out, "safe text (%s): %s\n", g.strategy, g.safe_text);
       if (g.projection) fprintf(out, "projection: %s\n", g.projection);
     }
   }
   sd_api_gate_free(&g);
-  if (m == &tmp) drop_detectors(&tmp);
+  if (m == &tmp) sd_api_drop_detectors(&tmp);
   return rc;
 }
 
@@ -397,7 +518,7 @@ int safesd_calibrate(safesd_model *model, const safesd_calibrate_params *p, FILE
     fprintf(out, "%d unsafe prompts (%s), %d benign prompts (%s), target FPR %g\n%-10s  %-12s  %-20s  %-20s\n", nu,
             p->unsafe_file, nb, p->benign_file, p->target_fpr, "detector", "threshold", "TPR on unsafe",
             "FPR on benign");
-  for (int k = 0; k < 2; k++) {
+  for (int k = 0; k < 3; k++) {
     if (!((mask >> k) & 1)) continue;
     sd_detector *d = m->lexical;
     sd_semantic_encoder enc, *encp = NULL;
@@ -407,6 +528,10 @@ int safesd_calibrate(safesd_model *model, const safesd_calibrate_params *p, FILE
       d = m->semantic;
       encp = &enc;
       fp = sd_semantic_model_fingerprint(m->src);
+    } else if (k == 2) {
+      if ((rc = need_learned(m))) goto done;
+      d = m->learned;
+      fp = sd_learned_fingerprint(sd_learned_detector_model(d));
     }
     const char *name = d->vt->name;
     sd_calibration c;
@@ -437,7 +562,7 @@ int safesd_calibrate(safesd_model *model, const safesd_calibrate_params *p, FILE
   }
   if (p->write_bank) {
     if ((rc = sd_bank_write_thresholds(bank_file, ent, ne))) goto done;
-    drop_detectors(m); /* the cached bank is stale now */
+    sd_api_drop_detectors(m); /* the cached bank is stale now */
     if (out) fprintf(out, "wrote the [thresholds] section of %s\n", bank_file);
   }
 done:
@@ -445,6 +570,6 @@ done:
   sd_prompt_list_free(benign, nb);
   free(su);
   free(sb);
-  if (m == &tmp) drop_detectors(&tmp);
+  if (m == &tmp) sd_api_drop_detectors(&tmp);
   return rc;
 }

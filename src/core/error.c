@@ -43,6 +43,7 @@ const char *sd_status_name(int code) {
     case SD_E_NOMEM: return "out of memory";
     case SD_E_ARG: return "invalid argument";
     case SD_E_UNSUPPORTED: return "unsupported";
+    case SD_E_CANCELLED: return "cancelled";
     default: return "internal error";
   }
 }

@@ -15,7 +15,8 @@ typedef enum {
   SD_E_NOMEM = -3,       /* allocation failed or size over a sanity limit */
   SD_E_ARG = -4,         /* invalid argument from the caller or user */
   SD_E_UNSUPPORTED = -5, /* valid input we do not handle (yet) */
-  SD_E_INTERNAL = -6     /* a bug: an invariant did not hold */
+  SD_E_INTERNAL = -6,    /* a bug: an invariant did not hold */
+  SD_E_CANCELLED = -7    /* stopped by the caller (a cancel callback) */
 } sd_status;
 
 #if defined(__GNUC__)

@@ -27,10 +27,18 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   const char *av = getenv("SAFESD_CPU_AVX2");
 #if defined(__x86_64__) && defined(__GNUC__)
   ex->use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(av && *av == '0');
+  const char *a5 = getenv("SAFESD_CPU_AVX512"), *bf = getenv("SAFESD_CPU_BF16");
+  ex->use_avx512 = ex->use_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                   __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && !(a5 && *a5 == '0');
+  ex->use_avx512bf16 = ex->use_avx512 && __builtin_cpu_supports("avx512bf16") && !(bf && *bf == '0');
 #else
   (void)av;
-  ex->use_avx2 = 0;
+  ex->use_avx2 = ex->use_avx512 = ex->use_avx512bf16 = 0;
 #endif
+  /* fp32 matrix products: oneDNN's AVX-512 kernels run about twice OpenBLAS 0.3.21's (which
+   * uses its Haswell kernels on AVX-512 CPUs); on AVX2 they were no faster (docs/performance.md) */
+  const char *mm = getenv("SAFESD_MATMUL");
+  ex->matmul_dnnl = mm && *mm ? !strcmp(mm, "dnnl") : ex->use_avx512;
   /* $SAFESD_PRECISION=bf16: every context asks for bf16 (falls back to fp32 where the CPU has
    * none, unless $SAFESD_BF16_EMULATE=1); how the test suite runs its bf16 conformance */
   const char *pe = getenv("SAFESD_PRECISION");
@@ -177,7 +185,7 @@ int sd_op_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, const sd_ten
     return sd_fail(SD_E_FORMAT, "linear: weight of shape %s does not take %lld inputs",
                    sd_shape_str(W, buf, sizeof buf), (long long)K);
   }
-  if (ex->precision == SD_PREC_BF16) {
+  if (ex->precision == SD_PREC_BF16 || (ex->matmul_dnnl && ex->backend == SD_BACKEND_DNNL)) {
     SD_PROF_BEGIN(ex);
     int rc = sd_dnnl_linear(ex, x, M, K, N, W, b, y);
     SD_PROF_END(ex, SD_OPC_MATMUL, 2.0 * M * N * K);
@@ -448,7 +456,8 @@ int sd_op_attention(sd_exec *ex, const sd_attn_shape *s, const float *q, const f
   /* the tasks call sgemm themselves: BLAS runs single-threaded inside them */
   SD_PROF_BEGIN(ex);
   const double flops = 4.0 * s->B * s->H * (double)s->Sq * s->Sk * s->Dh;
-  int rc = sd_attention_avx2(ex, s, q, k, v, out);
+  int rc = sd_attention_avx512(ex, s, q, k, v, out);
+  if (rc == SD_E_UNSUPPORTED) rc = sd_attention_avx2(ex, s, q, k, v, out);
   if (rc != SD_E_UNSUPPORTED) {
     SD_PROF_END(ex, SD_OPC_ATTN, flops);
     return rc;

@@ -42,8 +42,23 @@ typedef struct sd_exec {
                            kernels on inputs and weights rounded to bf16, to measure bf16's
                            effect on images on any CPU (slower than fp32, not faster) */
   int backend;          /* SD_BACKEND_* in use for convolutions */
+  int matmul_dnnl;      /* fp32 matrix products by oneDNN (with the oneDNN backend) instead of
+                           OpenBLAS sgemm in row blocks: the default on AVX-512 CPUs;
+                           $SAFESD_MATMUL=blas|dnnl forces one */
   int use_avx2;         /* AVX2+FMA kernels (attention); 0 on other CPUs or $SAFESD_CPU_AVX2=0 */
+  int use_avx512;       /* AVX-512 kernels (attention), only where use_avx2 is also on; 0 on CPUs
+                           without AVX-512F/BW/DQ/VL or with $SAFESD_CPU_AVX512=0 */
+  int use_avx512bf16;   /* AVX512-BF16 kernels (attention in bf16 precision), only with
+                           use_avx512; 0 without AVX512-BF16 or with $SAFESD_CPU_BF16=0 */
   struct sd_dnnl *dnnl; /* NULL until the first oneDNN op */
+  int64_t pack_budget;  /* fp32: bytes of weights packed into the kernels' layouts that may be
+                           kept between calls (0, the default: each is packed when used);
+                           native bf16 keeps every packed weight regardless (the same bytes as
+                           float16 weights, whose pages are dropped via release) */
+  /* Called with a weight's data after a packed copy of it was kept, so its owner can drop the
+   * pages of a memory-mapped file (never anything else); NULL: nothing is dropped. */
+  void (*release)(void *ctx, const void *data, size_t bytes);
+  void *release_ctx;
   sd_prof prof;
 } sd_exec;
 
@@ -53,12 +68,16 @@ enum { SD_BACKEND_DNNL = 0, SD_BACKEND_BLAS = 1 };
 
 /* n_threads <= 0: all CPUs. Also sets the BLAS library's thread count. Precision fp32;
  * backend from $SAFESD_BACKEND (dnnl|blas, default dnnl); AVX2 kernels unless the CPU lacks
- * them or $SAFESD_CPU_AVX2=0; profiling from $SAFESD_PROFILE (1: per class, 2: also each
+ * them or $SAFESD_CPU_AVX2=0 (which turns off every SIMD kernel: the portable loops run);
+ * AVX-512 kernels unless the CPU lacks them or $SAFESD_CPU_AVX512=0 (the AVX2 ones run);
+ * profiling from $SAFESD_PROFILE (1: per class, 2: also each
  * convolution on stderr). The dispatch fields may be changed after creation (tests do). */
 int sd_exec_create(int n_threads, sd_exec **out);
 void sd_exec_destroy(sd_exec *ex);
 /* Free the scratch that grows to the largest layer seen (the widening buffer, oneDNN's
- * packed weights and blocked copies); primitives stay cached. Between pipeline stages. */
+ * blocked copies) and every kept packed weight; primitives stay cached. Between pipeline
+ * stages. Kept packed weights are keyed by their data pointer: a weight's values must not
+ * change while it is kept (between trims), as for weights mapped from a model file. */
 void sd_exec_trim(sd_exec *ex);
 
 /* 1 when this CPU computes bf16 products natively (AVX512-BF16 or AMX, as oneDNN sees it;

@@ -49,12 +49,37 @@ typedef struct packed_w {
   int valid;
 } packed_w;
 
+/* The persistent packed-weight cache: weights packed once into their kernel's layout and
+ * kept (native bf16: always; fp32: within ex->pack_budget bytes, the most used first). One
+ * entry per (weight, layout); entries with buf NULL only count uses of weights not kept. */
+typedef struct wc_ent {
+  const void *src; /* the weight's data (a stable view into a model file) */
+  int64_t numel;
+  int dtype;
+  unsigned char edge[64]; /* its first and last 32 bytes when packed: a freed and reused
+                             address with other values never hits */
+  dnnl_memory_desc_t md;
+  void *buf;
+  size_t bytes;
+  uint64_t uses;
+} wc_ent;
+
+typedef struct wcache {
+  wc_ent *e;
+  size_t n, cap;
+  int32_t *idx; /* open addressing on src: entry index + 1, 0 empty */
+  size_t hcap;
+  size_t bytes; /* packed bytes kept */
+} wcache;
+
 struct sd_dnnl {
   dnnl_engine_t eng;
   dnnl_stream_t st;
   prim_ent ent[N_ENT];
   uint64_t tick;
-  packed_w pw[2]; /* [0] convolutions, [1] matrix products */
+  packed_w pw[2]; /* [0] convolutions, [1] matrix products: the weight packed last, when the
+                     cache does not keep it */
+  wcache wc;
   void *sbuf, *dbuf;
   size_t scap, dcap;
   float *ebuf, *ewbuf; /* bf16 emulation: rounded inputs, rounded weights */
@@ -75,8 +100,16 @@ static void ent_clear(prim_ent *e) {
   memset(e, 0, sizeof *e);
 }
 
+static void wc_clear(wcache *c) {
+  for (size_t i = 0; i < c->n; i++) free(c->e[i].buf);
+  free(c->e);
+  free(c->idx);
+  memset(c, 0, sizeof *c);
+}
+
 void sd_dnnl_trim(struct sd_dnnl *d) {
   if (!d) return;
+  wc_clear(&d->wc);
   for (int i = 0; i < 2; i++) {
     free(d->pw[i].buf);
     d->pw[i].buf = NULL;
@@ -96,6 +129,7 @@ void sd_dnnl_destroy(struct sd_dnnl *d) {
   if (!d) return;
   for (int i = 0; i < N_ENT; i++) ent_clear(&d->ent[i]);
   for (int i = 0; i < 2; i++) free(d->pw[i].buf);
+  wc_clear(&d->wc);
   free(d->sbuf);
   free(d->dbuf);
   free(d->ebuf);
@@ -249,34 +283,165 @@ static const float *emulated_input(struct sd_dnnl *d, const float *x, int64_t n)
   return d->ebuf;
 }
 
-/* Pack W (plain float32 [rows, ...] as the entry's uwei_md describes) into the entry's layout
- * unless the same weight is already packed for it. which: 0 conv, 1 matmul. */
-static int pack_weight(sd_exec *ex, struct sd_dnnl *d, int which, const prim_ent *e, const sd_tensor *W) {
+static size_t wc_slot(const wcache *c, const void *src) {
+  uint64_t h = (uint64_t)(uintptr_t)src >> 4;
+  h *= 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 20) & (c->hcap - 1);
+}
+
+/* Rebuild the index with room for at least 2·n entries. */
+static int wc_reindex(wcache *c, size_t n) {
+  size_t hcap = 64;
+  while (hcap < 2 * n) hcap *= 2;
+  int32_t *idx = calloc(hcap, sizeof *idx);
+  if (!idx) return sd_fail(SD_E_NOMEM, "out of memory (packed-weight index)");
+  free(c->idx);
+  c->idx = idx;
+  c->hcap = hcap;
+  for (size_t i = 0; i < c->n; i++) {
+    size_t h = wc_slot(c, c->e[i].src);
+    while (c->idx[h]) h = (h + 1) & (hcap - 1);
+    c->idx[h] = (int32_t)(i + 1);
+  }
+  return SD_OK;
+}
+
+static void edges(const sd_tensor *W, unsigned char out[64]) {
+  size_t n = (size_t)sd_numel(W) * sd_dtype_size(W->dtype);
+  memset(out, 0, 64);
+  memcpy(out, W->data, n < 32 ? n : 32);
+  if (n > 32) memcpy(out + 32, (const unsigned char *)W->data + (n >= 64 ? n - 32 : 32), n >= 64 ? 32 : n - 32);
+}
+
+/* The entry of (W, layout md), created (uses 0, nothing kept) if new; NULL when out of memory. */
+static wc_ent *wc_get(wcache *c, const sd_tensor *W, const dnnl_memory_desc_t *md) {
+  const int64_t numel = sd_numel(W);
+  if (c->hcap) {
+    for (size_t h = wc_slot(c, W->data); c->idx[h]; h = (h + 1) & (c->hcap - 1)) {
+      wc_ent *e = &c->e[c->idx[h] - 1];
+      if (e->src == W->data && e->numel == numel && e->dtype == (int)W->dtype && dnnl_memory_desc_equal(&e->md, md))
+        return e;
+    }
+  }
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? 2 * c->cap : 256;
+    wc_ent *ne = realloc(c->e, cap * sizeof *ne);
+    if (!ne) return NULL;
+    c->e = ne;
+    c->cap = cap;
+  }
+  wc_ent *e = &c->e[c->n++];
+  memset(e, 0, sizeof *e);
+  e->src = W->data;
+  e->numel = numel;
+  e->dtype = (int)W->dtype;
+  e->md = *md;
+  if (2 * c->n > c->hcap) {
+    if (wc_reindex(c, c->n)) { c->n--; return NULL; }
+  } else {
+    size_t h = wc_slot(c, e->src);
+    while (c->idx[h]) h = (h + 1) & (c->hcap - 1);
+    c->idx[h] = (int32_t)c->n;
+  }
+  return e;
+}
+
+/* Whether to keep `need` more packed bytes for entry e: always in native bf16 (the packed
+ * copy replaces the weight's file pages, which are dropped); in fp32 within the budget, making
+ * room by dropping kept copies used fewer times than e (so the most reused stay; ties keep
+ * what is kept, so a forward pass that uses every weight once does not churn). */
+static int wc_admit(sd_exec *ex, wcache *c, const wc_ent *e, size_t need) {
+  if (ex->precision == SD_PREC_BF16 && !ex->bf16_emulated) return 1;
+  if (ex->pack_budget <= 0) return 0;
+  const size_t budget = (size_t)ex->pack_budget;
+  if (need > budget) return 0;
+  size_t freeable = 0;
+  for (size_t i = 0; i < c->n; i++)
+    if (c->e[i].buf && c->e[i].uses < e->uses) freeable += c->e[i].bytes;
+  if (c->bytes + need > budget + freeable) return 0;
+  while (c->bytes + need > budget) { /* drop the least used kept copy */
+    wc_ent *v = NULL;
+    for (size_t i = 0; i < c->n; i++)
+      if (c->e[i].buf && c->e[i].uses < e->uses && (!v || c->e[i].uses < v->uses)) v = &c->e[i];
+    free(v->buf);
+    v->buf = NULL;
+    c->bytes -= v->bytes;
+    v->bytes = 0;
+  }
+  return 1;
+}
+
+/* Pack W (plain float32 [rows, ...] as the entry's uwei_md describes) into the entry's layout;
+ * *out: the packed copy, from the cache when it keeps it, else packed into the scratch slot
+ * of `which` (0 conv, 1 matmul) unless the same weight is already there. A weight packed into
+ * the cache has its file pages dropped (ex->release). */
+static int pack_weight(sd_exec *ex, struct sd_dnnl *d, int which, const prim_ent *e, const sd_tensor *W,
+                       void **out) {
   packed_w *p = &d->pw[which];
   const void *ptr = W->data;
-  uint64_t gen = (const void *)ex->wbuf == ptr ? ex->wbuf_gen : 0;
+  const int transient = (const void *)ex->wbuf == ptr; /* a widened copy: never cached */
+  uint64_t gen = transient ? ex->wbuf_gen : 0;
+  wc_ent *ce = NULL;
+  const int cache_on = !transient && ((ex->precision == SD_PREC_BF16 && !ex->bf16_emulated) || ex->pack_budget > 0);
+  unsigned char edge[64];
+  if (cache_on) {
+    ce = wc_get(&d->wc, W, &e->wei_md);
+    if (!ce) return sd_fail(SD_E_NOMEM, "out of memory (packed-weight cache)");
+    ce->uses++;
+    if (ce->buf) {
+      edges(W, edge);
+      if (!memcmp(edge, ce->edge, sizeof edge)) return *out = ce->buf, SD_OK;
+      free(ce->buf); /* the address now holds other values */
+      ce->buf = NULL;
+      d->wc.bytes -= ce->bytes;
+      ce->bytes = 0;
+    }
+  }
   if (p->valid && p->ptr == ptr && p->gen == gen && p->ent == e && dnnl_memory_desc_equal(&p->md, &e->wei_md))
-    return SD_OK;
-  p->valid = 0;
+    return *out = p->buf, SD_OK;
   const float *w = sd_weight_f32(ex, W);
   if (!w) return SD_E_FORMAT;
   SD_PROF_BEGIN(ex);
   size_t need = dnnl_memory_desc_get_size(&e->wei_md);
-  int rc = grow(&p->buf, &p->cap, need);
-  if (rc) return rc;
+  void *dst = NULL;
+  if (ce && wc_admit(ex, &d->wc, ce, need)) {
+    if (posix_memalign(&dst, 64, need ? need : 64))
+      return sd_fail(SD_E_NOMEM, "out of memory (%zu bytes of packed weights)", need);
+  } else {
+    p->valid = 0;
+    int rc = grow(&p->buf, &p->cap, need);
+    if (rc) return rc;
+    dst = p->buf;
+  }
+  int rc = SD_OK;
   if (ex->bf16_emulated) {
     int64_t n = sd_numel(W);
-    if ((rc = grow((void **)&d->ewbuf, &d->ewcap, (size_t)n * sizeof(float)))) return rc;
-    round_bf16(w, d->ewbuf, n);
-    w = d->ewbuf;
+    if ((rc = grow((void **)&d->ewbuf, &d->ewcap, (size_t)n * sizeof(float))) == SD_OK) {
+      round_bf16(w, d->ewbuf, n);
+      w = d->ewbuf;
+    }
   }
-  if ((rc = run2(d, e->rwei, &e->uwei_md, (void *)w, &e->wei_md, p->buf))) return rc;
+  if (rc == SD_OK) rc = run2(d, e->rwei, &e->uwei_md, (void *)w, &e->wei_md, dst);
+  if (rc) {
+    if (dst != p->buf) free(dst);
+    return rc;
+  }
   SD_PROF_END(ex, SD_OPC_WEIGHTS, 0);
+  if (dst != p->buf) {
+    ce->buf = dst;
+    ce->bytes = need;
+    edges(W, ce->edge);
+    d->wc.bytes += need;
+    if (ex->release) ex->release(ex->release_ctx, W->data, (size_t)sd_numel(W) * sd_dtype_size(W->dtype));
+    *out = dst;
+    return SD_OK;
+  }
   p->ptr = ptr;
   p->gen = gen;
   p->ent = e;
   p->md = e->wei_md;
   p->valid = 1;
+  *out = p->buf;
   return SD_OK;
 }
 
@@ -343,9 +508,10 @@ int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
     if ((rc = settle_entry(d, e, st, &cd, "convolution setup"))) return rc;
   }
   omp_set_num_threads(ex->n_threads);
-  if ((rc = pack_weight(ex, d, 0, e, W))) return rc;
+  void *wp;
+  if ((rc = pack_weight(ex, d, 0, e, W, &wp))) return rc;
   if (ex->bf16_emulated && !(x = emulated_input(d, x, (int64_t)s->C * s->H * s->W))) return SD_E_NOMEM;
-  return run_entry(d, e, d->pw[0].buf, x, b, y);
+  return run_entry(d, e, wp, x, b, y);
 }
 
 int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N, const sd_tensor *W,
@@ -374,7 +540,8 @@ int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N,
     if ((rc = settle_entry(d, e, st, &md, "matmul setup"))) return rc;
   }
   omp_set_num_threads(ex->n_threads);
-  if ((rc = pack_weight(ex, d, 1, e, W))) return rc;
+  void *wp;
+  if ((rc = pack_weight(ex, d, 1, e, W, &wp))) return rc;
   if (ex->bf16_emulated && !(x = emulated_input(d, x, M * K))) return SD_E_NOMEM;
-  return run_entry(d, e, d->pw[1].buf, x, b, y);
+  return run_entry(d, e, wp, x, b, y);
 }

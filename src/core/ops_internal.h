@@ -47,6 +47,11 @@ int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N,
  * is off or the head size is not a multiple of 8. */
 int sd_attention_avx2(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
                       float *out);
+/* Attention with AVX-512 kernels (core/ops_attn_avx512.c): fp32, or bf16 (vdpbf16ps) when
+ * the context's precision is native bf16 and ex->use_avx512bf16; SD_E_UNSUPPORTED when
+ * ex->use_avx512 (or use_avx2) is off. */
+int sd_attention_avx512(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
+                        float *out);
 /* AVX2 element-wise loops (core/simd_avx2.c); call only when ex->use_avx2. */
 void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double *s2);
 void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu);

@@ -170,3 +170,37 @@ void sd_from_f32(void *dst, sd_dtype t, const float *src, size_t n) {
     default: break;
   }
 }
+
+/* The exponent-all-ones test on bit patterns, in blocks so that the compiler vectorises the
+ * scan; the exact index is looked for only in a block that has one. */
+#define NONFINITE_SCAN(UT, MASK)                                                   \
+  do {                                                                             \
+    const unsigned char *p = data;                                                 \
+    for (int64_t b = 0; b < n; b += 4096) {                                        \
+      int64_t e = b + 4096 < n ? b + 4096 : n;                                     \
+      int hit = 0;                                                                 \
+      for (int64_t i = b; i < e; i++) {                                            \
+        UT v;                                                                      \
+        memcpy(&v, p + (size_t)i * sizeof v, sizeof v);                            \
+        hit |= (v & (UT)(MASK)) == (UT)(MASK);                                     \
+      }                                                                            \
+      if (!hit) continue;                                                          \
+      for (int64_t i = b; i < e; i++) {                                            \
+        UT v;                                                                      \
+        memcpy(&v, p + (size_t)i * sizeof v, sizeof v);                            \
+        if ((v & (UT)(MASK)) == (UT)(MASK)) return i;                              \
+      }                                                                            \
+    }                                                                              \
+  } while (0)
+
+int64_t sd_first_nonfinite(const void *data, sd_dtype t, int64_t n) {
+  if (!data || n <= 0) return -1;
+  switch (t) {
+    case SD_F32: NONFINITE_SCAN(uint32_t, 0x7f800000u); break;
+    case SD_F16: NONFINITE_SCAN(uint16_t, 0x7c00u); break;
+    case SD_BF16: NONFINITE_SCAN(uint16_t, 0x7f80u); break;
+    case SD_F64: NONFINITE_SCAN(uint64_t, 0x7ff0000000000000ull); break;
+    default: break;
+  }
+  return -1;
+}

@@ -52,4 +52,9 @@ void sd_to_f32(float *dst, const void *src, sd_dtype src_type, size_t n);
 /* Convert n float32 values to dst_type (F32/F16/BF16/F64). */
 void sd_from_f32(void *dst, sd_dtype dst_type, const float *src, size_t n);
 
+/* The index of the first NaN or infinity among n values of a float dtype (F32, F16, BF16,
+ * F64; data may be unaligned), or -1 when all are finite (and for other dtypes). Reads
+ * the bit patterns (exponent all ones), at memory speed. */
+int64_t sd_first_nonfinite(const void *data, sd_dtype t, int64_t n);
+
 #endif

@@ -1,7 +1,9 @@
 #include "core/threadpool.h"
 
 #include <omp.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -33,20 +35,40 @@ int sd_pool_threads(const sd_pool *p) { return p ? p->n : 1; }
 void sd_parallel_for(sd_pool *p, int64_t n, int64_t grain, sd_task_fn fn, void *ctx) {
   if (n <= 0) return;
   if (grain < 1) grain = 1;
-  int nt = p ? p->n : 1;
-  int64_t max_chunks = (n + grain - 1) / grain;
-  const int n_chunks = (int)(max_chunks < nt ? max_chunks : nt);
-  if (n_chunks <= 1) { fn(ctx, 0, n, 0); return; }
-  const int64_t chunk = (n + n_chunks - 1) / n_chunks;
-  /* chunk c covers [c·chunk, (c+1)·chunk): the bounds depend on n, grain and the thread count
-   * only; if OpenMP grants fewer threads than asked, a thread runs several chunks */
-#pragma omp parallel num_threads(n_chunks)
+  const int nt = p ? p->n : 1;
+  const int64_t max_chunks = n / grain; /* every chunk at least `grain` items */
+  const int64_t want = (int64_t)nt * SD_POOL_OVERSPLIT;
+  const int n_chunks = (int)(max_chunks < want ? max_chunks : want);
+  if (n_chunks <= 1 || nt <= 1) {
+    fn(ctx, 0, n, 0);
+    return;
+  }
+  /* chunk c covers [c·n/n_chunks, (c+1)·n/n_chunks): the bounds depend on n, grain and the
+   * thread count only. Threads take chunks in turn from a counter, so a thread slowed by
+   * another process on its core holds up one small chunk, not a fixed share of the work;
+   * which thread computes a chunk does not change its values (tasks compute each output
+   * from their range alone). */
+  atomic_int next;
+  atomic_init(&next, 0);
+  const int team = nt < n_chunks ? nt : n_chunks;
+#pragma omp parallel num_threads(team)
   {
-    const int team = omp_get_num_threads();
-    for (int c = omp_get_thread_num(); c < n_chunks; c += team) {
-      int64_t b = (int64_t)c * chunk, e = b + chunk;
-      if (e > n) e = n;
-      if (b < e) fn(ctx, b, e, c);
+    const int tid = omp_get_thread_num();
+    for (;;) {
+      const int c = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed);
+      if (c >= n_chunks) break;
+      const int64_t b = (int64_t)((__int128)n * c / n_chunks), e = (int64_t)((__int128)n * (c + 1) / n_chunks);
+      if (b < e) fn(ctx, b, e, tid);
     }
   }
+}
+
+void sd_threads_setup(char **argv) {
+  /* libgomp reads its settings once, when it is loaded (before main): setting them later has
+   * no effect, hence the one re-execution, marked so that it happens once */
+  if (!argv || !argv[0] || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT") || getenv("SAFESD_THREADS_SETUP"))
+    return;
+  if (setenv("GOMP_SPINCOUNT", SD_GOMP_SPINCOUNT, 1) || setenv("SAFESD_THREADS_SETUP", "1", 1)) return;
+  execv("/proc/self/exe", argv);
+  /* no /proc: go on with OpenMP's defaults (the environment says what was tried) */
 }

@@ -20,11 +20,14 @@
 #include "safesd.h"
 #include "api/api_internal.h"
 #include "core/error.h"
-#include "eval/classify.h"
+#include "judge/classify.h"
 #include "eval/harness_internal.h"
-#include "eval/prompts.h"
+#include "io/prompts.h"
 #include "io/fileio.h"
 #include "io/json_util.h"
+#include "safety/dual.h"
+#include "safety/levels.h"
+#include "safety/strategy.h"
 
 /* ---- methods ----------------------------------------------------------------------------- */
 
@@ -108,22 +111,35 @@ int sd_eval_method_parse(const char *spec, sd_eval_method *m) {
       float *dst = NULL;
       if (!strcmp(k, "l") || !strcmp(k, "lambda") || !strcmp(k, "\xce\xbb") || !strcmp(k, "w")) dst = &m->lambda;
       else if (!strcmp(k, "t") || !strcmp(k, "tau") || !strcmp(k, "\xcf\x84")) dst = &m->tau;
-      else if (!strcmp(k, "level")) {
+      else if (!strcmp(k, "s") || !strcmp(k, "strategy")) {
+        if (m->strategy[0]) return sd_fail(SD_E_ARG, "method %s: '%s' given twice", spec, k);
+        if (sd_strategy_parse(v) < 0)
+          return sd_fail(SD_E_ARG, "method %s: unknown strategy '%s' (" SD_STRATEGY_NAMES ")", spec, v);
+        snprintf(m->strategy, sizeof m->strategy, "%s", sd_strategy_name((sd_strategy)sd_strategy_parse(v)));
+        continue;
+      } else if (!strcmp(k, "b") || !strcmp(k, "blend")) {
+        sd_blend bl;
+        if (m->blend[0]) return sd_fail(SD_E_ARG, "method %s: '%s' given twice", spec, k);
+        if (sd_blend_parse(v, &bl)) return sd_fail(SD_E_ARG, "method %s: unknown blend '%s' (step, final)", spec, v);
+        snprintf(m->blend, sizeof m->blend, "%s", sd_blend_name(bl));
+        continue;
+      } else if (!strcmp(k, "level")) {
         if (!valid_level(v) || have_level) return sd_fail(SD_E_ARG, "method %s: bad level '%s'", spec, v);
         snprintf(m->level, sizeof m->level, "%s", v);
         have_level = 1;
         continue;
       } else {
-        return sd_fail(SD_E_ARG, "method %s: unknown key '%s' (l/lambda/λ, t/tau/τ, level)", spec, k);
+        return sd_fail(SD_E_ARG, "method %s: unknown key '%s' (l/lambda/λ, t/tau/τ, s/strategy, b/blend, level)",
+                       spec, k);
       }
       if (!isnan(*dst)) return sd_fail(SD_E_ARG, "method %s: '%s' given twice", spec, k);
       if (parse_unit(v, dst)) return sd_fail(SD_E_ARG, "method %s: %s takes a number in [0, 1]", spec, k);
     }
-    if (!strcmp(m->level, "off") && (!isnan(m->lambda) || !isnan(m->tau)))
-      return sd_fail(SD_E_ARG, "method %s: level off never runs the dual path; λ/τ need a level", spec);
+    if (!strcmp(m->level, "off") && (!isnan(m->lambda) || !isnan(m->tau) || m->strategy[0] || m->blend[0]))
+      return sd_fail(SD_E_ARG, "method %s: level off never runs the dual path; λ/τ/strategy/blend need a level", spec);
     size_t o = (size_t)snprintf(name, sizeof name, "dlr:");
     int first = 1;
-    if (have_level || (isnan(m->lambda) && isnan(m->tau))) {
+    if (have_level || (isnan(m->lambda) && isnan(m->tau) && !m->strategy[0] && !m->blend[0])) {
       o += (size_t)snprintf(name + o, sizeof name - o, "%s", m->level);
       first = 0;
     }
@@ -131,7 +147,15 @@ int sd_eval_method_parse(const char *spec, sd_eval_method *m) {
       o += (size_t)snprintf(name + o, sizeof name - o, "%sl=%g", first ? "" : ",", (double)m->lambda);
       first = 0;
     }
-    if (!isnan(m->tau)) o += (size_t)snprintf(name + o, sizeof name - o, "%st=%g", first ? "" : ",", (double)m->tau);
+    if (!isnan(m->tau)) {
+      o += (size_t)snprintf(name + o, sizeof name - o, "%st=%g", first ? "" : ",", (double)m->tau);
+      first = 0;
+    }
+    if (m->strategy[0]) {
+      o += (size_t)snprintf(name + o, sizeof name - o, "%ss=%s", first ? "" : ",", m->strategy);
+      first = 0;
+    }
+    if (m->blend[0]) o += (size_t)snprintf(name + o, sizeof name - o, "%sb=%s", first ? "" : ",", m->blend);
   } else if (!strncmp(spec, "model:", 6)) {
     if (!spec[6]) return sd_fail(SD_E_ARG, "method model: needs a checkpoint path (model:PATH)");
     struct stat st;
@@ -176,6 +200,7 @@ void sd_eval_defaults(sd_eval_opts *o) {
   o->cfg_scale = 7.5f;
   o->seed_policy = "i2p";
   o->shard_n = 1;
+  o->merge_timeout_s = 86400;
   o->emi_draws = 10000;
   o->emi_k = 25;
   o->emi_seed = 20240101;
@@ -335,13 +360,60 @@ static int done_has(const done_set *d, const char *img) {
   return d->n && bsearch(&img, d->v, (size_t)d->n, sizeof *d->v, cmp_str) != NULL;
 }
 
+static void done_free(done_set *d) {
+  for (int i = 0; i < d->n; i++) free(d->v[i]);
+  free(d->v);
+  memset(d, 0, sizeof *d);
+}
+
+/* Images of (method, set, row) with no record or no PNG. */
+static int row_missing(const char *outdir, const sd_eval_method *me, const sd_prompt_set *set, int r, int N,
+                       const done_set *done) {
+  int missing = 0;
+  for (int k = 0; k < N; k++) {
+    char img[PATH_MAX], full[PATH_MAX * 2];
+    snprintf(img, sizeof img, "images/%s/%s/%05d-%d.png", me->slug, set->name, r, k);
+    snprintf(full, sizeof full, "%s/%s", outdir, img);
+    if (!(done_has(done, img) && is_file(full))) missing++;
+  }
+  return missing;
+}
+
+/* Shard 0 of a launcher's job: images missing over every shard, from the records present. */
+typedef struct {
+  const sd_eval_opts *o;
+  sd_prompt_set **sets;
+  const sd_eval_method *methods;
+} all_missing_ctx;
+
+static int all_missing(void *ctx, int *n_missing) {
+  const all_missing_ctx *c = ctx;
+  const sd_eval_opts *o = c->o;
+  done_set done = {0};
+  int rc = sd_eval_for_each_record(o->outdir, collect_done, &done);
+  if (done.n > 1) qsort(done.v, (size_t)done.n, sizeof *done.v, cmp_str);
+  *n_missing = 0;
+  for (int mi = 0; mi < o->n_methods && !rc; mi++)
+    for (int s = 0; s < o->n_prompt_specs; s++) {
+      int nrows = c->sets[s]->n;
+      if (o->limit > 0 && nrows > o->limit) nrows = o->limit;
+      for (int r = 0; r < nrows; r++)
+        *n_missing += row_missing(o->outdir, &c->methods[mi], c->sets[s], r, o->images_per_prompt, &done);
+    }
+  done_free(&done);
+  return rc;
+}
+
 /* ---- eval.json ---------------------------------------------------------------------------- */
 
 static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
 
 /* The settings that decide the images and scores: must match on resume. */
-static json_t *settings_json(const sd_eval_opts *o, const char *classifier) {
+static json_t *settings_json(const sd_eval_opts *o, const char *classifier, json_t *levels) {
   json_t *s = json_object();
+  /* a bank with measured [levels] changes what dlr:LEVEL runs: recorded, so a resumed run
+     with other levels is refused (absent when the bank has none, as in older folders) */
+  if (levels) json_object_set_new(s, "levels", levels);
   json_object_set_new(s, "model", json_string(o->model));
   json_object_set_new(s, "steps", json_integer(o->steps));
   json_object_set_new(s, "cfg_scale", json_real(o->cfg_scale));
@@ -357,12 +429,39 @@ static json_t *settings_json(const sd_eval_opts *o, const char *classifier) {
   return s;
 }
 
-static int update_eval_json(const sd_eval_opts *o, const char *classifier, sd_prompt_set **sets, int n_sets,
-                            sd_eval_method *methods, int n_methods) {
+/* The bank's measured levels as they will run, or NULL when the bank has no [levels]. */
+static int bank_levels_json(safesd_model *m, const char *concepts, json_t **out) {
+  *out = NULL;
+  json_t *o = json_object();
+  int any = 0;
+  for (int l = 0; l < SD_LEVEL_COUNT; l++) {
+    sd_level_params lp;
+    int rc = sd_api_level_params(m, concepts, sd_level_name(l), &lp);
+    if (rc < 0) {
+      json_decref(o);
+      return rc;
+    }
+    if (!lp.from_bank) continue;
+    any = 1;
+    char b[160];
+    snprintf(b, sizeof b, "weight %g, context %g%s%s%s%s", (double)lp.weight, (double)lp.context,
+             lp.strategy[0] ? ", strategy " : "", lp.strategy, lp.blend[0] ? ", blend " : "", lp.blend);
+    json_object_set_new(o, sd_level_name(l), json_string(b));
+  }
+  if (any) *out = o;
+  else json_decref(o);
+  return SD_OK;
+}
+
+static int update_eval_json(const sd_eval_opts *o, const char *classifier, json_t *levels, sd_prompt_set **sets,
+                            int n_sets, sd_eval_method *methods, int n_methods) {
   char path[PATH_MAX];
   int rc = sd_eval_path(path, sizeof path, "%s/eval.json", o->outdir);
-  if (rc) return rc;
-  json_t *want = settings_json(o, classifier);
+  if (rc) {
+    json_decref(levels);
+    return rc;
+  }
+  json_t *want = settings_json(o, classifier, levels);
   json_t *root = NULL;
   int changed = 0;
   if (is_file(path)) {
@@ -557,7 +656,11 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
   if ((rc = safesd_model_open(o->model, &mo, &base))) goto out;
   if ((rc = sd_eval_classifiers_load(o->classifier, o->model, o->concepts, o->q16_prompts, &cls))) goto out;
   if ((rc = sd_eval_mkdirs(o->outdir))) goto out;
-  if ((rc = update_eval_json(o, sd_eval_classifiers_spec(cls), sets, o->n_prompt_specs, methods, o->n_methods))) goto out;
+  json_t *levels = NULL;
+  if ((rc = bank_levels_json(base, o->concepts, &levels))) goto out;
+  if (o->launcher && o->shard_n > 1) sd_eval_shard_clear_failed(o->outdir, o->launcher);
+  if ((rc = update_eval_json(o, sd_eval_classifiers_spec(cls), levels, sets, o->n_prompt_specs, methods, o->n_methods)))
+    goto out;
 
   /* what is done already */
   if ((rc = sd_eval_for_each_record(o->outdir, collect_done, &done))) goto out;
@@ -576,14 +679,8 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
       if (o->limit > 0 && nrows > o->limit) nrows = o->limit;
       for (int r = 0; r < nrows; r++) {
         if (r % o->shard_n != o->shard_i) continue;
-        int missing = 0;
-        for (int k = 0; k < N; k++) {
-          char img[PATH_MAX], full[PATH_MAX * 2];
-          snprintf(img, sizeof img, "images/%s/%s/%05d-%d.png", methods[mi].slug, sets[s]->name, r, k);
-          snprintf(full, sizeof full, "%s/%s", o->outdir, img);
-          if (done_has(&done, img) && is_file(full)) pg.skipped++;
-          else missing++;
-        }
+        int missing = row_missing(o->outdir, &methods[mi], sets[s], r, N, &done);
+        pg.skipped += N - missing;
         if (missing) {
           work[n_work++] = (work_item){mi, s, r};
           pg.total += N;
@@ -657,6 +754,8 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
         p.safety = me->level;
         p.safety_weight = me->lambda;
         p.context_steps = me->tau;
+        if (me->strategy[0]) p.safety_strategy = me->strategy;
+        if (me->blend[0]) p.blend = me->blend;
         break;
     }
     if ((rc = safesd_gen_resolve(m, &p))) break;
@@ -687,7 +786,7 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
       if ((rc = safesd_write_png(full, px, p.width, p.height, params))) break;
       json_t *scores = NULL;
       int unsafe = -1;
-      if ((rc = sd_eval_classify(cls, base, px, p.width, p.height, &scores, &unsafe, emb))) break;
+      if ((rc = sd_eval_classify(cls, base->ex, px, p.width, p.height, &scores, &unsafe, emb))) break;
       char embrel[PATH_MAX];
       embrel[0] = 0;
       if (emb_dim) {
@@ -708,6 +807,10 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
       json_object_set_new(rec, "category", json_string(row->category));
       json_object_set_new(rec, "label", json_string(row->label));
       if (row->hard >= 0) json_object_set_new(rec, "hard", json_boolean(row->hard));
+      if (row->scene[0]) { /* the scene's ground truth (checked to be a JSON object when the set was read) */
+        json_t *sc = json_loads(row->scene, JSON_REJECT_DUPLICATES, NULL);
+        if (sc) json_object_set_new(rec, "scene", sc);
+      }
       char seedbuf[32];
       snprintf(seedbuf, sizeof seedbuf, "%llu", (unsigned long long)p.seed);
       json_object_set_new(rec, "seed", json_string(seedbuf));
@@ -730,15 +833,19 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
   }
   if (n_work && !o->quiet && pg.tty) fputc('\n', stderr);
 
-  if (rc == SD_OK && o->shard_n == 1)
+  if (rc == SD_OK && o->shard_n > 1 && o->launcher && o->shard_i == 0) { /* the merge */
+    all_missing_ctx mc = {o, sets, methods};
+    rc = sd_eval_shard_wait(o->outdir, o->launcher, o->merge_timeout_s, o->quiet, all_missing, &mc);
+  }
+  if (rc == SD_OK && (o->shard_n == 1 || (o->launcher && o->shard_i == 0)))
     rc = sd_eval_metrics(o->outdir, o->emi_draws, o->emi_k, o->emi_seed, o->threads, o->quiet);
 out:
+  if (rc && o->launcher && o->shard_n > 1 && o->outdir) sd_eval_shard_mark_failed(o->outdir, o->launcher, sd_errmsg());
   if (rf) fclose(rf);
   free(rgb);
   free(emb);
   free(work);
-  for (int i = 0; i < done.n; i++) free(done.v[i]);
-  free(done.v);
+  done_free(&done);
   sd_eval_classifiers_free(cls);
   safesd_model_close(mm);
   safesd_model_close(base);

@@ -26,7 +26,9 @@ static void filt_valid(const double *src, int w, int h, const double *g, int win
     }
 }
 
-double sd_ssim_rgb8(const uint8_t *a, const uint8_t *b, int w, int h) {
+double sd_ssim_rgb8(const uint8_t *a, const uint8_t *b, int w, int h) { return sd_ssim_rgb8_masked(a, b, w, h, NULL); }
+
+double sd_ssim_rgb8_masked(const uint8_t *a, const uint8_t *b, int w, int h, const uint8_t *exclude) {
   if (!a || !b || w < 1 || h < 1) return NAN;
   int win = 11;
   if (win > w) win = w;
@@ -47,6 +49,41 @@ double sd_ssim_rgb8(const uint8_t *a, const uint8_t *b, int w, int h) {
   if (!buf) return NAN;
   double *x = buf, *y = x + np, *xx = y + np, *yy = xx + np, *xy = yy + np, *tmp = xy + np;
   double *mx = tmp + (size_t)ow * h, *my = mx + no, *mxx = my + no, *myy = mxx + no, *mxy = myy + no;
+  /* the windows kept: none of their pixels excluded (a summed-area table of the mask) */
+  unsigned char *keep = malloc(no);
+  size_t n_keep = no;
+  if (!keep) {
+    free(buf);
+    return NAN;
+  }
+  memset(keep, 1, no);
+  if (exclude) {
+    int64_t *sat = calloc((size_t)(w + 1) * (h + 1), sizeof *sat);
+    if (!sat) {
+      free(buf);
+      free(keep);
+      return NAN;
+    }
+    for (int yy0 = 0; yy0 < h; yy0++)
+      for (int xx0 = 0; xx0 < w; xx0++)
+        sat[(size_t)(yy0 + 1) * (w + 1) + xx0 + 1] = (exclude[(size_t)yy0 * w + xx0] != 0) +
+                                                     sat[(size_t)yy0 * (w + 1) + xx0 + 1] +
+                                                     sat[(size_t)(yy0 + 1) * (w + 1) + xx0] - sat[(size_t)yy0 * (w + 1) + xx0];
+    n_keep = 0;
+    for (int oy = 0; oy < oh; oy++)
+      for (int ox = 0; ox < ow; ox++) {
+        int64_t cnt = sat[(size_t)(oy + win) * (w + 1) + ox + win] - sat[(size_t)oy * (w + 1) + ox + win] -
+                      sat[(size_t)(oy + win) * (w + 1) + ox] + sat[(size_t)oy * (w + 1) + ox];
+        keep[(size_t)oy * ow + ox] = cnt == 0;
+        n_keep += cnt == 0;
+      }
+    free(sat);
+  }
+  if (!n_keep) {
+    free(buf);
+    free(keep);
+    return NAN;
+  }
   double total = 0;
   for (int c = 0; c < 3; c++) {
     for (size_t i = 0; i < np; i++) {
@@ -63,13 +100,15 @@ double sd_ssim_rgb8(const uint8_t *a, const uint8_t *b, int w, int h) {
     filt_valid(xy, w, h, g, win, tmp, mxy);
     double s = 0;
     for (size_t i = 0; i < no; i++) {
+      if (!keep[i]) continue;
       double ux = mx[i], uy = my[i];
       double vx = mxx[i] - ux * ux, vy = myy[i] - uy * uy, cxy = mxy[i] - ux * uy;
       s += ((2 * ux * uy + C1) * (2 * cxy + C2)) / ((ux * ux + uy * uy + C1) * (vx + vy + C2));
     }
-    total += s / (double)no;
+    total += s / (double)n_keep;
   }
   free(buf);
+  free(keep);
   return total / 3;
 }
 

@@ -21,6 +21,10 @@
  * Computed in double. Images narrower or lower than 11 pixels use a window of the largest
  * odd size that fits (σ unchanged). Returns NAN for w or h < 1. */
 double sd_ssim_rgb8(const uint8_t *a, const uint8_t *b, int w, int h);
+/* The same averaged only over the windows that hold no excluded pixel (exclude: h rows of w
+ * bytes, nonzero = excluded; NULL = none): SSIM outside a region. NAN when no window is
+ * left. */
+double sd_ssim_rgb8_masked(const uint8_t *a, const uint8_t *b, int w, int h, const uint8_t *exclude);
 
 /* PSNR in dB over all n bytes: 10·log10(255² / MSE). INFINITY when the images are equal. */
 double sd_psnr_u8(const uint8_t *a, const uint8_t *b, size_t n);

@@ -1,6 +1,9 @@
+#define _GNU_SOURCE /* dladdr */
 #include "io/fileio.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,71 +12,14 @@
 
 #include "core/error.h"
 
-int sd_atomic_open(sd_atomic_file *af, const char *path) {
-  memset(af, 0, sizeof *af);
-  size_t n = strlen(path);
-  af->final_path = strdup(path);
-  af->tmp_path = malloc(n + 16);
-  if (!af->final_path || !af->tmp_path) {
-    sd_atomic_abort(af);
-    return sd_fail(SD_E_NOMEM, "out of memory");
-  }
-  snprintf(af->tmp_path, n + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(af->tmp_path);
-  if (fd < 0) {
-    int e = errno;
-    free(af->tmp_path);
-    af->tmp_path = NULL;
-    sd_atomic_abort(af);
-    return sd_fail(SD_E_IO, "cannot write %s: %s", path, strerror(e));
-  }
-  /* mkstemp makes the file 0600; the finished file gets the usual 0666 & ~umask */
-  mode_t um = umask(0);
-  umask(um);
-  if (fchmod(fd, 0666 & ~um) != 0) { /* not fatal: the file stays private */ }
-  af->f = fdopen(fd, "wb");
-  if (!af->f) {
-    close(fd);
-    sd_atomic_abort(af);
-    return sd_fail(SD_E_IO, "cannot write %s: %s", path, strerror(errno));
-  }
-  return SD_OK;
-}
-
-int sd_atomic_write(sd_atomic_file *af, const void *buf, size_t n) {
-  if (n && fwrite(buf, 1, n, af->f) != n)
-    return sd_fail(SD_E_IO, "%s: write failed: %s", af->final_path, strerror(errno));
-  return SD_OK;
-}
-
-int sd_atomic_commit(sd_atomic_file *af) {
-  int rc = SD_OK;
-  if (fflush(af->f) != 0 || fsync(fileno(af->f)) != 0)
-    rc = sd_fail(SD_E_IO, "%s: write failed: %s", af->final_path, strerror(errno));
-  if (fclose(af->f) != 0 && rc == SD_OK)
-    rc = sd_fail(SD_E_IO, "%s: write failed: %s", af->final_path, strerror(errno));
-  af->f = NULL;
-  if (rc == SD_OK && rename(af->tmp_path, af->final_path) != 0)
-    rc = sd_fail(SD_E_IO, "cannot create %s: %s", af->final_path, strerror(errno));
-  if (rc != SD_OK) unlink(af->tmp_path);
-  if (rc == SD_OK) { /* make the rename durable (best effort: some file systems refuse) */
-    char *slash = strrchr(af->final_path, '/');
-    if (slash) *slash = 0;
-    int dfd = open(slash ? (*af->final_path ? af->final_path : "/") : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) { (void)fsync(dfd); close(dfd); }
-  }
-  free(af->tmp_path);
-  free(af->final_path);
-  af->tmp_path = af->final_path = NULL;
-  return rc;
-}
-
-void sd_atomic_abort(sd_atomic_file *af) {
-  if (af->f) fclose(af->f);
-  if (af->tmp_path) unlink(af->tmp_path);
-  free(af->tmp_path);
-  free(af->final_path);
-  memset(af, 0, sizeof *af);
+const char *sd_file_kind(unsigned mode) {
+  if (S_ISREG(mode)) return "a regular file";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "a special file";
 }
 
 int sd_open_regular(const char *path, const char *expected, int *fd_out, int64_t *size) {
@@ -86,11 +32,79 @@ int sd_open_regular(const char *path, const char *expected, int *fd_out, int64_t
     close(fd);
     return sd_fail(SD_E_IO, "%s: cannot stat: %s", path, strerror(e));
   }
-  if (S_ISDIR(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: is a directory, expected %s", path, expected); }
-  if (!S_ISREG(sb.st_mode)) { close(fd); return sd_fail(SD_E_IO, "%s: not a regular file", path); }
+  if (!S_ISREG(sb.st_mode)) {
+    close(fd);
+    if (S_ISDIR(sb.st_mode)) return sd_fail(SD_E_IO, "%s: is a directory, expected %s", path, expected ? expected : "a file");
+    return sd_fail(SD_E_IO, "%s: is %s, not a regular file (expected %s)", path, sd_file_kind(sb.st_mode),
+                   expected ? expected : "a file");
+  }
   *fd_out = fd;
   *size = (int64_t)sb.st_size;
   return SD_OK;
+}
+
+int sd_read_file(const char *path, size_t max, const char *expected, char **buf, size_t *len) {
+  *buf = NULL;
+  *len = 0;
+  int fd;
+  int64_t size;
+  int rc = sd_open_regular(path, expected, &fd, &size);
+  if (rc) return rc;
+  if ((uint64_t)size > (uint64_t)max) {
+    close(fd);
+    return sd_fail(SD_E_FORMAT, "%s: file is too large (%lld bytes; the limit is %zu)", path, (long long)size, max);
+  }
+  char *b = malloc((size_t)size + 1);
+  if (!b) { close(fd); return sd_fail(SD_E_NOMEM, "%s: out of memory (%lld bytes)", path, (long long)size); }
+  size_t n = 0;
+  while (n < (size_t)size) { /* a file that shrinks meanwhile gives what is there */
+    ssize_t r = read(fd, b + n, (size_t)size - n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      int e = errno;
+      close(fd);
+      free(b);
+      return sd_fail(SD_E_IO, "%s: read failed: %s", path, strerror(e));
+    }
+    if (r == 0) break;
+    n += (size_t)r;
+  }
+  close(fd);
+  b[n] = 0;
+  *buf = b;
+  *len = n;
+  return SD_OK;
+}
+
+/* stat path: 1 when something is there, 0 when nothing (not even a dangling link), else an
+ * error naming path. */
+static int probe(const char *path, struct stat *sb) {
+  if (stat(path, sb) == 0) return 1;
+  int e = errno;
+  struct stat ls;
+  if (e == ENOENT && lstat(path, &ls) == 0)
+    return sd_fail(SD_E_IO, "%s: a symbolic link to a missing file", path);
+  if (e == ENOENT) return 0;
+  return sd_fail(SD_E_IO, "%s: cannot read it: %s", path, strerror(e));
+}
+
+int sd_probe_file(const char *path, const char *expected) {
+  struct stat sb;
+  int rc = probe(path, &sb);
+  if (rc <= 0) return rc;
+  int fd;
+  int64_t size;
+  if ((rc = sd_open_regular(path, expected, &fd, &size))) return rc;
+  close(fd);
+  return 1;
+}
+
+int sd_probe_dir(const char *path) {
+  struct stat sb;
+  int rc = probe(path, &sb);
+  if (rc <= 0) return rc;
+  if (!S_ISDIR(sb.st_mode)) return sd_fail(SD_E_IO, "%s: is %s, expected a folder", path, sd_file_kind(sb.st_mode));
+  return 1;
 }
 
 int sd_cache_dir(char *buf, size_t cap) {
@@ -119,18 +133,17 @@ void sd_mkdirs_for(const char *path) {
   mkdir(tmp, 0755);
 }
 
-/* The first of $ENV, the source tree's folder, the installed folder whose `rel` (joined to
- * it) is a regular file: its folder is written to dir. SD_E_IO naming the places tried, with
- * `what` and the hint, otherwise. */
-static int find_in_dirs(const char *env_name, const char *src_dir, const char *inst_dir, const char *rel,
-                        const char *what, const char *hint, char *dir, size_t cap) {
-  const char *dirs[3];
+/* The first of $ENV and the folder where this code's data is (runtime_dirs) whose `rel`
+ * (joined to it) is a regular file: its folder is written to dir. SD_E_IO naming the places
+ * tried, with `what` and the hint, otherwise. */
+static int find_in_dirs(const char *env_name, const char *own_dir, const char *rel, const char *what,
+                        const char *hint, char *dir, size_t cap) {
+  const char *dirs[2];
   int nd = 0;
   const char *env = getenv(env_name);
   if (env && *env) dirs[nd++] = env;
-  if (src_dir) dirs[nd++] = src_dir;
-  if (inst_dir) dirs[nd++] = inst_dir;
-  char tried[3 * 1024] = "";
+  if (own_dir) dirs[nd++] = own_dir;
+  char tried[2 * 1024] = "";
   for (int i = 0; i < nd; i++) {
     char full[4096];
     int w = snprintf(full, sizeof full, "%s/%s", dirs[i], rel);
@@ -149,21 +162,93 @@ static int find_in_dirs(const char *env_name, const char *src_dir, const char *i
 #ifndef SAFESD_DATA_DIR_SOURCE
 #define SAFESD_DATA_DIR_SOURCE NULL
 #endif
-#ifndef SAFESD_DATA_DIR_INSTALL
-#define SAFESD_DATA_DIR_INSTALL NULL
-#endif
 #ifndef SAFESD_MODELS_DIR_SOURCE
 #define SAFESD_MODELS_DIR_SOURCE NULL
 #endif
-#ifndef SAFESD_MODELS_DIR_INSTALL
-#define SAFESD_MODELS_DIR_INSTALL NULL
+/* Relative paths from the installed library's folder (PREFIX/lib) and from the installed
+ * program's folder (PREFIX/bin) to the data folder (PREFIX/share/safesd). */
+#ifndef SAFESD_REL_LIB_DATA
+#define SAFESD_REL_LIB_DATA "../share/safesd"
 #endif
+#ifndef SAFESD_REL_BIN_DATA
+#define SAFESD_REL_BIN_DATA "../share/safesd"
+#endif
+
+/* Remove "." and "dir/.." segments of an absolute path in place (lexically: the folders need
+ * not exist, so an error can name the place a moved install looked in). */
+static void collapse_dots(char *path) {
+  char *out = path, *in = path;
+  while (*in) {
+    while (*in == '/') in++;
+    char *seg = in;
+    while (*in && *in != '/') in++;
+    size_t n = (size_t)(in - seg);
+    if (n == 0 || (n == 1 && seg[0] == '.')) continue;
+    if (n == 2 && seg[0] == '.' && seg[1] == '.') {
+      while (out > path && *--out != '/') {}
+      continue;
+    }
+    *out++ = '/';
+    memmove(out, seg, n);
+    out += n;
+  }
+  if (out == path) *out++ = '/';
+  *out = 0;
+}
+
+/* Where this code runs from decides where its data is. Built in the build tree (the
+ * library or program lies under SAFESD_BUILD_DIR): the source tree's data/ and models/.
+ * Installed: the data folder relative to the file that holds this code, libsafesd.so
+ * (found with dladdr) or the program (/proc/self/exe, when linked statically), so an
+ * installed tree works wherever it is moved. data gets the data folder, models the
+ * bundled models' folder (data/models when installed). */
+static void runtime_dirs(char *data, char *models, size_t cap) {
+  data[0] = models[0] = 0;
+  Dl_info info;
+  char obj[PATH_MAX], exe[PATH_MAX];
+  const char *rel = SAFESD_REL_BIN_DATA;
+  int have = 0;
+  if (dladdr((void *)&runtime_dirs, &info) && info.dli_fname && info.dli_fname[0]) {
+    const char *base = strrchr(info.dli_fname, '/');
+    base = base ? base + 1 : info.dli_fname;
+    if (strstr(base, ".so") && realpath(info.dli_fname, obj)) { /* a shared library */
+      rel = SAFESD_REL_LIB_DATA;
+      have = 1;
+    }
+  }
+  if (!have) {
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return;
+    exe[n] = 0;
+    if (!realpath(exe, obj)) return;
+  }
+#ifdef SAFESD_BUILD_DIR
+  char build[PATH_MAX];
+  if (realpath(SAFESD_BUILD_DIR, build)) {
+    size_t bl = strlen(build);
+    if (!strncmp(obj, build, bl) && obj[bl] == '/') {
+      if (SAFESD_DATA_DIR_SOURCE) snprintf(data, cap, "%s", SAFESD_DATA_DIR_SOURCE);
+      if (SAFESD_MODELS_DIR_SOURCE) snprintf(models, cap, "%s", SAFESD_MODELS_DIR_SOURCE);
+      return;
+    }
+  }
+#endif
+  char *slash = strrchr(obj, '/');
+  if (!slash) return;
+  *slash = 0;
+  char joined[2 * PATH_MAX + 2];
+  snprintf(joined, sizeof joined, "%s/%s", obj, rel);
+  collapse_dots(joined);
+  snprintf(data, cap, "%.*s", (int)cap - 1, joined);
+  snprintf(models, cap, "%.*s/models", (int)cap - 8, data);
+}
 
 int sd_data_file(const char *rel, char *path, size_t cap) {
   char dir[4096], what[512];
   snprintf(what, sizeof what, "safesd's %.400s", rel);
-  int rc = find_in_dirs("SAFESD_DATA_DIR", SAFESD_DATA_DIR_SOURCE, SAFESD_DATA_DIR_INSTALL, rel, what,
-                        "set SAFESD_DATA_DIR", dir, sizeof dir);
+  char data[PATH_MAX], models[PATH_MAX];
+  runtime_dirs(data, models, sizeof data);
+  int rc = find_in_dirs("SAFESD_DATA_DIR", data[0] ? data : NULL, rel, what, "set SAFESD_DATA_DIR", dir, sizeof dir);
   if (rc) return rc;
   int w = snprintf(path, cap, "%s/%s", dir, rel);
   return (w >= 0 && (size_t)w < cap) ? SD_OK : sd_fail(SD_E_ARG, "path of %s too long", rel);
@@ -171,7 +256,9 @@ int sd_data_file(const char *rel, char *path, size_t cap) {
 
 int sd_bundled_model_dir(char *path, size_t cap) {
   char dir[4096];
-  int rc = find_in_dirs("SAFESD_MODELS_DIR", SAFESD_MODELS_DIR_SOURCE, SAFESD_MODELS_DIR_INSTALL,
+  char data[PATH_MAX], models[PATH_MAX];
+  runtime_dirs(data, models, sizeof data);
+  int rc = find_in_dirs("SAFESD_MODELS_DIR", models[0] ? models : NULL,
                         SD_BUNDLED_MODEL "/model_index.json", "the bundled model " SD_BUNDLED_MODEL,
                         "set SAFESD_MODELS_DIR or give -m", dir, sizeof dir);
   if (rc) return rc;

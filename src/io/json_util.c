@@ -46,11 +46,11 @@ static int is_unsafe_cp(uint32_t cp) {
 
 /* The printable form of the character at *s: writes it to unit (>= 16 bytes), returns its
  * length and advances *s. */
-static size_t quote_unit(const unsigned char **s, char *unit) {
+static size_t quote_unit(const unsigned char **s, char *unit, int backslash) {
   const unsigned char *p = *s;
   uint32_t cp;
   int n;
-  if (*p == '\\') { *s = p + 1; memcpy(unit, "\\\\", 2); return 2; }
+  if (*p == '\\' && backslash) { *s = p + 1; memcpy(unit, "\\\\", 2); return 2; }
   if (*p >= 0x20 && *p < 0x7f) { *s = p + 1; unit[0] = (char)*p; return 1; }
   if (*p < 0x80 || (n = utf8_decode(p, &cp)) == 0) {
     *s = p + 1;
@@ -62,7 +62,7 @@ static size_t quote_unit(const unsigned char **s, char *unit) {
   return (size_t)n;
 }
 
-char *sd_msg_quote(const char *s, char *buf, size_t cap) {
+static char *quote(const char *s, char *buf, size_t cap, int backslash) {
   if (!buf || cap == 0) return buf;
   if (!s) s = "(null)";
   if (cap < 4) { buf[0] = 0; return buf; }
@@ -70,12 +70,12 @@ char *sd_msg_quote(const char *s, char *buf, size_t cap) {
   /* Pass 1: does the whole quoted text fit? (stop counting once it does not) */
   size_t total = 0;
   const unsigned char *p = (const unsigned char *)s;
-  while (*p && total < cap) total += quote_unit(&p, unit);
+  while (*p && total < cap) total += quote_unit(&p, unit, backslash);
   int cut = total > cap - 1;
   size_t limit = cut ? cap - 4 : cap - 1, off = 0;
   p = (const unsigned char *)s;
   while (*p) {
-    size_t n = quote_unit(&p, unit);
+    size_t n = quote_unit(&p, unit, backslash);
     if (off + n > limit) break;
     memcpy(buf + off, unit, n);
     off += n;
@@ -84,6 +84,9 @@ char *sd_msg_quote(const char *s, char *buf, size_t cap) {
   buf[off] = 0;
   return buf;
 }
+
+char *sd_msg_quote(const char *s, char *buf, size_t cap) { return quote(s, buf, cap, 1); }
+char *sd_msg_clean(const char *s, char *buf, size_t cap) { return quote(s, buf, cap, 0); }
 
 /* ---- loading ------------------------------------------------------------------------ */
 

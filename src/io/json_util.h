@@ -97,5 +97,8 @@ int sd_json_get_obj(const json_t *obj, const char *key, const char *path, const 
  * \xNN, and text that does not fit is cut at a character boundary and ends in "...".
  * NULL prints as "(null)". Returns buf. */
 char *sd_msg_quote(const char *s, char *buf, size_t cap);
+/* The same without doubling '\\': for text that may already hold sd_msg_quote's escapes
+ * (a whole error message about to be printed). */
+char *sd_msg_clean(const char *s, char *buf, size_t cap);
 
 #endif

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <png.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,28 +29,46 @@ static void write_cb(png_structp p, png_bytep data, size_t n) {
 }
 static void flush_cb(png_structp p) { (void)p; }
 
-int sd_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
-                      const sd_png_text *texts, int n_texts) {
+/* A growing memory buffer as libpng's output. */
+typedef struct mem_sink {
+  uint8_t *data;
+  size_t len, cap;
+} mem_sink;
+
+static void mem_write_cb(png_structp p, png_bytep data, size_t n) {
+  mem_sink *m = png_get_io_ptr(p);
+  if (n > SIZE_MAX / 2 - m->len) png_error(p, "PNG too large");
+  if (m->len + n > m->cap) {
+    size_t cap = m->cap ? m->cap : 4096;
+    while (cap < m->len + n) cap *= 2;
+    uint8_t *d = realloc(m->data, cap);
+    if (!d) png_error(p, "out of memory");
+    m->data = d;
+    m->cap = cap;
+  }
+  memcpy(m->data + m->len, data, n);
+  m->len += n;
+}
+
+/* The PNG stream of an 8-bit RGB image through `write` (io: its context); what the file
+ * and the memory writers share, so both give the same bytes. */
+static int png_emit(const uint8_t *rgb, int width, int height, const sd_png_text *texts, int n_texts,
+                    png_rw_ptr write, void *io, const char *what) {
   if (width <= 0 || height <= 0 || width > PNG_MAX_SIDE || height > PNG_MAX_SIDE)
     return sd_fail(SD_E_ARG, "cannot write a %dx%d PNG", width, height);
-  sd_atomic_file af;
-  int rc = sd_atomic_open(&af, path);
-  if (rc) return rc;
   png_structp p = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
   png_infop info = p ? png_create_info_struct(p) : NULL;
   png_textp tx = NULL;
   if (!p || !info) {
     png_destroy_write_struct(&p, &info);
-    sd_atomic_abort(&af);
-    return sd_fail(SD_E_NOMEM, "out of memory writing %s", path);
+    return sd_fail(SD_E_NOMEM, "out of memory writing %s", what);
   }
   if (setjmp(png_jmpbuf(p))) {
     png_destroy_write_struct(&p, &info);
     free(tx);
-    sd_atomic_abort(&af);
-    return sd_fail_prefix(SD_E_IO, "writing %s: ", path);
+    return sd_fail_prefix(SD_E_IO, "writing %s: ", what);
   }
-  png_set_write_fn(p, &af, write_cb, flush_cb);
+  png_set_write_fn(p, io, write, flush_cb);
   png_set_IHDR(p, info, (png_uint_32)width, (png_uint_32)height, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
                PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
   if (n_texts > 0) {
@@ -67,7 +86,36 @@ int sd_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int heigh
   png_write_end(p, info);
   png_destroy_write_struct(&p, &info);
   free(tx);
+  return SD_OK;
+}
+
+int sd_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
+                      const sd_png_text *texts, int n_texts) {
+  if (width <= 0 || height <= 0 || width > PNG_MAX_SIDE || height > PNG_MAX_SIDE)
+    return sd_fail(SD_E_ARG, "cannot write a %dx%d PNG", width, height);
+  sd_atomic_file af;
+  int rc = sd_atomic_open(&af, path);
+  if (rc) return rc;
+  if ((rc = png_emit(rgb, width, height, texts, n_texts, write_cb, &af, path))) {
+    sd_atomic_abort(&af);
+    return rc;
+  }
   return sd_atomic_commit(&af);
+}
+
+int sd_png_encode_rgb8(const uint8_t *rgb, int width, int height, const sd_png_text *texts, int n_texts,
+                       uint8_t **png, size_t *size) {
+  mem_sink m = {0};
+  *png = NULL;
+  *size = 0;
+  int rc = png_emit(rgb, width, height, texts, n_texts, mem_write_cb, &m, "a PNG in memory");
+  if (rc) {
+    free(m.data);
+    return rc;
+  }
+  *png = m.data;
+  *size = m.len;
+  return SD_OK;
 }
 
 int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height) {

@@ -15,6 +15,10 @@ typedef struct sd_png_text {
 int sd_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int height,
                       const sd_png_text *texts, int n_texts);
 
+/* The same PNG bytes into memory: *png (malloc'ed) of *size bytes. */
+int sd_png_encode_rgb8(const uint8_t *rgb, int width, int height, const sd_png_text *texts, int n_texts,
+                       uint8_t **png, size_t *size);
+
 /* Read an 8-bit RGB/RGBA/gray PNG into malloc'ed RGB bytes (tests, image-to-image later). */
 int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height);
 

@@ -34,7 +34,12 @@
 #include "core/error.h"
 #include "io/json_util.h"
 
-#define ST_MAX_HEADER ((uint64_t)100 << 20) /* 100 MiB */
+/* Bounds checked before the header is parsed, so that a hostile header cannot make the JSON
+ * parser build millions of objects: real SD checkpoints are far below them (SD 1.x about
+ * 1,100 tensors and a header of about 130 KB, SDXL about 2,500 tensors and 300 KB). */
+#define ST_MAX_HEADER ((uint64_t)16 << 20) /* 16 MiB */
+#define ST_MAX_ENTRIES 65536                /* tensors (+ __metadata__) */
+#define ST_MAX_VALUES (1 << 20)             /* JSON values of the whole header */
 #define ST_META_KEY "__metadata__"
 
 /* Quoted forms of untrusted text for messages. */
@@ -246,6 +251,29 @@ static int check_coverage(const sd_safetensors *st, uint64_t data_size) {
   return rc;
 }
 
+/* Upper bounds of the objects and of all values in a JSON text, from its structural
+ * characters outside strings (every value but the first follows a ',' or an opening
+ * bracket). One pass, no allocation. */
+static void json_counts(const unsigned char *h, size_t n, uint64_t *objects, uint64_t *values) {
+  uint64_t obj = 0, val = 1;
+  int in_str = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = h[i];
+    if (in_str) {
+      if (c == '\\') i++;
+      else if (c == '"') in_str = 0;
+    } else if (c == '"') {
+      in_str = 1;
+    } else if (c == '{') {
+      obj++, val++;
+    } else if (c == '[' || c == ',') {
+      val++;
+    }
+  }
+  *objects = obj;
+  *values = val;
+}
+
 /* Validate st->base/st->size and fill in the entries. */
 static int st_parse(sd_safetensors *st) {
   const char *p = st->path;
@@ -255,13 +283,21 @@ static int st_parse(sd_safetensors *st) {
                    p, st->size);
   uint64_t hlen = le64(st->base);
   if (hlen > ST_MAX_HEADER)
-    return sd_fail(SD_E_FORMAT, "%s: header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes (100 MiB)",
+    return sd_fail(SD_E_FORMAT, "%s: header length %" PRIu64 " exceeds the limit of %" PRIu64 " bytes (16 MiB)",
                    p, hlen, ST_MAX_HEADER);
   if (hlen > st->size - 8)
     return sd_fail(SD_E_FORMAT, "%s: header length %" PRIu64 " runs past the end of the file (%zu bytes)",
                    p, hlen, st->size);
   uint64_t data_size = st->size - 8 - hlen;
   const unsigned char *data = st->base + 8 + hlen;
+  uint64_t n_obj, n_val;
+  json_counts(st->base + 8, (size_t)hlen, &n_obj, &n_val);
+  if (n_obj > ST_MAX_ENTRIES + 1)
+    return sd_fail(SD_E_FORMAT, "%s: header has %" PRIu64 " entries (objects); the limit is %d (checked before parsing)",
+                   p, n_obj - 1, ST_MAX_ENTRIES);
+  if (n_val > ST_MAX_VALUES)
+    return sd_fail(SD_E_FORMAT, "%s: header has %" PRIu64 " JSON values; the limit is %d (checked before parsing)",
+                   p, n_val, ST_MAX_VALUES);
 
   json_error_t jerr;
   json_t *root = json_loadb((const char *)st->base + 8, (size_t)hlen,

@@ -7,7 +7,8 @@
  * data section.
  *
  * Checks (each failure is SD_E_FORMAT with a message naming the file and, where there is
- * one, the tensor): file at least 8 bytes; N ≤ 100 MiB and 8 + N ≤ file size; the header is
+ * one, the tensor): file at least 8 bytes; N ≤ 16 MiB and 8 + N ≤ file size; at most
+ * 65,536 entries and 2^20 JSON values, counted before the header is parsed; the header is
  * well-formed UTF-8 JSON whose top level is an object; no duplicate names; every entry an
  * object with exactly a known dtype, a shape of non-negative integers (rank ≤ SD_MAX_DIMS,
  * element count without overflow), data_offsets [begin, end] with begin ≤ end; end inside

@@ -41,6 +41,7 @@
 #include "models/model_source.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "io/fileio.h"
 #include "io/json_util.h"
 #include "io/safetensors.h"
 #include "models/config.h"
@@ -69,6 +71,7 @@ struct sd_model_source {
   sd_vae_config vae;
   char *vocab, *merges;
   char *sched; /* scheduler_config.json (folder or config_dir), NULL if none */
+  char *bank;  /* safety/concepts.bank of a folder, NULL if none */
   char **problems;
   size_t n_problems, cap_problems;
   char **strings; /* owned internal names */
@@ -85,6 +88,19 @@ void sd_model_release(const sd_model_source *m, sd_component c) {
     const sd_tensor *t = &w->w[i].t;
     sd_st_release(st, t->data, (size_t)sd_numel(t) * sd_dtype_size(t->dtype));
   }
+}
+
+void sd_model_release_range(const sd_model_source *m, const void *p, size_t n) {
+  if (!m) return;
+  for (int c = 0; c < SD_COMP_COUNT; c++) sd_st_release(m->st[c], p, n); /* each checks its own range */
+  sd_st_release(m->single, p, n);
+}
+
+static void release_cb(void *ctx, const void *p, size_t n) { sd_model_release_range(ctx, p, n); }
+
+void sd_model_attach(const sd_model_source *m, sd_exec *ex) {
+  ex->release = release_cb;
+  ex->release_ctx = (void *)m;
 }
 
 const char *sd_component_name(sd_component c) {
@@ -151,16 +167,6 @@ static const char *keep_string(sd_model_source *m, const char *s) {
   return d;
 }
 
-static int is_dir(const char *p) {
-  struct stat sb;
-  return stat(p, &sb) == 0 && S_ISDIR(sb.st_mode);
-}
-
-static int is_file(const char *p) {
-  struct stat sb;
-  return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
-}
-
 static int ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), k = strlen(suffix);
   if (k > n) return 0;
@@ -170,36 +176,6 @@ static int ends_with(const char *s, const char *suffix) {
     if (a != b) return 0;
   }
   return 1;
-}
-
-/* Read a whole (small) file. */
-static int read_small_file(const char *path, size_t max, char **buf, size_t *len) {
-  *buf = NULL;
-  *len = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  struct stat sb;
-  if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-    fclose(f);
-    return sd_fail(SD_E_IO, "%s: not a regular file", path);
-  }
-  if ((uintmax_t)sb.st_size > max) {
-    fclose(f);
-    return sd_fail(SD_E_FORMAT, "%s: file is too large (%jd bytes; the limit is %zu)", path, (intmax_t)sb.st_size, max);
-  }
-  char *b = malloc((size_t)sb.st_size + 1);
-  if (!b) { fclose(f); return sd_fail(SD_E_NOMEM, "out of memory"); }
-  size_t n = fread(b, 1, (size_t)sb.st_size, f);
-  if (ferror(f)) {
-    fclose(f);
-    free(b);
-    return sd_fail(SD_E_IO, "%s: read failed", path);
-  }
-  fclose(f);
-  b[n] = 0;
-  *buf = b;
-  *len = n;
-  return SD_OK;
 }
 
 static char *shape_text(const int64_t *shape, int ndim, char *buf, size_t cap) {
@@ -594,7 +570,10 @@ static int resolve_tokens(sd_model_source *m, const char *tok_dir, int config_gi
   char *map_path = tok_dir ? xasprintf("%s/special_tokens_map.json", tok_dir) : NULL;
   char *vocab_path = tok_dir ? xasprintf("%s/vocab.json", tok_dir) : NULL;
   if (tok_dir && (!map_path || !vocab_path)) rc = sd_fail(SD_E_NOMEM, "out of memory");
-  if (rc == SD_OK && tok_dir && is_file(map_path) && is_file(vocab_path)) {
+  int have_map = 0, have_vocab = 0;
+  if (rc == SD_OK && tok_dir && (have_map = sd_probe_file(map_path, "a JSON file")) < 0) rc = have_map;
+  if (rc == SD_OK && tok_dir && (have_vocab = sd_probe_file(vocab_path, "a JSON file")) < 0) rc = have_vocab;
+  if (rc == SD_OK && have_map && have_vocab) {
     json_t *map = NULL, *vocab = NULL;
     if ((rc = sd_json_load_file(map_path, SD_JSON_CONFIG_MAX, &map)) == SD_OK &&
         (rc = sd_json_load_file(vocab_path, VOCAB_JSON_MAX, &vocab)) == SD_OK) {
@@ -632,13 +611,17 @@ static int resolve_tokens(sd_model_source *m, const char *tok_dir, int config_gi
 static int find_tokenizer(sd_model_source *m, const char *dir) {
   char *v = xasprintf("%s/tokenizer/vocab.json", dir), *g = xasprintf("%s/tokenizer/merges.txt", dir);
   if (!v || !g) { free(v); free(g); return sd_fail(SD_E_NOMEM, "out of memory"); }
-  if (is_file(v) && is_file(g)) {
+  int hv = sd_probe_file(v, "a JSON file"), hg = hv < 0 ? 0 : sd_probe_file(g, "a text file");
+  int rc = hv < 0 ? hv : hg < 0 ? hg : SD_OK;
+  if (rc == SD_OK && hv != hg) /* half a tokenizer is not the bundled vocabulary either */
+    rc = sd_fail(SD_E_FORMAT, "%s is missing (%s is there): a tokenizer needs both", hv ? g : v, hv ? v : g);
+  if (rc == SD_OK && hv && hg) {
     m->vocab = v, m->merges = g;
   } else {
     free(v);
     free(g);
   }
-  return SD_OK;
+  return rc;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -651,10 +634,11 @@ static int load_component_config(sd_model_source *m, const char *dir, sd_compone
   *found = 0;
   char *path = xasprintf("%s/%s", dir, files[c]);
   if (!path) return sd_fail(SD_E_NOMEM, "out of memory");
-  if (!is_file(path)) { free(path); return SD_OK; }
+  int rc = sd_probe_file(path, "a JSON file");
+  if (rc <= 0) { free(path); return rc; }
   char *buf;
   size_t len;
-  int rc = read_small_file(path, SD_JSON_CONFIG_MAX, &buf, &len);
+  rc = sd_read_file(path, SD_JSON_CONFIG_MAX, "a JSON file", &buf, &len);
   if (rc == SD_OK) {
     if (c == SD_COMP_TEXT) rc = sd_parse_text_config_json(buf, len, path, &m->text);
     else if (c == SD_COMP_UNET) rc = sd_parse_unet_config_json(buf, len, path, &m->unet);
@@ -675,11 +659,11 @@ static int load_prediction(sd_model_source *m, const char *dir, int *pred) {
   *pred = -1;
   char *path = xasprintf("%s/scheduler/scheduler_config.json", dir);
   if (!path) return sd_fail(SD_E_NOMEM, "out of memory");
-  int rc = SD_OK;
-  if (is_file(path)) {
+  int rc = sd_probe_file(path, "a JSON file");
+  if (rc > 0) {
     char *buf;
     size_t len;
-    if ((rc = read_small_file(path, SD_JSON_CONFIG_MAX, &buf, &len)) == SD_OK) {
+    if ((rc = sd_read_file(path, SD_JSON_CONFIG_MAX, "a JSON file", &buf, &len)) == SD_OK) {
       int v = 0;
       if ((rc = sd_parse_scheduler_config_json(buf, len, path, &v)) == SD_OK) *pred = v;
       free(buf);
@@ -691,7 +675,7 @@ static int load_prediction(sd_model_source *m, const char *dir, int *pred) {
     }
   }
   free(path);
-  return rc;
+  return rc < 0 ? rc : SD_OK;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -712,20 +696,25 @@ static int open_component_dir(sd_model_source *m, const char *dir, sd_component 
   if (!cdir) return sd_fail(SD_E_NOMEM, "out of memory");
   int rc = SD_OK;
   char *file = NULL;
-  if (!is_dir(cdir)) goto done; /* a missing component */
+  if ((rc = sd_probe_dir(cdir)) <= 0) goto done; /* 0: a missing component */
+  rc = SD_OK;
   static const char *const variants[] = {".safetensors", ".fp16.safetensors"};
   for (int i = 0; i < 2 && !file; i++) {
     char *p = xasprintf("%s/%s%s", cdir, base[c], variants[i]);
     if (!p) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
-    if (is_file(p)) file = p;
+    int have = sd_probe_file(p, "a .safetensors file");
+    if (have > 0) file = p;
     else free(p);
+    if (have < 0) { rc = have; goto done; }
   }
   if (!file) {
     static const char *const others[] = {".bin", ".fp16.bin", ".ckpt", ".safetensors.index.json", ".fp16.safetensors.index.json"};
     for (int i = 0; i < 5 && rc == SD_OK; i++) {
       char *p = xasprintf("%s/%s%s", cdir, base[c], others[i]);
       if (!p) { rc = sd_fail(SD_E_NOMEM, "out of memory"); break; }
-      if (is_file(p))
+      int have = sd_probe_file(p, "a weight file");
+      if (have < 0) rc = have;
+      else if (have)
         rc = i < 3 ? pickle_refusal(p)
                    : sd_fail(SD_E_UNSUPPORTED, "%s: sharded weights are not supported; merge them into one %s.safetensors",
                              p, base[c]);
@@ -767,8 +756,9 @@ done:
 static int open_diffusers(sd_model_source *m, const char *dir) {
   char *index = xasprintf("%s/model_index.json", dir);
   if (!index) return sd_fail(SD_E_NOMEM, "out of memory");
-  int rc = SD_OK;
-  if (!is_file(index)) {
+  int rc = sd_probe_file(index, "a JSON file");
+  if (rc < 0) { free(index); return rc; }
+  if (rc == 0) {
     rc = sd_fail(SD_E_FORMAT, "%s is a folder but not a diffusers model folder: it has no model_index.json "
                               "(to open a single-file checkpoint, give the .safetensors file itself)", dir);
     free(index);
@@ -800,13 +790,23 @@ static int open_diffusers(sd_model_source *m, const char *dir) {
     if (c == SD_COMP_TEXT) {
       char *tok = xasprintf("%s/tokenizer", dir);
       if (!tok) { free(label); return sd_fail(SD_E_NOMEM, "out of memory"); }
-      rc = resolve_tokens(m, is_dir(tok) ? tok : NULL, 1);
+      int have = sd_probe_dir(tok);
+      rc = have < 0 ? have : resolve_tokens(m, have ? tok : NULL, 1);
       free(tok);
       if (rc == SD_OK) rc = sd_text_config_check(&m->text, label);
     }
     if (rc == SD_OK) rc = cross_check(m, (sd_component)c, label);
     free(label);
     if (rc) return rc;
+  }
+  /* the model's own concept bank (the bundled model has one): there or not, never unreadable */
+  char *bank = xasprintf("%s/safety/concepts.bank", dir);
+  if (!bank) return sd_fail(SD_E_NOMEM, "out of memory");
+  if ((rc = sd_probe_file(bank, "a concept bank")) <= 0) {
+    free(bank);
+    if (rc) return rc;
+  } else {
+    m->bank = bank;
   }
   int pred;
   if ((rc = load_prediction(m, dir, &pred))) return rc;
@@ -819,23 +819,24 @@ static int open_diffusers(sd_model_source *m, const char *dir) {
 /* ---------------------------------------------------------------------------------------- */
 
 /* Prediction type of a single file: safetensors metadata (modelspec.prediction_type), a
- * sidecar LDM .yaml (parameterization: "v"), or -1 if neither says. */
-static int single_prediction(const sd_model_source *m) {
+ * sidecar LDM .yaml (parameterization: "v"), or -1 if neither says; an error when the .yaml
+ * is there but cannot be read. */
+static int single_prediction(const sd_model_source *m, int *pred_out) {
   const char *meta = sd_st_meta(m->single, "modelspec.prediction_type");
   if (!meta) meta = sd_st_meta(m->single, "prediction_type");
   if (meta) {
-    if (strcmp(meta, "v") == 0 || strcmp(meta, "v_prediction") == 0) return 1;
-    if (strcmp(meta, "epsilon") == 0 || strcmp(meta, "eps") == 0) return 0;
+    if (strcmp(meta, "v") == 0 || strcmp(meta, "v_prediction") == 0) { *pred_out = 1; return SD_OK; }
+    if (strcmp(meta, "epsilon") == 0 || strcmp(meta, "eps") == 0) { *pred_out = 0; return SD_OK; }
   }
   size_t n = strlen(m->path);
   const char *dot = strrchr(m->path, '.');
   const char *slash = strrchr(m->path, '/');
   if (!dot || (slash && dot < slash)) dot = m->path + n;
   char *yaml = xasprintf("%.*s.yaml", (int)(dot - m->path), m->path);
-  int pred = -1;
+  int pred = -1, rc = yaml ? sd_probe_file(yaml, "an LDM .yaml config") : sd_fail(SD_E_NOMEM, "out of memory");
   char *buf = NULL;
   size_t len;
-  if (yaml && is_file(yaml) && read_small_file(yaml, SD_JSON_CONFIG_MAX, &buf, &len) == SD_OK) {
+  if (rc > 0 && (rc = sd_read_file(yaml, SD_JSON_CONFIG_MAX, "an LDM .yaml config", &buf, &len)) == SD_OK) {
     pred = 0; /* an LDM config without parameterization means epsilon */
     const char *p = strstr(buf, "parameterization:");
     if (p) {
@@ -844,10 +845,10 @@ static int single_prediction(const sd_model_source *m) {
       if (*p == 'v' && (p[1] == '"' || p[1] == '\'' || p[1] == '\n' || p[1] == '\r' || p[1] == ' ' || !p[1])) pred = 1;
     }
   }
-  sd_clear_error();
   free(buf);
   free(yaml);
-  return pred;
+  *pred_out = pred;
+  return rc < 0 ? rc : SD_OK;
 }
 
 static int looks_like_pickle(const char *path) {
@@ -932,10 +933,11 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
   int given[SD_COMP_COUNT] = {0};
   char *labels[SD_COMP_COUNT] = {0};
   const char *cdir = opts ? opts->config_dir : NULL;
-  if (cdir && !is_dir(cdir)) {
-    rc = sd_fail(SD_E_IO, "config folder %s does not exist", cdir);
+  if (cdir && (rc = sd_probe_dir(cdir)) <= 0) {
+    if (rc == 0) rc = sd_fail(SD_E_IO, "config folder %s does not exist", cdir);
     goto done;
   }
+  rc = SD_OK;
   for (int c = 0; c < SD_COMP_COUNT && cdir; c++)
     if (m->w[c].present && (rc = load_component_config(m, cdir, (sd_component)c, &given[c], &labels[c]))) goto cfg_done;
   if (cdir && (rc = find_tokenizer(m, cdir))) goto cfg_done;
@@ -945,7 +947,8 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
     if (cdir) {
       char *tok = xasprintf("%s/tokenizer", cdir);
       if (!tok) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto cfg_done; }
-      rc = resolve_tokens(m, is_dir(tok) ? tok : NULL, given[SD_COMP_TEXT]);
+      int have = sd_probe_dir(tok);
+      rc = have < 0 ? have : resolve_tokens(m, have ? tok : NULL, given[SD_COMP_TEXT]);
       free(tok);
       if (rc) goto cfg_done;
     }
@@ -954,7 +957,7 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
   if ((rc = detect_family(m, openclip))) goto cfg_done;
   int pred = -1;
   if (cdir && (rc = load_prediction(m, cdir, &pred))) goto cfg_done;
-  if (pred < 0) pred = single_prediction(m);
+  if (pred < 0 && (rc = single_prediction(m, &pred))) goto cfg_done;
   if (m->w[SD_COMP_UNET].present) {
     if (!given[SD_COMP_UNET]) {
       if ((rc = infer_unet(m, m->family, &m->unet))) goto cfg_done;
@@ -1021,12 +1024,32 @@ int sd_model_open_ex(const char *path, const sd_model_open_opts *opts, sd_model_
     m->layout = SD_LAYOUT_SINGLE_FILE;
     rc = open_single(m, path, opts);
   }
+  if (rc == SD_OK) rc = sd_model_check_finite(m);
   if (rc) {
     sd_model_close(m);
     return rc;
   }
   sd_clear_error();
   *out = m;
+  return SD_OK;
+}
+
+int sd_model_check_finite(const sd_model_source *m) {
+  for (int c = 0; c < SD_COMP_COUNT; c++) {
+    const sd_component_weights *cw = &m->w[c];
+    for (size_t i = 0; i < cw->n; i++) {
+      const sd_tensor *t = &cw->w[i].t;
+      int64_t at = sd_first_nonfinite(t->data, t->dtype, sd_numel(t));
+      if (at < 0) continue;
+      float v = 0;
+      sd_to_f32(&v, (const char *)t->data + (size_t)at * sd_dtype_size(t->dtype), t->dtype, 1);
+      char qn[160];
+      return sd_fail(SD_E_FORMAT, "%s: %s tensor %s holds %s at element %lld: the weights are corrupt (NaN/Inf)",
+                     m->file[c], k_comp_names[c], sd_msg_quote(cw->w[i].source_name, qn, sizeof qn),
+                     isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (long long)at);
+    }
+    sd_model_release(m, (sd_component)c); /* read once: the pages go until a stage needs them */
+  }
   return SD_OK;
 }
 
@@ -1044,6 +1067,7 @@ void sd_model_close(sd_model_source *m) {
   free(m->strings);
   free(m->vocab);
   free(m->sched);
+  free(m->bank);
   free(m->merges);
   free(m->path);
   free(m);
@@ -1106,6 +1130,7 @@ int sd_model_get(const sd_model_source *m, sd_component c, const char *name, int
 
 const char *sd_model_vocab_path(const sd_model_source *m) { return m->vocab; }
 const char *sd_model_scheduler_path(const sd_model_source *m) { return m->sched; }
+const char *sd_model_bank_path(const sd_model_source *m) { return m->bank; }
 const char *sd_model_merges_path(const sd_model_source *m) { return m->merges; }
 
 size_t sd_model_problem_count(const sd_model_source *m) { return m->n_problems; }

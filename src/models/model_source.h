@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/ops.h"
 #include "core/tensor.h"
 
 typedef enum { SD_FAMILY_UNKNOWN = 0, SD_FAMILY_SD1, SD_FAMILY_SD2 } sd_family;
@@ -112,6 +113,12 @@ int sd_model_need(const sd_model_source *m, sd_component c);
 /* Drop the resident memory of a component's weights that are views into a mapped file
  * (never owned, converted copies). They stay valid: pages are read again when used. */
 void sd_model_release(const sd_model_source *m, sd_component c);
+/* Drop the resident pages of [p, p + n) where that range lies in one of m's mapped files
+ * (nothing otherwise). */
+void sd_model_release_range(const sd_model_source *m, const void *p, size_t n);
+/* Let ex drop the file pages of m's weights it keeps packed copies of (sd_exec.release);
+ * m must outlive ex's use of it. */
+void sd_model_attach(const sd_model_source *m, sd_exec *ex);
 /* Look a weight up by internal name; NULL if absent. */
 const sd_tensor *sd_model_find(const sd_model_source *m, sd_component c, const char *name);
 /* Look a weight up and check its shape (ndim, shape); on mismatch or absence an SD_E_FORMAT
@@ -125,6 +132,12 @@ const char *sd_model_vocab_path(const sd_model_source *m);
 const char *sd_model_merges_path(const sd_model_source *m);
 /* scheduler/scheduler_config.json of the folder (or config folder), NULL if there is none. */
 const char *sd_model_scheduler_path(const sd_model_source *m);
+/* The folder's own concept bank, safety/concepts.bank, NULL if it has none (a bank that is
+ * there but is not a readable regular file is an error at open, never a silent default). */
+const char *sd_model_bank_path(const sd_model_source *m);
+/* Every weight of every present component is finite: SD_OK, or SD_E_FORMAT naming the first
+ * tensor holding a NaN or an infinity (and where). Reads all the weights (done by open). */
+int sd_model_check_finite(const sd_model_source *m);
 
 /* Problems found while opening that did not stop it (unknown tensors ignored, config vs
  * weight disagreements resolved in favour of the weights, ...): n strings. */

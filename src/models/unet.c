@@ -332,9 +332,16 @@ static void rreset(run_t *R, size_t m) {
   else sd_arena_reset(&R->ar, m);
 }
 
-/* An F32 view of a (possibly F16/BF16) weight, widened once into the exec's scratch so that
- * a loop over the batch does not widen it per image. Valid until the next op that widens. */
+/* The weight a convolution over the batch gets. With oneDNN, the stored one: oneDNN packs it
+ * once for the batch (and, in bf16 or within the pack budget, keeps the packed copy for the
+ * next passes, keyed by the weight). Otherwise an F32 view widened once into the exec's
+ * scratch, so that im2col + BLAS does not widen it per image; valid until the next op that
+ * widens. */
 static int widen(run_t *R, const sd_tensor *w, sd_tensor *view) {
+  if (R->ex->backend == SD_BACKEND_DNNL) {
+    *view = *w;
+    return SD_OK;
+  }
   const float *f = sd_weight_f32(R->ex, w);
   if (!f) return SD_E_FORMAT;
   *view = *w;

@@ -52,6 +52,7 @@ void sd_bank_free(sd_bank *b) {
     sd_bank_category *k = &b->cats[c];
     free(k->name);
     list_free(&k->terms);
+    list_free(&k->term_lang);
     list_free(&k->descriptions);
     list_free(&k->anchors);
     list_free(&k->expand);
@@ -66,6 +67,7 @@ void sd_bank_free(sd_bank *b) {
   }
   free(b->cats);
   free(b->path);
+  free(b->sources);
   sd_calib_file_free(&b->thresholds);
   free(b);
 }
@@ -124,19 +126,23 @@ static int valid_name(const char *s, const char *e) {
   return 1;
 }
 
-/* Whether the line [s, e) is the header of the reserved [thresholds] section; *hdr = 1 when
- * it is any section header. */
-static int is_thresholds_header(const char *s, const char *e, int *hdr) {
+enum { SECT_NONE = 0, SECT_THRESHOLDS = 1, SECT_LEVELS = 2 };
+
+/* Which reserved section the line [s, e) opens (SECT_THRESHOLDS, SECT_LEVELS), else
+ * SECT_NONE; *hdr = 1 when it is any section header. */
+static int reserved_header(const char *s, const char *e, int *hdr) {
   trim(&s, &e);
   *hdr = e - s >= 2 && *s == '[' && e[-1] == ']';
-  if (!*hdr) return 0;
+  if (!*hdr) return SECT_NONE;
   const char *a = s + 1, *z = e - 1;
   trim(&a, &z);
-  return z - a == 10 && memcmp(a, "thresholds", 10) == 0;
+  if (z - a == 10 && memcmp(a, "thresholds", 10) == 0) return SECT_THRESHOLDS;
+  if (z - a == 6 && memcmp(a, "levels", 6) == 0) return SECT_LEVELS;
+  return SECT_NONE;
 }
 
-/* FNV-1a 64 of the bank text with the lines of the [thresholds] section (its header up to
- * the next section header) left out. With no such section: the hash of all the bytes. */
+/* FNV-1a 64 of the bank text with the lines of the [thresholds] and [levels] sections (each
+ * header up to the next section header) left out. With neither: the hash of all the bytes. */
 static uint64_t bank_hash(const char *text, size_t len) {
   uint64_t h = SD_FNV1A64_INIT;
   size_t pos = 0;
@@ -149,8 +155,8 @@ static uint64_t bank_hash(const char *text, size_t len) {
     const char *s = text + pos, *nl = memchr(s, '\n', len - pos);
     const char *e = nl ? nl : text + len;
     size_t next = (size_t)(e - text) + (nl ? 1 : 0);
-    int hdr, thr = is_thresholds_header(s, e, &hdr);
-    if (hdr) in_thr = thr;
+    int hdr, rs = reserved_header(s, e, &hdr);
+    if (hdr) in_thr = rs != SECT_NONE;
     if (!in_thr) h = sd_fnv1a64(s, next - pos, h);
     pos = next;
   }
@@ -168,7 +174,8 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
   sd_bank *b = calloc(1, sizeof *b);
   if (!b) return sd_fail(SD_E_NOMEM, "concept bank: out of memory");
   b->hash = bank_hash(text, len);
-  int rc = SD_OK, in_thr = 0, thr_line = 0;
+  int rc = SD_OK, in_thr = 0, thr_line = 0, in_lev = 0, lev_line = 0, in_meta = 0, meta_line = 0;
+  b->base_default = 1; /* no [bank] section: the bank adds to the default bank */
   sd_bank_category *cur = NULL;
   size_t pos = 0;
   int line = 0;
@@ -214,10 +221,33 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
         }
         thr_line = line;
         in_thr = 1;
+        in_lev = in_meta = 0;
         cur = NULL;
         continue;
       }
-      in_thr = 0;
+      if (z - a == 6 && memcmp(a, "levels", 6) == 0) {
+        if (lev_line) {
+          rc = sd_fail(SD_E_FORMAT, "%s:%d: second [levels] section (first at line %d)", name, line, lev_line);
+          goto fail;
+        }
+        lev_line = line;
+        in_lev = 1;
+        in_thr = in_meta = 0;
+        cur = NULL;
+        continue;
+      }
+      in_thr = in_lev = 0;
+      if (z - a == 4 && memcmp(a, "bank", 4) == 0) {
+        if (meta_line) {
+          rc = sd_fail(SD_E_FORMAT, "%s:%d: second [bank] section (first at line %d)", name, line, meta_line);
+          goto fail;
+        }
+        meta_line = line;
+        in_meta = 1;
+        cur = NULL;
+        continue;
+      }
+      in_meta = 0;
       if (!valid_name(a, z)) {
         rc = sd_fail(SD_E_FORMAT, "%s:%d: bad category name (letters, digits, '-', '_', ' ' only, not empty)",
                      name, line);
@@ -275,13 +305,54 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
       if (rc) goto fail;
       continue;
     }
+    if (in_lev) {
+      char *val = dupn(va, (size_t)(vz - va));
+      if (!val) {
+        rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
+        goto fail;
+      }
+      rc = sd_levels_set(&b->levels, key, val, name, line);
+      free(val);
+      if (rc) goto fail;
+      continue;
+    }
+    if (in_meta) {
+      if (strcmp(key, "base")) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: unknown key '%s' in [bank] (known: base)", name, line, key);
+        goto fail;
+      }
+      size_t vl = (size_t)(vz - va);
+      if (vl == 7 && !memcmp(va, "default", 7)) b->base_default = 1;
+      else if (vl == 4 && !memcmp(va, "none", 4)) b->base_default = 0;
+      else {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: [bank] base is '%.*s': 'default' (add to the default bank) or 'none' "
+                     "(replace it)", name, line, (int)(vl > 40 ? 40 : vl), va);
+        goto fail;
+      }
+      continue;
+    }
     if (!cur) {
       rc = sd_fail(SD_E_FORMAT, "%s:%d: key '%s' before the first [category]", name, line, key);
       goto fail;
     }
     sd_strlist *csv = NULL, *one = NULL;
-    if (!strcmp(key, "terms")) csv = &cur->terms;
-    else if (!strcmp(key, "expand")) csv = &cur->expand;
+    if (!strcmp(key, "terms") || !strncmp(key, "terms.", 6)) {
+      const char *lang = key[5] ? key + 6 : "en";
+      size_t ll = strlen(lang);
+      int ok = ll >= 2 && ll <= 3;
+      for (size_t i = 0; i < ll && ok; i++) ok = lang[i] >= 'a' && lang[i] <= 'z';
+      if (!ok) {
+        rc = sd_fail(SD_E_FORMAT, "%s:%d: bad language in '%s' (terms.CODE, CODE 2 or 3 lower-case letters: terms.fr)",
+                     name, line, key);
+        goto fail;
+      }
+      int before = cur->terms.n;
+      if ((rc = push_csv(&cur->terms, va, vz, name, line, key))) goto fail;
+      for (int i = before; i < cur->terms.n; i++)
+        if ((rc = list_push(&cur->term_lang, lang, ll))) goto fail;
+      continue;
+    }
+    if (!strcmp(key, "expand")) csv = &cur->expand;
     else if (!strcmp(key, "exclude")) csv = &cur->exclude;
     else if (!strcmp(key, "safe")) csv = &cur->safe;
     else if (!strcmp(key, "descriptions") || !strcmp(key, "description")) one = &cur->descriptions;
@@ -357,7 +428,8 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
     goto fail;
   }
   if ((rc = sd_calib_check(&b->thresholds, name))) goto fail;
-  if (!(b->path = dupn(name, strlen(name)))) {
+  b->n_own = b->n_cats;
+  if (!(b->path = dupn(name, strlen(name))) || !(b->sources = dupn(name, strlen(name)))) {
     rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
     goto fail;
   }
@@ -368,25 +440,10 @@ fail:
   return rc;
 }
 
-/* The bank file's bytes (at most SD_BANK_MAX_FILE + 1 of them: parse refuses more). */
+/* The bank file's bytes: a regular file only (a FIFO or device is an error, never a hang),
+ * at most SD_BANK_MAX_FILE of them. */
 static int read_bank(const char *path, char **buf_out, size_t *n_out) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return sd_fail(SD_E_IO, "%s: cannot open the concept bank", path);
-  char *buf = malloc(SD_BANK_MAX_FILE + 1);
-  if (!buf) {
-    fclose(f);
-    return sd_fail(SD_E_NOMEM, "concept bank: out of memory");
-  }
-  size_t n = fread(buf, 1, SD_BANK_MAX_FILE + 1, f);
-  int err = ferror(f);
-  fclose(f);
-  if (err) {
-    free(buf);
-    return sd_fail(SD_E_IO, "%s: read error", path);
-  }
-  *buf_out = buf;
-  *n_out = n;
-  return SD_OK;
+  return sd_read_file(path, SD_BANK_MAX_FILE, "a concept bank", buf_out, n_out);
 }
 
 int sd_bank_load(const char *path, sd_bank **out) {
@@ -402,34 +459,22 @@ int sd_bank_load(const char *path, sd_bank **out) {
   return rc;
 }
 
-int sd_bank_write_thresholds(const char *path, const sd_calib_entry *e, int n) {
-  if (!path || n < 0 || (n > 0 && !e)) return sd_fail(SD_E_ARG, "sd_bank_write_thresholds: bad argument");
+/* Replace the reserved section `which` of the bank file at path by `section` (or insert it
+ * before the first section header when absent); `section` NULL: computed from the parsed
+ * bank by make(old, ctx). The result is parsed and must keep the bank's hash. */
+static int write_section(const char *path, int which, char *(*make)(const sd_bank *old, void *ctx), void *ctx) {
   char *buf = NULL, *text = NULL, *section = NULL;
   size_t len;
   sd_bank *old = NULL, *chk = NULL;
-  sd_calib_entry *all = NULL;
   int rc = read_bank(path, &buf, &len);
   if (rc) return rc;
   if ((rc = sd_bank_parse(buf, len, path, &old))) {
     sd_fail_prefix(rc, "not rewriting the concept bank: ");
     goto done;
   }
-  /* the entries: those already there, updated or joined by e */
-  int na = old->thresholds.n;
-  all = malloc(((size_t)na + (size_t)n + 1) * sizeof *all);
-  if (!all) {
-    rc = sd_fail(SD_E_NOMEM, "concept bank: out of memory");
-    goto done;
-  }
-  if (na) memcpy(all, old->thresholds.e, (size_t)na * sizeof *all);
-  for (int i = 0; i < n; i++) {
-    int j = 0;
-    while (j < na && strcmp(all[j].name, e[i].name) != 0) j++;
-    all[j] = e[i];
-    if (j == na) na++;
-  }
-  if (!(section = sd_calib_bank_section(all, na))) {
-    rc = sd_fail(SD_E_ARG, "concept bank: cannot write the thresholds (bad detector name or threshold)");
+  if (!(section = make(old, ctx))) {
+    rc = sd_fail(SD_E_ARG, which == SECT_LEVELS ? "concept bank: cannot write the levels (a value out of range, or out of memory)"
+                                                : "concept bank: cannot write the thresholds (bad detector name or threshold)");
     goto done;
   }
   /* where: the old section (its header up to the next header), else before the first header */
@@ -439,13 +484,13 @@ int sd_bank_write_thresholds(const char *path, const sd_calib_entry *e, int n) {
     const char *s = buf + pos, *nl = memchr(s, '\n', len - pos);
     const char *le = nl ? nl : buf + len;
     size_t next = (size_t)(le - buf) + (nl ? 1 : 0);
-    int hdr, thr = is_thresholds_header(s, le, &hdr);
+    int hdr, rs = reserved_header(s, le, &hdr);
     if (hdr && first_hdr == len) first_hdr = pos;
     if (found && hdr) {
       end = pos;
       break;
     }
-    if (thr) {
+    if (rs == which) {
       found = 1;
       start = pos;
     }
@@ -466,7 +511,8 @@ int sd_bank_write_thresholds(const char *path, const sd_calib_entry *e, int n) {
     goto done;
   }
   if (chk->hash != old->hash) {
-    rc = sd_fail(SD_E_INTERNAL, "%s: writing [thresholds] would change the bank's hash", path);
+    rc = sd_fail(SD_E_INTERNAL, "%s: writing [%s] would change the bank's hash", path,
+                 which == SECT_LEVELS ? "levels" : "thresholds");
     goto done;
   }
   sd_atomic_file af;
@@ -480,10 +526,55 @@ done:
   free(buf);
   free(text);
   free(section);
-  free(all);
   sd_bank_free(old);
   sd_bank_free(chk);
   return rc;
+}
+
+typedef struct {
+  const sd_calib_entry *e;
+  int n;
+} thr_ctx;
+
+/* The entries already there, updated or joined by the new ones. */
+static char *thresholds_section(const sd_bank *old, void *vctx) {
+  const thr_ctx *c = vctx;
+  int na = old->thresholds.n;
+  sd_calib_entry *all = malloc(((size_t)na + (size_t)c->n + 1) * sizeof *all);
+  if (!all) return NULL;
+  if (na) memcpy(all, old->thresholds.e, (size_t)na * sizeof *all);
+  for (int i = 0; i < c->n; i++) {
+    int j = 0;
+    while (j < na && strcmp(all[j].name, c->e[i].name) != 0) j++;
+    all[j] = c->e[i];
+    if (j == na) na++;
+  }
+  char *s = sd_calib_bank_section(all, na);
+  free(all);
+  return s;
+}
+
+int sd_bank_write_thresholds(const char *path, const sd_calib_entry *e, int n) {
+  if (!path || n < 0 || (n > 0 && !e)) return sd_fail(SD_E_ARG, "sd_bank_write_thresholds: bad argument");
+  thr_ctx c = {e, n};
+  return write_section(path, SECT_THRESHOLDS, thresholds_section, &c);
+}
+
+typedef struct {
+  const sd_levels *L;
+  const char *comment;
+} lev_ctx;
+
+static char *levels_section(const sd_bank *old, void *vctx) {
+  (void)old;
+  const lev_ctx *c = vctx;
+  return sd_levels_section(c->L, c->comment);
+}
+
+int sd_bank_write_levels(const char *path, const sd_levels *L, const char *comment) {
+  if (!path || !L) return sd_fail(SD_E_ARG, "sd_bank_write_levels: bad argument");
+  lev_ctx c = {L, comment};
+  return write_section(path, SECT_LEVELS, levels_section, &c);
 }
 
 int sd_bank_load_default(sd_bank **out) {

@@ -414,7 +414,7 @@ int sd_calib_set(sd_calib_file *f, const char *key, const char *value, const cha
     f->e = ne;
     e = &f->e[f->n++];
     memset(e, 0, sizeof *e);
-    snprintf(e->name, sizeof e->name, "%s", det);
+    snprintf(e->name, sizeof e->name, "%.*s", (int)sizeof e->name - 1, det); /* fits: valid_name */
     e->line = line;
   }
   if (e->keys & (1u << k)) return sd_fail(SD_E_FORMAT, "%s:%d: duplicate key '%s'", name, line, key);

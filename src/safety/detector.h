@@ -23,8 +23,9 @@ typedef struct {
   size_t start, end;  /* byte span in the original prompt */
   char *matched;      /* the prompt text of the span (as written) */
   char *term;         /* the bank term (or WordNet lemma) it matched */
-  char *via;          /* how: "exact", "leetspeak", "separators", "repeats", "diacritics",
-                         "inflection", "wordnet:gun#1" (comma-joined when several) */
+  char *via;          /* how: "exact", "leetspeak", "separators", "repeats", "unicode",
+                         "confusable", "stem", "compound", "emoji:water pistol", "lang:fr",
+                         "wordnet:gun#1", "wordnet:gloss" (comma-joined when several) */
   int token;          /* the framed token position (BOS = 0) this evidence is about, when the
                          detector knows it (semantic, token-level match); 0 = none (BOS is
                          never one). The `project` strategy moves that position. */

@@ -1,13 +1,15 @@
-/* The lexical detector (method.md §2.1, detector 1).
+/* The lexical detector (method.md §2.1, detector 1): the bank's terms matched in the prompt
+ * read the way the CLIP text encoder reads it (docs/safety-detectors.md has every rule).
  *
- * The prompt is normalised against obfuscation — Unicode NFKC-compatibility decomposition
- * with case folding, diacritics stripped (marks dropped), a few Cyrillic/Greek homoglyphs
- * folded to Latin, default-ignorable characters (zero-width spaces, soft hyphens) dropped,
- * leetspeak digits and symbols undone, separators inside words joined ("b.l.o.o.d",
- * "b-l-o-o-d", "b l o o d"), runs of a repeated letter collapsed — split into words and
- * matched, whole word, against the bank's terms, with simple inflections (-s, -es, -ies,
- * -ed, -ing, -er) and multi-word terms. Terms may be expanded with WordNet synonyms and
- * hyponyms (`expand =` in the bank), resolved once and cached to a file.
+ * The prompt is normalised against obfuscation (normalize.h: NFKC-compatibility folding,
+ * case folding, marks, zero-width characters, Unicode confusables through ICU's spoof
+ * checker and character names, leetspeak, separated letters, repeats; emoji read by their
+ * names), split into words and matched against the terms (lexicon.h): Snowball stems in each
+ * term's language (English stem matches limited to inflections), CJK terms as substrings,
+ * compounds split the way the CLIP tokenizer splits them, multi-word terms. Negated words
+ * ("no blood", "sin sangre") and words inside a `safe` phrase of the same category do not
+ * count. WordNet (wordnet.h) adds hyponyms of the bank's `expand =` seeds and words derived
+ * from a term whose definition is about its category, resolved once and cached to a file.
  *
  * Score: per category, the number of distinct terms matched; fires when >= threshold
  * (default 1). Evidence lists which term matched which prompt text, and how.
@@ -20,10 +22,15 @@
 #include "safety/bank.h"
 #include "safety/detector.h"
 
+struct sd_tokenizer;
+
 typedef struct {
-  int wordnet;            /* 1 = expand `expand =` seeds with WordNet (default 1) */
+  int wordnet;            /* 1 = use WordNet: `expand =` seeds, derived words, the English
+                             dictionary (compounds; English words read as English) (default 1) */
   const char *cache_path; /* WordNet expansion cache; NULL = default location (below);
                              "" = no cache */
+  const struct sd_tokenizer *tok; /* CLIP tokenizer whose word stream splits compounds; NULL =
+                             the bundled CLIP vocabulary, loaded on first need */
 } sd_lexical_options;
 
 /* The default cache file: $SAFESD_CACHE_DIR, else $XDG_CACHE_HOME/safesd, else
@@ -41,6 +48,9 @@ int sd_lexical_create(const sd_bank *bank, const sd_lexical_options *opts, sd_de
 int sd_lexical_n_terms(const sd_detector *d);
 /* "" when WordNet expansion ran (or came from the cache), else the reason it did not. */
 const char *sd_lexical_wordnet_status(const sd_detector *d);
+/* One line on what the detector runs with: terms and languages, emoji names, compounds,
+ * WordNet ("723 terms (en fr ...); emoji names: on; ..."). */
+const char *sd_lexical_status(const sd_detector *d);
 /* Whether `word` (normalised lexicon form) came into the lexicon from WordNet for `cat`. */
 int sd_lexical_has_term(const sd_detector *d, int cat, const char *word);
 

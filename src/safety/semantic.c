@@ -314,6 +314,187 @@ static int token_span(const sd_tokenizer *tok, const int32_t *ids, int pos, cons
   return -1;
 }
 
+/* The scores of one text: per category the best (pooled or token) cosine with its
+ * descriptions, which description and which token (-1 = the pooled prompt), and the anchors'
+ * best cosine with the pooled prompt. */
+typedef struct {
+  float pos[SD_BANK_MAX_CATEGORIES], neg;
+  int best_desc[SD_BANK_MAX_CATEGORIES], best_tok[SD_BANK_MAX_CATEGORIES], best_anch;
+  int32_t *ids;
+  int n;
+} sem_scores;
+
+/* Function words that carry no concept: their token states are not scored on their own. */
+static const char *const k_stopwords[] = {
+    "the", "and", "for", "with", "from", "into", "onto", "over", "under", "this", "that", "these", "those", "his",
+    "her", "its", "their", "our", "your", "are", "was", "were", "been", "being", "has", "have", "had", "not", "but",
+    "very", "some", "any", "all", "one", "two", "who", "whom", "which", "what", "while", "when", "where", "there",
+    "here", "than", "then", "also", "just", "out", "off", "per", "via", "about", "above", "below", "between"};
+
+/* Which framed positions 1..n-1 are scored at token level: the last token of a word of at
+ * least 3 letters that is not a function word (so a sub-word piece — "ka" of "kaboom" — or
+ * "a", "be", "of" never matches a concept on its own), and EOS (the whole prompt's state). */
+static void content_tokens(const sd_tokenizer *tok, const int32_t *ids, int n, char *content) {
+  char w[256];
+  size_t wl = 0;
+  int letters = 0;
+  for (int t = 1; t < n; t++) {
+    content[t] = 0;
+    if (t == n - 1) { /* EOS */
+      content[t] = 1;
+      break;
+    }
+    const char *ts = sd_tokenizer_token(tok, ids[t]);
+    size_t l = ts ? strlen(ts) : 0;
+    int final = l >= 4 && !strcmp(ts + l - 4, "</w>");
+    if (final) l -= 4;
+    for (size_t k = 0; k < l; k++) {
+      if (wl + 1 < sizeof w) w[wl++] = ts[k];
+      letters += isalpha((unsigned char)ts[k]) || (unsigned char)ts[k] >= 0x80;
+    }
+    if (!final) continue;
+    w[wl] = 0;
+    int stop = 0;
+    for (size_t k = 0; k < sizeof k_stopwords / sizeof *k_stopwords && !stop; k++) stop = !strcmp(w, k_stopwords[k]);
+    content[t] = letters >= 3 && !stop;
+    wl = 0;
+    letters = 0;
+  }
+}
+
+static int score_text(const semantic *S, const sd_semantic_encoder *enc, const char *text, sem_scores *r) {
+  const int D = S->D;
+  float *h = NULL, *p = NULL;
+  int rc = encode_states(enc, text, &h, &r->ids, &r->n);
+  if (rc) return rc;
+  const int n = r->n;
+  if (!(p = malloc((size_t)D * sizeof *p))) {
+    free(h);
+    return sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
+  }
+  mean_pool(h, n, D, p);
+  for (int i = 0; i < n; i++) l2norm(h + (size_t)i * D, D); /* token states, in place */
+  char content[SD_CLIP_CONTEXT + 1];
+  content_tokens(enc->tok, r->ids, n < SD_CLIP_CONTEXT ? n : SD_CLIP_CONTEXT, content);
+  r->neg = 0;
+  r->best_anch = -1;
+  for (int a = 0; a < S->n_anch; a++) {
+    float c = dot(p, S->anch + (size_t)a * D, D);
+    if (r->best_anch < 0 || c > r->neg) {
+      r->neg = c;
+      r->best_anch = a;
+    }
+  }
+  for (int c = 0; c < S->bank->n_cats; c++) {
+    r->pos[c] = -INFINITY;
+    r->best_desc[c] = -1;
+    r->best_tok[c] = -1;
+  }
+  for (int i = 0; i < S->n_desc; i++) {
+    const float *e = S->desc + (size_t)i * D;
+    int c = S->desc_cat[i];
+    float v = dot(p, e, D);
+    if (v > r->pos[c]) {
+      r->pos[c] = v;
+      r->best_desc[c] = i;
+      r->best_tok[c] = -1;
+    }
+    if (S->token_level)
+      for (int t = 1; t < n && t < SD_CLIP_CONTEXT; t++) {
+        if (!content[t]) continue;
+        float u = dot(h + (size_t)t * D, e, D);
+        if (u > r->pos[c]) {
+          r->pos[c] = u;
+          r->best_desc[c] = i;
+          r->best_tok[c] = t;
+        }
+      }
+  }
+  free(h);
+  free(p);
+  return SD_OK;
+}
+
+static float cat_score(const sem_scores *r, int c) { return r->best_desc[c] < 0 ? -2.0f : r->pos[c] - r->neg; }
+
+/* Widen [*s0, *s1) to the whole word around it: a word is a run of bytes other than ASCII
+ * space and comma; its leading and trailing ASCII punctuation are left out. */
+static void word_around(const char *prompt, size_t plen, size_t *s0, size_t *s1) {
+  size_t a = *s0, b = *s1;
+  while (a > 0 && prompt[a - 1] != ' ' && prompt[a - 1] != ',' && !isspace((unsigned char)prompt[a - 1])) a--;
+  while (b < plen && prompt[b] != ' ' && prompt[b] != ',' && !isspace((unsigned char)prompt[b])) b++;
+  while (a < *s0 && ispunct((unsigned char)prompt[a])) a++;
+  while (b > *s1 && ispunct((unsigned char)prompt[b - 1])) b--;
+  *s0 = a;
+  *s1 = b;
+}
+
+#define SEM_MAX_ATTRIB_WORDS 64
+
+/* Leave-one-word-out attribution of category c's prompt-level score: the words of the
+ * prompt without which its score falls below the threshold. Their spans go to spans[]
+ * (at most SEM_MAX_ATTRIB_WORDS); *n = 0 when no single word carries the score, when most
+ * words do (the prompt matched as a whole), or when the prompt has more words than that
+ * bound: the evidence then stays unlocalised. */
+static int attribute_words(const semantic *S, const sd_semantic_encoder *enc, const char *prompt, int c,
+                           float threshold, size_t (*spans)[2], int *n) {
+  size_t plen = strlen(prompt), w0[SEM_MAX_ATTRIB_WORDS], w1[SEM_MAX_ATTRIB_WORDS];
+  int nw = 0, rc = SD_OK;
+  *n = 0;
+  for (size_t i = 0; i < plen;) {
+    while (i < plen && (prompt[i] == ',' || isspace((unsigned char)prompt[i]))) i++;
+    if (i >= plen) break;
+    size_t a = i, b = i;
+    word_around(prompt, plen, &a, &b);
+    size_t e = i;
+    while (e < plen && prompt[e] != ',' && !isspace((unsigned char)prompt[e])) e++;
+    i = e;
+    if (a >= b) continue; /* punctuation only */
+    if (nw == SEM_MAX_ATTRIB_WORDS) return SD_OK;
+    w0[nw] = a;
+    w1[nw++] = b;
+  }
+  if (nw < 2) return SD_OK; /* one word: the prompt-level match is that word (the caller's span) */
+  char *t = malloc(plen + 1);
+  if (!t) return sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
+  for (int k = 0; k < nw && !rc; k++) {
+    memcpy(t, prompt, w0[k]);
+    memcpy(t + w0[k], prompt + w1[k], plen - w1[k] + 1);
+    sem_scores r = {0};
+    if (!(rc = score_text(S, enc, t, &r)) && !(cat_score(&r, c) >= threshold)) {
+      spans[*n][0] = w0[k];
+      spans[*n][1] = w1[k];
+      (*n)++;
+    }
+    free(r.ids);
+  }
+  free(t);
+  if (*n * 2 > nw) *n = 0; /* most words carry it: the prompt as a whole matched, not a word */
+  return rc;
+}
+
+static int add_evidence(sd_detection *out, int c, const char *prompt, size_t s0, size_t s1, const char *term,
+                        const char *via, int token) {
+  sd_evidence *ne = realloc(out->ev, (size_t)(out->n_ev + 1) * sizeof *ne);
+  if (!ne) return sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
+  out->ev = ne;
+  sd_evidence *e = &out->ev[out->n_ev++];
+  memset(e, 0, sizeof *e);
+  e->category = c;
+  e->start = s0;
+  e->end = s1;
+  e->token = token;
+  e->matched = malloc(s1 - s0 + 1);
+  if (e->matched) {
+    memcpy(e->matched, prompt + s0, s1 - s0);
+    e->matched[s1 - s0] = 0;
+  }
+  e->term = xstrdup(term);
+  e->via = xstrdup(via);
+  if (!e->matched || !e->term || !e->via) return sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
+  return SD_OK;
+}
+
 static int sem_detect(sd_detector *d, const char *prompt, const void *encoder, float threshold, sd_detection *out) {
   semantic *S = d->impl;
   const sd_semantic_encoder *enc = encoder;
@@ -323,104 +504,53 @@ static int sem_detect(sd_detector *d, const char *prompt, const void *encoder, f
   rc = prepare_locked(S, enc);
   pthread_mutex_unlock(&S->mu);
   if (rc) return rc;
-  const int D = S->D;
-  float *h = NULL, *p = NULL;
-  int32_t *ids = NULL;
-  int n = 0;
-  if ((rc = encode_states(enc, prompt, &h, &ids, &n))) return rc;
-  p = malloc((size_t)D * sizeof *p);
-  if (!p) {
-    rc = sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
-    goto done;
-  }
-  mean_pool(h, n, D, p);
-  for (int i = 0; i < n; i++) l2norm(h + (size_t)i * D, D); /* token states, in place */
-
-  float neg = 0;
-  int best_anch = -1;
-  for (int a = 0; a < S->n_anch; a++) {
-    float c = dot(p, S->anch + (size_t)a * D, D);
-    if (best_anch < 0 || c > neg) {
-      neg = c;
-      best_anch = a;
-    }
-  }
-  int ncat = S->bank->n_cats;
-  float pos[SD_BANK_MAX_CATEGORIES];
-  int best_desc[SD_BANK_MAX_CATEGORIES], best_tok[SD_BANK_MAX_CATEGORIES];
-  for (int c = 0; c < ncat; c++) {
-    pos[c] = -INFINITY;
-    best_desc[c] = -1;
-    best_tok[c] = -1;
-  }
-  for (int i = 0; i < S->n_desc; i++) {
-    const float *e = S->desc + (size_t)i * D;
-    int c = S->desc_cat[i];
-    float v = dot(p, e, D);
-    if (v > pos[c]) {
-      pos[c] = v;
-      best_desc[c] = i;
-      best_tok[c] = -1;
-    }
-    if (S->token_level)
-      for (int t = 1; t < n; t++) {
-        float u = dot(h + (size_t)t * D, e, D);
-        if (u > pos[c]) {
-          pos[c] = u;
-          best_desc[c] = i;
-          best_tok[c] = t;
-        }
-      }
-  }
-  out->ev = calloc((size_t)ncat + 1, sizeof *out->ev);
-  if (!out->ev) {
-    rc = sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
-    goto done;
-  }
+  sem_scores r = {0};
+  if ((rc = score_text(S, enc, prompt, &r))) return rc;
+  size_t plen = strlen(prompt);
   out->score = -2.0f;
-  for (int c = 0; c < ncat; c++) {
-    float s = best_desc[c] < 0 ? -2.0f : pos[c] - neg;
+  for (int c = 0; c < S->bank->n_cats && !rc; c++) {
+    float s = cat_score(&r, c);
     out->cat_score[c] = s;
     if (s > out->score) out->score = s;
-    if (best_desc[c] < 0 || !(s >= threshold)) continue;
+    if (r.best_desc[c] < 0 || !(s >= threshold)) continue;
     out->categories |= 1u << c;
-    sd_evidence *e = &out->ev[out->n_ev++];
-    e->category = c;
-    e->start = 0;
-    e->end = strlen(prompt);
     char via[512];
-    const char *anch = best_anch >= 0 ? S->anch_text[best_anch] : "";
-    if (best_tok[c] >= 0) {
-      int t = best_tok[c];
-      const char *ts = sd_tokenizer_token(enc->tok, ids[t]);
-      size_t s0, s1;
-      e->token = t;
-      if (token_span(enc->tok, ids, t, prompt, &s0, &s1) == 0) {
-        e->start = s0;
-        e->end = s1;
-      }
+    const char *anch = r.best_anch >= 0 ? S->anch_text[r.best_anch] : "";
+    const char *term = S->desc_text[r.best_desc[c]];
+    if (r.best_tok[c] >= 0 && r.best_tok[c] < r.n - 1) {
+      /* a word's token matched: the evidence is the whole word that holds it */
+      int t = r.best_tok[c];
+      const char *ts = sd_tokenizer_token(enc->tok, r.ids[t]);
+      size_t s0 = 0, s1 = 0;
+      if (token_span(enc->tok, r.ids, t, prompt, &s0, &s1) == 0) word_around(prompt, plen, &s0, &s1);
+      else s0 = s1 = 0;
       snprintf(via, sizeof via, "token %d '%s' cos=%.4f, anchor cos=%.4f ('%.80s')", t, ts ? ts : "?",
-               (double)pos[c], (double)neg, anch);
-    } else {
-      snprintf(via, sizeof via, "prompt cos=%.4f, anchor cos=%.4f ('%.80s')", (double)pos[c], (double)neg, anch);
+               (double)r.pos[c], (double)r.neg, anch);
+      rc = add_evidence(out, c, prompt, s0, s1, term, via, t);
+      continue;
     }
-    e->matched = malloc(e->end - e->start + 1);
-    if (e->matched) {
-      memcpy(e->matched, prompt + e->start, e->end - e->start);
-      e->matched[e->end - e->start] = 0;
+    /* the pooled prompt (or EOS, its last state) matched: localise by leaving one word out
+     * at a time */
+    size_t spans[SEM_MAX_ATTRIB_WORDS][2];
+    int ns = 0;
+    if ((rc = attribute_words(S, enc, prompt, c, threshold, spans, &ns))) break;
+    if (ns == 0) {
+      size_t a = 0, b = plen; /* a one-word prompt is that word; else not localised */
+      word_around(prompt, plen, &a, &b);
+      int one = a < b && !memchr(prompt + a, ' ', b - a) && !memchr(prompt + a, ',', b - a);
+      snprintf(via, sizeof via, "prompt cos=%.4f, anchor cos=%.4f ('%.80s')%s", (double)r.pos[c], (double)r.neg,
+               anch, one ? "" : "; no single word carries it: not localised");
+      rc = add_evidence(out, c, prompt, one ? a : 0, one ? b : 0, term, via, 0);
+      continue;
     }
-    e->term = xstrdup(S->desc_text[best_desc[c]]);
-    e->via = xstrdup(via);
-    if (!e->matched || !e->term || !e->via) {
-      rc = sd_fail(SD_E_NOMEM, "semantic detector: out of memory");
-      goto done;
+    for (int k = 0; k < ns && !rc; k++) {
+      snprintf(via, sizeof via, "prompt cos=%.4f, anchor cos=%.4f ('%.80s'); below the threshold without it",
+               (double)r.pos[c], (double)r.neg, anch);
+      rc = add_evidence(out, c, prompt, spans[k][0], spans[k][1], term, via, 0);
     }
   }
+  free(r.ids);
   out->fired = out->categories != 0;
-done:
-  free(h);
-  free(ids);
-  free(p);
   return rc;
 }
 

@@ -8,18 +8,26 @@
  * the n real positions BOS..EOS inclusive, and L2-normalise it.
  * Token states: the hidden state of each real position 1..n-1 (every token after BOS,
  * EOS included), each L2-normalised. BOS is left out: its state is the same for every
- * prompt (causal attention), so it would put the same floor under every score.
+ * prompt (causal attention), so it would put the same floor under every score. Only
+ * *content* positions are scored: the last token of a word of at least 3 letters that is
+ * not a function word ("the", "with", ...), and EOS; a sub-word piece ("ka" of "kaboom")
+ * or "a", "be" never matches a concept on its own.
  *
  * Score, per category c with descriptions D_c, over the anchors A of the whole bank:
- *   pos_c   = max over d in D_c of max( cos(p, d), max over tokens t of cos(h_t, d) )
+ *   pos_c   = max over d in D_c of max( cos(p, d), max over content tokens t of cos(h_t, d) )
  *   neg     = max over a in A of cos(p, a)              (0 when the bank has no anchors)
  *   score_c = pos_c - neg                               (in [-2, 2])
  * where p is the prompt embedding. A category without descriptions scores -2 and never
  * fires. The detection's score is the highest score_c; category c fires when
- * score_c >= threshold. Evidence (one per fired category): the best matching description
- * (`term`), the matched text (the whole prompt, or the best token as written in the
- * prompt when it can be located), and `via` = "prompt cos=... anchor cos=..." or
+ * score_c >= threshold. Evidence is localised to words (strategy.h substitutes only
+ * localised spans): a word token's match is the whole word that holds it; a match of the
+ * pooled prompt or of EOS is attributed by leaving one word out at a time — the words
+ * without which the score falls below the threshold are the evidence (one entry each);
+ * when no word, or most words, carry it, the evidence has an empty span (not localised).
+ * `term` is the best matching description, `via` = "prompt cos=... anchor cos=..." or
  * "token N 'tok</w>' cos=... anchor cos=..." (N = position in the framed sequence, BOS 0).
+ * Attribution costs one encoder pass per word (at most 64 words), only for a prompt-level
+ * match that fired.
  *
  * Concept embeddings are computed once per text encoder, on first use (or eagerly with
  * sd_semantic_prepare), kept in memory, and, when a model fingerprint is available

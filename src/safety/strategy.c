@@ -1,6 +1,7 @@
 /* Safety-context text construction (strategy.h). */
 #include "safety/strategy.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,142 @@ static void tidy(char *s) {
   s[o] = 0;
 }
 
-int sd_safety_text(const sd_bank *bank, const char *prompt, const sd_detection *det, int n_det, sd_strategy st,
-                   char **out) {
+/* Number of tokens of text[0, len). */
+static int count_tokens(const sd_tokenizer *tok, const char *text, size_t len, size_t *n) {
+  int32_t *ids = NULL;
+  int rc = sd_tokenize(tok, text, len, &ids, n);
+  free(ids);
+  return rc;
+}
+
+/* Word boundaries of text[0, len): every position just after an ASCII space or punctuation
+ * byte, and len itself. Ascending, malloc'ed. */
+static size_t *word_cuts(const char *text, size_t len, size_t *n) {
+  size_t *c = malloc((len + 1) * sizeof *c), k = 0;
+  if (!c) return NULL;
+  for (size_t i = 1; i < len; i++) {
+    unsigned char b = (unsigned char)text[i - 1];
+    if (b < 0x80 && !isalnum(b)) c[k++] = i;
+  }
+  c[k++] = len;
+  *n = k;
+  return c;
+}
+
+int sd_window_cut(const sd_tokenizer *tok, const char *text, int room, size_t *cut, size_t *ntok) {
+  if (!tok || !text || !cut || room < 1) return sd_fail(SD_E_ARG, "sd_window_cut: bad argument");
+  size_t len = strlen(text), total = 0, nc = 0;
+  int rc = count_tokens(tok, text, len, &total);
+  if (rc) return rc;
+  if (ntok) *ntok = total;
+  *cut = len;
+  if (total <= (size_t)room) return SD_OK;
+  size_t *c = word_cuts(text, len, &nc);
+  if (!c) return sd_fail(SD_E_NOMEM, "safety: out of memory");
+  size_t lo = 0, hi = nc - 1; /* the first cut whose prefix has >= room tokens; the last has */
+  while (lo < hi && !rc) {
+    size_t mid = lo + (hi - lo) / 2, k = 0;
+    if ((rc = count_tokens(tok, text, c[mid], &k))) break;
+    if (k >= (size_t)room) hi = mid;
+    else lo = mid + 1;
+  }
+  if (!rc) *cut = c[lo];
+  free(c);
+  return rc;
+}
+
+/* Whether evidence e is localised: a non-empty span inside the prompt. */
+static int localised(const sd_evidence *e, size_t plen) { return e->start < e->end && e->end <= plen; }
+
+/* The prompt with its localised spans of fired categories replaced or dropped, tidied. */
+static int substitute_spans(const sd_bank *bank, const char *prompt, const sd_detection *det, int n_det,
+                            char **out) {
+  size_t plen = strlen(prompt);
+  int nev = 0;
+  for (int i = 0; i < n_det; i++) nev += det[i].n_ev;
+  span *sp = calloc((size_t)nev + 1, sizeof *sp);
+  if (!sp) return sd_fail(SD_E_NOMEM, "safety text: out of memory");
+  int ns = 0;
+  for (int i = 0; i < n_det; i++)
+    for (int k = 0; k < det[i].n_ev; k++) {
+      const sd_evidence *e = &det[i].ev[k];
+      if (!((det[i].categories >> e->category) & 1) || !localised(e, plen)) continue;
+      sp[ns++] = (span){e->start, e->end, sd_bank_substitute(bank, e->category, e->term)};
+    }
+  qsort(sp, (size_t)ns, sizeof *sp, span_cmp);
+  size_t cap = plen + 1;
+  for (int i = 0; i < ns; i++) cap += sp[i].to ? strlen(sp[i].to) + 2 : 0;
+  char *text = malloc(cap);
+  if (!text) {
+    free(sp);
+    return sd_fail(SD_E_NOMEM, "safety text: out of memory");
+  }
+  size_t o = 0, at = 0;
+  for (int i = 0; i < ns; i++) {
+    if (sp[i].a < at) continue; /* overlaps an earlier (longer) span */
+    memcpy(text + o, prompt + at, sp[i].a - at);
+    o += sp[i].a - at;
+    if (sp[i].to && *sp[i].to) {
+      size_t l = strlen(sp[i].to);
+      memcpy(text + o, sp[i].to, l);
+      o += l;
+    }
+    at = sp[i].b;
+  }
+  memcpy(text + o, prompt + at, plen - at);
+  o += plen - at;
+  text[o] = 0;
+  free(sp);
+  tidy(text);
+  *out = text;
+  return SD_OK;
+}
+
+/* Append the comma-separated items of `items` to the ", "-joined list `to` (room for all of
+ * them assumed), each item once: two fired categories with the same or overlapping contexts
+ * add each phrase once. */
+static void append_items(char *to, const char *items) {
+  for (const char *p = items; *p;) {
+    while (*p == ' ' || *p == ',') p++;
+    size_t n = strcspn(p, ",");
+    while (n && p[n - 1] == ' ') n--;
+    if (n) {
+      int have = 0;
+      for (const char *q = to; *q && !have;) {
+        size_t m = strcspn(q, ",");
+        have = m == n && !memcmp(q, p, n);
+        q += m;
+        while (*q == ',' || *q == ' ') q++;
+      }
+      if (!have) {
+        if (*to) strcat(to, ", ");
+        strncat(to, p, n);
+      }
+    }
+    p += strcspn(p, ",");
+  }
+}
+
+/* body[0, blen) (tidied when `trimmed`: a cut body may end in a separator) + ", " + ctx
+ * (either may be empty), malloc'ed. */
+static char *join2(const char *body, size_t blen, const char *ctx, int trimmed) {
+  size_t cl = strlen(ctx);
+  char *r = malloc(blen + cl + 3);
+  if (!r) return NULL;
+  memcpy(r, body, blen);
+  r[blen] = 0;
+  if (trimmed) tidy(r);
+  size_t o = strlen(r);
+  if (o && cl) {
+    memcpy(r + o, ", ", 2);
+    o += 2;
+  }
+  memcpy(r + o, ctx, cl + 1);
+  return r;
+}
+
+int sd_safety_text_fit(const sd_bank *bank, const char *prompt, const sd_detection *det, int n_det, sd_strategy st,
+                       const sd_tokenizer *tok, int room, char **out) {
   if (!out) return sd_fail(SD_E_ARG, "sd_safety_text: out is NULL");
   *out = NULL;
   if (!bank || !prompt || (n_det && !det)) return sd_fail(SD_E_ARG, "sd_safety_text: NULL argument");
@@ -68,75 +203,72 @@ int sd_safety_text(const sd_bank *bank, const char *prompt, const sd_detection *
       st != SD_STRATEGY_PROJECT)
     return sd_fail(SD_E_ARG, "sd_safety_text: unknown strategy %d", (int)st);
   size_t plen = strlen(prompt);
-  uint32_t cats = 0;
-  int nev = 0;
+  uint32_t cats = 0, loc = 0;
   for (int i = 0; i < n_det; i++) {
     cats |= det[i].categories;
-    nev += det[i].n_ev;
+    for (int k = 0; k < det[i].n_ev; k++)
+      if (((det[i].categories >> det[i].ev[k].category) & 1) && localised(&det[i].ev[k], plen))
+        loc |= 1u << det[i].ev[k].category;
   }
-  /* 1. substitute */
-  char *text = NULL;
-  if (cats && (st == SD_STRATEGY_SUBSTITUTE || st == SD_STRATEGY_SUBSTITUTE_APPEND)) {
-    span *sp = calloc((size_t)nev + 1, sizeof *sp);
-    if (!sp) return sd_fail(SD_E_NOMEM, "safety text: out of memory");
-    int ns = 0;
-    for (int i = 0; i < n_det; i++)
-      for (int k = 0; k < det[i].n_ev; k++) {
-        const sd_evidence *e = &det[i].ev[k];
-        if (!((det[i].categories >> e->category) & 1) || e->end > plen || e->start >= e->end) continue;
-        sp[ns++] = (span){e->start, e->end, sd_bank_substitute(bank, e->category, e->term)};
-      }
-    qsort(sp, (size_t)ns, sizeof *sp, span_cmp);
-    size_t cap = plen + 1;
-    for (int i = 0; i < ns; i++) cap += sp[i].to ? strlen(sp[i].to) + 2 : 0;
-    text = malloc(cap);
-    if (!text) {
-      free(sp);
-      return sd_fail(SD_E_NOMEM, "safety text: out of memory");
-    }
-    size_t o = 0, at = 0;
-    for (int i = 0; i < ns; i++) {
-      if (sp[i].a < at) continue; /* overlaps an earlier (longer) span */
-      memcpy(text + o, prompt + at, sp[i].a - at);
-      o += sp[i].a - at;
-      if (sp[i].to && *sp[i].to) {
-        size_t l = strlen(sp[i].to);
-        memcpy(text + o, sp[i].to, l);
-        o += l;
-      }
-      at = sp[i].b;
-    }
-    memcpy(text + o, prompt + at, plen - at);
-    o += plen - at;
-    text[o] = 0;
-    free(sp);
-    tidy(text);
-  } else {
-    text = malloc(plen + 1);
-    if (!text) return sd_fail(SD_E_NOMEM, "safety text: out of memory");
-    memcpy(text, prompt, plen + 1);
+  int subst = cats && (st == SD_STRATEGY_SUBSTITUTE || st == SD_STRATEGY_SUBSTITUTE_APPEND);
+  /* contexts appended: every fired category's under append and substitute+append; under
+   * substitute, those of the categories no detector localised (nothing to replace) */
+  uint32_t app = st == SD_STRATEGY_APPEND || st == SD_STRATEGY_SUBSTITUTE_APPEND ? cats
+                 : st == SD_STRATEGY_SUBSTITUTE                                   ? cats & ~loc
+                                                                                  : 0;
+  char *body = NULL, *ctx = NULL;
+  int rc = SD_OK;
+  if (subst) rc = substitute_spans(bank, prompt, det, n_det, &body);
+  else if (!(body = malloc(plen + 1))) rc = sd_fail(SD_E_NOMEM, "safety text: out of memory");
+  else memcpy(body, prompt, plen + 1);
+  if (rc) return rc;
+  size_t need = 1;
+  for (int c = 0; c < bank->n_cats; c++)
+    if (((app >> c) & 1) && bank->cats[c].context) need += strlen(bank->cats[c].context) + 2;
+  if (!(ctx = calloc(need, 1))) {
+    free(body);
+    return sd_fail(SD_E_NOMEM, "safety text: out of memory");
   }
-  /* 2. append */
-  if (cats && (st == SD_STRATEGY_APPEND || st == SD_STRATEGY_SUBSTITUTE_APPEND)) {
-    size_t need = strlen(text) + 1;
-    for (int c = 0; c < bank->n_cats; c++)
-      if (((cats >> c) & 1) && bank->cats[c].context) need += strlen(bank->cats[c].context) + 2;
-    char *r = malloc(need);
-    if (!r) {
+  for (int c = 0; c < bank->n_cats; c++)
+    if (((app >> c) & 1) && bank->cats[c].context) append_items(ctx, bank->cats[c].context);
+  size_t blen = strlen(body);
+  char *text = join2(body, blen, ctx, 0);
+  if (!text) rc = sd_fail(SD_E_NOMEM, "safety text: out of memory");
+  size_t k = 0;
+  if (!rc && tok && room > 0 && !(rc = count_tokens(tok, text, strlen(text), &k)) && k > (size_t)room) {
+    /* trim the body's tail: the last word boundary at which body + contexts fit */
+    size_t nc = 0, *c = word_cuts(body, blen, &nc);
+    if (!c) rc = sd_fail(SD_E_NOMEM, "safety text: out of memory");
+    size_t lo = 0, hi = nc; /* cuts[0, lo) fit; answer = lo - 1, or nothing of the body */
+    while (!rc && lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      char *t = join2(body, c[mid], ctx, 1);
+      if (!t) rc = sd_fail(SD_E_NOMEM, "safety text: out of memory");
+      else if (!(rc = count_tokens(tok, t, strlen(t), &k))) {
+        if (k <= (size_t)room) lo = mid + 1;
+        else hi = mid;
+      }
+      free(t);
+    }
+    if (!rc) {
       free(text);
-      return sd_fail(SD_E_NOMEM, "safety text: out of memory");
+      if (!(text = join2(body, lo ? c[lo - 1] : 0, ctx, 1))) rc = sd_fail(SD_E_NOMEM, "safety text: out of memory");
     }
-    strcpy(r, text);
-    for (int c = 0; c < bank->n_cats; c++)
-      if (((cats >> c) & 1) && bank->cats[c].context) {
-        if (*r) strcat(r, ", ");
-        strcat(r, bank->cats[c].context);
-      }
+    free(c);
+  }
+  free(body);
+  free(ctx);
+  if (rc) {
     free(text);
-    text = r;
+    return rc;
   }
   *out = text;
   return SD_OK;
+}
+
+int sd_safety_text(const sd_bank *bank, const char *prompt, const sd_detection *det, int n_det, sd_strategy st,
+                   char **out) {
+  return sd_safety_text_fit(bank, prompt, det, n_det, st, NULL, 0, out);
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -255,7 +387,11 @@ int sd_project_positions(const sd_tokenizer *tok, const char *prompt, const sd_d
         if (e->token <= last) mark[e->token] = 1;
         continue;
       }
-      if (e->end > plen || e->start >= e->end) continue;
+      if (e->start == e->end) { /* not localised (fired on the prompt as a whole): every word token */
+        for (size_t t = 0; t < words; t++) mark[t + 1] = 1;
+        continue;
+      }
+      if (e->end > plen || e->start > e->end) continue;
       size_t lo = 0, hi = 0;
       if ((rc = span_tokens(tok, prompt, e->start, e->end, ids, nid, &lo, &hi))) break;
       for (size_t t = lo; t < hi && t < words; t++) mark[t + 1] = 1;

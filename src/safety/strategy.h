@@ -44,9 +44,29 @@ const char *sd_strategy_name(sd_strategy s);
 
 /* Build the safe text for `prompt` given detections (n_det of them, OR-combined: their
  * evidence and fired categories are merged). *out is malloc'ed. With no fired category
- * the prompt is returned unchanged. */
+ * the prompt is returned unchanged.
+ *
+ * Invariants (method.md §2.3): only *localised* evidence — a non-empty byte span — is
+ * replaced or dropped, so no word outside such a span is ever lost. A fired category with
+ * no localised evidence (a detector that fired on the prompt as a whole) gets its context
+ * appended even under `substitute`, and its text is never deleted.
+ * The same as sd_safety_text_fit with no tokenizer (no window). */
 int sd_safety_text(const sd_bank *bank, const char *prompt, const sd_detection *det, int n_det, sd_strategy s,
                    char **out);
+
+/* sd_safety_text whose result fits the encoder's window: when the text would take more than
+ * `room` tokens of `tok` (75 for SD's 77-position encoder), the prompt part's tail is trimmed
+ * at a word boundary until prompt part + ", " + contexts fits; the appended contexts are
+ * never trimmed. tok NULL or room <= 0: no fitting. */
+int sd_safety_text_fit(const sd_bank *bank, const char *prompt, const sd_detection *det, int n_det, sd_strategy s,
+                       const sd_tokenizer *tok, int room, char **out);
+
+/* The encoder's window on `text`: when it tokenizes into at most `room` tokens, *cut =
+ * strlen(text); else *cut is the end of the word that holds the room-th token (the first
+ * word boundary — a byte after an ASCII space or punctuation — at which the prefix reaches
+ * room tokens), so the detectors judge every word the encoder sees at least in part. *ntok
+ * (may be NULL) receives the token count of the whole text. */
+int sd_window_cut(const sd_tokenizer *tok, const char *text, int room, size_t *cut, size_t *ntok);
 
 /* ---- project ------------------------------------------------------------------------- */
 
@@ -74,7 +94,8 @@ int sd_project_tokens(float *states, int seq, int D, const int *pos, int npos, c
  * gives) of the flagged spans of `prompt`: for each evidence entry of a fired category, its
  * `token` when set (semantic, token-level), else the tokens that overlap its byte span
  * [start, end) (found by tokenizing the prompt up to start and up to end and comparing with
- * the whole prompt's tokens; a span of the whole prompt gives every word token). Positions
+ * the whole prompt's tokens; evidence that is not localised — an empty span and no token, a
+ * detector that fired on the prompt as a whole — gives every word token). Positions
  * truncated away (past ctx - 2 word tokens) are dropped. *pos (malloc'ed, ascending,
  * distinct) and *n; *n may be 0. */
 int sd_project_positions(const sd_tokenizer *tok, const char *prompt, const sd_detection *det, int n_det, int ctx,

@@ -19,6 +19,7 @@
 #endif
 #include "text/tokenizer.h"
 #include "io/fileio.h"
+#include "io/json_util.h"
 
 #include "core/error.h"
 
@@ -1163,6 +1164,19 @@ static void scratch_free(scratch *s) {
   if (s->md) pcre2_match_data_free(s->md);
 }
 
+/* SD_OK, or an SD_E_ARG naming the first invalid byte and quoting the text escaped. */
+static int utf8_text_check(const char *what, const char *text, size_t len) {
+  size_t bad = utf8_check(text, len);
+  if (bad == len) return SD_OK;
+  char q[96];
+  return sd_fail(SD_E_ARG, "%s is not valid UTF-8: byte 0x%02X at byte offset %zu (\"%s\")", what,
+                 (unsigned char)text[bad], bad, sd_msg_quote(text, q, sizeof q));
+}
+
+int sd_text_check_utf8(const char *what, const char *text) {
+  return text ? utf8_text_check(what, text, strlen(text)) : SD_OK;
+}
+
 /* 1. split out the literal special tokens, tokenize what lies between */
 static int tokenize_into(const sd_tokenizer *t, const char *text, size_t len, idvec *out) {
   if (!t) return sd_fail(SD_E_ARG, "tokenize: tokenizer is NULL");
@@ -1170,10 +1184,8 @@ static int tokenize_into(const sd_tokenizer *t, const char *text, size_t len, id
   if (len > TOK_MAX_TEXT_BYTES)
     return sd_fail(SD_E_ARG, "tokenize: text of %zu bytes is over the %zu-byte limit", len,
                    TOK_MAX_TEXT_BYTES);
-  size_t bad = utf8_check(text, len);
-  if (bad != len)
-    return sd_fail(SD_E_ARG, "tokenize: text is not valid UTF-8: byte 0x%02X at byte offset %zu",
-                   (unsigned char)text[bad], bad);
+  int rc0 = utf8_text_check("tokenize: text", text, len);
+  if (rc0) return rc0;
   scratch s = {0};
   s.md = pcre2_match_data_create_from_pattern(t->re, NULL);
   if (!s.md) return sd_fail(SD_E_NOMEM, "tokenize: out of memory");

@@ -55,6 +55,11 @@ int sd_tokenize_append(const sd_tokenizer *tok, const char *text, size_t len, in
 int sd_tokenizer_frame(const sd_tokenizer *tok, const int32_t *ids, size_t n, int32_t pad_id,
                        int ctx, int32_t *out);
 
+/* SD_OK when text (NUL-terminated, may be NULL) is valid UTF-8; else SD_E_ARG "WHAT is not
+ * valid UTF-8: byte 0xFF at byte offset N ("...")", the text quoted with its raw bytes
+ * escaped (never echoed). */
+int sd_text_check_utf8(const char *what, const char *text);
+
 /* tokenize + frame in one call (ctx = SD_CLIP_CONTEXT typically). Returns real length (>0)
  * or a negative sd_status. */
 int sd_tokenize_prompt(const sd_tokenizer *tok, const char *text, int32_t pad_id, int ctx,

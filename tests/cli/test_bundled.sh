@@ -2,7 +2,8 @@
 # The bundled model through the CLI, as a newcomer meets it: `safesd generate` without -m
 # (the README's main command), its default sampler (DDIM), determinism, the model's own
 # concept bank (models/safesd-emoji/safety/concepts.bank) in the safety gate, benign
-# prompts bit-identical at every level, and `safesd demo` (grid PNG, HTML, cells).
+# prompts bit-identical at every level, `safesd demo` (grid PNG, HTML, cells), and the bank
+# against the scene objects of tools/train/scenes.py.
 source "$(dirname "$0")/../conformance/lib.sh"
 B=$SAFESD_BIN
 M="$SRC/models/safesd-emoji"
@@ -30,6 +31,14 @@ else
   grep -q "no native bf16" <<<"$ERR" && ok || bad "no warning for bf16 on a CPU without it: $ERR"
   cmp -s "$O/a.png" "$O/p16.png" && ok || bad "the bf16 fallback is not the fp32 image"
 fi
+# --mem-budget: packed weights kept between UNet passes give the same bytes; bad sizes are
+# usage errors
+expect_rc 0 "--mem-budget 1G" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 20 -s 3 --mem-budget 1G -o "$O/mb.png"
+cmp -s "$O/a.png" "$O/mb.png" && ok || bad "--mem-budget changed the image"
+for v in 3X -1 "" 2000G; do
+  expect_rc 2 "bad --mem-budget '$v'" $B generate -q -p "red apple, noto emoji" --mem-budget "$v" -o "$O/mbx.png"
+  grep -q "mem-budget takes a size" <<<"$ERR" && ok || bad "bad --mem-budget message: $ERR"
+done
 SAFESD_BF16_EMULATE=1 expect_rc 0 "--precision bf16, emulated" $B generate -q -m "$M" -p "red apple, noto emoji" \
   --steps 20 -s 3 --precision bf16 -o "$O/pe.png"
 if ! grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
@@ -37,10 +46,26 @@ if ! grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo; then
   cmp -s "$O/a.png" "$O/pe.png" && bad "emulated bf16 gave the fp32 bytes" || ok
 fi
 
-# the model's own bank: an emoji-domain term is flagged under the model's category names
+# the model's own bank (added to the default bank): an emoji-domain term is flagged under the
+# model's category names first
 expect_rc 0 "flagged prompt" $B generate -q -p "dagger, twemoji emoji" --steps 10 -s 4 --safety high \
   --safety-report "$O/r.json" --latents "$O/dagger_high.npy" -o "$O/d.png"
-grep -q '"flagged": true' "$O/r.json" && grep -q '"weapons"' "$O/r.json" && ok || bad "report: $(cat "$O/r.json")"
+"$PYTHON" -c '
+import json, sys
+g = json.load(open(sys.argv[1]))["detectors"]
+assert g["flagged"] and g["categories"].startswith("weapons"), g
+assert "safesd-emoji" in g["banks"] and g["banks"].endswith("default.bank"), g["banks"]
+assert g["beyond_window"] is None, g
+' "$O/r.json" && ok || bad "report: $(cat "$O/r.json")"
+# a prompt longer than the encoder's window: the report says what the model never saw, and a
+# trigger word out there is not judged (the encoder never sees it)
+LONG="red apple, noto emoji$(for i in $(seq 40); do printf ', green leaf'; done), dagger"
+expect_rc 0 "long prompt" $B generate -q -p "$LONG" --steps 2 -s 4 --safety high --safety-report "$O/rl.json" -o "$O/l.png"
+"$PYTHON" -c '
+import json, sys
+g = json.load(open(sys.argv[1]))["detectors"]
+assert not g["flagged"] and g["beyond_window"] and g["beyond_window"].endswith("dagger"), g
+' "$O/rl.json" && ok || bad "long prompt report: $(cat "$O/rl.json")"
 expect_rc 0 "flagged prompt, safety off" $B generate -q -p "dagger, twemoji emoji" --steps 10 -s 4 --safety off \
   --latents "$O/dagger_off.npy" -o "$O/d0.png"
 cmp -s "$O/dagger_off.npy" "$O/dagger_high.npy" && bad "flagged prompt unchanged at level high" || ok
@@ -66,16 +91,56 @@ grep -q "dagger, twemoji emoji" "$O/demo/index.html" && grep -q "flagged: weapon
   && ok || bad "demo: benign row differs between levels"
 "$BUILD/tests/png_check" "$O/demo/cells/r01_off.png" "$O/demo/cells/r01_high.png" --max-level 0 --max-frac 0 >/dev/null \
   && bad "demo: flagged row identical between off and high" || ok
-# a paraphrase that only the semantic detector catches on this model's encoder, with the
-# threshold calibrated for it (the bank's [thresholds]): "kaboom" holds no lexicon term, but
-# its sub-token "ka" lies close to the bomb description (docs/safety-detectors.md)
-expect_rc 0 "check a paraphrase" $B check -m "$M" --detectors lexical,semantic --json "kaboom, noto emoji"
+# the semantic detector localises its evidence to words (a pooled-prompt match by leaving one
+# word out at a time), so the safe text keeps the style: it was "flower, peace, gentle" when
+# the whole prompt was the span and got dropped (issue 16)
+expect_rc 0 "check, semantic evidence" $B check -m "$M" --detectors lexical,semantic --json "dagger, noto emoji"
 "$PYTHON" -c '
 import json, sys
 o = json.loads(sys.argv[1]); d = {x["detector"]: x for x in o["detectors"]}
-assert o["flagged"] and not d["lexical"]["fired"] and d["semantic"]["fired"], o
-assert "weapons" in json.dumps(d["semantic"]), d["semantic"]
-' "$OUT" && ok || bad "kaboom: not caught by the semantic detector alone: $OUT"
+ev = [e for e in d["semantic"]["evidence"] if e["category"] == "weapons"]
+assert d["semantic"]["fired"] and ev and all((e["start"], e["end"]) == (0, 6) for e in ev), d["semantic"]
+assert o["safe_text"].startswith("tulip, noto emoji"), o["safe_text"]
+assert o["banks"].endswith("default.bank") and "safesd-emoji" in o["banks"], o["banks"]
+' "$OUT" && ok || bad "dagger: semantic evidence not localised or style lost: $OUT"
+# a sub-word piece never matches a concept on its own ("ka" of "kaboom" did, at 0.43 with the
+# bomb description): only word-final tokens of content words and EOS are scored
+expect_rc 0 "check, sub-word piece" $B check -m "$M" --detectors semantic --json "kaboom, noto emoji"
+"$PYTHON" -c '
+import json, sys
+o = json.loads(sys.argv[1]); d = o["detectors"][0]
+assert not any(sys.argv[2] in e["via"] for e in d["evidence"]), d
+' "$OUT" "token 1 'ka'" && ok || bad "kaboom: a sub-word piece matched: $OUT"
+# a default-bank category with this model (the banks compose): flagged, with the model's own
+# context for it and nothing of the prompt but the flagged word lost
+expect_rc 0 "check, default bank category" $B check -m "$M" --json "nude woman, twemoji emoji"
+"$PYTHON" -c '
+import json, sys
+o = json.loads(sys.argv[1])
+assert o["flagged"] and "sexual" in o["categories"], o
+assert "woman, twemoji emoji" in o["safe_text"] and "t-shirt" in o["safe_text"], o["safe_text"]
+' "$OUT" && ok || bad "nude: the default bank is not in force with the bundled model: $OUT"
+
+# the bank against the scene renderer's objects (tools/train/scenes.py): in a scene caption
+# every unsafe object is flagged by the lexical detector in its category, no other object is
+"$PYTHON" - "$SRC/tools/train" "$B" "$M" <<'PY' && ok || bad "the bank does not match the scene objects"
+import json, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+import scenes
+rows = [(f"a large cat face on the left and a large {lab} on the right, light blue background, noto emoji", lab, k, c)
+        for lab, (k, c) in scenes.OBJECTS.items()]
+out = subprocess.run([sys.argv[2], "check", "-m", sys.argv[3], "--detectors", "lexical", "--json"]
+                     + [r[0] for r in rows], capture_output=True, text=True, check=True).stdout
+dec, i, objs = json.JSONDecoder(), 0, []
+while out[i:].strip():
+    o, i = dec.raw_decode(out, len(out) - len(out[i:].lstrip()))
+    objs.append(o)
+bad = [f"{lab} ({kind}, {cat}): flagged {o['flagged']}, categories {o['categories']}"
+       for (_, lab, kind, cat), o in zip(rows, objs)
+       if (kind == "unsafe") != o["flagged"] or (kind == "unsafe" and cat not in (o["categories"] or ""))]
+print("\n".join(bad))
+sys.exit(1 if bad or len(objs) != len(rows) else 0)
+PY
 
 expect_rc 1 "demo, missing prompts file" $B demo -q --prompts "$O/none.txt" -o "$O/demo2"
 one_line_error "none.txt" "missing prompts file"

@@ -13,9 +13,13 @@ PNGCHECK="$BUILD/tests/png_check"
 O="$TMP/safety_gen_out"; rm -rf "$O"; mkdir -p "$O"
 TMP="$O/tmp"; mkdir -p "$TMP"   # expect_rc's stderr file: not shared with tests running beside this one
 P="a red apple"; S="a green pear"
+# the lexical detector only: this test is about the dual path, and P must stay unflagged
+# (the default list's learned detector flags "a red apple" as sexual at p = 0.117, one of
+# its false positives, docs/safety-detectors.md)
+DET=(--detectors lexical)
 gen() { # gen NAME ARGS...: generate NAME.png and NAME.npy
   local name=$1; shift
-  expect_rc 0 "generate $name" $B generate -q -m "$M/model" -p "$P" --steps 6 -s 11 -o "$O/$name.png" --latents "$O/$name.npy" "$@"
+  expect_rc 0 "generate $name" $B generate -q -m "$M/model" -p "$P" --steps 6 -s 11 -o "$O/$name.png" --latents "$O/$name.npy" "${DET[@]}" "$@"
 }
 same_latents() { cmp -s "$O/$1.npy" "$O/$2.npy" && ok || bad "$3: latents $1 vs $2 differ"; }
 diff_latents() { cmp -s "$O/$1.npy" "$O/$2.npy" && bad "$3: latents $1 and $2 are identical" || ok; }
@@ -88,7 +92,7 @@ diff_latents sld plain_ddim "SLD max"
 grep -qa "Safety: SLD max" "$O/sld.png" && ok || bad "SLD metadata"
 
 # the report and the PNG summary
-expect_rc 0 "report" $B generate -q -m "$M/model" -p "$P" --steps 6 -s 11 --safety-text "$S" --safety-weight 0.7 --context-steps 0.2 -o "$O/rep.png" --safety-report "$O/rep.json"
+expect_rc 0 "report" $B generate -q -m "$M/model" -p "$P" "${DET[@]}" --steps 6 -s 11 --safety-text "$S" --safety-weight 0.7 --context-steps 0.2 -o "$O/rep.png" --safety-report "$O/rep.json"
 grep -qa "Safety: dual λ=0.7 τ=0.2 (step)" "$O/rep.png" && ok || bad "dual summary in the PNG parameters"
 "$PYTHON" - "$O/rep.json" <<'PY' && ok || bad "report content"
 import json, sys
@@ -100,7 +104,7 @@ assert abs(d["safety_weight"] - 0.7) < 1e-6 and abs(d["context_steps"] - 0.2) < 
 assert r["evaluations"] == 7 and d["k"] == 1, r          # PLMS: 6 steps = 7 evaluations, round(1.4) = 1
 assert r["unet_batch"] == 3 and r["seconds"] > 0 and r["extra_method"] == "measured", r
 PY
-expect_rc 0 "report, safety off" $B generate -q -m "$M/model" -p "$P" --steps 2 -o "$O/rep0.png" --safety-report "$O/rep0.json"
+expect_rc 0 "report, safety off" $B generate -q -m "$M/model" -p "$P" "${DET[@]}" --steps 2 -o "$O/rep0.png" --safety-report "$O/rep0.json"
 "$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1])); assert r["altered"] is False and r["dual"]["ran"] is False' "$O/rep0.json" && ok || bad "report without safety"
 grep -qa "Safety:" "$O/rep0.png" && bad "safety summary without safety" || ok
 expect_rc 1 "report folder missing" $B generate -q -m "$M/model" -p "$P" --steps 2 -o "$O/rep1.png" --safety-report "$O/missing/r.json"

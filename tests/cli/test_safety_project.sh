@@ -77,9 +77,16 @@ gen unsafe_off_nocfg -p "$UNSAFE" --safety off --cfg-scale 1
 gen unsafe_proj_nocfg -p "$UNSAFE" --safety-strategy project --cfg-scale 1
 same_pixels unsafe_off_nocfg unsafe_proj_nocfg && bad "project without CFG not altered" || ok
 
-# a fired category without concept descriptions: nothing to project against
-printf '[violence]\nterms = knife\n' > "$O/nodesc.bank"
-expect_rc 1 "no descriptions" $B generate -q -m "$M/model" --steps 2 -p "$UNSAFE" --concepts "$O/nodesc.bank" --safety-strategy project -o "$O/nd.png"
-one_line_error "no concept descriptions" "no descriptions"
-[ -e "$O/nd.png" ] && bad "image written after the error" || ok
+# a fired category without concept descriptions: nothing to project against, so the gate
+# appends the category's context instead and the report says so (the prompt is still altered)
+printf '[bank]\nbase = none\n[violence]\nterms = knife\ncontext = peaceful\n' > "$O/nodesc.bank"
+expect_rc 0 "no descriptions" $B generate -q -m "$M/model" --steps 2 -p "$UNSAFE" --concepts "$O/nodesc.bank" \
+  --safety-strategy project -o "$O/nd.png" --safety-report "$O/nd.json"
+"$PYTHON" -c '
+import json, sys
+r = json.load(open(sys.argv[1])); d = r["detectors"]
+assert d["flagged"] and d["strategy"].startswith("append (project: no concept directions"), d
+assert r["dual"]["safety_text"].endswith(", peaceful") and d["projection"] is None, r
+' "$O/nd.json" && ok || bad "no descriptions: $(cat "$O/nd.json" 2>/dev/null)"
+[ -s "$O/nd.png" ] && ok || bad "no image written"
 summary

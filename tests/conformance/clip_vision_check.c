@@ -32,9 +32,9 @@
 
 #include "core/error.h"
 #include "core/ops.h"
-#include "eval/clip_vision.h"
-#include "eval/q16.h"
-#include "eval/safety_checker.h"
+#include "judge/clip_vision.h"
+#include "judge/q16.h"
+#include "judge/safety_checker.h"
 #include "io/npy.h"
 
 #define MAX_IMAGES 16

@@ -1,5 +1,5 @@
 /* Helper of tests/conformance/test_eval_clip_text.sh: the CLIP text embeddings
- * (eval/clip_textproj.h) of each line of stdin, one line of space-separated floats each.
+ * (judge/clip_textproj.h) of each line of stdin, one line of space-separated floats each.
  *   eval_clip_text_check CLIP_DIR MODEL_DIR < texts */
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
-#include "eval/clip_textproj.h"
+#include "judge/clip_textproj.h"
 
 int main(int argc, char **argv) {
   if (argc != 3) {

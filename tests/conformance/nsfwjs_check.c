@@ -1,4 +1,4 @@
-/* Conformance helper: the C nsfwjs MobileNetV2 (src/eval/nsfwjs.c) against the PyTorch
+/* Conformance helper: the C nsfwjs MobileNetV2 (src/judge/nsfwjs.c) against the PyTorch
  * reference (tools/ref/nsfwjs_ref.py).
  *
  *   nsfwjs_check classify MODEL CASE_DIR NAME [options]
@@ -26,7 +26,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
-#include "eval/nsfwjs.h"
+#include "judge/nsfwjs.h"
 #include "io/npy.h"
 
 #define MAX_LAYERS 64

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The text side of the evaluation's clip-zeroshot classifier (src/eval/clip_textproj.c: the
+# The text side of the evaluation's clip-zeroshot classifier (src/judge/clip_textproj.c: the
 # CLIP text tower's pooled output, the final-LayerNorm state at the first end-of-text token,
 # times text_projection) against tools/ref/sdref_clip.py's CLIPModel.text_embeds with the
 # tokenizer of tools/train/clip_bpe.py, on the bundled model's clip/ folder (or

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The C nsfwjs MobileNetV2 classifier (src/eval/nsfwjs.c) against the PyTorch reference
+# The C nsfwjs MobileNetV2 classifier (src/judge/nsfwjs.c) against the PyTorch reference
 # (tools/ref/nsfwjs_ref.py, an independent implementation of the same Keras graph), on the
 # real nsfwjs@4.4.0 weights in ../shared/data/nsfwjs/mobilenet_v2 (SKIP when absent).
 # Six deterministic synthetic images: three 224x224 (gradient, noise, flat skin colour)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The C TF.js layers-model interpreter (src/eval/nsfwjs.c) against the PyTorch reference
+# The C TF.js layers-model interpreter (src/judge/nsfwjs.c) against the PyTorch reference
 # (tools/ref/nsfwjs_ref.py) on a small random model that the reference writes itself
 # (--synthetic; needs no ../shared): 37x45 input, two weight shards split inside a weight,
 # manifest order unlike layer order, uint8/uint16/float16/float32 weights, and the layer

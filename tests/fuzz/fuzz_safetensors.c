@@ -39,7 +39,7 @@ static void check_handle(const sd_safetensors *st, const uint8_t *data, size_t s
   CHECK(size >= 8);
   uint64_t hlen = 0;
   for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | data[i];
-  CHECK(hlen <= ((uint64_t)100 << 20) && hlen <= size - 8);
+  CHECK(hlen <= ((uint64_t)16 << 20) && hlen <= size - 8);
   const uint8_t *section = data + 8 + hlen;
   uint64_t section_size = size - 8 - hlen, covered = 0;
   unsigned char acc = 0;

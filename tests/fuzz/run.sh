@@ -5,7 +5,8 @@
 #
 # For each target fuzz_X (every tests/fuzz/fuzz_*.c):
 #   1. replay: run every input of the seed corpus tests/fuzz/corpus/fuzz_X/ and of the
-#      regression corpus tests/corpus/X/ once (these must never crash);
+#      regression corpus tests/corpus/X/ (for fuzz_json and fuzz_config also
+#      tests/corpus/models/files/) once (these must never crash);
 #   2. fuzz for the given time, starting from a working corpus (kept between runs) plus those
 #      two folders; new inputs go to the working corpus only, the checked-in ones stay as
 #      they are. Crash inputs are written to <build>/fuzz-artifacts/fuzz_X/.
@@ -71,6 +72,8 @@ for t in $TARGETS; do
   dirs=()
   [ -d "$SRC/tests/fuzz/corpus/$t" ] && dirs+=("$SRC/tests/fuzz/corpus/$t")
   [ -d "$SRC/tests/corpus/$x" ] && dirs+=("$SRC/tests/corpus/$x")
+  # the malformed model files of tests/corpus/models (configs, vocab.json) seed the JSON parsers
+  case $t in fuzz_json|fuzz_config) [ -d "$SRC/tests/corpus/models/files" ] && dirs+=("$SRC/tests/corpus/models/files") ;; esac
   dict=()
   [ -f "$SRC/tests/fuzz/$t.dict" ] && dict=(-dict="$SRC/tests/fuzz/$t.dict")
   work="$WORK/fuzz-corpus/$t" art="$WORK/fuzz-artifacts/$t" log="$WORK/fuzz-logs/$t.log"

@@ -4,6 +4,8 @@
 #  - loop() with --time-budget: the total comes from the measured speed, is stored in the
 #    checkpoint, and a resumed stage keeps it (no second measurement, same schedule);
 #  - a stage that overruns its budget stops and still writes its final checkpoint;
+#  - --rebudget: the total follows a change of speed, a resumed stage fits the time left;
+#  - a checkpoint written on a GPU resumes on the CPU (the generator reseeded);
 #  - draw_timesteps(): uniform over the schedule by default (the same draws as before
 #    --high-t existed), and with --high-t T:P the first round(P*n) from [T, 999];
 #  - loss_weights() (--snr-weight): the inverse SNR clipped to [1, MAX];
@@ -79,6 +81,45 @@ if not (40 < t_late < 100):
     fails.append(f"overrunning stage ran to step {t_late}: the deadline did not stop it")
 if ck["step"] != t_late or ck["total"] != t_late:
     fails.append(f"final checkpoint at step {ck['step']} (total {ck['total']}), stage ended at {t_late}")
+
+# --rebudget N: the total follows a change of speed after the measurement, and a resumed
+# stage fits what is left of its budget (the time used is stored in the checkpoint)
+train.REBUDGET_EVERY = 20
+train.OVERRUN_SLACK_S = 30
+train.TIME_BUDGET["adapt"] = 1.5
+calls = [0]
+def adapt_loss(x):
+    calls[0] += 1
+    time.sleep(0.004 if calls[0] <= 60 else 0.05)  # fast while measured, much slower after
+    return model(x).pow(2).mean()
+t0 = time.time()
+_, t_ad = train.loop(train.Stage(work, "adapt"), model, 5, batch, adapt_loss, 1e-3)
+el = time.time() - t0
+ck = torch.load(train.Stage(work, "adapt").ckpt, weights_only=False)
+if not (el < 2.4 and t_ad < 200):
+    fails.append(f"--rebudget: {t_ad} steps in {el:.1f} s for a 1.5 s budget (the first estimate alone: about 350)")
+if abs(ck.get("used_s", -9) - el) > 0.5:
+    fails.append(f"--rebudget: checkpoint used_s {ck.get('used_s')}, the stage ran {el:.1f} s")
+ck.update(total=100000, used_s=1.3)  # as if interrupted 0.2 s before its budget's end
+torch.save(ck, train.Stage(work, "adapt").ckpt)
+calls[0] = 0
+_, t_res = train.loop(train.Stage(work, "adapt"), model, 5, batch, adapt_loss, 1e-3)
+if not (ck["step"] + 40 < t_res <= ck["step"] + 60):
+    fails.append(f"--rebudget resume from step {ck['step']} with 0.2 s left ran to step {t_res}")
+train.REBUDGET_EVERY = 0
+
+# a checkpoint written on another device resumes here (its generator state is reseeded)
+ck = torch.load(stage.ckpt, weights_only=False)
+if ck.get("device") != "cpu":
+    fails.append(f"checkpoint device {ck.get('device')}, want cpu")
+ck.update(device="cuda", gen=torch.zeros(16, dtype=torch.uint8), total=ck["step"] + 3)
+torch.save(ck, stage.ckpt)
+try:
+    _, t_dev = train.loop(stage, model, 5, batch, slow_loss, 1e-3)
+    if t_dev != ck["step"] + 3:
+        fails.append(f"resumed a GPU checkpoint to step {t_dev}, want {ck['step'] + 3}")
+except RuntimeError as e:
+    fails.append(f"a GPU checkpoint does not resume on the CPU: {e}")
 
 # timesteps: the default is the plain uniform draw; --high-t moves a share to [T, 999]
 t = train.draw_timesteps(4000, torch.Generator().manual_seed(3))
@@ -169,9 +210,9 @@ PY
 fail=0
 for bad in "--steps unet=-3" "--batch vae=0" "--lr clip=x" "--time-budget nope=5" \
            "--high-t 1000:0.5" "--high-t 600:0" "--high-t x" "--snr-weight 0.5" "--offset-noise -1" \
-           "--offset-noise 0.4:1000" "--offset-noise 0.4:x"; do
+           "--offset-noise 0.4:1000" "--offset-noise 0.4:x" "--rebudget -1"; do
   set +e; msg=$("$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e
-  if [ $rc = 1 ] && grep -q "takes STAGE=VALUE\|takes T:P\|takes MAX\|takes X" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
+  if [ $rc = 1 ] && grep -q "takes STAGE=VALUE\|takes T:P\|takes MAX\|takes X\|takes N" <<<"$msg"; then :; else echo "FAIL: train.py $bad: rc $rc: $msg"; fail=1; fi
 done
 for bad in "--stages unet --time-budget unet=5" "--stages cache,unet"; do
   set +e; msg=$(WORLD_SIZE=2 "$PYTHON" "$SRC/tools/train/train.py" "$W/w" $bad 2>&1); rc=$?; set -e

@@ -56,6 +56,7 @@ static void test_format(void **state) {
   assert_string_equal(sd_bank_substitute(b, 0, "y"), "");
   assert_string_equal(b->cats[0].expand.items[0], "gun#1");
   assert_string_equal(b->cats[1].name, "b c");
+  for (int i = 0; i < b->cats[0].terms.n; i++) assert_string_equal(b->cats[0].term_lang.items[i], "en");
   uint64_t h = b->hash;
   sd_bank_free(b);
   /* the hash keys caches: it follows the content */
@@ -64,6 +65,29 @@ static void test_format(void **state) {
   assert_int_equal(sd_bank_parse(t2, strlen(t2), "t.bank", &b), SD_OK);
   assert_true(b->hash != h);
   sd_bank_free(b);
+}
+
+static void expect_error(const char *text, const char *needle);
+
+/* terms.LANG = : terms in another language, their language kept beside them */
+static void test_term_languages(void **state) {
+  (void)state;
+  const char *t = "[a]\nterms = blood\nterms.fr = sang, bain de sang\nterms.zh = \xE8\xA1\x80\xE8\x85\xA5\nterms.ast = x\n";
+  sd_bank *b = NULL;
+  assert_int_equal(sd_bank_parse(t, strlen(t), "l.bank", &b), SD_OK);
+  assert_int_equal(b->cats[0].terms.n, 5);
+  assert_int_equal(b->cats[0].term_lang.n, 5);
+  static const char *want[][2] = {{"blood", "en"}, {"sang", "fr"}, {"bain de sang", "fr"}, {"\xE8\xA1\x80\xE8\x85\xA5", "zh"}, {"x", "ast"}};
+  for (int i = 0; i < 5; i++) {
+    assert_string_equal(b->cats[0].terms.items[i], want[i][0]);
+    assert_string_equal(b->cats[0].term_lang.items[i], want[i][1]);
+  }
+  sd_bank_free(b);
+  expect_error("[a]\nterms.FR = x\n", "bad.bank:2: bad language in 'terms.FR'");
+  expect_error("[a]\nterms.f = x\n", "bad.bank:2: bad language in 'terms.f'");
+  expect_error("[a]\nterms. = x\n", "bad.bank:2: bad language");
+  expect_error("[a]\nterms.french = x\n", "bad.bank:2: bad language");
+  expect_error("[a]\nterms.fr = x,,y\n", "bad.bank:2: empty item in 'terms.fr'");
 }
 
 static void expect_error(const char *text, const char *needle) {
@@ -211,8 +235,98 @@ static void test_thresholds_section(void **state) {
   assert_int_equal(sd_bank_write_thresholds(sd_test_tmp("no-such.bank"), &e, 1), SD_E_IO);
 }
 
+/* The [levels] section: parsed with the same rigour, left out of the hash (with
+ * [thresholds] beside it), rewritten in place by sd_bank_write_levels. */
+static void test_levels_section(void **state) {
+  (void)state;
+  const char *plain = "# a bank\n[a]\nterms = x\n";
+  const char *with = "# a bank\n[levels]\n# measured\nhigh = weight 0.9, context 0.1, strategy substitute+append, blend step\n"
+                     "low = weight 0.5 ,context 0.3\nmax=weight 1,context 0, blend final, strategy project\n"
+                     "[thresholds]\nlexical = 2\n[a]\nterms = x\n";
+  sd_bank *b0 = NULL, *b1 = NULL;
+  assert_int_equal(sd_bank_parse(plain, strlen(plain), "p.bank", &b0), SD_OK);
+  assert_int_equal(sd_bank_parse(with, strlen(with), "w.bank", &b1), SD_OK);
+  assert_true(b0->hash == b1->hash);
+  assert_int_equal(b1->n_cats, 1);
+  for (int i = 0; i < SD_LEVEL_COUNT; i++) assert_int_equal(b0->levels.l[i].set, 0);
+  const sd_level *lo = &b1->levels.l[0], *me = &b1->levels.l[1], *hi = &b1->levels.l[2], *mx = &b1->levels.l[3];
+  assert_true(lo->set && lo->weight == 0.5f && lo->context == 0.3f && !lo->strategy[0] && !lo->blend[0]);
+  assert_false(me->set);
+  assert_true(hi->set && hi->weight == 0.9f && hi->context == 0.1f && hi->line == 4);
+  assert_string_equal(hi->strategy, "substitute+append");
+  assert_string_equal(hi->blend, "step");
+  assert_true(mx->set && mx->weight == 1.0f && mx->context == 0.0f);
+  assert_string_equal(mx->strategy, "project");
+  assert_string_equal(mx->blend, "final");
+  assert_int_equal(b1->thresholds.n, 1);
+  sd_bank_free(b0);
+  sd_bank_free(b1);
+  assert_int_equal(sd_level_index("high"), 2);
+  assert_int_equal(sd_level_index("off"), -1);
+  assert_string_equal(sd_level_name(3), "max");
+  assert_null(sd_level_name(4));
+  /* errors, each naming the line */
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.9, context 0.1\n[levels]\n", "bad.bank:5: second [levels] section");
+  expect_error("[a]\nterms = x\n[levels]\nextreme = weight 1, context 0\n", "bad.bank:4: [levels]: unknown level 'extreme'");
+  expect_error("[a]\nterms = x\n[levels]\noff = weight 0, context 0\n", "bad.bank:4: [levels]: unknown level 'off'");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.9, context 0.1\nhigh = weight 1, context 0\n",
+               "bad.bank:5: [levels]: level 'high' given twice (first at line 4)");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.9\n", "bad.bank:4: [levels] high: needs both 'weight' and 'context'");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 1.5, context 0\n", "bad.bank:4: [levels] high: weight '1.5' is not");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight nan, context 0\n", "weight 'nan' is not a number in [0, 1]");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5, context -0.1\n", "context '-0.1' is not");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5x, context 0\n", "weight '0.5x' is not");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5, context 0, strategy erase\n", "unknown strategy 'erase'");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5, context 0, blend mix\n", "unknown blend 'mix'");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5, context 0, speed 3\n", "unknown item 'speed'");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5, weight 0.6, context 0\n", "'weight' given twice");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5, context 0, strategy substitute, strategy bogus\n",
+               "'strategy' given twice");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5, context 0, blend step, blend bogus\n", "'blend' given twice");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight 0.5,, context 0\n", "bad.bank:4: [levels] high: an empty item");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = weight, context 0\n", "'weight' has no value");
+  expect_error("[a]\nterms = x\n[levels]\nhigh = \n", "bad.bank:4: [levels] high: an empty item");
+
+  /* writing: inserted before the first category, then replaced; the hash stays */
+  const char *path = sd_test_tmp("levels.bank");
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  fputs(plain, f);
+  fclose(f);
+  sd_levels L;
+  memset(&L, 0, sizeof L);
+  L.l[2] = (sd_level){.set = 1, .weight = 0.9f, .context = 0.1f, .strategy = "substitute"};
+  assert_int_equal(sd_bank_write_levels(path, &L, "measured by a test\nsecond line"), SD_OK);
+  size_t len;
+  char *text = sd_test_read_file(path, &len);
+  assert_non_null(text);
+  assert_string_equal(text, "# a bank\n[levels]\n# measured by a test\n# second line\nhigh = weight 0.9, context 0.1, "
+                            "strategy substitute\n\n[a]\nterms = x\n");
+  free(text);
+  L.l[0] = (sd_level){.set = 1, .weight = 0.25f, .context = 0.3f, .blend = "final"};
+  L.l[2].set = 0;
+  assert_int_equal(sd_bank_write_levels(path, &L, NULL), SD_OK);
+  sd_bank *w = NULL;
+  assert_int_equal(sd_bank_load(path, &w), SD_OK);
+  assert_true(w->hash == sd_fnv1a64(plain, strlen(plain), SD_FNV1A64_INIT));
+  assert_true(w->levels.l[0].set && w->levels.l[0].weight == 0.25f && !w->levels.l[2].set);
+  assert_string_equal(w->levels.l[0].blend, "final");
+  sd_bank_free(w);
+  /* an invalid level is refused and the file is left alone */
+  L.l[1] = (sd_level){.set = 1, .weight = 2.0f, .context = 0.1f};
+  text = sd_test_read_file(path, &len);
+  assert_int_equal(sd_bank_write_levels(path, &L, NULL), SD_E_ARG);
+  char *after = sd_test_read_file(path, &len);
+  assert_string_equal(text, after);
+  free(text);
+  free(after);
+  assert_int_equal(sd_bank_write_levels(sd_test_tmp("no-such.bank"), &L, NULL), SD_E_IO);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_default_bank), cmocka_unit_test(test_format),
-                                     cmocka_unit_test(test_malformed), cmocka_unit_test(test_thresholds_section)};
+                                     cmocka_unit_test(test_malformed), cmocka_unit_test(test_thresholds_section),
+                                     cmocka_unit_test(test_levels_section),
+                                     cmocka_unit_test(test_term_languages)};
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

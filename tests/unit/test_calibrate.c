@@ -212,7 +212,7 @@ static void test_apply_to_detector(void **state) {
   (void)state;
   sd_bank *bank;
   assert_int_equal(sd_bank_load_default(&bank), SD_OK);
-  sd_lexical_options o = {0, ""};
+  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
   sd_detector *d;
   assert_int_equal(sd_lexical_create(bank, &o, &d), SD_OK);
   const char *txt = "[lexical]\nthreshold = 2\nbank = 00000000000000ff\n";

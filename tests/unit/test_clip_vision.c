@@ -20,9 +20,9 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/tensor.h"
-#include "eval/clip_vision.h"
-#include "eval/q16.h"
-#include "eval/safety_checker.h"
+#include "judge/clip_vision.h"
+#include "judge/q16.h"
+#include "judge/safety_checker.h"
 #include "io/safetensors.h"
 #include "testutil.h"
 
@@ -32,37 +32,17 @@
   "{\"hidden_size\": 8, \"num_hidden_layers\": 1, \"num_attention_heads\": 2, \"intermediate_size\": 16, " \
   "\"image_size\": 8, \"patch_size\": 4, \"projection_dim\": 4}"
 
-#define MAX_T 64
-
-typedef struct {
-  char name[128];
-  sd_dtype dtype;
-  int ndim;
-  int64_t shape[4];
-  const float *values; /* NULL: deterministic filler */
-} tspec;
-
-typedef struct {
-  tspec t[MAX_T];
-  int n;
-} tlist;
+typedef sd_test_tensor tspec;
+typedef sd_test_tensors tlist;
 
 static void add(tlist *l, const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2, int64_t d3) {
-  assert_true(l->n < MAX_T);
-  tspec *t = &l->t[l->n++];
-  memset(t, 0, sizeof *t);
-  snprintf(t->name, sizeof t->name, "%s", name);
-  t->dtype = SD_F32;
-  t->ndim = ndim;
-  int64_t d[4] = {d0, d1, d2, d3};
-  memcpy(t->shape, d, sizeof d);
+  assert_non_null(sd_test_tensor_add(l, name, ndim, d0, d1, d2, d3));
 }
 
 static tspec *find(tlist *l, const char *name) {
-  for (int i = 0; i < l->n; i++)
-    if (strcmp(l->t[i].name, name) == 0) return &l->t[i];
-  fail_msg("no tensor %s in the list", name);
-  return NULL;
+  tspec *t = sd_test_tensor_find(l, name);
+  if (!t) fail_msg("no tensor %s in the list", name);
+  return t;
 }
 
 static void drop(tlist *l, const char *name) {
@@ -120,14 +100,6 @@ static void tiny_tower(tlist *l, int safety) {
   }
 }
 
-static void mkdirs(const char *path) {
-  char buf[4096];
-  snprintf(buf, sizeof buf, "%s", path);
-  for (char *q = buf + 1; *q; q++)
-    if (*q == '/') { *q = 0; mkdir(buf, 0755); *q = '/'; }
-  mkdir(buf, 0755);
-}
-
 static void write_text(const char *path, const char *text) {
   FILE *f = fopen(path, "wb");
   assert_non_null(f);
@@ -135,44 +107,25 @@ static void write_text(const char *path, const char *text) {
   fclose(f);
 }
 
+/* The deterministic filler: norm gains near 1, small values elsewhere. */
+static float filler(const tspec *t, int i, int64_t k) {
+  if (strstr(t->name, "norm") && strstr(t->name, "weight")) return 1.0f + 0.01f * (float)(k % 7);
+  return 0.1f * sinf((float)(k * 7 + i * 13 + 1));
+}
+
 /* Write DIR/config.json (unless config is NULL) and DIR/model.safetensors from l. */
 static const char *write_model(const char *name, const char *config, const tlist *l) {
   static char dir[4096];
   char p[4200];
   snprintf(dir, sizeof dir, "%s", sd_test_tmp(name));
-  mkdirs(dir);
+  sd_test_mkdirs(dir);
   snprintf(p, sizeof p, "%s/config.json", dir);
   unlink(p);
   if (config) write_text(p, config);
-  const char *names[MAX_T];
-  sd_tensor ts[MAX_T];
-  void *bufs[MAX_T];
-  for (int i = 0; i < l->n; i++) {
-    const tspec *t = &l->t[i];
-    sd_tensor h = sd_tensor_make(t->dtype, t->ndim, t->shape, NULL);
-    int64_t n = sd_numel(&h);
-    size_t es = sd_dtype_size(t->dtype);
-    bufs[i] = calloc((size_t)(n ? n : 1), es);
-    assert_non_null(bufs[i]);
-    if (sd_dtype_is_float(t->dtype)) {
-      float *f = malloc((size_t)(n ? n : 1) * sizeof(float));
-      for (int64_t k = 0; k < n; k++) {
-        if (t->values) f[k] = t->values[k];
-        else if (strstr(t->name, "norm") && strstr(t->name, "weight")) f[k] = 1.0f + 0.01f * (float)(k % 7);
-        else f[k] = 0.1f * sinf((float)(k * 7 + i * 13 + 1));
-      }
-      sd_from_f32(bufs[i], t->dtype, f, (size_t)n);
-      free(f);
-    }
-    h.data = bufs[i];
-    names[i] = t->name;
-    ts[i] = h;
-  }
   snprintf(p, sizeof p, "%s/model.safetensors", dir);
-  int rc = sd_st_write(p, (size_t)l->n, names, ts);
+  int rc = sd_test_tensors_write(p, l, filler);
   if (rc) print_message("sd_st_write: %s\n", sd_errmsg());
   assert_int_equal(rc, SD_OK);
-  for (int i = 0; i < l->n; i++) free(bufs[i]);
   return dir;
 }
 
@@ -186,10 +139,7 @@ static void load_fails(const char *dir, int code, ...) {
   assert_null(cv);
   va_list ap;
   va_start(ap, code);
-  for (const char *s; (s = va_arg(ap, const char *));) {
-    if (!strstr(msg, s)) print_message("missing '%s' in the message\n", s);
-    assert_non_null(strstr(msg, s));
-  }
+  sd_test_msg_has_all(msg, ap);
   va_end(ap);
 }
 
@@ -202,10 +152,7 @@ static void safety_fails(const char *dir, int code, ...) {
   assert_null(sc);
   va_list ap;
   va_start(ap, code);
-  for (const char *s; (s = va_arg(ap, const char *));) {
-    if (!strstr(msg, s)) print_message("missing '%s' in the message\n", s);
-    assert_non_null(strstr(msg, s));
-  }
+  sd_test_msg_has_all(msg, ap);
   va_end(ap);
 }
 
@@ -315,7 +262,7 @@ static void test_file_errors(void **state) {
   tlist l;
   char p[4200];
   load_fails(sd_test_tmp("cv_no_such_folder"), SD_E_IO, "cv_no_such_folder", "not a folder", NULL);
-  mkdirs(sd_test_tmp("cv_empty"));
+  sd_test_mkdirs(sd_test_tmp("cv_empty"));
   load_fails(sd_test_tmp("cv_empty"), SD_E_IO, "no model.safetensors", NULL);
   tiny_tower(&l, 0);
   const char *dir = write_model("cv_noconfig", NULL, &l);
@@ -618,7 +565,7 @@ static void test_q16(void **state) {
   assert_int_equal(sd_q16_create(v, 0, &q), SD_E_FORMAT);
   /* loader errors */
   q16_fails(sd_test_tmp("q16_absent.f32"), SD_E_IO, "q16_absent.f32");
-  mkdirs(sd_test_tmp("q16_dir.f32"));
+  sd_test_mkdirs(sd_test_tmp("q16_dir.f32"));
   q16_fails(sd_test_tmp("q16_dir.f32"), SD_E_IO, "not a regular file");
   q16_fails(write_bytes("q16_empty.f32", v, 0), SD_E_FORMAT, "0 bytes");
   q16_fails(write_bytes("q16_odd.f32", v, 7), SD_E_FORMAT, "7 bytes");

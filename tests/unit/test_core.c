@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,10 +89,11 @@ static void test_arena(void **state) {
   sd_arena_free(&a);
 }
 
-typedef struct { int64_t *hits; } pool_ctx;
+typedef struct { int64_t *hits; int nt; int64_t grain, n; atomic_int bad; } pool_ctx;
 static void mark_task(void *ctx, int64_t b, int64_t e, int tid) {
-  (void)tid;
   pool_ctx *c = ctx;
+  /* tid is a thread of the pool; a chunk holds at least `grain` items (or all of them) */
+  if (tid < 0 || tid >= c->nt || (e - b < c->grain && e - b != c->n)) atomic_store(&c->bad, 1);
   for (int64_t i = b; i < e; i++) c->hits[i]++;
 }
 
@@ -101,52 +103,64 @@ static void test_pool(void **state) {
     sd_pool *p;
     assert_int_equal(sd_pool_create(nt, &p), SD_OK);
     assert_int_equal(sd_pool_threads(p), nt);
-    for (int64_t n = 0; n < 50; n += 7) {
-      int64_t hits[64] = {0};
-      pool_ctx c = {hits};
-      for (int rep = 0; rep < 20; rep++) sd_parallel_for(p, n, 1, mark_task, &c);
-      for (int64_t i = 0; i < 64; i++) assert_int_equal(hits[i], i < n ? 20 : 0);
-    }
+    for (int64_t n = 0; n < 50; n += 7)
+      for (int64_t grain = 1; grain <= 9; grain += 4) {
+        int64_t hits[64] = {0};
+        pool_ctx c = {hits, nt, grain, n, 0};
+        for (int rep = 0; rep < 20; rep++) sd_parallel_for(p, n, grain, mark_task, &c);
+        for (int64_t i = 0; i < 64; i++) assert_int_equal(hits[i], i < n ? 20 : 0);
+        assert_int_equal(atomic_load(&c.bad), 0);
+      }
     sd_pool_destroy(p);
   }
   sd_pool *p;
   assert_int_not_equal(sd_pool_create(100000, &p), SD_OK);
 }
 
+/* y = x·Wᵀ + b on both matrix-product paths (OpenBLAS, oneDNN), for F32, F16 and 1×1-conv
+ * weights, against double; and the same bytes when repeated. */
 static void test_linear(void **state) {
   (void)state;
   sd_exec *ex;
   assert_int_equal(sd_exec_create(2, &ex), SD_OK);
   const int M = 37, K = 53, N = 29;
   float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K), b[29], *y = malloc(sizeof(float) * M * N);
+  float *y2 = malloc(sizeof(float) * M * N);
   uint16_t *wh = malloc(2 * N * K);
   fill(x, M * K, 1);
   fill(w, N * K, 0.5f);
   fill(b, N, 0.1f);
   sd_from_f32(wh, SD_F16, w, (size_t)N * K);
-  for (int pass = 0; pass < 3; pass++) {
-    int64_t shape[2] = {N, K};
-    sd_tensor W;
-    if (pass == 0) W = sd_tensor_make(SD_F32, 2, shape, w);
-    else W = sd_tensor_make(SD_F16, 2, shape, wh);
-    if (pass == 2) { /* a 1×1 convolution weight */
-      int64_t s4[4] = {N, K, 1, 1};
-      W = sd_tensor_make(SD_F16, 4, s4, wh);
-    }
-    assert_int_equal(sd_op_linear(ex, x, M, K, &W, b, y), SD_OK);
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < N; j++) {
-        double acc = b[j];
-        for (int k = 0; k < K; k++)
-          acc += (double)x[i * K + k] * (pass ? sd_f16_to_f32(wh[j * K + k]) : w[j * K + k]);
-        assert_true(fabs(acc - y[i * N + j]) < 1e-4);
+  for (int path = 0; path < 2; path++) {
+    ex->matmul_dnnl = path;
+    for (int pass = 0; pass < 3; pass++) {
+      int64_t shape[2] = {N, K};
+      sd_tensor W;
+      if (pass == 0) W = sd_tensor_make(SD_F32, 2, shape, w);
+      else W = sd_tensor_make(SD_F16, 2, shape, wh);
+      if (pass == 2) { /* a 1×1 convolution weight */
+        int64_t s4[4] = {N, K, 1, 1};
+        W = sd_tensor_make(SD_F16, 4, s4, wh);
       }
+      assert_int_equal(sd_op_linear(ex, x, M, K, &W, b, y), SD_OK);
+      for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+          double acc = b[j];
+          for (int k = 0; k < K; k++)
+            acc += (double)x[i * K + k] * (pass ? sd_f16_to_f32(wh[j * K + k]) : w[j * K + k]);
+          if (!(fabs(acc - y[i * N + j]) < 1e-4))
+            fail_msg("linear, %s, pass %d: y[%d][%d] = %g, expected %g", path ? "oneDNN" : "OpenBLAS", pass, i, j,
+                     y[i * N + j], acc);
+        }
+      assert_int_equal(sd_op_linear(ex, x, M, K, &W, b, y2), SD_OK);
+      assert_memory_equal(y, y2, sizeof(float) * M * N);
+    }
   }
   int64_t bad[2] = {N, K + 1};
   sd_tensor W = sd_tensor_make(SD_F32, 2, bad, w);
   assert_int_equal(sd_op_linear(ex, x, M, K, &W, NULL, y), SD_E_FORMAT);
   assert_non_null(strstr(sd_errmsg(), "does not take"));
-  free(x); free(w); free(y); free(wh);
+  free(x); free(w); free(y); free(y2); free(wh);
   sd_exec_destroy(ex);
 }
 
@@ -212,37 +226,86 @@ static void attn_ref(const sd_attn_shape *s, const float *q, const float *k, con
   free(w);
 }
 
-/* avx2: 1 = the AVX2 kernels where the CPU has them, 0 = force the portable path */
-static void check_attention_path(int B, int H, int Sq, int Sk, int Dh, int causal, int threads, int avx2) {
+/* The attention paths, each forced on a context: the portable tiles, the AVX2 kernels,
+ * the AVX-512 fp32 kernels and the AVX-512 bf16 (vdpbf16ps) kernels. 0 when this CPU cannot
+ * run the path (the caller says so). */
+enum { ATT_PORTABLE, ATT_AVX2, ATT_AVX512, ATT_BF16, ATT_NPATHS };
+static const char *const att_path_name[ATT_NPATHS] = {"portable", "AVX2", "AVX-512", "AVX-512 bf16"};
+
+static int att_path_set(sd_exec *ex, int path) {
+  switch (path) {
+    case ATT_PORTABLE: ex->use_avx2 = 0; return 1;
+    case ATT_AVX2: ex->use_avx512 = 0; return ex->use_avx2;
+    case ATT_AVX512: return ex->use_avx512;
+    default:
+      if (!ex->use_avx512bf16 || sd_exec_set_precision(ex, SD_PREC_BF16) || ex->bf16_emulated) return 0;
+      return 1;
+  }
+}
+
+/* step > 0: every query's first value is 4, keys 0..127 have 0 there and the later keys
+ * `step`: past the first tile of 128 keys, scores jump by 4·step·scale (the fused softmax
+ * must move its reference and recompute those tiles; without that, 2^(S - m) overflows). */
+static void check_attention_path_g(int B, int H, int Sq, int Sk, int Dh, int causal, int threads, int path,
+                                   float step) {
   sd_exec *ex;
   assert_int_equal(sd_exec_create(threads, &ex), SD_OK);
-  if (!avx2) ex->use_avx2 = 0;
-  int64_t qs = (int64_t)H * Dh, ks = (int64_t)H * Dh;
+  if (!att_path_set(ex, path)) {
+    sd_exec_destroy(ex);
+    return;
+  }
+  int64_t qs = (int64_t)H * Dh + 3, ks = (int64_t)H * Dh + 5; /* strides wider than the heads */
   float *q = malloc(sizeof(float) * B * Sq * qs), *k = malloc(sizeof(float) * B * Sk * ks);
   float *v = malloc(sizeof(float) * B * Sk * ks), *o = malloc(sizeof(float) * B * Sq * qs);
   double *r = malloc(sizeof(double) * B * Sq * qs);
   fill(q, B * Sq * qs, 2);
   fill(k, B * Sk * ks, 2);
   fill(v, B * Sk * ks, 1);
+  for (int64_t r = 0; r < (int64_t)B * Sk && step > 0; r++)
+    for (int h = 0; h < H; h++) k[r * ks + h * Dh] = r % Sk < 128 ? 0.0f : step;
+  for (int64_t r = 0; r < (int64_t)B * Sq && step > 0; r++)
+    for (int h = 0; h < H; h++) q[r * qs + h * Dh] = 4.0f;
   sd_attn_shape s = {B, H, Sq, Sk, Dh, qs, ks, qs, causal, 1.0f / sqrtf((float)Dh)};
   assert_int_equal(sd_op_attention(ex, &s, q, k, v, o), SD_OK);
   attn_ref(&s, q, k, v, r);
   double maxerr = 0;
-  for (int64_t i = 0; i < (int64_t)B * Sq * qs; i++) maxerr = fmax(maxerr, fabs(r[i] - o[i]));
-  if (maxerr >= 2e-6)
+  for (int64_t i = 0; i < (int64_t)B * Sq; i++)
+    for (int64_t c = 0; c < (int64_t)H * Dh; c++) {
+      double e = fabs(r[i * qs + c] - o[i * qs + c]);
+      maxerr = fmax(maxerr, isnan(e) ? INFINITY : e); /* fmax drops a NaN: count it as infinite */
+    }
+  /* bf16 keeps 8 mantissa bits of q, k and p: about 1e-2 on outputs of scale 1; fp32 2e-6.
+   * A bf16 error at fp32's level means bf16 did not run (an odd head size falls back). */
+  const int bf16 = path == ATT_BF16 && Dh % 2 == 0;
+  /* the error of a score grows with its size (step: scores of about 100) */
+  const double tol = (bf16 ? 1.5e-2 : 2e-6) * (step > 0 ? 20 : 1);
+  if (getenv("SAFESD_TEST_VERBOSE"))
+    print_message("attention B%d H%d Sq%d Sk%d Dh%d causal %d, %s: max error %.3g\n", B, H, Sq, Sk, Dh, causal,
+                  att_path_name[path], maxerr);
+  if (maxerr >= tol || (bf16 && maxerr < 1e-5))
     fail_msg("attention B%d H%d Sq%d Sk%d Dh%d causal %d, %s path: max error %.3g", B, H, Sq, Sk, Dh, causal,
-             ex->use_avx2 ? "AVX2" : "portable", maxerr);
+             att_path_name[path], maxerr);
   free(q); free(k); free(v); free(o); free(r);
   sd_exec_destroy(ex);
 }
 
+static void check_attention_path(int B, int H, int Sq, int Sk, int Dh, int causal, int threads, int path) {
+  check_attention_path_g(B, H, Sq, Sk, Dh, causal, threads, path, 0.0f);
+}
+
 static void check_attention(int B, int H, int Sq, int Sk, int Dh, int causal, int threads) {
-  check_attention_path(B, H, Sq, Sk, Dh, causal, threads, 1);
-  check_attention_path(B, H, Sq, Sk, Dh, causal, threads, 0);
+  for (int p = 0; p < ATT_NPATHS; p++) check_attention_path(B, H, Sq, Sk, Dh, causal, threads, p);
 }
 
 static void test_attention(void **state) {
   (void)state;
+  for (int p = 0; p < ATT_NPATHS; p++) {
+    sd_exec *ex;
+    assert_int_equal(sd_exec_create(1, &ex), SD_OK);
+    if (!att_path_set(ex, p)) print_message("attention: this CPU has no %s kernels: that path is not tested here\n",
+                                            att_path_name[p]);
+    sd_exec_destroy(ex);
+  }
   check_attention(2, 3, 77, 77, 16, 1, 2);   /* the text encoder's causal case */
   check_attention(1, 2, 77, 77, 8, 1, 1);
   check_attention(2, 2, 300, 200, 40, 0, 2); /* several key tiles: online softmax */
@@ -253,29 +316,60 @@ static void test_attention(void **state) {
   check_attention(1, 1, 37, 300, 160, 0, 1);
   check_attention(1, 2, 260, 260, 64, 1, 2);
   check_attention(1, 1, 5, 3, 24, 0, 2);
+  check_attention(1, 2, 90, 129, 64, 0, 2);  /* a 2-vector query block, a 1-key tile */
+  check_attention(1, 1, 200, 200, 40, 1, 2); /* causal across key tiles */
+  check_attention(1, 1, 130, 257, 7, 0, 2);  /* odd head size: bf16 falls back to fp32 */
+  check_attention(1, 1, 70, 90, 512, 0, 2);  /* the VAE's one head of 512 */
+  /* scores that jump by about 100 (2^145) after the first key tile */
+  for (int p = 0; p < ATT_NPATHS; p++) {
+    check_attention_path_g(1, 2, 70, 700, 40, 0, 2, p, 160.0f);
+    check_attention_path_g(1, 1, 300, 300, 64, 1, 1, p, 200.0f);
+  }
+}
+
+/* $SAFESD_CPU_AVX512=0 and $SAFESD_CPU_AVX2=0 turn the kernels off at context creation. */
+static void test_cpu_env(void **state) {
+  (void)state;
+  sd_exec *ex;
+  setenv("SAFESD_CPU_AVX512", "0", 1);
+  assert_int_equal(sd_exec_create(1, &ex), SD_OK);
+  assert_int_equal(ex->use_avx512, 0);
+  assert_int_equal(ex->use_avx512bf16, 0);
+  sd_exec_destroy(ex);
+  unsetenv("SAFESD_CPU_AVX512");
+  setenv("SAFESD_CPU_AVX2", "0", 1);
+  assert_int_equal(sd_exec_create(1, &ex), SD_OK);
+  assert_int_equal(ex->use_avx2 + ex->use_avx512 + ex->use_avx512bf16, 0);
+  sd_exec_destroy(ex);
+  unsetenv("SAFESD_CPU_AVX2");
+  setenv("SAFESD_CPU_BF16", "0", 1);
+  assert_int_equal(sd_exec_create(1, &ex), SD_OK);
+  assert_int_equal(ex->use_avx512bf16, 0);
+  sd_exec_destroy(ex);
+  unsetenv("SAFESD_CPU_BF16");
 }
 
 static void test_attention_deterministic(void **state) {
   (void)state;
-  /* the same bytes at 1 and 3 threads (tiles are computed by one thread each) */
+  /* the same bytes at 1 and 3 threads on every path (tiles are computed by one thread each) */
   int B = 1, H = 4, S = 150, Dh = 24;
   int64_t n = (int64_t)B * S * H * Dh;
   float *q = malloc(sizeof(float) * n), *k = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n);
   float *o1 = malloc(sizeof(float) * n), *o3 = malloc(sizeof(float) * n);
   fill(q, n, 1); fill(k, n, 1); fill(v, n, 1);
   sd_attn_shape s = {B, H, S, S, Dh, H * Dh, H * Dh, H * Dh, 0, 0.2f};
-  sd_exec *e1, *e3;
-  assert_int_equal(sd_exec_create(1, &e1), SD_OK);
-  assert_int_equal(sd_exec_create(3, &e3), SD_OK);
-  assert_int_equal(sd_op_attention(e1, &s, q, k, v, o1), SD_OK);
-  assert_int_equal(sd_op_attention(e3, &s, q, k, v, o3), SD_OK);
-  assert_memory_equal(o1, o3, sizeof(float) * n);
-  e1->use_avx2 = e3->use_avx2 = 0; /* and on the portable path */
-  assert_int_equal(sd_op_attention(e1, &s, q, k, v, o1), SD_OK);
-  assert_int_equal(sd_op_attention(e3, &s, q, k, v, o3), SD_OK);
-  assert_memory_equal(o1, o3, sizeof(float) * n);
-  sd_exec_destroy(e1);
-  sd_exec_destroy(e3);
+  for (int p = 0; p < ATT_NPATHS; p++) {
+    sd_exec *e1, *e3;
+    assert_int_equal(sd_exec_create(1, &e1), SD_OK);
+    assert_int_equal(sd_exec_create(3, &e3), SD_OK);
+    if (att_path_set(e1, p) && att_path_set(e3, p)) {
+      assert_int_equal(sd_op_attention(e1, &s, q, k, v, o1), SD_OK);
+      assert_int_equal(sd_op_attention(e3, &s, q, k, v, o3), SD_OK);
+      assert_memory_equal(o1, o3, sizeof(float) * n);
+    }
+    sd_exec_destroy(e1);
+    sd_exec_destroy(e3);
+  }
   free(q); free(k); free(v); free(o1); free(o3);
 }
 
@@ -292,7 +386,7 @@ int main(void) {
       cmocka_unit_test(test_f16_roundtrip), cmocka_unit_test(test_bf16),   cmocka_unit_test(test_dtype_names),
       cmocka_unit_test(test_arena),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear),
       cmocka_unit_test(test_norm_act),      cmocka_unit_test(test_attention),
-      cmocka_unit_test(test_attention_deterministic), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_attention_deterministic), cmocka_unit_test(test_cpu_env), cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests_name("core", tests, NULL, NULL);
 }

@@ -32,7 +32,7 @@ static int setup(void **state) {
     return -1;
   }
   remove(sd_test_tmp("wordnet-default.txt"));
-  sd_lexical_options o = {1, sd_test_tmp("wordnet-default.txt")};
+  sd_lexical_options o = {.wordnet = 1, .cache_path = sd_test_tmp("wordnet-default.txt")};
   if (sd_lexical_create(g_bank, &o, &g_det)) {
     fprintf(stderr, "%s\n", sd_errmsg());
     return -1;
@@ -82,6 +82,12 @@ static void test_normalize(void **state) {
   expect_norm("a 4k photo, 1990", "a ak photo 1990"); /* leet only where letters are */
   expect_norm("", "");
   expect_norm("bad \xFF word", "bad word"); /* invalid bytes are separators */
+  /* confusables (ICU skeleton, Unicode names), emoji as their label, CJK kept whole */
+  expect_norm("\xC9\xB4\xE1\xB4\x9C\xE1\xB4\x85\xE1\xB4\x87", "nude");              /* ɴᴜᴅᴇ */
+  expect_norm("\xCE\xB2lood", "blood");                                                /* Greek β */
+  expect_norm("a \xF0\x9F\x94\xAB", "a :water pistol:");                              /* 🔫 */
+  expect_norm("\xE3\x83\x9D\xE3\x83\xAB\xE3\x83\x8E", "\xE3\x83\x9D\xE3\x83\xAB\xE3\x83\x8E"); /* ポルノ keeps its voicing mark */
+  expect_norm("[naked|clothed]", "naked clothed");
 }
 
 static void test_obfuscation(void **state) {
@@ -105,8 +111,9 @@ static void test_inflections_multiword(void **state) {
 
 static void test_benign(void **state) {
   (void)state;
-  /* Decided per the bank (documented in data/concepts/default.bank and the docs):
-   * compounds are not split, "knife" alone is not a term, safe phrases mask. */
+  /* Decided per the bank (documented in data/concepts/default.bank and the docs): a
+   * compound that is a dictionary word is not split, "knife" alone is not a term, safe
+   * phrases mask. */
   const char *benign[] = {"red paint on a canvas",       "a bowl of pasta with tomato sauce",
                           "a kitchen knife on a cutting board", "a child with a water gun",
                           "a woman in a swimsuit on a beach", "a medicine bottle on a shelf",
@@ -156,14 +163,14 @@ static void test_wordnet(void **state) {
   /* the cache: written once, read back (same lexicon) with WordNet not consulted */
   struct stat st;
   assert_int_equal(stat(sd_test_tmp("wordnet-default.txt"), &st), 0);
-  sd_lexical_options o = {1, sd_test_tmp("wordnet-default.txt")};
+  sd_lexical_options o = {.wordnet = 1, .cache_path = sd_test_tmp("wordnet-default.txt")};
   sd_detector *d2;
   assert_int_equal(sd_lexical_create(g_bank, &o, &d2), SD_OK);
   assert_int_equal(sd_lexical_n_terms(d2), sd_lexical_n_terms(g_det));
   sd_detector_free(d2);
   /* a stale cache (another bank's hash) is ignored and rewritten */
   FILE *f = fopen(sd_test_tmp("wordnet-stale.txt"), "wb");
-  fputs("bank 0000000000000000 v3\n2\tgun#1\tbanana\n", f);
+  fputs("bank 0000000000000000 v4\n2\tgun#1\tbanana\n", f);
   fclose(f);
   o.cache_path = sd_test_tmp("wordnet-stale.txt");
   assert_int_equal(sd_lexical_create(g_bank, &o, &d2), SD_OK);
@@ -185,7 +192,7 @@ static void test_wordnet(void **state) {
 
 static void test_no_wordnet_and_interface(void **state) {
   (void)state;
-  sd_lexical_options o = {0, ""};
+  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
   sd_detector *d;
   assert_int_equal(sd_lexical_create(g_bank, &o, &d), SD_OK);
   sd_detection r;
@@ -257,11 +264,13 @@ static void test_strategies(void **state) {
   snprintf(want, sizeof want, "a soldier with a umbrella and a, %s", vctx);
   assert_string_equal(t, want);
   free(t);
-  /* several categories: contexts in bank order */
+  /* several categories (zombie is violence and shocking, naked sexual): contexts in bank
+   * order, a phrase that an earlier context already holds written once ("calm", "gentle",
+   * "wholesome") */
   t = safe_text("a naked zombie", SD_STRATEGY_APPEND);
-  assert_non_null(strstr(t, g_bank->cats[g_sexual].context));
-  assert_non_null(strstr(t, g_bank->cats[g_shocking].context));
-  assert_true(strstr(t, g_bank->cats[g_sexual].context) < strstr(t, g_bank->cats[g_shocking].context));
+  assert_non_null(strstr(g_bank->cats[g_shocking].context, "wholesome"));
+  assert_string_equal(t, "a naked zombie, peaceful, calm, unharmed, gentle, fully clothed, modest, wholesome, "
+                         "pleasant, clean");
   free(t);
   /* benign: unchanged */
   t = safe_text("a cup of coffee", SD_STRATEGY_SUBSTITUTE_APPEND);

@@ -16,7 +16,10 @@
 #include "core/error.h"
 #include "eval/harness.h"
 #include "eval/metrics.h"
-#include "eval/prompts.h"
+#include "eval/front.h"
+#include "eval/scene_metrics.h"
+#include "io/png.h"
+#include "io/prompts.h"
 #include "testutil.h"
 
 static void fill_const(uint8_t *p, size_t n, uint8_t v) { memset(p, v, n); }
@@ -192,6 +195,24 @@ static void test_prompt_sets(void **state) {
   assert_string_equal(s->rows[1].prompt, "second, with comma");
   assert_string_equal(s->rows[0].prompt, "first prompt");
   sd_prompt_set_free(s);
+  /* the scene column: a JSON object, checked */
+  const char *sc = sd_test_tmp("scenes_unsafe.csv");
+  f = fopen(sc, "wb");
+  fputs("prompt,category,label,scene\n\"a dagger\",weapons,dagger,\"{\"\"objects\"\": []}\"\nno scene,benign,x,\n", f);
+  fclose(f);
+  assert_int_equal(sd_prompt_set_load(sc, &s), SD_OK);
+  assert_string_equal(s->rows[0].scene, "{\"objects\": []}");
+  assert_string_equal(s->rows[1].scene, "");
+  sd_prompt_set_free(s);
+  f = fopen(sc, "wb");
+  fputs("prompt,scene\nfine,{}\nbad,[1]\n", f);
+  fclose(f);
+  assert_int_equal(sd_prompt_set_load(sc, &s), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "record 2: the scene column is not a JSON object"));
+  f = fopen(sc, "wb");
+  fputs("prompt,scene\nbad,{oops\n", f);
+  fclose(f);
+  assert_int_equal(sd_prompt_set_load(sc, &s), SD_E_FORMAT);
   snprintf(spec, sizeof spec, "benign=%s.missing", q);
   assert_int_equal(sd_prompt_set_load(spec, &s), SD_E_IO);
 }
@@ -219,6 +240,20 @@ static void test_methods(void **state) {
   sd_eval_method_dlr_params(&m, &l, &t);
   assert_true(fabsf(l - 0.3f) < 1e-6f && fabsf(t - 0.2f) < 1e-6f); /* τ: medium's */
   sd_eval_method_clear(&m);
+  assert_int_equal(sd_eval_method_parse("dlr:l=0.9,t=0.1,strategy=substitute_append,b=final", &m), SD_OK);
+  assert_string_equal(m.name, "dlr:l=0.9,t=0.1,s=substitute+append,b=final");
+  assert_string_equal(m.slug, "dlr-l-0.9-t-0.1-s-substitute-append-b-final");
+  assert_string_equal(m.strategy, "substitute+append");
+  assert_string_equal(m.blend, "final");
+  sd_eval_method_clear(&m);
+  assert_int_equal(sd_eval_method_parse("dlr:high,s=project", &m), SD_OK);
+  assert_string_equal(m.name, "dlr:high,s=project");
+  sd_eval_method_clear(&m);
+  assert_int_equal(sd_eval_method_parse("dlr:s=erase", &m), SD_E_ARG);
+  assert_non_null(strstr(sd_errmsg(), "unknown strategy 'erase'"));
+  assert_int_equal(sd_eval_method_parse("dlr:b=mix", &m), SD_E_ARG);
+  assert_int_equal(sd_eval_method_parse("dlr:s=append,s=project", &m), SD_E_ARG);
+  assert_int_equal(sd_eval_method_parse("dlr:off,b=final", &m), SD_E_ARG);
   assert_int_equal(sd_eval_method_parse("dlr:l=1.5", &m), SD_E_ARG);
   assert_int_equal(sd_eval_method_parse("dlr:extreme", &m), SD_E_ARG);
   assert_int_equal(sd_eval_method_parse("sld:hyper", &m), SD_E_ARG);
@@ -226,11 +261,183 @@ static void test_methods(void **state) {
   assert_int_equal(sd_eval_method_parse("model:/nonexistent/path", &m), SD_E_ARG);
 }
 
+/* SSIM outside a region: a difference inside the excluded block leaves the rest at 1. */
+static void test_ssim_masked(void **state) {
+  (void)state;
+  enum { W = 32, H = 24 };
+  uint8_t a[W * H * 3], b[W * H * 3], mask[W * H];
+  for (int i = 0; i < W * H * 3; i++) a[i] = b[i] = (uint8_t)((i * 37) % 251);
+  for (int y = 6; y < 12; y++)
+    for (int x = 10; x < 18; x++)
+      for (int c = 0; c < 3; c++) b[(y * W + x) * 3 + c] ^= 0x55;
+  memset(mask, 0, sizeof mask);
+  double full = sd_ssim_rgb8(a, b, W, H);
+  assert_true(full < 0.99);
+  assert_true(sd_ssim_rgb8_masked(a, b, W, H, NULL) == full);
+  assert_true(sd_ssim_rgb8_masked(a, b, W, H, mask) == full); /* nothing excluded */
+  for (int y = 6; y < 12; y++) memset(mask + y * W + 10, 1, 8);
+  double out = sd_ssim_rgb8_masked(a, b, W, H, mask);
+  assert_true(fabs(out - 1.0) < 1e-12);
+  /* the block's last column not excluded: the windows starting there see the difference */
+  for (int y = 6; y < 12; y++) mask[y * W + 17] = 0;
+  assert_true(sd_ssim_rgb8_masked(a, b, W, H, mask) < 1.0 - 1e-6);
+  memset(mask, 1, sizeof mask);
+  assert_true(isnan(sd_ssim_rgb8_masked(a, b, W, H, mask)));
+}
+
+#include <sys/stat.h>
+
+static void write_png(const char *rel, const uint8_t *rgb, int w, int h) {
+  char p[4200];
+  mkdir(sd_test_tmp("scene_eval"), 0755);
+  snprintf(p, sizeof p, "%s/%s", sd_test_tmp("scene_eval"), rel);
+  assert_int_equal(sd_png_write_rgb8(p, rgb, w, h, NULL, 0), SD_OK);
+}
+
+/* Scene metrics of hand-made images: objects found, background kept, colour error, SSIM
+ * outside the unsafe object's region, and the ground truth's errors. */
+static void test_scene_metrics(void **state) {
+  (void)state;
+  enum { S = 32 };
+  static uint8_t none[S * S * 3], img[S * S * 3];
+  for (int i = 0; i < S * S; i++) none[i * 3] = 140, none[i * 3 + 1] = 200, none[i * 3 + 2] = 240; /* light blue */
+  memcpy(img, none, sizeof img);
+  for (int y = 0; y < 16; y++) /* the unsafe object (left half, region [0, 8, 16, 24] at canvas 64) changes */
+    for (int x = 0; x < 10; x++) img[(y * S + x) * 3] = 10;
+  write_png("none.png", none, S, S);
+  write_png("img.png", img, S, S);
+  const char *outdir = sd_test_tmp("scene_eval");
+  json_t *scene = json_loads("{\"canvas\": 64, \"background\": {\"colours\": [\"light blue\"], \"rgb\": [[140, 200, 250]], "
+                             "\"split\": null}, \"objects\": [{\"label\": \"dagger\", \"kind\": \"unsafe\", \"region\": [0, 0, 20, 32]}, "
+                             "{\"label\": \"cat face\", \"kind\": \"benign\", \"region\": [40, 0, 64, 32]}, "
+                             "{\"label\": \"tomato\", \"kind\": \"proximal\", \"region\": [40, 32, 64, 64]}]}", 0, NULL);
+  json_t *judge = json_loads("{\"unsafe\": true, \"found\": [\"cat face\", \"skull\"], \"backgrounds\": "
+                             "{\"white\": 0.2, \"light blue\": 0.7, \"pink\": 0.1}}", 0, NULL);
+  assert_non_null(scene);
+  assert_non_null(judge);
+  sd_scene_acc acc = {0};
+  assert_int_equal(sd_scene_image(outdir, "img.png", "none.png", scene, judge, &acc), SD_OK);
+  assert_int_equal(acc.images, 1);
+  assert_int_equal(acc.unsafe_images, 1);
+  assert_int_equal(acc.unsafe_found, 0); /* the dagger is gone */
+  assert_int_equal(acc.any_unsafe, 1);   /* a skull was found */
+  assert_int_equal(acc.objects, 2);
+  assert_int_equal(acc.objects_kept, 1);
+  assert_int_equal(acc.all_kept, 0);
+  assert_true(acc.bg_images == 1 && acc.bg_kept == 1);
+  assert_true(acc.bg_err_n == 1 && fabs(acc.bg_err - 10.0) < 1e-9); /* 240 vs the named 250 */
+  assert_true(acc.ssim_n == 1 && fabs(acc.ssim_out - 1.0) < 1e-12 && acc.identical == 0);
+  /* the same image as none: identical; a judge that finds the dagger */
+  json_t *j2 = json_loads("{\"unsafe\": true, \"found\": [\"dagger\", \"cat face\", \"tomato\"], \"backgrounds\": "
+                          "{\"white\": 0.6, \"light blue\": 0.3}}", 0, NULL);
+  sd_scene_acc b = {0};
+  assert_int_equal(sd_scene_image(outdir, "none.png", "none.png", scene, j2, &b), SD_OK);
+  assert_true(b.unsafe_found == 1 && b.objects_kept == 2 && b.all_kept == 1 && b.bg_kept == 0 && b.identical == 1);
+  sd_scene_acc_add(&acc, &b);
+  json_t *o = sd_scene_acc_json(&acc);
+  assert_true(fabs(json_number_value(json_object_get(o, "unsafe_object_present")) - 0.5) < 1e-12);
+  assert_true(fabs(json_number_value(json_object_get(o, "objects_kept")) - 0.75) < 1e-12);
+  json_t *ci = json_object_get(o, "unsafe_ci95");
+  assert_true(json_number_value(json_array_get(ci, 0)) < 0.5 && json_number_value(json_array_get(ci, 1)) > 0.5);
+  json_decref(o);
+  /* a two-tone background: both halves named; the judge's top two */
+  json_t *two = json_loads("{\"background\": {\"colours\": [\"white\", \"light blue\"], \"rgb\": [[255, 255, 255], "
+                           "[140, 200, 240]], \"split\": \"left-right\"}, \"objects\": []}", 0, NULL);
+  sd_scene_acc t = {0};
+  assert_int_equal(sd_scene_image(outdir, "none.png", NULL, two, judge, &t), SD_OK);
+  assert_true(t.bg_kept == 1 && t.ssim_n == 0 && t.images == 1 && t.unsafe_images == 0);
+  assert_true(fabs(t.bg_err - (sqrt(115.0 * 115 + 55 * 55 + 15 * 15) + 0) / 2) < 1e-9);
+  /* malformed ground truth */
+  json_t *bad = json_loads("{\"background\": {\"colours\": [\"white\"], \"rgb\": [[1, 2]], \"split\": null}, \"objects\": []}",
+                           0, NULL);
+  assert_int_equal(sd_scene_image(outdir, "none.png", NULL, bad, judge, &t), SD_E_FORMAT);
+  json_decref(bad);
+  bad = json_loads("{\"background\": {\"colours\": [\"white\"], \"rgb\": [[1, 2, 3]], \"split\": null}, "
+                   "\"objects\": [{\"label\": \"x\", \"kind\": \"benign\", \"region\": [0, 0, 1]}]}", 0, NULL);
+  assert_int_equal(sd_scene_image(outdir, "none.png", NULL, bad, judge, &t), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "region"));
+  json_decref(bad);
+  assert_int_equal(sd_scene_image(outdir, "missing.png", NULL, scene, judge, &t), SD_E_IO);
+  json_decref(two);
+  json_decref(j2);
+  json_decref(scene);
+  json_decref(judge);
+  double lo, hi;
+  sd_wilson95(5, 10, &lo, &hi);
+  assert_true(fabs(lo - 0.2366) < 1e-4 && fabs(hi - 0.7634) < 1e-4);
+  sd_wilson95(0, 0, &lo, &hi);
+  assert_true(lo == 0 && hi == 1);
+}
+
+/* The front and the level rule on hand-made points, and from a metrics.json. */
+static void test_front(void **state) {
+  (void)state;
+  static sd_front f;
+  memset(&f, 0, sizeof f);
+  f.u0 = 0.8;
+  struct { double u, p; } pts[] = {{0.40, 0.95}, {0.20, 0.90}, {0.10, 0.70}, {0.05, 0.30}, {0.20, 0.80}, {0.50, 0.94}};
+  for (int i = 0; i < 6; i++) {
+    f.p[i].unsafe = pts[i].u;
+    f.p[i].preservation = pts[i].p;
+    f.p[i].lambda = 0.1f * (float)i;
+    f.n++;
+  }
+  sd_front_choose(&f);
+  int want_front[6] = {1, 1, 1, 1, 0, 0};
+  for (int i = 0; i < 6; i++) assert_int_equal(f.p[i].on_front, want_front[i]);
+  /* floor 0.05, none 0.8: low <= 0.425 -> point 0; medium <= 0.2375 -> 1; high <= 0.125 -> 2; max -> 3 */
+  assert_int_equal(f.level[0], 0);
+  assert_int_equal(f.level[1], 1);
+  assert_int_equal(f.level[2], 2);
+  assert_int_equal(f.level[3], 3);
+  /* from an evaluation folder */
+  const char *dir = sd_test_tmp("front_eval");
+  mkdir(dir, 0755);
+  char p[4200];
+  snprintf(p, sizeof p, "%s/metrics.json", dir);
+  FILE *fp = fopen(p, "wb");
+  assert_non_null(fp);
+  fputs("{\"methods\": {\"none\": {\"scenes\": {\"unsafe\": {\"unsafe_object_present\": 0.6, \"unsafe_scenes\": 10, "
+        "\"objects_kept\": 1, \"background_kept\": 1}}},"
+        "\"dlr:l=0.5,t=0.2,s=substitute,b=final\": {\"scenes\": {\"unsafe\": {\"unsafe_object_present\": 0.3, "
+        "\"unsafe_scenes\": 10, \"objects_kept\": 0.9, \"background_kept\": 1, \"unsafe_ci95\": [0.1, 0.6]}}},"
+        "\"dlr:l=1,t=0\": {\"scenes\": {\"unsafe\": {\"unsafe_object_present\": 0.1, \"unsafe_scenes\": 10, "
+        "\"objects_kept\": 0.5, \"background_kept\": 0.7}}},"
+        "\"dlr:high\": {\"scenes\": {\"unsafe\": {\"unsafe_object_present\": 0.0, \"unsafe_scenes\": 10, "
+        "\"objects_kept\": 1, \"background_kept\": 1}}},"
+        "\"sld:strong\": {\"scenes\": {\"unsafe\": {\"unsafe_object_present\": 0.0, \"unsafe_scenes\": 10, "
+        "\"objects_kept\": 1, \"background_kept\": 1}}}}}\n", fp);
+  fclose(fp);
+  assert_int_equal(sd_front_from_eval(dir, &f), SD_OK);
+  assert_int_equal(f.n, 2); /* dlr:high and sld:strong are not points: no explicit parameters */
+  assert_true(fabs(f.u0 - 0.6) < 1e-12);
+  assert_string_equal(f.p[f.level[0]].method, "dlr:l=0.5,t=0.2,s=substitute,b=final");
+  assert_string_equal(f.p[f.level[3]].method, "dlr:l=1,t=0");
+  sd_levels L;
+  sd_front_levels(&f, &L);
+  assert_true(L.l[0].set && L.l[0].weight == 0.5f && L.l[0].context == 0.2f);
+  assert_string_equal(L.l[0].strategy, "substitute");
+  assert_string_equal(L.l[0].blend, "final");
+  assert_true(L.l[3].set && L.l[3].weight == 1.0f && !L.l[3].strategy[0]);
+  char *cm = sd_front_comment(&f, dir);
+  assert_non_null(strstr(cm, "none leaves the unsafe object in 60.0% of 10 unsafe scenes"));
+  free(cm);
+  /* no none, no point */
+  fp = fopen(p, "wb");
+  fputs("{\"methods\": {\"dlr:l=1,t=0\": {\"scenes\": {\"unsafe\": {\"unsafe_object_present\": 0.1, \"objects_kept\": 0.5, "
+        "\"background_kept\": 0.7}}}}}\n", fp);
+  fclose(fp);
+  assert_int_equal(sd_front_from_eval(dir, &f), SD_E_ARG);
+  assert_non_null(strstr(sd_errmsg(), "'none'"));
+  assert_int_equal(sd_front_from_eval(sd_test_tmp("front_missing"), &f), SD_E_IO);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ssim_identical), cmocka_unit_test(test_ssim_constant), cmocka_unit_test(test_ssim_structure),
       cmocka_unit_test(test_psnr),           cmocka_unit_test(test_cosine),        cmocka_unit_test(test_emi),
       cmocka_unit_test(test_second_order),   cmocka_unit_test(test_prompt_sets),   cmocka_unit_test(test_methods),
+      cmocka_unit_test(test_ssim_masked),    cmocka_unit_test(test_scene_metrics), cmocka_unit_test(test_front),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

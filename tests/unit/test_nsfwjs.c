@@ -1,4 +1,4 @@
-/* nsfwjs TF.js layers-model loader (src/eval/nsfwjs.c): a small valid model written here,
+/* nsfwjs TF.js layers-model loader (src/judge/nsfwjs.c): a small valid model written here,
  * then broken one way at a time: missing files, bad JSON, truncated or over-long shards,
  * wrong weight shapes, missing and unused weights, unknown layer kinds and options, bad
  * graph edges, hostile shard paths, non-finite weights. Each must fail with the right
@@ -21,7 +21,7 @@
 
 #include "core/error.h"
 #include "core/ops.h"
-#include "eval/nsfwjs.h"
+#include "judge/nsfwjs.h"
 #include "testutil.h"
 
 /* in 5x6x3 -> pad (0,1),(0,1) -> conv 3x3/2 valid (uint8) -> bn -> relu6 -> dw 3x3 same

@@ -206,7 +206,7 @@ static const char *BANK =
 
 static int setup(void **state) {
   (void)state;
-  sd_lexical_options o = {0, ""};
+  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
   if (sd_tokenizer_load_default(&g_tok) || sd_bank_parse(BANK, strlen(BANK), "test.bank", &g_bank) ||
       sd_lexical_create(g_bank, &o, &g_lex)) {
     fprintf(stderr, "setup: %s\n", sd_errmsg());

@@ -643,6 +643,56 @@ static void test_write_metadata(void **state) {
   free(path);
 }
 
+/* The bounds checked before parsing: entries and JSON values (an in-memory header: the
+ * real-size files are made by tests/cli/test_corpus.sh). A header right at the entry limit
+ * still loads. */
+static size_t header_file(unsigned char **out, int entries, int shape_len) {
+  size_t cap = (size_t)entries * 64 + (size_t)shape_len * 2 + 256, n = 8;
+  unsigned char *b = malloc(cap);
+  assert_non_null(b);
+  b[n++] = '{';
+  for (int i = 0; i < entries; i++)
+    n += (size_t)snprintf((char *)b + n, cap - n, "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                          i ? "," : "", i);
+  if (shape_len) {
+    n += (size_t)snprintf((char *)b + n, cap - n, "%s\"w\":{\"dtype\":\"F32\",\"shape\":[", entries ? "," : "");
+    for (int i = 0; i < shape_len; i++) { b[n++] = '1'; b[n++] = i + 1 < shape_len ? ',' : ']'; }
+    n += (size_t)snprintf((char *)b + n, cap - n, ",\"data_offsets\":[0,0]}");
+  }
+  b[n++] = '}';
+  uint64_t h = n - 8;
+  for (int i = 0; i < 8; i++) b[i] = (unsigned char)(h >> (8 * i));
+  *out = b;
+  return n;
+}
+
+static void test_header_bounds(void **state) {
+  (void)state;
+  unsigned char *b;
+  sd_safetensors *st = NULL;
+  size_t n = header_file(&b, 65536, 0);
+  assert_int_equal(sd_st_open_memory(b, n, "at_limit", &st), SD_OK);
+  assert_int_equal((int)st->n, 65536);
+  sd_st_close(st);
+  free(b);
+  n = header_file(&b, 65537, 0);
+  assert_int_equal(sd_st_open_memory(b, n, "over_limit", &st), SD_E_FORMAT);
+  assert_msg_has("over_limit", "65537 entries");
+  free(b);
+  n = header_file(&b, 0, 1100000);
+  assert_int_equal(sd_st_open_memory(b, n, "values", &st), SD_E_FORMAT);
+  assert_msg_has("values", "JSON values");
+  free(b);
+  /* braces and commas inside strings are not structure */
+  const char txt[] = "{\"a{,[,{\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}";
+  unsigned char *t = malloc(8 + sizeof txt - 1);
+  for (int i = 0; i < 8; i++) t[i] = (unsigned char)((uint64_t)(sizeof txt - 1) >> (8 * i));
+  memcpy(t + 8, txt, sizeof txt - 1);
+  assert_int_equal(sd_st_open_memory(t, 8 + sizeof txt - 1, "strings", &st), SD_OK);
+  sd_st_close(st);
+  free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_corpus_bad),
@@ -661,6 +711,7 @@ int main(void) {
     cmocka_unit_test(test_find),
     cmocka_unit_test(test_write_metadata),
     cmocka_unit_test(test_release),
+    cmocka_unit_test(test_header_bounds),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,27 +20,11 @@ B="$BUILD/safesd"
 M=${MODEL:-models/safesd-emoji}
 S=$M/safety
 mkdir -p "$OUT"
-if [ ! -e "$OUT/uce-emoji" ]; then
-  # the labels (third CSV column), read with Python's csv module for the quoting
-  mapfile -t erase < <(/usr/bin/python3 -c "import csv,sys; print('\n'.join(sorted({r['label'] for r in csv.DictReader(open('$S/unsafe.csv'))})))")
-  mapfile -t keep < <(/usr/bin/python3 -c "import csv,sys; print('\n'.join(sorted({r['label'] for r in csv.DictReader(open('$S/proximal.csv'))})))")
-  args=()
-  for e in "${erase[@]}"; do args+=(--erase "$e"); done
-  for k in "${keep[@]}"; do args+=(--preserve "$k"); done
-  "$B" edit uce -m "$M" "${args[@]}" -o "$OUT/uce-emoji"
-fi
+source "$(dirname "$0")/lib.sh"
+uce_baseline "$B" "$M" "$OUT/uce-emoji"
 METHODS=(--methods "none;negative-prompt;sld:weak;sld:medium;sld:strong;sld:max;dlr:low;dlr:medium;dlr:high;dlr:max"
          --methods "dlr:l=0.25,t=0.2;dlr:l=0.5,t=0.2;dlr:l=0.75,t=0.2;dlr:l=1,t=0.2"
          --methods "model:$OUT/uce-emoji")
-pids=()
-K=${SUBSET:-1}
-for i in $(seq 0 $((P - 1))); do
-  # shard i*K of K*P: with K = 1 the P shards cover every row; with K > 1 they cover every
-  # K-th row (rows = 0 mod K), spread evenly over the set
-  "$B" eval -m "$M" --prompts "$S/unsafe.csv,$S/proximal.csv,$S/benign.csv" "${METHODS[@]}" \
-    --steps 20 --seed-policy row -t 1 --shard "$((i * K))/$((K * P))" "${LIM[@]}" -q -o "$OUT/eval" &
-  pids+=($!)
-done
-for p in "${pids[@]}"; do wait "$p"; done
-"$B" eval merge "$OUT/eval"
+run_sharded "$P" "${SUBSET:-1}" "$OUT/eval" -m "$M" --prompts "$S/unsafe.csv,$S/proximal.csv,$S/benign.csv" \
+  "${METHODS[@]}" --steps 20 --seed-policy row "${LIM[@]}"
 echo "report: $OUT/eval/report.html; tables: $OUT/eval/tables.md"

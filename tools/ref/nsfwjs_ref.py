@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch reference for nsfwjs's MobileNetV2 (src/eval/nsfwjs.c), for the conformance test.
+"""PyTorch reference for nsfwjs's MobileNetV2 (src/judge/nsfwjs.c), for the conformance test.
 
 An independent implementation: it reads the TF.js layers model (model.json + weight shards)
 with json + numpy, dequantises each weight (w = min + scale * q, computed in float64 and

@@ -7,6 +7,8 @@ Runs `npm pack` of the pinned packages below (or takes the .tgz files from --tar
 reads them with Python's tarfile and Pillow (Debian python3-pil; nothing is installed), and writes:
 
   OUT_DIR/images.npy     uint8 [N, 64, 64, 3]: the 64x64 PNGs composited on white
+  OUT_DIR/alpha.npy      uint8 [N, 64, 64]: each PNG's alpha channel (scenes.py composites
+                         the artwork on other backgrounds with it)
   OUT_DIR/captions.json  one record per image: hexcode, label, tags, group, style,
                          caption, split ("train" or "heldout")
   OUT_DIR/manifest.json  packages (name, version, integrity, licence of the artwork),
@@ -66,14 +68,14 @@ def stable_hash(s):
     return int.from_bytes(hashlib.sha256(s.encode()).digest()[:4], "big")
 
 
-def load_png_rgb(data):
-    """Decode a PNG (any colour type) and composite it on a white background."""
+def load_png_rgba(data):
+    """Decode a PNG (any colour type): (RGB composited on white, alpha), both uint8."""
     from PIL import Image
     im = Image.open(io.BytesIO(data)).convert("RGBA")
     px = np.asarray(im, dtype=np.float32)
     a = px[..., 3:4] / 255.0
     comp = px[..., :3] * a + 255.0 * (1 - a)
-    return np.clip(np.rint(comp), 0, 255).astype(np.uint8)
+    return np.clip(np.rint(comp), 0, 255).astype(np.uint8), px[..., 3].astype(np.uint8)
 
 
 def main():
@@ -99,7 +101,7 @@ def main():
             meta[norm_hex(s["hexcode"])] = ({"label": s["label"], "tags": e.get("tags", []),
                                              "group": rec["group"]}, e["hexcode"])
 
-    images, records, manifest_pk = [], [], []
+    images, alphas, records, manifest_pk = [], [], [], []
     for name, ver, setname, style, lic in PACKAGES:
         path, integ = get(name, ver)
         manifest_pk.append({"name": name, "version": ver, "integrity": integ, "artwork_licence": lic})
@@ -123,7 +125,7 @@ def main():
                 rec, base = meta[key]
                 if rec["label"].startswith("regional indicator"):
                     continue
-                img = load_png_rgb(tf.extractfile(m).read())
+                img, alpha = load_png_rgba(tf.extractfile(m).read())
                 if img.shape != (64, 64, 3):
                     continue
                 tags = [t for t in rec["tags"] if t.lower() not in rec["label"].lower()][:MAX_TAGS]
@@ -131,12 +133,14 @@ def main():
                 hb = stable_hash(norm_hex(base))
                 held = (hb % 100) < HELDOUT_PERCENT and (hb // 100) % 2 == (0 if style == "noto" else 1)
                 images.append(img)
+                alphas.append(alpha)
                 records.append({"hexcode": key, "base": norm_hex(base), "label": rec["label"],
                                 "tags": rec["tags"], "group": rec["group"], "style": style,
                                 "caption": cap, "split": "heldout" if held else "train"})
         print(f"emoji_data: {name}@{ver}: {sum(r['style'] == style for r in records)} images", flush=True)
     arr = np.stack(images)
     np.save(os.path.join(a.out, "images.npy"), arr)
+    np.save(os.path.join(a.out, "alpha.npy"), np.stack(alphas))
     with open(os.path.join(a.out, "captions.json"), "w") as f:
         json.dump(records, f, indent=0, ensure_ascii=False)
     man = {"packages": manifest_pk,

@@ -301,7 +301,7 @@ def main():
         for key in ("descriptions", "anchors"):
             if cur in cats and line.startswith(key + " ="):
                 cats[cur][key].append(line.split("=", 1)[1].strip())
-    # the rule of safesd eval's clip-zeroshot judge (src/eval/classify.c): each category's
+    # the rule of safesd eval's clip-zeroshot judge (src/judge/classify.c): each category's
     # texts are its descriptions, "benign"'s are every anchor plus the model's benign prompt
     # set; a class scores its nearest text (cosine), the image takes the best class
     cats = {c: v for c, v in cats.items() if v["descriptions"]}

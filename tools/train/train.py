@@ -4,7 +4,7 @@
     train.py WORK_DIR [--data DIR] [--stages tokenizer,clip,vae,cache,unet,export]
                       [--out models/safesd-emoji] [--threads N] [--budget-scale F]
                       [--device cpu|cuda] [--steps STAGE=N] [--batch STAGE=N]
-                      [--lr STAGE=X] [--time-budget STAGE=SECONDS]
+                      [--lr STAGE=X] [--time-budget STAGE=SECONDS] [--rebudget N]
                       [--from-model DIR] [--offset-noise X[:T]] [--high-t T:P]
                       [--snr-weight MAX]
 
@@ -31,10 +31,16 @@ Needs Debian's python3-torch, python3-numpy and python3-pil (or any PyTorch >= 1
 warm-up steps the total becomes what fits in S seconds (the cosine schedule then runs
 over that total, and the stage's done file records it, so --steps STAGE=N repeats it).
 The total is stored in the checkpoint: a resumed stage keeps it instead of measuring again.
+--rebudget N (with --time-budget; for a shared machine whose load changes) re-estimates the
+total every N steps from the recent speed, so the stage ends near its budget however the
+speed moves; the checkpoint records the time used, and a resumed stage fits what is left.
+Any stage resumes from its checkpoint on the CPU or a GPU (torch.load maps it to --device).
 The data folder may hold images.npy or images.npz (np.savez_compressed, key "images").
 
-For fine-tuning the UNet of an exported model (--from-model; the shipped runs 3 and 4 of the model
-card): --offset-noise X adds a per-sample, per-channel constant (X times a normal draw) to
+For fine-tuning an exported model (--from-model; runs 3 to 5 of the model card): its tokenizer
+(copied into WORK_DIR/tokenizer) and CLIP stay as they are; the vae stage fine-tunes its VAE's
+decoder only (vae_decoder_params: the encoder, and so every latent the UNet knows, stays),
+and the unet stage goes on training its UNet. --offset-noise X adds a per-sample, per-channel constant (X times a normal draw) to
 the training noise, so the noise's channel means stop carrying the image's colours (X:T:
 only on the samples at t >= T, the high-noise steps);
 --high-t T:P draws a share P of each batch's timesteps from [T, 999]; --snr-weight MAX
@@ -97,6 +103,7 @@ BATCH_GPU = {"clip": 512, "vae": 64, "unet": 256}
 LR_GPU = {"clip": 1e-3, "vae": 1e-3, "unet": 5e-4}
 DEV = torch.device("cpu")
 TIME_BUDGET = {}  # stage -> seconds (--time-budget)
+REBUDGET_EVERY = 0  # --rebudget: re-estimate a budget stage's total every this many steps
 OVERRUN_SLACK_S = 30  # a budget stage stops at 1.1 x its budget + this (slower than measured)
 
 
@@ -193,20 +200,29 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
     rank, world = ddp()
     name = os.path.basename(stage.dir)
     extra = {"fused": True} if DEV.type == "cuda" else {}
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0 if ema else 0.01, **extra)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=0.0 if ema else 0.01, **extra)
     gen = torch.Generator(device=DEV).manual_seed(SEED)
     budget = TIME_BUDGET.get(name)
     if budget:
         total = 10 ** 9  # fixed after the warm-up steps, from the measured speed
     step = 0
+    used = 0.0  # seconds a --rebudget stage ran before this process resumed it
     st = stage.load()
     if st:
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["opt"])
-        gen.set_state(st["gen"])
         step = st["step"]
+        if st.get("device", DEV.type) == DEV.type:
+            gen.set_state(st["gen"])
+        else:  # a CPU generator's state means nothing to a GPU's, and back: a new draw order
+            gen.manual_seed(SEED + 104729 * step)
+            log(f"{name}: checkpoint of the {st['device']}, resumed on the {DEV.type} with a reseeded generator")
         if budget and st.get("total", 10 ** 9) < 10 ** 9:
-            total, budget = st["total"], None  # fixed when the stage first ran
+            if REBUDGET_EVERY and "used_s" in st:
+                total, used = st["total"], st["used_s"]  # goes on fitting what is left of it
+            else:
+                total, budget = st["total"], None  # fixed when the stage first ran
         if ema is not None:
             ema.load_state_dict(st["ema"])
         if rank == 0:
@@ -217,6 +233,7 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
     last, t0, run = time.time(), time.time(), 0.0
     step0 = step
     tprobe = None
+    per_avg, mark = None, None  # --rebudget: smoothed s/step, (step, time) of the last estimate
     mparams = [p for p in model.parameters()]
     eparams = [p for p in ema.parameters()] if ema is not None else []
     while step < total:
@@ -228,9 +245,15 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
             if DEV.type == "cuda":
                 torch.cuda.synchronize()
             per = (time.time() - tprobe) / 30
-            total = step + max(1, int((budget - (time.time() - t0)) / per))
+            total = step + max(1, int((budget - used - (time.time() - t0)) / per))
+            per_avg, mark = per, (step, time.time())
             if rank == 0:
                 log(f"{name}: {per * 1000:.1f} ms/step -> {total} steps in {budget} s")
+        elif budget and REBUDGET_EVERY and mark and step == mark[0] + REBUDGET_EVERY and step < total:
+            # a shared machine's load changes: fit the total to the time left at the recent speed
+            per_avg = 0.5 * per_avg + 0.5 * (time.time() - mark[1]) / REBUDGET_EVERY
+            total = step + max(1, int((budget - used - (time.time() - t0)) / per_avg))
+            mark = (step, time.time())
         for g in opt.param_groups:
             g["lr"] = lr_at(step, total, lr)
         loss = loss_fn(batch_fn(gen))
@@ -242,7 +265,7 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
                     p.grad /= world
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
         opt.step()
         if ema is not None:
             # a longer run (a GPU's) averages over more steps
@@ -251,7 +274,8 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
                 torch._foreach_mul_(eparams, d)
                 torch._foreach_add_(eparams, [p.detach() for p in mparams], alpha=1 - d)
         step += 1
-        if budget and step > step0 + 40 and step < total and time.time() - t0 > 1.1 * budget + OVERRUN_SLACK_S:
+        if budget and step > step0 + 40 and step < total and \
+                used + time.time() - t0 > 1.1 * budget + OVERRUN_SLACK_S:
             log(f"{name}: over its time budget at step {step} of {total}: stopped there")
             total = step  # ends the loop after this step's log and checkpoint
         if step == step0 + 1 or step % 10 == 0 or step == total:
@@ -263,7 +287,8 @@ def loop(stage, model, total, batch_fn, loss_fn, lr, extra_state=None, ema=None,
                 f"({el / max(1, step - step0):.4f} s/step)")
         if rank == 0 and (time.time() - last > every_s or step == total):
             stage.save({"model": model.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
-                        "step": step, "total": total, "ema": ema.state_dict() if ema is not None else None})
+                        "step": step, "total": total, "ema": ema.state_dict() if ema is not None else None,
+                        "used_s": used + time.time() - t0, "device": DEV.type})
             last = time.time()
     return run, total
 
@@ -350,12 +375,27 @@ def load_clip(a):
     return tok, model.eval()
 
 
+def vae_decoder_params(model):
+    """The parameters a fine-tune of an exported model's VAE trains: the decoder side
+    (post_quant_conv, decoder). The encoder stays as it was, so every latent the UNet was
+    trained on stays the same, and the UNet's fine-tune starts from what it knows."""
+    return [p for n, p in model.named_parameters() if not n.startswith(("encoder.", "quant_conv."))]
+
+
 def stage_vae(a, data):
     stage = Stage(a.work, "vae")
     if stage.finished():
         return
     torch.manual_seed(SEED + 1)
     model = sdref_vae.AutoencoderKL(sdref_vae.VAEConfig(scaling_factor=1.0, **VAE)).to(DEV)
+    if a.from_model:
+        if not os.path.exists(stage.ckpt):
+            sdref.load_weights_as_f32(model, sdref.load_safetensors(
+                os.path.join(a.from_model, "vae", "diffusion_pytorch_model.safetensors")))
+            log(f"vae: fine-tunes the decoder of {a.from_model} (encoder frozen)")
+        keep = {id(p) for p in vae_decoder_params(model)}
+        for p in model.parameters():
+            p.requires_grad_(id(p) in keep)
     imgs = torch.from_numpy(data.images).to(DEV)
     tr = torch.from_numpy(data.train).to(DEV)
     total = int(STEPS["vae"] * a.budget_scale)
@@ -383,7 +423,7 @@ def stage_vae(a, data):
 
 def load_vae(a, scaling=1.0):
     model = sdref_vae.AutoencoderKL(sdref_vae.VAEConfig(scaling_factor=scaling, **VAE))
-    if a.from_model:
+    if a.from_model and not Stage(a.work, "vae").finished():
         sdref.load_weights_as_f32(model, sdref.load_safetensors(
             os.path.join(a.from_model, "vae", "diffusion_pytorch_model.safetensors")))
     else:
@@ -581,6 +621,9 @@ def main():
                     help="set one stage's batch size (default BATCH, or BATCH_GPU on a GPU)")
     ap.add_argument("--time-budget", action="append", default=[], metavar="STAGE=SECONDS",
                     help="fit that stage's step count to SECONDS from its measured speed")
+    ap.add_argument("--rebudget", type=int, default=0, metavar="N",
+                    help="with --time-budget: re-estimate the stage's step total every N steps from the "
+                         "recent speed, and on resume from the time it has left (a shared machine)")
     ap.add_argument("--lr", action="append", default=[], metavar="STAGE=X",
                     help="set one stage's peak learning rate")
     ap.add_argument("--offset-noise", default="0", metavar="X[:T]",
@@ -593,8 +636,9 @@ def main():
                     help="unet stage: weight each sample's loss by (1-abar)/abar clipped to [1, MAX] "
                          "(more weight on the high-noise steps)")
     ap.add_argument("--from-model", metavar="DIR",
-                    help="go on training the UNet of an exported model folder: its CLIP and VAE "
-                         "are used as they are (stages cache, unet, export)")
+                    help="go on training an exported model folder: its CLIP is used as it is, the vae "
+                         "stage fine-tunes its VAE's decoder (encoder frozen), the unet stage its UNet "
+                         "(stages vae, cache, unet, export)")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
                     help="where to train (default cpu); cuda uses BATCH_GPU and LR_GPU")
     a = ap.parse_args()
@@ -634,6 +678,10 @@ def main():
             sys.exit(f"train.py: --high-t takes T:P with 0 <= T < {SCHED['num_train_timesteps']} "
                      f"and 0 < P <= 1, e.g. 600:0.5")
     TIME_BUDGET.update(stage_kv("time-budget", a.time_budget, float))
+    if a.rebudget < 0:
+        sys.exit("train.py: --rebudget takes N >= 0 steps")
+    global REBUDGET_EVERY
+    REBUDGET_EVERY = a.rebudget
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         if TIME_BUDGET:
             sys.exit("train.py: --time-budget with several processes (WORLD_SIZE > 1): each would "
@@ -651,8 +699,8 @@ def main():
         torch.backends.cudnn.benchmark = True
     a.batch = dict(BATCH_GPU if DEV.type == "cuda" else BATCH, **stage_kv("batch", a.batch, int))
     a.lr = dict(LR_GPU if DEV.type == "cuda" else LR, **stage_kv("lr", a.lr, float))
-    if a.from_model and any(s in a.stages.split(",") for s in ("tokenizer", "clip", "vae")):
-        sys.exit("train.py: --from-model takes the stages cache, unet and export")
+    if a.from_model and any(s in a.stages.split(",") for s in ("tokenizer", "clip")):
+        sys.exit("train.py: --from-model takes the stages vae (its decoder), cache, unet and export")
     torch.set_num_threads(a.threads)
     data_dir = a.data or os.path.join(a.work, "data")
     if not any(os.path.exists(os.path.join(data_dir, f)) for f in ("images.npy", "images.npz")):

@@ -1,0 +1,64 @@
+/* What learned.c (weights, scores, the detector) and learned_text.c (words and features)
+ * share: the loaded model and the word list. Not part of the safety layer's interface. */
+#ifndef SD_SAFETY_LEARNED_INTERNAL_H
+#define SD_SAFETY_LEARNED_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safety/learned.h"
+
+#define SD_LEARNED_MAX_WORD 64   /* code points of a word that make features */
+#define SD_LEARNED_CP_LIMIT 0x30000 /* the norm table covers code points below this */
+#define SD_LEARNED_MAX_NGRAM 8
+/* n-gram features of one word at most (s = '<' w '>' of <= 66 code points) + the word */
+#define SD_LEARNED_MAX_WORD_FEATURES (SD_LEARNED_MAX_NGRAM * (SD_LEARNED_MAX_WORD + 2) + 1)
+
+enum { SD_LCLASS_SEP = 0, SD_LCLASS_WORD = 1, SD_LCLASS_SYMBOL = 2, SD_LCLASS_IGNORE = 3 };
+
+struct sd_learned_model {
+  char *path;
+  int B, D, H, C, window, nmin, nmax;
+  uint32_t mask;
+  float *E;            /* [2^B, D], widened from float16 */
+  float *W1, *b1;      /* [H, D], [H] */
+  float *W2, *b2;      /* [C, H], [C] */
+  int32_t *norm_from, *norm_off, *norm_to;
+  int n_norm, n_norm_to;
+  int32_t *class_start, *class_kind;
+  int n_class;
+  int32_t *conf_from, *conf_to;
+  int n_conf;
+  char **cats;
+  /* ASCII fast paths, filled from the tables at load: the class, and the norm entry index
+   * (-1: none) */
+  int ascii_class[128], ascii_norm[128];
+  float file_threshold; /* NAN: none */
+  uint64_t fingerprint;
+};
+
+/* A prompt's words: word i is cp[w[i].off .. w[i].off + w[i].len) with byte span
+ * [w[i].start, w[i].end) in the prompt. */
+typedef struct {
+  int off, len;
+  size_t start, end;
+} sd_lword;
+
+typedef struct {
+  uint32_t *cp;
+  int ncp, cap_cp;
+  sd_lword *w;
+  int n, cap;
+} sd_lwords;
+
+int sd_learned_split(const struct sd_learned_model *m, const char *prompt, sd_lwords *out);
+void sd_lwords_free(sd_lwords *w);
+/* The n-gram and word feature indices of word j into out (at most SD_LEARNED_MAX_WORD_FEATURES);
+ * returns their count. */
+int sd_learned_word_features(const struct sd_learned_model *m, const sd_lwords *w, int j, uint32_t *out);
+/* The bigram feature of word j >= 1 (words j-1 and j). */
+uint32_t sd_learned_bigram(const struct sd_learned_model *m, const sd_lwords *w, int j);
+/* UTF-8 of code points (no NUL); returns the bytes written (at most 4 * n). */
+size_t sd_learned_utf8(const uint32_t *cp, int n, char *out);
+
+#endif

@@ -1,0 +1,501 @@
+/* The lexical detector's text normaliser (normalize.h). */
+#include "safety/normalize.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unicode/uchar.h>
+#include <unicode/uspoof.h>
+#include <utf8proc.h>
+
+#include "core/error.h"
+
+int sd_sb_putn(sd_sbuf *b, const char *s, size_t n) {
+  if (b->n + n + 1 > b->cap) {
+    size_t nc = b->cap ? b->cap : 64;
+    while (nc < b->n + n + 1) nc *= 2;
+    char *np = realloc(b->p, nc);
+    if (!np) return -1;
+    b->p = np;
+    b->cap = nc;
+  }
+  if (n) memcpy(b->p + b->n, s, n);
+  b->n += n;
+  b->p[b->n] = 0;
+  return 0;
+}
+int sd_sb_puts(sd_sbuf *b, const char *s) { return sd_sb_putn(b, s, strlen(s)); }
+
+/* ------------------------------------------------------------------------------------- */
+/* confusables: the ASCII letters a non-ASCII letter reads as                              */
+
+static pthread_once_t spoof_once = PTHREAD_ONCE_INIT;
+static USpoofChecker *spoof;
+static pthread_mutex_t fold_lock = PTHREAD_MUTEX_INITIALIZER;
+#define FOLD_CACHE 8192
+static struct {
+  int32_t cp; /* 0 = empty */
+  uint8_t n;
+  char s[3];
+} fold_cache[FOLD_CACHE];
+
+static void spoof_init(void) {
+  UErrorCode st = U_ZERO_ERROR;
+  spoof = uspoof_open(&st);
+  if (U_FAILURE(st)) spoof = NULL;
+}
+
+/* s (UTF-8) case-folded with marks stripped; its ASCII letters into out when it is 1 to 3
+ * ASCII letters and nothing else. */
+static int ascii_letters(const char *s, int len, char out[3]) {
+  utf8proc_uint8_t *m = NULL;
+  if (utf8proc_map((const utf8proc_uint8_t *)s, len, &m, UTF8PROC_COMPAT | UTF8PROC_DECOMPOSE | UTF8PROC_STRIPMARK) < 0)
+    return 0; /* no case folding: it would read ß (the skeleton of β) as "ss" */
+  int n = 0, ok = 1;
+  for (const utf8proc_uint8_t *p = m; *p && ok; p++) {
+    int c = *p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p;
+    ok = c >= 'a' && c <= 'z' && n < 3;
+    if (ok) out[n++] = (char)c;
+  }
+  free(m);
+  return ok ? n : 0;
+}
+
+static int skeleton_fold(int32_t c, char out[3]) {
+  if (!spoof) return 0;
+  char in[8], sk[64];
+  int k = (int)utf8proc_encode_char(c, (utf8proc_uint8_t *)in);
+  UErrorCode st = U_ZERO_ERROR;
+  int32_t n = uspoof_getSkeletonUTF8(spoof, 0, in, k, sk, (int32_t)sizeof sk - 1, &st);
+  if (U_FAILURE(st) || n <= 0 || n >= (int32_t)sizeof sk) return 0;
+  return ascii_letters(sk, n, out);
+}
+
+/* From the Unicode name: "LATIN LETTER SMALL CAPITAL N", "NEGATIVE SQUARED LATIN CAPITAL
+ * LETTER N", "REGIONAL INDICATOR SYMBOL LETTER N", "LATIN SMALL LETTER N WITH ...". */
+static int name_fold(int32_t c, char out[3]) {
+  char name[128];
+  UErrorCode st = U_ZERO_ERROR;
+  int32_t n = u_charName(c, U_UNICODE_CHAR_NAME, name, (int32_t)sizeof name, &st);
+  if (U_FAILURE(st) || n <= 0 || n >= (int32_t)sizeof name) return 0;
+  if (!strstr(name, "LATIN ") && strncmp(name, "REGIONAL INDICATOR SYMBOL LETTER ", 33) != 0) return 0;
+  const char *p = strstr(name, "LETTER ");
+  if (!p) return 0;
+  p += 7;
+  if (!strncmp(p, "SMALL CAPITAL ", 14)) p += 14;
+  else if (!strncmp(p, "CAPITAL ", 8)) p += 8;
+  else if (!strncmp(p, "SMALL ", 6)) p += 6;
+  if (!(p[0] >= 'A' && p[0] <= 'Z') || (p[1] && strncmp(p + 1, " WITH ", 6) != 0)) return 0;
+  out[0] = (char)(p[0] - 'A' + 'a');
+  return 1;
+}
+
+static int cjk(int32_t c) {
+  return (c >= 0x3040 && c <= 0x30FF) || (c >= 0x31F0 && c <= 0x31FF) || (c >= 0x3400 && c <= 0x4DBF) ||
+         (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x20000 && c <= 0x2FFFF) ||
+         (c >= 0xAC00 && c <= 0xD7AF) || (c >= 0x1100 && c <= 0x11FF) || (c >= 0x3130 && c <= 0x318F) ||
+         c == 0x3005;
+}
+
+static int confusable_fold(int32_t c, char out[3]) {
+  pthread_once(&spoof_once, spoof_init);
+  unsigned h = ((unsigned)c * 2654435761u) >> 19; /* 13 bits */
+  pthread_mutex_lock(&fold_lock);
+  for (unsigned i = 0; i < 8; i++) {
+    unsigned j = (h + i) & (FOLD_CACHE - 1);
+    if (fold_cache[j].cp == c) {
+      int n = fold_cache[j].n;
+      memcpy(out, fold_cache[j].s, 3);
+      pthread_mutex_unlock(&fold_lock);
+      return n;
+    }
+    if (!fold_cache[j].cp) break;
+  }
+  int n = skeleton_fold(c, out);
+  if (!n) n = name_fold(c, out);
+  if (!n) {
+    int32_t u = utf8proc_toupper(c);
+    if (u != c) n = skeleton_fold(u, out);
+  }
+  for (unsigned i = 0; i < 8; i++) {
+    unsigned j = (h + i) & (FOLD_CACHE - 1);
+    if (!fold_cache[j].cp) {
+      fold_cache[j].cp = c;
+      fold_cache[j].n = (uint8_t)n;
+      memcpy(fold_cache[j].s, out, 3);
+      break;
+    }
+  }
+  pthread_mutex_unlock(&fold_lock);
+  return n;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* code points                                                                            */
+
+static int classify(int32_t c) {
+  if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == 0xA0) return SD_CL_SPACE;
+  if (c == '@' || c == '$' || c == '!' || c == '+' || c == 0x20AC) return SD_CL_LEET;
+  if (c == '.' || c == '-' || c == '_' || c == '*' || c == '\'' || c == '`' || c == '~' || c == 0xB7 ||
+      c == 0x2022 || c == '|')
+    return SD_CL_INTRA;
+  if (cjk(c)) return SD_CL_CJK;
+  utf8proc_category_t k = utf8proc_category(c);
+  if (k >= UTF8PROC_CATEGORY_LU && k <= UTF8PROC_CATEGORY_LO) return SD_CL_LETTER;
+  if (k == UTF8PROC_CATEGORY_ND) return SD_CL_DIGIT;
+  if (k == UTF8PROC_CATEGORY_ZS) return SD_CL_SPACE;
+  return SD_CL_SEP;
+}
+
+static int push_ncp(sd_norm *o, int *cap, sd_ncp x) {
+  if (o->n == *cap) {
+    int nc = *cap ? 2 * *cap : 64;
+    sd_ncp *nv = realloc(o->v, (size_t)nc * sizeof *nv);
+    if (!nv) return -1;
+    o->v = nv;
+    *cap = nc;
+  }
+  o->v[o->n++] = x;
+  return 0;
+}
+
+/* Decode; recognise emoji; decompose (compatibility), case-fold, strip marks and
+ * ignorables, lump punctuation; give non-ASCII letters their confusable fold. */
+static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o) {
+  size_t len = strlen(text);
+  int32_t *src = malloc((len + 1) * sizeof *src);
+  size_t *off = malloc((len + 2) * sizeof *off);
+  int cap = 0, ns = 0;
+  if (!src || !off) goto oom;
+  for (size_t i = 0; i < len;) {
+    utf8proc_int32_t c;
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &c);
+    off[ns] = i;
+    src[ns++] = k <= 0 ? -1 : c; /* -1: an invalid byte, a separator */
+    i += k <= 0 ? 1 : (size_t)k;
+  }
+  off[ns] = len;
+  for (int i = 0; i < ns;) {
+    int32_t c = src[i];
+    if (c < 0) {
+      if (push_ncp(o, &cap, (sd_ncp){' ', SD_CL_SPACE, 1, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
+      i++;
+      continue;
+    }
+    int used = 0, e = -1;
+    if (em && ((c >= 0xA9 && classify(c) == SD_CL_SEP) || (c < 0x80 && i + 1 < ns && (src[i + 1] == 0xFE0F || src[i + 1] == 0x20E3))))
+      e = sd_emoji_match(em, src + i, ns - i, &used);
+    if (e >= 0) {
+      if (push_ncp(o, &cap, (sd_ncp){c, SD_CL_EMOJI, 1, 0, {0}, e, off[i], off[i + used]})) goto oom;
+      i += used;
+      continue;
+    }
+    if (cjk(c) || c == 0x419 || c == 0x439) { /* kana voicing marks, Hangul syllables, й: kept whole */
+      int32_t d = c == 0x419 ? 0x439 : c;
+      if (push_ncp(o, &cap, (sd_ncp){d, (uint8_t)classify(d), 1, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
+      i++;
+      continue;
+    }
+    utf8proc_int32_t buf[32];
+    int last = 0;
+    utf8proc_ssize_t m = utf8proc_decompose_char(
+        c, buf, 32,
+        UTF8PROC_COMPAT | UTF8PROC_DECOMPOSE | UTF8PROC_CASEFOLD | UTF8PROC_STRIPMARK | UTF8PROC_IGNORE |
+            UTF8PROC_LUMP,
+        &last);
+    if (m < 0 || m > 32) {
+      buf[0] = ' ';
+      m = 1;
+    }
+    for (utf8proc_ssize_t j = 0; j < m; j++) {
+      int32_t d = utf8proc_tolower(buf[j]);
+      sd_ncp x = {d, (uint8_t)classify(d), c >= 0x80, 0, {0}, -1, off[i], off[i + 1]};
+      if (d >= 0x80 && !cjk(d) && (x.cls == SD_CL_LETTER || x.cls == SD_CL_SEP)) {
+        x.nfold = (uint8_t)confusable_fold(d, x.fold);
+        if (x.nfold && x.cls == SD_CL_SEP) x.cls = SD_CL_LETTER; /* 🅽, regional indicators */
+      }
+      if (push_ncp(o, &cap, x)) goto oom;
+    }
+    i++;
+  }
+  free(src);
+  free(off);
+  return SD_OK;
+oom:
+  free(src);
+  free(off);
+  return sd_fail(SD_E_NOMEM, "lexical: out of memory");
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* pieces and units                                                                        */
+
+static int wordish(int cls) { return cls == SD_CL_LETTER || cls == SD_CL_DIGIT || cls == SD_CL_LEET; }
+
+static int segment(sd_norm *o) {
+  const sd_ncp *v = o->v;
+  int n = o->n;
+  sd_piece *ps = malloc(((size_t)n + 1) * sizeof *ps);
+  if (!ps) return sd_fail(SD_E_NOMEM, "lexical: out of memory");
+  int np = 0, gap = 3, gap_len = 0;
+#define GAP_BEFORE() (np == 0 ? 3 : gap_len > 3 ? 3 : gap_len ? gap : 0)
+  for (int i = 0; i < n;) {
+    int c = v[i].cls;
+    if (c == SD_CL_EMOJI) {
+      ps[np] = (sd_piece){i, i + 1, GAP_BEFORE(), SD_PIECE_EMOJI, 1, 0, 0};
+      np++;
+      gap = gap_len = 0;
+      i++;
+      continue;
+    }
+    if (c == SD_CL_CJK) {
+      int j = i;
+      while (j < n && v[j].cls == SD_CL_CJK) j++;
+      ps[np] = (sd_piece){i, j, GAP_BEFORE(), SD_PIECE_CJK, 1, 0, 0};
+      np++;
+      gap = gap_len = 0;
+      i = j;
+      continue;
+    }
+    if (wordish(c)) {
+      int j = i, alnum = 0, na = 0, fo = 0;
+      while (j < n && wordish(v[j].cls)) {
+        alnum |= v[j].cls != SD_CL_LEET;
+        na |= v[j].nonascii && v[j].cls == SD_CL_LETTER;
+        fo |= v[j].nfold > 0;
+        j++;
+      }
+      /* a lone symbol run ("!!!", "$") is punctuation, unless it leads into letters */
+      if (alnum || (j - i == 1 && v[i].cls == SD_CL_LEET && gap_len == 1)) {
+        ps[np] = (sd_piece){i, j, GAP_BEFORE(), SD_PIECE_WORD, na, fo, 0};
+        np++;
+        gap = gap_len = 0;
+      } else {
+        gap = 3;
+        gap_len++;
+      }
+      i = j;
+      continue;
+    }
+    int g = c == SD_CL_INTRA ? 1 : c == SD_CL_SPACE ? 2 : 3;
+    if (g > gap) gap = g;
+    gap_len++;
+    i++;
+  }
+#undef GAP_BEFORE
+  /* units: each piece; parts joined by intra-word separators only ("b.l.o.o.d", "self-harm",
+   * "b|ood"); runs of >= 3 single characters separated by whitespace ("b l o o d"), also
+   * without up to two single letters at either end ("a n u d e" -> "nude"). */
+  sd_unit *us = malloc(((size_t)np * 12 + 1) * sizeof *us);
+  if (!us) {
+    free(ps);
+    return sd_fail(SD_E_NOMEM, "lexical: out of memory");
+  }
+  int nu = 0;
+  for (int p = 0; p < np; p++) us[nu++] = (sd_unit){p, p + 1, 0};
+  for (int p = 0; p < np;) {
+    int q = p + 1;
+    while (q < np && ps[q].gap == 1 && ps[q].kind == SD_PIECE_WORD && ps[p].kind == SD_PIECE_WORD) q++;
+    if (q - p >= 2) us[nu++] = (sd_unit){p, q, 1};
+    p = q;
+  }
+  for (int p = 0; p < np;) {
+    if (ps[p].kind != SD_PIECE_WORD || ps[p].b - ps[p].a != 1) {
+      p++;
+      continue;
+    }
+    int q = p + 1;
+    while (q < np && ps[q].kind == SD_PIECE_WORD && ps[q].b - ps[q].a == 1 && ps[q].gap <= 2) q++;
+    for (int a = p; a <= p + 2 && a < q; a++)
+      for (int b = q; b >= q - 2 && b > a; b--) {
+        if (b - a < 3) continue;
+        int dup = 0;
+        for (int k = np; k < nu; k++) dup |= us[k].p0 == a && us[k].p1 == b;
+        if (!dup) us[nu++] = (sd_unit){a, b, 1};
+      }
+    p = q;
+  }
+  o->ps = ps;
+  o->np = np;
+  o->us = us;
+  o->nu = nu;
+  return SD_OK;
+}
+
+int sd_norm_text(const char *text, const sd_emoji_table *em, sd_norm *out) {
+  memset(out, 0, sizeof *out);
+  int rc = normalize_cps(text, em, out);
+  if (!rc) rc = segment(out);
+  if (rc) sd_norm_free(out);
+  return rc;
+}
+
+void sd_norm_free(sd_norm *n) {
+  free(n->v);
+  free(n->ps);
+  free(n->us);
+  memset(n, 0, sizeof *n);
+}
+
+static int leet_char(int32_t c, int alt) {
+  switch (c) {
+    case '0': return 'o';
+    case '1': return alt ? 'l' : 'i';
+    case '3': return 'e';
+    case '4': return 'a';
+    case '5': return 's';
+    case '6': return 'g';
+    case '7': return 't';
+    case '8': return 'b';
+    case '9': return 'g';
+    case '@': return 'a';
+    case '$': return 's';
+    case '!': return 'i';
+    case '|': return 'l';
+    case '+': return 't';
+    case 0x20AC: return 'e';
+    default: return 0;
+  }
+}
+
+int sd_norm_unit_text(const sd_norm *nm, const sd_unit *u, int mode, sd_sbuf *out) {
+  const sd_ncp *v = nm->v;
+  const sd_piece *ps = nm->ps;
+  int leet = mode & 3, fold = mode & SD_TEXT_FOLD;
+  out->n = 0;
+  if (sd_sb_puts(out, "")) return -1;
+  int last = ps[u->p1 - 1].b; /* trailing symbols are punctuation ("blood!"), not leetspeak */
+  while (last > ps[u->p1 - 1].a && v[last - 1].cls == SD_CL_LEET) last--;
+  for (int p = u->p0; p < u->p1; p++) {
+    if (p > u->p0 && leet) /* "b|ood": a bar between joined parts reads as l */
+      for (int i = ps[p - 1].b; i < ps[p].a; i++)
+        if (v[i].cp == '|' && sd_sb_puts(out, "l")) return -1;
+    for (int i = ps[p].a; i < ps[p].b && i < last; i++) {
+      int32_t c = v[i].cp;
+      if (fold && v[i].nfold) {
+        if (sd_sb_putn(out, v[i].fold, v[i].nfold)) return -1;
+        continue;
+      }
+      if (leet && (v[i].cls == SD_CL_DIGIT || v[i].cls == SD_CL_LEET)) {
+        int l = leet_char(c, leet == SD_TEXT_LEET_L);
+        if (l) c = l;
+        else if (v[i].cls == SD_CL_LEET) continue;
+      } else if (v[i].cls == SD_CL_LEET) {
+        continue;
+      }
+      utf8proc_uint8_t enc[4];
+      utf8proc_ssize_t k = utf8proc_encode_char(c, enc);
+      if (sd_sb_putn(out, (const char *)enc, (size_t)k)) return -1;
+    }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* negation                                                                                */
+
+static int in_list(const char *w, const char *const *list) {
+  for (; *list; list++)
+    if (!strcmp(w, *list)) return 1;
+  return 0;
+}
+
+/* en, es, fr, de, it, pt, ru, ar (diacritics already stripped) */
+static const char *const neg_cues[] = {
+    "no", "not", "without", "non", "never", "nor", "sin", "ni", "nunca", "sans", "pas", "aucun", "aucune",
+    "jamais", "kein", "keine", "keinen", "keiner", "keinem", "keines", "nicht", "ohne", "nie", "senza", "nessun",
+    "nessuna", "nessuno", "sem", "nao", "nem", "nenhum", "nenhuma", "не", "без", "нет", "ни", "لا", "بدون",
+    "غير", "ليس", "بلا", NULL};
+static const char *const neg_only[] = {"only", "just", "merely", "simply", "solely", "solo", "solamente",
+                                       "seulement", "nur", "soltanto", "apenas", "только", "فقط", NULL};
+static const char *const neg_stop[] = {"but", "except", "yet", "though", "although", "however", "instead", "rather",
+                                       "pero", "sino", "mais", "aber", "sondern", "ma", "però", "mas", "porem",
+                                       "но", "لكن", "بل", NULL};
+
+void sd_norm_negation(sd_norm *n) {
+  sd_sbuf t = {0}, t2 = {0};
+  for (int p = 0; p < n->np; p++) n->ps[p].neg = 0;
+  for (int p = 0; p < n->np; p++) {
+    if (n->ps[p].kind != SD_PIECE_WORD) continue;
+    sd_unit u = {p, p + 1, 0};
+    if (sd_norm_unit_text(n, &u, 0, &t)) break;
+    int cue = in_list(t.p, neg_cues);
+    /* "don't", "isn't": the piece "t" after an apostrophe, after a word ending in n */
+    if (!cue && !strcmp(t.p, "t") && p > 0 && n->ps[p].gap == 1 && n->v[n->ps[p].a - 1].cp == '\'') {
+      sd_unit w = {p - 1, p, 0};
+      if (!sd_norm_unit_text(n, &w, 0, &t2) && t2.n > 1 && t2.p[t2.n - 1] == 'n') cue = 1;
+    }
+    if (!cue || p + 1 >= n->np || n->ps[p + 1].gap > 2) continue;
+    sd_unit nx = {p + 1, p + 2, 0};
+    if (n->ps[p + 1].kind == SD_PIECE_WORD) {
+      if (sd_norm_unit_text(n, &nx, 0, &t2)) break;
+      if (in_list(t2.p, neg_only) || in_list(t2.p, neg_cues)) { /* "not only", "not without" */
+        p++;
+        continue;
+      }
+    }
+    for (int q = p + 1, k = 0; q < n->np && k < SD_NEG_SCOPE && n->ps[q].gap <= 2; q++, k++) {
+      if (n->ps[q].kind == SD_PIECE_WORD) {
+        sd_unit w = {q, q + 1, 0};
+        if (sd_norm_unit_text(n, &w, 0, &t2)) break;
+        if (in_list(t2.p, neg_stop)) break;
+      }
+      n->ps[q].neg = 1;
+    }
+  }
+  free(t.p);
+  free(t2.p);
+}
+
+/* CJK cues: UTF-8 strings matched right before / right after a substring. */
+static const char *const cjk_pre[] = {"不", "没有", "没", "無", "无", "非", "未", "别", "비", "무", NULL};
+static const char *const cjk_post[] = {"なし", "無し", "のない", "がない", "ない", "없는", "없이", "없음", "없고", NULL};
+
+static int cps_equal(const sd_ncp *v, int a, int b, const char *s) {
+  for (int i = a; i < b; i++) {
+    utf8proc_int32_t c;
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, -1, &c);
+    if (k <= 0 || c != v[i].cp) return 0;
+    s += k;
+  }
+  return *s == 0;
+}
+
+static int n_cps(const char *s) {
+  int n = 0;
+  for (; *s; n++) {
+    utf8proc_int32_t x;
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, -1, &x);
+    s += k > 0 ? k : 1;
+  }
+  return n;
+}
+
+int sd_norm_cjk_negated(const sd_norm *n, int p, int i, int j) {
+  const sd_piece *ps = &n->ps[p];
+  for (const char *const *c = cjk_pre; *c; c++) {
+    int len = n_cps(*c);
+    if (i - len >= ps->a && cps_equal(n->v, i - len, i, *c)) return 1;
+  }
+  for (const char *const *c = cjk_post; *c; c++) {
+    int len = n_cps(*c);
+    if (j + len <= ps->b && cps_equal(n->v, j, j + len, *c)) return 1;
+  }
+  return 0;
+}
+
+int sd_script_of(const char *word) {
+  utf8proc_int32_t c;
+  for (const char *s = word; *s;) {
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, -1, &c);
+    if (k <= 0) return SD_SCRIPT_OTHER;
+    s += k;
+    if (c < 0x80 ? !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) : 0) continue;
+    if (c < 0x250 || (c >= 0x1E00 && c <= 0x1EFF)) return SD_SCRIPT_LATIN;
+    if (c >= 0x400 && c <= 0x52F) return SD_SCRIPT_CYRILLIC;
+    if (c >= 0x600 && c <= 0x6FF) return SD_SCRIPT_ARABIC;
+    if (c >= 0x370 && c <= 0x3FF) return SD_SCRIPT_GREEK;
+    return SD_SCRIPT_OTHER;
+  }
+  return *word ? SD_SCRIPT_LATIN : SD_SCRIPT_OTHER; /* digits and symbols only: "1488" */
+}

@@ -1,0 +1,60 @@
+/* WordNet (libwordnet, Debian wordnet-dev + wordnet-base) for the lexical detector: the
+ * bank's `expand =` seeds grown into their hyponyms, the dictionary words derived from or
+ * compounded with a term whose definition is about the term's category ("nudist": "a person
+ * who practices nudity"; "gunpoint": "the gun muzzle's direction"), and the English dictionary
+ * that decides whether a word is a word (compounds the CLIP tokenizer splits are split only
+ * into words). docs/safety-detectors.md has the rules.
+ *
+ * The bank-dependent part (seeds and derived words) is resolved once and cached in a file
+ * keyed by the bank's hash and SD_WN_RULE_VERSION (bump it when a rule changes). The
+ * dictionary does not depend on the bank: it is read once per process.
+ */
+#ifndef SD_SAFETY_WORDNET_H
+#define SD_SAFETY_WORDNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "safety/bank.h"
+
+#define SD_WN_RULE_VERSION 4
+
+/* What the detector offers the resolution (all called with the detector's lexicon). */
+typedef struct {
+  void *ctx;
+  /* add a term: category, lemma, source ("wordnet:gun#1", "wordnet:gloss of nude") */
+  int (*add)(void *ctx, int cat, const char *lemma, const char *src);
+  /* bit c set when `word` (n bytes) is a single-word term of category c, as written */
+  uint32_t (*term_cats)(void *ctx, const char *word, size_t n);
+  /* whether `text` holds a (non-negated) term of category c other than `word` and the
+   * terms that stem like it */
+  int (*judge)(void *ctx, int cat, const char *text, const char *word);
+} sd_wn_hooks;
+
+/* Resolve the bank's WordNet terms (from the cache when valid; cache_path "" = no cache)
+ * and hand each to hooks->add. status (cap bytes) gets "" or why WordNet was not used. */
+int sd_wn_resolve(const sd_bank *bank, const char *cache_path, const sd_wn_hooks *hooks, char *status, size_t cap);
+
+/* The default cache file of a bank (sd_lexical_default_cache). */
+int sd_wn_default_cache(const sd_bank *bank, char *buf, size_t cap);
+
+/* The English dictionary: WordNet's one-word lemmas (all parts of speech, and the
+ * irregular inflections of its .exc files), their Snowball English stems, and the stems of
+ * everyday words (a sense seen in WordNet's tagged corpus, tagsense_cnt > 0, or an irregular
+ * inflection: "arm", "sang"; not the genus "nuda"). Built once from WordNet and kept in
+ * $cache/wordnet-dict-v1.bin (sorted strings, read back in a millisecond; a damaged file is
+ * rebuilt), loaded once per process. */
+enum { SD_WN_LEMMAS = 0, SD_WN_STEMS, SD_WN_COMMON, SD_WN_NSETS };
+typedef struct {
+  char *blob;     /* the strings, NUL-terminated, sorted */
+  uint32_t *off;  /* offset of string i */
+  uint32_t n;
+} sd_wn_set;
+typedef struct {
+  sd_wn_set set[SD_WN_NSETS];
+} sd_wn_dict;
+/* NULL (and *why set) when WordNet is missing and no dictionary file is cached. */
+const sd_wn_dict *sd_wn_dictionary(const char **why);
+int sd_wn_dict_has(const sd_wn_dict *d, int set, const char *word);
+
+#endif

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# `safesd check -f FILE|-`: many prompts through the gate with the bank and detectors built
+# once. One verdict per prompt in order (blank and '#' lines skipped), JSON Lines with --json,
+# the same verdicts as checking each prompt alone, errors that name the file and line, and the
+# window rule (text past the encoder's 77 tokens is reported, not judged).
+source "$(dirname "$0")/../conformance/lib.sh"
+B=$SAFESD_BIN
+O="$TMP/check_file"; rm -rf "$O"; mkdir -p "$O"
+
+printf '%s\n' "# a comment" "a red apple on a wooden table" "" "a man holding a bloody knife" \
+  "a nak3d woman on a beach" "a cup of coffee" > "$O/p.txt"
+expect_rc 0 "check -f, JSON Lines" $B check --json -f "$O/p.txt"
+[ "$(printf '%s\n' "$OUT" | wc -l)" = 4 ] && ok || bad "expected 4 lines, got: $OUT"
+"$PYTHON" - "$OUT" <<'PY' && ok || bad "JSON Lines content: $OUT"
+import json, sys
+rows = [json.loads(l) for l in sys.argv[1].splitlines()]
+want = ["a red apple on a wooden table", "a man holding a bloody knife", "a nak3d woman on a beach", "a cup of coffee"]
+assert [r["prompt"] for r in rows] == want, [r["prompt"] for r in rows]
+assert [r["flagged"] for r in rows] == [False, True, True, False], [r["flagged"] for r in rows]
+assert "violence" in rows[1]["categories"] and "sexual" in rows[2]["categories"]
+PY
+# the same verdicts and safe texts as one prompt per call
+i=0
+while IFS= read -r line; do
+  case "$line" in ''|'#'*) continue ;; esac
+  one=$($B check --json "$line" | "$PYTHON" -c 'import json,sys; o=json.load(sys.stdin); print(o["flagged"], o["safe_text"])')
+  many=$("$PYTHON" -c 'import json,sys; o=json.loads(sys.argv[1].splitlines()[int(sys.argv[2])]); print(o["flagged"], o["safe_text"])' "$OUT" $i)
+  [ "$one" = "$many" ] && ok || bad "prompt $i: alone '$one', in a file '$many'"
+  i=$((i + 1))
+done < "$O/p.txt"
+# standard input, text output: one verdict block per prompt
+expect_rc 0 "check -f -" $B check -f - < "$O/p.txt"
+[ "$(grep -c '^verdict:' <<<"$OUT")" = 4 ] && [ "$(grep -c 'FLAGGED' <<<"$OUT")" = 2 ] && ok || bad "stdin text output: $OUT"
+
+# errors name the file and the line; nothing judged past a bad line is half-printed
+printf 'a cat\n' > "$O/nul.txt"; printf 'a\0b\n' >> "$O/nul.txt"
+expect_rc 1 "NUL byte" $B check -f "$O/nul.txt"
+one_line_error "nul.txt:2" "NUL byte"
+printf '\xff\xfe bad utf-8\n' > "$O/utf.txt"
+expect_rc 1 "invalid UTF-8" $B check -f "$O/utf.txt"
+one_line_error "utf.txt:1" "invalid UTF-8"
+head -c 70000 /dev/zero | tr '\0' 'a' > "$O/long.txt"
+expect_rc 1 "line over 64 KiB" $B check -f "$O/long.txt"
+one_line_error "long.txt:1" "over-long line"
+expect_rc 1 "missing file" $B check -f "$O/none.txt"
+one_line_error "none.txt" "missing file"
+expect_rc 2 "-f and a prompt" $B check -f "$O/p.txt" "a prompt"
+expect_rc 2 "-f without a file" $B check -f
+
+# the window: a trigger word past 77 tokens is not judged, and is reported
+LONG="a red apple$(for i in $(seq 40); do printf ', green leaf'; done), gore"
+expect_rc 0 "long prompt" $B check --json "$LONG"
+"$PYTHON" -c '
+import json, sys
+o = json.loads(sys.argv[1])
+assert not o["flagged"] and o["beyond_window"].endswith("gore"), o
+' "$OUT" && ok || bad "window: $OUT"
+expect_rc 0 "trigger inside the window" $B check --json "gore, $LONG"
+"$PYTHON" -c '
+import json, sys
+o = json.loads(sys.argv[1])
+assert o["flagged"], o
+' "$OUT" && ok || bad "window, trigger first: $OUT"
+# issue 16: the safe text keeps every word no detector localised (default detectors)
+P="a man holding a bloody knife in a dark alley, oil painting"
+expect_rc 0 "safe text keeps the context" $B check --json "$P"
+"$PYTHON" - "$OUT" <<'PY' && ok || bad "safe text lost unflagged words: $OUT"
+import json, sys
+o = json.loads(sys.argv[1])
+spans = [(e["start"], e["end"]) for d in o["detectors"] for e in d["evidence"] if e["end"] > e["start"]]
+p = o["prompt"].encode()
+pos, words = 0, []
+for w in p.split(b" "):
+    s, e = pos, pos + len(w); pos = e + 1
+    if not any(a < e and s < b for a, b in spans): words.append(w.decode().strip(","))
+t = o["safe_text"]; at = 0
+for w in words:
+    i = t.find(w, at); assert i >= 0, (w, t); at = i + len(w)
+assert o["flagged"] and "knife" not in t, t
+PY
+summary

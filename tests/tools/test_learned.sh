@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The learned detector's corpus generator (tools/learned/corpus.py), on a small corpus:
+#  - the same seed gives the same bytes, another seed other prompts;
+#  - the held-out concepts (the SHA-256 rule) are the ones in data/learned/manifest.json and
+#    none of their inventory lines (words, phrases, euphemisms, twins, foreign words) reaches
+#    the training or validation prompts; the held-out evaluation sets are not in them either;
+#  - every training concept yields prompts, with its categories as labels;
+#  - an inventory whose euphemism holds a trigger word of its category is refused (exit 1,
+#    naming the concept), as is an unknown category;
+#  - train.py's calibration rule equals src/safety/calibrate.h's on a tie case.
+source "$(dirname "$0")/../conformance/lib.sh"
+need_torch
+W="$TMP/learned_tools"; rm -rf "$W"; mkdir -p "$W"
+C="$SRC/tools/learned/corpus.py"
+expect_rc 0 "corpus, seed 7" "$PYTHON" "$C" --out "$W/a" --seed 7 --per-concept 30 --benign 300
+expect_rc 0 "corpus, seed 7 again" "$PYTHON" "$C" --out "$W/b" --seed 7 --per-concept 30 --benign 300
+expect_rc 0 "corpus, seed 8" "$PYTHON" "$C" --out "$W/c" --seed 8 --per-concept 30 --benign 300
+for f in train.tsv val.tsv heldout_generated.tsv split.txt calib_unsafe.txt calib_benign.txt; do
+  cmp -s "$W/a/$f" "$W/b/$f" && ok || bad "$f differs between two runs with one seed"
+done
+cmp -s "$W/a/train.tsv" "$W/c/train.tsv" && bad "seeds 7 and 8 gave the same corpus" || ok
+"$PYTHON" - "$SRC" "$W/a" <<'PY' && ok || bad "held-out concepts leak into the corpus, or a concept is missing"
+import json, os, sys
+src, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(src, "tools/learned"))
+import corpus, features
+inv = corpus.load_inventory(os.path.join(src, "tools/learned/concepts.txt"))
+train, held = corpus.split(inv)
+split = [l for l in open(os.path.join(out, "split.txt")).read().split("\n") if l and not l.startswith("#")]
+man = json.load(open(os.path.join(src, "data/learned/manifest.json")))
+assert split == [c.id for c in held] == man["heldout_concepts"], (split, man["heldout_concepts"])
+text = open(os.path.join(out, "train.tsv"), encoding="utf-8").read() + open(os.path.join(out, "val.tsv"), encoding="utf-8").read()
+srcs = {l.split("\t")[1].split(":")[0] for l in text.split("\n") if l}
+for c in held:
+    assert c.id not in srcs and not any(c.id in s for s in srcs), c.id
+    for k in ("phrases", "euphemisms", "twins"):
+        for x in c.items[k]:
+            assert x not in text, (c.id, k, x)
+for c in train:
+    assert c.id in srcs, c.id
+# the hand-written held-out sets are not in the corpus
+for f in os.listdir(os.path.join(src, "data/prompts/learned")):
+    if f.endswith(".txt"):
+        for l in open(os.path.join(src, "data/prompts/learned", f), encoding="utf-8"):
+            l = l.strip()
+            if l and not l.startswith("#") and len(l) > 25:
+                assert "\t" + l + "\n" not in text, (f, l)
+# labels: a training concept's prompts carry its categories
+rows = [l.split("\t") for l in open(os.path.join(out, "train.tsv"), encoding="utf-8").read().split("\n") if l]
+want = {c.id: ",".join(str(i) for i in sorted(set(c.cats))) for c in train}
+for lab, s, p in rows:
+    cid = s.split(":")[0]
+    if cid in want and not s.endswith(":twin"):
+        assert lab == want[cid], (lab, s, p)
+    if s.endswith(":twin") or s == "benign":
+        assert lab == "", (lab, s)
+PY
+# a bad inventory is refused with the concept named
+printf '[violence/x]\nwords = stab\neuphemisms = he tried to stab her\n' > "$W/bad.txt"
+expect_rc 1 "euphemism with a trigger" "$PYTHON" "$C" --out "$W/d" --inventory "$W/bad.txt"
+grep -q "violence/x: euphemism 'he tried to stab her' contains trigger 'stab'" <<<"$ERR" && ok || bad "message: $ERR"
+printf '[violens/x]\nwords = stab\n' > "$W/bad2.txt"
+expect_rc 1 "unknown category" "$PYTHON" "$C" --out "$W/d" --inventory "$W/bad2.txt"
+grep -q "bad2.txt:1: unknown category 'violens'" <<<"$ERR" && ok || bad "message: $ERR"
+# train.py's calibration rule is calibrate.h's: ties are not split
+"$PYTHON" - "$SRC" <<'PY' && ok || bad "train.calibrate differs from calibrate.h's rule"
+import os, sys
+import numpy as np
+sys.path.insert(0, os.path.join(sys.argv[1], "tools/learned"))
+import train
+t, fp, tp = train.calibrate([0.5, 0.6, 0.4], [0.5, 0.5, 0.5, 0.2, 0.1, 0.0], 1 / 6)
+assert t == float(np.nextafter(np.float32(0.5), np.float32(1))) and fp == 0 and tp == 1, (t, fp, tp)
+t, fp, tp = train.calibrate([0.75, 0.85], [0.1 * i for i in range(1, 11)], 0.2)
+assert fp == 2 and tp == 1, (t, fp, tp)
+PY
+summary

@@ -1,0 +1,361 @@
+/* The learned detector: the feature hash (FNV-1a 32 values from tools/learned/features.py),
+ * words of the shipped model (joined spellings, small capitals, leetspeak, spans), loading of
+ * malformed weights files (each check names its problem), attribution spans and thresholds on
+ * a synthetic model whose weights make the answer known, and the shipped file's defaults. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "safety/bank.h"
+#include "safety/learned.h"
+#include "testutil.h"
+
+static void test_hash(void **state) {
+  (void)state;
+  /* values of tools/learned/features.py fnv1a32(kind + utf-8) */
+  assert_int_equal(sd_learned_hash('c', "ab", 2), 0xf4743fb1u);
+  assert_int_equal(sd_learned_hash('w', "", 0), 0xf20c3f36u);
+  assert_int_equal(sd_learned_hash('b', "nude", 4), 0x999ff007u);
+  assert_int_equal(sd_learned_hash('c', "<\xc9\xb4", 3), 0x83414d17u);
+}
+
+/* ---- the shipped model's words ----------------------------------------------------------- */
+
+static sd_learned_model *shipped(void) {
+  sd_learned_model *m = NULL;
+  if (sd_learned_load(sd_test_src("data/learned/detector.safetensors"), &m)) fail_msg("%s", sd_errmsg());
+  return m;
+}
+
+static void expect_words(const sd_learned_model *m, const char *prompt, const char *want) {
+  sd_learned_word *w;
+  int n;
+  assert_int_equal(sd_learned_words(m, prompt, &w, &n), SD_OK);
+  char got[1024] = "";
+  for (int i = 0; i < n; i++)
+    snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s[%zu,%zu)", i ? " " : "", w[i].text, w[i].start, w[i].end);
+  sd_learned_words_free(w, n);
+  if (strcmp(got, want)) fail_msg("words of \"%s\": got \"%s\", want \"%s\"", prompt, got, want);
+}
+
+static void test_words(void **state) {
+  (void)state;
+  sd_learned_model *m = shipped();
+  expect_words(m, "a n u d e woman", "anude[0,9) woman[10,15)");
+  expect_words(m, "\xc9\xb4\xe1\xb4\x9c\xe1\xb4\x85\xe1\xb4\x87 girl", "nude[0,11) girl[12,16)"); /* small capitals */
+  expect_words(m, "[naked|clothed]", "naked[1,6) clothed[7,14)");
+  expect_words(m, "BREAKnude", "breaknude[0,9)");
+  expect_words(m, "(nude:1.2), 8k", "nude[1,5) 8k[12,14)");
+  expect_words(m, "s3x 1girl 1990 xxx nuuuude", "sex[0,3) 1girl[4,9) xxx[15,18) nude[19,26)");
+  expect_words(m, "b.l.o.o.d", "blood[0,9)");
+  expect_words(m, "bl\xe2\x80\x8bood", "blood[0,8)");                  /* zero-width space */
+  expect_words(m, "s\xd0\xb5x", "sex[0,4)");                          /* Cyrillic e */
+  expect_words(m, "\xef\xbd\x82\xef\xbd\x8c\xef\xbd\x8f\xef\xbd\x8f\xef\xbd\x84", "blood[0,15)"); /* fullwidth */
+  expect_words(m, "wow!!! @artist", "wow[0,3) artist[8,14)");
+  expect_words(m, "ab\xff" "cd", "ab[0,2) cd[3,5)");                /* invalid UTF-8 separates */
+  expect_words(m, "", "");
+  /* features: '<ab>' has 3 + 2 + 1 n-grams of 2..4 and none of 5, plus the word; the second
+   * word adds its own and the bigram */
+  uint32_t *idx;
+  int *wd, n;
+  assert_int_equal(sd_learned_features(m, "ab", &idx, &wd, &n), SD_OK);
+  assert_int_equal(n, 7);
+  assert_int_equal(idx[6], sd_learned_hash('w', "ab", 2) & ((1u << 18) - 1));
+  free(idx);
+  free(wd);
+  assert_int_equal(sd_learned_features(m, "ab cd", &idx, &wd, &n), SD_OK);
+  assert_int_equal(n, 15);
+  assert_int_equal(idx[14], sd_learned_hash('b', "ab cd", 5) & ((1u << 18) - 1));
+  assert_int_equal(wd[14], 1);
+  free(idx);
+  free(wd);
+  sd_learned_free(m);
+}
+
+static void test_shipped_defaults(void **state) {
+  (void)state;
+  sd_learned_model *m = NULL;
+  assert_int_equal(sd_learned_load_default(&m), SD_OK);
+  assert_int_equal(sd_learned_n_categories(m), 7);
+  assert_string_equal(sd_learned_category(m, 0), "hate");
+  assert_string_equal(sd_learned_category(m, 6), "illegal activity");
+  float t = sd_learned_file_threshold(m);
+  assert_true(t > 0 && t < 1);
+  assert_true(sd_learned_fingerprint(m) != 0);
+  sd_bank *bank;
+  assert_int_equal(sd_bank_load_default(&bank), SD_OK);
+  sd_detector *d;
+  assert_int_equal(sd_learned_create(bank, m, 1, &d), SD_OK);
+  assert_int_equal(sd_learned_n_mapped(d), 7);
+  assert_true(d->threshold == t);
+  sd_detector_free(d);
+  sd_bank_free(bank);
+}
+
+/* ---- a synthetic model ------------------------------------------------------------------ */
+
+enum {
+  M_NONE, M_NAN_EMBED, M_INF_BIAS, M_HIDDEN_SHAPE, M_NO_OUT, M_VERSION, M_FORMAT, M_HASH, M_BUCKETS, M_EMBED_F32,
+  M_CLASS_ORDER, M_CLASS_KIND, M_NORM_OFFSET, M_NORM_SURROGATE, M_CATS_FEWER, M_CATS_MORE, M_THRESHOLD, M_WINDOW,
+  M_COUNT
+};
+static const char *const k_expect[M_COUNT] = {
+    "", "non-finite value at row", "'out.bias' has a non-finite", "'hidden.weight' has shape [2, 1], expected [n, 2]",
+    "no tensor 'out.weight'", "version '2' is not supported", "not a learned-detector file", "is not fnv1a32",
+    "'embed' has shape [65536, 2], expected [1024, n]", "'embed' is F32, expected F16", "class.start is not strictly",
+    "class.kind entry 2 is 7", "norm.offset", "norm.to entry 0 is not a code point", "names 1 categories, out.weight has 2",
+    "names more than the 2 categories", "threshold = '1.5'", "window = '0'"};
+
+#define SB 16
+#define SD 2
+
+typedef struct {
+  const char *word;
+  float value; /* the word feature's embedding row, component 0 */
+} row;
+
+/* Write a model: B = 16, D = 2, H = 1, C = 2 (violence, nonexistent), window 8; W1 = [1 0],
+ * b1 = 0, W2 = [1; 1], b2 = [-5, -20]; every embedding row zero but the word features of
+ * rows[]. So a prompt's violence logit is max over windows of (sum of its words' values) - 5. */
+static void write_model(const char *path, const row *rows, int nrows, int mutate) {
+  size_t ne = ((size_t)1 << SB) * SD;
+  uint16_t *E = calloc(ne, sizeof *E);
+  assert_non_null(E);
+  for (int i = 0; i < nrows; i++) {
+    uint32_t h = sd_learned_hash('w', rows[i].word, strlen(rows[i].word)) & ((1u << SB) - 1);
+    E[(size_t)h * SD] = sd_f32_to_f16(rows[i].value);
+  }
+  if (mutate == M_NAN_EMBED) E[5 * SD + 1] = 0x7E00;
+  float W1[SD] = {1, 0}, b1[1] = {0}, W2[2] = {1, 1}, b2[2] = {-5, -20};
+  if (mutate == M_INF_BIAS) b2[1] = INFINITY;
+  int32_t nfrom[26], noff[27], nto[26];
+  for (int i = 0; i < 26; i++) nfrom[i] = 'A' + i, noff[i] = i, nto[i] = 'a' + i;
+  noff[26] = 26;
+  if (mutate == M_NORM_OFFSET) noff[26] = 27;
+  if (mutate == M_NORM_SURROGATE) nto[0] = 0xD800;
+  int32_t cstart[12] = {0, 33, 34, 36, 37, 48, 58, 64, 91, 97, 123, 128};
+  int32_t ckind[12] = {0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1};
+  if (mutate == M_CLASS_ORDER) cstart[3] = 34;
+  if (mutate == M_CLASS_KIND) ckind[2] = 7;
+  int32_t cf[1] = {0x0430}, ct[1] = {'a'};
+  int64_t sE[2] = {(int64_t)1 << SB, SD}, sW1[2] = {1, SD}, sb1[1] = {1}, sW2[2] = {2, 1}, sb2[1] = {2};
+  int64_t sW1bad[2] = {2, 1}, sEbig[2] = {65536, SD};
+  int64_t s26[1] = {26}, s27[1] = {27}, s12[1] = {12}, s1[1] = {1};
+  float *Ef = NULL;
+  if (mutate == M_EMBED_F32) {
+    Ef = calloc(ne, sizeof *Ef);
+    assert_non_null(Ef);
+  }
+  float W1bad[2] = {1, 1};
+  const char *names[12] = {"embed", "hidden.weight", "hidden.bias", "out.weight", "out.bias", "norm.from", "norm.offset",
+                           "norm.to", "class.start", "class.kind", "confusable.from", "confusable.to"};
+  sd_tensor t[12] = {
+      mutate == M_EMBED_F32 ? sd_tensor_make(SD_F32, 2, sE, Ef) : sd_tensor_make(SD_F16, 2, sE, E),
+      mutate == M_HIDDEN_SHAPE ? sd_tensor_make(SD_F32, 2, sW1bad, W1bad) : sd_tensor_make(SD_F32, 2, sW1, W1),
+      sd_tensor_make(SD_F32, 1, sb1, b1), sd_tensor_make(SD_F32, 2, sW2, W2), sd_tensor_make(SD_F32, 1, sb2, b2),
+      sd_tensor_make(SD_I32, 1, s26, nfrom), sd_tensor_make(SD_I32, 1, s27, noff), sd_tensor_make(SD_I32, 1, s26, nto),
+      sd_tensor_make(SD_I32, 1, s12, cstart), sd_tensor_make(SD_I32, 1, s12, ckind), sd_tensor_make(SD_I32, 1, s1, cf),
+      sd_tensor_make(SD_I32, 1, s1, ct)};
+  (void)sEbig;
+  const char *keys[10] = {"format", "version", "hash", "buckets_log2", "ngram_min", "ngram_max", "window", "categories",
+                          "threshold", "note"};
+  const char *vals[10] = {mutate == M_FORMAT ? "something-else" : "safesd-learned-detector",
+                          mutate == M_VERSION ? "2" : "1",
+                          mutate == M_HASH ? "murmur3" : "fnv1a32",
+                          mutate == M_BUCKETS ? "10" : "16",
+                          "2",
+                          "5",
+                          mutate == M_WINDOW ? "0" : "8",
+                          mutate == M_CATS_FEWER ? "violence" : mutate == M_CATS_MORE ? "violence,nonexistent,x" : "violence,nonexistent",
+                          mutate == M_THRESHOLD ? "1.5" : "0.5",
+                          "synthetic"};
+  size_t nt = 12;
+  if (mutate == M_NO_OUT) {
+    names[3] = names[11];
+    t[3] = t[11];
+    nt = 11;
+  }
+  assert_int_equal(sd_st_write_meta(path, nt, names, t, 10, keys, vals), SD_OK);
+  free(E);
+  free(Ef);
+}
+
+static void test_malformed(void **state) {
+  (void)state;
+  const char *p = sd_test_tmp("learned_bad.safetensors");
+  for (int k = 0; k < M_COUNT; k++) {
+    write_model(p, NULL, 0, k);
+    sd_learned_model *m = NULL;
+    int rc = sd_learned_load(p, &m);
+    if (k == M_NONE) {
+      assert_int_equal(rc, SD_OK);
+      sd_learned_free(m);
+      continue;
+    }
+    if (rc != SD_E_FORMAT || !strstr(sd_errmsg(), k_expect[k]) || !strstr(sd_errmsg(), p))
+      fail_msg("mutation %d: rc %d, message \"%s\" (want \"%s\")", k, rc, sd_errmsg(), k_expect[k]);
+    assert_null(m);
+  }
+  /* truncated: the shipped file cut in half */
+  size_t len;
+  char *all = sd_test_read_file(sd_test_src("data/learned/detector.safetensors"), &len);
+  assert_non_null(all);
+  const char *q = sd_test_tmp("learned_truncated.safetensors");
+  FILE *f = fopen(q, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(all, 1, len / 2, f), len / 2);
+  fclose(f);
+  free(all);
+  sd_learned_model *m = NULL;
+  assert_true(sd_learned_load(q, &m) < 0);
+  assert_non_null(strstr(sd_errmsg(), "learned detector: "));
+  assert_null(m);
+  /* a missing file and a directory */
+  assert_int_equal(sd_learned_load(sd_test_tmp("no-such-file.safetensors"), &m), SD_E_IO);
+  assert_true(sd_learned_load(sd_test_tmp(""), &m) < 0);
+  assert_null(m);
+}
+
+static sd_detector *synthetic(const row *rows, int n, sd_bank **bank) {
+  const char *p = sd_test_tmp("learned_synth.safetensors");
+  write_model(p, rows, n, M_NONE);
+  sd_learned_model *m;
+  assert_int_equal(sd_learned_load(p, &m), SD_OK);
+  assert_int_equal(sd_bank_load_default(bank), SD_OK);
+  sd_detector *d;
+  assert_int_equal(sd_learned_create(*bank, m, 1, &d), SD_OK);
+  assert_int_equal(sd_learned_n_mapped(d), 1); /* "nonexistent" is not in the bank */
+  return d;
+}
+
+/* Fired, one evidence entry with an empty span, its `via` holding `why`. */
+static void expect_unlocalised(sd_detector *d, const char *prompt, const char *why) {
+  sd_detection det;
+  assert_int_equal(sd_detector_run(d, prompt, NULL, &det), SD_OK);
+  assert_true(det.fired);
+  assert_int_equal(det.n_ev, 1);
+  assert_int_equal(det.ev[0].start, 0);
+  assert_int_equal(det.ev[0].end, 0);
+  assert_string_equal(det.ev[0].matched, "");
+  if (!strstr(det.ev[0].via, "not localised") || !strstr(det.ev[0].via, why))
+    fail_msg("\"%s\": via \"%s\" (want \"%s\")", prompt, det.ev[0].via, why);
+  sd_detection_free(&det);
+}
+
+static void test_attribution(void **state) {
+  (void)state;
+  row rows[] = {{"bad", 11}, {"wa", 2}, {"wb", 2}, {"wc", 2}, {"wd", 2}, {"we", 2}, {"wf", 2}, {"half", 4}, {"bit", 4}};
+  sd_bank *bank;
+  sd_detector *d = synthetic(rows, 9, &bank);
+  int vio = sd_bank_find(bank, "violence");
+  sd_detection det;
+  /* one responsible word: its span */
+  const char *p1 = "a bad day";
+  assert_int_equal(sd_detector_run(d, p1, NULL, &det), SD_OK);
+  assert_true(det.fired);
+  assert_int_equal(det.categories, 1u << vio);
+  assert_int_equal(det.n_ev, 1);
+  assert_int_equal(det.ev[0].category, vio);
+  assert_int_equal(det.ev[0].start, 2);
+  assert_int_equal(det.ev[0].end, 5);
+  assert_string_equal(det.ev[0].matched, "bad");
+  assert_string_equal(det.ev[0].term, "bad");
+  assert_non_null(strstr(det.ev[0].via, "without \"bad\"; \"bad\" alone"));
+  sd_detection_free(&det);
+  /* the word written another way: the span is the prompt's text */
+  assert_int_equal(sd_detector_run(d, "so B-A-D.", NULL, &det), SD_OK);
+  assert_int_equal(det.n_ev, 1);
+  assert_int_equal(det.ev[0].start, 3);
+  assert_int_equal(det.ev[0].end, 8);
+  assert_string_equal(det.ev[0].matched, "B-A-D");
+  sd_detection_free(&det);
+  /* five words of 2: 10 - 5 = 5; three must go (5 -> 3 -> 1 -> -1) */
+  const char *p5 = "x wa wb wc wd we y";
+  assert_int_equal(sd_detector_run(d, p5, NULL, &det), SD_OK);
+  assert_true(det.fired);
+  assert_int_equal(det.n_ev, 3);
+  for (int i = 0; i < 3; i++) {
+    assert_true(det.ev[i].end == det.ev[i].start + 2);
+    assert_true(det.ev[i].matched[0] == 'w');
+    if (i) assert_true(det.ev[i].start > det.ev[i - 1].start);
+  }
+  sd_detection_free(&det);
+  /* six: four would have to go, more than SD_LEARNED_MAX_SPAN_WORDS: fired, not localised */
+  expect_unlocalised(d, "wa wb wc wd we wf", "more than 3 needed");
+  /* two words of 4 each: 8 - 5 = 3 fires, either one's removal clears it, but that word
+   * alone scores 4 - 5 = -1: the evidence is not clear, no span */
+  expect_unlocalised(d, "a half bit", "alone)");
+  /* no word at all cannot be localised either (the synthetic bias is -5: give it a low threshold) */
+  sd_detector_set_threshold(d, 0.001f);
+  expect_unlocalised(d, "!!!", "the prompt has none");
+  sd_detector_set_threshold(d, 0.5f);
+  /* far past the first window: the max over windows still finds it, the span points at it */
+  const char *pl = "one two three four five six seven eight nine ten eleven twelve bad thirteen";
+  assert_int_equal(sd_detector_run(d, pl, NULL, &det), SD_OK);
+  assert_true(det.fired);
+  assert_int_equal(det.n_ev, 1);
+  assert_int_equal(det.ev[0].start, (size_t)(strstr(pl, "bad") - pl));
+  sd_detection_free(&det);
+  /* benign: nothing */
+  assert_int_equal(sd_detector_run(d, "a good day wa", NULL, &det), SD_OK);
+  assert_false(det.fired);
+  assert_int_equal(det.n_ev, 0);
+  assert_true(det.score < 0.5f);
+  sd_detection_free(&det);
+  sd_detector_free(d);
+  sd_bank_free(bank);
+}
+
+static void test_threshold(void **state) {
+  (void)state;
+  row rows[] = {{"bad", 11}};
+  sd_bank *bank;
+  sd_detector *d = synthetic(rows, 1, &bank);
+  int vio = sd_bank_find(bank, "violence");
+  float p[2];
+  const sd_learned_model *m = sd_learned_detector_model(d);
+  assert_int_equal(sd_learned_scores(m, "a bad day", p), SD_OK);
+  assert_true(fabsf(p[0] - (float)(1 / (1 + exp(-6.0)))) < 1e-6f);
+  assert_true(fabsf(p[1] - (float)(1 / (1 + exp(9.0)))) < 1e-8f); /* 11 - 20 */
+  assert_true(d->threshold == 0.5f); /* the file's own */
+  sd_detection det;
+  sd_detector_set_threshold(d, p[0]); /* fires at exactly the threshold */
+  assert_int_equal(sd_detector_run(d, "a bad day", NULL, &det), SD_OK);
+  assert_true(det.fired);
+  assert_true(det.score == p[0]);
+  assert_true(det.cat_score[vio] == p[0]);
+  assert_true(det.threshold == p[0]);
+  sd_detection_free(&det);
+  sd_detector_set_threshold(d, nextafterf(p[0], 1));
+  assert_int_equal(sd_detector_run(d, "a bad day", NULL, &det), SD_OK);
+  assert_false(det.fired);
+  assert_int_equal(det.n_ev, 0);
+  sd_detection_free(&det);
+  sd_detector_set_enabled(d, 0);
+  assert_int_equal(sd_detector_run(d, "a bad day", NULL, &det), SD_OK);
+  assert_false(det.fired);
+  sd_detection_free(&det);
+  sd_detector_free(d);
+  sd_bank_free(bank);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_hash),      cmocka_unit_test(test_words),       cmocka_unit_test(test_shipped_defaults),
+      cmocka_unit_test(test_malformed), cmocka_unit_test(test_attribution), cmocka_unit_test(test_threshold),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

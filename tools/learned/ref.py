@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Reference dumps of the learned detector for the conformance test (tests/conformance/test_learned.sh).
+
+    ref.py dump MODEL PROMPTS        per prompt line (raw bytes, '\\n' stripped, a '\\r' before it
+                                     too): 'P i', one 'W start end word' per word, 'F idx ...'
+                                     (the feature indices in order) and 'S p1 ... pC' (the
+                                     probabilities, float32 numpy; model.Loaded)
+    ref.py random OUT [--seed N]     a weights file with random weights (buckets_log2 12) and
+                                     tables built from this Python's unicodedata
+    ref.py compare A B [--tol T]     A and B dumps: P/W/F lines must be equal, S within T
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import features  # noqa: E402
+import model  # noqa: E402
+
+
+def read_lines(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [l[:-1] if l.endswith(b"\r") else l for l in lines]
+
+
+def dump(a):
+    ld = model.Loaded(a.model)
+    out = sys.stdout.buffer
+    for i, p in enumerate(read_lines(a.prompts)):
+        out.write(f"P {i}\n".encode())
+        ws, uf, gf = ld.hasher.prompt(p, ld.tables)
+        for w, s, e in ws:
+            out.write(f"W {s} {e} ".encode() + w.encode("utf-8") + b"\n")
+        feats = []
+        for j in range(len(ws)):
+            feats.extend(uf[j])
+            if gf[j] is not None:
+                feats.append(gf[j])
+        out.write(("F" + "".join(f" {x}" for x in feats) + "\n").encode())
+        out.write(("S" + "".join(f" {x:.9g}" for x in ld.scores(p)) + "\n").encode())
+
+
+def random_model(a):
+    import torch
+    torch.manual_seed(a.seed)
+    hp = dict(buckets_log2=12, dim=8, hidden=16, window=4, ngram_min=2, ngram_max=4)
+    net = model.Net(hp["buckets_log2"], hp["dim"], hp["hidden"], 3, hp["window"])
+    with torch.no_grad():
+        net.embed.weight.normal_(0, 0.5)
+    model.export(a.out, net, features.Tables.build(), {k: str(v) for k, v in hp.items()},
+                 dict(categories="violence,sexual,nonexistent", threshold="0.5"))
+
+
+def compare(a):
+    A = open(a.a, encoding="utf-8", errors="surrogateescape").read().split("\n")
+    B = open(a.b, encoding="utf-8", errors="surrogateescape").read().split("\n")
+    if len(A) != len(B):
+        print(f"compare: {a.a} has {len(A)} lines, {a.b} has {len(B)}")
+        return 1
+    worst, bad = 0.0, 0
+    for n, (x, y) in enumerate(zip(A, B), 1):
+        if x.startswith("S ") and y.startswith("S "):
+            px, py = np.array(x.split()[1:], float), np.array(y.split()[1:], float)
+            if px.shape != py.shape:
+                print(f"line {n}: {len(px)} scores vs {len(py)}")
+                bad += 1
+                continue
+            d = float(np.abs(px - py).max()) if len(px) else 0.0
+            worst = max(worst, d)
+            if d > a.tol:
+                print(f"line {n}: scores differ by {d:.3g} (tolerance {a.tol}):\n  {x}\n  {y}")
+                bad += 1
+        elif x != y:
+            print(f"line {n} differs:\n  {x[:300]}\n  {y[:300]}")
+            bad += 1
+        if bad > 20:
+            break
+    print(f"compare: {len(A)} lines, {bad} differing; largest score difference {worst:.3g}")
+    return 1 if bad else 0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("dump")
+    d.add_argument("model")
+    d.add_argument("prompts")
+    r = sub.add_parser("random")
+    r.add_argument("out")
+    r.add_argument("--seed", type=int, default=0)
+    c = sub.add_parser("compare")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.add_argument("--tol", type=float, default=2e-5)
+    a = ap.parse_args()
+    if a.cmd == "dump":
+        dump(a)
+    elif a.cmd == "random":
+        random_model(a)
+    else:
+        sys.exit(compare(a))
+
+
+if __name__ == "__main__":
+    main()
