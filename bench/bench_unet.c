@@ -25,12 +25,13 @@
 int main(int argc, char **argv) {
   sd_threads_setup(argv); /* the same OpenMP waits as the safesd program */
   if (argc < 2) {
-    fprintf(stderr, "usage: %s MODEL [--threads N] [--repeat R] [--warmup W] [--batch B] [--size HxW] [--ctx S] [--precision fp32|bf16]\n",
+    fprintf(stderr, "usage: %s MODEL [--threads N] [--repeat R] [--warmup W] [--batch B] [--size HxW] [--ctx S] [--precision fp32|bf16] [--mem-budget MIB]\n",
             argv[0]);
     return 2;
   }
   int threads = 0, repeat = 3, warmup = 1, B = 2, h = 64, w = 64, S = 77;
   const char *prec = "fp32";
+  long long budget_mib = 0;
   for (int i = 2; i < argc; i++) {
     if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--repeat") && i + 1 < argc) repeat = atoi(argv[++i]);
@@ -38,6 +39,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--batch") && i + 1 < argc) B = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--ctx") && i + 1 < argc) S = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--precision") && i + 1 < argc) prec = argv[++i];
+    else if (!strcmp(argv[i], "--mem-budget") && i + 1 < argc) budget_mib = atoll(argv[++i]);
     else if (!strcmp(argv[i], "--size") && i + 1 < argc) {
       if (sscanf(argv[++i], "%dx%d", &h, &w) != 2) { fprintf(stderr, "bad --size\n"); return 2; }
     } else { fprintf(stderr, "unknown argument %s\n", argv[i]); return 2; }
@@ -52,6 +54,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (bench_set_precision(ex, prec)) return 1;
+  if (budget_mib > 0) ex->pack_budget = (int64_t)budget_mib << 20; /* as safesd --mem-budget */
   sd_model_attach(m, ex);
   const sd_unet_config *c = sd_unet_cfg(u);
   size_t nx = (size_t)B * c->in_channels * h * w, nc = (size_t)B * S * c->cross_attention_dim;

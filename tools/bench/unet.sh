@@ -9,7 +9,8 @@
 #   tools/bench/unet.sh [BUILD_DIR] [ROUNDS] [THREADS] [DTYPE]
 # Env: BENCH_REPEAT (timed forwards per run, default 3), BENCH_WARMUP (default 1),
 # BENCH_BATCH (default 2: a guided step; 1: one pass), BENCH_PRECISION (fp32 or bf16, safesd
-# only; PyTorch stays fp32), SAFESD_PROFILE=1 (safesd's per-op-class lines).
+# only; PyTorch stays fp32), BENCH_MEM_BUDGET (MiB of packed fp32 weights kept, as safesd
+# --mem-budget; default 0), SAFESD_PROFILE=1 (safesd's per-op-class lines).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
@@ -21,16 +22,17 @@ repeat=${BENCH_REPEAT:-3}
 warmup=${BENCH_WARMUP:-1}
 batch=${BENCH_BATCH:-2}
 precision=${BENCH_PRECISION:-fp32}
+budget=${BENCH_MEM_BUDGET:-0}
 source "$here/lib.sh"
 case_dir="$build/bench-data/unet_sd15_$dtype"
 if [ ! -f "$case_dir/.done" ]; then
   "$py" "$src/tools/ref/sdref_unet.py" "$case_dir" --preset sd15 --dtype "$dtype" --no-outputs >/dev/null
   touch "$case_dir/.done"
 fi
-machine_line "threads=$threads; weights $dtype; batch $batch; safesd precision $precision"
+machine_line "threads=$threads; weights $dtype; batch $batch; safesd precision $precision; mem budget ${budget} MiB"
 run_c() {
   "$build/bench_unet" "$case_dir/model" --threads "$threads" --repeat "$repeat" --warmup "$warmup" --batch "$batch" \
-    --precision "$precision"
+    --precision "$precision" --mem-budget "$budget"
 }
 run_torch() { # the FLOP-counting hooks run in the first round only
   local flops=; [ "$1" = 1 ] && flops=--flops
