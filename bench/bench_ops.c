@@ -12,7 +12,7 @@
  * 4096×320×2560, ff320b: 4096×1280×320), 32×32 (tok640: 1024×640×640), 16×16 (tok1280:
  * 256×1280×1280), ctx (77×768×320); "all" runs each.
  * Paths: portable, avx2, avx512, bf16 (attention: AVX-512 kernels in bf16; linear: oneDNN
- * bf16), blas (linear: OpenBLAS sgemm), dnnl (linear: oneDNN fp32).
+ * bf16), amx (attention: the AMX-BF16 kernel; linear: oneDNN bf16, which uses AMX itself), blas (linear: OpenBLAS sgemm), dnnl (linear: oneDNN fp32).
  *
  * Prints one "op=... path=... shape=... best_s=... median_s=... best_cpu_s=... gflops=..."
  * line per shape. On a loaded machine compare the best of R runs at --threads 1, and its
@@ -50,7 +50,11 @@ static int set_path(sd_exec *ex, const char *path, int op_linear) {
   if (!strcmp(path, "avx512")) return ex->use_avx512;
   if (!strcmp(path, "blas")) { ex->backend = SD_BACKEND_BLAS; return 1; }
   if (!strcmp(path, "dnnl")) { ex->matmul_dnnl = 1; return op_linear; }
-  if (!strcmp(path, "bf16")) return sd_exec_set_precision(ex, SD_PREC_BF16) == SD_OK && !ex->bf16_emulated;
+  if (!strcmp(path, "bf16")) { /* attention: the vdpbf16ps kernels, not AMX */
+    ex->use_amx = 0;
+    return sd_exec_set_precision(ex, SD_PREC_BF16) == SD_OK && !ex->bf16_emulated;
+  }
+  if (!strcmp(path, "amx")) return ex->use_amx && sd_exec_set_precision(ex, SD_PREC_BF16) == SD_OK;
   return -1;
 }
 

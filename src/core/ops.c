@@ -31,9 +31,11 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   ex->use_avx512 = ex->use_avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                    __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") && !(a5 && *a5 == '0');
   ex->use_avx512bf16 = ex->use_avx512 && __builtin_cpu_supports("avx512bf16") && !(bf && *bf == '0');
+  const char *amx = getenv("SAFESD_CPU_AMX");
+  ex->use_amx = ex->use_avx512bf16 && !(amx && *amx == '0') && sd_cpu_has_amx();
 #else
   (void)av;
-  ex->use_avx2 = ex->use_avx512 = ex->use_avx512bf16 = 0;
+  ex->use_avx2 = ex->use_avx512 = ex->use_avx512bf16 = ex->use_amx = 0;
 #endif
   /* fp32 matrix products: oneDNN's AVX-512 kernels run about twice OpenBLAS 0.3.21's (which
    * uses its Haswell kernels on AVX-512 CPUs); on AVX2 they were no faster (docs/performance.md) */
@@ -456,7 +458,8 @@ int sd_op_attention(sd_exec *ex, const sd_attn_shape *s, const float *q, const f
   /* the tasks call sgemm themselves: BLAS runs single-threaded inside them */
   SD_PROF_BEGIN(ex);
   const double flops = 4.0 * s->B * s->H * (double)s->Sq * s->Sk * s->Dh;
-  int rc = sd_attention_avx512(ex, s, q, k, v, out);
+  int rc = sd_attention_amx(ex, s, q, k, v, out);
+  if (rc == SD_E_UNSUPPORTED) rc = sd_attention_avx512(ex, s, q, k, v, out);
   if (rc == SD_E_UNSUPPORTED) rc = sd_attention_avx2(ex, s, q, k, v, out);
   if (rc != SD_E_UNSUPPORTED) {
     SD_PROF_END(ex, SD_OPC_ATTN, flops);

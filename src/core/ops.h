@@ -50,6 +50,9 @@ typedef struct sd_exec {
                            without AVX-512F/BW/DQ/VL or with $SAFESD_CPU_AVX512=0 */
   int use_avx512bf16;   /* AVX512-BF16 kernels (attention in bf16 precision), only with
                            use_avx512; 0 without AVX512-BF16 or with $SAFESD_CPU_BF16=0 */
+  int use_amx;          /* AMX-BF16 kernels (attention in bf16 precision), only with
+                           use_avx512bf16; 0 without AMX (or the OS's permission for it) or
+                           with $SAFESD_CPU_AMX=0 */
   struct sd_dnnl *dnnl; /* NULL until the first oneDNN op */
   int64_t pack_budget;  /* fp32: bytes of weights packed into the kernels' layouts that may be
                            kept between calls (0, the default: each is packed when used);

@@ -537,7 +537,9 @@ static int attention_avx512(sd_exec *ex, const sd_attn_shape *s, const float *q,
 int sd_attention_avx512(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
                         float *out) {
   if (!ex->use_avx2 || !ex->use_avx512) return SD_E_UNSUPPORTED;
-  const int bf16 = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated && ex->use_avx512bf16;
+  /* not on AMX CPUs: measured on a Xeon with AMX, its vdpbf16ps runs at the fp32 FMA rate and
+   * this file's bf16 kernel is slower than its fp32 one at every SD shape (bench_ops) */
+  const int bf16 = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated && ex->use_avx512bf16 && !ex->use_amx;
   int rc = attention_avx512(ex, s, q, k, v, out, bf16);
   if (rc == SD_E_UNSUPPORTED && bf16) rc = attention_avx512(ex, s, q, k, v, out, 0); /* odd head size */
   return rc;

@@ -48,10 +48,17 @@ int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N,
 int sd_attention_avx2(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
                       float *out);
 /* Attention with AVX-512 kernels (core/ops_attn_avx512.c): fp32, or bf16 (vdpbf16ps) when
- * the context's precision is native bf16 and ex->use_avx512bf16; SD_E_UNSUPPORTED when
+ * the context's precision is native bf16, ex->use_avx512bf16 and not ex->use_amx; SD_E_UNSUPPORTED when
  * ex->use_avx512 (or use_avx2) is off. */
 int sd_attention_avx512(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
                         float *out);
+/* Attention in bf16 with AMX tiles (core/ops_attn_amx.c): when ex->use_amx and the context's
+ * precision is native bf16; SD_E_UNSUPPORTED otherwise, for causal masks and for fewer than
+ * 128 keys (those take the fp32 AVX-512 kernel on such a CPU). */
+int sd_attention_amx(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,
+                     float *out);
+/* 1 when this process may use AMX-BF16 (CPU, OS and Linux's XTILEDATA permission). */
+int sd_cpu_has_amx(void);
 /* AVX2 element-wise loops (core/simd_avx2.c); call only when ex->use_avx2. */
 void sd_avx2_moments(const float *p, int64_t n, float c, double *s1, double *s2);
 void sd_avx2_affine(const float *x, float *y, int64_t n, float scale, float shift, int silu);

@@ -227,17 +227,21 @@ static void attn_ref(const sd_attn_shape *s, const float *q, const float *k, con
 }
 
 /* The attention paths, each forced on a context: the portable tiles, the AVX2 kernels,
- * the AVX-512 fp32 kernels and the AVX-512 bf16 (vdpbf16ps) kernels. 0 when this CPU cannot
- * run the path (the caller says so). */
-enum { ATT_PORTABLE, ATT_AVX2, ATT_AVX512, ATT_BF16, ATT_NPATHS };
-static const char *const att_path_name[ATT_NPATHS] = {"portable", "AVX2", "AVX-512", "AVX-512 bf16"};
+ * the AVX-512 fp32 kernels, the AVX-512 bf16 (vdpbf16ps) kernels and the AMX-BF16 kernel. 0
+ * when this CPU cannot run the path (the caller says so). */
+enum { ATT_PORTABLE, ATT_AVX2, ATT_AVX512, ATT_BF16, ATT_AMX, ATT_NPATHS };
+static const char *const att_path_name[ATT_NPATHS] = {"portable", "AVX2", "AVX-512", "AVX-512 bf16", "AMX bf16"};
 
 static int att_path_set(sd_exec *ex, int path) {
   switch (path) {
     case ATT_PORTABLE: ex->use_avx2 = 0; return 1;
     case ATT_AVX2: ex->use_avx512 = 0; return ex->use_avx2;
     case ATT_AVX512: return ex->use_avx512;
+    case ATT_AMX:
+      if (!ex->use_amx || sd_exec_set_precision(ex, SD_PREC_BF16) || ex->bf16_emulated) return 0;
+      return 1;
     default:
+      ex->use_amx = 0;
       if (!ex->use_avx512bf16 || sd_exec_set_precision(ex, SD_PREC_BF16) || ex->bf16_emulated) return 0;
       return 1;
   }
@@ -276,7 +280,9 @@ static void check_attention_path_g(int B, int H, int Sq, int Sk, int Dh, int cau
     }
   /* bf16 keeps 8 mantissa bits of q, k and p: about 1e-2 on outputs of scale 1; fp32 2e-6.
    * A bf16 error at fp32's level means bf16 did not run (an odd head size falls back). */
-  const int bf16 = path == ATT_BF16 && Dh % 2 == 0;
+  /* (AMX: any head size, from 128 keys and without a causal mask; the rest runs the fp32
+   * AVX-512 kernel on such a CPU) */
+  const int bf16 = (path == ATT_BF16 && Dh % 2 == 0) || (path == ATT_AMX && !causal && Sk >= 128);
   /* the error of a score grows with its size (step: scores of about 100) */
   const double tol = (bf16 ? 1.5e-2 : 2e-6) * (step > 0 ? 20 : 1);
   if (getenv("SAFESD_TEST_VERBOSE"))
@@ -347,6 +353,11 @@ static void test_cpu_env(void **state) {
   assert_int_equal(ex->use_avx512bf16, 0);
   sd_exec_destroy(ex);
   unsetenv("SAFESD_CPU_BF16");
+  setenv("SAFESD_CPU_AMX", "0", 1);
+  assert_int_equal(sd_exec_create(1, &ex), SD_OK);
+  assert_int_equal(ex->use_amx, 0);
+  sd_exec_destroy(ex);
+  unsetenv("SAFESD_CPU_AMX");
 }
 
 static void test_attention_deterministic(void **state) {
