@@ -9,7 +9,7 @@
 #   tools/bench/unet.sh [BUILD_DIR] [ROUNDS] [THREADS] [DTYPE]
 # Env: BENCH_REPEAT (timed forwards per run, default 3), BENCH_WARMUP (default 1),
 # BENCH_BATCH (default 2: a guided step; 1: one pass), BENCH_PRECISION (fp32 or bf16, safesd
-# only; PyTorch stays fp32), BENCH_MEM_BUDGET (MiB of packed fp32 weights kept, as safesd
+# only), BENCH_TORCH_PRECISION (fp32 or bf16: PyTorch's model and inputs in bfloat16), BENCH_MEM_BUDGET (MiB of packed fp32 weights kept, as safesd
 # --mem-budget; default 0), SAFESD_PROFILE=1 (safesd's per-op-class lines).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +23,7 @@ warmup=${BENCH_WARMUP:-1}
 batch=${BENCH_BATCH:-2}
 precision=${BENCH_PRECISION:-fp32}
 budget=${BENCH_MEM_BUDGET:-0}
+torch_precision=${BENCH_TORCH_PRECISION:-fp32}
 source "$here/lib.sh"
 case_dir="$build/bench-data/unet_sd15_$dtype"
 if [ ! -f "$case_dir/.done" ]; then
@@ -37,6 +38,6 @@ run_c() {
 run_torch() { # the FLOP-counting hooks run in the first round only
   local flops=; [ "$1" = 1 ] && flops=--flops
   "$py" "$here/unet_torch.py" "$case_dir/model" --threads "$threads" --repeat "$repeat" --warmup "$warmup" \
-    --batch "$batch" $flops
+    --batch "$batch" --precision "$torch_precision" $flops
 }
 bench_rounds "$rounds"

@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--size", default="64x64")
     ap.add_argument("--ctx", type=int, default=77)
     ap.add_argument("--flops", action="store_true", help="count FLOPs with hooks (one extra forward)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: the model and its inputs in torch.bfloat16 (autocast fails in 1.13's group_norm)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = sdref_unet.load_unet_folder(a.model)
@@ -64,6 +66,10 @@ def main():
     x = torch.randn((a.batch, model.config.in_channels, h, w), generator=g)
     ctx = torch.randn((a.batch, a.ctx, model.config.cross_attention_dim), generator=g)
     times, cpu = [], []
+    if a.precision == "bf16":
+        model, x, ctx = model.to(torch.bfloat16), x.to(torch.bfloat16), ctx.to(torch.bfloat16)
+        emb = sdref_unet.timestep_embedding  # the reference computes it in float32
+        sdref_unet.timestep_embedding = lambda *args, **kw: emb(*args, **kw).to(torch.bfloat16)
     with torch.no_grad():
         for _ in range(a.warmup):
             model(x, 981.0, ctx)
@@ -77,7 +83,7 @@ def main():
     med = times[len(times) // 2]
     gflop = count_flops(model, x, 981.0, ctx) / 1e9 if a.flops else float("nan")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(f"impl=pytorch-{torch.__version__} threads={a.threads} batch={a.batch} latent={h}x{w} "
+    print(f"impl=pytorch-{torch.__version__} precision={a.precision} threads={a.threads} batch={a.batch} latent={h}x{w} "
           f"median_s={med:.3f} best_s={times[0]:.3f} cpu_s={cpu[len(cpu) // 2]:.1f} gflop={gflop:.1f} gflops={gflop / med:.1f} "
           f"peak_rss_mib={rss:.0f}")
 
