@@ -122,7 +122,10 @@ static const char *k_generate_help =
     "      --mem-budget SIZE   fp32: keep up to SIZE bytes (K, M, G suffixes) of weights packed\n"
     "                          for the kernels from one UNet pass to the next instead of packing\n"
     "                          them again (default 0; the most reused first). bf16 always keeps\n"
-    "                          them, in the memory of the float16 weights\n"
+    "                          them, in the memory of the float16 weights\n"    "      --vae-tiling        decode in overlapping tiles, blended (diffusers' tiled_decode:\n"
+    "                          its pixels), so large images decode in one tile's memory\n"
+    "      --vae-tile-size PX  the tile size (implies --vae-tiling): a multiple of 32 for SD\n"
+    "                          (default: the VAE's sample_size, 512 for SD 1.x)\n"
     "  -o, --output FILE       PNG to write (default output.png); with -b N the others are\n"
     "                          FILE_2.png ... FILE_N.png (then FILE must be a regular file).\n"
     "                          A regular file is replaced atomically, a symbolic link's target\n"
@@ -485,6 +488,7 @@ static int cmd_generate(int argc, char **argv) {
       {"semantic-threshold", required_argument, 0, 1013}, {"precision", required_argument, 0, 1014},
       {"max-pixels", required_argument, 0, 1015}, {"mem-budget", required_argument, 0, 1016},
       {"image-check", required_argument, 0, 1017}, {"image-check-action", required_argument, 0, 1018},
+      {"vae-tiling", no_argument, 0, 1101},   {"vae-tile-size", required_argument, 0, 1102},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   int precision = SAFESD_PRECISION_FP32;
@@ -568,6 +572,12 @@ static int cmd_generate(int argc, char **argv) {
         p.blend = optarg;
         break;
       case 1008: report_path = optarg; break;
+      case 1101: p.vae_tiling = 1; break;
+      case 1102:
+        if (cli_parse_long(optarg, 1, 16384, &v))
+          return usage_error("generate", "--vae-tile-size takes a size in pixels, 1..16384 (a multiple of 4 x the VAE's factor)");
+        p.vae_tiling = 1, p.vae_tile_size = (int)v;
+        break;
       case 1017: p.image_check = optarg; break;
       case 1018:
         if (strcmp(optarg, "flag") && strcmp(optarg, "blur") && strcmp(optarg, "block"))

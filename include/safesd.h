@@ -227,6 +227,14 @@ typedef struct safesd_gen_params {
                                   writes no file for it and exits 3) */
   safesd_cancel_fn cancel;     /* NULL: never cancelled */
   void *cancel_user;
+  /* ---- decoding ---- */
+  int vae_tiling;              /* 1: decode latents larger than one tile in overlapping tiles,
+                                  blended (diffusers' AutoencoderKL.tiled_decode: the same
+                                  pixels as its enable_vae_tiling()), so large images decode
+                                  in one tile's memory; 0 (default): one pass */
+  int vae_tile_size;           /* tile size in pixels with vae_tiling, a multiple of 4 × the
+                                  VAE's factor (32 for SD); 0 = the VAE's sample_size (512 for
+                                  SD 1.x, 768 for SD 2.x; 64 for the bundled model) */
 } safesd_gen_params;
 
 /* What the output-image check said about one image. */

@@ -228,8 +228,10 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
     int dual_groups = p->blend && !strcmp(p->blend, "final") ? (guided ? 4 : 2) : (guided ? 3 : 2);
     if (groups < dual_groups) groups = dual_groups;
   }
+  if (p->vae_tiling && (rc = sd_vae_tile_check(m->vae, p->vae_tile_size, NULL))) return rc;
   size_t need = sd_unet_arena_bytes(m->unet, groups * B, h, w, SD_CLIP_CONTEXT) +
-                sd_vae_decode_arena_bytes(m->vae, h, w);
+                (p->vae_tiling ? sd_vae_decode_tiled_arena_bytes(m->vae, h, w, p->vae_tile_size)
+                               : sd_vae_decode_arena_bytes(m->vae, h, w));
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   size_t ram = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : GEN_MAX_ARENA;
   if (need == 0 || need > GEN_MAX_ARENA || need > ram)
@@ -551,7 +553,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   if (!img) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
   for (int b = 0; b < B; b++) {
     if (p.cancel && p.cancel(p.cancel_user)) { rc = sd_fail(SD_E_CANCELLED, "cancelled"); goto done; }
-    if ((rc = sd_vae_decode(m->vae, m->ex, lat + per * b, h, w, img)) ||
+    if ((rc = p.vae_tiling ? sd_vae_decode_tiled(m->vae, m->ex, lat + per * b, h, w, p.vae_tile_size, img)
+                           : sd_vae_decode(m->vae, m->ex, lat + per * b, h, w, img)) ||
         (rc = check_finite(img, 3 * npx, "the VAE's output", 0, 0)))
       goto done;
     sd_vae_to_rgb8(img, p.height, p.width, rgb + (size_t)b * npx * 3);
@@ -727,6 +730,10 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   /* bf16 compute gives slightly different pixels: say so (fp32, the default, is not named) */
   if (m->ex->precision == SD_PREC_BF16)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", Precision: bf16%s", m->ex->bf16_emulated ? " (emulated)" : "");
+  /* tiled decoding changes pixels too (near the tiles' seams) */
+  if (p->vae_tiling && m->vae)
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", VAE tiling: %d",
+                    p->vae_tile_size > 0 ? p->vae_tile_size : sd_vae_cfg(m->vae)->sample_size);
   /* the safety summary: whoever reads the image learns that it was altered and how */
   const sd_sld_preset *sld = NULL;
   if (p->sld && sd_sld_preset_parse(p->sld, &sld) == 0 && sld)

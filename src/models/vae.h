@@ -54,6 +54,18 @@ size_t sd_vae_arena_bytes(const sd_vae *v, int h, int w);
  * [-1, 1]; not clamped). 1 <= h, w and h*f, w*f <= 16384. */
 int sd_vae_decode(sd_vae *v, sd_exec *ex, const float *latents, int h, int w, float *image);
 
+/* Tiled decoding (models/vae_tiled.c), diffusers' AutoencoderKL.tiled_decode: tiles of
+ * tile_px pixels (0 = the configuration's sample_size, as diffusers), overlapping by a
+ * quarter and blended linearly; a latent no larger than one tile decodes as sd_vae_decode
+ * does. tile_px must be a positive multiple of 4·f (so the kept parts tile the image
+ * exactly). Same arguments and output as sd_vae_decode otherwise. */
+int sd_vae_decode_tiled(sd_vae *v, sd_exec *ex, const float *latents, int h, int w, int tile_px, float *image);
+/* SD_OK when tile_px (0: the sample_size; negative: invalid) is a valid tile size, with *tile_latent its size in
+ * latent pixels; else SD_E_ARG with the reason. */
+int sd_vae_tile_check(const sd_vae *v, int tile_px, int *tile_latent);
+/* Activation memory of a tiled decode (one tile's), 0 if tile_px is invalid. */
+size_t sd_vae_decode_tiled_arena_bytes(const sd_vae *v, int h, int w, int tile_px);
+
 /* Standard-normal source for posterior sampling: fill out[0..n) with N(0, 1) draws (an
  * sd_rng or a torch.randn-compatible generator). Returns SD_OK or an error. */
 typedef int (*sd_vae_noise_fn)(void *ctx, float *out, int64_t n);

@@ -19,6 +19,22 @@ grep -qa "Sampler: DDIM," "$O/a.png" && ok || bad "the bundled model does not sa
 expect_rc 0 "same again" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 20 -s 3 -o "$O/b.png"
 cmp -s "$O/a.png" "$O/b.png" && ok || bad "-m models/safesd-emoji and no -m, same seed: different bytes"
 
+# --vae-tiling (diffusers' tiled_decode; the algorithm is checked against the reference in
+# conformance.vae): no tiling when the latent fits one tile (the model's sample_size, 64 px),
+# so the native size gives the same pixels; at 128 px four tiles are blended, the pixels
+# change and the metadata says so; a bad tile size is an error before any output
+expect_rc 0 "--vae-tiling at the native size" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 20 -s 3 --vae-tiling -o "$O/vt64.png"
+"$BUILD/tests/png_check" "$O/vt64.png" "$O/a.png" --max-level 0 --max-frac 0 >/dev/null && ok || bad "--vae-tiling changed a one-tile image"
+grep -qa "VAE tiling: 64" "$O/vt64.png" && ok || bad "no 'VAE tiling: 64' in the metadata"
+expect_rc 0 "128 px" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 8 -s 3 -W 128 -H 128 -o "$O/v128.png"
+expect_rc 0 "128 px tiled" $B generate -q -m "$M" -p "red apple, noto emoji" --steps 8 -s 3 -W 128 -H 128 --vae-tile-size 64 -o "$O/vt128.png"
+"$BUILD/tests/png_check" "$O/vt128.png" "$O/v128.png" --max-level 0 --max-frac 0 >/dev/null && bad "tiled 128 px: the same pixels as untiled" || ok
+grep -qa "VAE tiling: 64" "$O/vt128.png" && ok || bad "no 'VAE tiling: 64' in the tiled image's metadata"
+expect_rc 1 "--vae-tile-size not a multiple of 16" $B generate -q -m "$M" -p "red apple, noto emoji" --vae-tile-size 40 -o "$O/vte.png"
+one_line_error "multiple of 16" "bad tile size"
+[ -e "$O/vte.png" ] && bad "a bad tile size wrote an image" || ok
+expect_rc 2 "--vae-tile-size 0" $B generate -q -m "$M" -p "red apple, noto emoji" --vae-tile-size 0 -o "$O/vte.png"
+
 # --precision: a bad value is a usage error; bf16 runs natively where the CPU has it, else
 # warns and computes in fp32 (the same bytes as the default), or is emulated on request
 expect_rc 2 "bad --precision" $B generate -q -p "red apple, noto emoji" --precision fp64 -o "$O/p.png"

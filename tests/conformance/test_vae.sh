@@ -9,7 +9,10 @@
 # Each: decoder output and every decoder block output; encoder posterior mean (x scaling
 # factor) and quant_conv moments; posterior sample with given noise. Also forced small row
 # bands in the fused upsample + conv, one thread, bad sizes refused, and sd_vae_to_rgb8's
-# self-test.
+# self-test. Tiled decoding (diffusers' tiled_decode) against the reference's: "small" at a
+# 20x37 latent with its sample_size (64 px: tiles of 16 latent pixels, every 12, the last
+# column one latent pixel wide) and with 32-px tiles, "small-z8" at 9x21 (bf16 weights); the
+# plain decode must NOT match the tiled reference (so the comparison can fail).
 # Tolerance: max abs error <= 1e-4 (float32 compute either side).
 source "$(dirname "$0")/lib.sh"
 need_torch
@@ -46,6 +49,20 @@ for rows in 1 3; do
   run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 --band-rows "$rows"
 done
 run errors "$dir/model"
+for spec in "small f32 20x37 0" "small f32 20x37 32" "small-z8 bf16 9x21 0"; do
+  set -- $spec
+  dir="$TMP/vae_tiled_$1_$2_$3_$4"
+  if [ ! -f "$dir/.done" ] || [ "$SRC/tools/ref/sdref_vae.py" -nt "$dir/.done" ]; then
+    rm -rf "$dir"
+    "$PYTHON" "$SRC/tools/ref/sdref_vae.py" "$dir" --preset "$1" --dtype "$2" --latent "$3" --no-encoder --tiled "$4"
+    touch "$dir/.done"
+  fi
+  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded_tiled.npy" --tol 1e-4 --tile "$4"
+  if "$CHECK" decode "$dir/model" "$dir/latents.npy" "$dir/decoded_tiled.npy" --tol 1e-4 >/dev/null; then
+    echo "FAIL: the untiled decode matches the tiled reference of $spec: the tiled comparison cannot fail"; fail=1
+  fi
+done
+dir="$TMP/vae_small_f32"
 run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 --threads 1
 run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol 1e-4 --threads 1
 exit $fail

@@ -16,6 +16,8 @@
  *   --tol01 T          its tolerance (default 1e-3)
  *   --rgb-out FILE     decode: write sd_vae_to_rgb8's pixels as int32 .npy [H,W,3]
  *   --band-rows N      cap the rows per band of the upsample + conv (sd_vae_set_band_rows)
+ *   --tile PX          decode: sd_vae_decode_tiled with tiles of PX pixels (0: the VAE's
+ *                      sample_size), against the reference's tiled_decode
  *   --threads N
  *   vae_check rgb8 DECODED.npy OUT.npy
  *       sd_vae_to_rgb8 of a decoder output [1,3,H,W], written as int32 .npy [H,W,3].
@@ -185,6 +187,15 @@ static int errors(const char *model) {
            sd_status_name(rc), sd_errmsg(), arena, ok ? "ok" : "FAIL");
     bad |= !ok;
   }
+  /* tiled decoding: tile sizes that are not positive multiples of 4f are refused */
+  const int bad_tiles[] = {f, 4 * f + 1, -4 * f, 3 * f};
+  for (size_t i = 0; i < sizeof bad_tiles / sizeof bad_tiles[0]; i++) {
+    int rc = sd_vae_decode_tiled(v, ex, buf, 1, 1, bad_tiles[i], out);
+    int ok = rc == SD_E_ARG && sd_vae_decode_tiled_arena_bytes(v, 1, 1, bad_tiles[i]) == 0 && strlen(sd_errmsg()) > 0;
+    printf("errors: tiled decode, tile %d -> %s (\"%s\") %s\n", bad_tiles[i], sd_status_name(rc), sd_errmsg(),
+           ok ? "ok" : "FAIL");
+    bad |= !ok;
+  }
   /* and a valid 1x1 decode runs (smallest size) */
   if ((int64_t)c->out_channels * f * f <= 4096 && c->latent_channels <= 4096) {
     int rc = sd_vae_decode(v, ex, buf, 1, 1, out);
@@ -214,12 +225,12 @@ int main(int argc, char **argv) {
   }
   if (argc < 5 || (strcmp(argv[1], "decode") && strcmp(argv[1], "encode"))) {
     fprintf(stderr, "usage: %s decode|encode MODEL INPUT.npy EXPECTED.npy [--tol T] [--rel R] [--block NAME FILE]... "
-                    "[--image01 FILE] [--tol01 T] [--rgb-out FILE] [--noise FILE] [--band-rows N] [--threads N]\n", argv[0]);
+                    "[--image01 FILE] [--tol01 T] [--rgb-out FILE] [--noise FILE] [--band-rows N] [--tile PX] [--threads N]\n", argv[0]);
     return 2;
   }
   const int decode = strcmp(argv[1], "decode") == 0;
   double tol = 1e-4, rel = 0, tol01 = 1e-3;
-  int threads = 0, band_rows = 0;
+  int threads = 0, band_rows = 0, tile = -1;
   const char *image01 = NULL, *rgb_out = NULL, *noise_file = NULL;
   static hook_ctx hk;
   for (int i = 5; i < argc; i++) {
@@ -231,6 +242,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--noise") && i + 1 < argc) noise_file = argv[++i];
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--band-rows") && i + 1 < argc) band_rows = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--tile") && i + 1 < argc) tile = atoi(argv[++i]);
     else if (!strcmp(argv[i], "--block") && i + 2 < argc && hk.n < MAX_BLOCKS) {
       hk.b[hk.n].name = argv[i + 1];
       hk.b[hk.n].file = argv[i + 2];
@@ -263,9 +275,10 @@ int main(int argc, char **argv) {
   if (decode) {
     if (C != cfg->latent_channels || Co != cfg->out_channels || Ho != H * f || Wo != W * f)
       FAIL("shapes do not fit the VAE (latent %dx%dx%d, expected %dx%dx%d)\n", C, H, W, Co, Ho, Wo);
-    arena = sd_vae_decode_arena_bytes(v, H, W);
+    arena = tile >= 0 ? sd_vae_decode_tiled_arena_bytes(v, H, W, tile) : sd_vae_decode_arena_bytes(v, H, W);
     out = malloc(sizeof(float) * (size_t)Co * Ho * Wo);
-    if (!out || sd_vae_decode(v, ex, in.data, H, W, out)) FAIL("error: %s\n", sd_errmsg());
+    if (!out || (tile >= 0 ? sd_vae_decode_tiled(v, ex, in.data, H, W, tile, out) : sd_vae_decode(v, ex, in.data, H, W, out)))
+      FAIL("error: %s\n", sd_errmsg());
   } else {
     if (C != cfg->in_channels || Co != cfg->latent_channels || Ho * f != H || Wo * f != W)
       FAIL("shapes do not fit the VAE (image %dx%dx%d, expected %dx%dx%d)\n", C, H, W, Co, Ho, Wo);

@@ -11,13 +11,14 @@ descriptions of those modules. Needs only Debian's python3-torch and python3-num
 As a program it writes a conformance case:
 
     sdref_vae.py OUT_DIR [--preset small|sd15|...] [--dtype f32|f16|bf16] [--latent HxW]
-                 [--seed N] [--no-encoder] [--blocks]
+                 [--seed N] [--no-encoder] [--blocks] [--tiled [T]]
 
 OUT_DIR/model/            diffusers folder: model_index.json, vae/config.json,
                           vae/diffusion_pytorch_model.safetensors (weights in --dtype)
 OUT_DIR/latents.npy       [1, Z, h, w] latents in sampler space (N(0,1))
 OUT_DIR/decoded.npy       [1, 3, 8h, 8w] raw decoder output of vae.decode(latents / sf)
 OUT_DIR/block.<name>.npy  decoder block outputs (with --blocks)
+OUT_DIR/decoded_tiled.npy the same through tiled_decode (with --tiled [T])
 OUT_DIR/image.npy         [1, 3, H, W] encoder input in [-1, 1] (unless --no-encoder)
 OUT_DIR/moments.npy       [1, 2Z, h, w] quant_conv output (mean, logvar)
 OUT_DIR/latent_mean.npy   [1, Z, h, w] posterior mean * sf
@@ -251,6 +252,45 @@ class AutoencoderKL(nn.Module):
             hook("post_quant_conv", z)
         return self.decoder(z, hook)
 
+    def tiled_decode(self, latents, tile_sample=None):
+        """diffusers' AutoencoderKL.tiled_decode (overlap factor 0.25), written from its
+        description: tiles of tile_sample pixels (default: config.sample_size), i.e.
+        tile_sample / f latent pixels, every floor(0.75 t) latent pixels; each decoded alone;
+        the first E = floor(0.25 T) rows blended with the (already blended) tile above, then
+        the first E columns with the tile to the left, E shrunk to the smaller tile; each tile
+        keeps its first T - E rows and columns. No tiling when the latent fits one tile."""
+        T = tile_sample or self.config.sample_size
+        f = 2 ** (len(self.config.block_out_channels) - 1)
+        t = int(T / f)
+        if latents.shape[2] <= t and latents.shape[3] <= t:
+            return self.decode(latents)
+        s, E = int(t * 0.75), int(T * 0.25)
+        keep = T - E
+        rows = []
+        for i in range(0, latents.shape[2], s):
+            rows.append([self.decode(latents[:, :, i:i + t, j:j + t]) for j in range(0, latents.shape[3], s)])
+
+        def blend(a, b, dim):
+            e = min(a.shape[dim], b.shape[dim], E)
+            for y in range(e):
+                wy = y / e
+                if dim == 2:
+                    b[:, :, y, :] = a[:, :, a.shape[2] - e + y, :] * (1 - wy) + b[:, :, y, :] * wy
+                else:
+                    b[:, :, :, y] = a[:, :, :, a.shape[3] - e + y] * (1 - wy) + b[:, :, :, y] * wy
+
+        out_rows = []
+        for i, row in enumerate(rows):
+            kept = []
+            for j, tile in enumerate(row):
+                if i > 0:
+                    blend(rows[i - 1][j], tile, 2)
+                if j > 0:
+                    blend(row[j - 1], tile, 3)
+                kept.append(tile[:, :, :keep, :keep])
+            out_rows.append(torch.cat(kept, dim=3))
+        return torch.cat(out_rows, dim=2)
+
     def moments(self, image, hook=None):
         return self.quant_conv(self.encoder(image, hook))
 
@@ -305,6 +345,8 @@ def main():
     ap.add_argument("--no-encoder", action="store_true")
     ap.add_argument("--blocks", action="store_true", help="also write decoder block outputs")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--tiled", type=int, nargs="?", const=0, default=None, metavar="T",
+                    help="also write decoded_tiled.npy: tiled_decode with tiles of T pixels (default sample_size)")
     a = ap.parse_args()
     torch.set_num_threads(max(1, a.threads))
     dtype = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}[a.dtype]
@@ -326,6 +368,8 @@ def main():
         t_dec = time.perf_counter() - t0
         save("latents.npy", latents)
         save("decoded.npy", dec)
+        if a.tiled is not None:
+            save("decoded_tiled.npy", model.tiled_decode(latents, a.tiled or None))
         msg = f"decode {t_dec:.1f} s, output scale {dec.abs().max().item():.3g}"
         if not a.no_encoder:
             # a smooth-ish image in [-1, 1]: upsampled noise plus fine noise
