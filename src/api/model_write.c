@@ -35,23 +35,188 @@ static int check_unused(const sd_tensor_override *ov, size_t n_ov, const int *us
 
 /* ---- the single-file LDM checkpoint ------------------------------------------------------ */
 
+/* t in dtype want (SD_DTYPE_COUNT: as it is); a converted copy goes to *buf (the caller frees). */
+static int convert_dtype(sd_tensor *t, sd_dtype want, void **buf, const char *name) {
+  *buf = NULL;
+  if (want == SD_DTYPE_COUNT || t->dtype == want || !sd_dtype_is_float(t->dtype)) return SD_OK;
+  size_t cnt = (size_t)sd_numel(t);
+  float *f = malloc(cnt * sizeof(float) + 1);
+  void *dst = malloc(cnt * sd_dtype_size(want) + 1);
+  if (!f || !dst) { free(f); free(dst); return sd_fail(SD_E_NOMEM, "out of memory converting %s", name); }
+  sd_to_f32(f, t->data, t->dtype, cnt);
+  sd_from_f32(dst, want, f, cnt);
+  free(f);
+  *buf = dst;
+  t->data = dst;
+  t->dtype = want;
+  return SD_OK;
+}
+
+/* The tensors being written: names (owned), views, and the buffers the views point into. */
+typedef struct ldm_out {
+  char **names;
+  sd_tensor *ts;
+  void **bufs;
+  size_t n, cap;
+} ldm_out;
+
+static int out_add(ldm_out *o, const char *name, sd_tensor t, void *buf, sd_dtype want) {
+  if (o->n >= o->cap) { free(buf); return sd_fail(SD_E_NOMEM, "LDM writer: more tensors than planned"); }
+  void *conv;
+  int rc = convert_dtype(&t, want, &conv, name);
+  if (rc) { free(buf); return rc; }
+  if (conv) { free(buf); buf = conv; }
+  o->names[o->n] = strdup(name);
+  if (!o->names[o->n]) { free(buf); return sd_fail(SD_E_NOMEM, "out of memory"); }
+  o->bufs[o->n] = buf;
+  o->ts[o->n++] = t;
+  return SD_OK;
+}
+
+/* The OpenCLIP text tower of SD 2.x in the LDM layout (cond_stage_model.model.*): each layer's
+ * q, k and v projections joined into attn.in_proj_* (rows q, k, v), the others renamed one to
+ * one. The layers a diffusers folder holds are SD 2's (the text tower's last layer, which SD 2
+ * skips, is not in it); the file gets one more resblock of zeros in that place, so that every
+ * SD 2 loader, which runs all resblocks but the last, computes the same states. */
+static const struct { const char *hf, *ldm; } k_oc_layer[] = {
+    {"layer_norm1.", "ln_1."}, {"layer_norm2.", "ln_2."}, {"mlp.fc1.", "mlp.c_fc."},
+    {"mlp.fc2.", "mlp.c_proj."}, {"self_attn.out_proj.", "attn.out_proj."}};
+
+static int openclip_tensors(const sd_component_weights *w, const sd_clip_text_config *tc, sd_dtype want,
+                            const sd_tensor_override *ov, size_t n_ov, int *used, ldm_out *o) {
+  int rc = SD_OK;
+  const int L = tc->layers;
+  const sd_tensor *qkv[3][2] = {{0}}; /* [q/k/v][weight/bias] of the current layer */
+  for (int layer = 0; layer <= L && rc == SD_OK; layer++) {
+    char pre[64], ldm[SD_NAME_MAX], nm[SD_NAME_MAX];
+    snprintf(pre, sizeof pre, "text_model.encoder.layers.%d.", layer);
+    memset(qkv, 0, sizeof qkv);
+    if (layer == L) { /* the zero resblock: the shapes of the last real layer */
+      snprintf(pre, sizeof pre, "text_model.encoder.layers.%d.", L - 1);
+    }
+    for (size_t i = 0; i < w->n && rc == SD_OK; i++) {
+      const char *name = w->w[i].name;
+      if (strncmp(name, pre, strlen(pre))) continue;
+      const char *rest = name + strlen(pre);
+      sd_tensor t = w->w[i].t;
+      const sd_tensor_override *ov_t = layer < L ? find_override(ov, n_ov, used, SD_COMP_TEXT, name) : NULL;
+      if (ov_t) t = ov_t->t;
+      void *buf = NULL;
+      if (layer == L) { /* zeros of the same shape and dtype */
+        size_t bytes = (size_t)sd_numel(&t) * sd_dtype_size(t.dtype);
+        if (!(buf = calloc(1, bytes + 1))) return sd_fail(SD_E_NOMEM, "out of memory");
+        t.data = buf;
+      }
+      static const char *const P[3] = {"self_attn.q_proj.", "self_attn.k_proj.", "self_attn.v_proj."};
+      int part = -1;
+      for (int k = 0; k < 3; k++)
+        if (!strncmp(rest, P[k], strlen(P[k]))) part = k;
+      if (part >= 0) {
+        const char *wb = rest + strlen(P[part]);
+        int which = !strcmp(wb, "weight") ? 0 : !strcmp(wb, "bias") ? 1 : -1;
+        if (which < 0) { free(buf); return sd_fail(SD_E_ARG, "no LDM name for text tensor %s", name); }
+        /* joined below; a zero block's parts are zero too */
+        sd_tensor *keep = malloc(sizeof *keep);
+        if (!keep) { free(buf); return sd_fail(SD_E_NOMEM, "out of memory"); }
+        *keep = t; /* for the zero block, keep->data is the zero buffer, freed once joined */
+        qkv[part][which] = keep;
+        continue;
+      }
+      int done = 0;
+      for (size_t k = 0; k < sizeof k_oc_layer / sizeof *k_oc_layer; k++) {
+        size_t n = strlen(k_oc_layer[k].hf);
+        if (strncmp(rest, k_oc_layer[k].hf, n)) continue;
+        snprintf(ldm, sizeof ldm, "cond_stage_model.model.transformer.resblocks.%d.%s%s", layer, k_oc_layer[k].ldm, rest + n);
+        rc = out_add(o, ldm, t, buf, want);
+        done = 1;
+        break;
+      }
+      if (!done) { free(buf); rc = sd_fail(SD_E_ARG, "no LDM name for text tensor %s", name); }
+    }
+    /* attn.in_proj_weight / _bias: q, k, v stacked along the rows */
+    for (int which = 0; which < 2 && rc == SD_OK; which++) {
+      const sd_tensor *a = qkv[0][which], *b = qkv[1][which], *c = qkv[2][which];
+      if (!a || !b || !c || a->dtype != b->dtype || a->dtype != c->dtype || a->ndim != b->ndim || a->ndim != c->ndim) {
+        rc = sd_fail(SD_E_ARG, "text encoder layer %d: q, k and v projections missing or of different types",
+                     layer < L ? layer : L - 1);
+        break;
+      }
+      size_t bytes = (size_t)sd_numel(a) * sd_dtype_size(a->dtype);
+      if ((size_t)sd_numel(b) * sd_dtype_size(b->dtype) != bytes || (size_t)sd_numel(c) * sd_dtype_size(c->dtype) != bytes) {
+        rc = sd_fail(SD_E_ARG, "text encoder layer %d: q, k and v projections of different shapes", layer);
+        break;
+      }
+      unsigned char *j = malloc(3 * bytes + 1);
+      if (!j) { rc = sd_fail(SD_E_NOMEM, "out of memory"); break; }
+      memcpy(j, a->data, bytes);
+      memcpy(j + bytes, b->data, bytes);
+      memcpy(j + 2 * bytes, c->data, bytes);
+      sd_tensor t = *a;
+      t.data = j;
+      t.shape[0] *= 3;
+      snprintf(nm, sizeof nm, "cond_stage_model.model.transformer.resblocks.%d.attn.in_proj_%s", layer,
+               which ? "bias" : "weight");
+      rc = out_add(o, nm, t, j, want);
+    }
+    for (int k = 0; k < 3; k++)
+      for (int which = 0; which < 2; which++) {
+        if (qkv[k][which] && layer == L) free(qkv[k][which]->data);
+        free((void *)qkv[k][which]);
+      }
+  }
+  /* the rest: embeddings and the final LayerNorm */
+  static const struct { const char *hf, *ldm; } k_oc_top[] = {
+      {"text_model.embeddings.token_embedding.weight", "cond_stage_model.model.token_embedding.weight"},
+      {"text_model.embeddings.position_embedding.weight", "cond_stage_model.model.positional_embedding"},
+      {"text_model.final_layer_norm.weight", "cond_stage_model.model.ln_final.weight"},
+      {"text_model.final_layer_norm.bias", "cond_stage_model.model.ln_final.bias"}};
+  for (size_t i = 0; i < w->n && rc == SD_OK; i++) {
+    const char *name = w->w[i].name;
+    if (!strncmp(name, "text_model.encoder.layers.", strlen("text_model.encoder.layers."))) continue;
+    size_t k = 0;
+    while (k < sizeof k_oc_top / sizeof *k_oc_top && strcmp(name, k_oc_top[k].hf)) k++;
+    if (k == sizeof k_oc_top / sizeof *k_oc_top) return sd_fail(SD_E_ARG, "no LDM name for text tensor %s", name);
+    sd_tensor t = w->w[i].t;
+    const sd_tensor_override *ov_t = find_override(ov, n_ov, used, SD_COMP_TEXT, name);
+    if (ov_t) t = ov_t->t;
+    rc = out_add(o, k_oc_top[k].ldm, t, NULL, want);
+  }
+  return rc;
+}
+
 int sd_write_ldm_file(const sd_model_source *m, const char *out, sd_dtype want, const sd_tensor_override *ov,
                       size_t n_ov, size_t n_meta, const char *const *meta_keys, const char *const *meta_values) {
   const sd_clip_text_config *tc = sd_model_text_config(m);
-  if (sd_model_weights(m, SD_COMP_TEXT)->present && (tc->act != SD_ACT_QUICK_GELU || tc->pad_id != 49407))
-    return sd_fail(SD_E_UNSUPPORTED, "%s: writing an OpenCLIP (SD 2.x) text encoder in the LDM layout is not supported",
-                   sd_model_path(m));
-  size_t total = 0;
+  const sd_component_weights *tw = sd_model_weights(m, SD_COMP_TEXT);
+  /* SD 2.x's OpenCLIP tower (GELU) goes to cond_stage_model.model.*, CLIP-L (quick GELU)
+   * to cond_stage_model.transformer.text_model.* whatever its vocabulary */
+  const int openclip = tw->present && tc->act == SD_ACT_GELU;
+  if (openclip && tc->layers < 1) return sd_fail(SD_E_FORMAT, "%s: a text encoder without layers", sd_model_path(m));
+  size_t total = 16; /* OpenCLIP: the zero resblock's tensors */
   for (int c = 0; c < SD_COMP_COUNT; c++) total += sd_model_weights(m, (sd_component)c)->n;
-  char **names = calloc(total ? total : 1, sizeof *names);
-  sd_tensor *ts = calloc(total ? total : 1, sizeof *ts);
-  void **bufs = calloc(total ? total : 1, sizeof *bufs);
+  ldm_out o = {calloc(total, sizeof(char *)), calloc(total, sizeof(sd_tensor)), calloc(total, sizeof(void *)), 0, total};
   int *used = calloc(n_ov ? n_ov : 1, sizeof *used);
-  size_t n = 0;
   int rc = SD_OK;
-  if (!names || !ts || !bufs || !used) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
+  if (!o.names || !o.ts || !o.bufs || !used) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
+  for (size_t i = 0; i < n_ov && rc == SD_OK; i++) { /* replacements must have the model's shapes */
+    const sd_component_weights *w = sd_model_weights(m, ov[i].comp);
+    for (size_t j = 0; j < w->n; j++) {
+      const sd_tensor *t = &w->w[j].t;
+      if (strcmp(w->w[j].name, ov[i].name)) continue;
+      if (ov[i].t.ndim != t->ndim || memcmp(ov[i].t.shape, t->shape, (size_t)t->ndim * sizeof *t->shape) != 0) {
+        char a[96], b[96];
+        rc = sd_fail(SD_E_ARG, "replacement for %s has shape %s, the model's is %s", ov[i].name,
+                     sd_shape_str(&ov[i].t, a, sizeof a), sd_shape_str(t, b, sizeof b));
+      }
+      break;
+    }
+  }
   for (int c = 0; c < SD_COMP_COUNT && rc == SD_OK; c++) {
     const sd_component_weights *w = sd_model_weights(m, (sd_component)c);
+    if (c == SD_COMP_TEXT && openclip) {
+      rc = openclip_tensors(w, tc, want, ov, n_ov, used, &o);
+      continue;
+    }
     for (size_t i = 0; i < w->n && rc == SD_OK; i++) {
       char name[SD_NAME_MAX];
       sd_xform xf;
@@ -59,41 +224,19 @@ int sd_write_ldm_file(const sd_model_source *m, const char *out, sd_dtype want, 
                                       name, sizeof name, &xf)))
         break;
       sd_tensor t = w->w[i].t;
-      const sd_tensor_override *o = find_override(ov, n_ov, used, (sd_component)c, w->w[i].name);
-      if (o) {
-        if (o->t.ndim != t.ndim || memcmp(o->t.shape, t.shape, (size_t)t.ndim * sizeof *t.shape) != 0) {
-          char a[96], b[96];
-          rc = sd_fail(SD_E_ARG, "replacement for %s has shape %s, the model's is %s", w->w[i].name,
-                       sd_shape_str(&o->t, a, sizeof a), sd_shape_str(&t, b, sizeof b));
-          break;
-        }
-        t = o->t;
-      }
+      const sd_tensor_override *ot = find_override(ov, n_ov, used, (sd_component)c, w->w[i].name);
+      if (ot) t = ot->t;
       if (xf == SD_XFORM_SQUEEZE && t.ndim == 2) { t.ndim = 4; t.shape[2] = t.shape[3] = 1; }
-      if (want != SD_DTYPE_COUNT && t.dtype != want && sd_dtype_is_float(t.dtype)) {
-        size_t cnt = (size_t)sd_numel(&t);
-        float *f = malloc(cnt * sizeof(float) + 1);
-        void *dst = malloc(cnt * sd_dtype_size(want) + 1);
-        if (!f || !dst) { free(f); free(dst); rc = sd_fail(SD_E_NOMEM, "out of memory converting %s", name); break; }
-        sd_to_f32(f, t.data, t.dtype, cnt);
-        sd_from_f32(dst, want, f, cnt);
-        free(f);
-        bufs[n] = dst;
-        t.data = dst;
-        t.dtype = want;
-      }
-      names[n] = strdup(name);
-      if (!names[n]) { free(bufs[n]); bufs[n] = NULL; rc = sd_fail(SD_E_NOMEM, "out of memory"); break; }
-      ts[n++] = t;
+      rc = out_add(&o, name, t, NULL, want);
     }
   }
   if (rc == SD_OK) rc = check_unused(ov, n_ov, used);
-  if (rc == SD_OK) rc = sd_st_write_meta(out, n, (const char *const *)names, ts, n_meta, meta_keys, meta_values);
+  if (rc == SD_OK) rc = sd_st_write_meta(out, o.n, (const char *const *)o.names, o.ts, n_meta, meta_keys, meta_values);
 done:
-  for (size_t i = 0; i < n; i++) { free(names[i]); free(bufs[i]); }
-  free(names);
-  free(ts);
-  free(bufs);
+  for (size_t i = 0; i < o.n; i++) { free(o.names[i]); free(o.bufs[i]); }
+  free(o.names);
+  free(o.ts);
+  free(o.bufs);
   free(used);
   return rc;
 }

@@ -21,6 +21,10 @@ import sdref  # noqa: E402
 PRESETS = {
     # SD 1.x: CLIP ViT-L/14 text tower
     "sd15": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+    # SD 2.x: OpenCLIP ViT-H/14 text tower as diffusers stores it (23 of its 24 layers: SD 2
+    # uses the penultimate), GELU, pad 0
+    "sd21": dict(hidden_size=1024, num_hidden_layers=23, num_attention_heads=16, intermediate_size=4096,
+                 hidden_act="gelu", pad_token_id=0),
     # a quick one for the default test run
     "small": dict(hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128),
     # OpenCLIP-style activation (GELU), pad 0

@@ -430,6 +430,11 @@ def load_unet_folder(root):
 PRESETS = {
     # SD 1.x (diffusers runwayml/stable-diffusion-v1-5 unet/config.json)
     "sd15": (dict(), dict(batch=2, size=(64, 64), ctx_len=77, timestep=981.0)),
+    # SD 2.1 (diffusers stabilityai/stable-diffusion-2-1 unet/config.json): heads 5, 10, 20, 20
+    # (head size 64 at every width), linear proj_in/out, 1024-wide context, 768 px (96x96)
+    "sd21": (dict(attention_head_dim=[5, 10, 20, 20], cross_attention_dim=1024, use_linear_projection=True,
+                  sample_size=96),
+             dict(batch=2, size=(96, 96), ctx_len=77, timestep=981.0)),
     # three levels, per-level heads (head dims 16, 16, 24), two transformer layers, 16 groups,
     # a non-square latent; attention on the two upper levels and the mid block
     "small": (dict(block_out_channels=(32, 64, 96), layers_per_block=2,
