@@ -122,7 +122,10 @@ static const char *k_generate_help =
     "      --mem-budget SIZE   fp32: keep up to SIZE bytes (K, M, G suffixes) of weights packed\n"
     "                          for the kernels from one UNet pass to the next instead of packing\n"
     "                          them again (default 0; the most reused first). bf16 always keeps\n"
-    "                          them, in the memory of the float16 weights\n"    "      --vae-tiling        decode in overlapping tiles, blended (diffusers' tiled_decode:\n"
+    "                          them, in the memory of the float16 weights\n"    "      --lora-model-dir DIR  the folder of the LoRAs that <lora:NAME:W> tags in the prompt\n"
+    "                          name (DIR/NAME.safetensors, kohya or PEFT format; docs/lora.md);\n"
+    "                          --lora-dir is the same\n"
+    "      --vae-tiling        decode in overlapping tiles, blended (diffusers' tiled_decode:\n"
     "                          its pixels), so large images decode in one tile's memory\n"
     "      --vae-tile-size PX  the tile size (implies --vae-tiling): a multiple of 32 for SD\n"
     "                          (default: the VAE's sample_size, 512 for SD 1.x)\n"
@@ -489,6 +492,7 @@ static int cmd_generate(int argc, char **argv) {
       {"max-pixels", required_argument, 0, 1015}, {"mem-budget", required_argument, 0, 1016},
       {"image-check", required_argument, 0, 1017}, {"image-check-action", required_argument, 0, 1018},
       {"vae-tiling", no_argument, 0, 1101},   {"vae-tile-size", required_argument, 0, 1102},
+      {"lora-model-dir", required_argument, 0, 1103}, {"lora-dir", required_argument, 0, 1103},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   int precision = SAFESD_PRECISION_FP32;
@@ -573,6 +577,7 @@ static int cmd_generate(int argc, char **argv) {
         break;
       case 1008: report_path = optarg; break;
       case 1101: p.vae_tiling = 1; break;
+      case 1103: p.lora_dir = optarg; break;
       case 1102:
         if (cli_parse_long(optarg, 1, 16384, &v))
           return usage_error("generate", "--vae-tile-size takes a size in pixels, 1..16384 (a multiple of 4 x the VAE's factor)");
@@ -657,6 +662,8 @@ static int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "safety: prompt flagged (%s) at level %s; safe text: \"%s\"\n", rep.categories, rep.level,
             rep.safety_text ? rep.safety_text : "");
   if (rc == 0 && !quiet && rep.projection) fprintf(stderr, "safety: %s\n", rep.projection);
+  if (rc == 0 && !quiet && rep.loras)
+    fprintf(stderr, "LoRA: %s merged (a LoRA can bring back what the safety layer steers away from)\n", rep.loras);
   if (rc == 0 && !quiet && rep.beyond_window)
     fprintf(stderr, "safety: past the text encoder's window (not seen by the model, not judged): \"%s\"\n",
             rep.beyond_window);

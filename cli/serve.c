@@ -32,6 +32,8 @@ static const char *k_serve_help =
     "      --precision P        fp32 (default) or bf16\n"
     "      --mem-budget SIZE    as generate --mem-budget: fp32 weights kept packed from one\n"
     "                           request to the next (K, M, G suffixes; default 0)\n"
+    "      --lora-model-dir DIR  LoRAs for <lora:NAME:W> tags in request prompts\n"
+    "                           (DIR/NAME.safetensors; docs/lora.md); without it a tag is a 400\n"
     "      --host ADDR          numeric address to bind (default 127.0.0.1: this machine only)\n"
     "      --port N             TCP port (default 7860, AUTOMATIC1111's; 0 = any free port)\n"
     "      --port-file FILE     write the port listened on to FILE (with --port 0)\n"
@@ -128,6 +130,7 @@ int cli_serve(int argc, char **argv) {
       {"max-side", required_argument, 0, 'W'},      {"shutdown-grace", required_argument, 0, 'G'},
       {"access-log", required_argument, 0, 'L'},    {"quiet", no_argument, 0, 'q'},
       {"mem-budget", required_argument, 0, 'b'},    {"help", no_argument, 0, 'h'},
+      {"lora-model-dir", required_argument, 0, 'r'}, {"lora-dir", required_argument, 0, 'r'},
       {0, 0, 0, 0}};
   sd_server_config c;
   sd_server_config_defaults(&c);
@@ -160,6 +163,7 @@ int cli_serve(int argc, char **argv) {
         c.mem_budget = bytes;
         break;
       case 'k': c.api_key = optarg; break;
+      case 'r': c.lora_dir = optarg; break;
       case 'K':
         free(key_from_file);
         if (!(key_from_file = read_key_file(optarg))) return cli_fail("serve: --api-key-file");

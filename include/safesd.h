@@ -235,6 +235,11 @@ typedef struct safesd_gen_params {
   int vae_tile_size;           /* tile size in pixels with vae_tiling, a multiple of 4 × the
                                   VAE's factor (32 for SD); 0 = the VAE's sample_size (512 for
                                   SD 1.x, 768 for SD 2.x; 64 for the bundled model) */
+  /* ---- LoRA (docs/lora.md): `<lora:NAME[:W[:W_UNET]]>` tags in the prompt merge
+   * LORA_DIR/NAME.safetensors into the model's weights (kohya or PEFT format) for this
+   * generation; the tags are taken out of the text the encoder and the detectors see. The
+   * model keeps the set merged for the next generation that names the same set. ---- */
+  const char *lora_dir;        /* the LoRA folder; NULL: a prompt with a tag is an error */
 } safesd_gen_params;
 
 /* What the output-image check said about one image. */
@@ -294,6 +299,9 @@ typedef struct safesd_safety_report {
                                   the gate did not run */
   const char *beyond_window;   /* the prompt's text past the text encoder's window, which the
                                   detectors did not judge (the encoder never sees it), or NULL */
+  const char *loras;           /* the LoRAs merged for this generation ("NAME:W, ..."; a LoRA
+                                  can bring back what the safety layer steers away from), or
+                                  NULL */
   /* output-image checks (valid until the next generation on the same model) */
   const char *image_check;     /* the canonical classifier list, or NULL when no check ran */
   const char *image_check_action; /* "flag", "blur", "block", or NULL */

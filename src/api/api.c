@@ -138,6 +138,7 @@ int safesd_bundled_model(char *path, size_t cap) {
 
 void safesd_model_close(safesd_model *m) {
   if (!m) return;
+  sd_api_lora_free(m);
   sd_clip_text_free(m->text);
   sd_unet_free(m->unet);
   sd_vae_free(m->vae);

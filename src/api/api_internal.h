@@ -71,7 +71,18 @@ struct safesd_model {
   char *checks_key;
   safesd_image_verdict *verdicts;
   int n_verdicts;
+  /* LoRAs (lora_tags.c): the merged set, its key (files and weights), the last prompt
+   * without its tags, and "NAME:W, ..." for reports */
+  struct sd_lora_state *lora;
+  char *lora_key, *lora_prompt, *lora_summary;
 };
+
+/* Take the <lora:...> tags out of p->prompt (p->prompt then points at the model's copy
+ * without them) and merge the LoRAs they name into the model, unless the same set is merged
+ * already; a prompt without tags restores the file's weights. */
+int sd_api_lora_prepare(safesd_model *m, safesd_gen_params *p);
+/* Restore the file's weights and free the LoRA state. */
+void sd_api_lora_free(safesd_model *m);
 
 /* Level name -> (λ, τ_gc) of the built-in (provisional) table; returns the level's index
  * (0 = off) or an error. */

@@ -354,7 +354,9 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
                        safesd_safety_report *report) {
   safesd_gen_params p = *p_in;
   sd_api_verdicts_free(m); /* the last generation's verdicts describe its images only */
-  int rc = safesd_gen_resolve(m, &p);
+  int rc = sd_api_lora_prepare(m, &p); /* <lora:...> tags: merged, and out of the prompt */
+  if (rc) return rc;
+  rc = safesd_gen_resolve(m, &p);
   if (rc) return rc;
   /* the output-image classifiers load before any generation work: a bad list costs nothing */
   if ((rc = sd_api_image_check_prepare(m, &p))) return rc;
@@ -524,6 +526,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     report->strategy = gated && gate->flagged ? gate->strategy : NULL;
     report->banks = gated ? gate->banks : NULL;
     report->beyond_window = gated ? gate->beyond : NULL;
+    report->loras = m->lora ? m->lora_summary : NULL;
     if (project) {
       report->projection = gate->projection;
       report->n_projected = gate->n_proj;
@@ -655,6 +658,7 @@ char *safesd_safety_report_json(const safesd_safety_report *r, int indent) {
       bad |= jset(gate, "strategy", jstr_or_null(r->strategy));
       bad |= jset(gate, "banks", jstr_or_null(r->banks));
       bad |= jset(gate, "beyond_window", jstr_or_null(r->beyond_window));
+      bad |= jset(gate, "loras", jstr_or_null(r->loras));
       if (r->projection) {
         json_t *pr = json_object(), *pos = json_array(), *tok = json_array(), *desc = json_array();
         bad |= !pr || !pos || !tok || !desc;
@@ -730,6 +734,8 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   /* bf16 compute gives slightly different pixels: say so (fp32, the default, is not named) */
   if (m->ex->precision == SD_PREC_BF16)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", Precision: bf16%s", m->ex->bf16_emulated ? " (emulated)" : "");
+  if (m->lora && m->lora_summary)
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", LoRA: %.300s", m->lora_summary);
   /* tiled decoding changes pixels too (near the tiles' seams) */
   if (p->vae_tiling && m->vae)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", VAE tiling: %d",

@@ -80,6 +80,12 @@ struct sd_model_source {
 
 static const char *const k_comp_names[SD_COMP_COUNT] = {"text_encoder", "unet", "vae"};
 
+void sd_model_weight_set(sd_model_source *m, sd_component c, size_t i, sd_dtype dtype, void *data) {
+  if (!m || (unsigned)c >= SD_COMP_COUNT || i >= m->w[c].n) return;
+  m->w[c].w[i].t.dtype = dtype;
+  m->w[c].w[i].t.data = data;
+}
+
 void sd_model_release(const sd_model_source *m, sd_component c) {
   if (!m || (unsigned)c >= SD_COMP_COUNT) return;
   const sd_safetensors *st = m->st[c] ? m->st[c] : m->single;

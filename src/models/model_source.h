@@ -104,6 +104,10 @@ const char *sd_component_name(sd_component c); /* "text_encoder", "unet", "vae" 
 const char *sd_model_path(const sd_model_source *m);
 
 const sd_component_weights *sd_model_weights(const sd_model_source *m, sd_component c);
+/* Point weight i of component c at data of the given dtype (the shape stays): in-memory
+ * changes such as merged LoRAs (models/lora.c), whose owner keeps the data alive and puts the
+ * file's view back before closing. Out-of-range c or i: nothing happens. */
+void sd_model_weight_set(sd_model_source *m, sd_component c, size_t i, sd_dtype dtype, void *data);
 const sd_clip_text_config *sd_model_text_config(const sd_model_source *m);
 const sd_unet_config *sd_model_unet_config(const sd_model_source *m);
 const sd_vae_config *sd_model_vae_config(const sd_model_source *m);

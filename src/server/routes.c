@@ -239,6 +239,7 @@ static int parse_safety(const srv_info *si, req *r, srv_job *j) {
   j->p.concepts = c->concepts;
   j->p.image_check = c->image_check;
   j->p.image_check_action = c->image_check_action;
+  j->p.lora_dir = c->lora_dir;
   return 0;
 }
 

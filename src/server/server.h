@@ -36,6 +36,8 @@ typedef struct sd_server_config {
   const char *min_safety;     /* floor ("off") */
   const char *strategy, *detectors, *concepts;
   const char *image_check, *image_check_action;
+  const char *lora_dir;       /* <lora:NAME:W> tags in request prompts: NAME.safetensors there
+                                 (NULL: a tag is a 400) */
   /* limits */
   int queue;                  /* jobs waiting (the running one not counted) */
   int max_connections;
