@@ -125,6 +125,9 @@ static const char *k_generate_help =
     "                          them, in the memory of the float16 weights\n"    "      --lora-model-dir DIR  the folder of the LoRAs that <lora:NAME:W> tags in the prompt\n"
     "                          name (DIR/NAME.safetensors, kohya or PEFT format; docs/lora.md);\n"
     "                          --lora-dir is the same\n"
+    "      --taesd PATH        decode with a TAESD decoder (taesd_decoder.safetensors or a\n"
+    "                          diffusers AutoencoderTiny folder) instead of the VAE: much\n"
+    "                          faster, lower quality (images up to 2048x2048)\n"
     "      --vae-tiling        decode in overlapping tiles, blended (diffusers' tiled_decode:\n"
     "                          its pixels), so large images decode in one tile's memory\n"
     "      --vae-tile-size PX  the tile size (implies --vae-tiling): a multiple of 32 for SD\n"
@@ -493,10 +496,12 @@ static int cmd_generate(int argc, char **argv) {
       {"image-check", required_argument, 0, 1017}, {"image-check-action", required_argument, 0, 1018},
       {"vae-tiling", no_argument, 0, 1101},   {"vae-tile-size", required_argument, 0, 1102},
       {"lora-model-dir", required_argument, 0, 1103}, {"lora-dir", required_argument, 0, 1103},
+      {"taesd", required_argument, 0, 1104},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   int precision = SAFESD_PRECISION_FP32;
   long long mem_budget = 0;
+  const char *taesd = NULL;
   safesd_gen_params p;
   safesd_gen_defaults(&p);
   p.seed = 42;
@@ -578,6 +583,7 @@ static int cmd_generate(int argc, char **argv) {
       case 1008: report_path = optarg; break;
       case 1101: p.vae_tiling = 1; break;
       case 1103: p.lora_dir = optarg; break;
+      case 1104: taesd = optarg; break;
       case 1102:
         if (cli_parse_long(optarg, 1, 16384, &v))
           return usage_error("generate", "--vae-tile-size takes a size in pixels, 1..16384 (a multiple of 4 x the VAE's factor)");
@@ -607,7 +613,8 @@ static int cmd_generate(int argc, char **argv) {
     model = bundled;
     if (!quiet) fprintf(stderr, "model: %s (the bundled model; -m chooses another)\n", model);
   }
-  safesd_model_options mo = {.n_threads = (int)threads, .config_dir = config, .precision = precision, .mem_budget = mem_budget};
+  safesd_model_options mo = {.n_threads = (int)threads, .config_dir = config, .precision = precision, .mem_budget = mem_budget,
+                             .taesd = taesd};
   safesd_model *m;
   if (safesd_model_open(model, &mo, &m)) { outputs_free(&outs); return fail("opening model"); }
   if (precision == SAFESD_PRECISION_BF16 && safesd_model_precision(m) != SAFESD_PRECISION_BF16)

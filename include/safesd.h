@@ -101,6 +101,10 @@ typedef struct safesd_model_options {
                              each time (0, the default: none; the most reused are kept). bf16
                              keeps every packed weight (the same bytes as float16 weights,
                              whose file pages it drops). docs/performance.md */
+  const char *taesd;      /* a TAESD decoder (madebyollin/taesd's taesd_decoder.safetensors,
+                             or a diffusers AutoencoderTiny folder): images are decoded with
+                             it instead of the VAE, much faster and of lower quality (as
+                             stable-diffusion.cpp's --taesd); NULL: the VAE */
 } safesd_model_options;
 
 enum { SAFESD_PRECISION_FP32 = 0, SAFESD_PRECISION_BF16 = 1 };

@@ -15,6 +15,7 @@
 #include "text/tokenizer.h"
 #include "safety/learned.h"
 #include "api/api_internal.h"
+#include "models/taesd.h"
 
 _Static_assert((int)SAFESD_E_IO == (int)SD_E_IO && (int)SAFESD_E_INTERNAL == (int)SD_E_INTERNAL &&
                    (int)SAFESD_E_CANCELLED == (int)SD_E_CANCELLED,
@@ -107,6 +108,10 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
   if (opts && opts->mem_budget > 0) m->ex->pack_budget = (int64_t)opts->mem_budget;
   /* bf16 where the CPU has it; elsewhere fp32 (the caller sees it in safesd_model_precision) */
   if (opts && opts->precision == SAFESD_PRECISION_BF16) (void)sd_exec_set_precision(m->ex, SD_PREC_BF16);
+  if (opts && opts->taesd && (rc = sd_api_taesd_open(m, opts->taesd))) {
+    safesd_model_close(m);
+    return rc;
+  }
   /* a model folder may carry its own concept bank (the bundled model does; model_source
    * found it, or refused one that cannot be read) */
   const char *bank = sd_model_bank_path(m->src);
@@ -131,6 +136,18 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
   return SD_OK;
 }
 
+/* The TAESD decoder of the model options: its latents and upscale must be the model's. */
+int sd_api_taesd_open(safesd_model *m, const char *path) {
+  int rc = sd_taesd_open(path, &m->taesd);
+  if (rc) return rc;
+  const sd_vae_config *vc = sd_model_vae_config(m->src);
+  const int zc = vc->latent_channels, f = 1 << (vc->n_levels > 0 ? vc->n_levels - 1 : 0);
+  if (sd_taesd_latent_channels(m->taesd) != zc || sd_taesd_factor(m->taesd) != f)
+    return sd_fail(SD_E_ARG, "TAESD %s decodes %d-channel latents %dx up; this model's are %d-channel, %dx", path,
+                   sd_taesd_latent_channels(m->taesd), sd_taesd_factor(m->taesd), zc, f);
+  return SD_OK;
+}
+
 int safesd_bundled_model(char *path, size_t cap) {
   if (!path || !cap) return sd_fail(SD_E_ARG, "safesd_bundled_model: no buffer");
   return sd_bundled_model_dir(path, cap);
@@ -139,6 +156,7 @@ int safesd_bundled_model(char *path, size_t cap) {
 void safesd_model_close(safesd_model *m) {
   if (!m) return;
   sd_api_lora_free(m);
+  sd_taesd_free(m->taesd);
   sd_clip_text_free(m->text);
   sd_unet_free(m->unet);
   sd_vae_free(m->vae);

@@ -75,12 +75,15 @@ struct safesd_model {
    * without its tags, and "NAME:W, ..." for reports */
   struct sd_lora_state *lora;
   char *lora_key, *lora_prompt, *lora_summary;
+  struct sd_taesd *taesd; /* the TAESD decoder in place of the VAE's (model options), or NULL */
 };
 
 /* Take the <lora:...> tags out of p->prompt (p->prompt then points at the model's copy
  * without them) and merge the LoRAs they name into the model, unless the same set is merged
  * already; a prompt without tags restores the file's weights. */
 int sd_api_lora_prepare(safesd_model *m, safesd_gen_params *p);
+/* Open the TAESD decoder at path into m->taesd, checked against the model's latents. */
+int sd_api_taesd_open(safesd_model *m, const char *path);
 /* Restore the file's weights and free the LoRA state. */
 void sd_api_lora_free(safesd_model *m);
 

@@ -38,6 +38,7 @@
 #include "safety/sld.h"
 #include "safety/strategy.h"
 #include "io/fileio.h"
+#include "models/taesd.h"
 
 #include <jansson.h>
 
@@ -556,8 +557,9 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   if (!img) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
   for (int b = 0; b < B; b++) {
     if (p.cancel && p.cancel(p.cancel_user)) { rc = sd_fail(SD_E_CANCELLED, "cancelled"); goto done; }
-    if ((rc = p.vae_tiling ? sd_vae_decode_tiled(m->vae, m->ex, lat + per * b, h, w, p.vae_tile_size, img)
-                           : sd_vae_decode(m->vae, m->ex, lat + per * b, h, w, img)) ||
+    if ((rc = m->taesd       ? sd_taesd_decode(m->taesd, m->ex, lat + per * b, h, w, img)
+              : p.vae_tiling ? sd_vae_decode_tiled(m->vae, m->ex, lat + per * b, h, w, p.vae_tile_size, img)
+                             : sd_vae_decode(m->vae, m->ex, lat + per * b, h, w, img)) ||
         (rc = check_finite(img, 3 * npx, "the VAE's output", 0, 0)))
       goto done;
     sd_vae_to_rgb8(img, p.height, p.width, rgb + (size_t)b * npx * 3);
@@ -736,8 +738,9 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", Precision: bf16%s", m->ex->bf16_emulated ? " (emulated)" : "");
   if (m->lora && m->lora_summary)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", LoRA: %.300s", m->lora_summary);
+  if (m->taesd) off += snprintf(tail + off, sizeof tail - (size_t)off, ", VAE: TAESD");
   /* tiled decoding changes pixels too (near the tiles' seams) */
-  if (p->vae_tiling && m->vae)
+  if (p->vae_tiling && m->vae && !m->taesd)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", VAE tiling: %d",
                     p->vae_tile_size > 0 ? p->vae_tile_size : sd_vae_cfg(m->vae)->sample_size);
   /* the safety summary: whoever reads the image learns that it was altered and how */
