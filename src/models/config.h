@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "models/model_source.h"
+#include "models/model_types.h"
 
 int sd_parse_text_config_json(const char *buf, size_t len, const char *label, sd_clip_text_config *out);
 int sd_parse_unet_config_json(const char *buf, size_t len, const char *label, sd_unet_config *out);

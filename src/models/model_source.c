@@ -109,10 +109,6 @@ void sd_model_attach(const sd_model_source *m, sd_exec *ex) {
   ex->release_ctx = (void *)m;
 }
 
-const char *sd_component_name(sd_component c) {
-  return (unsigned)c < SD_COMP_COUNT ? k_comp_names[c] : "?";
-}
-
 const char *sd_family_name(sd_family f) {
   switch (f) {
     case SD_FAMILY_SD1: return "SD 1.x";

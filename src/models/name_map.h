@@ -31,7 +31,7 @@
 
 #include <stddef.h>
 
-#include "models/model_source.h"
+#include "models/model_types.h"
 
 #define SD_NAME_MAX 192
 
