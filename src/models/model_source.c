@@ -38,7 +38,7 @@
  *   are listed too.
  */
 #define _POSIX_C_SOURCE 200809L
-#include "models/model_source.h"
+#include "models/model_source_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -57,26 +57,6 @@
 
 #define VOCAB_JSON_MAX ((size_t)64 << 20)
 
-struct sd_model_source {
-  char *path;
-  sd_layout layout;
-  sd_family family;
-  sd_safetensors *st[SD_COMP_COUNT]; /* diffusers: one file per component */
-  sd_safetensors *single;            /* single-file checkpoint */
-  char *file[SD_COMP_COUNT];
-  sd_component_weights w[SD_COMP_COUNT];
-  size_t cap[SD_COMP_COUNT];
-  sd_clip_text_config text;
-  sd_unet_config unet;
-  sd_vae_config vae;
-  char *vocab, *merges;
-  char *sched; /* scheduler_config.json (folder or config_dir), NULL if none */
-  char *bank;  /* safety/concepts.bank of a folder, NULL if none */
-  char **problems;
-  size_t n_problems, cap_problems;
-  char **strings; /* owned internal names */
-  size_t n_strings, cap_strings;
-};
 
 static const char *const k_comp_names[SD_COMP_COUNT] = {"text_encoder", "unet", "vae"};
 
@@ -136,8 +116,7 @@ static char *xasprintf(const char *fmt, ...) {
   return s;
 }
 
-static int problem(sd_model_source *m, const char *fmt, ...) SD_PRINTF(2, 3);
-static int problem(sd_model_source *m, const char *fmt, ...) {
+int sd_model_problem_add(sd_model_source *m, const char *fmt, ...) {
   char buf[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -169,16 +148,6 @@ static const char *keep_string(sd_model_source *m, const char *s) {
   return d;
 }
 
-static int ends_with(const char *s, const char *suffix) {
-  size_t n = strlen(s), k = strlen(suffix);
-  if (k > n) return 0;
-  for (size_t i = 0; i < k; i++) {
-    char a = s[n - k + i], b = suffix[i];
-    if (a >= 'A' && a <= 'Z') a = (char)(a - 'A' + 'a');
-    if (a != b) return 0;
-  }
-  return 1;
-}
 
 static char *shape_text(const int64_t *shape, int ndim, char *buf, size_t cap) {
   sd_tensor t;
@@ -196,7 +165,7 @@ static int weight_cmp(const void *a, const void *b) {
   return strcmp(((const sd_weight *)a)->name, ((const sd_weight *)b)->name);
 }
 
-static const sd_weight *find_w(const sd_component_weights *cw, const char *name) {
+const sd_weight *sd_model_find_w(const sd_component_weights *cw, const char *name) {
   size_t lo = 0, hi = cw->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -280,7 +249,7 @@ static int cross_check(sd_model_source *m, sd_component c, const char *config_la
   if (!used) { sd_tensor_specs_free(&specs); return sd_fail(SD_E_NOMEM, "out of memory"); }
   for (size_t i = 0; i < specs.n && rc == SD_OK; i++) {
     const sd_tensor_spec *s = &specs.v[i];
-    const sd_weight *w = find_w(cw, s->name);
+    const sd_weight *w = sd_model_find_w(cw, s->name);
     char want[96], got[96];
     if (!w) {
       rc = sd_fail(SD_E_FORMAT, "%s: %s tensor %s is missing (expected shape %s, from %s)", m->file[c],
@@ -308,243 +277,13 @@ static int cross_check(sd_model_source *m, sd_component c, const char *config_la
       else if (!dropped++) example = cw->w[i].source_name;
     }
     if (dropped)
-      rc = problem(m, "%s: ignored %zu tensor%s the configuration does not use (e.g. %s)", k_comp_names[c],
+      rc = sd_model_problem_add(m, "%s: ignored %zu tensor%s the configuration does not use (e.g. %s)", k_comp_names[c],
                    dropped, dropped == 1 ? "" : "s", example);
     cw->n = kept;
     count_weights(cw);
   }
   free(used);
   sd_tensor_specs_free(&specs);
-  return rc;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Inference from shapes                                                                     */
-/* ---------------------------------------------------------------------------------------- */
-
-/* Number of indices N such that some weight starts with prefix + "N." (max N + 1). */
-static int count_index(const sd_component_weights *cw, const char *prefix) {
-  size_t n = strlen(prefix);
-  int best = 0;
-  for (size_t i = 0; i < cw->n; i++) {
-    const char *s = cw->w[i].name;
-    if (strncmp(s, prefix, n) != 0) continue;
-    s += n;
-    if (*s < '0' || *s > '9') continue;
-    long v = 0;
-    while (*s >= '0' && *s <= '9' && v < 100000) v = v * 10 + (*s++ - '0');
-    if (*s == '.' && v + 1 > best) best = (int)(v + 1);
-  }
-  return best;
-}
-
-static int has_prefix(const sd_component_weights *cw, const char *prefix) {
-  size_t n = strlen(prefix);
-  for (size_t i = 0; i < cw->n; i++)
-    if (strncmp(cw->w[i].name, prefix, n) == 0) return 1;
-  return 0;
-}
-
-/* The weight named name with ndim dims, or an error naming what it was needed for. */
-static int need(const sd_model_source *m, sd_component c, const char *name, int ndim, const char *what,
-                const sd_tensor **out) {
-  const sd_weight *w = find_w(&m->w[c], name);
-  if (!w)
-    return sd_fail(SD_E_FORMAT, "%s: cannot infer the %s %s: tensor %s is missing", m->file[c], k_comp_names[c], what, name);
-  if (w->t.ndim != ndim) {
-    char sh[96];
-    return sd_fail(SD_E_FORMAT, "%s: cannot infer the %s %s: tensor %s (stored as %s) has shape %s, expected %d dimensions",
-                   m->file[c], k_comp_names[c], what, name, w->source_name, sd_shape_str(&w->t, sh, sizeof sh), ndim);
-  }
-  *out = &w->t;
-  return SD_OK;
-}
-
-static int dim_ok(int64_t v) { return v >= 1 && v <= (1 << 22); }
-
-static int infer_text(sd_model_source *m, int openclip, sd_clip_text_config *c) {
-  const sd_tensor *tok, *pos, *fc1;
-  int rc;
-  memset(c, 0, sizeof *c);
-  if ((rc = need(m, SD_COMP_TEXT, "text_model.embeddings.token_embedding.weight", 2, "vocabulary and width", &tok)) ||
-      (rc = need(m, SD_COMP_TEXT, "text_model.embeddings.position_embedding.weight", 2, "context length", &pos)) ||
-      (rc = need(m, SD_COMP_TEXT, "text_model.encoder.layers.0.mlp.fc1.weight", 2, "MLP width", &fc1)))
-    return rc;
-  if (!dim_ok(tok->shape[0]) || !dim_ok(tok->shape[1]) || !dim_ok(pos->shape[0]) || !dim_ok(fc1->shape[0]))
-    return sd_fail(SD_E_FORMAT, "%s: text encoder embedding sizes out of range", m->file[SD_COMP_TEXT]);
-  c->vocab_size = (int)tok->shape[0];
-  c->hidden = (int)tok->shape[1];
-  c->max_positions = (int)pos->shape[0];
-  c->intermediate = (int)fc1->shape[0];
-  c->layers = count_index(&m->w[SD_COMP_TEXT], "text_model.encoder.layers.");
-  c->act = openclip ? SD_ACT_GELU : SD_ACT_QUICK_GELU;
-  c->ln_eps = 1e-5f;
-  c->heads = c->hidden % 64 == 0 ? c->hidden / 64 : 1;
-  if (c->hidden != 768 && c->hidden != 1024 && (rc = problem(m,
-        "text_encoder: width %d is not CLIP ViT-L's (768) or OpenCLIP ViT-H's (1024); the number of heads cannot be "
-        "read from the weights: assuming %d (head dim %d); pass a diffusers folder with --config to set it", c->hidden, c->heads,
-        c->hidden / c->heads)))
-    return rc;
-  if (c->vocab_size == 49408) {
-    c->bos_id = 49406;
-    c->eos_id = 49407;
-    c->pad_id = openclip ? 0 : 49407;
-  } else {
-    c->bos_id = 0, c->eos_id = 2, c->pad_id = 1;
-    if (c->vocab_size < 3) c->bos_id = c->eos_id = c->pad_id = 0;
-    if ((rc = problem(m, "text_encoder: vocabulary of %d tokens is not CLIP's (49408): the bos/eos/pad ids cannot be "
-                         "read from the weights: assuming transformers' defaults %d/%d/%d", c->vocab_size,
-                      (int)c->bos_id, (int)c->eos_id, (int)c->pad_id)))
-      return rc;
-  }
-  return sd_text_config_check(c, m->file[SD_COMP_TEXT]);
-}
-
-/* Cross-attention width and projection kind of the first transformer of the UNet. */
-static void unet_signals(const sd_component_weights *cw, int *ctx, int *linear, int *depth, char *first, size_t cap) {
-  *ctx = 0, *linear = -1, *depth = 0;
-  if (first) first[0] = 0;
-  for (size_t i = 0; i < cw->n; i++) {
-    const char *s = cw->w[i].name;
-    const char *k = strstr(s, "transformer_blocks.0.attn2.to_k.weight");
-    if (k && !*ctx && cw->w[i].t.ndim == 2) {
-      *ctx = (int)cw->w[i].t.shape[1];
-      if (first) snprintf(first, cap, "%.*s", (int)(k - s), s);
-    }
-    if (ends_with(s, ".proj_in.weight") && *linear < 0) *linear = cw->w[i].t.ndim == 2;
-  }
-  if (*linear < 0) *linear = 0;
-  if (first && first[0]) {
-    char p[256];
-    snprintf(p, sizeof p, "%stransformer_blocks.", first);
-    *depth = count_index(cw, p);
-  }
-}
-
-static int infer_unet(sd_model_source *m, sd_family fam, sd_unet_config *c) {
-  const sd_component_weights *cw = &m->w[SD_COMP_UNET];
-  const sd_tensor *cin, *cout, *t1, *t;
-  int rc;
-  memset(c, 0, sizeof *c);
-  if ((rc = need(m, SD_COMP_UNET, "conv_in.weight", 4, "input channels", &cin)) ||
-      (rc = need(m, SD_COMP_UNET, "conv_out.weight", 4, "output channels", &cout)) ||
-      (rc = need(m, SD_COMP_UNET, "time_embedding.linear_1.weight", 2, "time embedding", &t1)))
-    return rc;
-  if (!dim_ok(cin->shape[1]) || !dim_ok(cout->shape[0]) || !dim_ok(t1->shape[0]) || !dim_ok(t1->shape[1]))
-    return sd_fail(SD_E_FORMAT, "%s: UNet sizes out of range", m->file[SD_COMP_UNET]);
-  c->in_channels = (int)cin->shape[1];
-  c->out_channels = (int)cout->shape[0];
-  c->time_embed_dim = (int)t1->shape[0];
-  c->time_embed_in = (int)t1->shape[1];
-  c->n_levels = count_index(cw, "down_blocks.");
-  if (c->n_levels < 1 || c->n_levels > SD_MAX_LEVELS)
-    return sd_fail(SD_E_FORMAT, "%s: the UNet has %d down levels (1..%d supported)", m->file[SD_COMP_UNET], c->n_levels, SD_MAX_LEVELS);
-  c->layers_per_block = count_index(cw, "down_blocks.0.resnets.");
-  for (int i = 0; i < c->n_levels; i++) {
-    char name[96];
-    snprintf(name, sizeof name, "down_blocks.%d.resnets.0.conv1.weight", i);
-    if ((rc = need(m, SD_COMP_UNET, name, 4, "level widths", &t))) return rc;
-    if (!dim_ok(t->shape[0])) return sd_fail(SD_E_FORMAT, "%s: UNet width out of range", m->file[SD_COMP_UNET]);
-    c->block_out_channels[i] = (int)t->shape[0];
-    snprintf(name, sizeof name, "down_blocks.%d.attentions.0.", i);
-    c->down_has_attn[i] = has_prefix(cw, name);
-    snprintf(name, sizeof name, "up_blocks.%d.attentions.0.", i);
-    c->up_has_attn[i] = has_prefix(cw, name);
-  }
-  c->mid_has_attn = has_prefix(cw, "mid_block.attentions.0.");
-  int linear;
-  unet_signals(cw, &c->cross_attention_dim, &linear, &c->transformer_layers, NULL, 0);
-  c->use_linear_projection = linear;
-  if (!c->cross_attention_dim) c->cross_attention_dim = 768; /* no attention at all: unused */
-  if (!c->transformer_layers) c->transformer_layers = 1;
-  int std = 1;
-  for (int i = 0; i < c->n_levels; i++) {
-    int ch = c->block_out_channels[i];
-    if (fam == SD_FAMILY_SD2) {
-      c->heads[i] = ch % 64 == 0 ? ch / 64 : 1;   /* SD 2.x: head dim 64 */
-      std &= ch % 64 == 0;
-    } else {
-      c->heads[i] = ch % 8 == 0 ? 8 : 1;           /* SD 1.x: 8 heads */
-      std &= ch % 8 == 0;
-    }
-    c->head_dim[i] = ch / c->heads[i];
-  }
-  if (!std && (rc = problem(m, "unet: widths do not fit the %s head rule; some levels use 1 head", sd_family_name(fam))))
-    return rc;
-  c->norm_num_groups = 32;
-  c->norm_eps = 1e-5f;
-  c->flip_sin_to_cos = 1;
-  c->freq_shift = 0;
-  c->sample_size = 64;
-  return SD_OK;
-}
-
-static int infer_vae(sd_model_source *m, sd_vae_config *c) {
-  const sd_component_weights *cw = &m->w[SD_COMP_VAE];
-  const sd_tensor *cin, *din, *dout, *t;
-  int rc;
-  memset(c, 0, sizeof *c);
-  if ((rc = need(m, SD_COMP_VAE, "encoder.conv_in.weight", 4, "input channels", &cin)) ||
-      (rc = need(m, SD_COMP_VAE, "decoder.conv_in.weight", 4, "latent channels", &din)) ||
-      (rc = need(m, SD_COMP_VAE, "decoder.conv_out.weight", 4, "output channels", &dout)))
-    return rc;
-  if (!dim_ok(cin->shape[1]) || !dim_ok(din->shape[1]) || !dim_ok(dout->shape[0]))
-    return sd_fail(SD_E_FORMAT, "%s: VAE sizes out of range", m->file[SD_COMP_VAE]);
-  c->in_channels = (int)cin->shape[1];
-  c->latent_channels = (int)din->shape[1];
-  c->out_channels = (int)dout->shape[0];
-  c->n_levels = count_index(cw, "encoder.down_blocks.");
-  if (c->n_levels < 1 || c->n_levels > SD_MAX_LEVELS)
-    return sd_fail(SD_E_FORMAT, "%s: the VAE encoder has %d levels (1..%d supported)", m->file[SD_COMP_VAE], c->n_levels, SD_MAX_LEVELS);
-  c->layers_per_block = count_index(cw, "encoder.down_blocks.0.resnets.");
-  for (int i = 0; i < c->n_levels; i++) {
-    char name[96];
-    snprintf(name, sizeof name, "encoder.down_blocks.%d.resnets.0.conv1.weight", i);
-    if ((rc = need(m, SD_COMP_VAE, name, 4, "level widths", &t))) return rc;
-    if (!dim_ok(t->shape[0])) return sd_fail(SD_E_FORMAT, "%s: VAE width out of range", m->file[SD_COMP_VAE]);
-    c->block_out_channels[i] = (int)t->shape[0];
-  }
-  c->norm_num_groups = 32;
-  c->scaling_factor = 0.18215f;
-  c->sample_size = 512;
-  return SD_OK;
-}
-
-/* ---------------------------------------------------------------------------------------- */
-/* Family                                                                                    */
-/* ---------------------------------------------------------------------------------------- */
-
-static int detect_family(sd_model_source *m, int openclip) {
-  int has_text = m->w[SD_COMP_TEXT].present, has_unet = m->w[SD_COMP_UNET].present;
-  int ctx = 0, linear = 0, depth = 0;
-  if (has_unet) unet_signals(&m->w[SD_COMP_UNET], &ctx, &linear, &depth, NULL, 0);
-  int text_gelu = has_text && (openclip || m->text.act == SD_ACT_GELU);
-  sd_family f = SD_FAMILY_UNKNOWN;
-  int rc = SD_OK;
-  if (has_unet && (ctx == 768 || ctx == 1024)) {
-    f = ctx == 768 ? SD_FAMILY_SD1 : SD_FAMILY_SD2;
-    int sd2_text = text_gelu, sd2_unet = linear;
-    if (has_text && sd2_text != (f == SD_FAMILY_SD2))
-      rc = problem(m, "family: %s by the cross-attention width %d, but the text encoder is %s", sd_family_name(f),
-                   ctx, text_gelu ? "OpenCLIP-like (GELU)" : "CLIP-L-like (quick_gelu)");
-    else if (sd2_unet != (f == SD_FAMILY_SD2))
-      rc = problem(m, "family: %s by the cross-attention width %d, but the UNet uses %s projections", sd_family_name(f),
-                   ctx, linear ? "linear" : "1x1 conv");
-  } else if (has_text) {
-    f = text_gelu ? SD_FAMILY_SD2 : SD_FAMILY_SD1;
-    if (text_gelu)
-      rc = problem(m, "family: cross-attention width %d is neither 768 (SD 1.x) nor 1024 (SD 2.x); the text encoder is "
-                      "OpenCLIP-like (%s, gelu, pad %d), so SD 2.x rules apply", ctx,
-                   openclip ? "OpenCLIP names" : "HF names", (int)m->text.pad_id);
-    else
-      rc = problem(m, "family: cross-attention width %d is neither 768 (SD 1.x) nor 1024 (SD 2.x); the text encoder is "
-                      "CLIP-L-like (HF CLIP names, quick_gelu, pad %d), so SD 1.x rules apply", ctx, (int)m->text.pad_id);
-  } else if (has_unet) {
-    f = linear ? SD_FAMILY_SD2 : SD_FAMILY_SD1;
-    rc = problem(m, "family: no text encoder and cross-attention width %d; %s transformer projections, so %s rules apply",
-                 ctx, linear ? "linear" : "1x1 conv", sd_family_name(f));
-  }
-  m->family = f;
   return rc;
 }
 
@@ -589,7 +328,7 @@ static int resolve_tokens(sd_model_source *m, const char *tok_dir, int config_gi
         if (ids[i] < 0 || ids[i] >= c->vocab_size) { from_tokenizer = 0; continue; }
         if (ids[i] == *dst[i]) continue;
         if (config_given && !legacy)
-          rc = problem(m, "text_encoder: config.json says %s id %d, the tokenizer %d; using the tokenizer's",
+          rc = sd_model_problem_add(m, "text_encoder: config.json says %s id %d, the tokenizer %d; using the tokenizer's",
                        names[i], (int)*dst[i], (int)ids[i]);
         *dst[i] = ids[i];
       }
@@ -603,7 +342,7 @@ static int resolve_tokens(sd_model_source *m, const char *tok_dir, int config_gi
   int32_t pad = c->act == SD_ACT_GELU ? 0 : 49407;
   if (c->bos_id == 49406 && c->eos_id == 49407 && (c->pad_id == 0 || c->pad_id == 49407)) return SD_OK;
   if (!(c->bos_id == 0 && c->eos_id == 2 && c->pad_id == 1) &&
-      (rc = problem(m, "text_encoder: config.json token ids %d/%d/%d do not fit CLIP's vocabulary; using 49406/49407/%d",
+      (rc = sd_model_problem_add(m, "text_encoder: config.json token ids %d/%d/%d do not fit CLIP's vocabulary; using 49406/49407/%d",
                     (int)c->bos_id, (int)c->eos_id, (int)c->pad_id, (int)pad)))
     return rc;
   c->bos_id = 49406, c->eos_id = 49407, c->pad_id = pad;
@@ -741,7 +480,7 @@ static int open_component_dir(sd_model_source *m, const char *dir, sd_component 
     }
     if ((rc = add_weight(m, &mn, &st->entries[i], m->file[c]))) goto done;
   }
-  if (ignored && (rc = problem(m, "%s: ignored %zu tensor%s SD does not use (e.g. %s)", sub[c], ignored,
+  if (ignored && (rc = sd_model_problem_add(m, "%s: ignored %zu tensor%s SD does not use (e.g. %s)", sub[c], ignored,
                                ignored == 1 ? "" : "s", example)))
     goto done;
   if (!m->w[c].n) {
@@ -813,7 +552,7 @@ static int open_diffusers(sd_model_source *m, const char *dir) {
   int pred;
   if ((rc = load_prediction(m, dir, &pred))) return rc;
   if (m->w[SD_COMP_UNET].present) m->unet.prediction_v = pred > 0;
-  return detect_family(m, 0);
+  return sd_model_detect_family(m, 0);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -867,7 +606,7 @@ static int looks_like_pickle(const char *path) {
 static int open_single(sd_model_source *m, const char *path, const sd_model_open_opts *opts) {
   int rc = sd_st_open(path, &m->single);
   if (rc) {
-    if (rc == SD_E_FORMAT && !ends_with(path, ".safetensors"))
+    if (rc == SD_E_FORMAT && !sd_model_ends_with(path, ".safetensors"))
       return sd_fail_prefix(rc, "model %s is neither a diffusers folder nor a .safetensors checkpoint: ", path);
     return rc;
   }
@@ -920,11 +659,11 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
       if ((rc = add_weight(m, &mn[j], &st->entries[i], path))) goto done;
   }
   for (int k = 1; k < SD_IGN_COUNT; k++)
-    if (ign_count[k] && (rc = problem(m, "ignored %zu tensor%s: %s (e.g. %s)", ign_count[k], ign_count[k] == 1 ? "" : "s",
+    if (ign_count[k] && (rc = sd_model_problem_add(m, "ignored %zu tensor%s: %s (e.g. %s)", ign_count[k], ign_count[k] == 1 ? "" : "s",
                                       sd_ignore_kind_name((sd_ignore_kind)k), ign_example[k])))
       goto done;
   if (sd_ldm_map_passthrough_count(map) &&
-      (rc = problem(m, "unet: %zu tensors inside model.diffusion_model.* already had diffusers names (diffusers' "
+      (rc = sd_model_problem_add(m, "unet: %zu tensors inside model.diffusion_model.* already had diffusers names (diffusers' "
                        "converter leaves some unrenamed); used as they are", sd_ldm_map_passthrough_count(map))))
     goto done;
   for (int c = 0; c < SD_COMP_COUNT; c++)
@@ -945,7 +684,7 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
   if (cdir && (rc = find_tokenizer(m, cdir))) goto cfg_done;
 
   if (m->w[SD_COMP_TEXT].present) {
-    if (!given[SD_COMP_TEXT] && (rc = infer_text(m, openclip, &m->text))) goto cfg_done;
+    if (!given[SD_COMP_TEXT] && (rc = sd_model_infer_text(m, openclip, &m->text))) goto cfg_done;
     if (cdir) {
       char *tok = xasprintf("%s/tokenizer", cdir);
       if (!tok) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto cfg_done; }
@@ -956,16 +695,16 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
     }
   }
   /* the family is needed for the UNet's head rule; it reads the text config and raw shapes */
-  if ((rc = detect_family(m, openclip))) goto cfg_done;
+  if ((rc = sd_model_detect_family(m, openclip))) goto cfg_done;
   int pred = -1;
   if (cdir && (rc = load_prediction(m, cdir, &pred))) goto cfg_done;
   if (pred < 0 && (rc = single_prediction(m, &pred))) goto cfg_done;
   if (m->w[SD_COMP_UNET].present) {
     if (!given[SD_COMP_UNET]) {
-      if ((rc = infer_unet(m, m->family, &m->unet))) goto cfg_done;
+      if ((rc = sd_model_infer_unet(m, m->family, &m->unet))) goto cfg_done;
       if (pred < 0 && m->family == SD_FAMILY_SD2) {
         pred = 1;
-        if ((rc = problem(m, "unet: the prediction type is not recorded in the file; assuming v-prediction as diffusers "
+        if ((rc = sd_model_problem_add(m, "unet: the prediction type is not recorded in the file; assuming v-prediction as diffusers "
                              "does for SD 2.x (768-px models; 512-px \"base\" models predict epsilon: give a config "
                              "folder or a sidecar .yaml)")))
           goto cfg_done;
@@ -975,7 +714,7 @@ static int open_single(sd_model_source *m, const char *path, const sd_model_open
     m->unet.prediction_v = pred > 0;
   }
   if (m->w[SD_COMP_VAE].present && !given[SD_COMP_VAE]) {
-    if ((rc = infer_vae(m, &m->vae))) goto cfg_done;
+    if ((rc = sd_model_infer_vae(m, &m->vae))) goto cfg_done;
     int u = m->w[SD_COMP_UNET].present ? m->unet.sample_size : 64;
     m->vae.sample_size = u << (m->vae.n_levels - 1);
   }
@@ -1018,8 +757,8 @@ int sd_model_open_ex(const char *path, const sd_model_open_opts *opts, sd_model_
     rc = open_diffusers(m, path);
   } else if (!S_ISREG(sb.st_mode)) {
     rc = sd_fail(SD_E_IO, "model %s is neither a folder nor a regular file", path);
-  } else if (ends_with(path, ".ckpt") || ends_with(path, ".pt") || ends_with(path, ".pth") ||
-             ends_with(path, ".bin") || ends_with(path, ".pkl") || ends_with(path, ".pickle") ||
+  } else if (sd_model_ends_with(path, ".ckpt") || sd_model_ends_with(path, ".pt") || sd_model_ends_with(path, ".pth") ||
+             sd_model_ends_with(path, ".bin") || sd_model_ends_with(path, ".pkl") || sd_model_ends_with(path, ".pickle") ||
              looks_like_pickle(path)) {
     rc = pickle_refusal(path);
   } else {
@@ -1103,7 +842,7 @@ int sd_model_need(const sd_model_source *m, sd_component c) {
 
 const sd_tensor *sd_model_find(const sd_model_source *m, sd_component c, const char *name) {
   if ((unsigned)c >= SD_COMP_COUNT || !name) return NULL;
-  const sd_weight *w = find_w(&m->w[c], name);
+  const sd_weight *w = sd_model_find_w(&m->w[c], name);
   return w ? &w->t : NULL;
 }
 
@@ -1113,7 +852,7 @@ int sd_model_get(const sd_model_source *m, sd_component c, const char *name, int
   if ((unsigned)c >= SD_COMP_COUNT || !name || !out || ndim < 0 || ndim > SD_MAX_DIMS || (ndim && !shape))
     return sd_fail(SD_E_ARG, "sd_model_get: bad arguments");
   if (!m->w[c].present) return sd_fail(SD_E_FORMAT, "model %s has no %s", m->path, k_comp_names[c]);
-  const sd_weight *w = find_w(&m->w[c], name);
+  const sd_weight *w = sd_model_find_w(&m->w[c], name);
   char want[128], got[128];
   if (!w)
     return sd_fail(SD_E_FORMAT, "model %s: %s has no tensor %s (expected shape %s)", m->path, k_comp_names[c], name,
