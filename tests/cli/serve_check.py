@@ -253,7 +253,7 @@ def routes():
         ok(j["safety"]["detectors"]["flagged"] is True and j["safety"]["dual"]["ran"] is True, "flagged report: %s" %
            str(j["safety"])[:300])
         info = json.loads(j["info"])
-        ok(info["infotexts"][0].startswith("dagger, noto emoji\n") and "Safety: %s, flagged" % lv in info["infotexts"][0],
+        ok(info["infotexts"][0].startswith("dagger, noto emoji\n") and "Safety: \"%s, flagged" % lv in info["infotexts"][0],
            "infotext: %s" % info["infotexts"])
     ok(s.metric("safesd_prompts_flagged_total") == 2, "flagged counter")
     # batch_size x n_iter, seeds, send_images
