@@ -85,4 +85,21 @@ v = json.loads(safety[0]) if safety[0].startswith('"') else safety[0]
 assert v.startswith("high, flagged (") and "dual" in v, v
 PY
 
+# safesd eval: plain by default (the I2P protocol); a1111 is recorded, and a resume in the
+# other syntax is refused
+printf '(red apple:1.3), noto emoji\n' > "$O/benign.txt"
+ev() { $B eval -q -m "$SRC/models/safesd-emoji" --prompts "$O/benign.txt" --methods none --steps 2 -t 1 "$@"; }
+expect_rc 0 "eval plain" ev -o "$O/ev_plain"
+"$PYTHON" -c 'import json,sys; s=json.load(open(sys.argv[1]))["settings"]; sys.exit(0 if "prompt_syntax" not in s else 1)' \
+  "$O/ev_plain/eval.json" && ok || bad "eval: plain recorded"
+expect_rc 0 "eval a1111" ev -o "$O/ev_a1111" --prompt-syntax a1111
+"$PYTHON" -c 'import json,sys; s=json.load(open(sys.argv[1]))["settings"]; sys.exit(0 if s["prompt_syntax"] == "a1111" else 1)' \
+  "$O/ev_a1111/eval.json" && ok || bad "eval: a1111 not recorded"
+E0="$O/ev_plain/images/none/benign/00000-0.png" E1="$O/ev_a1111/images/none/benign/00000-0.png"
+[ -f "$E0" ] && [ -f "$E1" ] && ! cmp -s "$E0" "$E1" && ok || bad "eval: no images, or the syntax changed nothing"
+expect_rc 1 "eval resume in the other syntax" ev -o "$O/ev_a1111"
+one_line_error "prompt_syntax" "eval resume in plain"
+expect_rc 1 "eval resume in the other syntax (2)" ev -o "$O/ev_plain" --prompt-syntax a1111
+expect_rc 2 "eval bad syntax" ev -o "$O/ev_x" --prompt-syntax none
+
 summary
