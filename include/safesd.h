@@ -311,6 +311,10 @@ typedef struct safesd_safety_report {
   const safesd_image_verdict *images; /* n_images verdicts (nsfw -1 when not checked) */
   int n_unsafe;                /* images a judge called unsafe */
   double image_check_seconds;  /* time the classifiers took */
+  /* prompt syntax (docs/prompts.md; valid until the next generation on the same model) */
+  const char *prompt_syntax;   /* "a1111" or "plain" */
+  const char *judged_text;     /* the text the detectors judged when the syntax changed it (weights,
+                                  brackets, BREAK removed), else NULL */
 } safesd_safety_report;
 
 /* A named safety level's rank (0 off, 1 low, 2 medium, 3 high, 4 max) and its (λ, τ_gc)

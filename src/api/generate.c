@@ -553,6 +553,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     report->strategy = gated && gate->flagged ? gate->strategy : NULL;
     report->banks = gated ? gate->banks : NULL;
     report->beyond_window = gated ? gate->beyond : NULL;
+    report->prompt_syntax = p.prompt_syntax;
+    report->judged_text = gated ? gate->visible : NULL;
     if (project) {
       report->projection = gate->projection;
       report->n_projected = gate->n_proj;
@@ -673,6 +675,7 @@ char *safesd_safety_report_json(const safesd_safety_report *r, int indent) {
     bad |= jset(o, "seconds", json_real(r->seconds));
     bad |= jset(o, "extra_seconds", json_real(r->extra_seconds));
     bad |= jset(o, "extra_method", json_string(r->extra_method ? r->extra_method : "none"));
+    bad |= jset(o, "prompt_syntax", json_string(r->prompt_syntax ? r->prompt_syntax : "a1111"));
     json_t *gate = json_object();
     bad |= !gate;
     if (gate) {
@@ -684,6 +687,7 @@ char *safesd_safety_report_json(const safesd_safety_report *r, int indent) {
       bad |= jset(gate, "strategy", jstr_or_null(r->strategy));
       bad |= jset(gate, "banks", jstr_or_null(r->banks));
       bad |= jset(gate, "beyond_window", jstr_or_null(r->beyond_window));
+      bad |= jset(gate, "judged_text", jstr_or_null(r->judged_text));
       if (r->projection) {
         json_t *pr = json_object(), *pos = json_array(), *tok = json_array(), *desc = json_array();
         bad |= !pr || !pos || !tok || !desc;

@@ -61,10 +61,18 @@ expect_rc 0 "check weighted trigger" $B check --json "(dagger:1.3), noto emoji"
 expect_rc 0 "check trigger after BREAK" $B check --json "red apple BREAK [[dag]]ger"
 "$PYTHON" -c 'import json,sys; o=json.loads(sys.argv[1]); sys.exit(0 if o["flagged"] else 1)' "$OUT" && ok ||
   bad "trigger split by brackets: $OUT"
+# the project strategy moves positions of one plain window: a weighted prompt gets
+# substitute+append, and says so
+expect_rc 0 "check project, weighted" $B check --json --safety-strategy project "(dagger:1.2), noto emoji"
+"$PYTHON" -c 'import json,sys; o=json.loads(sys.argv[1]); sys.exit(0 if o["flagged"] and o["strategy"].startswith("substitute+append (project: not") and o["projection"] is None else 1)' \
+  "$OUT" && ok || bad "project with weights: $OUT"
+expect_rc 0 "check project, no syntax" $B check --json --safety-strategy project "dagger, noto emoji"
+"$PYTHON" -c 'import json,sys; o=json.loads(sys.argv[1]); sys.exit(0 if o["strategy"] == "project" and o["projection"] else 1)' \
+  "$OUT" && ok || bad "project without syntax: $OUT"
 TRIG="red apple, noto emoji$(for i in $(seq 45); do printf ', green leaf'; done), (dagger:1.1)"
 gen trig_off -p "$TRIG" --safety off
 gen trig_high -p "$TRIG" --safety high --safety-report "$O/trig.json"
-"$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1])); d=r["detectors"]; sys.exit(0 if d["flagged"] and d["beyond_window"] is None and r["dual"]["ran"] else 1)' \
+"$PYTHON" -c 'import json,sys; r=json.load(open(sys.argv[1])); d=r["detectors"]; sys.exit(0 if d["flagged"] and d["beyond_window"] is None and r["dual"]["ran"] and r["prompt_syntax"] == "a1111" and d["judged_text"].endswith("green leaf, dagger") else 1)' \
   "$O/trig.json" && ok || bad "trigger in the second chunk: $(cat "$O/trig.json")"
 cmp -s "$O/trig_off.npy" "$O/trig_high.npy" && bad "flagged long prompt not altered" || ok
 
