@@ -12,6 +12,7 @@
 #include <utf8proc.h>
 
 #include "core/error.h"
+#include "io/json_util.h"
 
 int sd_prompt_syntax_parse(const char *name, sd_prompt_syntax *out) {
   if (!name || !strcmp(name, "a1111")) *out = SD_SYNTAX_A1111;
@@ -215,10 +216,14 @@ static int parse_a1111(const char *text, parser *p) {
         double w = 0;
         int k = parse_weight(text + num, numlen, &w);
         if (k < 0) return k;
-        if (k == 1)
-          return sd_fail(SD_E_ARG, "malformed emphasis weight '%.*s' at byte %zu of '(...%.*s' (a number such as "
-                         "1.3; \\( and \\) are literal brackets)", (int)(numlen > 40 ? 40 : numlen), text + num, num,
-                         (int)(end - i > 48 ? 48 : end - i), text + i);
+        if (k == 1) { /* the prompt's bytes are quoted: control characters escaped */
+          char nb[48], tb[64], q1[96], q2[128];
+          snprintf(nb, sizeof nb, "%.*s", (int)(numlen > 40 ? 40 : numlen), text + num);
+          snprintf(tb, sizeof tb, "%.*s", (int)(end - i > 48 ? 48 : end - i), text + i);
+          return sd_fail(SD_E_ARG, "malformed emphasis weight '%s' at byte %zu of '(...%s' (a number such as 1.3; "
+                         "\\( and \\) are literal brackets)", sd_msg_quote(nb, q1, sizeof q1), num,
+                         sd_msg_quote(tb, q2, sizeof q2));
+        }
         rc = multiply_range(p, p->round[--p->nr], w);
         i = end;
       } else { /* no '(' open: the token is text */
@@ -272,8 +277,11 @@ static int parse_a1111(const char *text, parser *p) {
   o--;
   p->n = o + 1;
   for (int k = 0; k < p->n; k++)
-    if (!(fabs(p->e[k].w) <= FLT_MAX))
-      return sd_fail(SD_E_ARG, "emphasis weight of '%.40s' is out of range (%g)", p->e[k].s, p->e[k].w);
+    if (!(fabs(p->e[k].w) <= FLT_MAX)) {
+      char q[96];
+      return sd_fail(SD_E_ARG, "emphasis weight of '%s' is out of range (%g)", sd_msg_quote(p->e[k].s, q, 48),
+                     p->e[k].w);
+    }
   return SD_OK;
 }
 

@@ -21,6 +21,9 @@ expect_rc 2 "unknown syntax (check)" $B check --prompt-syntax A1111 x
 expect_rc 1 "malformed weight" $B generate -q -p "a (red:1.2.3) apple" --steps 2 -o "$O/bad.png"
 one_line_error "malformed emphasis weight '1.2.3'" "malformed weight"
 [ ! -e "$O/bad.png" ] && ok || bad "an image was written for a malformed prompt"
+expect_rc 1 "malformed weight with a control character" $B generate -q -p $'(a:1..2\x1f)' --steps 2 -o "$O/bad.png"
+one_line_error 'x1f' "control character escaped in the error"
+LC_ALL=C grep -q $'\x1f' <<<"$ERR" && bad "raw control character in the error: $ERR" || ok
 expect_rc 1 "malformed weight in the negative prompt" $B generate -q -p x -n "(a:..)" --steps 2 -o "$O/bad.png"
 one_line_error "the negative prompt" "malformed negative prompt"
 HUGE=$(for i in $(seq 610); do printf 'cat '; done)
