@@ -135,7 +135,9 @@ SAFESD_API int safesd_model_text_dim(const safesd_model *m);
 SAFESD_API int32_t safesd_model_pad_id(const safesd_model *m);
 
 /* Encode a prompt with the model's own tokenizer and text encoder into
- * out[SAFESD_TOKENS × safesd_model_text_dim()], exactly what the UNet is conditioned on.
+ * out[SAFESD_TOKENS × safesd_model_text_dim()], exactly what the UNet is conditioned on with
+ * the plain prompt syntax (the text as it is, one 77-token window; safesd_encode_text takes
+ * the a1111 syntax, the generation default).
  * clip_skip: 1 = last layer (SD 1.x default), 2 = penultimate ("clip skip 2"), ... */
 SAFESD_API int safesd_encode_prompt(safesd_model *m, const char *prompt, int clip_skip, float *out);
 /* The same from token ids (n_seq rows of SAFESD_TOKENS ids) into

@@ -20,14 +20,8 @@
 #include "core/error.h"
 #include "text/prompt.h"
 #include "text/tokenizer.h"
+#include "fuzz_check.h"
 
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                \
-    }                                                                         \
-  } while (0)
 
 static sd_tokenizer *g_tok;
 

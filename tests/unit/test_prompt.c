@@ -194,6 +194,26 @@ static char *repeat(const char *w, int n) {
   return s;
 }
 
+/* "cat" x before, ", ", "cat" x after: two chunks of len0 and len1 word tokens, the comma at
+ * its place in the first. */
+static void expect_comma_cut(int before, int after, int len0, int len1) {
+  const int32_t eos = sd_tokenizer_eos(g_tok), cat = sd_tokenizer_lookup(g_tok, "cat</w>");
+  const int32_t comma = sd_tokenizer_lookup(g_tok, ",</w>");
+  char *a = repeat("cat ", before), *b = repeat("cat ", after), s[1024];
+  snprintf(s, sizeof s, "%s, %s", a, b);
+  sd_prompt_chunks c;
+  assert_int_equal(sd_prompt_tokenize(g_tok, s, SD_SYNTAX_A1111, 49407, "the prompt", &c), SD_OK);
+  assert_int_equal(c.n, 2);
+  assert_int_equal(c.ids[1 + before], comma);
+  assert_int_equal(c.ids[len0], len0 == before + 1 ? comma : cat);
+  assert_int_equal(c.ids[len0 + 1], eos);
+  assert_int_equal(c.ids[77 + len1], cat);
+  assert_int_equal(c.ids[77 + len1 + 1], eos);
+  sd_prompt_chunks_free(&c);
+  free(a);
+  free(b);
+}
+
 static void test_chunks(void **state) {
   (void)state;
   const int32_t bos = sd_tokenizer_bos(g_tok), eos = sd_tokenizer_eos(g_tok);
@@ -220,32 +240,10 @@ static void test_chunks(void **state) {
   assert_int_equal(c.tokens, 75);
   sd_prompt_chunks_free(&c);
   free(t);
-  /* the comma backtrack: 70 tokens, a comma, 10 more: the chunk is cut after the comma */
-  char *a = repeat("cat ", 70), *b = repeat("cat ", 10);
-  char s[1024];
-  snprintf(s, sizeof s, "%s, %s", a, b);
-  assert_int_equal(sd_prompt_tokenize(g_tok, s, SD_SYNTAX_A1111, 49407, "the prompt", &c), SD_OK);
-  assert_int_equal(c.n, 2);
-  assert_int_equal(c.ids[71], comma);
-  assert_int_equal(c.ids[72], eos);
-  assert_int_equal(c.ids[77 + 10], cat);
-  assert_int_equal(c.ids[77 + 11], eos);
-  sd_prompt_chunks_free(&c);
-  /* a comma more than 20 tokens back: no backtrack */
-  free(a);
-  free(b);
-  a = repeat("cat ", 50);
-  b = repeat("cat ", 30);
-  snprintf(s, sizeof s, "%s, %s", a, b);
-  assert_int_equal(sd_prompt_tokenize(g_tok, s, SD_SYNTAX_A1111, 49407, "the prompt", &c), SD_OK);
-  assert_int_equal(c.n, 2);
-  assert_int_equal(c.ids[51], comma);
-  assert_int_equal(c.ids[75], cat);
-  assert_int_equal(c.ids[77 + 6], cat);
-  assert_int_equal(c.ids[77 + 7], eos);
-  sd_prompt_chunks_free(&c);
-  free(a);
-  free(b);
+  /* the comma backtrack: 70 tokens, a comma, 10 more: the chunk is cut after the comma
+   * (71 tokens, then 10); a comma more than 20 tokens back: no backtrack (75, then 6) */
+  expect_comma_cut(70, 10, 71, 10);
+  expect_comma_cut(50, 30, 75, 6);
   /* BREAK: a new chunk; a BREAK at the start gives an empty first chunk; one at the end none */
   assert_int_equal(sd_prompt_tokenize(g_tok, "cat BREAK cat BREAK", SD_SYNTAX_A1111, 49407, NULL, &c), SD_OK);
   assert_int_equal(c.n, 2);
