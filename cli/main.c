@@ -211,9 +211,10 @@ static const char *k_encode_help =
     "  -p, --prompt TEXT    a prompt (repeat for a batch)\n"
     "  -o, --output FILE    .npy file to write (default: print a summary only)\n"
     "      --clip-skip N    1 = last layer (default), 2 = penultimate layer, ...\n"
-    "      --prompt-syntax S   a1111 (default): (word:1.3), (word), [word], \\(, BREAK and\n"
-    "                       up to 8 chunks of 75 tokens; plain: the text as it is, one\n"
-    "                       77-token window (diffusers)\n"
+    "      --prompt-syntax S\n"
+    "                       a1111 (default): (word:1.3), (word), [word], \\(, BREAK and up\n"
+    "                       to 8 chunks of 75 tokens; plain: the text as it is, one\n"
+    "                       77-token window (diffusers). docs/prompts.md\n"
     "  -t, --threads N      worker threads (default: all CPUs; 1 for a UNet under 20 M\n"
     "                       parameters, like the bundled model's)\n"
     "  -h, --help           this help\n";
