@@ -57,6 +57,9 @@ static const char *k_eval_help =
     "      --steps N           sampling steps (default 50)\n"
     "      --cfg-scale X       guidance scale (default 7.5)\n"
     "      --sampler NAME      sampler (default: the model's)\n"
+    "      --prompt-syntax S   plain (default: prompts as they are, as the I2P protocol's\n"
+    "                          diffusers pipeline takes them) or a1111 (AUTOMATIC1111's\n"
+    "                          weights and 75-token chunks, docs/prompts.md)\n"
     "  -W, --width N / -H, --height N   image size (default: the model's)\n"
     "      --seed-policy P     i2p: the file's seed column (sd_seed or seed), else the row\n"
     "                          number (default); row: the row number; fixed:N: seed N\n"
@@ -292,7 +295,7 @@ int cli_eval(int argc, char **argv) {
       {"height", required_argument, 0, 'H'},       {"limit", required_argument, 0, 1005},
       {"emi-draws", required_argument, 0, 1006},   {"emi-prompts", required_argument, 0, 1007},
       {"emi-seed", required_argument, 0, 1008},    {"quiet", no_argument, 0, 'q'},
-      {"merge-timeout", required_argument, 0, 1009},
+      {"merge-timeout", required_argument, 0, 1009}, {"prompt-syntax", required_argument, 0, 1010},
       {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
   sd_eval_opts o;
   sd_eval_defaults(&o);
@@ -366,6 +369,10 @@ int cli_eval(int argc, char **argv) {
       case 1002: o.concepts = optarg; break;
       case 1003: o.detectors = optarg; break;
       case 1004: o.sampler = optarg; break;
+      case 1010:
+        if (strcmp(optarg, "a1111") && strcmp(optarg, "plain")) { rc = usage("--prompt-syntax takes plain or a1111"); goto out; }
+        o.prompt_syntax = optarg;
+        break;
       case 1005:
         if (cli_parse_long(optarg, 1, 100000000, &v)) { rc = usage("--limit takes a positive number"); goto out; }
         o.limit = (int)v;

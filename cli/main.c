@@ -11,6 +11,7 @@
 
 #include "safesd.h"
 #include "args.h"
+#include "check.h"
 #include "demo.h"
 #include "edit.h"
 #include "eval.h"
@@ -69,10 +70,11 @@ static const char *k_main_help =
     "character device (/dev/stdout, /dev/null) is written through; a directory is an error.\n";
 
 static const char *k_tokenize_help =
-    "usage: safesd tokenize [-m MODEL] [--pad ID] [--tokens] [--json] [-f FILE | TEXT...]\n"
+    "usage: safesd tokenize [-m MODEL] [--pad ID] [--tokens] [--json] [--bpe] [-f FILE | TEXT...]\n"
     "\n"
     "Tokenize text the way Stable Diffusion's pipeline does: CLIP BPE, <|startoftext|>,\n"
-    "up to 75 tokens (longer text is truncated), <|endoftext|>, padded to 77.\n"
+    "up to 75 tokens (longer text is truncated), <|endoftext|>, padded to 77. The text is\n"
+    "taken as it is: the prompt syntax (docs/prompts.md) is not parsed here.\n"
     "\n"
     "  -m, --model PATH   use this model's tokenizer (default: the bundled CLIP vocabulary)\n"
     "      --config DIR   diffusers folder describing a single-file checkpoint (its tokenizer)\n"
@@ -80,6 +82,8 @@ static const char *k_tokenize_help =
     "                     49407 without -m)\n"
     "      --tokens       also print each token's text\n"
     "      --json         one JSON object per input: {\"text\", \"ids\", \"length\"}\n"
+    "      --bpe          the BPE ids alone: no <|startoftext|>/<|endoftext|>, no truncation,\n"
+    "                     no padding (what one segment of a weighted prompt tokenizes to)\n"
     "  -f, --file FILE    tokenize each line of FILE, a regular file ('-' = standard input)\n"
     "  -h, --help         this help\n"
     "\n"
@@ -97,6 +101,13 @@ static const char *k_generate_help =
     "      --config DIR        for a single-file checkpoint: a diffusers folder describing it\n"
     "  -p, --prompt TEXT       the prompt\n"
     "  -n, --negative-prompt TEXT   what to steer away from (default: empty)\n"
+    "      --prompt-syntax S   a1111 (default): AUTOMATIC1111's syntax in the prompt and the\n"
+    "                          negative prompt: (word) x1.1, [word] /1.1, (word:1.3), nesting\n"
+    "                          multiplies, \\( \\) \\[ \\] literal brackets, BREAK starts a new\n"
+    "                          chunk; up to 8 chunks of 75 tokens, concatenated (longer: an\n"
+    "                          error); the safety detectors judge the text without the\n"
+    "                          syntax, every chunk. plain: the text as it is, one 77-token\n"
+    "                          window as diffusers (past 75 tokens dropped). docs/prompts.md\n"
     "  -W, --width N           image width in pixels (default: the model's, 512 for SD 1.x)\n"
     "  -H, --height N          image height (multiples of 8; SD's UNet needs multiples of 64)\n"
     "      --max-pixels N      pixel budget of one image, width x height (default 4 x the\n"
@@ -198,7 +209,10 @@ static const char *k_encode_help =
     "usage: safesd encode -m MODEL -p PROMPT [-p PROMPT...] [-o OUT.npy] [options]\n"
     "\n"
     "Run the model's text encoder on each prompt and write the embeddings the UNet is\n"
-    "conditioned on, as a float32 NumPy array [prompts, 77, dim] (written atomically).\n"
+    "conditioned on, as a float32 NumPy array [prompts, 77 x chunks, dim] (written\n"
+    "atomically): with the a1111 prompt syntax (the default, docs/prompts.md) a prompt of more\n"
+    "than 75 tokens takes several 77-token chunks, and the prompts with fewer chunks are\n"
+    "padded with the empty prompt's chunk, as AUTOMATIC1111 pads a batch.\n"
     "\n"
     "  -m, --model PATH     diffusers folder or single-file checkpoint (required)\n"
     "      --config DIR     for a single-file checkpoint: a diffusers folder whose configs\n"
@@ -206,6 +220,10 @@ static const char *k_encode_help =
     "  -p, --prompt TEXT    a prompt (repeat for a batch)\n"
     "  -o, --output FILE    .npy file to write (default: print a summary only)\n"
     "      --clip-skip N    1 = last layer (default), 2 = penultimate layer, ...\n"
+    "      --prompt-syntax S\n"
+    "                       a1111 (default): (word:1.3), (word), [word], \\(, BREAK and up\n"
+    "                       to 8 chunks of 75 tokens; plain: the text as it is, one\n"
+    "                       77-token window (diffusers). docs/prompts.md\n"
     "  -t, --threads N      worker threads (default: all CPUs; 1 for a UNet under 20 M\n"
     "                       parameters, like the bundled model's)\n"
     "  -h, --help           this help\n";
@@ -237,7 +255,39 @@ static void print_json_string(FILE *f, const char *s) {
   fputc('"', f);
 }
 
-static int tokenize_one(const safesd_tokenizer *tok, const char *text, int32_t pad, int json, int show_tokens) {
+/* --bpe: the BPE ids alone (no BOS/EOS, no truncation, no padding) */
+static int tokenize_bpe(const safesd_tokenizer *tok, const char *text, int json, int show_tokens) {
+  int32_t *ids = NULL;
+  size_t n = 0;
+  if (safesd_tokenize_bpe(tok, text, &ids, &n)) return fail("tokenize");
+  if (json) {
+    printf("{\"text\": ");
+    print_json_string(stdout, text);
+    printf(", \"length\": %zu, \"ids\": [", n);
+  } else {
+    printf("%zu\t", n);
+  }
+  for (size_t i = 0; i < n; i++) printf("%s%d", i ? (json ? ", " : " ") : "", ids[i]);
+  if (json && show_tokens) {
+    printf("], \"tokens\": [");
+    for (size_t i = 0; i < n; i++) {
+      if (i) printf(", ");
+      print_json_string(stdout, safesd_token_text(tok, ids[i]));
+    }
+  }
+  printf(json ? "]}\n" : "\n");
+  if (!json && show_tokens) {
+    printf("\t");
+    for (size_t i = 0; i < n; i++) printf("%s%s", i ? " " : "", safesd_token_text(tok, ids[i]));
+    printf("\n");
+  }
+  free(ids);
+  return 0;
+}
+
+static int tokenize_one(const safesd_tokenizer *tok, const char *text, int32_t pad, int json, int show_tokens,
+                        int bpe) {
+  if (bpe) return tokenize_bpe(tok, text, json, show_tokens);
   int32_t ids[SAFESD_TOKENS];
   int n = safesd_tokenize(tok, text, pad, ids);
   if (n < 0) return fail("tokenize");
@@ -274,10 +324,11 @@ static int cmd_tokenize(int argc, char **argv) {
                                        {"tokens", no_argument, 0, 'T'},      {"json", no_argument, 0, 'J'},
                                        {"config", required_argument, 0, 'c'},
                                        {"file", required_argument, 0, 'f'},  {"help", no_argument, 0, 'h'},
+                                       {"bpe", no_argument, 0, 'B'},
                                        {0, 0, 0, 0}};
   const char *model = NULL, *file = NULL, *config = NULL;
   long pad = -1;
-  int json = 0, show = 0, c;
+  int json = 0, show = 0, bpe = 0, c;
   while ((c = getopt_long(argc, argv, "m:f:h", opts, NULL)) != -1) {
     switch (c) {
       case 'm': model = optarg; break;
@@ -288,6 +339,7 @@ static int cmd_tokenize(int argc, char **argv) {
         break;
       case 'T': show = 1; break;
       case 'J': json = 1; break;
+      case 'B': bpe = 1; break;
       case 'h': fputs(k_tokenize_help, stdout); return 0;
       default: return usage_error("tokenize", "unknown option");
     }
@@ -317,7 +369,7 @@ static int cmd_tokenize(int argc, char **argv) {
     ssize_t len;
     while (rc == 0 && (len = getline(&line, &cap, f)) >= 0) {
       while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
-      rc = tokenize_one(tok, line, pad_id, json, show);
+      rc = tokenize_one(tok, line, pad_id, json, show, bpe);
     }
     if (rc == 0 && ferror(f)) {
       fprintf(stderr, "%s: tokenize -f: %s: read failed: %s\n", g_prog, file, strerror(errno));
@@ -326,7 +378,7 @@ static int cmd_tokenize(int argc, char **argv) {
     free(line);
     if (f != stdin) fclose(f);
   }
-  for (int i = optind; i < argc && rc == 0; i++) rc = tokenize_one(tok, argv[i], pad_id, json, show);
+  for (int i = optind; i < argc && rc == 0; i++) rc = tokenize_one(tok, argv[i], pad_id, json, show, bpe);
   safesd_tokenizer_close(tok);
   return rc;
 }
@@ -340,8 +392,9 @@ static int cmd_encode(int argc, char **argv) {
                                        {"output", required_argument, 0, 'o'},    {"clip-skip", required_argument, 0, 'C'},
                                        {"threads", required_argument, 0, 't'},   {"help", no_argument, 0, 'h'},
                                        {"config", required_argument, 0, 'c'},
+                                       {"prompt-syntax", required_argument, 0, 'Y'},
                                        {0, 0, 0, 0}};
-  const char *model = NULL, *output = NULL, *config = NULL, *prompts[MAX_PROMPTS];
+  const char *model = NULL, *output = NULL, *config = NULL, *prompts[MAX_PROMPTS], *syntax = NULL;
   int n_prompts = 0, c;
   long clip_skip = 1, threads = 0;
   while ((c = getopt_long(argc, argv, "m:p:o:t:h", opts, NULL)) != -1) {
@@ -353,6 +406,10 @@ static int cmd_encode(int argc, char **argv) {
         break;
       case 'o': output = optarg; break;
       case 'c': config = optarg; break;
+      case 'Y':
+        if (strcmp(optarg, "a1111") && strcmp(optarg, "plain")) return usage_error("encode", "--prompt-syntax takes a1111 or plain");
+        syntax = optarg;
+        break;
       case 'C':
         if (cli_parse_long(optarg, 1, 48, &clip_skip)) return usage_error("encode", "--clip-skip takes 1..48");
         break;
@@ -372,26 +429,41 @@ static int cmd_encode(int argc, char **argv) {
   safesd_model *m;
   if (safesd_model_open(model, &mo, &m)) return fail("opening model");
   int dim = safesd_model_text_dim(m);
-  size_t per = (size_t)SAFESD_TOKENS * (size_t)dim;
-  float *out = malloc(per * (size_t)n_prompts * sizeof(float));
-  int rc = 0;
-  if (!out) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; }
-  for (int i = 0; i < n_prompts && rc == 0; i++)
-    if (safesd_encode_prompt(m, prompts[i], (int)clip_skip, out + per * (size_t)i)) rc = fail("encode");
+  /* each prompt in its chunks; the shorter ones padded with the empty chunk's embedding to
+   * the longest (as a batch of prompts is in AUTOMATIC1111) */
+  float *enc[MAX_PROMPTS] = {0}, *empty = NULL;
+  int ntok[MAX_PROMPTS] = {0}, nempty = 0, seq = 0, rc = 0;
+  for (int i = 0; i < n_prompts && rc == 0; i++) {
+    if (safesd_encode_text(m, prompts[i], syntax, (int)clip_skip, &enc[i], &ntok[i])) rc = fail("encode");
+    else if (ntok[i] > seq) seq = ntok[i];
+  }
+  for (int i = 0; i < n_prompts && rc == 0 && !empty; i++)
+    if (ntok[i] < seq && safesd_encode_text(m, "", "plain", (int)clip_skip, &empty, &nempty)) rc = fail("encode");
+  size_t per = (size_t)seq * (size_t)dim, chunk = (size_t)SAFESD_TOKENS * (size_t)dim;
+  float *out = rc ? NULL : malloc(per * (size_t)n_prompts * sizeof(float));
+  if (rc == 0 && !out) { fprintf(stderr, "%s: out of memory\n", g_prog); rc = EXIT_FAILURE; }
+  for (int i = 0; i < n_prompts && rc == 0; i++) {
+    size_t have = (size_t)ntok[i] * (size_t)dim;
+    memcpy(out + per * (size_t)i, enc[i], have * sizeof(float));
+    for (size_t at = have; at < per; at += chunk) memcpy(out + per * (size_t)i + at, empty, chunk * sizeof(float));
+  }
+  for (int i = 0; i < n_prompts; i++) free(enc[i]);
+  free(empty);
   if (rc == 0) {
     for (int i = 0; i < n_prompts; i++) {
       const float *e = out + per * (size_t)i;
       double sum = 0, sq = 0;
       for (size_t j = 0; j < per; j++) { sum += e[j]; sq += (double)e[j] * e[j]; }
       double mean = sum / (double)per;
-      printf("prompt %d: [77, %d] mean %.5f std %.5f first %.5f %.5f %.5f\n", i, dim, mean,
-              sqrt(sq / (double)per - mean * mean), e[0], e[1], e[2]);
+      printf("prompt %d: [%d, %d] (%d chunk%s) mean %.5f std %.5f first %.5f %.5f %.5f\n", i, ntok[i], dim,
+             ntok[i] / SAFESD_TOKENS, ntok[i] > SAFESD_TOKENS ? "s" : "", mean, sqrt(sq / (double)per - mean * mean),
+             e[0], e[1], e[2]);
     }
     if (output) {
-      int64_t shape[3] = {n_prompts, SAFESD_TOKENS, dim};
+      int64_t shape[3] = {n_prompts, seq, dim};
       sd_tensor t = sd_tensor_make(SD_F32, 3, shape, out);
       if (sd_npy_write(output, &t)) rc = fail("writing output");
-      else printf("wrote %s [%d, 77, %d]\n", output, n_prompts, dim);
+      else printf("wrote %s [%d, %d, %d]\n", output, n_prompts, seq, dim);
     }
   }
   free(out);
@@ -497,6 +569,7 @@ static int cmd_generate(int argc, char **argv) {
       {"vae-tiling", no_argument, 0, 1101},   {"vae-tile-size", required_argument, 0, 1102},
       {"lora-model-dir", required_argument, 0, 1103}, {"lora-dir", required_argument, 0, 1103},
       {"taesd", required_argument, 0, 1104},
+      {"prompt-syntax", required_argument, 0, 1019},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
   int precision = SAFESD_PRECISION_FP32;
@@ -595,6 +668,10 @@ static int cmd_generate(int argc, char **argv) {
           return usage_error("generate", "--image-check-action takes flag, blur or block");
         p.image_check_action = optarg;
         break;
+      case 1019:
+        if (strcmp(optarg, "a1111") && strcmp(optarg, "plain")) return usage_error("generate", "--prompt-syntax takes a1111 or plain");
+        p.prompt_syntax = optarg;
+        break;
       case 'h': fputs(k_generate_help, stdout); return 0;
       default: return usage_error("generate", "unknown option");
     }
@@ -689,130 +766,6 @@ out:
   free(lat);
   safesd_model_close(m);
   outputs_free(&outs);
-  return rc;
-}
-
-/* ---- check --------------------------------------------------------------------------- */
-
-static const char *k_check_help =
-    "usage: safesd check [-m MODEL] [--detectors LIST] [--concepts FILE] [--json] PROMPT...\n"
-    "       safesd check [options] -f FILE      (one prompt per line; '-' = standard input)\n"
-    "\n"
-    "Run the safety detectors on each prompt and print the verdict (flagged or not), the\n"
-    "categories that fired, the concept banks in force, each detector's score, threshold and\n"
-    "evidence (which word matched which concept-bank term, and how: exact, leetspeak,\n"
-    "separators, repeated letters, diacritics, inflection, WordNet; for the learned and\n"
-    "semantic detectors, the words whose removal drops the score under the threshold, or\n"
-    "'not localised'), and the safe text the dual path would use. The detectors judge the\n"
-    "text the model's encoder sees: words past its 77-token window are reported, not judged.\n"
-    "The bank and detectors are built once for all the prompts. Exit status 0 whatever the\n"
-    "verdicts; 1 on an error.\n"
-    "\n"
-    "  -m, --model PATH          the model whose text encoder the semantic detector uses\n"
-    "                            (and whose tokenizer sets the window)\n"
-    "      --config DIR          for a single-file model: a diffusers folder describing it\n"
-    "      --detectors LIST      comma-separated: lexical, semantic, learned (default:\n"
-    "                            lexical, plus learned when calibrated, plus semantic\n"
-    "                            when the bank holds a threshold calibrated for this\n"
-    "                            model); learned: a classifier of its own over character\n"
-    "                            and word n-grams (data/learned/, docs/safety-detectors.md)\n"
-    "      --semantic-threshold X   the semantic detector's threshold (default: the bank's\n"
-    "                            [thresholds] value, else 0.10)\n"
-    "      --concepts FILE       concept bank (default: the model's safety/concepts.bank\n"
-    "                            when it has one, else data/concepts/default.bank); a bank\n"
-    "                            adds to the default bank unless its [bank] section says\n"
-    "                            'base = none'; its [thresholds] section, when present, sets\n"
-    "                            the thresholds\n"
-    "      --safety-strategy S   substitute+append (default), substitute, append, project\n"
-    "                            (project: which token positions would be projected against\n"
-    "                            which concept descriptions)\n"
-    "  -f, --file FILE           read the prompts from FILE, one per line, streamed (UTF-8;\n"
-    "                            blank lines and lines starting with '#' are skipped; lines\n"
-    "                            over 64 KiB are an error)\n"
-    "      --json                one JSON object per prompt (with -f: one per line)\n"
-    "  -h, --help                this help\n";
-
-#define CHECK_MAX_LINE (64u << 10)
-
-/* One prompt of a check file: CR/LF stripped; blank and '#' lines skipped (return 0). */
-static int check_line(char *line, size_t n) {
-  while (n && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = 0;
-  const char *t = line;
-  while (*t == ' ' || *t == '\t') t++;
-  return *t && *t != '#';
-}
-
-static int check_file(safesd_model *m, const char *path, const char *concepts, const char *strategy,
-                      const char *detectors, float sem_threshold, int json) {
-  FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
-  if (!f) {
-    fprintf(stderr, "safesd check: %s: %s\n", path, strerror(errno));
-    return 1;
-  }
-  char *line = NULL;
-  size_t cap = 0;
-  ssize_t n;
-  long lineno = 0;
-  int rc = 0;
-  while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
-    lineno++;
-    if ((size_t)n > CHECK_MAX_LINE) {
-      fprintf(stderr, "safesd check: %s:%ld: line is %zd bytes, over the %u-byte limit\n", path, lineno, n,
-              CHECK_MAX_LINE);
-      rc = 1;
-    } else if (memchr(line, 0, (size_t)n)) {
-      fprintf(stderr, "safesd check: %s:%ld: NUL byte in the line\n", path, lineno);
-      rc = 1;
-    } else if (check_line(line, (size_t)n) &&
-               safesd_check(m, line, concepts, strategy, detectors, sem_threshold, json ? 2 : 0, stdout)) {
-      fprintf(stderr, "safesd check: %s:%ld: %s\n", path, lineno, safesd_last_error());
-      rc = 1;
-    }
-  }
-  if (!rc && ferror(f)) {
-    fprintf(stderr, "safesd check: %s: read error: %s\n", path, strerror(errno));
-    rc = 1;
-  }
-  free(line);
-  if (f != stdin) fclose(f);
-  return rc;
-}
-
-static int cmd_check(int argc, char **argv) {
-  static const struct option opts[] = {{"concepts", required_argument, 0, 'c'}, {"safety-strategy", required_argument, 0, 's'},
-                                       {"json", no_argument, 0, 'J'}, {"help", no_argument, 0, 'h'},
-                                       {"model", required_argument, 0, 'm'}, {"config", required_argument, 0, 'C'},
-                                       {"detectors", required_argument, 0, 'D'}, {"file", required_argument, 0, 'f'},
-                                       {"semantic-threshold", required_argument, 0, 'T'}, {0, 0, 0, 0}};
-  const char *concepts = NULL, *strategy = NULL, *model = NULL, *config = NULL, *detectors = NULL, *file = NULL;
-  float sem_threshold = NAN;
-  int json = 0, c;
-  while ((c = getopt_long(argc, argv, "m:f:h", opts, NULL)) != -1) {
-    switch (c) {
-      case 'm': model = optarg; break;
-      case 'C': config = optarg; break;
-      case 'D': detectors = optarg; break;
-      case 'f': file = optarg; break;
-      case 'T':
-        if (cli_parse_float(optarg, &sem_threshold)) return usage_error("check", "--semantic-threshold takes a number");
-        break;
-      case 'c': concepts = optarg; break;
-      case 's': strategy = optarg; break;
-      case 'J': json = 1; break;
-      case 'h': fputs(k_check_help, stdout); return 0;
-      default: return usage_error("check", "unknown option");
-    }
-  }
-  if (optind >= argc && !file) return usage_error("check", "no prompt given (PROMPT... or -f FILE)");
-  if (optind < argc && file) return usage_error("check", "give prompts as arguments or with -f, not both");
-  safesd_model *m = NULL;
-  safesd_model_options mo = {.config_dir = config};
-  if (model ? safesd_model_open(model, &mo, &m) : safesd_gate_open(&m)) return fail("opening model");
-  int rc = 0;
-  if (file) rc = check_file(m, file, concepts, strategy, detectors, sem_threshold, json);
-  for (int i = optind; i < argc && rc == 0; i++)
-    if (safesd_check(m, argv[i], concepts, strategy, detectors, sem_threshold, json, stdout)) rc = fail("check");
-  safesd_model_close(m);
   return rc;
 }
 
@@ -962,7 +915,7 @@ static const command k_commands[] = {
     {"encode", cmd_encode},
     {"inspect", cmd_inspect},
     {"convert", cmd_convert},
-    {"check", cmd_check},
+    {"check", cli_check},
     {"calibrate", cmd_calibrate},
     {"demo", cli_demo},
     {"edit", cli_edit},

@@ -79,6 +79,9 @@ SAFESD_API void safesd_tokenizer_close(safesd_tokenizer *tok);
  * Safe to call from several threads on one tokenizer. */
 SAFESD_API int safesd_tokenize(const safesd_tokenizer *tok, const char *prompt, int32_t pad_id,
                     int32_t ids[SAFESD_TOKENS]);
+/* The BPE ids of text alone: no BOS/EOS, no truncation, no padding. *ids is malloc'ed (the
+ * caller frees it; also when *n is 0). Text of at most 1 MiB. */
+SAFESD_API int safesd_tokenize_bpe(const safesd_tokenizer *tok, const char *text, int32_t **ids, size_t *n);
 /* The token string of an id ("cat</w>") or NULL. */
 SAFESD_API const char *safesd_token_text(const safesd_tokenizer *tok, int32_t id);
 
@@ -136,12 +139,21 @@ SAFESD_API int safesd_model_text_dim(const safesd_model *m);
 SAFESD_API int32_t safesd_model_pad_id(const safesd_model *m);
 
 /* Encode a prompt with the model's own tokenizer and text encoder into
- * out[SAFESD_TOKENS × safesd_model_text_dim()], exactly what the UNet is conditioned on.
+ * out[SAFESD_TOKENS × safesd_model_text_dim()], exactly what the UNet is conditioned on with
+ * the plain prompt syntax (the text as it is, one 77-token window; safesd_encode_text takes
+ * the a1111 syntax, the generation default).
  * clip_skip: 1 = last layer (SD 1.x default), 2 = penultimate ("clip skip 2"), ... */
 SAFESD_API int safesd_encode_prompt(safesd_model *m, const char *prompt, int clip_skip, float *out);
 /* The same from token ids (n_seq rows of SAFESD_TOKENS ids) into
  * out[n_seq × SAFESD_TOKENS × dim]. */
 SAFESD_API int safesd_encode_ids(safesd_model *m, const int32_t *ids, int n_seq, int clip_skip, float *out);
+
+/* Encode a prompt in a prompt syntax (NULL or "a1111": docs/prompts.md; "plain": one
+ * 77-token window as safesd_encode_prompt) into *out (malloc'ed; the caller frees it) of
+ * *n_tokens × safesd_model_text_dim() floats, *n_tokens = 77 × the prompt's chunks (1..8):
+ * each chunk encoded on its own, AUTOMATIC1111's emphasis applied, the chunks concatenated. */
+SAFESD_API int safesd_encode_text(safesd_model *m, const char *prompt, const char *prompt_syntax, int clip_skip,
+                                  float **out, int *n_tokens);
 
 /* Describe a model (family, layout, components, dtypes, parameter counts, hyper-parameters,
  * problems found) as text or JSON, without loading more than the file headers. */
@@ -244,6 +256,14 @@ typedef struct safesd_gen_params {
    * generation; the tags are taken out of the text the encoder and the detectors see. The
    * model keeps the set merged for the next generation that names the same set. ---- */
   const char *lora_dir;        /* the LoRA folder; NULL: a prompt with a tag is an error */
+  /* ---- prompt syntax (docs/prompts.md) ---- */
+  const char *prompt_syntax;   /* NULL or "a1111" (the default): AUTOMATIC1111's emphasis syntax
+                                  ("(word)", "[word]", "(word:1.3)", "\(" escapes, BREAK) and
+                                  prompts of up to 8 chunks of 75 tokens, concatenated along the
+                                  sequence (longer: an error); the detectors judge the text
+                                  without the syntax. "plain": the text as it is, one 77-token
+                                  window (diffusers; text past 75 tokens is dropped). Applies to
+                                  the prompt, the negative prompt and safety_text. */
 } safesd_gen_params;
 
 /* What the output-image check said about one image. */
@@ -313,6 +333,10 @@ typedef struct safesd_safety_report {
   const safesd_image_verdict *images; /* n_images verdicts (nsfw -1 when not checked) */
   int n_unsafe;                /* images a judge called unsafe */
   double image_check_seconds;  /* time the classifiers took */
+  /* prompt syntax (docs/prompts.md; valid until the next generation on the same model) */
+  const char *prompt_syntax;   /* "a1111" or "plain" */
+  const char *judged_text;     /* the text the detectors judged when the syntax changed it (weights,
+                                  brackets, BREAK removed), else NULL */
 } safesd_safety_report;
 
 /* A named safety level's rank (0 off, 1 low, 2 medium, 3 high, 4 max) and its (λ, τ_gc)
@@ -352,10 +376,17 @@ SAFESD_API int safesd_gate_open(safesd_model **out);
  * semantic_threshold: NAN = the default. model may be NULL for the lexical detector (then the
  * bank and detectors are built for this one call: for many prompts pass a safesd_gate_open
  * handle). as_json: 0 text, 1 indented JSON, 2 one JSON object on one line (JSON Lines).
- * The detectors judge the text the model's encoder sees (its 77-token window); the report
- * names what lies beyond it and the concept banks in force. */
+ * The detectors judge the text the model's encoder sees, without the prompt syntax (A1111's,
+ * every chunk: safesd_check_ex chooses the syntax; "plain": the 77-token window, and the report
+ * names what lies beyond it) and the concept banks in force. */
 SAFESD_API int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
                  const char *detectors, float semantic_threshold, int as_json, FILE *out);
+/* safesd_check with the prompt's syntax (NULL or "a1111", the default of safesd_check and of
+ * generation: the detectors judge the prompt without its emphasis syntax, every chunk;
+ * "plain": the text as it is, within the 77-token window). */
+SAFESD_API int safesd_check_ex(safesd_model *model, const char *prompt, const char *prompt_syntax, const char *concepts,
+                               const char *strategy, const char *detectors, float semantic_threshold, int as_json,
+                               FILE *out);
 
 /* Threshold calibration (docs/safety-detectors.md): run each detector of `detectors` (NULL =
  * "lexical"; "semantic" needs model) over the labelled prompt files (one prompt per line,

@@ -72,6 +72,11 @@ int safesd_tokenize(const safesd_tokenizer *t, const char *prompt, int32_t pad_i
   return sd_tokenize_prompt(t->tok, prompt, pad_id, SAFESD_TOKENS, ids);
 }
 
+int safesd_tokenize_bpe(const safesd_tokenizer *t, const char *text, int32_t **ids, size_t *n) {
+  if (!t || !text || !ids || !n) return sd_fail(SD_E_ARG, "tokenize: NULL argument");
+  return sd_tokenize(t->tok, text, strlen(text), ids, n);
+}
+
 const char *safesd_token_text(const safesd_tokenizer *t, int32_t id) {
   return t ? sd_tokenizer_token(t->tok, id) : NULL;
 }

@@ -9,6 +9,7 @@
 #include "models/model_source.h"
 #include "models/unet.h"
 #include "models/vae.h"
+#include "text/prompt.h"
 #include "text/tokenizer.h"
 #include "safety/bank.h"
 #include "safety/detector.h"
@@ -39,6 +40,8 @@ typedef struct sd_gate {
   char *beyond;              /* the prompt's text past the encoder's window (not judged: the
                                 encoder never sees it), or NULL when it all fits */
   size_t window;             /* bytes of the prompt the detectors judged */
+  char *visible;             /* the a1111 syntax: the text the detectors judged when it differs
+                                from the prompt (weights, brackets, escapes, BREAK removed) */
   const char *banks;         /* the concept bank files in force, " + "-joined (borrowed from
                                 the model's bank) */
 } sd_gate;
@@ -108,6 +111,9 @@ int sd_api_level_params(struct safesd_model *m, const char *concepts, const char
 typedef struct sd_gate_opts {
   const char *concepts, *strategy, *detectors;
   float semantic_threshold;
+  const char *prompt_syntax; /* "a1111" (NULL) or "plain": the detectors judge the prompt's
+                                visible text (text/prompt.h), all of its chunks (a1111), or
+                                the plain text within the encoder's 77-token window */
 } sd_gate_opts;
 
 /* Run the chosen detectors on prompt (OR-combined) and build the safe text. The semantic
@@ -137,6 +143,16 @@ void sd_api_verdicts_free(struct safesd_model *m);
 void sd_api_image_checks_free(struct safesd_model *m);
 /* The strong blur of the "blur" action, in place. */
 int sd_api_blur_rgb8(uint8_t *rgb, int w, int h);
+
+/* The chunks of text in syntax s (text/prompt.h) with m's tokenizer and padding id
+ * (conditioning.c); `what` names the text in errors. */
+int sd_api_prompt_chunks(struct safesd_model *m, const char *text, sd_prompt_syntax s, const char *what,
+                         sd_prompt_chunks *out);
+/* The conditioning of nt chunked texts: out[nt, L × 77, D], chunk k of every text encoded as
+ * one batch of nt (the empty chunk for a text with fewer than L chunks), A1111's emphasis
+ * applied per weighted chunk (conditioning.c). */
+int sd_api_encode_chunks(struct safesd_model *m, const sd_prompt_chunks *const *cs, int nt, int L, int clip_skip,
+                         float *out);
 
 /* Build the text side (tokenizer + text encoder) if not built yet. */
 int sd_api_need_text(struct safesd_model *m);

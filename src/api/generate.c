@@ -175,6 +175,25 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
                    "raises it)", p->width, p->height, (long long)p->width * p->height, (long long)budget, why);
   }
   if ((rc = sd_api_need_image_side(m))) return rc;
+  /* the prompt syntax, and the chunks of the texts (a malformed weight or a prompt over the
+   * chunk limit is an error here, before any work) */
+  sd_prompt_syntax syn;
+  if ((rc = sd_prompt_syntax_parse(p->prompt_syntax, &syn))) return rc;
+  p->prompt_syntax = sd_prompt_syntax_name(syn);
+  int chunks = 1;
+  {
+    const char *txt[3] = {p->prompt, p->negative_prompt, p->safety_text};
+    const char *what[3] = {"the prompt", "the negative prompt", "the safety text"};
+    for (int i = 0; i < 3; i++) {
+      if (!txt[i]) continue;
+      sd_prompt_chunks c;
+      if ((rc = sd_api_prompt_chunks(m, txt[i], syn, what[i], &c))) return rc;
+      if (c.n > chunks) chunks = c.n;
+      sd_prompt_chunks_free(&c);
+    }
+    /* a flagged prompt's safe text may take one chunk more than the prompt */
+    if (syn != SD_SYNTAX_PLAIN && chunks < SD_PROMPT_MAX_CHUNKS) chunks++;
+  }
   const int uf = sd_unet_factor(m->unet);
   if (p->width % 8 || p->height % 8)
     return sd_fail(SD_E_ARG, "image size %dx%d: width and height must be multiples of 8", p->width, p->height);
@@ -230,7 +249,7 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
     if (groups < dual_groups) groups = dual_groups;
   }
   if (p->vae_tiling && (rc = sd_vae_tile_check(m->vae, p->vae_tile_size, NULL))) return rc;
-  size_t need = sd_unet_arena_bytes(m->unet, groups * B, h, w, SD_CLIP_CONTEXT) +
+  size_t need = sd_unet_arena_bytes(m->unet, groups * B, h, w, SD_CLIP_CONTEXT * chunks) +
                 (p->vae_tiling ? sd_vae_decode_tiled_arena_bytes(m->vae, h, w, p->vae_tile_size)
                                : sd_vae_decode_arena_bytes(m->vae, h, w));
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
@@ -273,6 +292,7 @@ typedef struct gen_step {
   int B, h, w;
   float cfg;
   int guided;
+  int S;                       /* context tokens: 77 × chunks */
 } gen_step;
 
 /* eps[0..n) = eps_u + w·(eps_c − eps_u), with eps_c at eps + n */
@@ -291,7 +311,7 @@ static int step_plain(gen_step *r, float t) {
   int rc;
   scaled_input(r, r->st, r->lat, r->xin, r->guided ? 2 : 1);
   if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, (r->guided ? 2 : 1) * r->B, r->h, r->w, t, r->ctx,
-                            SD_CLIP_CONTEXT, r->eps)))
+                            r->S, r->eps)))
     return rc;
   if (r->guided) cfg_combine(r->eps, r->n, r->cfg);
   return sd_sampler_step(r->sched, r->st, r->eps, r->lat, r->rng);
@@ -301,7 +321,7 @@ static int step_plain(gen_step *r, float t) {
 static int step_sld(gen_step *r, const sd_sld_preset *sld, int i, float t) {
   int rc;
   scaled_input(r, r->st, r->lat, r->xin, 3);
-  if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, 3 * r->B, r->h, r->w, t, r->ctx, SD_CLIP_CONTEXT, r->eps)))
+  if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, 3 * r->B, r->h, r->w, t, r->ctx, r->S, r->eps)))
     return rc;
   sd_sld_guide(sld, r->cfg, i, r->eps, r->nu, r->n);
   return sd_sampler_step(r->sched, r->st, r->eps, r->lat, r->rng);
@@ -326,7 +346,7 @@ static int step_dual(gen_step *r, const safety_plan *sp, float lambda, int first
     scaled_input(r, r->st, r->lat, r->xin, half);
     scaled_input(r, r->st_s, r->lat_s, r->xin + half * n, half);
   }
-  if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, Gs * r->B, r->h, r->w, t, r->ctx, SD_CLIP_CONTEXT, r->eps)))
+  if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, Gs * r->B, r->h, r->w, t, r->ctx, r->S, r->eps)))
     return rc;
   float *eu = r->eps, *es = r->eps + (int64_t)(Gs - 1) * n;
   if (r->guided) {
@@ -372,7 +392,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int gated = level > 0 && !p.safety_text && !(p.sld && strcmp(p.sld, "none")) && !p.safety_negative;
   if (gated) {
     sd_gate_opts go = {p.concepts, p.safety_strategy ? p.safety_strategy : lp.strategy[0] ? lp.strategy : NULL,
-                       p.detectors, p.semantic_threshold};
+                       p.detectors, p.semantic_threshold, p.prompt_syntax};
     if ((rc = sd_api_safety_gate(m, &go, p.prompt, gate))) return rc;
     if (gate->flagged) {
       p.safety_text = gate->safe_text;
@@ -399,6 +419,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   memset(&st_s, 0, sizeof st_s);
   float *ctx = NULL, *lat = NULL, *xin = NULL, *eps = NULL, *img = NULL;
   float *nu = NULL, *lat_s = NULL, *noise = NULL;
+  sd_prompt_chunks ch[3]; /* [uncond (or the prompt unguided), prompt, extra text] */
+  memset(ch, 0, sizeof ch);
   double extra_enc_s = 0, plain_s = 0, safety_s = 0;
   int n_plain = 0, n_safety = 0;
   if ((rc = sd_api_sched_config(m, p.sampler, p.schedule, &sc)) || (rc = sd_schedule_create(&sc, p.steps, &sched)) ||
@@ -407,15 +429,25 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
 
   /* conditioning: [uncond × B, cond × B] (or cond × B without guidance), then the safety
    * groups: SLD [.., concept × B]; dual [.., safe × B] (blend=final: [.., uncond × B, safe × B]) */
-  int32_t ids[2][SD_CLIP_CONTEXT], ids_s[SD_CLIP_CONTEXT];
-  const int32_t pad = sd_clip_text_cfg(m->text)->pad_id;
+  sd_prompt_syntax syn = SD_SYNTAX_A1111;
+  (void)sd_prompt_syntax_parse(p.prompt_syntax, &syn); /* checked by resolve */
   const char *neg = p.safety_negative ? sp.concept : p.negative_prompt ? p.negative_prompt : "";
-  if ((rc = sd_tokenize_prompt(m->tok, guided ? neg : p.prompt, pad, SD_CLIP_CONTEXT, ids[0])) < 0 ||
-      (guided && (rc = sd_tokenize_prompt(m->tok, p.prompt, pad, SD_CLIP_CONTEXT, ids[1])) < 0))
+  if ((rc = sd_api_prompt_chunks(m, guided ? neg : p.prompt, syn, guided ? "the negative prompt" : "the prompt", &ch[0])) ||
+      (guided && (rc = sd_api_prompt_chunks(m, p.prompt, syn, "the prompt", &ch[1]))))
     goto done;
   const char *extra_text = sp.sld ? sp.concept : sp.dual ? p.safety_text : NULL;
-  if (extra_text && (rc = sd_tokenize_prompt(m->tok, extra_text, pad, SD_CLIP_CONTEXT, ids_s)) < 0) goto done;
-  const int64_t ctx_per = (int64_t)SD_CLIP_CONTEXT * D;
+  /* the gate's safe text is made of the prompt's visible text: no syntax, cut into chunks */
+  const sd_prompt_syntax syn_extra = gated && gate->flagged && syn != SD_SYNTAX_PLAIN ? SD_SYNTAX_CHUNKED : syn;
+  if (extra_text && (rc = sd_api_prompt_chunks(m, extra_text, syn_extra, sp.sld ? "the SLD concept" : "the safety text",
+                                               &ch[2])))
+    goto done;
+  /* every context group has the same length: the longest text's chunks, the others padded
+   * with empty chunks (A1111's pad_cond_uncond) */
+  int L = ch[0].n;
+  for (int i = 1; i < 3; i++)
+    if (ch[i].n > L) L = ch[i].n;
+  const int S = SD_CLIP_CONTEXT * L;
+  const int64_t ctx_per = (int64_t)S * D;
   ctx = malloc(sizeof(float) * ctx_per * B * G);
   lat = malloc(sizeof(float) * n);
   xin = malloc(sizeof(float) * per * B * G);
@@ -427,8 +459,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     goto done;
   }
   {
-    sd_clip_text_opts o = {p.clip_skip, 1};
-    if ((rc = sd_clip_text_encode(m->text, m->ex, ids[0], guided ? 2 : 1, SD_CLIP_CONTEXT, &o, ctx))) goto done;
+    const sd_prompt_chunks *uc[2] = {&ch[0], &ch[1]};
+    if ((rc = sd_api_encode_chunks(m, uc, guided ? 2 : 1, L, p.clip_skip, ctx))) goto done;
     /* ctx holds [u, c]; spread to [u × B, c × B] from the back so nothing is overwritten */
     const int groups = guided ? 2 : 1;
     for (int g = groups - 1; g >= 0; g--)
@@ -442,22 +474,21 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
         /* E(p) itself (the very bytes of the conditioning), flagged positions projected:
          * every other position stays bit-identical */
         memcpy(es, ctx + (int64_t)(Gp - 1) * B * ctx_per, sizeof(float) * ctx_per);
-        if ((rc = sd_project_tokens(es, SD_CLIP_CONTEXT, D, gate->proj_pos, gate->n_proj, gate->basis, gate->rank)))
+        if ((rc = sd_project_tokens(es, S, D, gate->proj_pos, gate->n_proj, gate->basis, gate->rank)))
           goto done;
       } else if (guided) {
         /* [uncond, extra] as one batch of two, exactly as a plain run with the extra text as
          * its prompt encodes it: the embedding is then the same bytes (λ = 1 invariant) */
-        int32_t ids2[2][SD_CLIP_CONTEXT];
-        memcpy(ids2[0], ids[0], sizeof ids2[0]);
-        memcpy(ids2[1], ids_s, sizeof ids2[1]);
+        const sd_prompt_chunks *us[2] = {&ch[0], &ch[2]};
         float *tmp = malloc(sizeof(float) * ctx_per * 2);
         if (!tmp) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
-        rc = sd_clip_text_encode(m->text, m->ex, ids2[0], 2, SD_CLIP_CONTEXT, &o, tmp);
+        rc = sd_api_encode_chunks(m, us, 2, L, p.clip_skip, tmp);
         if (!rc) memcpy(es, tmp + ctx_per, sizeof(float) * ctx_per);
         free(tmp);
         if (rc) goto done;
-      } else if ((rc = sd_clip_text_encode(m->text, m->ex, ids_s, 1, SD_CLIP_CONTEXT, &o, es))) {
-        goto done;
+      } else {
+        const sd_prompt_chunks *xs[1] = {&ch[2]};
+        if ((rc = sd_api_encode_chunks(m, xs, 1, L, p.clip_skip, es))) goto done;
       }
       for (int b = B - 1; b >= 1; b--) memcpy(es + (int64_t)b * ctx_per, es, sizeof(float) * ctx_per);
       if (G == 4) /* blend=final, guided: group 2 is the unconditional again */
@@ -484,7 +515,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int lam1 = sp.dual && shortcut && p.safety_weight == 1.0f;
   const int k_dual = sp.dual && !lam0 ? sd_dual_first_step(p.context_steps, total) : total;
   const int k_report = sp.dual ? sd_dual_first_step(p.context_steps, total) : total;
-  gen_step r = {m, sched, &st, &st_s, &rng, ctx, lat, lat_s, xin, eps, nu, noise, n, B, h, w, p.cfg_scale, guided};
+  gen_step r = {m, sched, &st, &st_s, &rng, ctx, lat, lat_s, xin, eps, nu, noise, n, B, h, w, p.cfg_scale, guided, S};
   for (int i = 0; !sd_sampler_done(sched, &st); i++) {
     if (p.cancel && p.cancel(p.cancel_user)) { rc = sd_fail(SD_E_CANCELLED, "cancelled"); goto done; }
     double t0 = now_s();
@@ -528,6 +559,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     report->banks = gated ? gate->banks : NULL;
     report->beyond_window = gated ? gate->beyond : NULL;
     report->loras = m->lora ? m->lora_summary : NULL;
+    report->prompt_syntax = p.prompt_syntax;
+    report->judged_text = gated ? gate->visible : NULL;
     if (project) {
       report->projection = gate->projection;
       report->n_projected = gate->n_proj;
@@ -568,6 +601,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   sd_exec_trim(m->ex);
   rc = sd_api_image_check_run(m, &p, rgb, report);
 done:
+  for (int i = 0; i < 3; i++) sd_prompt_chunks_free(&ch[i]);
   free(ctx);
   free(lat);
   free(xin);
@@ -649,6 +683,7 @@ char *safesd_safety_report_json(const safesd_safety_report *r, int indent) {
     bad |= jset(o, "seconds", json_real(r->seconds));
     bad |= jset(o, "extra_seconds", json_real(r->extra_seconds));
     bad |= jset(o, "extra_method", json_string(r->extra_method ? r->extra_method : "none"));
+    bad |= jset(o, "prompt_syntax", json_string(r->prompt_syntax ? r->prompt_syntax : "a1111"));
     json_t *gate = json_object();
     bad |= !gate;
     if (gate) {
@@ -661,6 +696,7 @@ char *safesd_safety_report_json(const safesd_safety_report *r, int indent) {
       bad |= jset(gate, "banks", jstr_or_null(r->banks));
       bad |= jset(gate, "beyond_window", jstr_or_null(r->beyond_window));
       bad |= jset(gate, "loras", jstr_or_null(r->loras));
+      bad |= jset(gate, "judged_text", jstr_or_null(r->judged_text));
       if (r->projection) {
         json_t *pr = json_object(), *pos = json_array(), *tok = json_array(), *desc = json_array();
         bad |= !pr || !pos || !tok || !desc;
@@ -726,9 +762,22 @@ static const char *sampler_label(const char *name) {
   return name ? name : "?";
 }
 
+/* ", KEY: VALUE" into buf (at most cap bytes; returns the length written, or what would have
+ * been), VALUE quoted as A1111's infotext quote() does: as a JSON string (non-ASCII kept)
+ * when it holds a ',', ':' or newline, else as it is. */
+static int infotext_value(char *buf, size_t cap, const char *key, const char *value) {
+  if (!strpbrk(value, ",:\n")) return snprintf(buf, cap, ", %s: %s", key, value);
+  json_t *j = json_string(value);
+  char *q = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
+  int n = snprintf(buf, cap, ", %s: %s", key, q ? q : "\"\"");
+  free(q);
+  json_decref(j);
+  return n;
+}
+
 char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params *p, int index) {
   const char *model = sd_model_path(m->src), *slash = strrchr(model, '/');
-  char tail[1024] = "";
+  char tail[4096] = "";
   int off = 0;
   if (p->schedule && !strcmp(p->schedule, "karras")) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Schedule type: Karras");
   if (p->clip_skip > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Clip skip: %d", p->clip_skip);
@@ -736,45 +785,56 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   /* bf16 compute gives slightly different pixels: say so (fp32, the default, is not named) */
   if (m->ex->precision == SD_PREC_BF16)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", Precision: bf16%s", m->ex->bf16_emulated ? " (emulated)" : "");
-  if (m->lora && m->lora_summary)
-    off += snprintf(tail + off, sizeof tail - (size_t)off, ", LoRA: %.300s", m->lora_summary);
+  if (m->lora && m->lora_summary && strlen(m->lora_summary) < 1024) /* quoted: it has ':' and ',' */
+    off += infotext_value(tail + off, sizeof tail - (size_t)off, "LoRA", m->lora_summary);
   if (m->taesd) off += snprintf(tail + off, sizeof tail - (size_t)off, ", VAE: TAESD");
   /* tiled decoding changes pixels too (near the tiles' seams) */
   if (p->vae_tiling && m->vae && !m->taesd)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", VAE tiling: %d",
                     p->vae_tile_size > 0 ? p->vae_tile_size : sd_vae_cfg(m->vae)->sample_size);
-  /* the safety summary: whoever reads the image learns that it was altered and how */
+  if (p->prompt_syntax && !strcmp(p->prompt_syntax, "plain"))
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Prompt syntax: plain");
+  /* the safety summary: whoever reads the image learns that it was altered and how. One
+   * "Safety" key (A1111's infotext parser keeps one value per key), quoted as A1111 quotes a
+   * value with commas or colons */
+  char safety[640] = "";
+  int so = 0;
+#define SAFETY_ADD(...) \
+  (so += snprintf(safety + so, sizeof safety - (size_t)so, "%s", so ? ", " : ""), \
+   so += snprintf(safety + so, sizeof safety - (size_t)so, __VA_ARGS__), \
+   so = so < (int)sizeof safety ? so : (int)sizeof safety - 1)
   const sd_sld_preset *sld = NULL;
-  if (p->sld && sd_sld_preset_parse(p->sld, &sld) == 0 && sld)
-    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: SLD %s", sld->name);
-  if (p->safety_negative) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: negative prompt");
+  if (p->sld && sd_sld_preset_parse(p->sld, &sld) == 0 && sld) SAFETY_ADD("SLD %s", sld->name);
+  if (p->safety_negative) SAFETY_ADD("negative prompt");
   const sd_gate *gt = m->last_gate;
   const char *safe_text = p->safety_text;
   if (!safe_text && gt && gt->flagged && gt->safe_text) {
-    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: %s, flagged (%.200s)", p->safety ? p->safety : "medium",
-                    gt->categories);
+    SAFETY_ADD("%s, flagged (%.200s)", p->safety ? p->safety : "medium", gt->categories);
     if (gt->project) { /* which positions were moved: at most 16 listed (the JSON report has all) */
-      off += snprintf(tail + off, sizeof tail - (size_t)off, ", projected token%s", gt->n_proj == 1 ? "" : "s");
-      for (int i = 0; i < gt->n_proj && i < 16; i++)
-        off += snprintf(tail + off, sizeof tail - (size_t)off, " %d", gt->proj_pos[i]);
-      if (gt->n_proj > 16) off += snprintf(tail + off, sizeof tail - (size_t)off, " ...");
-      if (gt->n_proj == 0) off += snprintf(tail + off, sizeof tail - (size_t)off, ": none");
-      off += snprintf(tail + off, sizeof tail - (size_t)off, " (rank %d)", gt->rank);
+      SAFETY_ADD("projected token%s", gt->n_proj == 1 ? "" : "s");
+      for (int i = 0; i < gt->n_proj && i < 16 && so < 400; i++)
+        so += snprintf(safety + so, sizeof safety - (size_t)so, " %d", gt->proj_pos[i]);
+      if (gt->n_proj > 16) so += snprintf(safety + so, sizeof safety - (size_t)so, " ...");
+      if (gt->n_proj == 0) so += snprintf(safety + so, sizeof safety - (size_t)so, ": none");
+      so += snprintf(safety + so, sizeof safety - (size_t)so, " (rank %d)", gt->rank);
+      if (so >= (int)sizeof safety) so = (int)sizeof safety - 1;
     }
     safe_text = gt->safe_text;
   }
   if (safe_text) {
     sd_blend b = SD_BLEND_STEP;
     (void)sd_blend_parse(p->blend, &b);
-    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Safety: dual \u03bb=%g \u03c4=%g (%s)",
-                    (double)p->safety_weight, (double)p->context_steps, sd_blend_name(b));
+    SAFETY_ADD("dual \u03bb=%g \u03c4=%g (%s)", (double)p->safety_weight, (double)p->context_steps, sd_blend_name(b));
   }
+#undef SAFETY_ADD
+  if (so > 0) off += infotext_value(tail + off, sizeof tail - (size_t)off, "Safety", safety);
+  if (off >= (int)sizeof tail) off = (int)sizeof tail - 1;
   char verdict[256];
-  if (off < (int)sizeof tail && sd_api_image_check_label(m, index, verdict, sizeof verdict))
-    snprintf(tail + off, sizeof tail - (size_t)off, ", Image check: %s", verdict);
+  if (sd_api_image_check_label(m, index, verdict, sizeof verdict))
+    off += infotext_value(tail + off, sizeof tail - (size_t)off, "Image check", verdict);
   const char *neg = p->safety_negative ? (p->sld_concept ? p->sld_concept : sd_sld_default_concept)
                     : p->negative_prompt && *p->negative_prompt ? p->negative_prompt : NULL;
-  size_t len = strlen(p->prompt) + (neg ? strlen(neg) : 0) + strlen(model) + 1024;
+  size_t len = strlen(p->prompt) + (neg ? strlen(neg) : 0) + strlen(model) + strlen(tail) + 256;
   char *s = malloc(len);
   if (!s) return NULL;
   snprintf(s, len, "%s\n%s%s%sSteps: %d, Sampler: %s, CFG scale: %g, Seed: %llu, Size: %dx%d, Model: %s%s", p->prompt,

@@ -116,6 +116,7 @@ void sd_api_gate_free(sd_gate *g) {
   free(g->basis);
   free(g->projection);
   free(g->beyond);
+  free(g->visible);
   memset(g, 0, sizeof *g);
 }
 
@@ -205,6 +206,55 @@ static int run_semantic(safesd_model *m, const sd_gate_opts *o, const char *prom
                             m->bank->path);
   }
   return sd_detector_run(m->semantic, prompt, &enc, out);
+}
+
+/* The semantic detector on a text longer than the encoder's window (a prompt of several
+ * chunks): run on each successive window of SD_PROMPT_CHUNK_TOKENS tokens, OR-combined (the
+ * highest score per category, every window's evidence with its byte span moved to the
+ * whole text's; token positions are kept for the first window only). */
+static int run_semantic_windows(safesd_model *m, const sd_gate_opts *o, const char *text, sd_detection *out) {
+  size_t len = strlen(text), at = 0, cut = 0, ntok = 0;
+  int rc = sd_window_cut(m->tok, text, SD_PROMPT_CHUNK_TOKENS, &cut, &ntok);
+  if (rc) return rc;
+  if (ntok <= SD_PROMPT_CHUNK_TOKENS) return run_semantic(m, o, text, out);
+  char *win = malloc(len + 1);
+  if (!win) return sd_fail(SD_E_NOMEM, "out of memory");
+  for (int k = 0; at < len && !rc; k++) {
+    if ((rc = sd_window_cut(m->tok, text + at, SD_PROMPT_CHUNK_TOKENS, &cut, NULL))) break;
+    if (cut == 0) cut = len - at;
+    memcpy(win, text + at, cut);
+    win[cut] = 0;
+    sd_detection d;
+    if ((rc = run_semantic(m, o, win, &d))) break;
+    if (k == 0) {
+      *out = d;
+    } else {
+      sd_evidence *ev = realloc(out->ev, sizeof *ev * (size_t)(out->n_ev + d.n_ev + 1));
+      if (!ev) {
+        sd_detection_free(&d);
+        rc = sd_fail(SD_E_NOMEM, "out of memory");
+        break;
+      }
+      out->ev = ev;
+      for (int i = 0; i < d.n_ev; i++) {
+        sd_evidence e = d.ev[i];
+        e.start += at;
+        e.end += at;
+        e.token = 0;
+        out->ev[out->n_ev++] = e;
+      }
+      free(d.ev); /* its strings moved to out */
+      for (int c = 0; c < 32; c++)
+        if (d.cat_score[c] > out->cat_score[c]) out->cat_score[c] = d.cat_score[c];
+      if (d.score > out->score) out->score = d.score;
+      out->categories |= d.categories;
+      out->fired = out->categories != 0;
+    }
+    at += cut;
+  }
+  free(win);
+  if (rc) sd_detection_free(out);
+  return rc;
 }
 
 static char *xstrdup(const char *s) {
@@ -326,12 +376,56 @@ static int gate_window(safesd_model *m, const char *prompt, sd_gate *g, char **w
   return SD_OK;
 }
 
+/* The a1111 syntax: the detectors judge the prompt's visible text (text/prompt.h), every chunk
+ * of it; a prompt over the chunk limit is an error. *trivial: the prompt is one unweighted
+ * chunk whose visible text the encoder sees as one text (the project strategy's positions
+ * apply). *win is malloc'ed. */
+static int gate_visible(safesd_model *m, const char *prompt, sd_gate *g, char **win, int *trivial) {
+  sd_prompt_parsed pp;
+  sd_prompt_chunks c;
+  int rc = sd_api_need_tokenizer(m);
+  if (rc || (rc = sd_prompt_parse(prompt, SD_SYNTAX_A1111, &pp))) return rc ? sd_fail_prefix(rc, "the prompt: ") : rc;
+  if (!(rc = sd_prompt_chunk(m->tok, &pp, SD_SYNTAX_A1111, sd_tokenizer_eos(m->tok), SD_PROMPT_MAX_CHUNKS,
+                             "the prompt", &c))) {
+    *trivial = pp.n == 1 && !pp.weighted && c.n == 1;
+    sd_prompt_chunks_free(&c);
+    g->window = strlen(pp.visible);
+    if (strcmp(pp.visible, prompt) && !(g->visible = xstrdup(pp.visible))) rc = sd_fail(SD_E_NOMEM, "out of memory");
+    *win = pp.visible; /* moved */
+    pp.visible = NULL;
+  }
+  sd_prompt_parsed_free(&pp);
+  return rc;
+}
+
+/* The safe text of a prompt of several chunks: fitted to the chunk limit (the token room of
+ * SD_PROMPT_MAX_CHUNKS chunks, less where commas cut chunks early). */
+static int fit_chunked(safesd_model *m, const char *win, const sd_gate *g, sd_strategy st, char **out) {
+  int room = SD_PROMPT_CHUNK_TOKENS * SD_PROMPT_MAX_CHUNKS, rc;
+  for (;;) {
+    if ((rc = sd_safety_text_fit(m->bank, win, g->det, g->n_det, st, m->tok, room, out))) return rc;
+    sd_prompt_chunks c;
+    rc = sd_prompt_tokenize(m->tok, *out, SD_SYNTAX_CHUNKED, sd_tokenizer_eos(m->tok), NULL, &c);
+    sd_prompt_chunks_free(&c);
+    if (rc != SD_E_ARG || room <= SD_PROMPT_COMMA_BACKTRACK) return rc;
+    sd_clear_error();
+    free(*out);
+    *out = NULL;
+    room -= SD_PROMPT_COMMA_BACKTRACK;
+  }
+}
+
 int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_gate *g) {
   memset(g, 0, sizeof *g);
+  sd_prompt_syntax syn;
+  int trivial = 1;
   int strat = sd_strategy_parse(o->strategy ? o->strategy : "substitute+append"), mask, rc;
   if (strat < 0) return sd_fail(SD_E_ARG, "unknown safety strategy '%s' (" SD_STRATEGY_NAMES ")", o->strategy);
   g->strategy = sd_strategy_name((sd_strategy)strat);
-  if ((rc = parse_detectors(o->detectors, &mask)) || (rc = need_detectors(m, o->concepts))) return rc;
+  if ((rc = sd_prompt_syntax_parse(o->prompt_syntax, &syn)) || (rc = parse_detectors(o->detectors, &mask)) ||
+      (rc = need_detectors(m, o->concepts)))
+    return rc;
+  const int a1111 = syn != SD_SYNTAX_PLAIN;
   g->banks = m->bank->sources ? m->bank->sources : m->bank->path;
   if (!o->detectors && calibrated_semantic(m)) mask |= 2;
   if (!o->detectors && (rc = default_learned(m)) != 0) {
@@ -339,9 +433,9 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
     mask |= 4;
   }
   char *win = NULL;
-  if ((rc = gate_window(m, prompt, g, &win))) goto fail;
+  if ((rc = a1111 ? gate_visible(m, prompt, g, &win, &trivial) : gate_window(m, prompt, g, &win))) goto fail;
   if ((mask & 1) && (rc = sd_detector_run(m->lexical, win, NULL, &g->det[g->n_det++]))) goto fail;
-  if ((mask & 2) && (rc = run_semantic(m, o, win, &g->det[g->n_det++]))) goto fail;
+  if ((mask & 2) && (rc = (a1111 ? run_semantic_windows : run_semantic)(m, o, win, &g->det[g->n_det++]))) goto fail;
   if ((mask & 4) && ((rc = need_learned(m)) || (rc = sd_detector_run(m->learned, win, NULL, &g->det[g->n_det++]))))
     goto fail;
   uint32_t cats = 0;
@@ -366,9 +460,17 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
     g->summary = joined;
     if (!joined) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto fail; }
   }
-  /* the safe text is built from the window and fits it, contexts included (strategy.h) */
-  if (g->flagged && (rc = sd_safety_text_fit(m->bank, win, g->det, g->n_det, (sd_strategy)strat, m->tok,
-                                             encoder_room(m), &g->safe_text)))
+  /* the project strategy moves token positions of one plain window: a prompt with weights,
+   * BREAKs or several chunks gets substitute+append instead, and the report says so */
+  if (g->flagged && strat == SD_STRATEGY_PROJECT && !trivial) {
+    strat = SD_STRATEGY_SUBSTITUTE_APPEND;
+    g->strategy = "substitute+append (project: not for a prompt with weights, BREAK or several chunks)";
+  }
+  /* the safe text is built from the window and fits it, contexts included (strategy.h); for
+   * the a1111 syntax, from the visible text, within the chunk limit */
+  if (g->flagged && (rc = a1111 ? fit_chunked(m, win, g, (sd_strategy)strat, &g->safe_text)
+                                : sd_safety_text_fit(m->bank, win, g->det, g->n_det, (sd_strategy)strat, m->tok,
+                                                     encoder_room(m), &g->safe_text)))
     goto fail;
   if (g->flagged && strat == SD_STRATEGY_PROJECT && (rc = gate_project(m, win, cats, g)) < 0) goto fail;
   if (g->flagged && strat == SD_STRATEGY_PROJECT && rc == 1) {
@@ -381,8 +483,9 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
     g->projection = NULL;
     g->project = 0;
     g->strategy = "append (project: no concept directions for the fired categories)";
-    if ((rc = sd_safety_text_fit(m->bank, win, g->det, g->n_det, SD_STRATEGY_APPEND, m->tok, encoder_room(m),
-                                 &g->safe_text)))
+    if ((rc = a1111 ? fit_chunked(m, win, g, SD_STRATEGY_APPEND, &g->safe_text)
+                    : sd_safety_text_fit(m->bank, win, g->det, g->n_det, SD_STRATEGY_APPEND, m->tok, encoder_room(m),
+                                         &g->safe_text)))
       goto fail;
   }
   free(win);
@@ -412,13 +515,18 @@ json_t *sd_api_projection_json(const sd_gate *g) {
 
 int safesd_check(safesd_model *model, const char *prompt, const char *concepts, const char *strategy,
                  const char *detectors, float semantic_threshold, int as_json, FILE *out) {
+  return safesd_check_ex(model, prompt, NULL, concepts, strategy, detectors, semantic_threshold, as_json, out);
+}
+
+int safesd_check_ex(safesd_model *model, const char *prompt, const char *prompt_syntax, const char *concepts,
+                    const char *strategy, const char *detectors, float semantic_threshold, int as_json, FILE *out) {
   if (!prompt) return sd_fail(SD_E_ARG, "no prompt given");
   if (sd_text_check_utf8("the prompt", prompt)) return SD_E_ARG;
   safesd_model tmp;
   memset(&tmp, 0, sizeof tmp);
   safesd_model *m = model ? model : &tmp; /* the lexical detector needs no weights */
   sd_gate g;
-  sd_gate_opts go = {concepts, strategy, detectors, semantic_threshold};
+  sd_gate_opts go = {concepts, strategy, detectors, semantic_threshold, prompt_syntax};
   int rc = sd_api_safety_gate(m, &go, prompt, &g);
   if (rc == SD_OK) {
     if (as_json) {
@@ -427,6 +535,7 @@ int safesd_check(safesd_model *model, const char *prompt, const char *concepts, 
       json_object_set_new(o, "flagged", json_boolean(g.flagged));
       json_object_set_new(o, "banks", json_string(g.banks));
       json_object_set_new(o, "beyond_window", g.beyond ? json_string(g.beyond) : json_null());
+      json_object_set_new(o, "judged_text", g.visible ? json_string(g.visible) : json_null());
       json_object_set_new(o, "categories", json_string(g.categories));
       for (int k = 0; k < g.n_det; k++) {
         const sd_detection *dt = &g.det[k];
@@ -461,6 +570,7 @@ int safesd_check(safesd_model *model, const char *prompt, const char *concepts, 
       if (g.flagged) fprintf(out, "categories: %s\n", g.categories);
       fprintf(out, "banks:      %s\n", g.banks);
       if (g.beyond) fprintf(out, "beyond the encoder's window (not judged): %s\n", g.beyond);
+      if (g.visible) fprintf(out, "judged:     %s (the prompt without its syntax)\n", g.visible);
       fprintf(out, "%s\n", g.summary);
       if (g.flagged) fprintf(out, "safe text (%s): %s\n", g.strategy, g.safe_text);
       if (g.projection) fprintf(out, "projection: %s\n", g.projection);

@@ -426,6 +426,9 @@ static json_t *settings_json(const sd_eval_opts *o, const char *classifier, json
   json_object_set_new(s, "width", json_integer(o->width));
   json_object_set_new(s, "height", json_integer(o->height));
   json_object_set_new(s, "limit", json_integer(o->limit));
+  /* recorded only when not the default (plain), so folders from before the option resume */
+  if (o->prompt_syntax && strcmp(o->prompt_syntax, "plain"))
+    json_object_set_new(s, "prompt_syntax", json_string(o->prompt_syntax));
   return s;
 }
 
@@ -483,6 +486,12 @@ static int update_eval_json(const sd_eval_opts *o, const char *classifier, json_
         break;
       }
     }
+    /* a folder made with --prompt-syntax a1111 is not resumed in plain (the default, which
+     * leaves the key out) */
+    json_t *hs = have ? json_object_get(have, "prompt_syntax") : NULL;
+    if (!rc && hs && !json_object_get(want, "prompt_syntax"))
+      rc = sd_fail(SD_E_ARG, "%s was made with prompt_syntax = %s, this run has plain: use the same settings or "
+                   "another output folder", path, json_string_value(hs) ? json_string_value(hs) : "?");
     json_decref(want);
     if (rc) {
       json_decref(root);
@@ -739,6 +748,7 @@ int sd_eval_run(const sd_eval_opts *o, int *generated, int *skipped) {
     p.steps = o->steps;
     p.cfg_scale = o->cfg_scale;
     p.sampler = o->sampler;
+    p.prompt_syntax = o->prompt_syntax ? o->prompt_syntax : "plain";
     p.width = o->width;
     p.height = o->height;
     p.batch = N;

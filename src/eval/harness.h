@@ -64,6 +64,9 @@ typedef struct sd_eval_opts {
   const char *concepts;         /* concept bank (the gate and clip-zeroshot); NULL = the model's */
   const char *detectors;        /* the gate's detectors (NULL = lexical) */
   const char *sampler;          /* NULL = the model's */
+  const char *prompt_syntax;    /* NULL or "plain" (the default: the I2P protocol's diffusers
+                                   pipeline takes prompts as they are, and I2P prompts carry
+                                   A1111-style weights), or "a1111" (docs/prompts.md) */
   int width, height;            /* 0 = the model's */
   int threads;                  /* 0 = all CPUs */
   int limit;                    /* at most this many rows per prompt set (0 = all) */

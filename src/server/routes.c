@@ -243,6 +243,17 @@ static int parse_safety(const srv_info *si, req *r, srv_job *j) {
   return 0;
 }
 
+/* "prompt_syntax": "a1111" (the default) or "plain" (docs/prompts.md). */
+static int parse_syntax(req *r, srv_job *j) {
+  const char *v = NULL;
+  if (get_str(r, "prompt_syntax", 16, &v) < 0) return -1;
+  if (!v) return 0;
+  if (!strcmp(v, "a1111")) j->p.prompt_syntax = "a1111";
+  else if (!strcmp(v, "plain")) j->p.prompt_syntax = "plain";
+  else return badf(r, "prompt_syntax", "field '%s': unknown prompt syntax '%.16s' (a1111, plain)", v);
+  return 0;
+}
+
 static int check_prompt(req *r, const char *key, int required, const char **out) {
   int rc = get_str(r, key, PROMPT_MAX_BYTES, out);
   if (rc < 0) return rc;
@@ -333,7 +344,7 @@ static int a1111_neutral(req *r, const char *key, json_t *v, int *known) {
 
 static const char *const k_a1111_fields[] = {"prompt", "negative_prompt", "steps", "cfg_scale", "seed", "width", "height",
                                              "sampler_name", "scheduler", "batch_size", "n_iter", "send_images", "safety",
-                                             NULL};
+                                             "prompt_syntax", NULL};
 
 int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field) {
   req r = {body, err, cap, field};
@@ -380,7 +391,7 @@ int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, siz
   json_t *si_v = get(&r, "send_images");
   if (si_v && !json_is_boolean(si_v)) return badf(&r, "send_images", "field '%s': expected a boolean%s", "");
   j->send_images = !si_v || json_is_true(si_v);
-  if (parse_safety(si, &r, j) < 0) return -1;
+  if (parse_safety(si, &r, j) < 0 || parse_syntax(&r, j) < 0) return -1;
   gen_settings g = {prompt, neg, sname, ssched, steps, cfg, w, h, batch, n_iter, seed};
   if (fill_job(si, &r, j, &g) < 0) return -1;
   j->parameters = json_pack("{s:s, s:s, s:i, s:f, s:I, s:i, s:i, s:s, s:i, s:i, s:b}", "prompt", prompt,
@@ -402,7 +413,7 @@ int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, siz
 
 static const char *const k_openai_fields[] = {"prompt", "n", "size", "response_format", "model", "quality", "style",
                                               "user", "negative_prompt", "seed", "steps", "cfg_scale", "sampler",
-                                              "safety", NULL};
+                                              "safety", "prompt_syntax", NULL};
 
 int srv_parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field) {
   req r = {body, err, cap, field};
@@ -444,7 +455,7 @@ int srv_parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err, si
   const char *sname = NULL, *ssched = NULL;
   if (sampler && sampler_parse(sampler, &sname, &ssched))
     return badf(&r, "sampler", "field '%s': unknown sampler '%.64s'", sampler);
-  if (parse_safety(si, &r, j) < 0) return -1;
+  if (parse_safety(si, &r, j) < 0 || parse_syntax(&r, j) < 0) return -1;
   gen_settings g = {prompt, neg, sname, ssched, steps, cfg, w, h, n, 1, seed};
   return fill_job(si, &r, j, &g);
 }

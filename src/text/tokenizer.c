@@ -803,6 +803,8 @@ static int py_isspace(uint32_t c) {
          c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
+int sd_text_isspace(uint32_t c) { return py_isspace(c); }
+
 /* The CJK ideograph blocks BERT's BasicTokenizer pads with spaces. */
 static int is_cjk(uint32_t c) {
   return (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0x3400 && c <= 0x4DBF) ||

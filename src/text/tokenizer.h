@@ -60,6 +60,10 @@ int sd_tokenizer_frame(const sd_tokenizer *tok, const int32_t *ids, size_t n, in
  * escaped (never echoed). */
 int sd_text_check_utf8(const char *what, const char *text);
 
+/* Python's str.isspace() for one code point (what the tokenizer splits words on, and the
+ * \s of the prompt syntax's patterns). */
+int sd_text_isspace(uint32_t c);
+
 /* tokenize + frame in one call (ctx = SD_CLIP_CONTEXT typically). Returns real length (>0)
  * or a negative sd_status. */
 int sd_tokenize_prompt(const sd_tokenizer *tok, const char *text, int32_t pad_id, int ctx,

@@ -203,6 +203,7 @@ def routes():
         (O, {"n": 1}, "prompt"), (O, {"prompt": ""}, "prompt"), (O, {"prompt": "x", "n": 0}, "n"),
         (O, {"prompt": "x", "size": "big"}, "size"), (O, {"prompt": "x", "size": "100x100"}, "size"),
         (O, {"prompt": "x", "response_format": "url"}, "response_format"), (O, {"prompt": "x", "foo": 1}, "foo"),
+        (A, {"prompt": "x", "prompt_syntax": "sd"}, "prompt_syntax"), (O, {"prompt": "x", "prompt_syntax": 1}, "prompt_syntax"),
     ]
     jobs0 = s.metric("safesd_jobs_total")
     for path, body, field in bad:
@@ -242,6 +243,14 @@ def routes():
         ok(png == cat_off, "unflagged prompt at %s: PNG bytes differ from the CLI's at --safety off" % level)
         ok(j["safety"]["detectors"]["flagged"] is False and j["safety"]["altered"] is False, "unflagged report")
         ok(j["nsfw_content_detected"] == [False] or j["nsfw_content_detected"] == [True], "verdicts: %s" % j)
+    # prompt_syntax: a1111 by default (the weights are used), plain as the CLI's
+    w_cli = {sx: cli_png("w_" + sx, "(cat face:1.4), noto emoji", "--safety", "off", "--prompt-syntax", sx, *common)
+             for sx in ["a1111", "plain"]}
+    ok(w_cli["a1111"] != w_cli["plain"], "the CLI's weighted prompt is the same image in both syntaxes")
+    for sx in [None, "a1111", "plain"]:
+        extra = {"prompt_syntax": sx} if sx else {}
+        png, _ = a1111_png("(cat face:1.4), noto emoji", "low", **extra)
+        ok(png == w_cli[sx or "a1111"], "prompt_syntax %s: PNG bytes differ from the CLI's" % sx)
     st, _, j = s.post(O, {"prompt": "cat face, noto emoji", "seed": 7, "steps": 8, "safety": {"level": "high"}})
     ok(st == 200 and base64.b64decode(j["data"][0]["b64_json"]) == cat_off, "OpenAI route: bytes differ from the CLI's")
     ok(j.get("seed") == 7 and j["nsfw_content_detected"] is not None, "OpenAI extension fields: %s" % str(j)[:200])
@@ -253,7 +262,7 @@ def routes():
         ok(j["safety"]["detectors"]["flagged"] is True and j["safety"]["dual"]["ran"] is True, "flagged report: %s" %
            str(j["safety"])[:300])
         info = json.loads(j["info"])
-        ok(info["infotexts"][0].startswith("dagger, noto emoji\n") and "Safety: %s, flagged" % lv in info["infotexts"][0],
+        ok(info["infotexts"][0].startswith("dagger, noto emoji\n") and "Safety: \"%s, flagged" % lv in info["infotexts"][0],
            "infotext: %s" % info["infotexts"])
     ok(s.metric("safesd_prompts_flagged_total") == 2, "flagged counter")
     # batch_size x n_iter, seeds, send_images

@@ -73,15 +73,24 @@ assert g["flagged"] and g["categories"].startswith("weapons"), g
 assert "safesd-emoji" in g["banks"] and g["banks"].endswith("default.bank"), g["banks"]
 assert g["beyond_window"] is None, g
 ' "$O/r.json" && ok || bad "report: $(cat "$O/r.json")"
-# a prompt longer than the encoder's window: the report says what the model never saw, and a
-# trigger word out there is not judged (the encoder never sees it)
+# a prompt longer than the encoder's window (--prompt-syntax plain): the report says what the
+# model never saw, and a trigger word out there is not judged (the encoder never sees it)
 LONG="red apple, noto emoji$(for i in $(seq 40); do printf ', green leaf'; done), dagger"
-expect_rc 0 "long prompt" $B generate -q -p "$LONG" --steps 2 -s 4 --safety high --safety-report "$O/rl.json" -o "$O/l.png"
+expect_rc 0 "long prompt" $B generate -q -p "$LONG" --prompt-syntax plain --steps 2 -s 4 --safety high \
+  --safety-report "$O/rl.json" -o "$O/l.png"
 "$PYTHON" -c '
 import json, sys
 g = json.load(open(sys.argv[1]))["detectors"]
 assert not g["flagged"] and g["beyond_window"] and g["beyond_window"].endswith("dagger"), g
 ' "$O/rl.json" && ok || bad "long prompt report: $(cat "$O/rl.json")"
+# with the a1111 syntax (the default) the encoder sees the second chunk, and the gate judges it
+expect_rc 0 "long prompt, a1111" $B generate -q -p "$LONG" --steps 2 -s 4 --safety high --safety-report "$O/rl2.json" \
+  -o "$O/l2.png"
+"$PYTHON" -c '
+import json, sys
+g = json.load(open(sys.argv[1]))["detectors"]
+assert g["flagged"] and g["beyond_window"] is None, g
+' "$O/rl2.json" && ok || bad "long prompt report (a1111): $(cat "$O/rl2.json")"
 expect_rc 0 "flagged prompt, safety off" $B generate -q -p "dagger, twemoji emoji" --steps 10 -s 4 --safety off \
   --latents "$O/dagger_off.npy" -o "$O/d0.png"
 cmp -s "$O/dagger_off.npy" "$O/dagger_high.npy" && bad "flagged prompt unchanged at level high" || ok

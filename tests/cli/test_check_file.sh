@@ -47,15 +47,23 @@ one_line_error "none.txt" "missing file"
 expect_rc 2 "-f and a prompt" $B check -f "$O/p.txt" "a prompt"
 expect_rc 2 "-f without a file" $B check -f
 
-# the window: a trigger word past 77 tokens is not judged, and is reported
+# the window (--prompt-syntax plain): a trigger word past 77 tokens is not judged, and is
+# reported
 LONG="a red apple$(for i in $(seq 40); do printf ', green leaf'; done), gore"
-expect_rc 0 "long prompt" $B check --json "$LONG"
+expect_rc 0 "long prompt" $B check --prompt-syntax plain --json "$LONG"
 "$PYTHON" -c '
 import json, sys
 o = json.loads(sys.argv[1])
 assert not o["flagged"] and o["beyond_window"].endswith("gore"), o
 ' "$OUT" && ok || bad "window: $OUT"
-expect_rc 0 "trigger inside the window" $B check --json "gore, $LONG"
+# a1111 (the default): the encoder sees every chunk, and so do the detectors
+expect_rc 0 "long prompt, a1111" $B check --json "$LONG"
+"$PYTHON" -c '
+import json, sys
+o = json.loads(sys.argv[1])
+assert o["flagged"] and o["beyond_window"] is None, o
+' "$OUT" && ok || bad "a1111 chunks: $OUT"
+expect_rc 0 "trigger inside the window" $B check --prompt-syntax plain --json "gore, $LONG"
 "$PYTHON" -c '
 import json, sys
 o = json.loads(sys.argv[1])

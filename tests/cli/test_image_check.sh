@@ -30,7 +30,7 @@ for i, u in enumerate(flags):
     v = f["image_check"]["images"][i]
     assert v["nsfw"] == u and v["action"] == ("flagged" if u else "none"), v
     txt = imf.info["parameters"]
-    assert ("Image check: unsafe by clip-zeroshot, flagged" in txt) if u else ("Image check: passed" in txt), txt
+    assert ('Image check: "unsafe by clip-zeroshot, flagged"' in txt) if u else ("Image check: passed" in txt), txt
     assert "Image check" not in imn.info["parameters"], "metadata without --image-check"
     if u:
         assert energy(pb) < 0.35 * energy(pf), "image %d: blur too weak (%.2f vs %.2f)" % (i, energy(pb), energy(pf))

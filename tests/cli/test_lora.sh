@@ -26,7 +26,7 @@ expect_rc 0 "the reference's merged folder" gen "$O/kohya/merged" "a red apple" 
 same "$O/k.png" "$O/k_ref.png" && ok || bad "kohya: not the reference merge's pixels"
 expect_rc 0 "no LoRA" gen "$M" "a red apple" "$O/base.png"
 same "$O/k.png" "$O/base.png" && bad "the LoRA changed nothing" || ok
-grep -qa "LoRA: test_lora:0.5:0.75" "$O/k.png" && ok || bad "no 'LoRA: test_lora:0.5:0.75' in the metadata"
+grep -qa 'LoRA: "test_lora:0.5:0.75"' "$O/k.png" && ok || bad "no 'LoRA: \"test_lora:0.5:0.75\"' in the metadata (quoted as A1111 quotes values with ':')"
 grep -qa "a red apple <lora:test_lora:0.5:0.75>" "$O/k.png" && ok || bad "the metadata's prompt lost its tag (A1111 keeps it)"
 expect_rc 0 "peft, weight 1 (default)" gen "$M" "<lora:style> a red apple" "$O/p.png" --lora-dir "$O/peft/loras"
 expect_rc 0 "peft reference" gen "$O/peft/merged" " a red apple" "$O/p_ref.png"

@@ -42,7 +42,7 @@ done
 gen unsafe_off -p "$UNSAFE" --safety off
 gen unsafe_medium -p "$UNSAFE" --safety-report "$O/unsafe_medium.json"      # medium is the default
 same_pixels unsafe_off unsafe_medium && bad "flagged prompt not altered at the default level" || ok
-grep -qa "Safety: medium, flagged (violence" "$O/unsafe_medium.png" && ok || bad "PNG metadata does not say the image was altered"
+grep -qa "Safety: \"medium, flagged (violence" "$O/unsafe_medium.png" && ok || bad "PNG metadata does not say the image was altered"
 "$PYTHON" - "$O/unsafe_medium.json" <<'PY' && ok || bad "flagged report"
 import json, sys
 r = json.load(open(sys.argv[1]))

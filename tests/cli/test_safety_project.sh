@@ -49,7 +49,7 @@ done
 gen unsafe_off -p "$UNSAFE" --safety off
 gen unsafe_proj -p "$UNSAFE" --safety-strategy project --safety-report "$O/unsafe_proj.json"
 same_pixels unsafe_off unsafe_proj && bad "flagged prompt not altered by project" || ok
-grep -qa "Safety: medium, flagged (violence), projected tokens 5 6 (rank [0-9]*), Safety: dual" "$O/unsafe_proj.png" && ok || bad "PNG metadata: $(grep -ao 'Safety:[^\x00]*' "$O/unsafe_proj.png" | head -1)"
+grep -qa "Safety: \"medium, flagged (violence), projected tokens 5 6 (rank [0-9]*), dual" "$O/unsafe_proj.png" && ok || bad "PNG metadata: $(grep -ao 'Safety:[^\x00]*' "$O/unsafe_proj.png" | head -1)"
 "$PYTHON" - "$O/unsafe_proj.json" "$UNSAFE" <<'PY' && ok || bad "project report"
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -35,7 +35,8 @@ for c in ddim_s42 pndm_s0 euler_s4290749014; do
     # that holds for CLIP-L and OpenCLIP gives 1), so it is described by the folder's
     # configs, as diffusers' from_single_file(config=...) does.
     cfg=(); [ -d "$model" ] || cfg=(--config "$G/clip-small/model")
-    if ! "$SAFESD_BIN" encode -m "$model" "${cfg[@]}" -p "" -p "$prompt" -o "$out" >/dev/null; then
+    # diffusers takes the text as it is (one 77-token window): --prompt-syntax plain
+    if ! "$SAFESD_BIN" encode -m "$model" "${cfg[@]}" --prompt-syntax plain -p "" -p "$prompt" -o "$out" >/dev/null; then
       echo "FAIL: safesd encode on $model"; fail=1; continue
     fi
     compare_npy "$out" "$G/clip-small/cases/$c/prompt_embeds.npy" 1e-4 "$c $(basename "$model"): prompt_embeds" || fail=1

@@ -20,16 +20,10 @@
 #include "models/config.h"
 #include "models/model_source.h"
 #include "models/name_map.h"
+#include "fuzz_check.h"
 
 #define LABEL "fuzz/config.json"
 
-#define CHECK(cond)                                                              \
-  do {                                                                           \
-    if (!(cond)) {                                                               \
-      fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);    \
-      abort();                                                                   \
-    }                                                                            \
-  } while (0)
 
 static void check_fail(int rc, const char *label) {
   CHECK(rc == SD_E_FORMAT || rc == SD_E_UNSUPPORTED);

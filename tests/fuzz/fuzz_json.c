@@ -14,17 +14,11 @@
 
 #include "core/error.h"
 #include "io/json_util.h"
+#include "fuzz_check.h"
 
 #define LABEL "fuzz.json"
 #define MAXN 8
 
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);       \
-      abort();                                                                      \
-    }                                                                               \
-  } while (0)
 
 static void check_fail(int rc, const char *label) {
   CHECK(rc == SD_E_FORMAT);

@@ -14,16 +14,10 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
+#include "fuzz_check.h"
 
 #define LABEL "fuzz.safetensors"
 
-#define CHECK(cond)                                                                 \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__);       \
-      abort();                                                                      \
-    }                                                                               \
-  } while (0)
 
 static volatile unsigned char g_sink;
 
