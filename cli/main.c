@@ -108,8 +108,18 @@ static const char *k_generate_help =
     "                          error); the safety detectors judge the text without the\n"
     "                          syntax, every chunk. plain: the text as it is, one 77-token\n"
     "                          window as diffusers (past 75 tokens dropped). docs/prompts.md\n"
-    "  -W, --width N           image width in pixels (default: the model's, 512 for SD 1.x)\n"
+    "  -W, --width N           image width in pixels (default: the model's, 512 for SD 1.x;\n"
+    "                          with --init-img the image's, and any other is an error)\n"
     "  -H, --height N          image height (multiples of 8; SD's UNet needs multiples of 64)\n"
+    "  -i, --init-img FILE     image to image (docs/img2img.md): start from this PNG, encoded\n"
+    "                          by the VAE and noised to the strength's first timestep, as\n"
+    "                          diffusers' StableDiffusionImg2ImgPipeline (its size is the\n"
+    "                          output's: multiples of 8 and of the UNet's factor, no resizing)\n"
+    "      --strength X        0..1 (default 0.75): int(steps x X) of the steps run, from the\n"
+    "                          noise level of step steps - that (1 = from pure noise level)\n"
+    "      --mask FILE         inpainting: a PNG of the init image's size, white = repaint,\n"
+    "                          black = keep (StableDiffusionInpaintPipeline: 4-channel UNets,\n"
+    "                          and 9-channel inpainting UNets, which need it)\n"
     "      --max-pixels N      pixel budget of one image, width x height (default 4 x the\n"
     "                          model's native size: 1024x1024 for SD 1.x, 128x128 for the\n"
     "                          bundled model; at most 4096x4096); checked before any work\n"
@@ -570,8 +580,11 @@ static int cmd_generate(int argc, char **argv) {
       {"lora-model-dir", required_argument, 0, 1103}, {"lora-dir", required_argument, 0, 1103},
       {"taesd", required_argument, 0, 1104},
       {"prompt-syntax", required_argument, 0, 1019},
+      {"init-img", required_argument, 0, 'i'}, {"strength", required_argument, 0, 1021},
+      {"mask", required_argument, 0, 1022},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *model = NULL, *config = NULL, *output = "output.png", *latents_path = NULL, *report_path = NULL;
+  const char *init_path = NULL, *mask_path = NULL;
   int precision = SAFESD_PRECISION_FP32;
   long long mem_budget = 0;
   const char *taesd = NULL;
@@ -580,7 +593,7 @@ static int cmd_generate(int argc, char **argv) {
   p.seed = 42;
   long v, threads = 0;
   int c, quiet = 0;
-  while ((c = getopt_long(argc, argv, "m:p:n:W:H:s:b:t:o:qh", opts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "m:p:n:W:H:s:b:t:o:i:qh", opts, NULL)) != -1) {
     switch (c) {
       case 'm': model = optarg; break;
       case 'c': config = optarg; break;
@@ -672,6 +685,11 @@ static int cmd_generate(int argc, char **argv) {
         if (strcmp(optarg, "a1111") && strcmp(optarg, "plain")) return usage_error("generate", "--prompt-syntax takes a1111 or plain");
         p.prompt_syntax = optarg;
         break;
+      case 'i': init_path = optarg; break;
+      case 1021:
+        if (cli_parse_double(optarg, &p.strength)) return usage_error("generate", "--strength takes a number");
+        break;
+      case 1022: mask_path = optarg; break;
       case 'h': fputs(k_generate_help, stdout); return 0;
       default: return usage_error("generate", "unknown option");
     }
@@ -679,6 +697,7 @@ static int cmd_generate(int argc, char **argv) {
   if (optind < argc && !p.prompt) p.prompt = argv[optind++];
   if (optind < argc) return usage_error("generate", "unexpected argument (quote the prompt)");
   if (!p.prompt) return usage_error("generate", "no prompt given (-p)");
+  if (mask_path && !init_path) return usage_error("generate", "--mask needs --init-img (the image to repaint)");
   /* the outputs, checked before any work */
   outputs outs;
   int orc = outputs_plan(&outs, output, p.batch, latents_path, report_path);
@@ -698,8 +717,23 @@ static int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "safesd: warning: --precision bf16: this CPU has no native bf16 arithmetic (AVX512-BF16 or "
                     "AMX); computing in fp32\n");
   int rc = 0;
-  uint8_t *rgb = NULL;
+  uint8_t *rgb = NULL, *init_rgb = NULL, *mask_rgb = NULL;
   float *lat = NULL;
+  if (init_path) { /* the init image and mask, read and checked before any work */
+    if (safesd_read_png(init_path, &init_rgb, &p.init_width, &p.init_height)) { rc = fail("--init-img"); goto out; }
+    p.init_image = init_rgb;
+  }
+  if (mask_path) {
+    int mw, mh;
+    if (safesd_read_png(mask_path, &mask_rgb, &mw, &mh)) { rc = fail("--mask"); goto out; }
+    if (mw != p.init_width || mh != p.init_height) {
+      fprintf(stderr, "%s: --mask: the mask is %dx%d but the init image is %dx%d (they must match)\n", g_prog,
+              mw, mh, p.init_width, p.init_height);
+      rc = EXIT_FAILURE;
+      goto out;
+    }
+    p.mask_image = mask_rgb;
+  }
   if (safesd_gen_resolve(m, &p)) { rc = fail("generate"); goto out; }
   size_t npx = (size_t)p.width * p.height;
   int lc, lh, lw;
@@ -714,6 +748,9 @@ static int cmd_generate(int argc, char **argv) {
     fprintf(stderr, "generating %d image%s %dx%d, %d steps, %s (%s), CFG %g, seed %llu\n", p.batch,
             p.batch > 1 ? "s" : "", p.width, p.height, p.steps, p.sampler, p.schedule, (double)p.cfg_scale,
             (unsigned long long)p.seed);
+  if (!quiet && p.init_image)
+    fprintf(stderr, "%s from %s%s%s, strength %g\n", p.mask_image ? "inpainting" : "image to image", init_path,
+            p.mask_image ? " with the mask " : "", p.mask_image ? mask_path : "", p.strength);
   safesd_safety_report rep;
   if (safesd_generate_ex(m, &p, rgb, lat, &rep)) { if (ps.tty && !quiet) fputc('\n', stderr); rc = fail("generate"); goto out; }
   /* every output to a temporary file (or held back, for a pipe); then all renamed at once:
@@ -764,6 +801,8 @@ static int cmd_generate(int argc, char **argv) {
 out:
   free(rgb);
   free(lat);
+  free(init_rgb);
+  free(mask_rgb);
   safesd_model_close(m);
   outputs_free(&outs);
   return rc;

@@ -264,6 +264,20 @@ typedef struct safesd_gen_params {
                                   without the syntax. "plain": the text as it is, one 77-token
                                   window (diffusers; text past 75 tokens is dropped). Applies to
                                   the prompt, the negative prompt and safety_text. */
+  /* ---- image to image and inpainting (docs/img2img.md): diffusers'
+   * StableDiffusionImg2ImgPipeline / StableDiffusionInpaintPipeline (4-channel UNets, and
+   * 9-channel inpainting UNets, which need a mask) ---- */
+  const uint8_t *init_image;   /* NULL: text to image. 8-bit RGB, init_height rows of
+                                  init_width × 3 bytes: encoded by the VAE (a posterior sample
+                                  drawn from the seed's generator, as diffusers), noised to the
+                                  strength's first timestep; one image for the whole batch */
+  int init_width, init_height; /* its size; width/height 0 take it, any other must equal it
+                                  (multiples of 8 and of the UNet's factor; no resizing) */
+  double strength;             /* 0..1 (default 0.75): the share of the steps that run,
+                                  int(steps × strength) of them (at least 1), from timestep
+                                  index steps − that; 1 = from the first timestep */
+  const uint8_t *mask_image;   /* NULL: no inpainting. 8-bit RGB of the init image's size:
+                                  white (luma >= 128) = repaint, black = keep the init image */
 } safesd_gen_params;
 
 /* What the output-image check said about one image. */
@@ -337,6 +351,10 @@ typedef struct safesd_safety_report {
   const char *prompt_syntax;   /* "a1111" or "plain" */
   const char *judged_text;     /* the text the detectors judged when the syntax changed it (weights,
                                   brackets, BREAK removed), else NULL */
+  /* image to image (docs/img2img.md) */
+  const char *mode;            /* "txt2img", "img2img" (an init image) or "inpaint" (and a mask) */
+  double strength;             /* img2img/inpaint: the strength; 0 for txt2img */
+  int t_start;                 /* img2img/inpaint: the schedule's first evaluation run */
 } safesd_safety_report;
 
 /* A named safety level's rank (0 off, 1 low, 2 medium, 3 high, 4 max) and its (λ, τ_gc)
@@ -346,7 +364,7 @@ typedef struct safesd_safety_report {
 SAFESD_API int safesd_safety_level(const char *name, float *weight, float *context);
 
 /* Defaults: everything 0/NULL except cfg_scale 7.5, batch 1, clip_skip 1, safety "medium",
- * safety_weight and context_steps NAN (= from the level). */
+ * safety_weight and context_steps NAN (= from the level), strength 0.75. */
 SAFESD_API void safesd_gen_defaults(safesd_gen_params *p);
 
 /* Fill in the model-dependent defaults of p (size, steps, sampler and schedule names) and
@@ -434,6 +452,13 @@ SAFESD_API char *safesd_gen_parameters_text(const safesd_model *m, const safesd_
 /* Write an 8-bit RGB image as PNG with an optional "parameters" text chunk, atomically
  * (temporary file + rename: a failed write leaves no file). */
 SAFESD_API int safesd_write_png(const char *path, const uint8_t *rgb, int width, int height, const char *parameters);
+/* Read a PNG file (gray, palette, RGB, with or without alpha, 1..16 bits) as 8-bit RGB:
+ * *rgb (malloc'ed; the caller frees it) of *height rows of *width × 3 bytes; alpha is
+ * dropped. A file that is not a PNG is SAFESD_E_FORMAT ("... is not a PNG file"). For the
+ * init image and mask of image to image. */
+SAFESD_API int safesd_read_png(const char *path, uint8_t **rgb, int *width, int *height);
+/* The same from PNG bytes in memory. */
+SAFESD_API int safesd_decode_png(const uint8_t *png, size_t size, uint8_t **rgb, int *width, int *height);
 /* The same PNG bytes in memory: *png (malloc'ed; the caller frees it) of *size bytes. The
  * bytes equal those safesd_write_png writes for the same arguments. */
 SAFESD_API int safesd_encode_png(const uint8_t *rgb, int width, int height, const char *parameters, uint8_t **png,

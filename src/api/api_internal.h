@@ -10,6 +10,8 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "text/prompt.h"
+#include "sampling/rng.h"
+#include "sampling/sampler.h"
 #include "text/tokenizer.h"
 #include "safety/bank.h"
 #include "safety/detector.h"
@@ -175,5 +177,31 @@ int sd_api_need_bank(struct safesd_model *m);
  * configuration, the model's own concept bank. The one validation path of `inspect` and
  * `generate` (api.c). */
 int sd_api_model_check(struct safesd_model *m);
+
+/* Image to image and inpainting (img2img.c, docs/img2img.md). */
+typedef struct sd_init_state {
+  int t_start;     /* the first model evaluation (sd_strength_steps) */
+  int inpaint;     /* a mask was given */
+  int64_t n, plane; /* latent elements of the batch; of one channel (h × w) */
+  float *z0;       /* the init image's latents (posterior sample × scaling factor), × batch */
+  float *noise;    /* the initial noise (the inpainting blend noises z0 with it again) */
+  uint8_t *mask;   /* [h × w] 1 = repaint (inpainting), else NULL */
+  int unet9;       /* a 9-channel inpainting UNet: no blend; extra conditions every step */
+  float *extra;    /* 9-channel UNet: [B × (1 + C) × h × w] mask and masked-image latents */
+  float *scaled;   /* 9-channel UNet: n floats of scratch for the scaled latents */
+} sd_init_state;
+/* Check p's init image, mask and strength against the resolved size and steps (vae NULL:
+ * the encoder's size limits are not checked). */
+int sd_api_init_check(const sd_vae *vae, const safesd_gen_params *p);
+/* Encode the init image, draw the noise (posterior sample, then noise, then the masked
+ * image's sample for inpainting, all from rng as diffusers draws them), write the starting
+ * latents lat[B × C × h × w] and start st at t_start. */
+int sd_api_init_latents(struct safesd_model *m, const safesd_gen_params *p, const sd_schedule *sched,
+                        sd_sampler_state *st, sd_rng *rng, int C, int h, int w, sd_init_state *is, float *lat);
+/* Inpainting with a 4-channel UNet, after a step: outside the mask lat takes z0 noised to
+ * evaluation `next` (the clean z0 when next is past the schedule); tmp holds n floats. A
+ * no-op without a mask and for a 9-channel UNet. */
+int sd_api_inpaint_blend(const sd_schedule *sched, const sd_init_state *is, int next, float *lat, float *tmp);
+void sd_api_init_free(sd_init_state *is);
 
 #endif

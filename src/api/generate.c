@@ -60,6 +60,7 @@ void safesd_gen_defaults(safesd_gen_params *p) {
   p->safety_weight = NAN;
   p->context_steps = NAN;
   p->semantic_threshold = NAN;
+  p->strength = 0.75;
 }
 
 /* The safety settings of a resolved p, checked. */
@@ -157,8 +158,13 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   const sd_unet_config *uc = sd_model_unet_config(m->src);
   const int vf = 1 << (sd_model_vae_config(m->src)->n_levels - 1);
   const int64_t native = (int64_t)(uc->sample_size > 0 ? uc->sample_size : 64) * vf;
-  if (p->width == 0) p->width = (int)native;
-  if (p->height == 0) p->height = (int)native;
+  if (p->init_image && (p->init_width <= 0 || p->init_height <= 0 || p->init_width > GEN_MAX_SIDE ||
+                        p->init_height > GEN_MAX_SIDE))
+    return sd_fail(SD_E_ARG, "init image size %dx%d is out of range (1..%d pixels a side)", p->init_width,
+                   p->init_height, GEN_MAX_SIDE);
+  if (p->width == 0) p->width = p->init_image ? p->init_width : (int)native;
+  if (p->height == 0) p->height = p->init_image ? p->init_height : (int)native;
+  const char *size_what = p->init_image ? "init image size" : "image size";
   if (p->width < 0 || p->height < 0 || p->width > GEN_MAX_SIDE || p->height > GEN_MAX_SIDE)
     return sd_fail(SD_E_ARG, "image size %dx%d is out of range (1..%d pixels a side)", p->width, p->height, GEN_MAX_SIDE);
   const int64_t budget_default = GEN_PIXEL_BUDGET_FACTOR * native * native;
@@ -196,10 +202,10 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   }
   const int uf = sd_unet_factor(m->unet);
   if (p->width % 8 || p->height % 8)
-    return sd_fail(SD_E_ARG, "image size %dx%d: width and height must be multiples of 8", p->width, p->height);
+    return sd_fail(SD_E_ARG, "%s %dx%d: width and height must be multiples of 8", size_what, p->width, p->height);
   if (p->width % (vf * uf) || p->height % (vf * uf))
-    return sd_fail(SD_E_ARG, "image size %dx%d: this model needs multiples of %d (its UNet halves the %dx%d latent %d times)",
-                   p->width, p->height, vf * uf, p->width / vf, p->height / vf, uf == 1 ? 0 : (int)log2(uf));
+    return sd_fail(SD_E_ARG, "%s %dx%d: this model needs multiples of %d (its UNet halves the %dx%d latent %d times)",
+                   size_what, p->width, p->height, vf * uf, p->width / vf, p->height / vf, uf == 1 ? 0 : (int)log2(uf));
   if (p->steps == 0) p->steps = 50;
   if (p->steps < 1 || p->steps > GEN_MAX_STEPS) return sd_fail(SD_E_ARG, "steps %d is out of range (1..%d)", p->steps, GEN_MAX_STEPS);
   if (p->batch == 0) p->batch = 1;
@@ -224,6 +230,16 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
   }
   p->sampler = sd_sampler_kind_name(c.kind);
   p->schedule = sd_sigma_schedule_name(c.sigmas);
+  if ((rc = sd_api_init_check(m->vae, p))) return rc;
+  { /* an inpainting UNet (9 input channels: latents, mask, masked-image latents) needs both */
+    const int ci = sd_unet_cfg(m->unet)->in_channels, co = sd_unet_cfg(m->unet)->out_channels;
+    if (ci != co && ci != 2 * co + 1)
+      return sd_fail(SD_E_UNSUPPORTED, "this UNet takes %d input channels and gives %d: not a layout safesd knows "
+                     "(%d, or %d for an inpainting UNet)", ci, co, co, 2 * co + 1);
+    if (ci != co && !p->mask_image)
+      return sd_fail(SD_E_ARG, "this is an inpainting UNet (%d input channels: latents, mask, masked image): it needs an "
+                     "init image and a mask", ci);
+  }
   float lw, lt;
   sd_level_params lp; /* a level's values: the bank's [levels], else the built-in table */
   int level = sd_api_level_params(m, p->concepts, p->safety, &lp);
@@ -249,9 +265,10 @@ int safesd_gen_resolve(safesd_model *m, safesd_gen_params *p) {
     if (groups < dual_groups) groups = dual_groups;
   }
   if (p->vae_tiling && (rc = sd_vae_tile_check(m->vae, p->vae_tile_size, NULL))) return rc;
-  size_t need = sd_unet_arena_bytes(m->unet, groups * B, h, w, SD_CLIP_CONTEXT * chunks) +
-                (p->vae_tiling ? sd_vae_decode_tiled_arena_bytes(m->vae, h, w, p->vae_tile_size)
-                               : sd_vae_decode_arena_bytes(m->vae, h, w));
+  size_t dec = p->vae_tiling ? sd_vae_decode_tiled_arena_bytes(m->vae, h, w, p->vae_tile_size)
+                             : sd_vae_decode_arena_bytes(m->vae, h, w);
+  size_t enc = p->init_image ? sd_vae_encode_arena_bytes(m->vae, p->height, p->width) : 0;
+  size_t need = sd_unet_arena_bytes(m->unet, groups * B, h, w, SD_CLIP_CONTEXT * chunks) + (enc > dec ? enc : dec);
   long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   size_t ram = pages > 0 && page > 0 ? (size_t)pages * (size_t)page : GEN_MAX_ARENA;
   if (need == 0 || need > GEN_MAX_ARENA || need > ram)
@@ -293,6 +310,12 @@ typedef struct gen_step {
   float cfg;
   int guided;
   int S;                       /* context tokens: 77 × chunks */
+  /* a 9-channel inpainting UNet: its input per image is [scaled latents (cl), mask (1),
+   * masked-image latents (cl)]; extra holds the last two for each of the B images */
+  const float *extra;          /* NULL for an ordinary UNet */
+  float *scaled;               /* n floats: the scaled latents before interleaving */
+  int64_t nin;                 /* UNet input elements of one group (n without extra) */
+  int cl, cin;                 /* latent and UNet input channels */
 } gen_step;
 
 /* eps[0..n) = eps_u + w·(eps_c − eps_u), with eps_c at eps + n */
@@ -302,8 +325,15 @@ static void cfg_combine(float *eps, int64_t n, float g) {
 
 /* the UNet input: the scaled latents, repeated in `groups` groups */
 static void scaled_input(const gen_step *r, const sd_sampler_state *st, const float *lat, float *xin, int groups) {
-  sd_sampler_scale_input(r->sched, st, lat, xin);
-  for (int g = 1; g < groups; g++) memcpy(xin + g * r->n, xin, sizeof(float) * r->n);
+  sd_sampler_scale_input(r->sched, st, lat, r->extra ? r->scaled : xin);
+  if (r->extra) { /* diffusers: cat([scale_model_input(latents), mask, masked_image_latents], dim=1) */
+    const int64_t hw = (int64_t)r->h * r->w, pl = r->cl * hw, pe = (int64_t)(r->cin - r->cl) * hw;
+    for (int b = 0; b < r->B; b++) {
+      memcpy(xin + b * (pl + pe), r->scaled + b * pl, sizeof(float) * pl);
+      memcpy(xin + b * (pl + pe) + pl, r->extra + b * pe, sizeof(float) * pe);
+    }
+  }
+  for (int g = 1; g < groups; g++) memcpy(xin + g * r->nin, xin, sizeof(float) * r->nin);
 }
 
 /* The plain diffusers step: [z, z] with [uncond, cond] (or [z] with [cond]). */
@@ -344,7 +374,7 @@ static int step_dual(gen_step *r, const safety_plan *sp, float lambda, int first
   } else {
     const int half = Gs / 2;
     scaled_input(r, r->st, r->lat, r->xin, half);
-    scaled_input(r, r->st_s, r->lat_s, r->xin + half * n, half);
+    scaled_input(r, r->st_s, r->lat_s, r->xin + half * r->nin, half);
   }
   if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, Gs * r->B, r->h, r->w, t, r->ctx, r->S, r->eps)))
     return rc;
@@ -410,8 +440,9 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int vf = sd_vae_factor(m->vae), h = p.height / vf, w = p.width / vf, B = p.batch;
   const int guided = p.cfg_scale > 1.0f, Gp = guided ? 2 : 1, Bu = Gp * B;
   const int G = sp.groups > Gp ? sp.groups : Gp; /* context groups of the largest call */
-  const int D = sd_clip_text_cfg(m->text)->hidden, C = sd_unet_cfg(m->unet)->in_channels;
-  const int64_t per = (int64_t)C * h * w, n = per * B;
+  const int D = sd_clip_text_cfg(m->text)->hidden, C = sd_unet_cfg(m->unet)->out_channels;
+  const int Cin = sd_unet_cfg(m->unet)->in_channels; /* C, or 2C + 1 for an inpainting UNet */
+  const int64_t per = (int64_t)C * h * w, n = per * B, nin = (int64_t)Cin * h * w * B;
   sd_sched_config sc;
   sd_schedule *sched = NULL;
   sd_sampler_state st, st_s;
@@ -421,6 +452,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   float *nu = NULL, *lat_s = NULL, *noise = NULL;
   sd_prompt_chunks ch[3]; /* [uncond (or the prompt unguided), prompt, extra text] */
   memset(ch, 0, sizeof ch);
+  sd_init_state init;
+  memset(&init, 0, sizeof init);
   double extra_enc_s = 0, plain_s = 0, safety_s = 0;
   int n_plain = 0, n_safety = 0;
   if ((rc = sd_api_sched_config(m, p.sampler, p.schedule, &sc)) || (rc = sd_schedule_create(&sc, p.steps, &sched)) ||
@@ -450,11 +483,12 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int64_t ctx_per = (int64_t)S * D;
   ctx = malloc(sizeof(float) * ctx_per * B * G);
   lat = malloc(sizeof(float) * n);
-  xin = malloc(sizeof(float) * per * B * G);
+  xin = malloc(sizeof(float) * nin * G);
   eps = malloc(sizeof(float) * per * B * G);
   if (!ctx || !lat || !xin || !eps) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
   if (sp.sld && !(nu = calloc((size_t)n, sizeof(float)))) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
-  if (sp.dual && (!(lat_s = malloc(sizeof(float) * n)) || !(noise = malloc(sizeof(float) * n)))) {
+  if ((sp.dual || p.mask_image) && !(noise = malloc(sizeof(float) * n))) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
+  if (sp.dual && !(lat_s = malloc(sizeof(float) * n))) {
     rc = sd_fail(SD_E_NOMEM, "out of memory");
     goto done;
   }
@@ -503,8 +537,14 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
 
   sd_rng rng;
   sd_rng_seed(&rng, p.seed);
-  sd_sampler_init_latents(sched, &rng, lat, n);
-  const int total = sd_schedule_len(sched);
+  if (p.init_image) { /* image to image: the init image's latents noised to timestep t_start */
+    if ((rc = sd_api_init_latents(m, &p, sched, &st, &rng, C, h, w, &init, lat)) ||
+        (rc = check_finite(lat, n, "the init image's latents", 0, 0)))
+      goto done;
+  } else {
+    sd_sampler_init_latents(sched, &rng, lat, n);
+  }
+  const int total = sd_schedule_len(sched) - init.t_start; /* the model evaluations that run */
   /* λ = 0 and λ = 1 weigh one stream by exactly 0: it is not computed, and the run is the
    * plain loop on the user prompt (λ = 0) or on the safe text from step k (λ = 1), so the
    * invariants hold bit for bit (a 3B UNet batch rounds differently from a 2B one).
@@ -515,7 +555,8 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int lam1 = sp.dual && shortcut && p.safety_weight == 1.0f;
   const int k_dual = sp.dual && !lam0 ? sd_dual_first_step(p.context_steps, total) : total;
   const int k_report = sp.dual ? sd_dual_first_step(p.context_steps, total) : total;
-  gen_step r = {m, sched, &st, &st_s, &rng, ctx, lat, lat_s, xin, eps, nu, noise, n, B, h, w, p.cfg_scale, guided, S};
+  gen_step r = {m, sched, &st, &st_s, &rng, ctx, lat, lat_s, xin, eps, nu, noise, n, B, h, w, p.cfg_scale, guided, S,
+                init.extra, init.scaled, nin, C, Cin};
   for (int i = 0; !sd_sampler_done(sched, &st); i++) {
     if (p.cancel && p.cancel(p.cancel_user)) { rc = sd_fail(SD_E_CANCELLED, "cancelled"); goto done; }
     double t0 = now_s();
@@ -526,6 +567,11 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     if (sp.sld) rc = step_sld(&r, sp.sld, i, t);
     else if (safety_step) rc = step_dual(&r, &sp, p.safety_weight, i == k_dual, t);
     else rc = step_plain(&r, t);
+    if (!rc && init.inpaint) { /* outside the mask: the init latents at the next noise level */
+      rc = sd_api_inpaint_blend(sched, &init, st.step, lat, noise);
+      if (!rc && sp.dual && sp.blend == SD_BLEND_FINAL && i >= k_dual && !lam1)
+        rc = sd_api_inpaint_blend(sched, &init, st.step, lat_s, noise);
+    }
     if (rc || (rc = check_finite(lat, n, "the latents", i + 1, total))) goto done;
     double dt = now_s() - t0;
     if (safety_step) { safety_s += dt; n_safety++; }
@@ -570,6 +616,9 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
       report->projection_concepts = gate->proj_desc;
       report->projection_rank = gate->rank;
     }
+    report->mode = !p.init_image ? "txt2img" : p.mask_image ? "inpaint" : "img2img";
+    report->strength = p.init_image ? p.strength : 0.0;
+    report->t_start = init.t_start;
     report->seconds = now_s() - t_start;
     if (n_safety == 0) {
       report->extra_seconds = extra_enc_s;
@@ -610,6 +659,7 @@ done:
   free(nu);
   free(lat_s);
   free(noise);
+  sd_api_init_free(&init);
   sd_sampler_state_free(&st);
   sd_sampler_state_free(&st_s);
   sd_schedule_free(sched);
@@ -725,6 +775,13 @@ char *safesd_safety_report_json(const safesd_safety_report *r, int indent) {
       bad |= jset(o, "detectors", gate);
     }
   }
+  if (!bad) { /* image to image: what the run started from (docs/img2img.md) */
+    const int init = r->mode && strcmp(r->mode, "txt2img");
+    bad |= jset(o, "mode", json_string(r->mode ? r->mode : "txt2img"));
+    bad |= jset(o, "init_image", json_boolean(init));
+    bad |= jset(o, "strength", init ? json_real(r->strength) : json_null());
+    bad |= jset(o, "t_start", init ? json_integer(r->t_start) : json_null());
+  }
   bad |= !o || image_check_json(o, r);
   size_t flags = (indent > 0 ? JSON_INDENT(indent > 31 ? 31 : indent) : JSON_COMPACT) | JSON_PRESERVE_ORDER | JSON_ENSURE_ASCII;
   char *text = bad ? NULL : json_dumps(o, flags);
@@ -749,7 +806,7 @@ int safesd_safety_report_write(const safesd_safety_report *r, const char *path) 
 
 void safesd_gen_latent_shape(const safesd_model *m, const safesd_gen_params *p, int *channels, int *h, int *w) {
   int vf = m->vae ? sd_vae_factor(m->vae) : 8;
-  *channels = m->unet ? sd_unet_cfg(m->unet)->in_channels : 4;
+  *channels = m->unet ? sd_unet_cfg(m->unet)->out_channels : 4;
   *h = p->height / vf;
   *w = p->width / vf;
 }
@@ -782,6 +839,9 @@ char *safesd_gen_parameters_text(const safesd_model *m, const safesd_gen_params 
   if (p->schedule && !strcmp(p->schedule, "karras")) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Schedule type: Karras");
   if (p->clip_skip > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Clip skip: %d", p->clip_skip);
   if (p->batch > 1) off += snprintf(tail + off, sizeof tail - (size_t)off, ", Batch size: %d, Batch pos: %d", p->batch, index);
+  if (p->init_image) /* A1111's img2img key, and which pipeline ran on an init image */
+    off += snprintf(tail + off, sizeof tail - (size_t)off, ", Denoising strength: %g, Init image: %s", p->strength,
+                    p->mask_image ? "inpaint" : "img2img");
   /* bf16 compute gives slightly different pixels: say so (fp32, the default, is not named) */
   if (m->ex->precision == SD_PREC_BF16)
     off += snprintf(tail + off, sizeof tail - (size_t)off, ", Precision: bf16%s", m->ex->bf16_emulated ? " (emulated)" : "");

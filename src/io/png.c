@@ -11,6 +11,8 @@
 #include "io/fileio.h"
 
 #define PNG_MAX_SIDE 65536
+/* The largest PNG file read (a 16384² RGB image compresses far below this). */
+#define PNG_MAX_FILE ((size_t)1 << 30)
 
 static int is_ascii(const char *s) {
   for (; *s; s++) if ((unsigned char)*s >= 0x80) return 0;
@@ -118,44 +120,76 @@ int sd_png_encode_rgb8(const uint8_t *rgb, int width, int height, const sd_png_t
   return SD_OK;
 }
 
-int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height) {
-  *rgb = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) return sd_fail(SD_E_IO, "cannot open %s: %s", path, strerror(errno));
+typedef struct mem_reader {
+  const uint8_t *data;
+  size_t len, off;
+} mem_reader;
+
+static void mem_read_cb(png_structp p, png_bytep out, size_t n) {
+  mem_reader *r = png_get_io_ptr(p);
+  if (n > r->len - r->off) png_error(p, "the file ends early (truncated PNG)");
+  memcpy(out, r->data + r->off, n);
+  r->off += n;
+}
+
+static int decode_rgb8(const uint8_t *data, size_t len, const char *name, uint8_t **rgb, int *width, int *height) {
+  if (!data || len < 8 || png_sig_cmp(data, 0, 8))
+    return sd_fail(SD_E_FORMAT, "%s is not a PNG file (no PNG signature)", name);
   png_structp p = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_err, png_warn);
   png_infop info = p ? png_create_info_struct(p) : NULL;
   uint8_t *volatile buf = NULL;
+  png_bytep *volatile rows = NULL;
   if (!p || !info) {
     png_destroy_read_struct(&p, &info, NULL);
-    fclose(f);
-    return sd_fail(SD_E_NOMEM, "out of memory reading %s", path);
+    return sd_fail(SD_E_NOMEM, "out of memory reading %s", name);
   }
   if (setjmp(png_jmpbuf(p))) {
     png_destroy_read_struct(&p, &info, NULL);
     free(buf);
-    fclose(f);
-    return sd_fail_prefix(SD_E_FORMAT, "reading %s: ", path);
+    free(rows);
+    return sd_fail_prefix(SD_E_FORMAT, "reading %s: ", name);
   }
-  png_init_io(p, f);
+  mem_reader mr = {data, len, 0};
+  png_set_read_fn(p, &mr, mem_read_cb);
   png_set_user_limits(p, PNG_MAX_SIDE, PNG_MAX_SIDE);
   png_read_info(p, info);
   png_uint_32 w = png_get_image_width(p, info), h = png_get_image_height(p, info);
-  int ct = png_get_color_type(p, info);
+  int ct = png_get_color_type(p, info), depth = png_get_bit_depth(p, info);
   png_set_strip_16(p);
   png_set_packing(p);
   if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(p);
+  if ((ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) && depth < 8) png_set_expand_gray_1_2_4_to_8(p);
   if (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_GRAY_ALPHA) png_set_gray_to_rgb(p);
   png_set_strip_alpha(p);
+  png_set_interlace_handling(p);
   png_read_update_info(p, info);
   if (png_get_rowbytes(p, info) != (size_t)w * 3) png_error(p, "unsupported pixel format");
   buf = malloc((size_t)w * h * 3);
-  if (!buf) png_error(p, "out of memory");
-  for (png_uint_32 y = 0; y < h; y++) png_read_row(p, buf + (size_t)y * w * 3, NULL);
+  rows = malloc(sizeof(png_bytep) * h);
+  if (!buf || !rows) png_error(p, "out of memory");
+  for (png_uint_32 y = 0; y < h; y++) rows[y] = buf + (size_t)y * w * 3;
+  png_read_image(p, rows);
   png_read_end(p, NULL);
   png_destroy_read_struct(&p, &info, NULL);
-  fclose(f);
+  free(rows);
   *rgb = buf;
   *width = (int)w;
   *height = (int)h;
   return SD_OK;
+}
+
+int sd_png_decode_rgb8(const uint8_t *data, size_t len, const char *name, uint8_t **rgb, int *width, int *height) {
+  *rgb = NULL;
+  return decode_rgb8(data, len, name ? name : "the image", rgb, width, height);
+}
+
+int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height) {
+  char *data = NULL;
+  size_t len = 0;
+  *rgb = NULL;
+  int rc = sd_read_file(path, PNG_MAX_FILE, "a PNG image", &data, &len);
+  if (rc) return rc;
+  rc = sd_png_decode_rgb8((const uint8_t *)data, len, path, rgb, width, height);
+  free(data);
+  return rc;
 }

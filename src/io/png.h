@@ -19,7 +19,11 @@ int sd_png_write_rgb8(const char *path, const uint8_t *rgb, int width, int heigh
 int sd_png_encode_rgb8(const uint8_t *rgb, int width, int height, const sd_png_text *texts, int n_texts,
                        uint8_t **png, size_t *size);
 
-/* Read an 8-bit RGB/RGBA/gray PNG into malloc'ed RGB bytes (tests, image-to-image later). */
+/* Read a PNG (gray, gray+alpha, palette, RGB, RGBA; 1..16 bits; interlaced or not) into
+ * malloc'ed 8-bit RGB bytes (alpha dropped, 16 bits cut to 8). A regular file only (no FIFO
+ * can block it: io/fileio.h); a file that is not a PNG is SD_E_FORMAT "... is not a PNG file". */
 int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height);
+/* The same from memory; name labels messages (NULL: "the image"). */
+int sd_png_decode_rgb8(const uint8_t *data, size_t len, const char *name, uint8_t **rgb, int *width, int *height);
 
 #endif

@@ -63,6 +63,7 @@ int sd_sampler_init(const sd_schedule *s, int64_t n, sd_sampler_state *st) {
 
 void sd_sampler_reset(sd_sampler_state *st) {
   st->step = 0;
+  st->begin = 0;
   st->n_hist = 0;
   st->has_cur_sample = 0;
   st->lower_order_nums = 0;
@@ -86,6 +87,7 @@ int sd_sampler_state_assign(sd_sampler_state *dst, const sd_sampler_state *src) 
   for (int i = 0; i < src->n_hist; i++) memcpy(dst->hist[i], src->hist[i], bytes);
   if (src->has_cur_sample) memcpy(dst->cur_sample, src->cur_sample, bytes);
   dst->step = src->step;
+  dst->begin = src->begin;
   dst->n_hist = src->n_hist;
   dst->has_cur_sample = src->has_cur_sample;
   dst->lower_order_nums = src->lower_order_nums;
@@ -98,6 +100,61 @@ int sd_sampler_state_copy(sd_sampler_state *dst, const sd_sampler_state *src) {
   int rc = state_alloc(dst, src->kind, src->n, src->scratch != NULL);
   if (rc) return rc;
   return sd_sampler_state_assign(dst, src);
+}
+
+static void alpha_sigma(float sigma, float *alpha, float *sig);
+
+int sd_strength_steps(int steps, double strength, int *t_start) {
+  if (t_start) *t_start = 0;
+  if (steps < 1) return sd_fail(SD_E_ARG, "img2img: %d steps (at least 1)", steps);
+  if (!(strength >= 0.0 && strength <= 1.0))
+    return sd_fail(SD_E_ARG, "strength %g is out of range (0..1)", strength);
+  double prod = (double)steps * strength; /* Python: int(num_inference_steps * strength) */
+  int init = (int)prod;
+  if (init > steps) init = steps;
+  if (t_start) *t_start = steps - init;
+  return init;
+}
+
+int sd_sampler_begin_at(const sd_schedule *s, sd_sampler_state *st, int index) {
+  if (!s || !st) return sd_fail(SD_E_ARG, "sd_sampler_begin_at: NULL argument");
+  if (index < 0 || index >= s->len)
+    return sd_fail(SD_E_ARG, "sampler: start index %d is outside the schedule's %d evaluations", index, s->len);
+  sd_sampler_reset(st);
+  st->step = index;
+  st->begin = index;
+  return SD_OK;
+}
+
+int sd_sampler_add_noise(const sd_schedule *s, int index, const float *x0, const float *noise, float *out,
+                         int64_t n) {
+  if (!s || !x0 || !noise || !out) return sd_fail(SD_E_ARG, "sd_sampler_add_noise: NULL argument");
+  if (index < 0 || index >= s->len)
+    return sd_fail(SD_E_ARG, "sampler: noise index %d is outside the schedule's %d evaluations", index, s->len);
+  switch (s->cfg.kind) {
+  case SD_SAMPLER_DDIM:
+  case SD_SAMPLER_PNDM: {
+    const int64_t t = s->t_int[index];
+    const float a = s->alphas_cumprod[t];
+    const float sa = sqrtf(a), sb = sqrtf(1.0f - a);
+    for (int64_t i = 0; i < n; i++) out[i] = sa * x0[i] + sb * noise[i];
+    break;
+  }
+  case SD_SAMPLER_EULER:
+  case SD_SAMPLER_EULER_A: {
+    const float sigma = s->sigmas[index];
+    for (int64_t i = 0; i < n; i++) out[i] = x0[i] + noise[i] * sigma;
+    break;
+  }
+  case SD_SAMPLER_DPMPP_2M: {
+    float a, sg;
+    alpha_sigma(s->sigmas[index], &a, &sg);
+    for (int64_t i = 0; i < n; i++) out[i] = a * x0[i] + sg * noise[i];
+    break;
+  }
+  default: return sd_fail(SD_E_INTERNAL, "sampler: bad kind");
+  }
+  return SD_OK;
 }
 
 int sd_sampler_done(const sd_schedule *s, const sd_sampler_state *st) { return st->step >= s->len; }
@@ -187,8 +244,8 @@ static void pndm_prev_sample(const sd_schedule *s, const float *sample, int64_t 
 static void step_pndm(const sd_schedule *s, sd_sampler_state *st, const float *e, float *x,
                       float *mo) {
   const int64_t n = st->n;
-  const int counter = st->step;
-  int64_t t = s->t_int[counter];
+  const int counter = st->step - st->begin; /* diffusers' self.counter: 0 at the stream's start */
+  int64_t t = s->t_int[st->step];
   int64_t prev = t - s->ratio;
   size_t bytes = sizeof(float) * (size_t)n;
   if (counter != 1) {

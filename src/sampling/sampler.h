@@ -47,6 +47,8 @@ typedef struct sd_sampler_state {
   float *scratch;        /* one step's scratch, not state: the noise (euler, euler_a, ddim
                             eta > 0) or PLMS's combined ε; never copied */
   int kind;              /* the sampler kind this state was made for (a check) */
+  int begin;             /* the first model evaluation of this stream (0, or image to image's
+                            t_start: sd_sampler_begin_at); PNDM's counter is step - begin */
 } sd_sampler_state;
 
 /* A fresh stream of n elements for this schedule; allocates every buffer it will need (a step
@@ -59,6 +61,28 @@ int sd_sampler_state_copy(sd_sampler_state *dst, const sd_sampler_state *src);
 /* dst (initialised for the same schedule kind and n) takes src's values; no allocation. */
 int sd_sampler_state_assign(sd_sampler_state *dst, const sd_sampler_state *src);
 void sd_sampler_state_free(sd_sampler_state *st);
+
+/* Image to image (diffusers' StableDiffusionImg2ImgPipeline.get_timesteps): with `steps`
+ * inference steps and strength in [0, 1], init_timestep = min(int(steps * strength), steps)
+ * (strength a double, as Python multiplies) and t_start = steps - init_timestep; the sampler
+ * runs the schedule's evaluations from index t_start * order (order 1 for every sampler here,
+ * PNDM included: its timesteps[t_start:] as diffusers slices them). Returns init_timestep, the
+ * number of inference steps that run (0: none would run, which callers must refuse), with
+ * *t_start set; SD_E_ARG for a strength outside [0, 1] or NaN, or steps < 1. */
+int sd_strength_steps(int steps, double strength, int *t_start);
+
+/* Start st (initialised for s) at model evaluation `index` (0 <= index < sd_schedule_len): the
+ * history is empty and PNDM's step counter starts at 0 there, as a freshly set scheduler that
+ * the pipeline hands timesteps[index:] (the step index of euler, euler_a and dpm++2m is the
+ * position in the full schedule, as diffusers looks it up from the timestep). */
+int sd_sampler_begin_at(const sd_schedule *s, sd_sampler_state *st, int index);
+
+/* scheduler.add_noise(x0, noise, timesteps[index]) into out[0..n) (out may be x0): ddim and
+ * pndm sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise on the training table at the integral timestep;
+ * euler and euler_a x0 + noise·σ_index; dpm++2m α·x0 + σ_t·noise with α = 1/sqrt(σ² + 1),
+ * σ_t = σ·α of σ_index (diffusers v0.25.1's add_noise of each class, in float32). */
+int sd_sampler_add_noise(const sd_schedule *s, int index, const float *x0, const float *noise, float *out,
+                         int64_t n);
 
 /* 1 when the state has done every model evaluation of the schedule. */
 int sd_sampler_done(const sd_schedule *s, const sd_sampler_state *st);

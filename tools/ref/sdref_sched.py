@@ -143,6 +143,7 @@ class Sampler:
         self.init_noise_sigma = 1.0
         self.sigmas = None
         self.i = 0
+        self.begin = 0  # image to image: the first evaluation (PNDM's counter starts there)
         karras_on = cfg.get("use_karras_sigmas", False)
         if kind == "ddim":
             self.timesteps = torch.from_numpy(spaced_int(cfg, steps))
@@ -211,6 +212,22 @@ class Sampler:
     def __len__(self):
         return len(self.timesteps)
 
+    # -- image to image: diffusers' get_timesteps slices timesteps[t_start * order:] of a freshly
+    # set scheduler (order 1 here); the step index of the sigma samplers is the position in the
+    # full list (diffusers looks it up from the timestep), PNDM's counter starts at 0
+    def begin_at(self, index):
+        self.i = self.begin = index
+
+    # -- add_noise(original, noise, timesteps[index]) of each class (v0.25.1)
+    def add_noise(self, x0, noise, index):
+        if self.kind in ("ddim", "pndm"):
+            a = self.ac[int(self.timesteps[index])]
+            return a ** 0.5 * x0 + (1 - a) ** 0.5 * noise
+        if self.kind in ("euler", "euler_a"):
+            return x0 + noise * self.sigmas[index]
+        a, s = self._as(self.sigmas[index])
+        return a * x0 + s * noise
+
     # -- scale_model_input
     def scale(self, x):
         if self.kind in ("euler", "euler_a"):
@@ -260,7 +277,7 @@ class Sampler:
 
     def _step_pndm(self, e, t, x, gen):
         t = int(t)
-        k = self.i  # diffusers' counter
+        k = self.i - self.begin  # diffusers' counter
         prev = t - self.T // self.n_steps
         if k != 1:
             self.ets = self.ets[-3:] + [e]
