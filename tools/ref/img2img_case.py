@@ -25,7 +25,6 @@ OUT_DIR/cases.txt lists "name sampler schedule seed strength mask batch".
 """
 import argparse
 import copy
-import json
 import os
 import sys
 
@@ -161,15 +160,9 @@ def main():
         seed = a.seed + 13 * i
         lat = run_case(text, unet, vae, ids_u, ids_c, sampler, schedule, pred, seed, image, strength,
                        mask if use_mask else None, batch)
-        d = os.path.join(a.out, name)
-        os.makedirs(d, exist_ok=True)
-        np.save(os.path.join(d, "final_latents.npy"), lat.numpy().astype(np.float32))
+        pipeline_case.save_case(a.out, name, final_latents=lat)
         lines.append(f"{name} {sampler} {schedule} {seed} {strength} {int(use_mask)} {batch}")
-    with open(os.path.join(a.out, "cases.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(a.out, "prompts.json"), "w") as f:
-        json.dump({"prompt": PROMPT, "negative_prompt": NEGATIVE}, f)
-    print(f"wrote {a.out}: {a.family}, {len(CASES[a.family])} cases")
+    pipeline_case.write_index(a.out, lines, a.family)
 
 
 if __name__ == "__main__":

@@ -100,6 +100,23 @@ def run_case(text, unet, vae, ids_u, ids_c, sampler, schedule, pred, seed, steps
     return lat, image
 
 
+def save_case(out, name, **arrays):
+    """OUT/name/<key>.npy for each array (float32)."""
+    d = os.path.join(out, name)
+    os.makedirs(d, exist_ok=True)
+    for key, a in arrays.items():
+        np.save(os.path.join(d, key + ".npy"), a.numpy().astype(np.float32))
+
+
+def write_index(out, lines, what):
+    """OUT/cases.txt (a line a case) and OUT/prompts.json; prints what was written."""
+    with open(os.path.join(out, "cases.txt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, "prompts.json"), "w") as f:
+        json.dump({"prompt": PROMPT, "negative_prompt": NEGATIVE}, f)
+    print(f"wrote {out}: {what}, {len(lines)} cases")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out")
@@ -116,16 +133,9 @@ def main():
     for i, (sampler, schedule) in enumerate(CASES):
         seed = a.seed + 17 * i
         lat, image = run_case(text, unet, vae, ids_u, ids_c, sampler, schedule, pred, seed)
-        d = os.path.join(a.out, f"{sampler}_{schedule}")
-        os.makedirs(d, exist_ok=True)
-        np.save(os.path.join(d, "final_latents.npy"), lat.numpy().astype(np.float32))
-        np.save(os.path.join(d, "decoded.npy"), image.numpy().astype(np.float32))
+        save_case(a.out, f"{sampler}_{schedule}", final_latents=lat, decoded=image)
         lines.append(f"{sampler}_{schedule} {sampler} {schedule} {seed}")
-    with open(os.path.join(a.out, "cases.txt"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(a.out, "prompts.json"), "w") as f:
-        json.dump({"prompt": PROMPT, "negative_prompt": NEGATIVE}, f)
-    print(f"wrote {a.out}: {a.family}, {len(CASES)} cases")
+    write_index(a.out, lines, a.family)
 
 
 if __name__ == "__main__":
