@@ -60,6 +60,8 @@ void srv_job_free(srv_job *j) {
   free(j->nsfw);
   free(j->blocked);
   json_decref(j->report);
+  free(j->init_rgb);
+  free(j->mask_rgb);
   free(j);
 }
 
@@ -342,11 +344,135 @@ static int a1111_neutral(req *r, const char *key, json_t *v, int *known) {
   return 0;
 }
 
+/* ---- AUTOMATIC1111 /sdapi/v1/img2img: the init image, the mask, the strength ----------- */
+
+static const char *const k_img2img_fields[] = {"init_images", "denoising_strength", "mask", "mask_blur", "mask_blur_x",
+                                               "mask_blur_y", "inpainting_fill", "inpaint_full_res",
+                                               "inpaint_full_res_padding", "inpainting_mask_invert", "resize_mode",
+                                               "include_init_images", "image_cfg_scale", "initial_noise_multiplier",
+                                               "latent_mask", NULL};
+
+static int b64_value(int ch) {
+  if (ch >= 'A' && ch <= 'Z') return ch - 'A';
+  if (ch >= 'a' && ch <= 'z') return ch - 'a' + 26;
+  if (ch >= '0' && ch <= '9') return ch - '0' + 52;
+  return ch == '+' ? 62 : ch == '/' ? 63 : -1;
+}
+
+/* base64 (RFC 4648; padding optional) of s[0..n) into a malloc'ed *out; -1 on a bad
+ * character or length, -2 out of memory. */
+static int b64_decode(const char *s, size_t n, uint8_t **out, size_t *len) {
+  while (n && s[n - 1] == '=') n--;
+  if (n % 4 == 1) return -1;
+  uint8_t *o = malloc(n / 4 * 3 + 3), *q = o;
+  if (!o) return -2;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    int v = b64_value((unsigned char)s[i]);
+    if (v < 0) { free(o); return -1; }
+    acc = acc << 6 | (uint32_t)v;
+    if ((bits += 6) >= 8) {
+      bits -= 8;
+      *q++ = (uint8_t)(acc >> bits);
+    }
+  }
+  *out = o;
+  *len = (size_t)(q - o);
+  return 0;
+}
+
+/* A base64 PNG (or a data: URL holding one) decoded to 8-bit RGB. */
+static int decode_image(req *r, const char *key, json_t *v, uint8_t **rgb, int *w, int *h) {
+  if (!json_is_string(v)) return badf(r, key, "field '%s': expected a base64 PNG string%s", "");
+  const char *s = json_string_value(v), *comma = strchr(s, ',');
+  if (!strncmp(s, "data:", 5) && comma) s = comma + 1;
+  uint8_t *png = NULL;
+  size_t n = 0;
+  int rc = b64_decode(s, strlen(s), &png, &n);
+  if (rc == -2) return badf(r, key, "%s: out of memory%s", "");
+  if (rc) return badf(r, key, "field '%s': not valid base64%s", "");
+  rc = safesd_decode_png(png, n, rgb, w, h);
+  free(png);
+  if (rc) {
+    char m[256];
+    snprintf(m, sizeof m, "%.250s", safesd_last_error());
+    return badf(r, key, "field '%s': %s", m);
+  }
+  return 0;
+}
+
+/* An A1111 option safesd takes at one value only: absent, null or `ok` (a number, or the
+ * boolean of 0/1). */
+static int only_int(req *r, const char *key, long long ok, const char *why) {
+  json_t *v = get(r, key);
+  if (!v || (json_is_number(v) && json_number_value(v) == (double)ok) || (json_is_boolean(v) && json_is_true(v) == (ok == 1)))
+    return 0;
+  return badf(r, key, "field '%s': %s", why);
+}
+
+/* The init image (its size is the request's: width/height absent or equal), the mask and
+ * the strength, into j->p. */
+static int parse_img2img(const srv_info *si, req *r, srv_job *j) {
+  json_t *imgs = get(r, "init_images");
+  if (!imgs) return badf(r, "init_images", "field '%s': required (one base64 PNG)%s", "");
+  if (!json_is_array(imgs) || json_array_size(imgs) != 1)
+    return badf(r, "init_images", "field '%s': expected an array of one base64 PNG%s", "");
+  int w, h, mw, mh;
+  if (decode_image(r, "init_images", json_array_get(imgs, 0), &j->init_rgb, &w, &h) < 0) return -1;
+  char m[160];
+  for (int k = 0; k < 2; k++) {
+    const char *key = k ? "height" : "width";
+    long long given = 0;
+    if (get_int(r, key, 8, 65536, &given) < 0) return -1;
+    if (given && given != (k ? h : w)) {
+      snprintf(m, sizeof m, "the init image is %dx%d: leave width and height out or give its size (no resizing)", w, h);
+      return badf(r, key, "field '%s': %s", m);
+    }
+    if (check_size(si, r, key, k ? h : w) < 0) return -1;
+  }
+  j->p.width = j->p.init_width = w;
+  j->p.height = j->p.init_height = h;
+  j->p.init_image = j->init_rgb;
+  double strength = 0.75;
+  if (get_num(r, "denoising_strength", 0, 1, &strength) < 0) return -1;
+  j->p.strength = strength;
+  json_t *mask = get(r, "mask");
+  if (mask) {
+    if (decode_image(r, "mask", mask, &j->mask_rgb, &mw, &mh) < 0) return -1;
+    if (mw != w || mh != h) {
+      snprintf(m, sizeof m, "the mask is %dx%d but the init image is %dx%d (they must match)", mw, mh, w, h);
+      return badf(r, "mask", "field '%s': %s", m);
+    }
+    long long invert = 0;
+    if (get_int(r, "inpainting_mask_invert", 0, 1, &invert) < 0) return -1;
+    for (size_t q = 0; invert && q < (size_t)w * h * 3; q++) j->mask_rgb[q] = (uint8_t)(255 - j->mask_rgb[q]);
+    j->p.mask_image = j->mask_rgb;
+  }
+  long long ignored;
+  if (only_int(r, "mask_blur", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
+      only_int(r, "mask_blur_x", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
+      only_int(r, "mask_blur_y", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
+      only_int(r, "inpainting_fill", 1, "only 1 (original) is supported: the masked area starts from the noised "
+                                        "init image, as diffusers") < 0 ||
+      only_int(r, "inpaint_full_res", 0, "only false is supported (the whole picture is inpainted)") < 0 ||
+      only_int(r, "resize_mode", 0, "only 0 is supported (the image is not resized)") < 0 ||
+      only_int(r, "initial_noise_multiplier", 1, "only 1 is supported") < 0 ||
+      get_int(r, "inpaint_full_res_padding", 0, 65536, &ignored) < 0)
+    return -1;
+  if (get(r, "image_cfg_scale")) return badf(r, "image_cfg_scale", "field '%s': only null is supported%s", "");
+  if (get(r, "latent_mask")) return badf(r, "latent_mask", "field '%s': only null is supported%s", "");
+  json_t *inc = get(r, "include_init_images");
+  if (inc && !json_is_boolean(inc)) return badf(r, "include_init_images", "field '%s': expected a boolean%s", "");
+  return 0;
+}
+
 static const char *const k_a1111_fields[] = {"prompt", "negative_prompt", "steps", "cfg_scale", "seed", "width", "height",
                                              "sampler_name", "scheduler", "batch_size", "n_iter", "send_images", "safety",
                                              "prompt_syntax", NULL};
 
-int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field) {
+int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, int img2img, char *err, size_t cap,
+                    const char **field) {
   req r = {body, err, cap, field};
   *field = NULL;
   const char *key;
@@ -354,6 +480,7 @@ int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, siz
   json_object_foreach(body, key, v) {
     int known = 0;
     for (int i = 0; k_a1111_fields[i]; i++) known |= !strcmp(key, k_a1111_fields[i]);
+    for (int i = 0; img2img && k_img2img_fields[i]; i++) known |= !strcmp(key, k_img2img_fields[i]);
     if (known) continue;
     if (a1111_neutral(&r, key, v, &known) < 0) return -1;
     if (!known) return badf(&r, key, "field '%s': unknown (docs/server.md lists the fields)%s", "");
@@ -394,6 +521,9 @@ int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, siz
   if (parse_safety(si, &r, j) < 0 || parse_syntax(&r, j) < 0) return -1;
   gen_settings g = {prompt, neg, sname, ssched, steps, cfg, w, h, batch, n_iter, seed};
   if (fill_job(si, &r, j, &g) < 0) return -1;
+  if (img2img && parse_img2img(si, &r, j) < 0) return -1;
+  w = j->p.width;
+  h = j->p.height;
   j->parameters = json_pack("{s:s, s:s, s:i, s:f, s:I, s:i, s:i, s:s, s:i, s:i, s:b}", "prompt", prompt,
                             "negative_prompt", neg ? neg : "", "steps", (int)steps, "cfg_scale", cfg, "seed",
                             (json_int_t)seed, "width", (int)w, "height", (int)h, "sampler_name",
@@ -406,6 +536,10 @@ int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, siz
   if (!isnan(j->p.safety_weight)) json_object_set_new(sf, "weight", json_real(j->p.safety_weight));
   if (!isnan(j->p.context_steps)) json_object_set_new(sf, "context_steps", json_real(j->p.context_steps));
   json_object_set_new(j->parameters, "safety", sf);
+  if (img2img) {
+    json_object_set_new(j->parameters, "denoising_strength", json_real(j->p.strength));
+    json_object_set_new(j->parameters, "mask", json_boolean(j->p.mask_image != NULL));
+  }
   return 0;
 }
 

@@ -122,7 +122,7 @@ static void count(server *s, const char *route, int code) {
 
 /* The route label of a URL for the metrics (unknown paths share one label). */
 static const char *route_label(const char *url) {
-  static const char *const known[] = {"/sdapi/v1/txt2img", "/sdapi/v1/samplers", "/sdapi/v1/sd-models",
+  static const char *const known[] = {"/sdapi/v1/txt2img", "/sdapi/v1/img2img", "/sdapi/v1/samplers", "/sdapi/v1/sd-models",
                                       "/sdapi/v1/options", "/sdapi/v1/progress", "/v1/images/generations",
                                       "/health", "/metrics"};
   for (size_t i = 0; i < sizeof known / sizeof *known; i++)
@@ -342,7 +342,7 @@ static void unlink_job(server *s, srv_job *j) {
 
 enum { END_DONE = 0, END_GONE, END_TIMEOUT, END_SHUTDOWN };
 
-static enum MHD_Result generate(server *s, struct MHD_Connection *c, request *rq, srv_api api) {
+static enum MHD_Result generate(server *s, struct MHD_Connection *c, request *rq, srv_api api, int img2img) {
   json_error_t je;
   json_t *body = json_loadb(rq->body ? rq->body : "", rq->len, JSON_REJECT_DUPLICATES, &je);
   char msg[600];
@@ -361,7 +361,7 @@ static enum MHD_Result generate(server *s, struct MHD_Connection *c, request *rq
   }
   const char *field = NULL;
   int bad = api == SRV_OPENAI ? srv_parse_openai(&s->info, body, j, msg, sizeof msg, &field)
-                              : srv_parse_a1111(&s->info, body, j, msg, sizeof msg, &field);
+                              : srv_parse_a1111(&s->info, body, j, img2img, msg, sizeof msg, &field);
   char field_copy[96]; /* the name may point into the body */
   snprintf(field_copy, sizeof field_copy, "%s", field ? field : "");
   json_decref(body);
@@ -601,14 +601,15 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
   }
   struct { const char *path; int post; } routes[] = {
       {"/sdapi/v1/txt2img", 1}, {"/v1/images/generations", 1}, {"/sdapi/v1/samplers", 0}, {"/sdapi/v1/sd-models", 0},
-      {"/sdapi/v1/options", 0}, {"/sdapi/v1/progress", 0}, {"/health", 0}, {"/metrics", 0}};
+      {"/sdapi/v1/options", 0}, {"/sdapi/v1/progress", 0}, {"/health", 0}, {"/metrics", 0}, {"/sdapi/v1/img2img", 1}};
   for (size_t i = 0; i < sizeof routes / sizeof *routes; i++) {
     if (strcmp(url, routes[i].path)) continue;
     if (routes[i].post ? !is_post : !is_get)
       return send_error(s, c, rq, api, 405, routes[i].post ? "use POST" : "use GET", NULL, MHD_HTTP_HEADER_ALLOW,
                         routes[i].post ? "POST" : "GET, HEAD");
-    if (i == 0) return generate(s, c, rq, SRV_A1111);
-    if (i == 1) return generate(s, c, rq, SRV_OPENAI);
+    if (i == 0) return generate(s, c, rq, SRV_A1111, 0);
+    if (i == 1) return generate(s, c, rq, SRV_OPENAI, 0);
+    if (i == 8) return generate(s, c, rq, SRV_A1111, 1);
     if (i == 2) return send_body(s, c, rq, 200, srv_samplers_body(), NULL, NULL, NULL);
     if (i == 3) return send_body(s, c, rq, 200, srv_models_body(&s->info), NULL, NULL, NULL);
     if (i == 4) return send_body(s, c, rq, 200, srv_options_body(&s->info), NULL, NULL, NULL);

@@ -49,13 +49,16 @@ typedef struct srv_job {
   int *blocked;               /* per image */
   json_t *report;             /* the safety report (iterations merged) */
   int flagged;
+  uint8_t *init_rgb, *mask_rgb; /* img2img: the decoded init image and mask (p points at them) */
 } srv_job;
 
 void srv_job_free(srv_job *j);
 
 /* Validate a request body into a job (400 on error: *err names the field, *field is the
- * field's name or NULL). */
-int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field);
+ * field's name or NULL). img2img: the /sdapi/v1/img2img body (init_images, mask,
+ * denoising_strength, ...). */
+int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, int img2img, char *err, size_t cap,
+                    const char **field);
 int srv_parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field);
 /* The response body of a finished job (malloc'ed JSON) and its HTTP status. */
 char *srv_response(const srv_info *si, srv_job *j, int *status);
