@@ -11,6 +11,9 @@
 #include "io/fileio.h"
 
 #define PNG_MAX_SIDE 65536
+/* The most pixels a PNG read may have (192 MiB of RGB): the header alone cannot make the
+ * reader allocate more. */
+#define PNG_MAX_READ_PIXELS ((uint64_t)8192 * 8192)
 /* The largest PNG file read (a 16384² RGB image compresses far below this). */
 #define PNG_MAX_FILE ((size_t)1 << 30)
 
@@ -154,6 +157,7 @@ static int decode_rgb8(const uint8_t *data, size_t len, const char *name, uint8_
   png_set_user_limits(p, PNG_MAX_SIDE, PNG_MAX_SIDE);
   png_read_info(p, info);
   png_uint_32 w = png_get_image_width(p, info), h = png_get_image_height(p, info);
+  if ((uint64_t)w * h > PNG_MAX_READ_PIXELS) png_error(p, "image too large (more than 8192 x 8192 pixels)");
   int ct = png_get_color_type(p, info), depth = png_get_bit_depth(p, info);
   png_set_strip_16(p);
   png_set_packing(p);

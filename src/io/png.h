@@ -21,7 +21,8 @@ int sd_png_encode_rgb8(const uint8_t *rgb, int width, int height, const sd_png_t
 
 /* Read a PNG (gray, gray+alpha, palette, RGB, RGBA; 1..16 bits; interlaced or not) into
  * malloc'ed 8-bit RGB bytes (alpha dropped, 16 bits cut to 8). A regular file only (no FIFO
- * can block it: io/fileio.h); a file that is not a PNG is SD_E_FORMAT "... is not a PNG file". */
+ * can block it: io/fileio.h); a file that is not a PNG is SD_E_FORMAT "... is not a PNG file".
+ * At most 8192 × 8192 pixels (a larger header is an error before anything is allocated). */
 int sd_png_read_rgb8(const char *path, uint8_t **rgb, int *width, int *height);
 /* The same from memory; name labels messages (NULL: "the image"). */
 int sd_png_decode_rgb8(const uint8_t *data, size_t len, const char *name, uint8_t **rgb, int *width, int *height);

@@ -36,6 +36,10 @@ Image.fromarray(np.zeros((8, 8), np.uint8), "L").save(f"{o}/mask_8.png")
 open(f"{o}/not.png", "w").write("this is not an image\n")
 data = open(f"{o}/init.png", "rb").read()
 open(f"{o}/trunc.png", "wb").write(data[: len(data) // 2])
+import struct, zlib   # a valid header claiming 20000x20000 pixels: refused before any allocation
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+open(f"{o}/huge.png", "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+                                 + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""))
 PY
 gen() { # gen NAME ARGS...: NAME.png and NAME.npy from the init image
   local name=$1; shift
@@ -132,6 +136,7 @@ bad_run 1 "init image not a PNG" "not a PNG file" -i "$O/not.png"
 bad_run 1 "truncated init image" "trunc.png" -i "$O/trunc.png"
 bad_run 1 "missing init image" "nothing.png" -i "$O/nothing.png"
 bad_run 1 "init image a folder" "directory" -i "$O"
+bad_run 1 "init image header of 20000x20000" "image too large" -i "$O/huge.png"
 bad_run 1 "init image size not a multiple of 8" "init image size 12x12: width and height must be multiples of 8" -i "$O/init_12.png"
 bad_run 1 "-W against the init image" "the init image is 16x16 but the requested size is 24x16" -i "$O/init.png" -W 24
 bad_run 1 "init image over the pixel budget" "pixel budget" -i "$O/init_24x16.png" --max-pixels 256
