@@ -203,7 +203,8 @@ typedef struct safesd_gen_params {
   float safety_weight;         /* λ in [0,1]: z = λ·z_s + (1−λ)·z_u; NAN (the default) = the
                                   level's (medium's when the level is off) */
   float context_steps;         /* τ_gc in [0,1]: the first k = round(τ_gc·T) of the T model
-                                  evaluations follow the user prompt alone; NAN = the level's */
+                                  evaluations follow the user prompt alone (image to image: T
+                                  counts the evaluations that run); NAN = the level's */
   const char *blend;           /* "step" (merge after every dual step; default) or "final"
                                   (streams apart after step k, only the final latents merged) */
   /* ---- the safety gate (docs/safety.md): detectors decide whether the dual path runs ---- */
