@@ -106,3 +106,22 @@ int cli_fail(const char *what) {
   fprintf(stderr, "safesd: %s: %s\n", what, sd_msg_clean(safesd_last_error(), msg, sizeof msg));
   return EXIT_FAILURE;
 }
+
+int cli_read_init_images(const char *init, const char *mask, safesd_gen_params *p, uint8_t **init_rgb,
+                         uint8_t **mask_rgb) {
+  if (init) {
+    if (safesd_read_png(init, init_rgb, &p->init_width, &p->init_height)) return cli_fail("--init-img");
+    p->init_image = *init_rgb;
+  }
+  if (mask) {
+    int mw, mh;
+    if (safesd_read_png(mask, mask_rgb, &mw, &mh)) return cli_fail("--mask");
+    if (mw != p->init_width || mh != p->init_height) {
+      fprintf(stderr, "safesd: --mask: the mask is %dx%d but the init image is %dx%d (they must match)\n", mw, mh,
+              p->init_width, p->init_height);
+      return 1;
+    }
+    p->mask_image = *mask_rgb;
+  }
+  return 0;
+}

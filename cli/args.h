@@ -21,6 +21,14 @@ int cli_parse_bytes(const char *s, long long *out);
  * safesd_last_error() saying why. */
 FILE *cli_open_input(const char *path, const char *expected);
 
+/* Image to image's inputs (generate --init-img, --mask): read the PNGs (either path may be
+ * NULL) into *init_rgb / *mask_rgb (malloc'ed; the caller frees them) and set p's
+ * init_image, init_width, init_height, mask_image. A mask of another size than the image is
+ * an error. 0, or 1 after printing a one-line error. */
+struct safesd_gen_params;
+int cli_read_init_images(const char *init, const char *mask, struct safesd_gen_params *p, uint8_t **init_rgb,
+                         uint8_t **mask_rgb);
+
 /* Print "safesd: WHAT: <last error>" on stderr, control characters escaped; returns 1. */
 int cli_fail(const char *what);
 

@@ -719,21 +719,7 @@ static int cmd_generate(int argc, char **argv) {
   int rc = 0;
   uint8_t *rgb = NULL, *init_rgb = NULL, *mask_rgb = NULL;
   float *lat = NULL;
-  if (init_path) { /* the init image and mask, read and checked before any work */
-    if (safesd_read_png(init_path, &init_rgb, &p.init_width, &p.init_height)) { rc = fail("--init-img"); goto out; }
-    p.init_image = init_rgb;
-  }
-  if (mask_path) {
-    int mw, mh;
-    if (safesd_read_png(mask_path, &mask_rgb, &mw, &mh)) { rc = fail("--mask"); goto out; }
-    if (mw != p.init_width || mh != p.init_height) {
-      fprintf(stderr, "%s: --mask: the mask is %dx%d but the init image is %dx%d (they must match)\n", g_prog,
-              mw, mh, p.init_width, p.init_height);
-      rc = EXIT_FAILURE;
-      goto out;
-    }
-    p.mask_image = mask_rgb;
-  }
+  if ((rc = cli_read_init_images(init_path, mask_path, &p, &init_rgb, &mask_rgb))) goto out;
   if (safesd_gen_resolve(m, &p)) { rc = fail("generate"); goto out; }
   size_t npx = (size_t)p.width * p.height;
   int lc, lh, lw;
