@@ -14,14 +14,7 @@
 
 #include "core/error.h"
 #include "io/png.h"
-
-#define CHECK(cond)                                                           \
-  do {                                                                        \
-    if (!(cond)) {                                                            \
-      fprintf(stderr, "invariant failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                                \
-    }                                                                         \
-  } while (0)
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   uint8_t *rgb = (uint8_t *)1;
