@@ -72,7 +72,7 @@ done
 gen u_off -p "$UNSAFE" --strength 0.6 --safety off
 gen u_med -p "$UNSAFE" --strength 0.6 --safety-report "$O/u_med.json"
 differ u_off u_med "flagged img2img not altered"
-grep -qa "Safety: medium, flagged (violence" "$O/u_med.png" && grep -qa "Init image: img2img" "$O/u_med.png" && ok || bad "flagged img2img PNG metadata"
+grep -qa 'Safety: "medium, flagged (violence' "$O/u_med.png" && grep -qa "Init image: img2img" "$O/u_med.png" && ok || bad "flagged img2img PNG metadata"
 "$PYTHON" - "$O/u_med.json" <<'PY' && ok || bad "flagged img2img report"
 import json, sys
 r = json.load(open(sys.argv[1]))
