@@ -29,6 +29,24 @@ need_pipeline_model() {
   ) 9>"$TMP/pipeline_$fam.lock"
 }
 
+# need_ref_case DIR GENERATOR FAMILY [DEP...]: the reference runs of a tools/ref case generator
+# (`GENERATOR DIR --safesd BIN --family FAMILY`) in DIR, made again when the generator or a
+# DEP is newer than them; a lock keeps tests running in parallel from making them twice.
+need_ref_case() {
+  local dir=$1 gen=$2 fam=$3; shift 3
+  (
+    flock 9
+    local stale=0 dep
+    [ -f "$dir/.done" ] || stale=1
+    for dep in "$gen" "$@"; do [ "$dep" -nt "$dir/.done" ] && stale=1; done
+    if [ "$stale" = 1 ]; then
+      rm -rf "$dir"
+      "$PYTHON" "$gen" "$dir" --safesd "$SAFESD_BIN" --family "$fam" >/dev/null
+      touch "$dir/.done"
+    fi
+  ) 9>"$dir.lock"
+}
+
 need_shared() { # need_shared REL: skip (77) with the reason when ../shared lacks REL
   if [ ! -e "$SHARED/$1" ]; then
     echo "SKIP: $SHARED/$1 is absent (the shared test-data folder is not beside the checkout)"

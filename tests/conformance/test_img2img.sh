@@ -10,15 +10,8 @@ source "$(dirname "$0")/lib.sh"
 need_torch
 fail=0
 for fam in sd1 sd2 sd1-inpaint; do
-  dir="$TMP/img2img_$fam" gen="$SRC/tools/ref/img2img_case.py"
-  (
-    flock 9
-    if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ] || [ "$SRC/tools/ref/sdref_sched.py" -nt "$dir/.done" ]; then
-      rm -rf "$dir"
-      "$PYTHON" "$gen" "$dir" --safesd "$SAFESD_BIN" --family "$fam" >/dev/null
-      touch "$dir/.done"
-    fi
-  ) 9>"$TMP/img2img_$fam.lock"
+  dir="$TMP/img2img_$fam"
+  need_ref_case "$dir" "$SRC/tools/ref/img2img_case.py" "$fam" "$SRC/tools/ref/sdref_sched.py" "$SRC/tools/ref/pipeline_case.py"
   prompt=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['prompt'])" "$dir/prompts.json")
   neg=$("$PYTHON" -c "import json,sys; print(json.load(open(sys.argv[1]))['negative_prompt'])" "$dir/prompts.json")
   while read -r name sampler schedule seed strength mask batch; do

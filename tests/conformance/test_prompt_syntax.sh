@@ -14,15 +14,8 @@ source "$(dirname "$0")/lib.sh"
 need_torch
 fail=0
 for fam in sd1 sd2; do
-  dir="$TMP/prompt_$fam" gen="$SRC/tools/ref/prompt_case.py"
-  (
-    flock 9
-    if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ] || [ "$SAFESD_BIN" -nt "$dir/.done" ]; then
-      rm -rf "$dir"
-      "$PYTHON" "$gen" "$dir" --safesd "$SAFESD_BIN" --family "$fam" >/dev/null
-      touch "$dir/.done"
-    fi
-  ) 9>"$TMP/prompt_$fam.lock"
+  dir="$TMP/prompt_$fam"
+  need_ref_case "$dir" "$SRC/tools/ref/prompt_case.py" "$fam" "$SAFESD_BIN"
   "$BUILD/tests/prompt_check" "$dir/cases.json" || fail=1
   n=$("$PYTHON" -c "import json,sys; print(len(json.load(open(sys.argv[1]))['cases']))" "$dir/cases.json")
   for ((k = 0; k < n; k++)); do
