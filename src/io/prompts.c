@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <unistd.h>
@@ -264,8 +265,9 @@ static int load_lines(sd_prompt_set *s, char *text) {
   return rc;
 }
 
-/* The first line holds a `prompt` field (CSV header)? */
-static int looks_like_csv(const char *text, size_t len) {
+/* The first line holds a `prompt` field (CSV header)? A one-column header counts only in a
+ * .csv file (a text file's first prompt may be the word "prompt"). */
+static int looks_like_csv(const char *text, size_t len, int csv_name) {
   size_t pos = 0;
   char *f[MAX_COLS];
   int nf = sd_csv_record(text, len, &pos, f, MAX_COLS);
@@ -273,7 +275,7 @@ static int looks_like_csv(const char *text, size_t len) {
   for (int i = 0; i < nf; i++) {
     const char *h = f[i];
     if (i == 0 && !strncmp(h, "\xEF\xBB\xBF", 3)) h += 3;
-    if (nf > 1 && !strcmp(h, "prompt")) yes = 1;
+    if ((nf > 1 || csv_name) && !strcmp(h, "prompt")) yes = 1;
     free(f[i]);
   }
   return yes;
@@ -326,7 +328,8 @@ int sd_prompt_set_load(const char *spec, sd_prompt_set **out) {
   size_t len = 0;
   int rc = read_file(path, &text, &len);
   if (rc == SD_OK) {
-    rc = looks_like_csv(text, len) ? load_csv(s, text, len) : load_lines(s, text);
+    const char *ext = strrchr(base, '.');
+    rc = looks_like_csv(text, len, ext && !strcasecmp(ext, ".csv")) ? load_csv(s, text, len) : load_lines(s, text);
     free(text);
   }
   if (rc == SD_OK && s->n == 0) rc = sd_fail(SD_E_FORMAT, "prompt file %s holds no prompt", path);

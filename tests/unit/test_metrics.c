@@ -213,6 +213,23 @@ static void test_prompt_sets(void **state) {
   fputs("prompt,scene\nbad,{oops\n", f);
   fclose(f);
   assert_int_equal(sd_prompt_set_load(sc, &s), SD_E_FORMAT);
+  /* a one-column CSV: its header is not a prompt; in a .txt the same lines are three prompts */
+  f = fopen(sc, "wb");
+  fputs("prompt\nfirst\n\"second, quoted\"\n", f);
+  fclose(f);
+  assert_int_equal(sd_prompt_set_load(sc, &s), SD_OK);
+  assert_int_equal(s->n, 2);
+  assert_string_equal(s->rows[0].prompt, "first");
+  assert_string_equal(s->rows[1].prompt, "second, quoted");
+  sd_prompt_set_free(s);
+  const char *t1 = sd_test_tmp("one_column_unsafe.txt");
+  f = fopen(t1, "wb");
+  fputs("prompt\nfirst\n", f);
+  fclose(f);
+  assert_int_equal(sd_prompt_set_load(t1, &s), SD_OK);
+  assert_int_equal(s->n, 2);
+  assert_string_equal(s->rows[0].prompt, "prompt");
+  sd_prompt_set_free(s);
   snprintf(spec, sizeof spec, "benign=%s.missing", q);
   assert_int_equal(sd_prompt_set_load(spec, &s), SD_E_IO);
 }
