@@ -50,8 +50,10 @@ void sd_parallel_for(sd_pool *p, int64_t n, int64_t grain, sd_task_fn fn, void *
    * from their range alone). */
   atomic_int next;
   atomic_init(&next, 0);
+#ifdef _OPENMP /* (the fuzz build compiles the library without OpenMP: one thread runs every chunk) */
   const int team = nt < n_chunks ? nt : n_chunks;
 #pragma omp parallel num_threads(team)
+#endif
   {
     const int tid = omp_get_thread_num();
     for (;;) {

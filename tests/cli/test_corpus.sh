@@ -2,7 +2,8 @@
 # The malformed-input corpus, end to end: every malformed model folder of
 # tests/corpus/models/CASES.tsv (through `safesd inspect` and `safesd generate`), every bad
 # file of tests/corpus/safetensors/EXPECTED.tsv (as a single-file model), and hostile files
-# made here at run time (too big to commit). For each: exit status 1, one line on stderr
+# made here at run time (too big to commit), a request over the pixel budget, and a model whose
+# finite weights overflow float32 during generation. For each: exit status 1, one line on stderr
 # naming the file and the problem, no output file (nothing at all in the output folder, no
 # temporary file), within a time limit and under a virtual-memory limit (ulimit -v).
 source "$(dirname "$0")/../conformance/lib.sh"
@@ -122,5 +123,29 @@ done
 # a request over the pixel budget on the 64-px bundled model (was: 1.8 GB, minutes of work)
 expect_fail "4096x4096 on a 64-px model" "4096x4096" "pixel budget" $B generate -q -p "red apple, noto emoji" \
   -W 4096 -H 4096 -o "$W/out/big.png"
+# finite weights whose activations overflow float32 (every UNet weight x1000, clipped to the
+# F16 range): the weight check at open passes them, so generate must catch the NaN in the
+# latents after the first step (was: NaN latents, an all-black PNG and exit status 0)
+M="$W/m_overflow"
+fresh_model "$M"
+f="$M/unet/diffusion_pytorch_model.safetensors"; real=$(readlink -f "$f"); rm "$f"; cp "$real" "$f"
+"$PYTHON" - "$f" <<'PY'
+import json, struct, sys
+import numpy as np
+with open(sys.argv[1], "r+b") as fh:
+    n = struct.unpack("<Q", fh.read(8))[0]
+    for name, e in json.loads(fh.read(n)).items():
+        if name == "__metadata__":
+            continue
+        assert e["dtype"] == "F16", (name, e["dtype"])
+        b, end = e["data_offsets"]
+        fh.seek(8 + n + b)
+        a = np.frombuffer(fh.read(end - b), dtype="<f2").astype(np.float32) * 1000
+        fh.seek(8 + n + b)
+        fh.write(np.clip(a, -65504, 65504).astype("<f2").tobytes())
+PY
+expect_fail "UNet weights x1000 (finite; activations overflow)" "the latents after step 1" "overflowed float32" \
+  $B generate -q -m "$M" -p "red apple, noto emoji" --steps 2 -o "$W/out/a.png" --latents "$W/out/a.npy" \
+  --safety-report "$W/out/a.json"
 rm -rf "$W"
 summary
