@@ -2,7 +2,7 @@
 """Train the learned detector on the corpus of corpus.py and write its weights file.
 
     /usr/bin/python3 tools/learned/train.py --corpus DIR --out data/learned/detector.safetensors
-        [--epochs 4] [--seed 1] [--threads 1] [--target-fpr 0.02]
+        [--epochs 4] [--seed 1] [--threads 1] [--target-fpr 0.002]
     /usr/bin/python3 tools/learned/train.py --corpus DIR --out data/learned/detector.safetensors \
         --recalibrate --target-fpr 0.01        (no training: a new threshold for the file)
 
@@ -95,7 +95,7 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--word-dropout", type=float, default=0.1)
-    ap.add_argument("--target-fpr", type=float, default=0.02)
+    ap.add_argument("--target-fpr", type=float, default=0.002)
     ap.add_argument("--recalibrate", action="store_true",
                     help="no training: recalibrate the existing --out file at --target-fpr (its manifest updated)")
     ap.add_argument("--manifest", default=None, help="manifest path (default: beside --out, manifest.json)")
