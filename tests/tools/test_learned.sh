@@ -4,7 +4,9 @@
 #  - the held-out concepts (the SHA-256 rule) are the ones in data/learned/manifest.json and
 #    none of their inventory lines (words, phrases, euphemisms, twins, foreign words) reaches
 #    the training or validation prompts; the held-out evaluation sets are not in them either;
-#  - every training concept yields prompts, with its categories as labels;
+#  - every training concept yields prompts, with its categories as labels; every benign source
+#    (plain, sdstyle.py's ordinary SD prompts, hard negatives) is there, unlabelled;
+#  - hard negatives are n-gram neighbours of a trigger word and never its inflections;
 #  - an inventory whose euphemism holds a trigger word of its category is refused (exit 1,
 #    naming the concept), as is an unknown category;
 #  - train.py's calibration rule equals src/safety/calibrate.h's on a tie case.
@@ -52,8 +54,17 @@ for lab, s, p in rows:
     cid = s.split(":")[0]
     if cid in want and not s.endswith(":twin"):
         assert lab == want[cid], (lab, s, p)
-    if s.endswith(":twin") or s == "benign":
+    if s.endswith(":twin") or s.split(":")[0] == "benign":
         assert lab == "", (lab, s)
+assert {"benign", "benign:sd", "benign:hard"} <= {s for _, s, _ in rows}, "a benign source is missing"
+PY
+# hard negatives: n-gram neighbours of a trigger, never its inflections
+"$PYTHON" - "$SRC" <<'PY' && ok || bad "hard_negative_words"
+import os, sys
+sys.path.insert(0, os.path.join(sys.argv[1], "tools/learned"))
+import corpus
+got = dict(corpus.hard_negative_words({"rapist", "nipple"}, {"common_noun": ["therapist", "rapists", "apple", "tulip"]}))
+assert got.get("therapist") == "noun" and "rapists" not in got and "tulip" not in got, got
 PY
 # a bad inventory is refused with the concept named
 printf '[violence/x]\nwords = stab\neuphemisms = he tried to stab her\n' > "$W/bad.txt"

@@ -2,7 +2,8 @@
 # Rebuild the learned detector's weights: the corpus (tools/learned/corpus.py, seeded), the
 # training (train.py, CPU) and data/learned/detector.safetensors + manifest.json.
 #   tools/learned/build.sh [WORK_DIR] [train.py options]      (default WORK_DIR build/learned)
-# About 20 minutes on two loaded cores (featurising ~5 min, 4 epochs ~3 min each).
+# About 10 minutes on two loaded cores (corpus ~1 min, featurising ~2 min, 4 epochs ~1.5 min each).
+# The hard-negative list (tools/learned/hard_words.txt) is committed; tools/learned/mine.py rewrites it.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=${1:-$ROOT/build/learned}; shift || true

@@ -27,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 import features  # noqa: E402
+import sdstyle  # noqa: E402
 
 CATEGORIES = ["hate", "harassment", "violence", "self-harm", "sexual", "shocking", "illegal activity"]
 HOLDOUT_SHARE = 0.2
@@ -129,24 +130,7 @@ SETTINGS = """in a dark alley|in a forest|on a beach|in a bedroom|in a kitchen|i
 hospital|in a subway station|in a church|in a classroom|in an office|in a park|on a rooftop|in space
 |in a cave|in a living room|at a party|in a bar|in a library|in a museum|on a mountain|by a lake
 |underwater|in a snowy village|in a spaceship|at a train station|in a hotel room|in a basement""".replace("\n", "").split("|")
-STYLES = """digital art|oil painting|watercolor|photorealistic|hyperrealistic|concept art|illustration|anime style
-|studio ghibli style|pixel art|3d render|octane render|unreal engine 5|cinematic|35mm photo|polaroid
-|film still|comic book style|ink drawing|pencil sketch|charcoal drawing|matte painting|low poly
-|vaporwave|art nouveau|baroque painting|renaissance painting|ukiyo-e|pop art|impressionism
-|surrealism|cyberpunk|steampunk|dark fantasy|fantasy art|vintage photo|black and white photo
-|macro photography|portrait photography|street photography|fashion photography|product photo""".replace("\n", "").split("|")
-ARTISTS = """greg rutkowski|artgerm|alphonse mucha|wlop|ilya kuvshinov|james jean|ross tran|loish|rossdraws
-|craig mullins|simon stalenhag|makoto shinkai|hayao miyazaki|beeple|thomas kinkade|norman rockwell
-|edward hopper|claude monet|vincent van gogh|rembrandt|caravaggio|john singer sargent|frank frazetta
-|boris vallejo|moebius|jean giraud|syd mead|ralph mcquarrie|peter mohrbacher|charlie bowater
-|stanley artgerm lau|magali villeneuve|yoji shinkawa|kim jung gi|tom bagshaw|brom|android jones
-|studio trigger|krenz cushart|sakimichan|tyler edlin|jordan grimmer|anato finnstark|andreas rocha""".replace("\n", "").split("|")
-QUALITY = """masterpiece|best quality|highly detailed|8k|4k|ultra detailed|sharp focus|intricate|trending on artstation
-|award winning|high resolution|hdr|uhd|smooth|elegant|volumetric lighting|cinematic lighting|soft lighting
-|dramatic lighting|golden hour|bokeh|depth of field|studio lighting|rim light|god rays|detailed face
-|beautiful detailed eyes|symmetrical|centered|wide angle|close up|full body|artstation|cgsociety
-|deviantart|unsplash|behance|(masterpiece:1.2)|(best quality:1.3)|((ultra detailed))|[highly detailed]
-|absurdres|highres|realistic|photo|raw photo|dslr|canon eos|nikon d850|f/1.8|85mm""".replace("\n", "").split("|")
+STYLES, ARTISTS, QUALITY = sdstyle.STYLES, sdstyle.ARTISTS, sdstyle.QUALITY   # the shared tag pools
 OBJECTS = """a cup of coffee|a bowl of fruit|a vintage car|a bicycle|a sailboat|a lighthouse|a castle|a cottage
 |a treehouse|a waterfall|a mountain lake|a city skyline|a bridge|a train|a hot air balloon|a windmill
 |a lantern|a teapot|a violin|a piano|a bookshelf|a clock tower|a greenhouse|a market stall|a cake
@@ -328,6 +312,9 @@ class Gen:
         self.nouns = self.vocab.get("noun", [])
         self.verbs = self.vocab.get("verb", [])
         self.contexts = contexts
+        self.sd = sdstyle.SDStyle(rng, self.vocab.get("common_noun", []), self.vocab.get("common_adj", []))
+        self.hard = []             # benign hard negatives: (word, part of speech)
+        self.sd_share, self.hard_share = 0.5, 0.12
 
     def word(self, pos):
         """A WordNet word: 3 times in 4 a common one (sense-tagged), else any."""
@@ -346,9 +333,16 @@ class Gen:
         pool = []
         for _ in range(r.randint(lo, hi)):
             k = r.random()
+            if r.random() < 0.5:
+                pool.append(self.sd.tag())
+                continue
             pool.append(r.choice(STYLES) if k < 0.35 else ("by " if r.random() < 0.6 else "") + r.choice(ARTISTS)
                         if k < 0.6 else r.choice(QUALITY))
         return ", ".join(pool)
+
+    def subject(self):
+        """A subject for a context: the short list or an SD-style person."""
+        return self.sd.person() if self.r.random() < 0.4 else self.r.choice(SUBJECTS)
 
     def benign_core(self):
         r = self.r
@@ -376,7 +370,7 @@ class Gen:
         if kind == "word" and r.random() < 0.05:
             x = f"[{x}|{r.choice(['clothed', 'smiling', 'happy', 'flowers', 'peaceful'])}]"
         k = r.random()
-        subj, sett = r.choice(SUBJECTS), r.choice(SETTINGS)
+        subj, sett = self.subject(), r.choice(SETTINGS)
         if kind == "word":
             forms = [f"{x}", f"{subj}, {x}", f"{x} {subj.split(' ', 1)[-1]}", f"{subj}, {x}, {sett}",
                      f"{x}, {subj} {sett}", f"a {x} scene {sett}", f"{subj} {sett}, {x}",
@@ -396,6 +390,35 @@ class Gen:
         return f"{core}, {self.tags(3, 7)}"
 
     def benign(self):
+        """(source, prompt): an ordinary benign prompt. Sources: 'benign' (the short-list and
+        WordNet contexts), 'benign:sd' (sdstyle.py's ordinary SD prompts), 'benign:hard' (a hard
+        negative word, hard_negative_words(), in an ordinary context)."""
+        r = self.r
+        j = r.random()
+        if j < self.sd_share:
+            return "benign:sd", self.sd.prompt()
+        if j < self.sd_share + self.hard_share and self.hard:
+            return "benign:hard", self.hard_prompt(*r.choice(self.hard))
+        return "benign", self.plain_benign()
+
+    def hard_prompt(self, w, pos):
+        """An ordinary prompt around the benign word w (pos: noun, adj or verb as -ing)."""
+        r, sd = self.r, self.sd
+        thing = r.choice(sdstyle.ANIMALS + sdstyle.OBJECTS + sdstyle.PLACES).split(" ", 1)[-1]
+        if pos == "adj":
+            core = r.choice([f"a {w} {thing}", f"{sd.person()}, {w}", f"{w} {r.choice(sdstyle.PEOPLE)}",
+                             f"a {w} {thing} {r.choice(sdstyle.SCENES)}"])
+        elif pos == "verb":
+            core = r.choice([f"{sd.person()} {w} {self.np() if self.nouns else 'a ' + thing}",
+                             f"{r.choice(sdstyle.ANIMALS)} {w}", f"a {r.choice(sdstyle.PEOPLE)} {w} {r.choice(sdstyle.SCENES)}"])
+        else:
+            core = r.choice([f"a {w}", f"a {r.choice(sdstyle.PEOPLE_ADJ)} {w}", f"{sd.person()} with a {w}",
+                             f"a {w} {r.choice(sdstyle.SCENES)}", f"still life with a {w} and {r.choice(sdstyle.FOODS)}",
+                             f"{w}", f"a {w} next to {r.choice(sdstyle.OBJECTS)}"])
+        parts = [core] + [sd.tag() for _ in range(r.choice([0, 1, 2, 3, 4, 6]))]
+        return sd.syntax(parts)
+
+    def plain_benign(self):
         r = self.r
         # absent evidence must read as benign: empty and very short prompts, single words,
         # unknown strings (their features are unseen, so the bias itself must be low)
@@ -420,6 +443,80 @@ class Gen:
         if r.random() < 0.04 and self.contexts:
             s += ", " + r.choice(self.contexts)
         return s
+
+
+def grams(w, lo=3, hi=5):
+    s = "<" + w + ">"
+    return {s[i:i + n] for n in range(lo, hi + 1) for i in range(len(s) - n + 1)}
+
+
+def hard_negative_words(triggers, vocab, min_share=0.4, per_trigger=6):
+    """[(word, pos)]: benign vocabulary words that share many character n-grams with a
+    training trigger word (the detector's features are n-grams, so these are the words it
+    confuses with the triggers: "apple"/"nipple", "therapist"/"rapist").
+    For each single-word trigger of >= 4 letters, the benign words whose 3..5-grams cover at
+    least min_share of the trigger's, best first, at most per_trigger; inflections of the
+    trigger (sharing its first len - 1 letters, at least 4) are never taken."""
+    cands = {}
+    for pos in ("noun", "adj", "verb"):
+        for w in vocab.get("common_" + pos, []):
+            cands.setdefault(w, pos)
+    for w in sdstyle.benign_words():
+        cands.setdefault(w, "noun")
+    index = collections.defaultdict(set)
+    cg = {w: grams(w) for w in cands}
+    for w, gs in cg.items():
+        for g in gs:
+            index[g].add(w)
+    out = {}
+    for t in sorted(triggers):
+        if len(t) < 4 or not t.isalpha():
+            continue
+        tg = grams(t)
+        hits = collections.Counter()
+        for g in tg:
+            for w in index.get(g, ()):
+                hits[w] += 1
+        stem = t[:max(4, len(t) - 1)]
+        ranked = sorted(((-k / len(tg), w) for w, k in hits.items()
+                         if k / len(tg) >= min_share and w != t and not w.startswith(stem) and not t.startswith(w[:max(4, len(w) - 1)])))
+        for _, w in ranked[:per_trigger]:
+            out.setdefault(w, cands[w])
+    return sorted(out.items())
+
+
+def single_word_triggers(concepts, tables):
+    """The concepts' trigger words that are one word once normalised."""
+    out = set()
+    for c in concepts:
+        for w in c.items["words"]:
+            ws = [x for x, _, _ in features.words(w, tables)]
+            if len(ws) == 1:
+                out.add(ws[0])
+    return out
+
+
+def training_exclusions(train):
+    """Words never used as benign vocabulary: the bank's one-word terms and the training
+    concepts' one-word triggers."""
+    exclude = {t for t in load_bank_terms() if " " not in t}
+    for c in train:
+        exclude.update(w.lower() for w in c.items["words"] if " " not in w)
+    return exclude
+
+
+def load_hard_words(path, exclude):
+    """[(word, pos)] from mine.py's list: 'word<TAB>pos<TAB>why' lines, '#' comments."""
+    out = []
+    if path and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                line = line.rstrip("\n")
+                if line and not line.startswith("#"):
+                    w, pos = line.split("\t")[:2]
+                    if w not in exclude:
+                        out.append((w, pos))
+    return sorted(set(out))
 
 
 def concept_prompts(c, n, gen, rng):
@@ -458,8 +555,9 @@ def concept_prompts(c, n, gen, rng):
     return out
 
 
-def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=()):
+def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=(), hard=()):
     gen = Gen(rng, vocab, contexts)
+    gen.hard = list(hard)
     rows = []
     for c in ambiguous:
         for _ in range(n_twin * len(c.items["twins"]) // 4):
@@ -477,7 +575,8 @@ def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=
         pb = rng.choice(a.items["words"] + b.items["words"] or ["x"])
         rows.append((",".join(str(i) for i in sorted(set(a.cats + b.cats))), f"{a.id}+{b.id}:mix", f"{pa}, {pb}"))
     for _ in range(n_benign):
-        rows.append(("", "benign", gen.benign()))
+        src, p = gen.benign()
+        rows.append(("", src, p))
     rng.shuffle(rows)
     return rows
 
@@ -495,7 +594,9 @@ def main():
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     ap.add_argument("--all-concepts", action="store_true", help="train on every concept (no held-out split)")
     ap.add_argument("--per-concept", type=int, default=700, help="unsafe training prompts per concept")
-    ap.add_argument("--benign", type=int, default=80000, help="ordinary benign training prompts")
+    ap.add_argument("--benign", type=int, default=160000, help="ordinary benign training prompts")
+    ap.add_argument("--hard-words", default=os.path.join(HERE, "hard_words.txt"),
+                    help="benign hard-negative words (mine.py's list); absent: none")
     ap.add_argument("--inventory", default=os.path.join(HERE, "concepts.txt"), help="the concept inventory")
     a = ap.parse_args()
     tables = features.Tables.build()
@@ -512,17 +613,22 @@ def main():
         for c in held:
             f.write(c.id + "\n")
     # benign vocabulary: WordNet nouns minus the bank's terms and the training concepts' words
-    exclude = {t for t in load_bank_terms() if " " not in t}
-    for c in train:
-        exclude.update(w.lower() for w in c.items["words"] if " " not in w)
+    exclude = training_exclusions(train)
     vocab = wordnet_vocab(exclude)
     nouns = vocab["noun"]
     contexts = load_safety_contexts()
+    # benign hard negatives: the committed list of mine.py (n-gram neighbours of the training
+    # triggers and words a previous model fired on, the lexical detector's terms left out)
+    hard = load_hard_words(a.hard_words, exclude | single_word_triggers(train, tables))
+    with open(os.path.join(a.out, "hard_words.txt"), "w", encoding="utf-8") as f:
+        f.write(f"# benign hard-negative words used: {len(hard)} ({a.hard_words})\n")
+        for w, p in hard:
+            f.write(f"{w}\t{p}\n")
     rng = random.Random(a.seed)
-    rows = build(train, rng, vocab, contexts, a.per_concept, a.per_concept // 3, a.benign, ambiguous)
+    rows = build(train, rng, vocab, contexts, a.per_concept, a.per_concept // 3, a.benign, ambiguous, hard)
     write_tsv(os.path.join(a.out, "train.tsv"), rows)
     vrng = random.Random(a.seed + 1)
-    val = build(train, vrng, vocab, contexts, a.per_concept // 7, a.per_concept // 21, a.benign // 7, ambiguous)
+    val = build(train, vrng, vocab, contexts, a.per_concept // 7, a.per_concept // 21, a.benign // 7, ambiguous, hard)
     write_tsv(os.path.join(a.out, "val.tsv"), val)
     with open(os.path.join(a.out, "calib_unsafe.txt"), "w", encoding="utf-8") as fu, \
             open(os.path.join(a.out, "calib_benign.txt"), "w", encoding="utf-8") as fb:
@@ -537,7 +643,8 @@ def main():
     print(f"corpus: {len(concepts)} concepts ({len(train)} trained, {len(held)} held out), WordNet "
           f"{len(nouns)} nouns, {len(vocab['adj'])} adjectives, {len(vocab['verb'])} verbs "
           f"({len(vocab['common_noun'])}, {len(vocab['common_adj'])}, {len(vocab['common_verb'])} common); "
-          f"train {len(rows)} prompts ({n_unsafe} unsafe), val {len(val)}, held-out generated {len(hrows)}; seed {a.seed}")
+          f"train {len(rows)} prompts ({n_unsafe} unsafe), val {len(val)}, held-out generated {len(hrows)}; "
+          f"{len(hard)} hard-negative words; seed {a.seed}")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,19 @@ def export(path, net, tables, hp, meta):
     write_safetensors(path, tensors, m)
 
 
+def net_from_file(path):
+    """A Net holding the weights of a weights file (embeddings widened from float16)."""
+    ld = Loaded(path)
+    net = Net(int(ld.meta["buckets_log2"]), ld.E.shape[1], ld.W1.shape[0], ld.W2.shape[0], ld.window)
+    with torch.no_grad():
+        net.embed.weight.copy_(torch.from_numpy(ld.E))
+        net.hidden.weight.copy_(torch.from_numpy(np.array(ld.W1)))
+        net.hidden.bias.copy_(torch.from_numpy(np.array(ld.b1)))
+        net.out.weight.copy_(torch.from_numpy(np.array(ld.W2)))
+        net.out.bias.copy_(torch.from_numpy(np.array(ld.b2)))
+    return net
+
+
 class Loaded:
     """A weights file as the C side reads it: scores in float32 numpy (the reference for the
     conformance test)."""

@@ -2,7 +2,9 @@
 """Train the learned detector on the corpus of corpus.py and write its weights file.
 
     /usr/bin/python3 tools/learned/train.py --corpus DIR --out data/learned/detector.safetensors
-        [--epochs 6] [--seed 1] [--threads 1] [--target-fpr 0.02]
+        [--epochs 4] [--seed 1] [--threads 1] [--target-fpr 0.002]
+    /usr/bin/python3 tools/learned/train.py --corpus DIR --out data/learned/detector.safetensors \
+        --recalibrate --target-fpr 0.01        (no training: a new threshold for the file)
 
 Steps: featurise (features.py), train the model of model.py with
 binary cross-entropy per category (multi-label) and word dropout, round the embeddings to
@@ -87,13 +89,15 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--word-dropout", type=float, default=0.1)
-    ap.add_argument("--target-fpr", type=float, default=0.02)
+    ap.add_argument("--target-fpr", type=float, default=0.002)
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="no training: recalibrate the existing --out file at --target-fpr (its manifest updated)")
     ap.add_argument("--manifest", default=None, help="manifest path (default: beside --out, manifest.json)")
     a = ap.parse_args()
     torch.manual_seed(a.seed)
@@ -102,6 +106,53 @@ def main():
     t0 = time.time()
     tables = features.Tables.build()
     hasher = features.Hasher(HP["buckets_log2"], HP["ngram_min"], HP["ngram_max"])
+    mpath = a.manifest or os.path.join(os.path.dirname(os.path.abspath(a.out)), "manifest.json")
+    if a.recalibrate:
+        net = model.net_from_file(a.out)
+        with open(mpath, encoding="utf-8") as f:
+            man = json.load(f)
+        seconds = man.get("train_seconds", 0)
+    else:
+        net, man = train(a, tables, hasher, t0)
+        seconds = None
+    # export with float16 embeddings, then calibrate on what the C side will compute
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    meta = dict(categories=",".join(corpus.CATEGORIES), corpus_seed=str(a.seed), threshold="0.5")
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta)
+    ld = model.Loaded(a.out)
+    cu = read_prompts(os.path.join(a.corpus, "calib_unsafe.txt"))
+    cb = read_prompts(os.path.join(a.corpus, "calib_benign.txt"))
+    # the float16 model through the torch path (fast); the numpy path (model.Loaded) is the
+    # C reference and agrees within float tolerance (tests/conformance/test_learned.sh)
+    with torch.no_grad():
+        net.embed.weight.copy_(torch.from_numpy(ld.E))
+    su = torch.sigmoid(predict(net, featurise([([], "", p) for p in cu], hasher, tables))).max(1).values.numpy()
+    sb = torch.sigmoid(predict(net, featurise([([], "", p) for p in cb], hasher, tables))).max(1).values.numpy()
+    thr, fp, tp = calibrate(su, sb, a.target_fpr)
+    split = open(os.path.join(a.corpus, "split.txt"), encoding="utf-8").read().split("\n")
+    held = [s for s in split if s and not s.startswith("#")]
+    meta.update(threshold=repr(thr), threshold_target_fpr=str(a.target_fpr),
+                threshold_fpr=f"{fp / len(sb):.6f}", threshold_recall=f"{tp / len(su):.6f}",
+                threshold_n_benign=str(len(sb)), threshold_n_unsafe=str(len(su)),
+                calibration_sets="generated validation prompts of the training concepts (corpus.py seed + 1)",
+                heldout_concepts=",".join(held))
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta)
+    sha = hashlib.sha256(open(a.out, "rb").read()).hexdigest()
+    man = dict(file=os.path.basename(a.out), sha256=sha, **{k: v for k, v in man.items() if k not in ("file", "sha256")})
+    man.update(heldout_concepts=held, threshold=thr, target_fpr=a.target_fpr,
+               calibration=dict(n_unsafe=len(su), n_benign=len(sb), fpr=fp / len(sb), recall=tp / len(su)),
+               train_seconds=round(time.time() - t0) if seconds is None else seconds)
+    with open(mpath, "w", encoding="utf-8") as f:
+        json.dump(man, f, indent=2)
+        f.write("\n")
+    print(f"threshold {thr:.6g}: {tp}/{len(su)} = {100 * tp / len(su):.1f}% of the calibration unsafe prompts at "
+          f"{fp}/{len(sb)} = {100 * fp / len(sb):.2f}% of the calibration benign prompts (target {a.target_fpr})")
+    print(f"wrote {a.out} ({os.path.getsize(a.out)} bytes, sha256 {sha[:16]}...) and {mpath} "
+          f"in {time.time() - t0:.0f} s")
+
+
+def train(a, tables, hasher, t0):
+    """The trained network and the manifest's training record."""
     train_rows = read_tsv(os.path.join(a.corpus, "train.tsv"))
     val_rows = read_tsv(os.path.join(a.corpus, "val.tsv"))
     n_cat = len(corpus.CATEGORIES)
@@ -139,44 +190,11 @@ def main():
         acc = ((anyp >= 0.5) == unsafe).float().mean().item()
         print(f"epoch {ep + 1}/{a.epochs}: train loss {tot / len(order):.4f}, val loss {vl:.4f}, "
               f"val accuracy (any category, p >= 0.5) {acc:.4f}  [{time.time() - t0:.0f} s]", flush=True)
-    # export with float16 embeddings, then calibrate on what the C side will compute
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    meta = dict(categories=",".join(corpus.CATEGORIES), corpus_seed=str(a.seed), threshold="0.5")
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta)
-    ld = model.Loaded(a.out)
-    cu = read_prompts(os.path.join(a.corpus, "calib_unsafe.txt"))
-    cb = read_prompts(os.path.join(a.corpus, "calib_benign.txt"))
-    # the float16 model through the torch path (fast); the numpy path (model.Loaded) is the
-    # C reference and agrees within float tolerance (tests/conformance/test_learned.sh)
-    with torch.no_grad():
-        net.embed.weight.copy_(torch.from_numpy(ld.E))
-    su = torch.sigmoid(predict(net, featurise([([], "", p) for p in cu], hasher, tables))).max(1).values.numpy()
-    sb = torch.sigmoid(predict(net, featurise([([], "", p) for p in cb], hasher, tables))).max(1).values.numpy()
-    thr, fp, tp = calibrate(su, sb, a.target_fpr)
-    split = open(os.path.join(a.corpus, "split.txt"), encoding="utf-8").read().split("\n")
-    held = [s for s in split if s and not s.startswith("#")]
-    meta.update(threshold=repr(thr), threshold_target_fpr=str(a.target_fpr),
-                threshold_fpr=f"{fp / len(sb):.6f}", threshold_recall=f"{tp / len(su):.6f}",
-                threshold_n_benign=str(len(sb)), threshold_n_unsafe=str(len(su)),
-                calibration_sets="generated validation prompts of the training concepts (corpus.py seed + 1)",
-                heldout_concepts=",".join(held))
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta)
-    sha = hashlib.sha256(open(a.out, "rb").read()).hexdigest()
-    man = dict(file=os.path.basename(a.out), sha256=sha, format=model.FORMAT, version=model.VERSION,
+    man = dict(format=model.FORMAT, version=model.VERSION,
                hyperparameters=HP, categories=corpus.CATEGORIES, corpus_seed=corpus.DEFAULT_SEED,
                train_seed=a.seed, epochs=a.epochs, lr=a.lr, batch=a.batch, word_dropout=a.word_dropout,
-               n_train=len(train_rows), n_train_unsafe=int((ytr.max(1).values > 0).sum()), n_val=len(val_rows),
-               heldout_concepts=held, threshold=thr, target_fpr=a.target_fpr,
-               calibration=dict(n_unsafe=len(su), n_benign=len(sb), fpr=fp / len(sb), recall=tp / len(su)),
-               train_seconds=round(time.time() - t0))
-    mpath = a.manifest or os.path.join(os.path.dirname(os.path.abspath(a.out)), "manifest.json")
-    with open(mpath, "w", encoding="utf-8") as f:
-        json.dump(man, f, indent=2)
-        f.write("\n")
-    print(f"threshold {thr:.6g}: {tp}/{len(su)} = {100 * tp / len(su):.1f}% of the calibration unsafe prompts at "
-          f"{fp}/{len(sb)} = {100 * fp / len(sb):.2f}% of the calibration benign prompts (target {a.target_fpr})")
-    print(f"wrote {a.out} ({os.path.getsize(a.out)} bytes, sha256 {sha[:16]}...) and {mpath} "
-          f"in {time.time() - t0:.0f} s")
+               n_train=len(train_rows), n_train_unsafe=int((ytr.max(1).values > 0).sum()), n_val=len(val_rows))
+    return net, man
 
 
 if __name__ == "__main__":
