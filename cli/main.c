@@ -150,6 +150,9 @@ static const char *k_generate_help =
     "      --taesd PATH        decode with a TAESD decoder (taesd_decoder.safetensors or a\n"
     "                          diffusers AutoencoderTiny folder) instead of the VAE: much\n"
     "                          faster, lower quality (images up to 2048x2048)\n"
+    "      --preview-path FILE  write the model's current estimate of the image to FILE every\n"
+    "                          --preview-interval N evaluations (default 1) and at the last\n"
+    "                          (decoded with --taesd when given, else the VAE: slower)\n"
     "      --vae-tiling        decode in overlapping tiles, blended (diffusers' tiled_decode:\n"
     "                          its pixels), so large images decode in one tile's memory\n"
     "      --vae-tile-size PX  the tile size (implies --vae-tiling): a multiple of 32 for SD\n"
@@ -486,6 +489,17 @@ static int cmd_encode(int argc, char **argv) {
 
 typedef struct { int tty, quiet, evals; double total_s; } progress_state;
 
+/* --preview-path: each preview replaces the file (written atomically); a failure is reported
+ * once, at the end */
+typedef struct { const char *path; int failed; } preview_state;
+static void on_preview(void *user, int step, int total, const uint8_t *rgb, int width, int height) {
+  preview_state *pv = user;
+  char text[64];
+  snprintf(text, sizeof text, "preview %d/%d", step, total);
+  if (safesd_write_png(pv->path, rgb, width, height, text) && !pv->failed++)
+    fprintf(stderr, "%s: warning: preview %s: %s\n", g_prog, pv->path, safesd_last_error());
+}
+
 static void on_progress(void *user, int step, int total, double seconds) {
   progress_state *ps = user;
   ps->total_s += seconds;
@@ -580,6 +594,7 @@ static int cmd_generate(int argc, char **argv) {
       {"vae-tiling", no_argument, 0, 1101},   {"vae-tile-size", required_argument, 0, 1102},
       {"lora-model-dir", required_argument, 0, 1103}, {"lora-dir", required_argument, 0, 1103},
       {"taesd", required_argument, 0, 1104},
+      {"preview-path", required_argument, 0, 1105}, {"preview-interval", required_argument, 0, 1106},
       {"prompt-syntax", required_argument, 0, 1019},
       {"init-img", required_argument, 0, 'i'}, {"strength", required_argument, 0, 1021},
       {"mask", required_argument, 0, 1022},
@@ -589,6 +604,7 @@ static int cmd_generate(int argc, char **argv) {
   int precision = SAFESD_PRECISION_FP32;
   long long mem_budget = 0;
   const char *taesd = NULL;
+  preview_state pv = {NULL, 0};
   safesd_gen_params p;
   safesd_gen_defaults(&p);
   p.seed = 42;
@@ -671,6 +687,11 @@ static int cmd_generate(int argc, char **argv) {
       case 1101: p.vae_tiling = 1; break;
       case 1103: p.lora_dir = optarg; break;
       case 1104: taesd = optarg; break;
+      case 1105: pv.path = optarg; break;
+      case 1106:
+        if (cli_parse_long(optarg, 1, 1000, &v)) return usage_error("generate", "--preview-interval takes 1..1000");
+        p.preview_interval = (int)v;
+        break;
       case 1102:
         if (cli_parse_long(optarg, 1, 16384, &v))
           return usage_error("generate", "--vae-tile-size takes a size in pixels, 1..16384 (a multiple of 4 x the VAE's factor)");
@@ -731,6 +752,7 @@ static int cmd_generate(int argc, char **argv) {
   progress_state ps = {isatty(2), quiet, 0, 0};
   p.progress = on_progress;
   p.progress_user = &ps;
+  if (pv.path) p.preview = on_preview, p.preview_user = &pv;
   if (!quiet)
     fprintf(stderr, "generating %d image%s %dx%d, %d steps, %s (%s), CFG %g, seed %llu\n", p.batch,
             p.batch > 1 ? "s" : "", p.width, p.height, p.steps, p.sampler, p.schedule, (double)p.cfg_scale,

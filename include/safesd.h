@@ -173,6 +173,10 @@ typedef void (*safesd_progress_fn)(void *user, int step, int total, double secon
  * output buffers hold nothing usable). May be called from the generating thread only;
  * it typically reads a flag another thread sets. */
 typedef int (*safesd_cancel_fn)(void *user);
+/* A preview during sampling: the model's current estimate of the final image (its x0
+ * prediction at model evaluation `step` of `total`, the first image of the batch) as 8-bit
+ * RGB, width × height. Called from the generating thread; rgb is valid during the call. */
+typedef void (*safesd_preview_fn)(void *user, int step, int total, const uint8_t *rgb, int width, int height);
 
 typedef struct safesd_gen_params {
   const char *prompt;          /* UTF-8 */
@@ -279,6 +283,13 @@ typedef struct safesd_gen_params {
                                   index steps − that; 1 = from the first timestep */
   const uint8_t *mask_image;   /* NULL: no inpainting. 8-bit RGB of the init image's size:
                                   white (luma >= 128) = repaint, black = keep the init image */
+  /* ---- previews (docs/performance.md "Previews"): every preview_interval model evaluations
+   * (and at the last), the model's x0 estimate is decoded (with the TAESD decoder when the
+   * model has one, safesd_model_options.taesd: fast; else with the VAE: a full decode each
+   * time) and handed to preview; the generated image is the same bytes with or without. */
+  safesd_preview_fn preview;   /* NULL: no previews */
+  void *preview_user;
+  int preview_interval;        /* evaluations between previews; <= 0: 1 */
 } safesd_gen_params;
 
 /* What the output-image check said about one image. */

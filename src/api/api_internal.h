@@ -87,6 +87,10 @@ struct safesd_model {
  * without them) and merge the LoRAs they name into the model, unless the same set is merged
  * already; a prompt without tags restores the file's weights. */
 int sd_api_lora_prepare(safesd_model *m, safesd_gen_params *p);
+/* A preview (preview.c): decode the first image of the x0 estimate x0[C, h, w] (TAESD when the
+ * model has it, else the VAE) and hand its 8-bit RGB to p->preview. */
+int sd_api_preview(safesd_model *m, const safesd_gen_params *p, const float *x0, int C, int h, int w, int step,
+                   int total);
 /* Open the TAESD decoder at path into m->taesd, checked against the model's latents. */
 int sd_api_taesd_open(safesd_model *m, const char *path);
 /* Restore the file's weights and free the LoRA state. */

@@ -316,6 +316,8 @@ typedef struct gen_step {
   float *scaled;               /* n floats: the scaled latents before interleaving */
   int64_t nin;                 /* UNet input elements of one group (n without extra) */
   int cl, cin;                 /* latent and UNet input channels */
+  float *x0;                   /* non-NULL: this step writes the x0 estimate there (2n floats) */
+  float lambda;                /* the dual blend weight (for the x0 estimate of a dual step) */
 } gen_step;
 
 /* eps[0..n) = eps_u + w·(eps_c − eps_u), with eps_c at eps + n */
@@ -344,6 +346,7 @@ static int step_plain(gen_step *r, float t) {
                             r->S, r->eps)))
     return rc;
   if (r->guided) cfg_combine(r->eps, r->n, r->cfg);
+  if (r->x0 && (rc = sd_sampler_predict_x0(r->sched, r->st, r->eps, r->lat, r->x0, r->n))) return rc;
   return sd_sampler_step(r->sched, r->st, r->eps, r->lat, r->rng);
 }
 
@@ -354,6 +357,7 @@ static int step_sld(gen_step *r, const sd_sld_preset *sld, int i, float t) {
   if ((rc = sd_unet_forward(r->m->unet, r->m->ex, r->xin, 3 * r->B, r->h, r->w, t, r->ctx, r->S, r->eps)))
     return rc;
   sd_sld_guide(sld, r->cfg, i, r->eps, r->nu, r->n);
+  if (r->x0 && (rc = sd_sampler_predict_x0(r->sched, r->st, r->eps, r->lat, r->x0, r->n))) return rc;
   return sd_sampler_step(r->sched, r->st, r->eps, r->lat, r->rng);
 }
 
@@ -383,6 +387,12 @@ static int step_dual(gen_step *r, const safety_plan *sp, float lambda, int first
     const float *e0s = final ? r->eps + 2 * n : r->eps; /* the unconditional seen by the safe stream */
     for (int64_t q = 0; q < n; q++) es[q] = e0s[q] + r->cfg * (es[q] - e0s[q]);
     cfg_combine(r->eps, n, r->cfg);
+  }
+  if (r->x0) { /* the estimate of what the blended streams become */
+    if ((rc = sd_sampler_predict_x0(r->sched, r->st, eu, r->lat, r->x0, n)) ||
+        (rc = sd_sampler_predict_x0(r->sched, r->st_s, es, final ? r->lat_s : r->lat, r->x0 + n, n)))
+      return rc;
+    sd_dual_blend(r->x0, r->x0 + n, lambda, n);
   }
   const float *nz = NULL;
   if (sd_sampler_needs_noise(r->sched)) {
@@ -449,7 +459,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   memset(&st, 0, sizeof st);
   memset(&st_s, 0, sizeof st_s);
   float *ctx = NULL, *lat = NULL, *xin = NULL, *eps = NULL, *img = NULL;
-  float *nu = NULL, *lat_s = NULL, *noise = NULL;
+  float *nu = NULL, *lat_s = NULL, *noise = NULL, *x0buf = NULL;
   sd_prompt_chunks ch[3]; /* [uncond (or the prompt unguided), prompt, extra text] */
   memset(ch, 0, sizeof ch);
   sd_init_state init;
@@ -556,7 +566,9 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int k_dual = sp.dual && !lam0 ? sd_dual_first_step(p.context_steps, total) : total;
   const int k_report = sp.dual ? sd_dual_first_step(p.context_steps, total) : total;
   gen_step r = {m, sched, &st, &st_s, &rng, ctx, lat, lat_s, xin, eps, nu, noise, n, B, h, w, p.cfg_scale, guided, S,
-                init.extra, init.scaled, nin, C, Cin};
+                init.extra, init.scaled, nin, C, Cin, NULL, p.safety_weight};
+  const int pv_every = p.preview_interval > 0 ? p.preview_interval : 1;
+  if (p.preview && !(x0buf = malloc(sizeof(float) * 2 * (size_t)n))) { rc = sd_fail(SD_E_NOMEM, "out of memory"); goto done; }
   for (int i = 0; !sd_sampler_done(sched, &st); i++) {
     if (p.cancel && p.cancel(p.cancel_user)) { rc = sd_fail(SD_E_CANCELLED, "cancelled"); goto done; }
     double t0 = now_s();
@@ -564,6 +576,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     int safety_step = sp.sld || (sp.dual && i >= k_dual && !lam1);
     if (lam1 && i == k_dual) /* from here the safe text replaces the prompt: [u, s] */
       memcpy(ctx + (int64_t)(Gp - 1) * B * ctx_per, ctx + (int64_t)(G - 1) * B * ctx_per, sizeof(float) * ctx_per * B);
+    r.x0 = p.preview && ((i + 1) % pv_every == 0 || i + 1 == total) ? x0buf : NULL;
     if (sp.sld) rc = step_sld(&r, sp.sld, i, t);
     else if (safety_step) rc = step_dual(&r, &sp, p.safety_weight, i == k_dual, t);
     else rc = step_plain(&r, t);
@@ -577,6 +590,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
     if (safety_step) { safety_s += dt; n_safety++; }
     else { plain_s += dt; n_plain++; }
     if (p.progress) p.progress(p.progress_user, i + 1, total, dt);
+    if (r.x0 && (rc = sd_api_preview(m, &p, x0buf, C, h, w, i + 1, total))) goto done;
   }
   if (sp.dual && sp.blend == SD_BLEND_FINAL && k_dual < total && !lam1) sd_dual_blend(lat, lat_s, p.safety_weight, n);
   if (latents_out) memcpy(latents_out, lat, sizeof(float) * n);
@@ -659,6 +673,7 @@ done:
   free(nu);
   free(lat_s);
   free(noise);
+  free(x0buf);
   sd_api_init_free(&init);
   sd_sampler_state_free(&st);
   sd_sampler_state_free(&st_s);

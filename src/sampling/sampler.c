@@ -157,6 +157,32 @@ int sd_sampler_add_noise(const sd_schedule *s, int index, const float *x0, const
   return SD_OK;
 }
 
+int sd_sampler_predict_x0(const sd_schedule *s, const sd_sampler_state *st, const float *model_out, const float *x,
+                          float *out, int64_t n) {
+  if (!s || !st || !model_out || !x || !out) return sd_fail(SD_E_ARG, "sd_sampler_predict_x0: NULL argument");
+  if (st->step < 0 || st->step >= s->len) return sd_fail(SD_E_ARG, "sampler: no evaluation left to predict from");
+  const int v = s->cfg.prediction != SD_PRED_EPSILON;
+  float a, b; /* x = a·x0 + b·ε (and v = a·ε − b·x0, with a² + b² = 1 where v is defined) */
+  switch (s->cfg.kind) {
+  case SD_SAMPLER_DDIM:
+  case SD_SAMPLER_PNDM: {
+    const float ac = s->alphas_cumprod[s->t_int[st->step]];
+    a = sqrtf(ac), b = sqrtf(1.0f - ac);
+    break;
+  }
+  case SD_SAMPLER_EULER:
+  case SD_SAMPLER_EULER_A: { /* x = x0 + σ·ε; the model sees x/sqrt(σ²+1) */
+    const float sg = s->sigmas[st->step], s2p1 = sg * sg + 1.0f, vc = -sg / sqrtf(s2p1);
+    for (int64_t i = 0; i < n; i++) out[i] = v ? model_out[i] * vc + x[i] / s2p1 : x[i] - sg * model_out[i];
+    return SD_OK;
+  }
+  case SD_SAMPLER_DPMPP_2M: alpha_sigma(s->sigmas[st->step], &a, &b); break;
+  default: return sd_fail(SD_E_INTERNAL, "sampler: bad kind");
+  }
+  for (int64_t i = 0; i < n; i++) out[i] = v ? a * x[i] - b * model_out[i] : (x[i] - b * model_out[i]) / a;
+  return SD_OK;
+}
+
 int sd_sampler_done(const sd_schedule *s, const sd_sampler_state *st) { return st->step >= s->len; }
 
 float sd_sampler_timestep(const sd_schedule *s, const sd_sampler_state *st) {

@@ -84,6 +84,14 @@ int sd_sampler_begin_at(const sd_schedule *s, sd_sampler_state *st, int index);
 int sd_sampler_add_noise(const sd_schedule *s, int index, const float *x0, const float *noise, float *out,
                          int64_t n);
 
+/* The model's estimate of the clean latents x0 from its output at the state's next evaluation
+ * (before sd_sampler_step): ddim/pndm (x − sqrt(1−ᾱ)·ε)/sqrt(ᾱ) or sqrt(ᾱ)·x − sqrt(1−ᾱ)·v;
+ * euler/euler_a x − σ·ε or v·(−σ/sqrt(σ²+1)) + x/(σ²+1); dpm++2m (x − σ_t·ε)/α or α·x − σ_t·v
+ * (each sampler's own convention; Euler's churn is ignored). For previews: the sampler steps
+ * themselves are unchanged. */
+int sd_sampler_predict_x0(const sd_schedule *s, const sd_sampler_state *st, const float *model_out, const float *x,
+                          float *out, int64_t n);
+
 /* 1 when the state has done every model evaluation of the schedule. */
 int sd_sampler_done(const sd_schedule *s, const sd_sampler_state *st);
 /* The timestep of the state's next model evaluation. */

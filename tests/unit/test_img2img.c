@@ -146,12 +146,63 @@ static void test_add_noise(void **state) {
     }
 }
 
+/* sd_sampler_predict_x0 inverts each sampler's add_noise: x = add_noise(x0, ε) at index b, and
+ * the model output ε (or v = α·ε − σ_t·x0, with (α, σ_t) = (sqrt(ᾱ), sqrt(1 − ᾱ)) or
+ * (1, σ)/sqrt(σ² + 1)) gives back x0, for every sampler, both σ schedules and both predictions. */
+static void test_predict_x0(void **state) {
+  (void)state;
+  const int n = 6;
+  const float x0[6] = {1.0f, -0.5f, 0.25f, 2.0f, 0.0f, -1.5f}, nz[6] = {0.3f, 1.1f, -0.7f, 0.0f, -2.0f, 0.9f};
+  for (int k = 0; k < SD_SAMPLER_COUNT; k++)
+    for (int karras = 0; karras < 2; karras++)
+      for (int v = 0; v < 2; v++) {
+        if (karras && (k == SD_SAMPLER_DDIM || k == SD_SAMPLER_PNDM)) continue; /* no sigmas there */
+        sd_sched_config c;
+        sd_sched_config_sd15(&c, (sd_sampler_kind)k);
+        if (karras) c.sigmas = SD_SIGMAS_KARRAS;
+        c.prediction = v ? SD_PRED_V : SD_PRED_EPSILON;
+        sd_schedule *s = NULL;
+        assert_int_equal(sd_schedule_create(&c, 10, &s), SD_OK);
+        int len, nt;
+        (void)sd_schedule_timesteps(s, &len);
+        const float *ac = sd_schedule_alphas_cumprod(s, &nt);
+        sd_sampler_state st;
+        assert_int_equal(sd_sampler_init(s, n, &st), SD_OK);
+        for (int b = 0; b < len; b++) {
+          float x[6], out[6], mo[6], a, sg;
+          assert_int_equal(sd_sampler_add_noise(s, b, x0, nz, x, n), SD_OK);
+          assert_int_equal(sd_sampler_begin_at(s, &st, b), SD_OK);
+          if (k == SD_SAMPLER_DDIM || k == SD_SAMPLER_PNDM) {
+            const float abar = ac[(int)lroundf(sd_sampler_timestep(s, &st))];
+            a = sqrtf(abar), sg = sqrtf(1.0f - abar);
+          } else {
+            int ns;
+            const float sigma = sd_schedule_sigmas(s, &ns)[b];
+            a = 1.0f / sqrtf(sigma * sigma + 1.0f), sg = sigma * a;
+          }
+          for (int i = 0; i < n; i++) mo[i] = v ? a * nz[i] - sg * x0[i] : nz[i];
+          assert_int_equal(sd_sampler_predict_x0(s, &st, mo, x, out, n), SD_OK);
+          for (int i = 0; i < n; i++)
+            if (fabsf(out[i] - x0[i]) > 2e-3f * (1.0f + fabsf(x0[i]))) {
+              print_error("kind %d karras %d v %d index %d: x0[%d] %g, predicted %g\n", k, karras, v, b, i, x0[i], out[i]);
+              fail();
+            }
+        }
+        st.step = len; /* nothing left to predict from */
+        float x[6] = {0}, out[6];
+        assert_int_equal(sd_sampler_predict_x0(s, &st, x, x, out, n), SD_E_ARG);
+        sd_sampler_state_free(&st);
+        sd_schedule_free(s);
+      }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_strength_steps),
       cmocka_unit_test(test_begin_at),
       cmocka_unit_test(test_pndm_counter_restarts),
       cmocka_unit_test(test_add_noise),
+      cmocka_unit_test(test_predict_x0),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
