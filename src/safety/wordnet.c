@@ -90,6 +90,7 @@ static int cache_read(const char *path, uint64_t hash, wn_list *l) {
   return ok ? 0 : -1;
 }
 
+#ifdef SAFESD_HAVE_WORDNET /* writes what only a WordNet build computes */
 static void cache_write(const char *path, uint64_t hash, const wn_list *l) {
   sd_mkdirs_for(path);
   char tmp[2240];
@@ -101,6 +102,7 @@ static void cache_write(const char *path, uint64_t hash, const wn_list *l) {
   if (fclose(f) == 0 && rename(tmp, path) == 0) return;
   remove(tmp);
 }
+#endif
 
 #ifdef SAFESD_HAVE_WORDNET
 static pthread_mutex_t wn_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -344,6 +346,7 @@ typedef struct {
   size_t n, cap;
 } strvec;
 
+#ifdef SAFESD_HAVE_WORDNET /* the word lists are built from WordNet only */
 static int sv_push(strvec *v, const char *s) {
   if (v->n == v->cap) {
     size_t nc = v->cap ? 2 * v->cap : 4096;
@@ -382,6 +385,7 @@ static void sv_free(strvec *v) {
   for (size_t i = 0; i < v->n; i++) free(v->s[i]);
   free(v->s);
 }
+#endif
 
 static void dict_free(sd_wn_dict *d) {
   for (int i = 0; i < SD_WN_NSETS; i++) {
@@ -447,6 +451,7 @@ static int dict_read(const char *path, sd_wn_dict *d) {
   return ok ? 0 : -1;
 }
 
+#ifdef SAFESD_HAVE_WORDNET /* writes what only a WordNet build computes */
 static void dict_write(const char *path, const sd_wn_dict *d) {
   sd_mkdirs_for(path);
   char tmp[2400];
@@ -463,6 +468,7 @@ static void dict_write(const char *path, const sd_wn_dict *d) {
   if (fclose(f) == 0 && rename(tmp, path) == 0) return;
   remove(tmp);
 }
+#endif
 
 static pthread_once_t dict_once = PTHREAD_ONCE_INIT;
 static sd_wn_dict dict;
