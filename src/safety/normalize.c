@@ -406,6 +406,8 @@ static const char *const neg_cues[] = {
     "jamais", "kein", "keine", "keinen", "keiner", "keinem", "keines", "nicht", "ohne", "nie", "senza", "nessun",
     "nessuna", "nessuno", "sem", "nao", "nem", "nenhum", "nenhuma", "не", "без", "нет", "ни", "لا", "بدون",
     "غير", "ليس", "بلا", NULL};
+/* opposition prefixes ("anti-racism", "anti war"): they negate the one word they are attached to */
+static const char *const neg_prefix[] = {"anti", "анти", NULL};
 static const char *const neg_only[] = {"only", "just", "merely", "simply", "solely", "solo", "solamente",
                                        "seulement", "nur", "soltanto", "apenas", "только", "فقط", NULL};
 static const char *const neg_stop[] = {"but", "except", "yet", "though", "although", "however", "instead", "rather",
@@ -419,7 +421,8 @@ void sd_norm_negation(sd_norm *n) {
     if (n->ps[p].kind != SD_PIECE_WORD) continue;
     sd_unit u = {p, p + 1, 0};
     if (sd_norm_unit_text(n, &u, 0, &t)) break;
-    int cue = in_list(t.p, neg_cues);
+    int cue = in_list(t.p, neg_cues), scope = SD_NEG_SCOPE;
+    if (!cue && in_list(t.p, neg_prefix)) cue = 1, scope = 1;
     /* "don't", "isn't": the piece "t" after an apostrophe, after a word ending in n */
     if (!cue && !strcmp(t.p, "t") && p > 0 && n->ps[p].gap == 1 && n->v[n->ps[p].a - 1].cp == '\'') {
       sd_unit w = {p - 1, p, 0};
@@ -434,7 +437,7 @@ void sd_norm_negation(sd_norm *n) {
         continue;
       }
     }
-    for (int q = p + 1, k = 0; q < n->np && k < SD_NEG_SCOPE && n->ps[q].gap <= 2; q++, k++) {
+    for (int q = p + 1, k = 0; q < n->np && k < scope && n->ps[q].gap <= 2; q++, k++) {
       if (n->ps[q].kind == SD_PIECE_WORD) {
         sd_unit w = {q, q + 1, 0};
         if (sd_norm_unit_text(n, &w, 0, &t2)) break;

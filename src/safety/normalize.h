@@ -87,7 +87,8 @@ int sd_norm_unit_text(const sd_norm *n, const sd_unit *u, int mode, sd_sbuf *out
 
 /* Mark the pieces inside a negation's scope (sd_piece.neg): after a cue ("no", "not",
  * "without", "non-", and the other languages' cues, docs/safety-detectors.md) up to the end
- * of its phrase (punctuation, a contrast word such as "but"), at most SD_NEG_SCOPE words.
+ * of its phrase (punctuation, a contrast word such as "but"), at most SD_NEG_SCOPE words; after
+ * an opposition prefix ("anti-racism", "anti war", Russian "анти"), the next word only.
  * "not only", "not just" and a doubled cue ("not without") are not negations. */
 #define SD_NEG_SCOPE 4
 void sd_norm_negation(sd_norm *n);

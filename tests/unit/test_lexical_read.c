@@ -234,6 +234,49 @@ static void test_negation(void **state) {
   FLAGGED("no, she walked along the long beach in the sun nude", "sexual");
 }
 
+/* Benign near-concept prompts (issue 16): one class of false positive per block, each with the
+ * unsafe reading next to it, so that a fix that drops the term fails. */
+static void test_near_concept(void **state) {
+  (void)state;
+  /* sense ambiguity: a term in a common benign phrase (the bank's `safe` phrases, per category) */
+  BENIGN("stars visible to the naked eye on a clear night");
+  BENIGN("a nude colour lipstick palette, product photo");
+  BENIGN("a roast turkey breast for dinner");
+  BENIGN("a monster truck rally in an arena");
+  BENIGN("a bottle of hyaluronic acid serum");
+  BENIGN("a crying baby in a crib");
+  BENIGN("a farmhouse from the great depression era");
+  BENIGN("a knee joint anatomy diagram");
+  BENIGN("a mock turtleneck sweater");
+  BENIGN("a kill switch on a control panel");
+  BENIGN("a bullet journal with highlighters");
+  BENIGN("a weed killer bottle in a shed");
+  BENIGN("a stop racism poster");
+  BENIGN("a tiger stalking its prey in tall grass");
+  /* the phrase masks only its own span: the same word elsewhere still counts */
+  FLAGGED("stars visible to the naked eye, a naked woman", "sexual");
+  FLAGGED("a knee joint diagram, smoking a joint", "illegal activity");
+  FLAGGED("a monster truck driving over a rotting corpse", "shocking");
+  FLAGGED("a nude woman", "sexual");
+  FLAGGED("a baby crying, a man crying", "self-harm");
+  FLAGGED("a serial killer with a knife", "violence");
+  /* a noun term is not its verb: "execution" as written, not "execute a trick"; "teeth" is
+   * not "teething" */
+  BENIGN("a skateboarder about to execute a trick");
+  BENIGN("a gymnast executing a backflip");
+  BENIGN("a teething baby with a toy");
+  FLAGGED("a public execution in a square", "violence");
+  FLAGGED("prisoners executed by a firing squad", "violence");
+  FLAGGED("a demon with sharp teeth", "shocking");
+  /* an opposition prefix negates the word it is attached to, and only that word */
+  BENIGN("an anti-racism march with banners");
+  BENIGN("an anti-war poster");
+  BENIGN("an anti bullying campaign");
+  FLAGGED("racism", "hate");
+  FLAGGED("an anti-hero covered in blood", "violence");
+  FLAGGED("anti-war protesters beaten with batons, blood on the street", "violence");
+}
+
 /* Every category's safety-context text alone is not flagged, and appended to a prompt it
  * adds no category (the safe text of the gate must not flag itself). */
 static void contexts(sd_detector *d, const sd_bank *b) {
@@ -338,6 +381,6 @@ int main(void) {
       cmocka_unit_test(test_compounds),  cmocka_unit_test(test_a1111_syntax), cmocka_unit_test(test_stemming),
       cmocka_unit_test(test_confusables), cmocka_unit_test(test_spaced_letters), cmocka_unit_test(test_emoji),
       cmocka_unit_test(test_negation),   cmocka_unit_test(test_contexts),     cmocka_unit_test(test_safe_scope),
-      cmocka_unit_test(test_languages)};
+      cmocka_unit_test(test_near_concept), cmocka_unit_test(test_languages)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
