@@ -17,13 +17,12 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L /* stat, getline, clock_gettime, setenv */
 #endif
-#include "text/tokenizer.h"
+#include "text/tokenizer_internal.h"
 #include "io/fileio.h"
 #include "io/json_util.h"
 
 #include "core/error.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include <jansson.h>
 #include <pcre2.h>
 #include <utf8proc.h>
@@ -34,24 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-/* ---- limits (the files are untrusted input) ---- */
-
-#define TOK_MAX_JSON_BYTES (64u << 20)       /* vocab.json */
-#define TOK_MAX_MERGES_BYTES (64u << 20)     /* merges.txt */
-#define TOK_MAX_LINE 4096                    /* one line of the gz file */
-#define TOK_MAX_VOCAB (1 << 22)              /* entries in a vocabulary */
-#define TOK_MAX_TOKEN_BYTES 1024             /* bytes in one vocabulary entry */
-#define TOK_MAX_TEXT_BYTES ((size_t)1 << 20) /* one text passed to sd_tokenize */
-
-/* CLIP uses merges[1 : 49152 - 256 - 2 + 1] of its merges file: 48,894 merges. */
-#define CLIP_N_MERGES (49152 - 256 - 2)
-#define CLIP_VOCAB (256 * 2 + CLIP_N_MERGES + 2)
-
-static const char SOT[] = "<|startoftext|>";
-static const char EOT[] = "<|endoftext|>";
-#define SOT_LEN (sizeof SOT - 1)
-#define EOT_LEN (sizeof EOT - 1)
 
 /* The CLIP pre-tokenizer regex (HF: regex.compile(..., regex.IGNORECASE)). One deviation in
  * spelling, none in behaviour: U+0345 COMBINING GREEK YPOGEGRAMMENI is excluded from the
@@ -64,29 +45,6 @@ static const char CLIP_PATTERN[] =
     "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|"
     "[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}\\x{345}]+";
 
-struct merge_slot {
-  uint64_t key; /* left id << 32 | right id; UINT64_MAX = empty */
-  int32_t rank, res;
-};
-
-struct sd_tokenizer {
-  int32_t n_vocab;
-  char *pool; /* all token strings, each NUL-terminated */
-  size_t pool_len, pool_cap;
-  uint32_t *tok_off; /* id -> offset into pool (UINT32_MAX: unset) */
-  uint32_t *tok_len; /* id -> length in bytes */
-  int32_t *vslot;    /* string -> id hash table; -1 = empty */
-  uint32_t vmask;
-
-  struct merge_slot *mslot; /* (left << 32 | right) -> rank, merged id */
-  uint32_t mmask;
-  int32_t n_merges;
-
-  int32_t byte_id[256];     /* byte -> id of its bytes_to_unicode symbol */
-  int32_t byte_end_id[256]; /* byte -> id of symbol + "</w>" */
-  int32_t bos, eos;
-  pcre2_code *re;
-};
 
 /* ------------------------------------------------------------------------------------- */
 /* UTF-8                                                                                  */
@@ -124,7 +82,7 @@ static int utf8_next(const unsigned char *s, size_t len, size_t *i, uint32_t *cp
   return 0;
 }
 
-static size_t utf8_put(uint32_t cp, char *o) {
+size_t sd_tok_utf8_put(uint32_t cp, char *o) {
   if (cp < 0x80) {
     o[0] = (char)cp;
     return 1;
@@ -148,7 +106,7 @@ static size_t utf8_put(uint32_t cp, char *o) {
 }
 
 /* Offset of the first invalid byte, or len when s is valid UTF-8. */
-static size_t utf8_check(const char *s, size_t len) {
+size_t sd_tok_utf8_check(const char *s, size_t len) {
   size_t i = 0;
   uint32_t cp;
   while (i < len) {
@@ -166,7 +124,7 @@ static size_t utf8_check(const char *s, size_t len) {
 
 /* order[k] = the byte whose symbol has vocabulary id k (and 256 + k with "</w>");
  * sym[b] = the code point byte b is written as. */
-static void bytes_to_unicode(uint8_t order[256], uint32_t sym[256]) {
+void sd_tok_bytes_to_unicode(uint8_t order[256], uint32_t sym[256]) {
   int in[256] = {0};
   int k = 0;
   for (int b = '!'; b <= '~'; b++) in[b] = 1, order[k++] = (uint8_t)b, sym[b] = (uint32_t)b;
@@ -204,7 +162,7 @@ static uint32_t pow2_at_least(uint32_t n) {
   return c;
 }
 
-static int vocab_init(sd_tokenizer *t, int32_t n) {
+int sd_tok_vocab_init(sd_tokenizer *t, int32_t n) {
   t->n_vocab = n;
   t->tok_off = malloc((size_t)n * sizeof *t->tok_off);
   t->tok_len = malloc((size_t)n * sizeof *t->tok_len);
@@ -221,7 +179,7 @@ static int vocab_init(sd_tokenizer *t, int32_t n) {
   return SD_OK;
 }
 
-static int32_t vocab_find(const sd_tokenizer *t, const char *s, size_t n) {
+int32_t sd_tok_vocab_find(const sd_tokenizer *t, const char *s, size_t n) {
   uint32_t h = hash_str(s, n) & t->vmask;
   for (;;) {
     int32_t id = t->vslot[h];
@@ -233,7 +191,7 @@ static int32_t vocab_find(const sd_tokenizer *t, const char *s, size_t n) {
 
 /* Add token s (n bytes) with this id. Returns SD_OK, or 1 when the id is already set, or 2
  * when the string is already in the vocabulary (*other = its id); errors are negative. */
-static int vocab_set(sd_tokenizer *t, int32_t id, const char *s, size_t n, int32_t *other) {
+int sd_tok_vocab_set(sd_tokenizer *t, int32_t id, const char *s, size_t n, int32_t *other) {
   if (t->tok_off[id] != UINT32_MAX) return 1;
   uint32_t h = hash_str(s, n) & t->vmask;
   for (;;) {
@@ -262,7 +220,7 @@ static int vocab_set(sd_tokenizer *t, int32_t id, const char *s, size_t n, int32
   return SD_OK;
 }
 
-static int merges_init(sd_tokenizer *t, int32_t n) {
+int sd_tok_merges_init(sd_tokenizer *t, int32_t n) {
   uint32_t cap = pow2_at_least((uint32_t)n * 2u + 2u);
   t->mslot = malloc((size_t)cap * sizeof *t->mslot);
   if (!t->mslot) return sd_fail(SD_E_NOMEM, "tokenizer: out of memory for %d merges", (int)n);
@@ -277,7 +235,7 @@ static inline uint64_t pair_key(int32_t a, int32_t b) {
 }
 
 /* Returns SD_OK, or 1 when the pair is already present (*rank_old = its rank). */
-static int merge_add(sd_tokenizer *t, int32_t a, int32_t b, int32_t res, int32_t *rank_old) {
+int sd_tok_merge_add(sd_tokenizer *t, int32_t a, int32_t b, int32_t res, int32_t *rank_old) {
   uint64_t k = pair_key(a, b);
   uint32_t h = hash_pair(k) & t->mmask;
   while (t->mslot[h].key != UINT64_MAX) {
@@ -321,16 +279,16 @@ void sd_tokenizer_free(sd_tokenizer *t) {
 
 /* Resolve the byte symbols and special tokens, and compile the regex. `what` names the
  * source for messages. */
-static int tok_finish(sd_tokenizer *t, const char *what) {
+int sd_tok_tok_finish(sd_tokenizer *t, const char *what) {
   uint8_t order[256];
   uint32_t sym[256];
-  bytes_to_unicode(order, sym);
+  sd_tok_bytes_to_unicode(order, sym);
   for (int b = 0; b < 256; b++) {
     char s[16];
-    size_t n = utf8_put(sym[b], s);
-    int32_t id = vocab_find(t, s, n);
+    size_t n = sd_tok_utf8_put(sym[b], s);
+    int32_t id = sd_tok_vocab_find(t, s, n);
     memcpy(s + n, "</w>", 4);
-    int32_t id_end = vocab_find(t, s, n + 4);
+    int32_t id_end = sd_tok_vocab_find(t, s, n + 4);
     if (id < 0 || id_end < 0)
       return sd_fail(SD_E_FORMAT,
                      "%s: the vocabulary lacks the symbol for byte 0x%02X (\"%.*s%s\")", what, b,
@@ -338,8 +296,8 @@ static int tok_finish(sd_tokenizer *t, const char *what) {
     t->byte_id[b] = id;
     t->byte_end_id[b] = id_end;
   }
-  t->bos = vocab_find(t, SOT, SOT_LEN);
-  t->eos = vocab_find(t, EOT, EOT_LEN);
+  t->bos = sd_tok_vocab_find(t, SOT, SOT_LEN);
+  t->eos = sd_tok_vocab_find(t, EOT, EOT_LEN);
   if (t->bos < 0) return sd_fail(SD_E_FORMAT, "%s: the vocabulary lacks %s", what, SOT);
   if (t->eos < 0) return sd_fail(SD_E_FORMAT, "%s: the vocabulary lacks %s", what, EOT);
 
@@ -355,418 +313,6 @@ static int tok_finish(sd_tokenizer *t, const char *what) {
   }
   (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional; the interpreter is exact too */
   return SD_OK;
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* loading                                                                                */
-
-/* One merge line: exactly two symbols separated by spaces/tabs (Python's str.split()).
- * Returns 0 and the two spans, or -1. The line holds no '\n'; a trailing '\r' is ignored. */
-static int split_merge(const char *line, size_t n, const char **a, size_t *an, const char **b,
-                       size_t *bn) {
-  const char *f[3];
-  size_t fl[3];
-  int nf = 0;
-  size_t i = 0;
-  while (i < n) {
-    while (i < n && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\v' ||
-                     line[i] == '\f'))
-      i++;
-    if (i >= n) break;
-    size_t s = i;
-    while (i < n && !(line[i] == ' ' || line[i] == '\t' || line[i] == '\r' || line[i] == '\v' ||
-                      line[i] == '\f'))
-      i++;
-    if (nf == 3) return -1;
-    f[nf] = line + s;
-    fl[nf] = i - s;
-    nf++;
-  }
-  if (nf != 2) return -1;
-  *a = f[0], *an = fl[0], *b = f[1], *bn = fl[1];
-  return 0;
-}
-
-/* A printable excerpt of a (possibly binary) line for error messages. */
-static const char *excerpt(const char *s, size_t n, char *buf, size_t cap) {
-  size_t o = 0;
-  for (size_t i = 0; i < n && o + 5 < cap; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c >= 0x20 && c < 0x7F) {
-      buf[o++] = (char)c;
-    } else {
-      o += (size_t)snprintf(buf + o, cap - o, "\\x%02X", c);
-    }
-  }
-  buf[o] = 0;
-  return buf;
-}
-
-/* Add the merges (left[i], right[i]) in rank order; every piece and every concatenation
- * must be in the vocabulary. `file`/`first_line` let messages name the line. */
-typedef struct {
-  const char *a, *b;
-  size_t an, bn;
-  long line;
-} merge_src;
-
-static int add_merges(sd_tokenizer *t, const merge_src *m, int32_t n, const char *file) {
-  int rc = merges_init(t, n);
-  if (rc) return rc;
-  char cat[2 * TOK_MAX_TOKEN_BYTES + 1];
-  char e1[96], e2[96];
-  for (int32_t i = 0; i < n; i++) {
-    int32_t ia = vocab_find(t, m[i].a, m[i].an);
-    int32_t ib = vocab_find(t, m[i].b, m[i].bn);
-    if (ia < 0 || ib < 0) {
-      const char *bad = ia < 0 ? m[i].a : m[i].b;
-      size_t badn = ia < 0 ? m[i].an : m[i].bn;
-      return sd_fail(SD_E_FORMAT, "%s: line %ld: merge piece \"%s\" is not in the vocabulary", file,
-                     m[i].line, excerpt(bad, badn, e1, sizeof e1));
-    }
-    if (m[i].an + m[i].bn > sizeof cat - 1)
-      return sd_fail(SD_E_FORMAT, "%s: line %ld: merge too long", file, m[i].line);
-    memcpy(cat, m[i].a, m[i].an);
-    memcpy(cat + m[i].an, m[i].b, m[i].bn);
-    int32_t res = vocab_find(t, cat, m[i].an + m[i].bn);
-    if (res < 0)
-      return sd_fail(SD_E_FORMAT, "%s: line %ld: merge result \"%s\" is not in the vocabulary",
-                     file, m[i].line, excerpt(cat, m[i].an + m[i].bn, e1, sizeof e1));
-    int32_t old;
-    if (merge_add(t, ia, ib, res, &old) != SD_OK)
-      return sd_fail(SD_E_FORMAT, "%s: line %ld: merge \"%s %s\" repeats the merge of rank %d",
-                     file, m[i].line, excerpt(m[i].a, m[i].an, e1, sizeof e1),
-                     excerpt(m[i].b, m[i].bn, e2, sizeof e2), (int)old);
-  }
-  return SD_OK;
-}
-
-static int file_size(const char *path, size_t max, size_t *size) {
-  struct stat st;
-  if (stat(path, &st) != 0) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  if (!S_ISREG(st.st_mode)) return sd_fail(SD_E_IO, "%s: not a regular file", path);
-  if ((unsigned long long)st.st_size > (unsigned long long)max)
-    return sd_fail(SD_E_FORMAT, "%s: file too large (%lld bytes, the limit is %zu)", path,
-                   (long long)st.st_size, max);
-  *size = (size_t)st.st_size;
-  return SD_OK;
-}
-
-static int load_vocab_json(sd_tokenizer *t, const char *path) {
-  size_t size;
-  int rc = file_size(path, TOK_MAX_JSON_BYTES, &size);
-  if (rc) return rc;
-  json_error_t jerr;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-  if (!root)
-    return sd_fail(SD_E_FORMAT, "%s: not valid JSON: line %d column %d: %s", path, jerr.line,
-                   jerr.column, jerr.text);
-  if (!json_is_object(root)) {
-    json_decref(root);
-    return sd_fail(SD_E_FORMAT, "%s: expected a JSON object of token -> id", path);
-  }
-  size_t n = json_object_size(root);
-  if (n == 0 || n > TOK_MAX_VOCAB) {
-    json_decref(root);
-    return sd_fail(SD_E_FORMAT, "%s: %zu vocabulary entries (expected 1..%d)", path, n,
-                   TOK_MAX_VOCAB);
-  }
-  rc = vocab_init(t, (int32_t)n);
-  const char *key;
-  json_t *val;
-  char e1[96];
-  json_object_foreach(root, key, val) {
-    if (rc) break;
-    size_t kn = strlen(key);
-    if (kn == 0 || kn > TOK_MAX_TOKEN_BYTES) {
-      rc = sd_fail(SD_E_FORMAT, "%s: token \"%s\" has %zu bytes (expected 1..%d)", path,
-                   excerpt(key, kn, e1, sizeof e1), kn, TOK_MAX_TOKEN_BYTES);
-      break;
-    }
-    if (!json_is_integer(val)) {
-      rc = sd_fail(SD_E_FORMAT, "%s: the id of token \"%s\" is not an integer", path,
-                   excerpt(key, kn, e1, sizeof e1));
-      break;
-    }
-    json_int_t id = json_integer_value(val);
-    if (id < 0 || (json_int_t)n <= id) {
-      rc = sd_fail(SD_E_FORMAT, "%s: the id of token \"%s\" is %lld, outside 0..%zu", path,
-                   excerpt(key, kn, e1, sizeof e1), (long long)id, n - 1);
-      break;
-    }
-    int32_t other = -1;
-    int r = vocab_set(t, (int32_t)id, key, kn, &other);
-    if (r == 1) {
-      rc = sd_fail(SD_E_FORMAT, "%s: id %lld is used by more than one token (one is \"%s\")", path,
-                   (long long)id, excerpt(key, kn, e1, sizeof e1));
-    } else if (r != SD_OK) {
-      rc = r < 0 ? r
-                 : sd_fail(SD_E_FORMAT, "%s: token \"%s\" appears twice", path,
-                           excerpt(key, kn, e1, sizeof e1));
-    }
-  }
-  json_decref(root);
-  /* n distinct ids in 0..n-1: every id is set. */
-  return rc;
-}
-
-static int load_merges_txt(sd_tokenizer *t, const char *path) {
-  size_t size;
-  int rc = file_size(path, TOK_MAX_MERGES_BYTES, &size);
-  if (rc) return rc;
-  FILE *f = fopen(path, "rb");
-  if (!f) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  char *buf = malloc(size + 1);
-  if (!buf) {
-    fclose(f);
-    return sd_fail(SD_E_NOMEM, "%s: out of memory (%zu bytes)", path, size);
-  }
-  size_t got = fread(buf, 1, size, f);
-  int ioerr = ferror(f);
-  fclose(f);
-  if (ioerr || got != size) {
-    free(buf);
-    return sd_fail(SD_E_IO, "%s: read error", path);
-  }
-  buf[size] = 0;
-  size_t bad = utf8_check(buf, size);
-  if (bad != size) {
-    free(buf);
-    return sd_fail(SD_E_FORMAT, "%s: not valid UTF-8 (byte offset %zu)", path, bad);
-  }
-  merge_src *m = malloc((size_t)CLIP_N_MERGES * sizeof *m);
-  if (!m) {
-    free(buf);
-    return sd_fail(SD_E_NOMEM, "%s: out of memory", path);
-  }
-  /* HF: read().strip().split("\n")[1:48895]: line 1 is the "#version" header. Here the
-   * first line is skipped when it starts with '#'; at most 48,894 merges are used, and
-   * anything after them is ignored, as HF does. */
-  int32_t nm = 0;
-  size_t p = 0;
-  long line = 0;
-  while (p < size && (buf[p] == ' ' || buf[p] == '\t' || buf[p] == '\r' || buf[p] == '\n')) {
-    if (buf[p] == '\n') line++;
-    p++;
-  }
-  int first = 1;
-  while (p < size && nm < CLIP_N_MERGES) {
-    const char *ls = buf + p;
-    const char *nl = memchr(ls, '\n', size - p);
-    size_t ln = nl ? (size_t)(nl - ls) : size - p;
-    p += ln + (nl ? 1 : 0);
-    line++;
-    if (first) {
-      first = 0;
-      if (ln > 0 && ls[0] == '#') continue;
-    }
-    /* trailing blank lines (HF strips the whole text) */
-    int blank = 1;
-    for (size_t i = 0; i < ln && blank; i++)
-      if (!(ls[i] == ' ' || ls[i] == '\t' || ls[i] == '\r')) blank = 0;
-    if (blank) {
-      size_t q = p;
-      while (q < size && (buf[q] == ' ' || buf[q] == '\t' || buf[q] == '\r' || buf[q] == '\n')) q++;
-      if (q >= size) break;
-    }
-    merge_src *e = &m[nm];
-    if (split_merge(ls, ln, &e->a, &e->an, &e->b, &e->bn) != 0) {
-      char e1[96];
-      rc = sd_fail(SD_E_FORMAT,
-                   "%s: line %ld: expected two symbols separated by a space, got \"%s\"", path,
-                   line, excerpt(ls, ln, e1, sizeof e1));
-      break;
-    }
-    e->line = line;
-    nm++;
-  }
-  if (!rc && nm == 0) rc = sd_fail(SD_E_FORMAT, "%s: no merges", path);
-  if (!rc) rc = add_merges(t, m, nm, path);
-  free(m);
-  free(buf);
-  return rc;
-}
-
-int sd_tokenizer_load_hf(const char *vocab_json, const char *merges_txt, sd_tokenizer **out) {
-  if (!out) return sd_fail(SD_E_ARG, "sd_tokenizer_load_hf: out is NULL");
-  *out = NULL;
-  if (!vocab_json || !merges_txt) return sd_fail(SD_E_ARG, "sd_tokenizer_load_hf: NULL path");
-  sd_tokenizer *t = calloc(1, sizeof *t);
-  if (!t) return sd_fail(SD_E_NOMEM, "tokenizer: out of memory");
-  int rc = load_vocab_json(t, vocab_json);
-  if (!rc) rc = load_merges_txt(t, merges_txt);
-  if (!rc) rc = tok_finish(t, vocab_json);
-  if (rc) {
-    sd_tokenizer_free(t);
-    return rc;
-  }
-  *out = t;
-  return SD_OK;
-}
-
-int sd_tokenizer_load_openai_gz(const char *path, sd_tokenizer **out) {
-  if (!out) return sd_fail(SD_E_ARG, "sd_tokenizer_load_openai_gz: out is NULL");
-  *out = NULL;
-  if (!path) return sd_fail(SD_E_ARG, "sd_tokenizer_load_openai_gz: NULL path");
-  struct stat st;
-  if (stat(path, &st) != 0) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno));
-  if (!S_ISREG(st.st_mode)) return sd_fail(SD_E_IO, "%s: not a regular file", path);
-  gzFile gz = gzopen(path, "rb");
-  if (!gz) return sd_fail(SD_E_IO, "%s: cannot open: %s", path, strerror(errno ? errno : ENOMEM));
-
-  int rc = SD_OK;
-  sd_tokenizer *t = calloc(1, sizeof *t);
-  merge_src *m = malloc((size_t)CLIP_N_MERGES * sizeof *m);
-  size_t text_cap = (size_t)1 << 20, text_len = 0;
-  char *text = malloc(text_cap); /* the merge lines, each as "a\0b\0" */
-  size_t *offs = malloc((size_t)CLIP_N_MERGES * 2 * sizeof *offs);
-  char *line = malloc(TOK_MAX_LINE + 2);
-  if (!t || !m || !text || !offs || !line) {
-    rc = sd_fail(SD_E_NOMEM, "%s: out of memory", path);
-    goto done;
-  }
-
-  /* Line 1 is the header ("bpe_simple_vocab_16e6.txt#version: 0.2"); lines 2..48895 are
-   * the merges CLIP uses; the rest of the file is not read. */
-  int32_t nm = 0;
-  for (long ln = 1; nm < CLIP_N_MERGES; ln++) {
-    if (!gzgets(gz, line, TOK_MAX_LINE + 2)) {
-      int zerr;
-      const char *zmsg = gzerror(gz, &zerr);
-      if (zerr != Z_OK)
-        rc = sd_fail(SD_E_FORMAT, "%s: line %ld: gzip data is truncated or corrupt: %s", path, ln,
-                     zmsg);
-      else if (ln == 1)
-        rc = sd_fail(SD_E_FORMAT, "%s: empty file", path);
-      else
-        rc = sd_fail(SD_E_FORMAT, "%s: has %d merges, CLIP needs %d (lines 2..%d)", path, (int)nm,
-                     CLIP_N_MERGES, CLIP_N_MERGES + 1);
-      goto done;
-    }
-    size_t n = strlen(line);
-    int ended = n > 0 && line[n - 1] == '\n';
-    if (!ended) {
-      int zerr;
-      const char *zmsg = gzerror(gz, &zerr);
-      if (zerr != Z_OK) {
-        rc = sd_fail(SD_E_FORMAT, "%s: line %ld: gzip data is truncated or corrupt: %s", path, ln,
-                     zmsg);
-        goto done;
-      }
-    }
-    if (!ended && !gzeof(gz)) { /* gzgets stopped early: the buffer filled, or a NUL byte */
-      rc = sd_fail(SD_E_FORMAT, "%s: line %ld is longer than %d bytes or holds a NUL byte", path,
-                   ln, TOK_MAX_LINE);
-      goto done;
-    }
-    if (ended) n--;
-    if (ln == 1) continue;
-    size_t bad = utf8_check(line, n);
-    if (bad != n) {
-      rc = sd_fail(SD_E_FORMAT, "%s: line %ld is not valid UTF-8 (byte %zu)", path, ln, bad);
-      goto done;
-    }
-    const char *a, *b;
-    size_t an, bn;
-    if (split_merge(line, n, &a, &an, &b, &bn) != 0) {
-      char e1[96];
-      rc = sd_fail(SD_E_FORMAT,
-                   "%s: line %ld: expected two symbols separated by a space, got \"%s\"", path, ln,
-                   excerpt(line, n, e1, sizeof e1));
-      goto done;
-    }
-    if (an > TOK_MAX_TOKEN_BYTES / 2 || bn > TOK_MAX_TOKEN_BYTES / 2) {
-      rc = sd_fail(SD_E_FORMAT, "%s: line %ld: merge symbol too long", path, ln);
-      goto done;
-    }
-    if (text_len + an + bn + 2 > text_cap) {
-      text_cap *= 2;
-      char *p2 = realloc(text, text_cap);
-      if (!p2) {
-        rc = sd_fail(SD_E_NOMEM, "%s: out of memory", path);
-        goto done;
-      }
-      text = p2;
-    }
-    offs[2 * nm] = text_len;
-    memcpy(text + text_len, a, an);
-    text[text_len + an] = 0;
-    text_len += an + 1;
-    offs[2 * nm + 1] = text_len;
-    memcpy(text + text_len, b, bn);
-    text[text_len + bn] = 0;
-    text_len += bn + 1;
-    m[nm].an = an;
-    m[nm].bn = bn;
-    m[nm].line = ln;
-    nm++;
-  }
-  for (int32_t i = 0; i < nm; i++) {
-    m[i].a = text + offs[2 * i];
-    m[i].b = text + offs[2 * i + 1];
-  }
-
-  /* The vocabulary, as clip/simple_tokenizer.py builds it. */
-  rc = vocab_init(t, CLIP_VOCAB);
-  if (rc) goto done;
-  uint8_t order[256];
-  uint32_t sym[256];
-  bytes_to_unicode(order, sym);
-  int32_t other;
-  for (int k = 0; k < 256; k++) {
-    char s[16];
-    size_t n = utf8_put(sym[order[k]], s);
-    memcpy(s + n, "</w>", 4);
-    if (vocab_set(t, k, s, n, &other) != SD_OK ||
-        vocab_set(t, 256 + k, s, n + 4, &other) != SD_OK) {
-      rc = sd_fail(SD_E_INTERNAL, "tokenizer: byte symbols collide");
-      goto done;
-    }
-  }
-  char cat[TOK_MAX_TOKEN_BYTES + 1];
-  for (int32_t i = 0; i < nm; i++) {
-    memcpy(cat, m[i].a, m[i].an);
-    memcpy(cat + m[i].an, m[i].b, m[i].bn);
-    int r = vocab_set(t, 512 + i, cat, m[i].an + m[i].bn, &other);
-    if (r < 0) {
-      rc = r;
-      goto done;
-    }
-    if (r != SD_OK) {
-      char e1[96];
-      rc = sd_fail(SD_E_FORMAT, "%s: line %ld: merge result \"%s\" repeats vocabulary entry %d",
-                   path, m[i].line, excerpt(cat, m[i].an + m[i].bn, e1, sizeof e1), (int)other);
-      goto done;
-    }
-  }
-  if (vocab_set(t, CLIP_VOCAB - 2, SOT, SOT_LEN, &other) != SD_OK ||
-      vocab_set(t, CLIP_VOCAB - 1, EOT, EOT_LEN, &other) != SD_OK) {
-    rc = sd_fail(SD_E_FORMAT, "%s: a merge produces a special token", path);
-    goto done;
-  }
-  rc = add_merges(t, m, nm, path);
-  if (!rc) rc = tok_finish(t, path);
-
-done:
-  gzclose(gz);
-  free(m);
-  free(text);
-  free(offs);
-  free(line);
-  if (rc) {
-    sd_tokenizer_free(t);
-    return rc;
-  }
-  *out = t;
-  return SD_OK;
-}
-
-int sd_tokenizer_load_default(sd_tokenizer **out) {
-  if (!out) return sd_fail(SD_E_ARG, "sd_tokenizer_load_default: out is NULL");
-  *out = NULL;
-  char path[4096];
-  int rc = sd_data_file("clip/bpe_simple_vocab_16e6.txt.gz", path, sizeof path);
-  return rc ? rc : sd_tokenizer_load_openai_gz(path, out);
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -789,7 +335,7 @@ const char *sd_tokenizer_token(const sd_tokenizer *t, int32_t id) {
 
 int32_t sd_tokenizer_lookup(const sd_tokenizer *t, const char *token) {
   if (!t || !token) return -1;
-  return vocab_find(t, token, strlen(token));
+  return sd_tok_vocab_find(t, token, strlen(token));
 }
 
 /* ------------------------------------------------------------------------------------- */
@@ -1080,7 +626,7 @@ static int tokenize_segment(const sd_tokenizer *t, scratch *s, const char *text,
   size_t nb = na;
   if (need_nfc) {
     size_t o = 0;
-    for (size_t k = 0; k < na; k++) o += utf8_put(a[k], s->u8 + o);
+    for (size_t k = 0; k < na; k++) o += sd_tok_utf8_put(a[k], s->u8 + o);
     utf8proc_uint8_t *nfc = NULL;
     utf8proc_ssize_t r = utf8proc_map((const utf8proc_uint8_t *)s->u8, (utf8proc_ssize_t)o, &nfc,
                                       UTF8PROC_STABLE | UTF8PROC_COMPOSE);
@@ -1127,11 +673,11 @@ static int tokenize_segment(const sd_tokenizer *t, scratch *s, const char *text,
       w[wn++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
     } else if (c == 0x130) { /* SpecialCasing: İ -> i + COMBINING DOT ABOVE */
       w[wn++] = 'i';
-      wn += utf8_put(0x307, w + wn);
+      wn += sd_tok_utf8_put(0x307, w + wn);
     } else if (c == 0x3A3) {
-      wn += utf8_put(lower_sigma(b, nw, k), w + wn);
+      wn += sd_tok_utf8_put(lower_sigma(b, nw, k), w + wn);
     } else {
-      wn += utf8_put((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), w + wn);
+      wn += sd_tok_utf8_put((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), w + wn);
     }
   }
 
@@ -1168,7 +714,7 @@ static void scratch_free(scratch *s) {
 
 /* SD_OK, or an SD_E_ARG naming the first invalid byte and quoting the text escaped. */
 static int utf8_text_check(const char *what, const char *text, size_t len) {
-  size_t bad = utf8_check(text, len);
+  size_t bad = sd_tok_utf8_check(text, len);
   if (bad == len) return SD_OK;
   char q[96];
   return sd_fail(SD_E_ARG, "%s is not valid UTF-8: byte 0x%02X at byte offset %zu (\"%s\")", what,
