@@ -12,7 +12,10 @@
 #include "core/tensor.h"
 #include "io/fileio.h"
 #include "io/safetensors.h"
+#include "safety/emoji.h"
 #include "safety/learned_internal.h"
+#include "safety/lexicon.h"
+#include "safety/normalize.h"
 
 #define LEARNED_FORMAT "safesd-learned-detector"
 #define LEARNED_VERSION "1"
@@ -442,6 +445,7 @@ typedef struct {
   int own;
   int map[32]; /* model category -> bank category, -1 = not in the bank */
   int n_mapped;
+  sd_lexicon safe; /* the bank's `safe` phrases, all categories (the benign-sense gate) */
 } learned_det;
 
 static char *xstrndup(const char *s, size_t n) {
@@ -582,6 +586,39 @@ static int add_evidence(sd_detection *out, int cat, size_t start, size_t end, ch
   return SD_OK;
 }
 
+/* The source byte spans of the bank's `safe` phrases in prompt (*out, *n pairs; malloc'd). */
+static int safe_spans(const learned_det *L, const char *prompt, size_t **out, int *n) {
+  *out = NULL;
+  *n = 0;
+  if (L->safe.n == 0) return SD_OK;
+  sd_norm nm;
+  sd_lex_hits hits = {0};
+  sd_lex_env env = {L->safe.em, NULL, NULL, NULL};
+  int rc = sd_norm_text(prompt, L->safe.em, &nm);
+  if (rc) return rc;
+  sd_norm_negation(&nm);
+  rc = sd_lex_match(&L->safe, &env, &nm, &hits);
+  if (!rc && hits.n > 0) {
+    *out = malloc((size_t)hits.n * 2 * sizeof **out);
+    if (!*out) rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
+    for (int i = 0; !rc && i < hits.n; i++) {
+      (*out)[2 * i] = nm.v[hits.h[i].a].s0;
+      (*out)[2 * i + 1] = nm.v[hits.h[i].b - 1].s1;
+    }
+    if (!rc) *n = hits.n;
+  }
+  free(hits.h);
+  sd_norm_free(&nm);
+  return rc;
+}
+
+/* Whether the byte span [a, b) lies inside one of the n spans. */
+static int in_spans(const size_t *sp, int n, size_t a, size_t b) {
+  for (int i = 0; i < n; i++)
+    if (sp[2 * i] <= a && b <= sp[2 * i + 1]) return 1;
+  return 0;
+}
+
 static int learned_detect(sd_detector *d, const char *prompt, const void *encoder, float threshold, sd_detection *out) {
   (void)encoder;
   learned_det *L = d->impl;
@@ -604,13 +641,25 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
     if (p > out->score) out->score = p;
     if (p >= threshold) out->categories |= 1u << bc;
   }
-  out->fired = out->categories != 0;
+  size_t *sp = NULL;
+  int nsp = 0;
+  if (out->categories) rc = safe_spans(L, prompt, &sp, &nsp);
   for (int c = 0; rc == SD_OK && c < m->C; c++) {
     int bc = L->map[c];
     if (bc < 0 || !((out->categories >> bc) & 1)) continue;
     int pos[SD_LEARNED_MAX_SPAN_WORDS], core[SD_LEARNED_MAX_SPAN_WORDS], np, nc;
     float after, alone;
     if ((rc = attribute(&s, c, threshold, pos, &np, &after, core, &nc, &alone))) break;
+    /* the benign-sense gate: when every word whose removal clears the category lies inside
+     * one of the bank's `safe` phrases ("bullet train", "nude colour", "demon slayer"), the
+     * score comes from a sense the bank declares benign: the category does not fire */
+    int benign = np > 0 && nsp > 0;
+    for (int i = 0; benign && i < np; i++)
+      benign = in_spans(sp, nsp, s.w.w[pos[i]].start, s.w.w[pos[i]].end);
+    if (benign) {
+      out->categories &= ~(1u << bc);
+      continue;
+    }
     char via[512];
     if (np == 0) {
       if (s.n == 0)
@@ -645,6 +694,8 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
                         xstrndup(via, strlen(via)));
     }
   }
+  free(sp);
+  out->fired = out->categories != 0;
   scored_free(&s);
   return rc;
 }
@@ -652,6 +703,7 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
 static void learned_destroy(sd_detector *d) {
   learned_det *L = d->impl;
   if (L && L->own) sd_learned_free(L->model);
+  if (L) sd_lex_free(&L->safe);
   free(L);
   free(d);
 }
@@ -680,7 +732,18 @@ int sd_learned_create(const sd_bank *bank, sd_learned_model *model, int own_mode
     L->map[c] = sd_bank_find(bank, model->cats[c]);
     L->n_mapped += L->map[c] >= 0;
   }
+  const char *why = "";
+  L->safe.em = sd_emoji_default(&why);
+  L->safe.surface = 1;
+  int rc = sd_lex_finish_langs(&L->safe);
+  for (int c = 0; c < bank->n_cats && !rc; c++)
+    for (int i = 0; i < bank->cats[c].safe.n && !rc; i++) rc = sd_lex_add(&L->safe, c, "en", bank->cats[c].safe.items[i], NULL, NULL);
   d->vt = &k_learned_vt;
+  d->impl = L;
+  if (rc) {
+    learned_destroy(d);
+    return rc;
+  }
   d->enabled = 1;
   d->threshold = isnan(model->file_threshold) ? SD_LEARNED_DEFAULT_THRESHOLD : model->file_threshold;
   d->impl = L;

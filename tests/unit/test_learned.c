@@ -319,6 +319,33 @@ static void test_attribution(void **state) {
   sd_bank_free(bank);
 }
 
+/* The benign-sense gate: a category whose clearing words all lie inside the bank's `safe`
+ * phrases (any category's) does not fire; the same word outside such a phrase still does. */
+static void test_benign_sense_gate(void **state) {
+  (void)state;
+  row rows[] = {{"bullet", 11}, {"nude", 11}};
+  sd_bank *bank;
+  sd_detector *d = synthetic(rows, 2, &bank);
+  sd_detection det;
+  const char *benign[] = {"a bullet train past mount fuji", "Bullet Trains at a station", "nude colour heels, product shot"};
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(sd_detector_run(d, benign[i], NULL, &det), SD_OK);
+    if (det.fired) fail_msg("\"%s\" fired", benign[i]);
+    assert_int_equal(det.n_ev, 0);
+    assert_true(det.score >= 0.5f); /* the score is still reported */
+    sd_detection_free(&det);
+  }
+  const char *fired[] = {"a bullet in a wall", "a bullet train, a bullet in a wall", "a nude figure"};
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(sd_detector_run(d, fired[i], NULL, &det), SD_OK);
+    if (!det.fired) fail_msg("\"%s\" did not fire", fired[i]);
+    assert_true(det.n_ev >= 1);
+    sd_detection_free(&det);
+  }
+  sd_detector_free(d);
+  sd_bank_free(bank);
+}
+
 static void test_threshold(void **state) {
   (void)state;
   row rows[] = {{"bad", 11}};
@@ -356,6 +383,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hash),      cmocka_unit_test(test_words),       cmocka_unit_test(test_shipped_defaults),
       cmocka_unit_test(test_malformed), cmocka_unit_test(test_attribution), cmocka_unit_test(test_threshold),
+      cmocka_unit_test(test_benign_sense_gate),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
