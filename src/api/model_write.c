@@ -89,11 +89,9 @@ static int openclip_tensors(const sd_component_weights *w, const sd_clip_text_co
   const sd_tensor *qkv[3][2] = {{0}}; /* [q/k/v][weight/bias] of the current layer */
   for (int layer = 0; layer <= L && rc == SD_OK; layer++) {
     char pre[64], ldm[SD_NAME_MAX], nm[SD_NAME_MAX];
-    snprintf(pre, sizeof pre, "text_model.encoder.layers.%d.", layer);
+    /* the zero resblock (layer == L) takes the shapes of the last real layer */
+    snprintf(pre, sizeof pre, "text_model.encoder.layers.%d.", layer < L ? layer : L - 1);
     memset(qkv, 0, sizeof qkv);
-    if (layer == L) { /* the zero resblock: the shapes of the last real layer */
-      snprintf(pre, sizeof pre, "text_model.encoder.layers.%d.", L - 1);
-    }
     for (size_t i = 0; i < w->n && rc == SD_OK; i++) {
       const char *name = w->w[i].name;
       if (strncmp(name, pre, strlen(pre))) continue;
