@@ -18,11 +18,11 @@
 #include "safety/normalize.h"
 
 #define LEARNED_FORMAT "safesd-learned-detector"
-#define LEARNED_VERSION "1"
+#define LEARNED_VERSION "1 or 2"
 
 /* ---- loading --------------------------------------------------------------------------- */
 
-static int meta_int(const sd_safetensors *st, const char *key, int lo, int hi, int *out) {
+int sd_learned_meta_int(const sd_safetensors *st, const char *key, int lo, int hi, int *out) {
   const char *v = sd_st_meta(st, key);
   if (!v) return sd_fail(SD_E_FORMAT, "%s: no '%s' in the metadata", st->path, key);
   char *end;
@@ -72,7 +72,7 @@ static int copy_f32(const sd_safetensors *st, const char *name, int ndim, const 
 }
 
 /* An I32 vector (length n; n < 0: any length >= 1, written to *n) copied out. */
-static int copy_i32(const sd_safetensors *st, const char *name, int *n, int32_t **out) {
+int sd_learned_copy_i32(const sd_safetensors *st, const char *name, int *n, int32_t **out) {
   const sd_st_entry *e = NULL;
   int64_t shape[1] = {*n};
   int rc = get(st, name, SD_I32, 1, shape, &e);
@@ -141,14 +141,14 @@ static int load(sd_learned_model *m, const sd_safetensors *st) {
   if (!f || strcmp(f, LEARNED_FORMAT))
     return sd_fail(SD_E_FORMAT, "%s: not a learned-detector file (metadata format is '%.40s', expected '%s')", st->path,
                    f ? f : "", LEARNED_FORMAT);
-  if (!v || strcmp(v, LEARNED_VERSION))
+  if (!v || (strcmp(v, "1") && strcmp(v, "2")))
     return sd_fail(SD_E_FORMAT, "%s: learned-detector version '%.20s' is not supported (this build reads %s)", st->path,
                    v ? v : "", LEARNED_VERSION);
   if (!h || strcmp(h, "fnv1a32")) return sd_fail(SD_E_FORMAT, "%s: feature hash '%.20s' is not fnv1a32", st->path, h ? h : "");
   int rc;
-  if ((rc = meta_int(st, "buckets_log2", 8, 24, &m->B)) || (rc = meta_int(st, "ngram_min", 1, SD_LEARNED_MAX_NGRAM, &m->nmin)) ||
-      (rc = meta_int(st, "ngram_max", m->nmin, SD_LEARNED_MAX_NGRAM, &m->nmax)) ||
-      (rc = meta_int(st, "window", 1, 64, &m->window)))
+  if ((rc = sd_learned_meta_int(st, "buckets_log2", 8, 24, &m->B)) || (rc = sd_learned_meta_int(st, "ngram_min", 1, SD_LEARNED_MAX_NGRAM, &m->nmin)) ||
+      (rc = sd_learned_meta_int(st, "ngram_max", m->nmin, SD_LEARNED_MAX_NGRAM, &m->nmax)) ||
+      (rc = sd_learned_meta_int(st, "window", 1, 64, &m->window)))
     return rc;
   m->mask = (1u << m->B) - 1;
   const sd_st_entry *e = NULL;
@@ -176,19 +176,19 @@ static int load(sd_learned_model *m, const sd_safetensors *st) {
   for (size_t i = 0; i < ne; i++)
     if (!isfinite(m->E[i])) return sd_fail(SD_E_FORMAT, "%s: tensor 'embed' has a non-finite value at row %zu", st->path, i / (size_t)m->D);
   int n = -1, noff, nk = -1, nct = -1;
-  if ((rc = copy_i32(st, "norm.from", &n, &m->norm_from))) return rc;
+  if ((rc = sd_learned_copy_i32(st, "norm.from", &n, &m->norm_from))) return rc;
   m->n_norm = n;
   noff = n + 1;
   m->n_norm_to = -1;
-  if ((rc = copy_i32(st, "norm.offset", &noff, &m->norm_off)) || (rc = copy_i32(st, "norm.to", &m->n_norm_to, &m->norm_to)))
+  if ((rc = sd_learned_copy_i32(st, "norm.offset", &noff, &m->norm_off)) || (rc = sd_learned_copy_i32(st, "norm.to", &m->n_norm_to, &m->norm_to)))
     return rc;
   n = -1;
-  if ((rc = copy_i32(st, "class.start", &n, &m->class_start))) return rc;
+  if ((rc = sd_learned_copy_i32(st, "class.start", &n, &m->class_start))) return rc;
   m->n_class = nk = n;
-  if ((rc = copy_i32(st, "class.kind", &nk, &m->class_kind)) || (rc = copy_i32(st, "confusable.from", &nct, &m->conf_from)))
+  if ((rc = sd_learned_copy_i32(st, "class.kind", &nk, &m->class_kind)) || (rc = sd_learned_copy_i32(st, "confusable.from", &nct, &m->conf_from)))
     return rc;
   m->n_conf = nct;
-  if ((rc = copy_i32(st, "confusable.to", &nct, &m->conf_to)) || (rc = check_tables(m)) ||
+  if ((rc = sd_learned_copy_i32(st, "confusable.to", &nct, &m->conf_to)) || (rc = check_tables(m)) ||
       (rc = load_categories(m, sd_st_meta(st, "categories"))))
     return rc;
   for (uint32_t c = 0; c < 128; c++) {
@@ -199,6 +199,7 @@ static int load(sd_learned_model *m, const sd_safetensors *st) {
     for (int i = 0; i < m->n_norm && (uint32_t)m->norm_from[i] <= c; i++)
       if ((uint32_t)m->norm_from[i] == c) m->ascii_norm[c] = i;
   }
+  if (!strcmp(v, "2") && (rc = sd_learned_sense_load(m, st))) return rc;
   m->file_threshold = NAN;
   const char *t = sd_st_meta(st, "threshold");
   if (t) {
@@ -228,6 +229,7 @@ void sd_learned_free(sd_learned_model *m) {
   free(m->class_kind);
   free(m->conf_from);
   free(m->conf_to);
+  sd_learned_sense_free(m);
   if (m->cats)
     for (int i = 0; i < m->C; i++) free(m->cats[i]);
   free(m->cats);

@@ -6,13 +6,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/safetensors.h"
 #include "safety/learned.h"
 
 #define SD_LEARNED_MAX_WORD 64   /* code points of a word that make features */
 #define SD_LEARNED_CP_LIMIT 0x30000 /* the norm table covers code points below this */
 #define SD_LEARNED_MAX_NGRAM 8
-/* n-gram features of one word at most (s = '<' w '>' of <= 66 code points) + the word */
-#define SD_LEARNED_MAX_WORD_FEATURES (SD_LEARNED_MAX_NGRAM * (SD_LEARNED_MAX_WORD + 2) + 1)
+#define SD_LEARNED_MAX_SENSE 64 /* sense features of one word (metadata sense_max) */
+/* features of one word at most: n-grams (s = '<' w '>' of <= 66 code points), the word and
+ * its sense features */
+#define SD_LEARNED_MAX_WORD_FEATURES (SD_LEARNED_MAX_NGRAM * (SD_LEARNED_MAX_WORD + 2) + 1 + SD_LEARNED_MAX_SENSE)
 
 enum { SD_LCLASS_SEP = 0, SD_LCLASS_WORD = 1, SD_LCLASS_SYMBOL = 2, SD_LCLASS_IGNORE = 3 };
 
@@ -33,6 +36,13 @@ struct sd_learned_model {
   /* ASCII fast paths, filled from the tables at load: the class, and the norm entry index
    * (-1: none) */
   int ascii_class[128], ascii_norm[128];
+  /* version 2: the WordNet sense table (learned_sense.c) */
+  int has_sense, sense_depth, sense_max;
+  uint32_t *sense_hash; /* [n_sense_words], strictly increasing */
+  int32_t *sense_off, *sense_syn; /* word i's synsets: sense_syn[sense_off[i] .. sense_off[i + 1]) */
+  int n_sense_words, n_syn;
+  int32_t *syn_code, *par_off, *parents; /* synset s's parents: parents[par_off[s] .. par_off[s + 1]) */
+  uint32_t *syn_bucket;                 /* [n_syn]: the feature index of each synset */
   float file_threshold; /* NAN: none */
   uint64_t fingerprint;
 };
@@ -58,6 +68,16 @@ void sd_lwords_free(sd_lwords *w);
 int sd_learned_word_features(const struct sd_learned_model *m, const sd_lwords *w, int j, uint32_t *out);
 /* The bigram feature of word j >= 1 (words j-1 and j). */
 uint32_t sd_learned_bigram(const struct sd_learned_model *m, const sd_lwords *w, int j);
+/* The metadata entry `key` as a whole number in [lo, hi], or SD_E_FORMAT naming it. */
+int sd_learned_meta_int(const sd_safetensors *st, const char *key, int lo, int hi, int *out);
+/* An I32 vector of the file (length *n; *n < 0: any length 1 .. 2^24, written to *n), copied. */
+int sd_learned_copy_i32(const sd_safetensors *st, const char *name, int *n, int32_t **out);
+/* The sense table of a version 2 file into m (validated); m->mask must be set. */
+int sd_learned_sense_load(sd_learned_model *m, const sd_safetensors *st);
+void sd_learned_sense_free(sd_learned_model *m);
+/* The sense feature indices of a word (code points cp[0..len)) into out (at most
+ * SD_LEARNED_MAX_SENSE); returns their count (0 without a sense table). */
+int sd_learned_sense_features(const sd_learned_model *m, const uint32_t *cp, int len, uint32_t *out);
 /* UTF-8 of code points (no NUL); returns the bytes written (at most 4 * n). */
 size_t sd_learned_utf8(const uint32_t *cp, int n, char *out);
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The learned detector's corpus generator (tools/learned/corpus.py), on a small corpus:
 #  - the same seed gives the same bytes, another seed other prompts;
-#  - the held-out concepts (the SHA-256 rule) are the ones in data/learned/manifest.json and
+#  - the held-out concepts (the SHA-256 rule) are the ones in data/learned/split/manifest.json
+#    (the split model; the shipped model's manifest holds none: it is trained on all) and
 #    none of their inventory lines (words, phrases, euphemisms, twins, foreign words) reaches
 #    the training or validation prompts; the held-out evaluation sets are not in them either;
 #  - every training concept yields prompts, with its categories as labels; every benign source
@@ -29,8 +30,9 @@ import corpus, features
 inv = corpus.load_inventory(os.path.join(src, "tools/learned/concepts.txt"))
 train, held = corpus.split(inv)
 split = [l for l in open(os.path.join(out, "split.txt")).read().split("\n") if l and not l.startswith("#")]
-man = json.load(open(os.path.join(src, "data/learned/manifest.json")))
+man = json.load(open(os.path.join(src, "data/learned/split/manifest.json")))
 assert split == [c.id for c in held] == man["heldout_concepts"], (split, man["heldout_concepts"])
+assert json.load(open(os.path.join(src, "data/learned/manifest.json")))["heldout_concepts"] == []
 text = open(os.path.join(out, "train.tsv"), encoding="utf-8").read() + open(os.path.join(out, "val.tsv"), encoding="utf-8").read()
 srcs = {l.split("\t")[1].split(":")[0] for l in text.split("\n") if l}
 for c in held:
@@ -57,6 +59,30 @@ for lab, s, p in rows:
     if s.endswith(":twin") or s.split(":")[0] == "benign":
         assert lab == "", (lab, s)
 assert {"benign", "benign:sd", "benign:hard"} <= {s for _, s, _ in rows}, "a benign source is missing"
+PY
+# --all-concepts (the shipped model's corpus): every concept, the held-out ones included, yields
+# prompts and split.txt names none; --dev-salt: a second share of the training concepts is
+# left out of train.tsv and val.tsv and only generated into dev_generated.tsv
+expect_rc 0 "corpus, all concepts" "$PYTHON" "$C" --out "$W/all" --seed 7 --per-concept 30 --benign 300 --all-concepts
+expect_rc 0 "corpus, dev split" "$PYTHON" "$C" --out "$W/dev" --seed 7 --per-concept 30 --benign 300 --dev-salt t1
+"$PYTHON" - "$SRC" "$W" <<'PY' && ok || bad "--all-concepts or --dev-salt corpus"
+import os, sys
+src, w = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(src, "tools/learned"))
+import corpus
+inv = [c for c in corpus.load_inventory(os.path.join(src, "tools/learned/concepts.txt")) if c.cats]
+def srcs(d, f="train.tsv"):
+    return {l.split("\t")[1].split(":")[0] for l in open(os.path.join(w, d, f), encoding="utf-8") if l.strip()}
+a = srcs("all")
+assert all(c.id in a for c in inv), [c.id for c in inv if c.id not in a]
+assert [l for l in open(os.path.join(w, "all", "split.txt")) if not l.startswith("#")] == []
+dev = [l.strip() for l in open(os.path.join(w, "dev", "dev_split.txt")) if l.strip() and not l.startswith("#")]
+train, held = corpus.split(inv)
+assert dev and not set(dev) & {c.id for c in held}, dev
+t = srcs("dev") | srcs("dev", "val.tsv")
+assert not set(dev) & t, set(dev) & t
+assert set(dev) <= srcs("dev", "dev_generated.tsv")
+assert {c.id for c in train} - set(dev) <= t
 PY
 # hard negatives: n-gram neighbours of a trigger, never its inflections
 "$PYTHON" - "$SRC" <<'PY' && ok || bad "hard_negative_words"

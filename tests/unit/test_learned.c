@@ -110,14 +110,24 @@ static void test_shipped_defaults(void **state) {
 enum {
   M_NONE, M_NAN_EMBED, M_INF_BIAS, M_HIDDEN_SHAPE, M_NO_OUT, M_VERSION, M_FORMAT, M_HASH, M_BUCKETS, M_EMBED_F32,
   M_CLASS_ORDER, M_CLASS_KIND, M_NORM_OFFSET, M_NORM_SURROGATE, M_CATS_FEWER, M_CATS_MORE, M_THRESHOLD, M_WINDOW,
-  M_COUNT
+  M_V2_NO_SENSE, M_SENSE_ORDER, M_SENSE_PARENT, M_SENSE_SYN, M_SENSE_CODE, M_SENSE_DEPTH, M_SENSE_OFFSET,
+  M_COUNT,
+  M_V2 = 100 /* not a mutation: a valid version 2 file (the sense table below) */
 };
 static const char *const k_expect[M_COUNT] = {
     "", "non-finite value at row", "'out.bias' has a non-finite", "'hidden.weight' has shape [2, 1], expected [n, 2]",
-    "no tensor 'out.weight'", "version '2' is not supported", "not a learned-detector file", "is not fnv1a32",
+    "no tensor 'out.weight'", "version '3' is not supported", "not a learned-detector file", "is not fnv1a32",
     "'embed' has shape [65536, 2], expected [1024, n]", "'embed' is F32, expected F16", "class.start is not strictly",
     "class.kind entry 2 is 7", "norm.offset", "norm.to entry 0 is not a code point", "names 1 categories, out.weight has 2",
-    "names more than the 2 categories", "threshold = '1.5'", "window = '0'"};
+    "names more than the 2 categories", "threshold = '1.5'", "window = '0'", "no tensor 'sense.word_hash'",
+    "'sense.word_hash' is not strictly increasing", "'sense.parents' entry 0 names synset 7 of 3",
+    "'sense.word_syn' entry 1 names synset -1 of 3", "'sense.syn_code' entry 2 (7) is not a synset code",
+    "sense_depth = '99'", "'sense.word_off' must run from 0 to 3"};
+
+/* The synthetic sense table: words "noose" (synset 0) and "rope" (synsets 1, 2); synset 0's
+ * parent is 2, synset 2's parent is 1; codes 104248851, 104108268, 103183080. */
+static const char *const k_sense_words[2] = {"noose", "rope"};
+static const int32_t k_sense_code[3] = {104248851, 104108268, 103183080};
 
 #define SB 16
 #define SD 2
@@ -130,7 +140,7 @@ typedef struct {
 /* Write a model: B = 16, D = 2, H = 1, C = 2 (violence, nonexistent), window 8; W1 = [1 0],
  * b1 = 0, W2 = [1; 1], b2 = [-5, -20]; every embedding row zero but the word features of
  * rows[]. So a prompt's violence logit is max over windows of (sum of its words' values) - 5. */
-static void write_model(const char *path, const row *rows, int nrows, int mutate) {
+static void write_model_depth(const char *path, const row *rows, int nrows, int mutate, const char *sense_depth) {
   size_t ne = ((size_t)1 << SB) * SD;
   uint16_t *E = calloc(ne, sizeof *E);
   assert_non_null(E);
@@ -160,9 +170,9 @@ static void write_model(const char *path, const row *rows, int nrows, int mutate
     assert_non_null(Ef);
   }
   float W1bad[2] = {1, 1};
-  const char *names[12] = {"embed", "hidden.weight", "hidden.bias", "out.weight", "out.bias", "norm.from", "norm.offset",
+  const char *names[18] = {"embed", "hidden.weight", "hidden.bias", "out.weight", "out.bias", "norm.from", "norm.offset",
                            "norm.to", "class.start", "class.kind", "confusable.from", "confusable.to"};
-  sd_tensor t[12] = {
+  sd_tensor t[18] = {
       mutate == M_EMBED_F32 ? sd_tensor_make(SD_F32, 2, sE, Ef) : sd_tensor_make(SD_F16, 2, sE, E),
       mutate == M_HIDDEN_SHAPE ? sd_tensor_make(SD_F32, 2, sW1bad, W1bad) : sd_tensor_make(SD_F32, 2, sW1, W1),
       sd_tensor_make(SD_F32, 1, sb1, b1), sd_tensor_make(SD_F32, 2, sW2, W2), sd_tensor_make(SD_F32, 1, sb2, b2),
@@ -170,10 +180,45 @@ static void write_model(const char *path, const row *rows, int nrows, int mutate
       sd_tensor_make(SD_I32, 1, s12, cstart), sd_tensor_make(SD_I32, 1, s12, ckind), sd_tensor_make(SD_I32, 1, s1, cf),
       sd_tensor_make(SD_I32, 1, s1, ct)};
   (void)sEbig;
-  const char *keys[10] = {"format", "version", "hash", "buckets_log2", "ngram_min", "ngram_max", "window", "categories",
-                          "threshold", "note"};
-  const char *vals[10] = {mutate == M_FORMAT ? "something-else" : "safesd-learned-detector",
-                          mutate == M_VERSION ? "2" : "1",
+  size_t nt = 12;
+  if (mutate == M_NO_OUT) {
+    names[3] = names[11];
+    t[3] = t[11];
+    nt = 11;
+  }
+  /* the sense table (versions 2) */
+  int v2 = mutate == M_V2 || mutate >= M_V2_NO_SENSE;
+  int32_t whash[2], woff[3] = {0, 1, 3}, wsyn[3] = {0, 1, 2}, code[3], poff[4] = {0, 1, 1, 2}, par[2] = {2, 1};
+  memcpy(code, k_sense_code, sizeof code);
+  /* the key hash has no kind byte: FNV-1a 32 of the word's bytes */
+  for (int i = 0; i < 2; i++) {
+    uint32_t h = 2166136261u;
+    for (const char *c = k_sense_words[i]; *c; c++) h = (h ^ (uint8_t)*c) * 16777619u;
+    whash[i] = (int32_t)h;
+  }
+  if ((uint32_t)whash[0] > (uint32_t)whash[1]) {
+    int32_t t0 = whash[0];
+    whash[0] = whash[1], whash[1] = t0;
+    woff[1] = 2, wsyn[0] = 1, wsyn[1] = 2, wsyn[2] = 0; /* "rope" first */
+  }
+  if (mutate == M_SENSE_ORDER) whash[1] = whash[0];
+  if (mutate == M_SENSE_PARENT) par[0] = 7;
+  if (mutate == M_SENSE_SYN) wsyn[1] = -1;
+  if (mutate == M_SENSE_CODE) code[2] = 7;
+  if (mutate == M_SENSE_OFFSET) woff[2] = 2;
+  int64_t s2[1] = {2}, s3[1] = {3}, s4[1] = {4};
+  if (v2 && mutate != M_V2_NO_SENSE) {
+    const char *sn[6] = {"sense.word_hash", "sense.word_off", "sense.word_syn", "sense.syn_code", "sense.par_off", "sense.parents"};
+    sd_tensor stt[6] = {sd_tensor_make(SD_I32, 1, s2, whash), sd_tensor_make(SD_I32, 1, s3, woff),
+                        sd_tensor_make(SD_I32, 1, s3, wsyn),  sd_tensor_make(SD_I32, 1, s3, code),
+                        sd_tensor_make(SD_I32, 1, s4, poff),  sd_tensor_make(SD_I32, 1, s2, par)};
+    for (int i = 0; i < 6; i++) names[nt + i] = sn[i], t[nt + i] = stt[i];
+    nt += 6;
+  }
+  const char *keys[12] = {"format", "version", "hash", "buckets_log2", "ngram_min", "ngram_max", "window", "categories",
+                          "threshold", "note", "sense_depth", "sense_max"};
+  const char *vals[12] = {mutate == M_FORMAT ? "something-else" : "safesd-learned-detector",
+                          mutate == M_VERSION ? "3" : v2 ? "2" : "1",
                           mutate == M_HASH ? "murmur3" : "fnv1a32",
                           mutate == M_BUCKETS ? "10" : "16",
                           "2",
@@ -181,16 +226,54 @@ static void write_model(const char *path, const row *rows, int nrows, int mutate
                           mutate == M_WINDOW ? "0" : "8",
                           mutate == M_CATS_FEWER ? "violence" : mutate == M_CATS_MORE ? "violence,nonexistent,x" : "violence,nonexistent",
                           mutate == M_THRESHOLD ? "1.5" : "0.5",
-                          "synthetic"};
-  size_t nt = 12;
-  if (mutate == M_NO_OUT) {
-    names[3] = names[11];
-    t[3] = t[11];
-    nt = 11;
-  }
-  assert_int_equal(sd_st_write_meta(path, nt, names, t, 10, keys, vals), SD_OK);
+                          "synthetic",
+                          mutate == M_SENSE_DEPTH ? "99" : sense_depth,
+                          "32"};
+  assert_int_equal(sd_st_write_meta(path, nt, names, t, v2 ? 12 : 10, keys, vals), SD_OK);
   free(E);
   free(Ef);
+}
+
+static void write_model(const char *path, const row *rows, int nrows, int mutate) {
+  write_model_depth(path, rows, nrows, mutate, "5");
+}
+
+static int has_index(const uint32_t *idx, int n, uint32_t x) {
+  for (int i = 0; i < n; i++)
+    if (idx[i] == x) return 1;
+  return 0;
+}
+
+/* Version 2: a word's sense features are its synsets (through morphy's detachment rules) and
+ * their ancestors to sense_depth levels; other words and other lengths have none. */
+static void test_sense_features(void **state) {
+  (void)state;
+  const char *p = sd_test_tmp("learned_sense.safetensors");
+  uint32_t b[3];
+  for (int i = 0; i < 3; i++) {
+    char c[16];
+    int n = snprintf(c, sizeof c, "%d", (int)k_sense_code[i]);
+    b[i] = sd_learned_hash('s', c, (size_t)n) & ((1u << SB) - 1);
+  }
+  const char *depths[3] = {"0", "1", "5"};
+  for (int d = 0; d < 3; d++) {
+    write_model_depth(p, NULL, 0, M_V2, depths[d]);
+    sd_learned_model *m = NULL;
+    assert_int_equal(sd_learned_load(p, &m), SD_OK);
+    const char *prompts[4] = {"noose", "NOOSES", "ropes", "nooze"};
+    for (int q = 0; q < 4; q++) {
+      uint32_t *idx;
+      int *word, n;
+      assert_int_equal(sd_learned_features(m, prompts[q], &idx, &word, &n), SD_OK);
+      int want0 = q < 2, want2 = q == 2 || (q < 2 && d >= 1), want1 = q == 2 || (q < 2 && d >= 2);
+      if (has_index(idx, n, b[0]) != want0 || has_index(idx, n, b[2]) != want2 || has_index(idx, n, b[1]) != want1)
+        fail_msg("depth %s, '%s': synsets %d %d %d, want %d %d %d", depths[d], prompts[q], has_index(idx, n, b[0]),
+                 has_index(idx, n, b[1]), has_index(idx, n, b[2]), want0, want1, want2);
+      free(idx);
+      free(word);
+    }
+    sd_learned_free(m);
+  }
 }
 
 static void test_malformed(void **state) {
@@ -383,7 +466,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hash),      cmocka_unit_test(test_words),       cmocka_unit_test(test_shipped_defaults),
       cmocka_unit_test(test_malformed), cmocka_unit_test(test_attribution), cmocka_unit_test(test_threshold),
-      cmocka_unit_test(test_benign_sense_gate),
+      cmocka_unit_test(test_benign_sense_gate), cmocka_unit_test(test_sense_features),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

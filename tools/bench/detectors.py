@@ -5,11 +5,14 @@ mistake, recall on further unsafe sets and false positives on further benign set
 throughput of `safesd check -f` (prompts per second, one thread: the detectors never use more).
 
     detectors.py --safesd BUILD/safesd [-m MODEL] [--detectors LIST] [--i2p CSV]
-                 [--benign FILE ...] [--unsafe FILE ...] [--json OUT]
+                 [--benign FILE ...] [--unsafe FILE ...] [--learned FILE] [--json OUT]
 
 Defaults: I2P from ../shared/data/i2p/i2p_benchmark.csv (skipped with a note when absent), the
 ordinary-prompt set data/prompts/sd_ordinary.txt as benign, the default detectors and bank
-(no -m). Prompt files: one prompt per line (blank and '#' lines skipped) or a CSV with a
+(no -m). --learned FILE runs the CLI with another learned-detector weights file in place of
+data/learned/detector.safetensors (through a temporary $SAFESD_DATA_DIR whose other entries
+link to data/): the held-out figures of issue 16 are those of the split model,
+data/learned/split/detector.safetensors. Prompt files: one prompt per line (blank and '#' lines skipped) or a CSV with a
 `prompt` column. Prints Markdown tables; --json writes the figures. Everything goes through
 the public CLI (`safesd check -f FILE --json`), so it measures exactly what users get.
 """
@@ -53,7 +56,7 @@ def check(args, prompts):
     if args.concepts:
         cmd += ["--concepts", args.concepts]
     t0 = time.perf_counter()
-    res = subprocess.run(cmd, capture_output=True, text=True)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=args.env)
     dt = time.perf_counter() - t0
     os.unlink(name)
     if res.returncode != 0:
@@ -78,12 +81,27 @@ def main():
     ap.add_argument("--benign", nargs="*", default=[os.path.join(ROOT, "data", "prompts", "sd_ordinary.txt")])
     ap.add_argument("--unsafe", nargs="*", default=[])
     ap.add_argument("--show", type=int, default=0, help="print up to N misses / false positives per set")
+    ap.add_argument("--learned", help="another learned-detector weights file in place of the shipped one")
     ap.add_argument("--json")
     args = ap.parse_args()
+    args.env = None
     figures = {"detectors": args.detectors or "default", "model": args.model or "none (default bank)"}
+    if args.learned:
+        if not os.path.isfile(args.learned):
+            sys.exit(f"detectors.py: --learned {args.learned}: no such file")
+        tmp = tempfile.mkdtemp(prefix="safesd-data-")
+        data = os.path.join(ROOT, "data")
+        for e in os.listdir(data):
+            if e != "learned":
+                os.symlink(os.path.join(data, e), os.path.join(tmp, e))
+        os.mkdir(os.path.join(tmp, "learned"))
+        os.symlink(os.path.abspath(args.learned), os.path.join(tmp, "learned", "detector.safetensors"))
+        args.env = dict(os.environ, SAFESD_DATA_DIR=tmp)
+        figures["learned"] = os.path.relpath(os.path.abspath(args.learned), ROOT)
     total_n, total_s = 0, 0.0
 
-    print(f"detectors: {figures['detectors']}; model: {figures['model']}\n")
+    print(f"detectors: {figures['detectors']}; model: {figures['model']}"
+          + (f"; learned weights: {figures['learned']}" if args.learned else "") + "\n")
     if os.path.exists(args.i2p):
         rows = load(args.i2p)
         res, dt = check(args, rows)
@@ -133,6 +151,9 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)
+    if args.env:
+        import shutil
+        shutil.rmtree(args.env["SAFESD_DATA_DIR"])
 
 
 if __name__ == "__main__":

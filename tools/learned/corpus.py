@@ -92,6 +92,17 @@ def split(concepts):
     return [c for c in concepts if c.id not in held], [c for c in concepts if c.id in held]
 
 
+def dev_split(train, salt):
+    """(train, dev): the training concepts split again by the rule of split() with the SHA-256
+    of SALT/ID, for choosing features and settings by their recall on concepts the model has
+    not seen without ever looking at the real held-out concepts (--dev-salt)."""
+    dev = set()
+    for cat in CATEGORIES:
+        cs = sorted((c for c in train if c.category == cat), key=lambda c: hashlib.sha256((salt + "/" + c.id).encode()).hexdigest())
+        dev.update(c.id for c in cs[:round(HOLDOUT_SHARE * len(cs))])
+    return [c for c in train if c.id not in dev], [c for c in train if c.id in dev]
+
+
 def benign_sections(concepts):
     return [c for c in concepts if not c.cats]
 
@@ -598,6 +609,9 @@ def main():
     ap.add_argument("--hard-words", default=os.path.join(HERE, "hard_words.txt"),
                     help="benign hard-negative words (mine.py's list); absent: none")
     ap.add_argument("--inventory", default=os.path.join(HERE, "concepts.txt"), help="the concept inventory")
+    ap.add_argument("--dev-salt", default=None,
+                    help="development run: hold out a second share of the training concepts (DIR/dev_generated.tsv, "
+                         "DIR/dev_split.txt) to measure recall on unseen concepts without the real held-out ones")
     a = ap.parse_args()
     tables = features.Tables.build()
     concepts = load_inventory(a.inventory)
@@ -607,7 +621,15 @@ def main():
     ambiguous = benign_sections(concepts)
     concepts = [c for c in concepts if c.cats]
     train, held = (concepts, []) if a.all_concepts else split(concepts)
+    dev = []
+    if a.dev_salt:
+        train, dev = dev_split(train, a.dev_salt)
     os.makedirs(a.out, exist_ok=True)
+    if dev:
+        with open(os.path.join(a.out, "dev_split.txt"), "w", encoding="utf-8") as f:
+            f.write(f"# development held-out concepts (salt {a.dev_salt}); never in train.tsv or val.tsv\n")
+            for c in dev:
+                f.write(c.id + "\n")
     with open(os.path.join(a.out, "split.txt"), "w", encoding="utf-8") as f:
         f.write(f"# held-out concepts (rule: per category, ordered by SHA-256 of the id, first round({HOLDOUT_SHARE} x n))\n")
         for c in held:
@@ -639,6 +661,8 @@ def main():
     hrng = random.Random(a.seed + 2)
     hrows = build(held, hrng, vocab, contexts, 60, 20, 0) if held else []
     write_tsv(os.path.join(a.out, "heldout_generated.tsv"), hrows)
+    if dev:
+        write_tsv(os.path.join(a.out, "dev_generated.tsv"), build(dev, random.Random(a.seed + 3), vocab, contexts, 60, 20, 0))
     n_unsafe = sum(1 for r in rows if r[0])
     print(f"corpus: {len(concepts)} concepts ({len(train)} trained, {len(held)} held out), WordNet "
           f"{len(nouns)} nouns, {len(vocab['adj'])} adjectives, {len(vocab['verb'])} verbs "

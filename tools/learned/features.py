@@ -30,7 +30,8 @@ Pipeline for a prompt (UTF-8 bytes):
    "k1ll"; "1girl", "8k", "1990s" stay); a word of ASCII digits only is dropped; a word is
    cut to its first 64 code points. (U+FFFD is a separator.)
 7. Features of word j (code points w): the character n-grams, n = NGRAM_MIN..NGRAM_MAX, of
-   '<' + w + '>' (kind 'c'), the word itself (kind 'w') and, for j >= 1, the previous word,
+   '<' + w + '>' (kind 'c'), the word itself (kind 'w'), in a version 2 file its WordNet sense
+   features (kind 's', senses.py) and, for j >= 1, the previous word,
    a space and the word (kind 'b', the bigram "owned" by word j). A feature's index is
    FNV-1a 32 over the kind byte followed by the UTF-8 bytes of its text, masked to the
    table size (2^BUCKETS_LOG2).
@@ -302,9 +303,13 @@ def words(text, tables):
 
 
 class Hasher:
-    def __init__(self, buckets_log2, ngram_min, ngram_max):
+    """senses: a senses.SenseTable (weights file version 2: WordNet sense features, kind 's')
+    or None (version 1)."""
+
+    def __init__(self, buckets_log2, ngram_min, ngram_max, senses=None):
         self.mask = (1 << buckets_log2) - 1
         self.nmin, self.nmax = ngram_min, ngram_max
+        self.senses = senses
         self._memo = {}
 
     def index(self, kind: str, text: str) -> int:
@@ -323,6 +328,8 @@ class Hasher:
             for i in range(len(s) - n + 1):
                 f.append(self.index("c", s[i:i + n]))
         f.append(self.index("w", w))
+        if self.senses is not None:
+            f.extend(self.index("s", t) for t in self.senses.feature_texts(w))
         return f
 
     def prompt(self, text, tables):

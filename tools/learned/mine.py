@@ -75,11 +75,13 @@ def main():
     ap.add_argument("--share", type=float, default=1.0, help="keep words reaching share x threshold")
     ap.add_argument("--safesd", help="drop words the lexical detector flags (path to safesd)")
     ap.add_argument("--inventory", default=os.path.join(HERE, "concepts.txt"))
+    ap.add_argument("--all-concepts", action="store_true",
+                    help="the weights were trained on every concept (corpus.py --all-concepts): every concept's words are evidence")
     a = ap.parse_args()
     torch.set_num_threads(1)
     ld = model.Loaded(a.weights)
     concepts = [c for c in corpus.load_inventory(a.inventory) if c.cats]
-    train, _ = corpus.split(concepts)
+    train = concepts if a.all_concepts else corpus.split(concepts)[0]
     triggers = corpus.single_word_triggers(train, ld.tables)
     # never a word the training concepts' unsafe lines use: those are the evidence the model
     # should keep ("shackled", "submissive"); a hard negative is a word with no such use

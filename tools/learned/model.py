@@ -18,7 +18,8 @@ import torch.nn as nn
 import features
 
 FORMAT = "safesd-learned-detector"
-VERSION = "1"
+VERSION = "2"           # written; "1" (no sense table) is still read
+VERSIONS = ("1", "2")
 
 
 class Net(nn.Module):
@@ -63,13 +64,16 @@ class Featurised:
     def __init__(self, prompts, hasher, tables):
         from array import array
         wstart, fstart, feat, big = array("q", [0]), array("q", [0]), array("i"), array("i")
+        nsense = array("i")          # per word: how many of its features (the last ones) are sense features
         for p in prompts:
-            _, u, g = hasher.prompt(p, tables)
-            for fs, b in zip(u, g):
+            ws, u, g = hasher.prompt(p, tables)
+            for (w, _, _), fs, b in zip(ws, u, g):
                 feat.extend(fs)
                 fstart.append(len(feat))
                 big.append(-1 if b is None else b)
+                nsense.append(len(hasher.senses.synsets(w)) if hasher.senses is not None else 0)
             wstart.append(len(big))
+        self.nsense = np.frombuffer(nsense, np.int32).astype(np.int64) if len(nsense) else np.zeros(0, np.int64)
         self.wstart = np.frombuffer(wstart, np.int64).copy()
         self.fstart = np.frombuffer(fstart, np.int64).copy()
         self.feat = np.frombuffer(feat, np.int32).astype(np.int64) if len(feat) else np.zeros(0, np.int64)
@@ -89,8 +93,11 @@ def _ranges(a, b):
     return starts + np.arange(tot)
 
 
-def batch_tensors(fz, idx, net):
-    """u, g [B, L, D] (zero padded) and lengths [B] of the prompts idx of Featurised fz."""
+def batch_tensors(fz, idx, net, surface_drop=0.0):
+    """u, g [B, L, D] (zero padded) and lengths [B] of the prompts idx of Featurised fz.
+    surface_drop (training only): each word that has sense features loses, with this
+    probability, its surface features (n-grams, word, its bigram), so that the model learns
+    to read the senses too."""
     idx = np.asarray(idx, np.int64)
     w0, w1 = fz.wstart[idx], fz.wstart[idx + 1]
     lengths = w1 - w0
@@ -104,6 +111,13 @@ def batch_tensors(fz, idx, net):
     fslot = np.repeat(slot, nf)
     bw = fz.big[words]
     has = bw >= 0
+    if surface_drop > 0:
+        ns = fz.nsense[words]
+        drop = (ns > 0) & (np.random.random(len(words)) < surface_drop)
+        fi = np.arange(len(fpos)) - np.repeat(np.concatenate([[0], np.cumsum(nf)[:-1]]), nf)   # index within the word
+        keep = ~np.repeat(drop, nf) | (fi >= np.repeat(nf - ns, nf))
+        fpos, fslot = fpos[keep], fslot[keep]
+        has = has & ~drop
     E = net.embed
     u = torch.zeros(B * L, D).index_add_(0, torch.from_numpy(fslot), E(torch.from_numpy(fz.feat[fpos])))
     g = torch.zeros(B * L, D).index_add_(0, torch.from_numpy(slot[has]), E(torch.from_numpy(bw[has])))
@@ -150,7 +164,7 @@ def read_safetensors(path):
     return out, meta
 
 
-def export(path, net, tables, hp, meta):
+def export(path, net, tables, hp, meta, senses=None):
     t = tables.arrays
     tensors = {
         "embed": net.embed.weight.detach().numpy().astype(np.float16),
@@ -166,7 +180,16 @@ def export(path, net, tables, hp, meta):
         "confusable.from": np.array(t["conf_from"], dtype=np.int32),
         "confusable.to": np.array(t["conf_to"], dtype=np.int32),
     }
-    m = {"format": FORMAT, "version": VERSION, "hash": "fnv1a32", **hp, **meta}
+    version = "1"
+    if senses is not None:
+        version = "2"
+        sa = senses.arrays
+        for k in ("word_hash", "word_off", "word_syn", "syn_code", "par_off", "parents"):
+            a = np.array(sa[k], dtype=np.int64)
+            if k == "word_hash":
+                a = a.astype(np.uint32).view(np.int32)
+            tensors["sense." + k] = a.astype(np.int32)
+    m = {"format": FORMAT, "version": version, "hash": "fnv1a32", **hp, **meta}
     write_safetensors(path, tensors, m)
 
 
@@ -189,12 +212,19 @@ class Loaded:
 
     def __init__(self, path):
         t, meta = read_safetensors(path)
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise SystemExit(f"{path}: not a {FORMAT} version {VERSION} file")
+        if meta.get("format") != FORMAT or meta.get("version") not in VERSIONS:
+            raise SystemExit(f"{path}: not a {FORMAT} file of version {' or '.join(VERSIONS)}")
         self.meta = meta
         self.tables = features.Tables(t["norm.from"], t["norm.offset"], t["norm.to"], t["class.start"],
                                       t["class.kind"], t["confusable.from"], t["confusable.to"])
-        self.hasher = features.Hasher(int(meta["buckets_log2"]), int(meta["ngram_min"]), int(meta["ngram_max"]))
+        self.senses = None
+        if meta["version"] == "2":
+            import senses
+            self.senses = senses.SenseTable(t["sense.word_hash"].view(np.uint32), t["sense.word_off"], t["sense.word_syn"],
+                                            t["sense.syn_code"], t["sense.par_off"], t["sense.parents"],
+                                            int(meta["sense_depth"]), int(meta["sense_max"]))
+        self.hasher = features.Hasher(int(meta["buckets_log2"]), int(meta["ngram_min"]), int(meta["ngram_max"]),
+                                      self.senses)
         self.window = int(meta["window"])
         self.categories = meta["categories"].split(",")
         self.E = t["embed"].astype(np.float32)

@@ -5,8 +5,10 @@
                                      too): 'P i', one 'W start end word' per word, 'F idx ...'
                                      (the feature indices in order) and 'S p1 ... pC' (the
                                      probabilities, float32 numpy; model.Loaded)
-    ref.py random OUT [--seed N]     a weights file with random weights (buckets_log2 12) and
-                                     tables built from this Python's unicodedata
+    ref.py random OUT [--seed N] [--senses]
+                                     a weights file with random weights (buckets_log2 12) and
+                                     tables built from this Python's unicodedata; --senses: a
+                                     version 2 file with the WordNet sense table (senses.py)
     ref.py compare A B [--tol T]     A and B dumps: P/W/F lines must be equal, S within T
 """
 import argparse
@@ -54,8 +56,13 @@ def random_model(a):
     net = model.Net(hp["buckets_log2"], hp["dim"], hp["hidden"], 3, hp["window"])
     with torch.no_grad():
         net.embed.weight.normal_(0, 0.5)
-    model.export(a.out, net, features.Tables.build(), {k: str(v) for k, v in hp.items()},
-                 dict(categories="violence,sexual,nonexistent", threshold="0.5"))
+    meta = dict(categories="violence,sexual,nonexistent", threshold="0.5")
+    senses = None
+    if a.senses:
+        import senses as sensemod
+        senses = sensemod.SenseTable.build()
+        meta.update(sense_depth=str(senses.depth), sense_max=str(senses.max_sense))
+    model.export(a.out, net, features.Tables.build(), {k: str(v) for k, v in hp.items()}, meta, senses)
 
 
 def compare(a):
@@ -95,6 +102,7 @@ def main():
     r = sub.add_parser("random")
     r.add_argument("out")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--senses", action="store_true")
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")

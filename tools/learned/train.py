@@ -2,7 +2,7 @@
 """Train the learned detector on the corpus of corpus.py and write its weights file.
 
     /usr/bin/python3 tools/learned/train.py --corpus DIR --out data/learned/detector.safetensors
-        [--epochs 4] [--seed 1] [--threads 1] [--target-fpr 0.002]
+        [--epochs 4] [--seed 1] [--threads 1] [--target-fpr 0.002] [--senses] [--surface-drop P]
     /usr/bin/python3 tools/learned/train.py --corpus DIR --out data/learned/detector.safetensors \
         --recalibrate --target-fpr 0.01        (no training: a new threshold for the file)
 
@@ -32,6 +32,7 @@ sys.path.insert(0, HERE)
 import corpus  # noqa: E402
 import features  # noqa: E402
 import model  # noqa: E402
+import senses as sensemod  # noqa: E402
 
 HP = dict(buckets_log2=18, dim=12, hidden=64, window=8, ngram_min=2, ngram_max=5)
 
@@ -98,14 +99,29 @@ def main():
     ap.add_argument("--target-fpr", type=float, default=0.002)
     ap.add_argument("--recalibrate", action="store_true",
                     help="no training: recalibrate the existing --out file at --target-fpr (its manifest updated)")
+    ap.add_argument("--dim", type=int, default=HP["dim"], help="embedding width")
+    ap.add_argument("--hidden", type=int, default=HP["hidden"], help="hidden units")
+    ap.add_argument("--surface-drop", type=float, default=0.0,
+                    help="training: probability that a word with sense features loses its surface features")
+    ap.add_argument("--senses", action="store_true",
+                    help="WordNet sense features (tools/learned/senses.py; a version 2 file). Measured on a "
+                         "development split and not shipped: no gain on unseen concepts (docs/safety-detectors.md)")
+    ap.add_argument("--no-senses", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--manifest", default=None, help="manifest path (default: beside --out, manifest.json)")
     a = ap.parse_args()
+    HP.update(dim=a.dim, hidden=a.hidden)
     torch.manual_seed(a.seed)
     random.seed(a.seed)
+    np.random.seed(a.seed)
     torch.set_num_threads(a.threads)
     t0 = time.time()
     tables = features.Tables.build()
-    hasher = features.Hasher(HP["buckets_log2"], HP["ngram_min"], HP["ngram_max"])
+    senses = None
+    if a.recalibrate:
+        senses = model.Loaded(a.out).senses
+    elif a.senses and not a.no_senses:
+        senses = sensemod.SenseTable.build()
+    hasher = features.Hasher(HP["buckets_log2"], HP["ngram_min"], HP["ngram_max"], senses)
     mpath = a.manifest or os.path.join(os.path.dirname(os.path.abspath(a.out)), "manifest.json")
     if a.recalibrate:
         net = model.net_from_file(a.out)
@@ -118,7 +134,11 @@ def main():
     # export with float16 embeddings, then calibrate on what the C side will compute
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
     meta = dict(categories=",".join(corpus.CATEGORIES), corpus_seed=str(a.seed), threshold="0.5")
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta)
+    if senses is not None:
+        meta.update(senses=f"WordNet 3.0 (Debian wordnet-base): {sensemod.NOUN_SENSES} noun, {sensemod.VERB_SENSES} verb, "
+                           f"{sensemod.ADJ_SENSES} adjective senses, {sensemod.DEPTH} levels, at most {sensemod.MAX_SENSE}",
+                    sense_depth=str(sensemod.DEPTH), sense_max=str(sensemod.MAX_SENSE))
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses)
     ld = model.Loaded(a.out)
     cu = read_prompts(os.path.join(a.corpus, "calib_unsafe.txt"))
     cb = read_prompts(os.path.join(a.corpus, "calib_benign.txt"))
@@ -136,7 +156,7 @@ def main():
                 threshold_n_benign=str(len(sb)), threshold_n_unsafe=str(len(su)),
                 calibration_sets="generated validation prompts of the training concepts (corpus.py seed + 1)",
                 heldout_concepts=",".join(held))
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta)
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses)
     sha = hashlib.sha256(open(a.out, "rb").read()).hexdigest()
     man = dict(file=os.path.basename(a.out), sha256=sha, **{k: v for k, v in man.items() if k not in ("file", "sha256")})
     man.update(heldout_concepts=held, threshold=thr, target_fpr=a.target_fpr,
@@ -173,7 +193,7 @@ def train(a, tables, hasher, t0):
         tot = 0.0
         for i in range(0, len(order), a.batch):
             idx = order[i:i + a.batch]
-            U, G, L = model.batch_tensors(ftr, idx, net)
+            U, G, L = model.batch_tensors(ftr, idx, net, a.surface_drop)
             mask = (torch.rand(U.shape[0], U.shape[1]) >= a.word_dropout).float() if a.word_dropout > 0 else None
             z = net(U, G, L, mask)
             loss = lossf(z, ytr[idx])
@@ -190,9 +210,9 @@ def train(a, tables, hasher, t0):
         acc = ((anyp >= 0.5) == unsafe).float().mean().item()
         print(f"epoch {ep + 1}/{a.epochs}: train loss {tot / len(order):.4f}, val loss {vl:.4f}, "
               f"val accuracy (any category, p >= 0.5) {acc:.4f}  [{time.time() - t0:.0f} s]", flush=True)
-    man = dict(format=model.FORMAT, version=model.VERSION,
+    man = dict(format=model.FORMAT, version="2" if hasher.senses is not None else "1",
                hyperparameters=HP, categories=corpus.CATEGORIES, corpus_seed=corpus.DEFAULT_SEED,
-               train_seed=a.seed, epochs=a.epochs, lr=a.lr, batch=a.batch, word_dropout=a.word_dropout,
+               train_seed=a.seed, epochs=a.epochs, surface_drop=a.surface_drop, lr=a.lr, batch=a.batch, word_dropout=a.word_dropout,
                n_train=len(train_rows), n_train_unsafe=int((ytr.max(1).values > 0).sum()), n_val=len(val_rows))
     return net, man
 

@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Development figures of learned-detector weights files: recall on concepts the model has not
+seen (a development split's DIR/dev_generated.tsv, corpus.py --dev-salt) and false positives
+on the development benign sets, each file at its own calibrated threshold (learned detector
+alone). For choosing features and settings without the test sets.
+
+    /usr/bin/python3 tools/learned/deveval.py --corpus DIR W1.safetensors [W2 ...]
+"""
+import argparse
+import collections
+import os
+import sys
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+import model  # noqa: E402
+
+BENIGN = ["tools/learned/dev/ordinary.txt", "tools/lexical/dev_ordinary.txt", "tools/lexical/dev_near_benign.txt"]
+UNSAFE = ["tools/learned/dev/paraphrase.txt"]
+
+
+def prompts(path):
+    with open(path, encoding="utf-8") as f:
+        return [ln.rstrip("\n") for ln in f if ln.strip() and not ln.startswith("#")]
+
+
+def scores(ld, net, ps):
+    fz = model.Featurised(ps, ld.hasher, ld.tables)
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(fz), 512):
+            idx = list(range(i, min(i + 512, len(fz))))
+            U, G, L = model.batch_tensors(fz, idx, net)
+            out.append(torch.sigmoid(net(U, G, L)).max(1).values)
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", default=None, help="a development split (corpus.py --dev-salt); absent: the fixed sets only")
+    ap.add_argument("weights", nargs="+")
+    a = ap.parse_args()
+    rows = []
+    with open(os.path.join(a.corpus, "dev_generated.tsv") if a.corpus else os.devnull, encoding="utf-8") as f:
+        for ln in f:
+            lab, src, p = ln.rstrip("\n").split("\t", 2)
+            rows.append((lab, src, p))
+    groups = collections.OrderedDict()
+    for lab, src, p in rows:
+        kind = src.split(":", 1)[1] if ":" in src else src
+        kind = "obf" if kind.startswith("obf") else kind
+        groups.setdefault(("unsafe " if lab else "benign ") + kind, []).append(p)
+    for f in BENIGN + UNSAFE:
+        groups[("benign " if f in BENIGN else "unsafe ") + f] = prompts(os.path.join(ROOT, f))
+    for w in a.weights:
+        ld = model.Loaded(w)
+        net = model.net_from_file(w)
+        net.eval()
+        print(f"== {w}: threshold {ld.threshold:.4f}, version {ld.meta['version']}")
+        for name, ps in groups.items():
+            s = scores(ld, net, ps)
+            print(f"  {name:48s} {len(ps):5d}  flagged {100 * (s >= ld.threshold).mean():5.1f}%")
+
+
+if __name__ == "__main__":
+    main()
