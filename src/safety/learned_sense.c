@@ -116,8 +116,7 @@ int sd_learned_sense_features(const sd_learned_model *m, const uint32_t *cp, int
     if (cp[i] < 'a' || cp[i] > 'z') return 0;
     w[i] = (char)cp[i];
   }
-  /* step 2: candidates (each at most len + 1 bytes: the longest replacement is 3 bytes and
-   * replaces a suffix of at least 2) */
+  /* step 2: candidates (no replacement is longer than its suffix: each at most len bytes) */
   char cand[1 + N_DETACH][SENSE_MAX_LEN + 2];
   int clen[1 + N_DETACH], nc = 0;
   memcpy(cand[0], w, (size_t)len);

@@ -97,6 +97,9 @@ def main():
         os.mkdir(os.path.join(tmp, "learned"))
         os.symlink(os.path.abspath(args.learned), os.path.join(tmp, "learned", "detector.safetensors"))
         args.env = dict(os.environ, SAFESD_DATA_DIR=tmp)
+        import atexit
+        import shutil
+        atexit.register(shutil.rmtree, tmp, True)
         figures["learned"] = os.path.relpath(os.path.abspath(args.learned), ROOT)
     total_n, total_s = 0, 0.0
 
@@ -151,9 +154,6 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(figures, f, indent=1)
-    if args.env:
-        import shutil
-        shutil.rmtree(args.env["SAFESD_DATA_DIR"])
 
 
 if __name__ == "__main__":

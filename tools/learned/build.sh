@@ -16,7 +16,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 W=${1:-$ROOT/build/learned}; shift || true
-WHICH=${1:-both}; shift || true
+WHICH=both
+case ${1:-} in all|split|both) WHICH=$1; shift ;; esac
 PY=${SAFESD_PYTHON:-/usr/bin/python3}
 if [ "$WHICH" = both ] || [ "$WHICH" = all ]; then
   "$PY" "$ROOT/tools/learned/corpus.py" --out "$W/corpus-all" --all-concepts
