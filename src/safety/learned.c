@@ -136,6 +136,22 @@ static int load_categories(sd_learned_model *m, const char *list) {
   return SD_OK;
 }
 
+/* A version 2 file's metadata `extensions`: a comma-separated list of glove and senses. */
+static int parse_extensions(const sd_safetensors *st, int *glove, int *senses) {
+  const char *e = sd_st_meta(st, "extensions");
+  if (!e) return sd_fail(SD_E_FORMAT, "%s: a version 2 file needs 'extensions' in its metadata", st->path);
+  while (*e) {
+    size_t n = strcspn(e, ",");
+    if (n == 5 && !strncmp(e, "glove", 5)) *glove = 1;
+    else if (n == 6 && !strncmp(e, "senses", 6)) *senses = 1;
+    else return sd_fail(SD_E_FORMAT, "%s: extension '%.*s' is not supported (this build reads glove, senses)", st->path,
+                        (int)(n < 40 ? n : 40), e);
+    e += n;
+    if (*e == ',') e++;
+  }
+  return SD_OK;
+}
+
 static int load(sd_learned_model *m, const sd_safetensors *st) {
   const char *f = sd_st_meta(st, "format"), *v = sd_st_meta(st, "version"), *h = sd_st_meta(st, "hash");
   if (!f || strcmp(f, LEARNED_FORMAT))
@@ -152,7 +168,11 @@ static int load(sd_learned_model *m, const sd_safetensors *st) {
     return rc;
   m->mask = (1u << m->B) - 1;
   const sd_st_entry *e = NULL;
-  int64_t es[2] = {(int64_t)1 << m->B, -1};
+  /* version 2: the extensions the file declares (each one's tables are required) */
+  int ext_glove = 0, ext_senses = 0;
+  if (!strcmp(v, "2") && (rc = parse_extensions(st, &ext_glove, &ext_senses))) return rc;
+  if (ext_glove && (rc = sd_learned_meta_int(st, "glove_words", 1, SD_LEARNED_MAX_GLOVE, &m->n_glove))) return rc;
+  int64_t es[2] = {((int64_t)1 << m->B) + m->n_glove, -1};
   if ((rc = get(st, "embed", SD_F16, 2, es, &e))) return rc;
   if (e->shape[1] < 1 || e->shape[1] > 256) return sd_fail(SD_E_FORMAT, "%s: embedding width %lld (1 to 256 allowed)", st->path, (long long)e->shape[1]);
   m->D = (int)e->shape[1];
@@ -170,7 +190,7 @@ static int load(sd_learned_model *m, const sd_safetensors *st) {
   if ((rc = copy_f32(st, "hidden.weight", 2, s1, &m->W1)) || (rc = copy_f32(st, "hidden.bias", 1, s2, &m->b1)) ||
       (rc = copy_f32(st, "out.weight", 2, s3, &m->W2)) || (rc = copy_f32(st, "out.bias", 1, s4, &m->b2)))
     return rc;
-  size_t ne = ((size_t)1 << m->B) * (size_t)m->D;
+  size_t ne = (((size_t)1 << m->B) + (size_t)m->n_glove) * (size_t)m->D;
   if (!(m->E = malloc(ne * sizeof *m->E))) return sd_fail(SD_E_NOMEM, "learned detector: out of memory");
   sd_to_f32(m->E, e->data, SD_F16, ne);
   for (size_t i = 0; i < ne; i++)
@@ -199,7 +219,8 @@ static int load(sd_learned_model *m, const sd_safetensors *st) {
     for (int i = 0; i < m->n_norm && (uint32_t)m->norm_from[i] <= c; i++)
       if ((uint32_t)m->norm_from[i] == c) m->ascii_norm[c] = i;
   }
-  if (!strcmp(v, "2") && (rc = sd_learned_sense_load(m, st))) return rc;
+  if (ext_glove && (rc = sd_learned_glove_load(m, st))) return rc;
+  if (ext_senses && (rc = sd_learned_sense_load(m, st))) return rc;
   m->file_threshold = NAN;
   const char *t = sd_st_meta(st, "threshold");
   if (t) {

@@ -15,7 +15,8 @@
 #define SD_LEARNED_MAX_SENSE 64 /* sense features of one word (metadata sense_max) */
 /* features of one word at most: n-grams (s = '<' w '>' of <= 66 code points), the word and
  * its sense features */
-#define SD_LEARNED_MAX_WORD_FEATURES (SD_LEARNED_MAX_NGRAM * (SD_LEARNED_MAX_WORD + 2) + 1 + SD_LEARNED_MAX_SENSE)
+#define SD_LEARNED_MAX_WORD_FEATURES (SD_LEARNED_MAX_NGRAM * (SD_LEARNED_MAX_WORD + 2) + 2 + SD_LEARNED_MAX_SENSE)
+#define SD_LEARNED_MAX_GLOVE (1 << 22) /* word-vector rows (metadata glove_words) */
 
 enum { SD_LCLASS_SEP = 0, SD_LCLASS_WORD = 1, SD_LCLASS_SYMBOL = 2, SD_LCLASS_IGNORE = 3 };
 
@@ -36,7 +37,11 @@ struct sd_learned_model {
   /* ASCII fast paths, filled from the tables at load: the class, and the norm entry index
    * (-1: none) */
   int ascii_class[128], ascii_norm[128];
-  /* version 2: the WordNet sense table (learned_sense.c) */
+  /* version 2, extension glove: the word-vector rows E[2^B + i] of the words keyed by
+   * glove_hash[i] (strictly increasing); learned_sense.c */
+  int n_glove;
+  uint32_t *glove_hash;
+  /* version 2, extension senses: the WordNet sense table (learned_sense.c) */
   int has_sense, sense_depth, sense_max;
   uint32_t *sense_hash; /* [n_sense_words], strictly increasing */
   int32_t *sense_off, *sense_syn; /* word i's synsets: sense_syn[sense_off[i] .. sense_off[i + 1]) */
@@ -75,6 +80,11 @@ int sd_learned_copy_i32(const sd_safetensors *st, const char *name, int *n, int3
 /* The sense table of a version 2 file into m (validated); m->mask must be set. */
 int sd_learned_sense_load(sd_learned_model *m, const sd_safetensors *st);
 void sd_learned_sense_free(sd_learned_model *m);
+/* The glove table of a version 2 file (m->n_glove rows, read from its metadata before). */
+int sd_learned_glove_load(sd_learned_model *m, const sd_safetensors *st);
+/* The word-vector feature of a word (code points cp[0..len)) into out: 1 when the table has
+ * it, else 0. */
+int sd_learned_glove_feature(const sd_learned_model *m, const uint32_t *cp, int len, uint32_t *out);
 /* The sense feature indices of a word (code points cp[0..len)) into out (at most
  * SD_LEARNED_MAX_SENSE); returns their count (0 without a sense table). */
 int sd_learned_sense_features(const sd_learned_model *m, const uint32_t *cp, int len, uint32_t *out);

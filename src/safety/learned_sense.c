@@ -1,6 +1,7 @@
-/* The learned detector's WordNet sense features (weights file version 2): the table shipped in
- * the file, validated at load, and the lookup of a word's synsets and their ancestors.
- * tools/learned/senses.py is the definition; docs/safety-detectors.md, "Learned detector". */
+/* The learned detector's word tables (weights file version 2): the pretrained word vectors'
+ * keys (extension glove: tools/learned/glove.py) and the WordNet sense table (extension
+ * senses: tools/learned/senses.py, the lookup of a word's synsets and their ancestors), each
+ * validated at load. docs/safety-detectors.md, "Learned detector". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,7 +83,43 @@ int sd_learned_sense_load(sd_learned_model *m, const sd_safetensors *st) {
   return SD_OK;
 }
 
+int sd_learned_glove_load(sd_learned_model *m, const sd_safetensors *st) {
+  int n = m->n_glove, rc;
+  int32_t *hash = NULL;
+  if ((rc = sd_learned_copy_i32(st, "glove.word_hash", &n, &hash))) return rc;
+  m->glove_hash = (uint32_t *)hash;
+  for (int i = 1; i < n; i++)
+    if (m->glove_hash[i] <= m->glove_hash[i - 1])
+      return sd_fail(SD_E_FORMAT, "%s: tensor 'glove.word_hash' is not strictly increasing (entry %d)", st->path, i);
+  return SD_OK;
+}
+
+static int find_key(const uint32_t *keys, int n, uint32_t h) {
+  int lo = 0, hi = n - 1;
+  while (lo <= hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (keys[mid] == h) return mid;
+    if (keys[mid] < h) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
+
+int sd_learned_glove_feature(const sd_learned_model *m, const uint32_t *cp, int len, uint32_t *out) {
+  if (!m->n_glove || len < 2 || len > SENSE_MAX_LEN) return 0;
+  char w[SENSE_MAX_LEN];
+  for (int i = 0; i < len; i++) {
+    if (cp[i] < 'a' || cp[i] > 'z') return 0;
+    w[i] = (char)cp[i];
+  }
+  int i = find_key(m->glove_hash, m->n_glove, key_hash(w, (size_t)len));
+  if (i < 0) return 0;
+  *out = (1u << m->B) + (uint32_t)i;
+  return 1;
+}
+
 void sd_learned_sense_free(sd_learned_model *m) {
+  free(m->glove_hash);
   free(m->sense_hash);
   free(m->sense_off);
   free(m->sense_syn);
@@ -92,16 +129,6 @@ void sd_learned_sense_free(sd_learned_model *m) {
   free(m->syn_bucket);
 }
 
-static int find_word(const sd_learned_model *m, uint32_t h) {
-  int lo = 0, hi = m->n_sense_words - 1;
-  while (lo <= hi) {
-    int mid = lo + (hi - lo) / 2;
-    if (m->sense_hash[mid] == h) return mid;
-    if (m->sense_hash[mid] < h) lo = mid + 1;
-    else hi = mid - 1;
-  }
-  return -1;
-}
 
 static int has(const int *set, int n, int s) {
   for (int i = 0; i < n; i++)
@@ -136,7 +163,7 @@ int sd_learned_sense_features(const sd_learned_model *m, const uint32_t *cp, int
   /* step 3: the start set */
   int set[SD_LEARNED_MAX_SENSE], n = 0;
   for (int q = 0; q < nc; q++) {
-    int i = find_word(m, key_hash(cand[q], (size_t)clen[q]));
+    int i = find_key(m->sense_hash, m->n_sense_words, key_hash(cand[q], (size_t)clen[q]));
     if (i < 0) continue;
     for (int k = m->sense_off[i]; k < m->sense_off[i + 1]; k++)
       if (n < m->sense_max && !has(set, n, m->sense_syn[k])) set[n++] = m->sense_syn[k];

@@ -357,6 +357,7 @@ int sd_learned_word_features(const struct sd_learned_model *m, const sd_lwords *
   uint32_t h = (FNV32_OFFSET ^ (uint8_t)'w') * FNV32_PRIME;
   for (int q = at[1]; q < at[L + 1]; q++) h = (h ^ (uint8_t)b[q]) * FNV32_PRIME;
   out[k++] = h & m->mask;
+  k += sd_learned_glove_feature(m, c, L, out + k);
   return k + sd_learned_sense_features(m, c, L, out + k);
 }
 

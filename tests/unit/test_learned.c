@@ -67,19 +67,26 @@ static void test_words(void **state) {
   expect_words(m, "wow!!! @artist", "wow[0,3) artist[8,14)");
   expect_words(m, "ab\xff" "cd", "ab[0,2) cd[3,5)");                /* invalid UTF-8 separates */
   expect_words(m, "", "");
-  /* features: '<ab>' has 3 + 2 + 1 n-grams of 2..4 and none of 5, plus the word; the second
-   * word adds its own and the bigram */
+  /* features: '<ab>' has 3 + 2 + 1 n-grams of 2..4 and none of 5, plus the word, plus its
+   * word-vector row (the shipped file has GloVe's "ab", a row past 2^18); the second word adds
+   * its own and the bigram; a word GloVe lacks has no such row */
   uint32_t *idx;
   int *wd, n;
   assert_int_equal(sd_learned_features(m, "ab", &idx, &wd, &n), SD_OK);
-  assert_int_equal(n, 7);
+  assert_int_equal(n, 8);
   assert_int_equal(idx[6], sd_learned_hash('w', "ab", 2) & ((1u << 18) - 1));
+  assert_true(idx[7] >= (1u << 18));
   free(idx);
   free(wd);
   assert_int_equal(sd_learned_features(m, "ab cd", &idx, &wd, &n), SD_OK);
-  assert_int_equal(n, 15);
-  assert_int_equal(idx[14], sd_learned_hash('b', "ab cd", 5) & ((1u << 18) - 1));
-  assert_int_equal(wd[14], 1);
+  assert_int_equal(n, 17);
+  assert_int_equal(idx[16], sd_learned_hash('b', "ab cd", 5) & ((1u << 18) - 1));
+  assert_int_equal(wd[16], 1);
+  free(idx);
+  free(wd);
+  assert_int_equal(sd_learned_features(m, "qzx", &idx, &wd, &n), SD_OK); /* 4 + 3 + 2 + 1 n-grams, the word */
+  assert_int_equal(n, 11);
+  for (int i = 0; i < n; i++) assert_true(idx[i] < (1u << 18));
   free(idx);
   free(wd);
   sd_learned_free(m);
@@ -111,6 +118,7 @@ enum {
   M_NONE, M_NAN_EMBED, M_INF_BIAS, M_HIDDEN_SHAPE, M_NO_OUT, M_VERSION, M_FORMAT, M_HASH, M_BUCKETS, M_EMBED_F32,
   M_CLASS_ORDER, M_CLASS_KIND, M_NORM_OFFSET, M_NORM_SURROGATE, M_CATS_FEWER, M_CATS_MORE, M_THRESHOLD, M_WINDOW,
   M_V2_NO_SENSE, M_SENSE_ORDER, M_SENSE_PARENT, M_SENSE_SYN, M_SENSE_CODE, M_SENSE_DEPTH, M_SENSE_OFFSET,
+  M_EXT_UNKNOWN, M_EXT_NONE, M_GLOVE_ORDER, M_GLOVE_ROWS,
   M_COUNT,
   M_V2 = 100 /* not a mutation: a valid version 2 file (the sense table below) */
 };
@@ -122,7 +130,19 @@ static const char *const k_expect[M_COUNT] = {
     "names more than the 2 categories", "threshold = '1.5'", "window = '0'", "no tensor 'sense.word_hash'",
     "'sense.word_hash' is not strictly increasing", "'sense.parents' entry 0 names synset 7 of 3",
     "'sense.word_syn' entry 1 names synset -1 of 3", "'sense.syn_code' entry 2 (7) is not a synset code",
-    "sense_depth = '99'", "'sense.word_off' must run from 0 to 3"};
+    "sense_depth = '99'", "'sense.word_off' must run from 0 to 3", "extension 'bogus' is not supported",
+    "needs 'extensions' in its metadata", "'glove.word_hash' is not strictly increasing",
+    "'embed' has shape [65538, 2], expected [65539, n]"};
+
+/* The synthetic word-vector table (version 2): "knife" and "apple", rows 2^16 + their index in
+ * key order, component 0 = 0.5 and 0.25. */
+static const char *const k_glove_words[2] = {"knife", "apple"};
+
+static uint32_t word_key(const char *w) {
+  uint32_t h = 2166136261u;
+  for (; *w; w++) h = (h ^ (uint8_t)*w) * 16777619u;
+  return h;
+}
 
 /* The synthetic sense table: words "noose" (synset 0) and "rope" (synsets 1, 2); synset 0's
  * parent is 2, synset 2's parent is 1; codes 104248851, 104108268, 103183080. */
@@ -141,9 +161,20 @@ typedef struct {
  * b1 = 0, W2 = [1; 1], b2 = [-5, -20]; every embedding row zero but the word features of
  * rows[]. So a prompt's violence logit is max over windows of (sum of its words' values) - 5. */
 static void write_model_depth(const char *path, const row *rows, int nrows, int mutate, const char *sense_depth) {
-  size_t ne = ((size_t)1 << SB) * SD;
+  const int v2 = mutate == M_V2 || mutate >= M_V2_NO_SENSE, ng = v2 ? 2 : 0;
+  size_t ne = (((size_t)1 << SB) + (size_t)ng) * SD;
   uint16_t *E = calloc(ne, sizeof *E);
   assert_non_null(E);
+  int32_t ghash[2] = {0, 0};
+  if (v2) {
+    int first = word_key(k_glove_words[0]) > word_key(k_glove_words[1]); /* the smaller key's word */
+    for (int i = 0; i < 2; i++) {
+      const char *w = k_glove_words[i ? !first : first];
+      ghash[i] = (int32_t)word_key(w);
+      E[(((size_t)1 << SB) + (size_t)i) * SD] = sd_f32_to_f16(w == k_glove_words[0] ? 0.5f : 0.25f);
+    }
+    if (mutate == M_GLOVE_ORDER) ghash[1] = ghash[0];
+  }
   for (int i = 0; i < nrows; i++) {
     uint32_t h = sd_learned_hash('w', rows[i].word, strlen(rows[i].word)) & ((1u << SB) - 1);
     E[(size_t)h * SD] = sd_f32_to_f16(rows[i].value);
@@ -161,7 +192,7 @@ static void write_model_depth(const char *path, const row *rows, int nrows, int 
   if (mutate == M_CLASS_ORDER) cstart[3] = 34;
   if (mutate == M_CLASS_KIND) ckind[2] = 7;
   int32_t cf[1] = {0x0430}, ct[1] = {'a'};
-  int64_t sE[2] = {(int64_t)1 << SB, SD}, sW1[2] = {1, SD}, sb1[1] = {1}, sW2[2] = {2, 1}, sb2[1] = {2};
+  int64_t sE[2] = {((int64_t)1 << SB) + ng, SD}, sW1[2] = {1, SD}, sb1[1] = {1}, sW2[2] = {2, 1}, sb2[1] = {2};
   int64_t sW1bad[2] = {2, 1}, sEbig[2] = {65536, SD};
   int64_t s26[1] = {26}, s27[1] = {27}, s12[1] = {12}, s1[1] = {1};
   float *Ef = NULL;
@@ -170,9 +201,9 @@ static void write_model_depth(const char *path, const row *rows, int nrows, int 
     assert_non_null(Ef);
   }
   float W1bad[2] = {1, 1};
-  const char *names[18] = {"embed", "hidden.weight", "hidden.bias", "out.weight", "out.bias", "norm.from", "norm.offset",
+  const char *names[20] = {"embed", "hidden.weight", "hidden.bias", "out.weight", "out.bias", "norm.from", "norm.offset",
                            "norm.to", "class.start", "class.kind", "confusable.from", "confusable.to"};
-  sd_tensor t[18] = {
+  sd_tensor t[20] = {
       mutate == M_EMBED_F32 ? sd_tensor_make(SD_F32, 2, sE, Ef) : sd_tensor_make(SD_F16, 2, sE, E),
       mutate == M_HIDDEN_SHAPE ? sd_tensor_make(SD_F32, 2, sW1bad, W1bad) : sd_tensor_make(SD_F32, 2, sW1, W1),
       sd_tensor_make(SD_F32, 1, sb1, b1), sd_tensor_make(SD_F32, 2, sW2, W2), sd_tensor_make(SD_F32, 1, sb2, b2),
@@ -187,7 +218,6 @@ static void write_model_depth(const char *path, const row *rows, int nrows, int 
     nt = 11;
   }
   /* the sense table (versions 2) */
-  int v2 = mutate == M_V2 || mutate >= M_V2_NO_SENSE;
   int32_t whash[2], woff[3] = {0, 1, 3}, wsyn[3] = {0, 1, 2}, code[3], poff[4] = {0, 1, 1, 2}, par[2] = {2, 1};
   memcpy(code, k_sense_code, sizeof code);
   /* the key hash has no kind byte: FNV-1a 32 of the word's bytes */
@@ -215,9 +245,13 @@ static void write_model_depth(const char *path, const row *rows, int nrows, int 
     for (int i = 0; i < 6; i++) names[nt + i] = sn[i], t[nt + i] = stt[i];
     nt += 6;
   }
-  const char *keys[12] = {"format", "version", "hash", "buckets_log2", "ngram_min", "ngram_max", "window", "categories",
-                          "threshold", "note", "sense_depth", "sense_max"};
-  const char *vals[12] = {mutate == M_FORMAT ? "something-else" : "safesd-learned-detector",
+  if (v2) {
+    names[nt] = "glove.word_hash";
+    t[nt++] = sd_tensor_make(SD_I32, 1, s2, ghash);
+  }
+  const char *keys[14] = {"format", "version", "hash", "buckets_log2", "ngram_min", "ngram_max", "window", "categories",
+                          "threshold", "note", "sense_depth", "sense_max", "glove_words", "extensions"};
+  const char *vals[14] = {mutate == M_FORMAT ? "something-else" : "safesd-learned-detector",
                           mutate == M_VERSION ? "3" : v2 ? "2" : "1",
                           mutate == M_HASH ? "murmur3" : "fnv1a32",
                           mutate == M_BUCKETS ? "10" : "16",
@@ -228,8 +262,10 @@ static void write_model_depth(const char *path, const row *rows, int nrows, int 
                           mutate == M_THRESHOLD ? "1.5" : "0.5",
                           "synthetic",
                           mutate == M_SENSE_DEPTH ? "99" : sense_depth,
-                          "32"};
-  assert_int_equal(sd_st_write_meta(path, nt, names, t, v2 ? 12 : 10, keys, vals), SD_OK);
+                          "32",
+                          mutate == M_GLOVE_ROWS ? "3" : "2",
+                          mutate == M_EXT_UNKNOWN ? "glove,senses,bogus" : "glove,senses"};
+  assert_int_equal(sd_st_write_meta(path, nt, names, t, v2 ? (mutate == M_EXT_NONE ? 13 : 14) : 10, keys, vals), SD_OK);
   free(E);
   free(Ef);
 }
@@ -269,6 +305,21 @@ static void test_sense_features(void **state) {
       if (has_index(idx, n, b[0]) != want0 || has_index(idx, n, b[2]) != want2 || has_index(idx, n, b[1]) != want1)
         fail_msg("depth %s, '%s': synsets %d %d %d, want %d %d %d", depths[d], prompts[q], has_index(idx, n, b[0]),
                  has_index(idx, n, b[1]), has_index(idx, n, b[2]), want0, want1, want2);
+      free(idx);
+      free(word);
+    }
+    /* the word-vector rows: exact words only (no stemming), ASCII letters */
+    const uint32_t knife_row = (1u << SB) + (word_key("knife") > word_key("apple"));
+    const char *gp[4] = {"knife", "KNIFE", "knives", "apple"};
+    for (int q = 0; q < 4; q++) {
+      uint32_t *idx;
+      int *word, n;
+      assert_int_equal(sd_learned_features(m, gp[q], &idx, &word, &n), SD_OK);
+      int want = q < 2 ? (int)knife_row : q == 3 ? (int)((1u << SB) + (word_key("apple") > word_key("knife"))) : -1;
+      int found = -1;
+      for (int i = 0; i < n; i++)
+        if (idx[i] >= (1u << SB)) found = (int)idx[i];
+      if (found != want) fail_msg("'%s': word-vector row %d, want %d", gp[q], found, want);
       free(idx);
       free(word);
     }

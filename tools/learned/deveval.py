@@ -42,6 +42,10 @@ def scores(ld, net, ps):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--corpus", default=None, help="a development split (corpus.py --dev-salt); absent: the fixed sets only")
+    ap.add_argument("--at-fp", type=int, default=None,
+                    help="also report every set at the threshold where exactly this many prompts of the two "
+                         "development ordinary sets (tools/learned/dev/ordinary.txt, tools/lexical/dev_ordinary.txt) "
+                         "are flagged: files compared at an equal false-positive count")
     ap.add_argument("weights", nargs="+")
     a = ap.parse_args()
     rows = []
@@ -61,9 +65,16 @@ def main():
         net = model.net_from_file(w)
         net.eval()
         print(f"== {w}: threshold {ld.threshold:.4f}, version {ld.meta['version']}")
-        for name, ps in groups.items():
-            s = scores(ld, net, ps)
-            print(f"  {name:48s} {len(ps):5d}  flagged {100 * (s >= ld.threshold).mean():5.1f}%")
+        sc = {name: scores(ld, net, ps) for name, ps in groups.items()}
+        thr = [("calibrated", ld.threshold)]
+        if a.at_fp is not None:
+            ordinary = np.sort(np.concatenate([sc["benign " + f] for f in BENIGN[:2]]))[::-1]
+            k = min(max(a.at_fp, 0), len(ordinary) - 1)
+            thr.append((f"{a.at_fp} ordinary FP", float(np.nextafter(np.float32(ordinary[k]), np.float32(1)))))
+        for label, t in thr:
+            print(f"  -- at threshold {t:.4f} ({label})")
+            for name, s in sc.items():
+                print(f"  {name:48s} {len(s):5d}  flagged {100 * (s >= t).mean():5.1f}%")
 
 
 if __name__ == "__main__":

@@ -30,8 +30,9 @@ Pipeline for a prompt (UTF-8 bytes):
    "k1ll"; "1girl", "8k", "1990s" stay); a word of ASCII digits only is dropped; a word is
    cut to its first 64 code points. (U+FFFD is a separator.)
 7. Features of word j (code points w): the character n-grams, n = NGRAM_MIN..NGRAM_MAX, of
-   '<' + w + '>' (kind 'c'), the word itself (kind 'w'), in a version 2 file its WordNet sense
-   features (kind 's', senses.py) and, for j >= 1, the previous word,
+   '<' + w + '>' (kind 'c'), the word itself (kind 'w'), in a version 2 file with the `glove`
+   extension its pretrained word vector's row (2^BUCKETS_LOG2 + its index, glove.py), with the
+   `senses` extension its WordNet sense features (kind 's', senses.py) and, for j >= 1, the previous word,
    a space and the word (kind 'b', the bigram "owned" by word j). A feature's index is
    FNV-1a 32 over the kind byte followed by the UTF-8 bytes of its text, masked to the
    table size (2^BUCKETS_LOG2).
@@ -306,10 +307,12 @@ class Hasher:
     """senses: a senses.SenseTable (weights file version 2: WordNet sense features, kind 's')
     or None (version 1)."""
 
-    def __init__(self, buckets_log2, ngram_min, ngram_max, senses=None):
+    def __init__(self, buckets_log2, ngram_min, ngram_max, senses=None, glove=None):
         self.mask = (1 << buckets_log2) - 1
+        self.nb = 1 << buckets_log2
         self.nmin, self.nmax = ngram_min, ngram_max
         self.senses = senses
+        self.glove = glove
         self._memo = {}
 
     def index(self, kind: str, text: str) -> int:
@@ -328,6 +331,10 @@ class Hasher:
             for i in range(len(s) - n + 1):
                 f.append(self.index("c", s[i:i + n]))
         f.append(self.index("w", w))
+        if self.glove is not None:
+            g = self.glove.index(w)
+            if g >= 0:
+                f.append(self.nb + g)
         if self.senses is not None:
             f.extend(self.index("s", t) for t in self.senses.feature_texts(w))
         return f

@@ -23,13 +23,47 @@ VERSIONS = ("1", "2")
 
 
 class Net(nn.Module):
-    def __init__(self, buckets_log2, dim, hidden, n_cat, window):
+    """glove: the frozen word vectors [n, 100] (glove.py) or None. Their rows are feature
+    indices 2^buckets_log2 + i, computed as W_g glove[i] (W_g learned) or, once set_frozen()
+    is called (export, a loaded file), read from the frozen projected table."""
+
+    def __init__(self, buckets_log2, dim, hidden, n_cat, window, glove=None):
         super().__init__()
         self.window = window
-        self.embed = nn.Embedding(1 << buckets_log2, dim)
+        self.nb = 1 << buckets_log2
+        self.embed = nn.Embedding(self.nb, dim)
         nn.init.normal_(self.embed.weight, std=0.02)
         self.hidden = nn.Linear(dim, hidden)
         self.out = nn.Linear(hidden, n_cat)
+        self.glove = None if glove is None else torch.from_numpy(np.asarray(glove, np.float32))
+        self.gproj = nn.Linear(self.glove.shape[1], dim, bias=False) if self.glove is not None else None
+        if self.gproj is not None:
+            nn.init.normal_(self.gproj.weight, std=0.02)
+        self.frozen = None
+
+    def set_frozen(self, rows):
+        """Use these projected word-vector rows [n, dim] (float32) from now on."""
+        self.frozen = torch.from_numpy(np.asarray(rows, np.float32))
+
+    def projected(self):
+        """The projected word-vector rows [n, dim]."""
+        if self.frozen is not None:
+            return self.frozen
+        return self.gproj(self.glove) if self.glove is not None else torch.zeros(0, self.embed.embedding_dim)
+
+    def rows(self, idx):
+        """Embedding rows of feature indices (word-vector rows past 2^buckets_log2)."""
+        if self.glove is None and self.frozen is None:
+            return self.embed(idx)
+        base = idx < self.nb
+        pb, pg = torch.nonzero(base).squeeze(1), torch.nonzero(~base).squeeze(1)
+        out = torch.zeros(len(idx), self.embed.embedding_dim)
+        out = out.index_copy(0, pb, self.embed(idx[pb]))
+        if len(pg):
+            gi = idx[pg] - self.nb
+            g = self.frozen[gi] if self.frozen is not None else self.gproj(self.glove[gi])
+            out = out.index_copy(0, pg, g)
+        return out
 
     def forward(self, u, g, lengths, word_mask=None):
         """u, g: [B, L, D] padded per prompt (zeros past each length); lengths [B].
@@ -64,14 +98,16 @@ class Featurised:
     def __init__(self, prompts, hasher, tables):
         from array import array
         wstart, fstart, feat, big = array("q", [0]), array("q", [0]), array("i"), array("i")
-        nsense = array("i")          # per word: how many of its features (the last ones) are sense features
+        nsense = array("i")          # per word: how many of its features (the last ones) are semantic
         for p in prompts:
             ws, u, g = hasher.prompt(p, tables)
             for (w, _, _), fs, b in zip(ws, u, g):
                 feat.extend(fs)
                 fstart.append(len(feat))
                 big.append(-1 if b is None else b)
-                nsense.append(len(hasher.senses.synsets(w)) if hasher.senses is not None else 0)
+                ns = len(hasher.senses.synsets(w)) if hasher.senses is not None else 0
+                ns += 1 if hasher.glove is not None and hasher.glove.index(w) >= 0 else 0
+                nsense.append(ns)      # the semantic features: the word vector's row and the senses
             wstart.append(len(big))
         self.nsense = np.frombuffer(nsense, np.int32).astype(np.int64) if len(nsense) else np.zeros(0, np.int64)
         self.wstart = np.frombuffer(wstart, np.int64).copy()
@@ -95,9 +131,9 @@ def _ranges(a, b):
 
 def batch_tensors(fz, idx, net, surface_drop=0.0):
     """u, g [B, L, D] (zero padded) and lengths [B] of the prompts idx of Featurised fz.
-    surface_drop (training only): each word that has sense features loses, with this
-    probability, its surface features (n-grams, word, its bigram), so that the model learns
-    to read the senses too."""
+    surface_drop (training only): each word that has semantic features (a word vector, senses)
+    loses, with this probability, its surface features (n-grams, word, its bigram), so that the
+    model learns to read the semantic ones too."""
     idx = np.asarray(idx, np.int64)
     w0, w1 = fz.wstart[idx], fz.wstart[idx + 1]
     lengths = w1 - w0
@@ -118,7 +154,7 @@ def batch_tensors(fz, idx, net, surface_drop=0.0):
         keep = ~np.repeat(drop, nf) | (fi >= np.repeat(nf - ns, nf))
         fpos, fslot = fpos[keep], fslot[keep]
         has = has & ~drop
-    E = net.embed
+    E = net.rows
     u = torch.zeros(B * L, D).index_add_(0, torch.from_numpy(fslot), E(torch.from_numpy(fz.feat[fpos])))
     g = torch.zeros(B * L, D).index_add_(0, torch.from_numpy(slot[has]), E(torch.from_numpy(bw[has])))
     return u.view(B, L, D), g.view(B, L, D), torch.from_numpy(lengths)
@@ -164,10 +200,15 @@ def read_safetensors(path):
     return out, meta
 
 
-def export(path, net, tables, hp, meta, senses=None):
+def export(path, net, tables, hp, meta, senses=None, glove=None):
+    """glove: the glove.Glove table whose rows net projects (or None)."""
     t = tables.arrays
+    embed = net.embed.weight.detach().numpy()
+    if glove is not None:
+        with torch.no_grad():
+            embed = np.concatenate([embed, net.projected().numpy()], 0)
     tensors = {
-        "embed": net.embed.weight.detach().numpy().astype(np.float16),
+        "embed": embed.astype(np.float16),
         "hidden.weight": net.hidden.weight.detach().numpy().astype(np.float32),
         "hidden.bias": net.hidden.bias.detach().numpy().astype(np.float32),
         "out.weight": net.out.weight.detach().numpy().astype(np.float32),
@@ -180,15 +221,23 @@ def export(path, net, tables, hp, meta, senses=None):
         "confusable.from": np.array(t["conf_from"], dtype=np.int32),
         "confusable.to": np.array(t["conf_to"], dtype=np.int32),
     }
-    version = "1"
+    version, ext = "1", []
+    if glove is not None:
+        version = "2"
+        ext.append("glove")
+        tensors["glove.word_hash"] = np.asarray(glove.word_hash, np.uint32).view(np.int32)
+        meta = dict(meta, glove_words=str(len(glove)))
     if senses is not None:
         version = "2"
+        ext.append("senses")
         sa = senses.arrays
         for k in ("word_hash", "word_off", "word_syn", "syn_code", "par_off", "parents"):
             a = np.array(sa[k], dtype=np.int64)
             if k == "word_hash":
                 a = a.astype(np.uint32).view(np.int32)
             tensors["sense." + k] = a.astype(np.int32)
+    if version == "2":
+        meta = dict(meta, extensions=",".join(ext))
     m = {"format": FORMAT, "version": version, "hash": "fnv1a32", **hp, **meta}
     write_safetensors(path, tensors, m)
 
@@ -197,8 +246,11 @@ def net_from_file(path):
     """A Net holding the weights of a weights file (embeddings widened from float16)."""
     ld = Loaded(path)
     net = Net(int(ld.meta["buckets_log2"]), ld.E.shape[1], ld.W1.shape[0], ld.W2.shape[0], ld.window)
+    nb = 1 << int(ld.meta["buckets_log2"])
+    if ld.E.shape[0] > nb:
+        net.set_frozen(ld.E[nb:])
     with torch.no_grad():
-        net.embed.weight.copy_(torch.from_numpy(ld.E))
+        net.embed.weight.copy_(torch.from_numpy(ld.E[:nb]))
         net.hidden.weight.copy_(torch.from_numpy(np.array(ld.W1)))
         net.hidden.bias.copy_(torch.from_numpy(np.array(ld.b1)))
         net.out.weight.copy_(torch.from_numpy(np.array(ld.W2)))
@@ -218,13 +270,18 @@ class Loaded:
         self.tables = features.Tables(t["norm.from"], t["norm.offset"], t["norm.to"], t["class.start"],
                                       t["class.kind"], t["confusable.from"], t["confusable.to"])
         self.senses = None
-        if meta["version"] == "2":
+        ext = meta.get("extensions", "").split(",") if meta["version"] == "2" else []
+        self.glove = None
+        if "glove" in ext:
+            import glove
+            self.glove = glove.Glove(t["glove.word_hash"].view(np.uint32), np.zeros((0, 0), np.float32))
+        if "senses" in ext:
             import senses
             self.senses = senses.SenseTable(t["sense.word_hash"].view(np.uint32), t["sense.word_off"], t["sense.word_syn"],
                                             t["sense.syn_code"], t["sense.par_off"], t["sense.parents"],
                                             int(meta["sense_depth"]), int(meta["sense_max"]))
         self.hasher = features.Hasher(int(meta["buckets_log2"]), int(meta["ngram_min"]), int(meta["ngram_max"]),
-                                      self.senses)
+                                      self.senses, self.glove)
         self.window = int(meta["window"])
         self.categories = meta["categories"].split(",")
         self.E = t["embed"].astype(np.float32)

@@ -5,10 +5,12 @@
                                      too): 'P i', one 'W start end word' per word, 'F idx ...'
                                      (the feature indices in order) and 'S p1 ... pC' (the
                                      probabilities, float32 numpy; model.Loaded)
-    ref.py random OUT [--seed N] [--senses]
+    ref.py random OUT [--seed N] [--senses] [--glove --glove-words TEXT]
                                      a weights file with random weights (buckets_log2 12) and
                                      tables built from this Python's unicodedata; --senses: a
-                                     version 2 file with the WordNet sense table (senses.py)
+                                     version 2 file with the WordNet sense table (senses.py);
+                                     --glove: with a word-vector table (glove.py) of the words
+                                     of TEXT, random vectors
     ref.py compare A B [--tol T]     A and B dumps: P/W/F lines must be equal, S within T
 """
 import argparse
@@ -57,12 +59,24 @@ def random_model(a):
     with torch.no_grad():
         net.embed.weight.normal_(0, 0.5)
     meta = dict(categories="violence,sexual,nonexistent", threshold="0.5")
-    senses = None
+    senses = glove = None
+    if a.glove:        # a small word-vector table of fixed words with random vectors (no npm)
+        import glove as glovemod
+        words = sorted({w for w, _, _ in features.words(open(a.glove_words, encoding="utf-8").read(), features.Tables.build())
+                        if glovemod._WORD.match(w)})
+        keyed = {glovemod.fnv1a32(w.encode()): w for w in words}
+        hs = sorted(keyed)
+        rng = np.random.default_rng(a.seed)
+        glove = glovemod.Glove(hs, rng.normal(0, 1, (len(hs), 100)).astype(np.float32), [keyed[h] for h in hs])
+        net = model.Net(hp["buckets_log2"], hp["dim"], hp["hidden"], 3, hp["window"], glove.vectors)
+        with torch.no_grad():
+            net.embed.weight.normal_(0, 0.5)
+            net.gproj.weight.normal_(0, 0.1)
     if a.senses:
         import senses as sensemod
         senses = sensemod.SenseTable.build()
         meta.update(sense_depth=str(senses.depth), sense_max=str(senses.max_sense))
-    model.export(a.out, net, features.Tables.build(), {k: str(v) for k, v in hp.items()}, meta, senses)
+    model.export(a.out, net, features.Tables.build(), {k: str(v) for k, v in hp.items()}, meta, senses, glove)
 
 
 def compare(a):
@@ -103,6 +117,8 @@ def main():
     r.add_argument("out")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--senses", action="store_true")
+    r.add_argument("--glove", action="store_true", help="a word-vector table of the words of --glove-words")
+    r.add_argument("--glove-words", help="a text whose words make the --glove table")
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")

