@@ -161,6 +161,7 @@ int safesd_bundled_model(char *path, size_t cap) {
 void safesd_model_close(safesd_model *m) {
   if (!m) return;
   sd_api_lora_free(m);
+  free(m->lora_names);
   sd_taesd_free(m->taesd);
   sd_clip_text_free(m->text);
   sd_unet_free(m->unet);

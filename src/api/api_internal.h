@@ -17,7 +17,7 @@
 #include "safety/detector.h"
 
 /* What the detectors said about one prompt (src/api/safety.c). */
-#define SD_GATE_MAX_DETECTORS 3
+#define SD_GATE_MAX_DETECTORS 5 /* lexical, semantic, learned; lexical and learned on LoRA names */
 
 typedef struct sd_gate {
   int flagged;
@@ -80,6 +80,7 @@ struct safesd_model {
    * without its tags, and "NAME:W, ..." for reports */
   struct sd_lora_state *lora;
   char *lora_key, *lora_prompt, *lora_summary;
+  char *lora_names; /* the last prompt's LoRA names as text for the gate (NULL: none) */
   struct sd_taesd *taesd; /* the TAESD decoder in place of the VAE's (model options), or NULL */
 };
 
@@ -87,6 +88,9 @@ struct safesd_model {
  * without them) and merge the LoRAs they name into the model, unless the same set is merged
  * already; a prompt without tags restores the file's weights. */
 int sd_api_lora_prepare(safesd_model *m, safesd_gen_params *p);
+/* The <lora:...> tags of prompt parsed without a model: *text the prompt without them, *names
+ * their names as text for the gate (NULL when none); both malloc'ed. */
+int sd_api_lora_split(const char *prompt, char **text, char **names);
 /* A preview (preview.c): decode the first image of the x0 estimate x0[C, h, w] (TAESD when the
  * model has it, else the VAE) and hand its 8-bit RGB to p->preview. */
 int sd_api_preview(safesd_model *m, const safesd_gen_params *p, const float *x0, int C, int h, int w, int step,
@@ -120,6 +124,10 @@ typedef struct sd_gate_opts {
   const char *prompt_syntax; /* "a1111" (NULL) or "plain": the detectors judge the prompt's
                                 visible text (text/prompt.h), all of its chunks (a1111), or
                                 the plain text within the encoder's 77-token window */
+  const char *lora_names;    /* the prompt's <lora:...> names as text (sd_api_lora_split), or
+                                NULL: judged by the lexical and learned detectors as well; their
+                                evidence is not localised in the prompt (the safe text appends,
+                                never deletes, for it) */
 } sd_gate_opts;
 
 /* Run the chosen detectors on prompt (OR-combined) and build the safe text. The semantic

@@ -432,7 +432,7 @@ int safesd_generate_ex(safesd_model *m, const safesd_gen_params *p_in, uint8_t *
   const int gated = level > 0 && !p.safety_text && !(p.sld && strcmp(p.sld, "none")) && !p.safety_negative;
   if (gated) {
     sd_gate_opts go = {p.concepts, p.safety_strategy ? p.safety_strategy : lp.strategy[0] ? lp.strategy : NULL,
-                       p.detectors, p.semantic_threshold, p.prompt_syntax};
+                       p.detectors, p.semantic_threshold, p.prompt_syntax, m->lora_names};
     if ((rc = sd_api_safety_gate(m, &go, p.prompt, gate))) return rc;
     if (gate->flagged) {
       p.safety_text = gate->safe_text;

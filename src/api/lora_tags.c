@@ -60,15 +60,29 @@ void sd_api_lora_free(safesd_model *m) {
   m->lora_key = m->lora_prompt = m->lora_summary = NULL;
 }
 
-int sd_api_lora_prepare(safesd_model *m, safesd_gen_params *p) {
-  free(m->lora_prompt);
-  m->lora_prompt = NULL;
-  if (!p->prompt) return SD_OK;
-  const char *s = p->prompt;
+/* The names of the tags in s (", "-joined, '_', '-' and '.' as spaces: "nsfw_style-v2" ->
+ * "nsfw style v2"), which the safety gate judges besides the text (sd_gate_opts.lora_names);
+ * NULL for none. */
+static char *names_text(char names[][256], int n) {
+  if (n == 0) return NULL;
+  size_t cap = 1;
+  for (int k = 0; k < n; k++) cap += strlen(names[k]) + 2;
+  char *t = malloc(cap);
+  if (!t) return NULL;
+  size_t o = 0;
+  for (int k = 0; k < n; k++) {
+    if (k) t[o++] = ',', t[o++] = ' ';
+    for (const char *c = names[k]; *c; c++) t[o++] = (*c == '_' || *c == '-' || *c == '.') ? ' ' : *c;
+  }
+  t[o] = 0;
+  return t;
+}
+
+/* The tags of s parsed: the text without them (malloc'ed) and up to MAX_LORAS names and
+ * weights; *n their count. */
+static int split_tags(const char *s, char **text_out, char names[][256], float *te, float *un, int *n_out) {
   size_t len = strlen(s);
   char *text = malloc(len + 1);
-  char names[MAX_LORAS][256];
-  float te[MAX_LORAS], un[MAX_LORAS];
   int n = 0, rc = SD_OK;
   size_t o = 0;
   if (!text) return sd_fail(SD_E_NOMEM, "out of memory");
@@ -86,7 +100,37 @@ int sd_api_lora_prepare(safesd_model *m, safesd_gen_params *p) {
   }
   text[o] = 0;
   if (rc) { free(text); return rc; }
+  *text_out = text, *n_out = n;
+  return SD_OK;
+}
+
+int sd_api_lora_split(const char *prompt, char **text, char **names) {
+  char nm[MAX_LORAS][256];
+  float te[MAX_LORAS], un[MAX_LORAS];
+  int n = 0;
+  *text = *names = NULL;
+  int rc = split_tags(prompt, text, nm, te, un, &n);
+  if (rc) return rc;
+  if (n && !(*names = names_text(nm, n))) {
+    free(*text);
+    *text = NULL;
+    return sd_fail(SD_E_NOMEM, "out of memory");
+  }
+  return SD_OK;
+}
+
+int sd_api_lora_prepare(safesd_model *m, safesd_gen_params *p) {
+  free(m->lora_prompt);
+  free(m->lora_names);
+  m->lora_prompt = m->lora_names = NULL;
+  if (!p->prompt) return SD_OK;
+  char *text = NULL;
+  char names[MAX_LORAS][256];
+  float te[MAX_LORAS], un[MAX_LORAS];
+  int n = 0, rc = split_tags(p->prompt, &text, names, te, un, &n);
+  if (rc) return rc;
   if (n == 0 && !m->lora) { free(text); return SD_OK; } /* nothing named, nothing merged */
+  if (n && !(m->lora_names = names_text(names, n))) { free(text); return sd_fail(SD_E_NOMEM, "out of memory"); }
   if (!m->src) { /* a gate without a model (safesd_gate_open): the tags only leave the text */
     m->lora_prompt = text;
     p->prompt = text;

@@ -415,6 +415,35 @@ static int fit_chunked(safesd_model *m, const char *win, const sd_gate *g, sd_st
   }
 }
 
+/* The prompt's LoRA names (sd_gate_opts.lora_names) judged by the lexical and learned
+ * detectors of mask: a LoRA changes the weights, and its name is often what it draws. The
+ * names are not in the text the encoder sees, so their evidence has no span in the prompt
+ * (start = end = 0): the safe text appends the fired categories' contexts for it and deletes
+ * nothing; `via` says "lora name". */
+static int gate_lora_names(safesd_model *m, const char *names, int mask, sd_gate *g) {
+  static const char *const label[2] = {"lexical (LoRA names)", "learned (LoRA names)"};
+  for (int d = 0; d < 2; d++) {
+    sd_detector *det = d == 0 ? m->lexical : m->learned;
+    if (!(mask & (d == 0 ? 1 : 4)) || !det) continue;
+    sd_detection *x = &g->det[g->n_det++];
+    int rc = sd_detector_run(det, names, NULL, x);
+    if (rc) return rc;
+    x->detector = label[d];
+    for (int i = 0; i < x->n_ev; i++) {
+      sd_evidence *e = &x->ev[i];
+      e->start = e->end = 0;
+      e->token = 0;
+      size_t len = strlen("lora name") + (e->via ? strlen(e->via) + 2 : 0) + 1;
+      char *via = malloc(len);
+      if (!via) return sd_fail(SD_E_NOMEM, "out of memory");
+      snprintf(via, len, "lora name%s%s", e->via ? ", " : "", e->via ? e->via : "");
+      free(e->via);
+      e->via = via;
+    }
+  }
+  return SD_OK;
+}
+
 int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *prompt, sd_gate *g) {
   memset(g, 0, sizeof *g);
   sd_prompt_syntax syn;
@@ -438,6 +467,7 @@ int sd_api_safety_gate(safesd_model *m, const sd_gate_opts *o, const char *promp
   if ((mask & 2) && (rc = (a1111 ? run_semantic_windows : run_semantic)(m, o, win, &g->det[g->n_det++]))) goto fail;
   if ((mask & 4) && ((rc = need_learned(m)) || (rc = sd_detector_run(m->learned, win, NULL, &g->det[g->n_det++]))))
     goto fail;
+  if (o->lora_names && *o->lora_names && (rc = gate_lora_names(m, o->lora_names, mask, g))) goto fail;
   uint32_t cats = 0;
   size_t cap = 1;
   for (int i = 0; i < g->n_det; i++) cats |= g->det[i].categories;
@@ -526,8 +556,12 @@ int safesd_check_ex(safesd_model *model, const char *prompt, const char *prompt_
   memset(&tmp, 0, sizeof tmp);
   safesd_model *m = model ? model : &tmp; /* the lexical detector needs no weights */
   sd_gate g;
-  sd_gate_opts go = {concepts, strategy, detectors, semantic_threshold, prompt_syntax};
-  int rc = sd_api_safety_gate(m, &go, prompt, &g);
+  /* <lora:...> tags leave the text as in generation; their names are judged on their own */
+  char *text = NULL, *loras = NULL;
+  int rc = sd_api_lora_split(prompt, &text, &loras);
+  if (rc) return rc;
+  sd_gate_opts go = {concepts, strategy, detectors, semantic_threshold, prompt_syntax, loras};
+  rc = sd_api_safety_gate(m, &go, text, &g);
   if (rc == SD_OK) {
     if (as_json) {
       json_t *o = json_object(), *dets = json_array();
@@ -536,6 +570,7 @@ int safesd_check_ex(safesd_model *model, const char *prompt, const char *prompt_
       json_object_set_new(o, "banks", json_string(g.banks));
       json_object_set_new(o, "beyond_window", g.beyond ? json_string(g.beyond) : json_null());
       json_object_set_new(o, "judged_text", g.visible ? json_string(g.visible) : json_null());
+      json_object_set_new(o, "lora_names", loras ? json_string(loras) : json_null());
       json_object_set_new(o, "categories", json_string(g.categories));
       for (int k = 0; k < g.n_det; k++) {
         const sd_detection *dt = &g.det[k];
@@ -571,12 +606,15 @@ int safesd_check_ex(safesd_model *model, const char *prompt, const char *prompt_
       fprintf(out, "banks:      %s\n", g.banks);
       if (g.beyond) fprintf(out, "beyond the encoder's window (not judged): %s\n", g.beyond);
       if (g.visible) fprintf(out, "judged:     %s (the prompt without its syntax)\n", g.visible);
+      if (loras) fprintf(out, "LoRA names: %s (judged too; not in the encoder's text)\n", loras);
       fprintf(out, "%s\n", g.summary);
       if (g.flagged) fprintf(out, "safe text (%s): %s\n", g.strategy, g.safe_text);
       if (g.projection) fprintf(out, "projection: %s\n", g.projection);
     }
   }
   sd_api_gate_free(&g);
+  free(text);
+  free(loras);
   if (m == &tmp) sd_api_drop_detectors(&tmp);
   return rc;
 }

@@ -4,7 +4,8 @@
 # encoder's projections) merged by safesd gives exactly the pixels of the folder that the
 # reference merged (float32, the same order of operations), in the kohya and the PEFT format,
 # with separate text-encoder and UNet weights; the metadata and the report name the LoRA; the
-# tag never reaches the encoder (the same image as the merged folder without the tag); and
+# tag never reaches the encoder (the same image as the merged folder without the tag); the
+# safety gate judges the LoRA names (generate and check), without a span in the prompt; and
 # bad input (no folder, no file, bad weight, a LoRA for another model, an unclosed tag) is a
 # one-line error with no output.
 source "$(dirname "$0")/../conformance/lib.sh"
@@ -37,6 +38,33 @@ expect_rc 0 "report" $B generate -q -m "$M" -p "a red apple <lora:test_lora:0.5:
 grep -q '"loras": "test_lora:0.5:0.75"' "$O/r.json" && ok || bad "the report does not name the LoRA: $(grep -o '"loras[^,]*' "$O/r.json")"
 expect_rc 0 "weight 0" gen "$M" "a red apple<lora:test_lora:0>" "$O/z.png" --lora-model-dir "$O/kohya/loras"
 same "$O/z.png" "$O/base.png" && ok || bad "weight 0 changed the image"
+# the safety gate judges the LoRA names too (a LoRA's name is often what it draws), with no
+# span in the prompt: the safe text keeps every word and appends; a benign name changes nothing
+cp "$O/kohya/loras/test_lora.safetensors" "$O/kohya/loras/nude_style-v2.safetensors"
+expect_rc 0 "unsafe LoRA name" $B generate -q -m "$M" -p "a red apple on a table <lora:nude_style-v2:0.5>" \
+  --lora-model-dir "$O/kohya/loras" --steps 2 -s 7 --safety high --safety-report "$O/g1.json" -o "$O/g1.png"
+expect_rc 0 "benign LoRA name" $B generate -q -m "$M" -p "a red apple on a table <lora:test_lora:0.5>" \
+  --lora-model-dir "$O/kohya/loras" --steps 2 -s 7 --safety high --safety-report "$O/g2.json" -o "$O/g2.png"
+"$PYTHON" - "$O/g1.json" "$O/g2.json" <<'PY' && ok || bad "LoRA names in the gate: $(cat "$O/g1.json")"
+import json, sys
+r1, r2 = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+g1, g2 = r1["detectors"], r2["detectors"]
+assert g1["flagged"] and "sexual" in g1["categories"] and "(LoRA names)" in g1["detection"], g1
+assert r1["dual"]["ran"] and r1["dual"]["safety_text"].startswith("a red apple on a table, "), r1["dual"]
+assert not g2["flagged"] and not r2["dual"]["ran"], (g2, r2["dual"])
+PY
+expect_rc 0 "check, LoRA name" $B check --json "a red apple <lora:nude_style-v2:1>"
+"$PYTHON" -c '
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["flagged"] and r["lora_names"] == "nude style v2", r
+assert r["safe_text"].startswith("a red apple, "), r["safe_text"]
+ev = [e for d in r["detectors"] if "LoRA" in d["detector"] for e in d["evidence"]]
+assert ev and all(e["start"] == e["end"] == 0 and e["via"].startswith("lora name") for e in ev), ev
+' "$OUT" && ok || bad "check --json with a LoRA tag: $OUT"
+expect_rc 0 "check, benign LoRA name" $B check --json "a red apple <lora:test_lora:1>"
+"$PYTHON" -c 'import json, sys; r = json.loads(sys.argv[1]); assert not r["flagged"] and r["lora_names"] == "test lora", r' "$OUT" \
+  && ok || bad "check --json, benign LoRA: $OUT"
 # bad input
 expect_rc 1 "no folder" gen "$M" "x <lora:test_lora:1>" "$O/e1.png"
 one_line_error "no LoRA folder" "no folder"
