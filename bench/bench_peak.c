@@ -5,7 +5,10 @@
  * AVX512-BF16 `vdpbf16ps` (two bf16 products summed into each fp32 lane). --kind amx: AMX
  * `tdpbf16ps` on four independent 16×16 fp32 accumulator tiles (16·16·32 products each).
  *
- *   bench_peak [--threads N] [--seconds S] [--kind fma|bf16|amx]
+ *   bench_peak [--threads N] [--seconds S] [--kind fma|fma-avx2|bf16|amx]
+ *
+ * --kind fma-avx2: the AVX2 + FMA loop even where the CPU has AVX-512 (the peak of the AVX2
+ * code paths, for running them on an AVX-512 machine as a stand-in for an AVX2-only CPU).
  *
  * Prints "impl=peak isa=... threads=N gflops=... per_core=... per_core_cpu=..." (GFLOP/s
  * counts a multiply-add as two operations; per_core_cpu over the thread's CPU time, for
@@ -114,7 +117,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--kind") && i + 1 < argc && !strcmp(argv[i + 1], "fma")) kind = 0, i++;
     else if (!strcmp(argv[i], "--kind") && i + 1 < argc && !strcmp(argv[i + 1], "bf16")) kind = 1, i++;
     else if (!strcmp(argv[i], "--kind") && i + 1 < argc && !strcmp(argv[i + 1], "amx")) kind = 2, i++;
-    else { fprintf(stderr, "usage: %s [--threads N] [--seconds S] [--kind fma|bf16|amx]\n", argv[0]); return 2; }
+    else if (!strcmp(argv[i], "--kind") && i + 1 < argc && !strcmp(argv[i + 1], "fma-avx2")) kind = 3, i++;
+    else {
+      fprintf(stderr, "usage: %s [--threads N] [--seconds S] [--kind fma|fma-avx2|bf16|amx]\n", argv[0]);
+      return 2;
+    }
   }
   if (threads < 1 || threads > 1024) threads = 1;
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -122,7 +129,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_peak: this CPU has no AVX2 + FMA\n");
     return 1;
   }
-  use512 = __builtin_cpu_supports("avx512f");
+  use512 = __builtin_cpu_supports("avx512f") && kind != 3; /* fma-avx2: the AVX2 + FMA peak on any CPU */
+  if (kind == 3) kind = 0;
   if (kind == 1 && !__builtin_cpu_supports("avx512bf16")) {
     fprintf(stderr, "bench_peak: this CPU has no AVX512-BF16\n");
     return 1;
