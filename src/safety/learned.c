@@ -250,7 +250,7 @@ void sd_learned_free(sd_learned_model *m) {
   free(m->class_kind);
   free(m->conf_from);
   free(m->conf_to);
-  sd_learned_sense_free(m);
+  sd_learned_word_tables_free(m);
   if (m->cats)
     for (int i = 0; i < m->C; i++) free(m->cats[i]);
   free(m->cats);

@@ -79,7 +79,8 @@ int sd_learned_meta_int(const sd_safetensors *st, const char *key, int lo, int h
 int sd_learned_copy_i32(const sd_safetensors *st, const char *name, int *n, int32_t **out);
 /* The sense table of a version 2 file into m (validated); m->mask must be set. */
 int sd_learned_sense_load(sd_learned_model *m, const sd_safetensors *st);
-void sd_learned_sense_free(sd_learned_model *m);
+/* The word tables of a version 2 file (word vectors, senses). */
+void sd_learned_word_tables_free(sd_learned_model *m);
 /* The glove table of a version 2 file (m->n_glove rows, read from its metadata before). */
 int sd_learned_glove_load(sd_learned_model *m, const sd_safetensors *st);
 /* The word-vector feature of a word (code points cp[0..len)) into out: 1 when the table has

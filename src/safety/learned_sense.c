@@ -118,7 +118,7 @@ int sd_learned_glove_feature(const sd_learned_model *m, const uint32_t *cp, int 
   return 1;
 }
 
-void sd_learned_sense_free(sd_learned_model *m) {
+void sd_learned_word_tables_free(sd_learned_model *m) {
   free(m->glove_hash);
   free(m->sense_hash);
   free(m->sense_off);

