@@ -4,10 +4,12 @@
  * (native on CPUs with AVX512-BF16/AMX; elsewhere the emulation, $SAFESD_BF16_EMULATE=1 set
  * by this program: fp32 kernels on bf16-rounded inputs and weights, slower than fp32).
  *
- *   bench_precision UNET_MODEL VAE_MODEL [--threads N]
+ *   bench_precision UNET_MODEL VAE_MODEL [--threads N] [--winograd]
  *
  * Prints per component the relative L2 difference and the largest absolute difference of
- * bf16 against fp32, the times, and for the decoded image its PSNR in 8-bit levels. */
+ * bf16 against fp32, the times, and for the decoded image its PSNR in 8-bit levels.
+ * --winograd compares fp32 with every 3×3 stride-1 convolution on oneDNN's Winograd kernel
+ * (SD_WINO_ON, more than the default ever uses) against fp32 with direct convolutions. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,8 @@
 #include "models/unet.h"
 #include "models/vae.h"
 #include "bench_common.h"
+
+static const char *name_a = "fp32", *name_b = "bf16";
 
 static void compare(const char *what, const float *a, const float *b, size_t n, double ta, double tb, int image) {
   double num = 0, den = 0, mx = 0, se = 0;
@@ -34,8 +38,8 @@ static void compare(const char *what, const float *a, const float *b, size_t n, 
       se += (pa - pb) * (pa - pb);
     }
   }
-  printf("component=%s rel_l2=%.3g max_abs=%.3g fp32_s=%.2f bf16_s=%.2f", what, sqrt(num / (den > 0 ? den : 1)), mx, ta,
-         tb);
+  printf("component=%s rel_l2=%.3g max_abs=%.3g %s_s=%.2f %s_s=%.2f", what, sqrt(num / (den > 0 ? den : 1)), mx, name_a,
+         ta, name_b, tb);
   if (image) {
     double mse = se / (double)n;
     printf(" psnr_db=%.1f", mse > 0 ? 10.0 * log10(255.0 * 255.0 / mse) : INFINITY);
@@ -45,12 +49,13 @@ static void compare(const char *what, const float *a, const float *b, size_t n, 
 
 int main(int argc, char **argv) {
   if (argc < 3) {
-    fprintf(stderr, "usage: %s UNET_MODEL VAE_MODEL [--threads N]\n", argv[0]);
+    fprintf(stderr, "usage: %s UNET_MODEL VAE_MODEL [--threads N] [--winograd]\n", argv[0]);
     return 2;
   }
-  int threads = 0;
+  int threads = 0, wino = 0;
   for (int i = 3; i < argc; i++) {
     if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoi(argv[++i]);
+    else if (!strcmp(argv[i], "--winograd")) wino = 1, name_a = "direct", name_b = "winograd";
     else { fprintf(stderr, "unknown argument %s\n", argv[i]); return 2; }
   }
   setenv("SAFESD_BF16_EMULATE", "1", 1);
@@ -76,7 +81,8 @@ int main(int argc, char **argv) {
   bench_fill(lat, nlat, 3);
   double t[4];
   for (int pass = 0; pass < 2; pass++) {
-    if (pass == 1 && sd_exec_set_precision(ex, SD_PREC_BF16)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
+    ex->conv_winograd = wino ? (pass ? SD_WINO_ON : SD_WINO_OFF) : SD_WINO_AUTO;
+    if (pass == 1 && !wino && sd_exec_set_precision(ex, SD_PREC_BF16)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
     double t0 = bench_now();
     if (sd_unet_forward(u, ex, x, 1, h, w, 981.0f, ctx, S, pass ? y16 : y32)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
     t[pass * 2] = bench_now() - t0;
@@ -84,7 +90,8 @@ int main(int argc, char **argv) {
     if (sd_vae_decode(v, ex, lat, h, w, pass ? i16 : i32)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
     t[pass * 2 + 1] = bench_now() - t0;
   }
-  printf("impl=safesd bf16=%s threads=%d\n", ex->bf16_emulated ? "emulated" : "native", ex->n_threads);
+  if (wino) printf("impl=safesd winograd_vs_direct=fp32 threads=%d\n", ex->n_threads);
+  else printf("impl=safesd bf16=%s threads=%d\n", ex->bf16_emulated ? "emulated" : "native", ex->n_threads);
   compare("unet", y32, y16, ny, t[0], t[2], 0);
   compare("vae_decode", i32, i16, nimg, t[1], t[3], 1);
   sd_unet_free(u);

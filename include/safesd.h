@@ -103,7 +103,10 @@ typedef struct safesd_model_options {
                              kept from one UNet pass to the next instead of being packed again
                              each time (0, the default: none; the most reused are kept). bf16
                              keeps every packed weight (the same bytes as float16 weights,
-                             whose file pages it drops). docs/performance.md */
+                             whose file pages it drops). With a budget, fp32 3×3
+                             convolutions with outputs of 64×64 or more use oneDNN's
+                             Winograd kernel (values within float32 roundings of the
+                             direct one; $SAFESD_CONV_WINOGRAD=0: never). docs/performance.md */
   const char *taesd;      /* a TAESD decoder (madebyollin/taesd's taesd_decoder.safetensors,
                              or a diffusers AutoencoderTiny folder): images are decoded with
                              it instead of the VAE, much faster and of lower quality (as

@@ -2,6 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "core/error.h"
 
@@ -14,9 +17,38 @@ int sd_arena_init(sd_arena *a, size_t cap) {
   return SD_OK;
 }
 
-void sd_arena_free(sd_arena *a) {
-  free(a->base);
+#define KEEP_ALIGN ((size_t)2 << 20) /* a transparent huge page */
+
+int sd_arena_init_kept(sd_arena *a, sd_arena_keep *keep, size_t cap) {
+  if (!keep || keep->lent) return sd_arena_init(a, cap);
   memset(a, 0, sizeof *a);
+  cap = sd_arena_round(cap ? cap : SD_ARENA_ALIGN);
+  if (keep->cap < cap) {
+    free(keep->base); /* before the new block: the two never coexist */
+    keep->base = NULL, keep->cap = 0;
+    const size_t bytes = (cap + KEEP_ALIGN - 1) / KEEP_ALIGN * KEEP_ALIGN;
+    unsigned char *b = aligned_alloc(KEEP_ALIGN, bytes);
+    if (!b) return sd_fail(SD_E_NOMEM, "cannot allocate %zu MiB of activation memory", bytes >> 20);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    (void)madvise(b, bytes, MADV_HUGEPAGE); /* advice only: without it, small pages */
+#endif
+    keep->base = b, keep->cap = bytes;
+  }
+  keep->lent = 1;
+  a->base = keep->base, a->cap = cap, a->kept = keep;
+  return SD_OK;
+}
+
+void sd_arena_free(sd_arena *a) {
+  if (a->kept) a->kept->lent = 0;
+  else free(a->base);
+  memset(a, 0, sizeof *a);
+}
+
+void sd_arena_keep_release(sd_arena_keep *keep) {
+  if (!keep) return;
+  free(keep->base);
+  memset(keep, 0, sizeof *keep);
 }
 
 float *sd_arena_f32(sd_arena *a, int64_t n) {

@@ -41,6 +41,8 @@ int sd_exec_create(int n_threads, sd_exec **out) {
    * uses its Haswell kernels on AVX-512 CPUs); on AVX2 they were no faster (docs/performance.md) */
   const char *mm = getenv("SAFESD_MATMUL");
   ex->matmul_dnnl = mm && *mm ? !strcmp(mm, "dnnl") : ex->use_avx512;
+  const char *wg = getenv("SAFESD_CONV_WINOGRAD");
+  ex->conv_winograd = !wg || !*wg || !strcmp(wg, "auto") ? SD_WINO_AUTO : *wg == '0' ? SD_WINO_OFF : SD_WINO_ON;
   /* $SAFESD_PRECISION=bf16: every context asks for bf16 (falls back to fp32 where the CPU has
    * none, unless $SAFESD_BF16_EMULATE=1); how the test suite runs its bf16 conformance */
   const char *pe = getenv("SAFESD_PRECISION");
@@ -89,6 +91,7 @@ void sd_exec_trim(sd_exec *ex) {
   ex->wbuf_cap = 0;
   ex->wbuf_gen++;
   sd_dnnl_trim(ex->dnnl);
+  if (!ex->act.lent) sd_arena_keep_release(&ex->act);
 }
 
 void sd_exec_destroy(sd_exec *ex) {
@@ -96,6 +99,7 @@ void sd_exec_destroy(sd_exec *ex) {
   sd_dnnl_destroy(ex->dnnl);
   sd_pool_destroy(ex->pool);
   free(ex->wbuf);
+  sd_arena_keep_release(&ex->act);
   free(ex);
 }
 

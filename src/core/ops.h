@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
 
@@ -45,6 +46,11 @@ typedef struct sd_exec {
   int matmul_dnnl;      /* fp32 matrix products by oneDNN (with the oneDNN backend) instead of
                            OpenBLAS sgemm in row blocks: the default on AVX-512 CPUs;
                            $SAFESD_MATMUL=blas|dnnl forces one */
+  int conv_winograd;    /* fp32 3×3 stride-1 convolutions by oneDNN's Winograd F(4×4, 3×3):
+                           SD_WINO_AUTO (default: where the packed weight may be kept,
+                           pack_budget > 0, and the output has >= SD_WINO_MIN_PIXELS pixels),
+                           SD_WINO_OFF, SD_WINO_ON (every such convolution oneDNN accepts);
+                           $SAFESD_CONV_WINOGRAD=auto|0|1 */
   int use_avx2;         /* AVX2+FMA kernels (attention); 0 on other CPUs or $SAFESD_CPU_AVX2=0 */
   int use_avx512;       /* AVX-512 kernels (attention), only where use_avx2 is also on; 0 on CPUs
                            without AVX-512F/BW/DQ/VL or with $SAFESD_CPU_AVX512=0 */
@@ -63,7 +69,15 @@ typedef struct sd_exec {
   void (*release)(void *ctx, const void *data, size_t bytes);
   void *release_ctx;
   sd_prof prof;
+  sd_arena_keep act;    /* the models' activation block, kept between passes (core/arena.h) */
 } sd_exec;
+
+enum { SD_WINO_AUTO = 0, SD_WINO_OFF = 1, SD_WINO_ON = 2 };
+/* Winograd's transformed weights are 4× the direct ones (6×6 tiles for 3×3 kernels): worth
+ * it only where they are kept between calls and the activations are large against the
+ * weights: at SD 1.5's 64×64 latent layers, not at the 32×32 and smaller ones, whose
+ * weights would not stay within a 4 GiB budget (docs/performance.md). */
+#define SD_WINO_MIN_PIXELS 4096
 
 /* Convolution backends: oneDNN's direct convolution (default), or im2col + OpenBLAS sgemm
  * (the fallback; forced with SAFESD_BACKEND=blas, used when oneDNN refuses a shape). */
@@ -78,7 +92,8 @@ enum { SD_BACKEND_DNNL = 0, SD_BACKEND_BLAS = 1 };
 int sd_exec_create(int n_threads, sd_exec **out);
 void sd_exec_destroy(sd_exec *ex);
 /* Free the scratch that grows to the largest layer seen (the widening buffer, oneDNN's
- * blocked copies) and every kept packed weight; primitives stay cached. Between pipeline
+ * blocked copies, the models' kept activation block) and every kept packed weight;
+ * primitives stay cached. Between pipeline
  * stages. Kept packed weights are keyed by their data pointer: a weight's values must not
  * change while it is kept (between trims), as for weights mapped from a model file. */
 void sd_exec_trim(sd_exec *ex);

@@ -15,6 +15,11 @@
  * bf16 values are exact in fp32 and the sums are fp32, as in the native kernels, so the
  * images show bf16's effect; only the order of the sums differs.
  *
+ * fp32 3×3 stride-1 convolutions may run oneDNN's Winograd F(4×4, 3×3) instead
+ * (ex->conv_winograd; by default where the packed weight may be kept and the output is
+ * large): fewer multiplications, weights 4× larger once transformed, results within a few
+ * float32 roundings of the direct ones (tests/unit/test_core.c, bench_precision --winograd).
+ *
  * Primitives are created once per shape and cached (a small table, least recently used out).
  * oneDNN runs on its own OpenMP threads, set to the context's thread count before each
  * call. Its forward convolutions are deterministic for a given thread count.
@@ -484,8 +489,12 @@ int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
   int rc = get_dnnl(ex, &d);
   if (rc) return rc;
   const int bf16 = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated;
+  /* Winograd in fp32 only (oneDNN has no bf16 one); the key holds the choice */
+  const int wino = !bf16 && !ex->bf16_emulated && kh == 3 && kw == 3 && s->stride == 1 &&
+                   (ex->conv_winograd == SD_WINO_ON ||
+                    (ex->conv_winograd == SD_WINO_AUTO && ex->pack_budget > 0 && Ho * Wo >= SD_WINO_MIN_PIXELS));
   int64_t key[16] = {1, s->C, s->H, s->W, Cout, kh, kw, s->stride, s->pad_t, s->pad_l, s->pad_b, s->pad_r,
-                     b != NULL, bf16, ex->bf16_emulated, 0};
+                     b != NULL, bf16, ex->bf16_emulated, wino};
   int found;
   prim_ent *e = lookup(d, key, &found);
   if (found && e->failed) return SD_E_UNSUPPORTED;
@@ -503,8 +512,17 @@ int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
     dnnl_memory_desc_init_by_tag(&wmd, 4, wdims, dt, dnnl_format_tag_any);
     dnnl_memory_desc_init_by_tag(&dmd, 4, ddims, dnnl_f32, dnnl_format_tag_any);
     dnnl_convolution_desc_t cd;
-    dnnl_status_t st = dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd,
-                                                          &wmd, b ? &e->bias_md : NULL, &dmd, strides, pl, pr);
+    dnnl_status_t st = dnnl_invalid_arguments;
+    if (wino) { /* where oneDNN has no Winograd kernel for the shape or CPU: direct */
+      dnnl_primitive_desc_t pd = NULL;
+      st = dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_winograd, &smd, &wmd,
+                                              b ? &e->bias_md : NULL, &dmd, strides, pl, pr);
+      if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &cd, NULL, d->eng, NULL);
+      if (pd) dnnl_primitive_desc_destroy(pd);
+    }
+    if (st != dnnl_success)
+      st = dnnl_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &smd, &wmd,
+                                              b ? &e->bias_md : NULL, &dmd, strides, pl, pr);
     if ((rc = settle_entry(d, e, st, &cd, "convolution setup"))) return rc;
   }
   omp_set_num_threads(ex->n_threads);

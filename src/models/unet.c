@@ -744,7 +744,7 @@ int sd_unet_forward(sd_unet *u, sd_exec *ex, const float *x, int B, int h, int w
   run_t R;
   memset(&R, 0, sizeof R);
   R.u = u, R.ex = ex, R.B = B, R.ctx_len = ctx_len, R.ctx = context;
-  if ((rc = sd_arena_init(&R.ar, bytes))) return sd_fail_prefix(rc, "unet: ");
+  if ((rc = sd_arena_init_kept(&R.ar, &ex->act, bytes))) return sd_fail_prefix(rc, "unet: ");
   rc = forward_impl(&R, x, h, w, timestep, out);
   if (!rc && R.ar.peak != bytes) /* the plan walks the same code: it must match exactly */
     rc = sd_fail(SD_E_INTERNAL, "activation arena: planned %zu bytes, used %zu", bytes, R.ar.peak);

@@ -463,11 +463,13 @@ static int run_begin(run *r, sd_vae *v, sd_exec *ex, int plan, sd_arena *ar, int
     r->cap = INT64_MAX / 8;
     return SD_OK;
   }
-  int rc = sd_arena_init(ar, (size_t)cap * sizeof(float));
+  int rc = sd_arena_init_kept(ar, &ex->act, (size_t)cap * sizeof(float));
   if (rc) return sd_fail_prefix(rc, "VAE: ");
   r->base = sd_arena_f32(ar, cap);
   r->cap = cap;
-  return r->base ? SD_OK : SD_E_INTERNAL;
+  if (r->base) return SD_OK;
+  sd_arena_free(ar); /* gives a kept block back */
+  return SD_E_INTERNAL;
 }
 
 static const char *block_name(char *buf, size_t cap, const char *kind, int i) {

@@ -89,6 +89,47 @@ static void test_arena(void **state) {
   sd_arena_free(&a);
 }
 
+/* A kept block: reused while large enough, replaced when not, never lent twice at once. */
+static void test_arena_kept(void **state) {
+  (void)state;
+  sd_arena_keep keep = {0};
+  sd_arena a, b;
+  assert_int_equal(sd_arena_init_kept(&a, &keep, sd_arena_f32_bytes(1000)), SD_OK);
+  unsigned char *first = keep.base;
+  assert_ptr_equal(a.base, first);
+  assert_int_equal((uintptr_t)first % SD_ARENA_ALIGN, 0);
+  assert_true(keep.cap >= sd_arena_f32_bytes(1000));
+  assert_int_equal(a.cap, sd_arena_f32_bytes(1000)); /* the pass's own capacity, not the block's */
+  assert_non_null(sd_arena_f32(&a, 1000));
+  assert_null(sd_arena_f32(&a, 1)); /* still exhausted at the planned size */
+  /* lent: a nested pass gets a block of its own, which is freed, not kept */
+  assert_int_equal(sd_arena_init_kept(&b, &keep, sd_arena_f32_bytes(10)), SD_OK);
+  assert_ptr_not_equal(b.base, first);
+  assert_null(b.kept);
+  sd_arena_free(&b);
+  assert_ptr_equal(keep.base, first);
+  sd_arena_free(&a);
+  assert_int_equal(keep.lent, 0);
+  /* smaller: the same block */
+  assert_int_equal(sd_arena_init_kept(&a, &keep, sd_arena_f32_bytes(10)), SD_OK);
+  assert_ptr_equal(a.base, first);
+  assert_int_equal(a.used, 0);
+  sd_arena_free(&a);
+  /* larger than the block: replaced */
+  const size_t big = keep.cap + 1;
+  assert_int_equal(sd_arena_init_kept(&a, &keep, big), SD_OK);
+  assert_true(keep.cap >= big);
+  assert_non_null(sd_arena_f32(&a, (int64_t)(big / 4)));
+  sd_arena_free(&a);
+  /* no keeper: an owned block */
+  assert_int_equal(sd_arena_init_kept(&a, NULL, 64), SD_OK);
+  assert_null(a.kept);
+  sd_arena_free(&a);
+  sd_arena_keep_release(&keep);
+  assert_null(keep.base);
+  assert_int_equal(keep.cap, 0);
+}
+
 typedef struct { int64_t *hits; int nt; int64_t grain, n; atomic_int bad; } pool_ctx;
 static void mark_task(void *ctx, int64_t b, int64_t e, int tid) {
   pool_ctx *c = ctx;
@@ -395,7 +436,7 @@ static void test_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_f16_roundtrip), cmocka_unit_test(test_bf16),   cmocka_unit_test(test_dtype_names),
-      cmocka_unit_test(test_arena),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear),
+      cmocka_unit_test(test_arena), cmocka_unit_test(test_arena_kept),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear),
       cmocka_unit_test(test_norm_act),      cmocka_unit_test(test_attention),
       cmocka_unit_test(test_attention_deterministic), cmocka_unit_test(test_cpu_env), cmocka_unit_test(test_errors),
   };

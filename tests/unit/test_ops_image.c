@@ -38,7 +38,10 @@ typedef struct {
   int f16, bias, threads;
 } conv_case;
 
-static void run_conv_case_on(const conv_case *cc, int backend) {
+/* wino: the context's ex->conv_winograd (SD_WINO_*), budget: its pack_budget; out: NULL, or
+ * where the output is copied (ny floats); tol: the largest error allowed, relative to the sum
+ * of the products' magnitudes. */
+static void run_conv_case_full(const conv_case *cc, int backend, int wino, int64_t budget, float *out, double tol) {
   const int Ho = (cc->H + cc->pt + cc->pb - cc->kh) / cc->stride + 1;
   const int Wo = (cc->W + cc->pl + cc->pr - cc->kw) / cc->stride + 1;
   const int64_t nx = (int64_t)cc->C * cc->H * cc->W, nw = (int64_t)cc->Cout * cc->C * cc->kh * cc->kw;
@@ -62,6 +65,8 @@ static void run_conv_case_on(const conv_case *cc, int backend) {
   sd_exec *ex;
   assert_int_equal(sd_exec_create(cc->threads, &ex), SD_OK);
   ex->backend = backend;
+  ex->conv_winograd = wino;
+  ex->pack_budget = budget;
   sd_conv2d_shape s = {cc->C, cc->H, cc->W, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr};
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y), SD_OK);
   double maxrel = 0;
@@ -86,15 +91,20 @@ static void run_conv_case_on(const conv_case *cc, int backend) {
         double rel = fabs(got - acc) / (mag + 1e-3);
         if (rel > maxrel) maxrel = rel;
       }
-  if (maxrel > 1e-5)
-    fail_msg("conv %dx%dx%d -> %d, k %dx%d, stride %d, pad %d/%d/%d/%d, %s backend: relative error %.3g", cc->C,
+  if (maxrel > tol)
+    fail_msg("conv %dx%dx%d -> %d, k %dx%d, stride %d, pad %d/%d/%d/%d, %s backend%s: relative error %.3g", cc->C,
              cc->H, cc->W, cc->Cout, cc->kh, cc->kw, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr,
-             backend == SD_BACKEND_DNNL ? "oneDNN" : "BLAS", maxrel);
+             backend == SD_BACKEND_DNNL ? "oneDNN" : "BLAS", wino == SD_WINO_ON ? " (Winograd)" : "", maxrel);
+  if (out) memcpy(out, y, (size_t)ny * sizeof(float));
   /* same inputs, same thread count: the same bytes */
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y2), SD_OK);
   assert_memory_equal(y, y2, (size_t)ny * sizeof(float));
   sd_exec_destroy(ex);
   free(x); free(w); free(b); free(y); free(y2); free(wh);
+}
+
+static void run_conv_case_on(const conv_case *cc, int backend) {
+  run_conv_case_full(cc, backend, SD_WINO_OFF, 0, NULL, 1e-5);
 }
 
 /* every case on both backends: oneDNN (the default) and im2col + BLAS (the fallback) */
@@ -300,6 +310,50 @@ static void test_conv2d_small(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i]);
 }
 
+/* fp32 Winograd F(4×4, 3×3) (oneDNN, AVX-512 CPUs): within a few float32 roundings of the
+ * direct convolution; chosen by default only with a packing budget at >= 64×64 outputs. */
+static void test_conv2d_winograd(void **state) {
+  (void)state;
+  const uint64_t seed = g_rng; /* each run draws its inputs: the same ones every time */
+  const conv_case cases[] = {
+      /* C  H   W  Co kh kw s  pt pl pb pr f16 bias thr */
+      {16, 20, 22, 32, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2}, /* sizes not multiples of the 4×4 tile */
+      {32, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1}, /* f16, no bias, 1 thread */
+      {64, 9, 13, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3},
+  };
+  sd_exec *probe;
+  assert_int_equal(sd_exec_create(1, &probe), SD_OK);
+  const int avx512 = probe->use_avx512;
+  sd_exec_destroy(probe);
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const conv_case *cc = &cases[i];
+    const int64_t ny = (int64_t)cc->Cout * cc->H * cc->W;
+    float *yd = fnew(ny), *yw = fnew(ny);
+    g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_OFF, 0, yd, 1e-5);
+    g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_ON, 0, yw, 1e-5);
+    if (avx512) /* the Winograd kernel ran: other sums, other roundings */
+      assert_memory_not_equal(yd, yw, (size_t)ny * sizeof(float));
+    else if (!memcmp(yd, yw, (size_t)ny * sizeof(float)))
+      print_message("oneDNN has no fp32 Winograd kernel on this CPU: the direct one ran\n");
+    free(yd);
+    free(yw);
+  }
+  /* auto: direct without a budget or below SD_WINO_MIN_PIXELS, Winograd with both */
+  const conv_case big = {16, 64, 64, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2}, small = {16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2};
+  const int64_t nb = 16 * 64 * 64, ns = 16 * 32 * 32;
+  float *d = fnew(nb), *a = fnew(nb);
+  g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
+  g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_AUTO, 0, a, 1e-5);
+  assert_memory_equal(d, a, (size_t)nb * sizeof(float));
+  g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_AUTO, (int64_t)1 << 30, a, 1e-5);
+  if (avx512) assert_memory_not_equal(d, a, (size_t)nb * sizeof(float));
+  g_rng = seed, run_conv_case_full(&small, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
+  g_rng = seed, run_conv_case_full(&small, SD_BACKEND_DNNL, SD_WINO_AUTO, (int64_t)1 << 30, a, 1e-5);
+  assert_memory_equal(d, a, (size_t)ns * sizeof(float));
+  free(d);
+  free(a);
+}
+
 static void test_conv2d_tiled(void **state) {
   (void)state;
   /* K·Wo = 576·130: the 4M-float column buffer holds 56 rows, so 130 rows take 3 tiles */
@@ -459,7 +513,7 @@ static void test_geglu(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_weight_cache), cmocka_unit_test(test_pack_cache),
+      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_winograd), cmocka_unit_test(test_conv2d_weight_cache), cmocka_unit_test(test_pack_cache),
       cmocka_unit_test(test_bf16_precision), cmocka_unit_test(test_conv2d_tiled), cmocka_unit_test(test_conv2d_errors),
       cmocka_unit_test(test_groupnorm),    cmocka_unit_test(test_upsample),     cmocka_unit_test(test_transpose),
       cmocka_unit_test(test_geglu),
