@@ -18,7 +18,7 @@
  * fp32 3×3 stride-1 convolutions may run oneDNN's Winograd F(4×4, 3×3) instead
  * (ex->conv_winograd; by default where the packed weight may be kept and the output is
  * large): fewer multiplications, weights 4× larger once transformed, results within a few
- * float32 roundings of the direct ones (tests/unit/test_core.c, bench_precision --winograd).
+ * float32 roundings of the direct ones (tests/unit/test_ops_image.c, bench_precision --winograd).
  *
  * Primitives are created once per shape and cached (a small table, least recently used out).
  * oneDNN runs on its own OpenMP threads, set to the context's thread count before each
