@@ -323,7 +323,9 @@ static void test_conv2d_winograd(void **state) {
   };
   sd_exec *probe;
   assert_int_equal(sd_exec_create(1, &probe), SD_OK);
-  const int avx512 = probe->use_avx512;
+  /* oneDNN 2.6 has its fp32 Winograd kernel for AVX-512 only (and none when told to stay
+   * below it) */
+  const int avx512 = probe->use_avx512 && !getenv("ONEDNN_MAX_CPU_ISA") && !getenv("DNNL_MAX_CPU_ISA");
   sd_exec_destroy(probe);
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const conv_case *cc = &cases[i];
