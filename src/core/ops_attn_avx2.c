@@ -7,7 +7,8 @@
  *      Sk' = Sk rounded up to 16 and zeros past Sk,
  *   2. computes the scores S = scale·Q·Kᵀ with a 6×16 register-blocked kernel (12 vector
  *      accumulators, queries broadcast, keys loaded 16 at a time),
- *   3. updates each row's running max and sum (online softmax; vector exp),
+ *   3. updates each row's running max and sum (online softmax in base 2: the queries carry log2 e, so the vector 2^x of
+ *      simd_avx2.h serves),
  *   4. accumulates O += P·V with a 6×16 (or 6×8) kernel reading V rows in place.
  * The Sq×Sk score matrix never exists; per task scratch is about 300 KiB (fits L2). Every
  * output value is computed by one thread in a fixed order, so results do not depend on the
@@ -151,7 +152,7 @@ AVX static void att_avx_task(void *ctx, int64_t t0, int64_t t1, int tid) {
     return;
   }
   float *Qs = buf, *O = Qs + nq, *S = O + nq, *mrow = S + ns, *lrow = mrow + ATT_QB;
-  const __m256 vscale = _mm256_set1_ps(s->scale);
+  const __m256 vscale = _mm256_set1_ps(s->scale * 1.44269504088896341f); /* scores in log2 units */
   for (int64_t t = t0; t < t1; t++) {
     int64_t bh = t / jb->q_blocks;
     int qb = (int)(t % jb->q_blocks);
@@ -202,17 +203,17 @@ AVX static void att_avx_task(void *ctx, int64_t t0, int64_t t1, int tid) {
           memset(srow, 0, (size_t)njp * sizeof(float));
           continue;
         }
-        float corr = mrow[i] == -INFINITY ? 0.0f : expf(mrow[i] - mx);
+        float corr = mrow[i] == -INFINITY ? 0.0f : exp2f(mrow[i] - mx);
         __m256 vmx = _mm256_set1_ps(mx), sum8 = _mm256_setzero_ps();
         int j = 0;
         for (; j + 8 <= valid; j += 8) {
-          __m256 p = sd_exp256(_mm256_sub_ps(_mm256_load_ps(srow + j), vmx));
+          __m256 p = sd_exp2_256(_mm256_sub_ps(_mm256_load_ps(srow + j), vmx));
           _mm256_store_ps(srow + j, p);
           sum8 = _mm256_add_ps(sum8, p);
         }
         float sum = hsum256(sum8);
         for (; j < valid; j++) {
-          float p = expf(srow[j] - mx);
+          float p = exp2f(srow[j] - mx);
           srow[j] = p;
           sum += p;
         }

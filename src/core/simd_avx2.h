@@ -29,4 +29,21 @@ AVX static inline __m256 sd_exp256(__m256 x) {
   return _mm256_mul_ps(_mm256_mul_ps(q, f1), f2);
 }
 
+/* 2^x for x <= 0 (softmax arguments in log2 units; below -126 it is 2^-126, nothing beside
+ * the row maximum's 1): n = round(x), r = x - n in [-0.5, 0.5], 2^r by the degree-5 minimax
+ * polynomial of sd_exp2_512 (relative error 2.4e-7), 2^n built in the exponent field. */
+AVX static inline __m256 sd_exp2_256(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
+  const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 r = _mm256_sub_ps(x, n);
+  __m256 p = _mm256_set1_ps(0.0013278163969516754f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.009675555862486362f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.055507078766822815f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.24022118747234344f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.6931469440460205f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0000001192092896f));
+  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
 #endif
