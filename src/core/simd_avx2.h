@@ -5,6 +5,8 @@
 
 #include <immintrin.h>
 
+#include "core/simd_exp2.h"
+
 #define AVX __attribute__((target("avx2,fma")))
 
 /* exp(x) for any float x (clamped to [-87, 88]): Cody–Waite + degree-6 polynomial. */
@@ -36,12 +38,12 @@ AVX static inline __m256 sd_exp2_256(__m256 x) {
   x = _mm256_max_ps(x, _mm256_set1_ps(-126.0f));
   const __m256 n = _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 r = _mm256_sub_ps(x, n);
-  __m256 p = _mm256_set1_ps(0.0013278163969516754f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.009675555862486362f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.055507078766822815f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.24022118747234344f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.6931469440460205f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0000001192092896f));
+  __m256 p = _mm256_set1_ps(SD_EXP2_C5);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SD_EXP2_C4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SD_EXP2_C3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SD_EXP2_C2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SD_EXP2_C1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(SD_EXP2_C0));
   const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }

@@ -7,6 +7,8 @@
 
 #include <immintrin.h>
 
+#include "core/simd_exp2.h"
+
 #define AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma")))
 #define AVX512BF16 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")))
 
@@ -17,12 +19,12 @@
 AVX512 static inline __m512 sd_exp2_512(__m512 x) {
   const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m512 r = _mm512_sub_ps(x, n);
-  __m512 p = _mm512_set1_ps(0.0013278163969516754f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.009675555862486362f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.055507078766822815f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.24022118747234344f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.6931469440460205f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0000001192092896f));
+  __m512 p = _mm512_set1_ps(SD_EXP2_C5);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP2_C4));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP2_C3));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP2_C2));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP2_C1));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(SD_EXP2_C0));
   return _mm512_scalef_ps(p, n);
 }
 AVX512 static inline __m512 sd_exp2_512_bf16(__m512 x) {
