@@ -1,4 +1,5 @@
-/* The lexical detector's lexicon and matching (lexicon.h). */
+/* The lexical detector's lexicon (lexicon.h): languages, match keys, terms. The matching of a
+ * prompt is in lexicon_match.c. */
 #include "safety/lexicon.h"
 
 #include <stdio.h>
@@ -7,10 +8,7 @@
 #include <utf8proc.h>
 
 #include "core/error.h"
-#include "text/tokenizer.h"
-
-#define KEY_MAX 512
-#define CJK_MAX_TERM 64 /* longer CJK terms never match: bounded work on a bad bank */
+#include "safety/lexicon_internal.h"
 
 /* ------------------------------------------------------------------------------------- */
 /* languages                                                                               */
@@ -53,8 +51,7 @@ int sd_lex_finish_langs(sd_lexicon *L) {
 /* ------------------------------------------------------------------------------------- */
 /* keys                                                                                    */
 
-/* The match key of a word in language k: its stem (surface lexicon: itself). */
-static void key_of(const sd_lexicon *L, sd_stemset *ss, int k, const char *w, size_t n, char *buf) {
+void sd_lex_key_of(const sd_lexicon *L, sd_stemset *ss, int k, const char *w, size_t n, char *buf) {
   if (L->surface) {
     size_t m = n < KEY_MAX - 1 ? n : KEY_MAX - 1;
     memcpy(buf, w, m);
@@ -64,7 +61,7 @@ static void key_of(const sd_lexicon *L, sd_stemset *ss, int k, const char *w, si
   sd_stem(ss, k, w, n, buf, KEY_MAX);
 }
 
-static size_t collapse(const char *s, int keep, char *dst) {
+size_t sd_lex_collapse(const char *s, int keep, char *dst) {
   size_t o = 0;
   for (size_t i = 0; s[i];) {
     size_t j = i;
@@ -78,7 +75,7 @@ static size_t collapse(const char *s, int keep, char *dst) {
   return o;
 }
 
-static int has_run3(const char *s) {
+int sd_lex_has_run3(const char *s) {
   for (size_t i = 0; s[i] && s[i + 1] && s[i + 2]; i++)
     if ((unsigned char)s[i] < 0x80 && s[i] == s[i + 1] && s[i] == s[i + 2]) return 1;
   return 0;
@@ -217,7 +214,7 @@ int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const
   keys.kind = w.kind;
   for (int i = 0; i < w.nw; i++) {
     if (w.kind || exact) snprintf(key, sizeof key, "%s", w.w[i]);
-    else key_of(L, ss, k, w.w[i], strlen(w.w[i]), key);
+    else sd_lex_key_of(L, ss, k, w.w[i], strlen(w.w[i]), key);
     if (!(keys.w[i] = strdup(key))) goto oom;
   }
   for (int i = 0; i < w.nw; i++)
@@ -277,14 +274,14 @@ int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const
       sd_sbuf j = {0};
       for (int i = 0; i < w.nw && !bad; i++) bad = sd_sb_puts(&j, w.w[i]);
       if (!bad) {
-        key_of(L, ss, k, j.p, j.n, key);
+        sd_lex_key_of(L, ss, k, j.p, j.n, key);
         bad = sd_strmap_add(&g->first, key, id) || add_pre(g, key, id);
       }
       free(j.p);
     } else {
       char c1[KEY_MAX];
       if (strlen(w.w[0]) < KEY_MAX) {
-        collapse(w.w[0], 1, c1);
+        sd_lex_collapse(w.w[0], 1, c1);
         bad = (!L->surface && sd_strmap_add(&L->first1, c1, id)) || sd_strmap_add(&L->single, w.w[0], id);
       }
     }
@@ -343,7 +340,7 @@ int sd_lex_has(const sd_lexicon *L, int cat, const char *text) {
     found = 1;
     for (int k = 0; k < w.nw && found; k++) {
       if (w.kind || t->exact) snprintf(key, sizeof key, "%s", w.w[k]);
-      else key_of(L, ss, t->lang, w.w[k], strlen(w.w[k]), key);
+      else sd_lex_key_of(L, ss, t->lang, w.w[k], strlen(w.w[k]), key);
       found = strcmp(key, t->w[k]) == 0;
     }
   }
@@ -357,540 +354,8 @@ int sd_lex_same(const sd_lexicon *L, const sd_term *t, const char *text) {
   char key[KEY_MAX];
   sd_stemset *ss = L->surface ? NULL : sd_stem_acquire(L->stems);
   if (t->exact) snprintf(key, sizeof key, "%s", text);
-  else key_of(L, ss, t->lang, text, strlen(text), key);
+  else sd_lex_key_of(L, ss, t->lang, text, strlen(text), key);
   sd_stem_release(L->stems, ss);
   return strcmp(key, t->w[0]) == 0;
 }
 
-/* ------------------------------------------------------------------------------------- */
-/* candidates: the readings of a unit                                                      */
-
-typedef struct {
-  char *s;
-  int flags;
-  int c1; /* run-collapsed to one: looked up among first1 only */
-} cand;
-
-typedef struct {
-  cand *c;
-  int n, cap;
-} candset;
-
-static int cs_add(candset *cs, const char *s, int flags, int c1) {
-  if (!*s) return 0;
-  for (int i = 0; i < cs->n; i++)
-    if (cs->c[i].c1 == c1 && strcmp(cs->c[i].s, s) == 0) return 0;
-  if (cs->n == cs->cap) {
-    int nc = cs->cap ? 2 * cs->cap : 16;
-    cand *n = realloc(cs->c, (size_t)nc * sizeof *n);
-    if (!n) return -1;
-    cs->c = n;
-    cs->cap = nc;
-  }
-  if (!(cs->c[cs->n].s = strdup(s))) return -1;
-  cs->c[cs->n].flags = flags;
-  cs->c[cs->n].c1 = c1;
-  cs->n++;
-  return 0;
-}
-
-static void cs_free(candset *cs) {
-  for (int i = 0; i < cs->n; i++) free(cs->c[i].s);
-  free(cs->c);
-  memset(cs, 0, sizeof *cs);
-}
-
-/* Plain text, leetspeak (1 -> i, 1 -> l) where letters and digits/symbols mix, each also as
- * the confusable reading where a letter folds; a run of >= 3 repeated letters collapsed. */
-static int unit_cands(const sd_norm *nm, const sd_unit *u, candset *cs) {
-  for (int i = 0; i < cs->n; i++) free(cs->c[i].s);
-  cs->n = 0;
-  int has_letter = 0, has_leet = 0, has_one = 0, nonascii = 0, folds = 0;
-  for (int p = u->p0; p < u->p1; p++) {
-    nonascii |= nm->ps[p].nonascii;
-    folds |= nm->ps[p].folds;
-    for (int i = nm->ps[p].a; i < nm->ps[p].b; i++) {
-      has_letter |= nm->v[i].cls == SD_CL_LETTER;
-      has_leet |= nm->v[i].cls == SD_CL_DIGIT || nm->v[i].cls == SD_CL_LEET;
-      has_one |= nm->v[i].cp == '1';
-    }
-    if (p > u->p0)
-      for (int i = nm->ps[p - 1].b; i < nm->ps[p].a; i++) has_leet |= nm->v[i].cp == '|';
-  }
-  int base = (u->joined ? SD_VIA_SEP : 0) | (nonascii ? SD_VIA_UNICODE : 0);
-  int nmodes = (has_letter && has_leet) ? (has_one ? 3 : 2) : 1;
-  sd_sbuf t = {0};
-  char *c = NULL;
-  int rc = 0;
-  for (int f = 0; f <= folds && !rc; f++)
-    for (int mode = 0; mode < nmodes && !rc; mode++) {
-      if (sd_norm_unit_text(nm, u, mode | (f ? SD_TEXT_FOLD : 0), &t)) {
-        rc = -1;
-        break;
-      }
-      int fl = base | (mode ? SD_VIA_LEET : 0) | (f ? SD_VIA_CONFUSABLE : 0);
-      if (cs_add(cs, t.p, fl, 0)) rc = -1;
-      if (!rc && has_run3(t.p)) {
-        char *nc = realloc(c, t.n + 1);
-        if (!nc) {
-          rc = -1;
-          break;
-        }
-        c = nc;
-        collapse(t.p, 2, c);
-        rc |= cs_add(cs, c, fl | SD_VIA_REPEAT, 0);
-        collapse(t.p, 1, c);
-        rc |= cs_add(cs, c, fl | SD_VIA_REPEAT, 1);
-      }
-    }
-  free(c);
-  free(t.p);
-  return rc;
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* lookup                                                                                  */
-
-static int hits_add(sd_lex_hits *l, sd_lex_hit h) {
-  for (int i = 0; i < l->n; i++)
-    if (l->h[i].term == h.term && l->h[i].a == h.a && l->h[i].b == h.b && l->h[i].emoji_name == h.emoji_name) {
-      l->h[i].flags |= h.flags;
-      l->h[i].neg &= h.neg;
-      return 0;
-    }
-  if (l->n == l->cap) {
-    int nc = l->cap ? 2 * l->cap : 16;
-    sd_lex_hit *n = realloc(l->h, (size_t)nc * sizeof *n);
-    if (!n) return -1;
-    l->h = n;
-    l->cap = nc;
-  }
-  l->h[l->n++] = h;
-  return 0;
-}
-
-/* Whether s is an English word: a WordNet lemma, or stemmed like one ("soaked"). */
-static int dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
-  if (!dict) return 0;
-  if (sd_wn_dict_has(dict, SD_WN_LEMMAS, s)) return 1;
-  char st[KEY_MAX];
-  sd_stem(ss, en, s, strlen(s), st, sizeof st);
-  return sd_wn_dict_has(dict, SD_WN_STEMS, st);
-}
-
-/* Whether s is everyday English (stems like a lemma seen in WordNet's tagged corpus): such a
- * word is read as English, not as a term of another language ("arm" is not Spanish "arma"). */
-static int common_english(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
-  if (!dict) return 0;
-  char st[KEY_MAX];
-  sd_stem(ss, en, s, strlen(s), st, sizeof st);
-  return sd_wn_dict_has(dict, SD_WN_COMMON, st);
-}
-
-/* The inflection check of an English stem match. Snowball's stems also merge derived words
- * (organ/organic/organization, execution/executive, severed/several), which are other
- * words: a prompt word whose base forms include a dictionary lemma matches a term's word
- * only when one of those lemmas is a base form of the term's word as written (or of a form
- * merged into it). base(x): x, and x less an inflection: -s, -es, -ies (+y), -ied (+y), -ed,
- * -d, -ing (also +e, and with a doubled consonant undone). */
-#define BASES 10
-static int bases(const char *x, char out[BASES][KEY_MAX]) {
-  size_t n = strlen(x);
-  int k = 0;
-  if (n >= KEY_MAX - 2) return 0;
-#define ADD(len, suf)                                                  \
-  do {                                                                 \
-    if ((len) >= 2 && k < BASES) {                                     \
-      memcpy(out[k], x, (len));                                        \
-      strcpy(out[k] + (len), (suf));                                   \
-      k++;                                                             \
-    }                                                                  \
-  } while (0)
-#define ENDS(s) (n > strlen(s) && !strcmp(x + n - strlen(s), (s)))
-  ADD(n, "");
-  if (ENDS("ies") || ENDS("ied")) ADD(n - 3, "y");
-  if (ENDS("es")) ADD(n - 2, "");
-  if (ENDS("s") && !ENDS("ss")) ADD(n - 1, "");
-  if (ENDS("ed")) {
-    ADD(n - 2, "");
-    ADD(n - 1, "");
-    if (n >= 5 && x[n - 3] == x[n - 4]) ADD(n - 3, "");
-  }
-  if (ENDS("ing")) {
-    ADD(n - 3, "");
-    ADD(n - 3, "e");
-    if (n >= 6 && x[n - 4] == x[n - 5]) ADD(n - 4, "");
-  }
-#undef ADD
-#undef ENDS
-  return k;
-}
-
-static int infl_related(const sd_wn_dict *dict, const char *word, const char *forms, int k) {
-  char bw[BASES][KEY_MAX], bf[BASES][KEY_MAX];
-  int nw = bases(word, bw), any_lemma = 0;
-  for (int i = 0; i < nw; i++) {
-    if (!sd_wn_dict_has(dict, SD_WN_LEMMAS, bw[i])) continue;
-    any_lemma = 1;
-    for (const char *f = forms; f; f = strchr(f, '|') ? strchr(f, '|') + 1 : NULL) {
-      const char *w = f; /* word k of this form */
-      for (int j = 0; j < k && w; j++) {
-        w = strpbrk(w, " |");
-        w = w && *w == ' ' ? w + 1 : NULL;
-      }
-      if (!w) continue;
-      char one[KEY_MAX];
-      size_t l = strcspn(w, " |");
-      if (l >= sizeof one) continue;
-      memcpy(one, w, l);
-      one[l] = 0;
-      int nf = bases(one, bf);
-      for (int a = 0; a < nf; a++)
-        if (!strcmp(bw[i], bf[a])) return 1;
-    }
-  }
-  return !any_lemma;
-}
-
-/* Whether any key of language g could match s (its first 1-3 bytes are a key's prefix). */
-static int pre_ok(const sd_lex_lang *g, const char *s) {
-  if (!g->prefilter) return 1;
-  size_t n = strlen(s);
-  for (size_t m = 1; m <= 3 && m <= n; m++)
-    if (sd_strmap_findn(&g->pre, s, m)) return 1;
-  return 0;
-}
-
-typedef struct {
-  const sd_lexicon *L;
-  const sd_lex_env *env;
-  const sd_norm *nm;
-  sd_stemset *ss;
-  candset cs2;
-  sd_lex_hits *out;
-} mctx;
-
-/* Whether word k of one of the term's forms ("a b|c d") is w. */
-static int word_is(const char *surface, int k, const char *w) {
-  for (const char *f = surface; f; f = strchr(f, '|') ? strchr(f, '|') + 1 : NULL) {
-    const char *p = f;
-    for (int i = 0; i < k && p; i++) {
-      p = strpbrk(p, " |");
-      p = p && *p == ' ' ? p + 1 : NULL;
-    }
-    if (!p) continue;
-    size_t n = strcspn(p, " |");
-    if (strlen(w) == n && !strncmp(p, w, n)) return 1;
-  }
-  return 0;
-}
-
-/* Whether the text s read for term t is one of its forms (one word, or all words joined). */
-static int surface_is(const sd_term *t, const char *s) {
-  for (const char *f = t->surface; f; f = strchr(f, '|') ? strchr(f, '|') + 1 : NULL) {
-    const char *p = f, *q = s;
-    for (; *p && *p != '|'; p++) {
-      if (*p == ' ') continue;
-      if (*p != *q) break;
-      q++;
-    }
-    if ((!*p || *p == '|') && !*q) return 1;
-  }
-  return 0;
-}
-
-/* A stem match of word k of term t by text w (not one of the term's written forms): an
- * English one is kept when w is an inflection (infl_related); in another Latin-script
- * language, whose stemmer strips more ("matisse" -> "mat", as "matar"), when w is no
- * English dictionary word at all (names included: Matisse, Seine), has >= 5 letters and its
- * stem >= 4. */
-static int stem_ok(const mctx *m, const sd_term *t, int k, const char *w) {
-  const sd_lexicon *L = m->L;
-  if (!m->env->dict || L->surface) return 1;
-  if (t->lang == L->en) return infl_related(m->env->dict, w, t->surface, k);
-  if (L->lang[t->lang].script != SD_SCRIPT_LATIN) return 1;
-  if (sd_wn_dict_has(m->env->dict, SD_WN_LEMMAS, w) || strlen(w) < 5) return 0;
-  return strlen(t->w[k]) >= 4;
-}
-
-/* Does piece q match word k of term t (as the term's k-th word)? */
-static int piece_is(mctx *m, int q, const sd_term *t, int k, int *flags) {
-  sd_unit u = {q, q + 1, 0};
-  if (unit_cands(m->nm, &u, &m->cs2)) return -1;
-  char key[KEY_MAX];
-  for (int i = 0; i < m->cs2.n; i++) {
-    const cand *c = &m->cs2.c[i];
-    if (c->c1) continue;
-    size_t n = strlen(c->s);
-    if (t->exact) snprintf(key, sizeof key, "%s", c->s);
-    else key_of(m->L, m->ss, t->lang, c->s, n, key);
-    int ok = strcmp(key, t->w[k]) == 0, as_written = word_is(t->surface, k, c->s);
-    if (!ok && m->L->surface && k == t->nw - 1) { /* a plural on the last word of a safe phrase */
-      size_t wl = strlen(t->w[k]);
-      ok = n > wl && !strncmp(c->s, t->w[k], wl) && (!strcmp(c->s + wl, "s") || !strcmp(c->s + wl, "es"));
-    }
-    if (ok && !as_written) ok = stem_ok(m, t, k, c->s);
-    if (ok) {
-      *flags |= c->flags | (as_written ? 0 : SD_VIA_STEM);
-      return 1;
-    }
-  }
-  return 0;
-}
-
-/* Terms whose key (language k) is `key`, read from unit u: complete matches, and multi-word
- * terms continued over the following pieces. Returns the number of hits added. */
-static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key, const char *text, int flags) {
-  const sd_lexicon *L = m->L;
-  const sd_norm *nm = m->nm;
-  const sd_strmap_slot *s = sd_strmap_find(mp, key);
-  int added = 0;
-  for (int p = s ? s->head : -1; p >= 0; p = mp->post[p].next) {
-    int ti = mp->post[p].val;
-    const sd_term *t = &L->t[ti];
-    int fl = flags, p1 = u->p1;
-    if (t->nw > 1 && !strcmp(t->w[0], key) && u->p1 == u->p0 + 1) {
-      if (!word_is(t->surface, 0, text)) {
-        if (!stem_ok(m, t, 0, text)) continue;
-        fl |= SD_VIA_STEM;
-      }
-      int ok = 1;
-      for (int j = 1; j < t->nw && ok; j++) {
-        int q = u->p0 + j;
-        if (q >= nm->np || nm->ps[q].gap > 2 || nm->ps[q].kind == SD_PIECE_EMOJI) ok = 0;
-        else {
-          int r = piece_is(m, q, t, j, &fl);
-          if (r < 0) return -1;
-          ok = r == 1;
-        }
-      }
-      if (!ok) continue;
-      p1 = u->p0 + t->nw;
-    } else if (t->nw > 1 && !strcmp(t->w[0], key)) {
-      continue; /* a joined unit is matched by the joined key only */
-    } else if (!surface_is(t, text)) {
-      if (t->nw == 1 && !stem_ok(m, t, 0, text)) continue;
-      fl |= SD_VIA_STEM;
-    }
-    sd_lex_hit h = {ti, nm->ps[u->p0].a, nm->ps[p1 - 1].b, u->p0, p1, fl, 1, -1};
-    for (int q = u->p0; q < p1; q++) h.neg &= nm->ps[q].neg;
-    if (hits_add(m->out, h)) return -1;
-    added++;
-  }
-  return added;
-}
-
-/* Look candidate s up in every language written in its script. */
-static int lookup(mctx *m, const sd_unit *u, const char *s, int flags) {
-  const sd_lexicon *L = m->L;
-  int script = sd_script_of(s), added = 0, english = -1;
-  char key[KEY_MAX];
-  for (int k = 0; k < L->n_lang; k++) {
-    const sd_lex_lang *g = &L->lang[k];
-    if (g->script != script || !g->first.used || !pre_ok(g, s)) continue;
-    if (!L->surface && k != L->en && script == SD_SCRIPT_LATIN) { /* an English word is read as English */
-      if (english < 0) english = common_english(m->env->dict, m->ss, L->en, s);
-      if (english) continue;
-    }
-    key_of(L, m->ss, k, s, strlen(s), key);
-    int r = take(m, u, &g->first, key, s, flags);
-    if (r < 0) return -1;
-    added += r;
-    if (L->surface && k == L->en) { /* plural of a one-word safe phrase */
-      size_t n = strlen(s);
-      for (int cut = 1; cut <= 2 && !added; cut++)
-        if (n > (size_t)cut + 2 && !strcmp(s + n - cut, cut == 1 ? "s" : "es")) {
-          memcpy(key, s, n - cut);
-          key[n - cut] = 0;
-          r = take(m, u, &g->first, key, s, flags);
-          if (r < 0) return -1;
-          added += r;
-        }
-    }
-  }
-  if (L->exact.used) { /* "=word" terms, as written */
-    int r = take(m, u, &L->exact, s, s, flags);
-    if (r < 0) return -1;
-    added += r;
-  }
-  return added;
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* compounds: the way the CLIP tokenizer splits a word                                      */
-
-/* The one-word terms (up to CMP_TERMS) whose key is the key of s in some language. */
-#define CMP_TERMS 8
-static int term_piece(mctx *m, const char *s, int *terms) {
-  const sd_lexicon *L = m->L;
-  char key[KEY_MAX];
-  int n = 0;
-  for (int k = 0; k < L->n_lang; k++) {
-    const sd_lex_lang *g = &L->lang[k];
-    if (g->script != SD_SCRIPT_LATIN || !g->first.used || !pre_ok(g, s)) continue;
-    if (k != L->en && common_english(m->env->dict, m->ss, L->en, s)) continue;
-    key_of(L, m->ss, k, s, strlen(s), key);
-    const sd_strmap_slot *sl = sd_strmap_find(&g->first, key);
-    for (int p = sl ? sl->head : -1; p >= 0 && n < CMP_TERMS; p = g->first.post[p].next) {
-      const sd_term *t = &L->t[g->first.post[p].val];
-      if (t->nw == 1 && (surface_is(t, s) || stem_ok(m, t, 0, s))) terms[n++] = g->first.post[p].val;
-    }
-  }
-  const sd_strmap_slot *sl = sd_strmap_find(&L->exact, s);
-  for (int p = sl ? sl->head : -1; p >= 0 && n < CMP_TERMS; p = L->exact.post[p].next)
-    if (L->t[L->exact.post[p].val].nw == 1) terms[n++] = L->exact.post[p].val;
-  return n;
-}
-
-#define CMP_MAX 16
-static const char *const neg_prefix[] = {"non", "no", "not", "anti", "un", NULL};
-
-static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
-  const sd_lex_env *env = m->env;
-  size_t n = strlen(s);
-  if (!env->tok || !env->dict || n < 5 || n > 48) return 0;
-  for (size_t i = 0; i < n; i++)
-    if (s[i] < 'a' || s[i] > 'z') return 0;
-  int any = 0; /* some one-word term is inside */
-  for (size_t i = 0; i + 3 <= n && !any; i++)
-    for (size_t l = 3; i + l <= n && l <= 24 && !any; l++) any = sd_strmap_findn(&m->L->single, s + i, l) != NULL;
-  if (!any || dict_has(env->dict, m->ss, m->L->en, s)) return 0; /* a dictionary word stays whole */
-  const sd_tokenizer *tk = env->tok(env->tok_ctx);
-  if (!tk) return 0;
-  char tok[64];
-  snprintf(tok, sizeof tok, "%s</w>", s);
-  if (sd_tokenizer_lookup(tk, tok) >= 0) return 0; /* CLIP reads it as one word */
-  int32_t *ids = NULL;
-  size_t ni = 0;
-  if (sd_tokenize(tk, s, n, &ids, &ni)) return -1;
-  if (ni < 2 || ni > CMP_MAX) {
-    free(ids);
-    return 0;
-  }
-  size_t off[CMP_MAX + 1];
-  off[0] = 0;
-  for (size_t i = 0; i < ni; i++) {
-    const char *t = sd_tokenizer_token(tk, ids[i]);
-    size_t l = t ? strlen(t) : 0;
-    if (l >= 4 && !strcmp(t + l - 4, "</w>")) l -= 4;
-    off[i + 1] = off[i] + l;
-  }
-  free(ids);
-  if (off[ni] != n) return 0;
-  /* segments of pieces [i, j): a one-piece term, or a dictionary word; the best split has
-   * the most terms */
-  int best[CMP_MAX + 1], from[CMP_MAX + 1], term_at[CMP_MAX + 1][CMP_TERMS], nterm_at[CMP_MAX + 1];
-  for (size_t j = 0; j <= ni; j++) best[j] = -1;
-  best[0] = 0;
-  char seg[64];
-  for (size_t j = 1; j <= ni; j++)
-    for (size_t i = 0; i < j; i++) {
-      if (best[i] < 0 || off[j] - off[i] >= sizeof seg) continue;
-      memcpy(seg, s + off[i], off[j] - off[i]);
-      seg[off[j] - off[i]] = 0;
-      int terms[CMP_TERMS], nt = j == i + 1 ? term_piece(m, seg, terms) : 0, score;
-      if (nt) score = best[i] + 1;
-      else if (off[j] - off[i] >= 2 && dict_has(env->dict, m->ss, m->L->en, seg)) score = best[i];
-      else continue;
-      if (score > best[j]) {
-        best[j] = score;
-        from[j] = (int)i;
-        nterm_at[j] = nt;
-        memcpy(term_at[j], terms, (size_t)nt * sizeof *terms);
-      }
-    }
-  if (best[ni] < 1) return 0;
-  int added = 0, neg = 0;
-  for (int j = (int)ni; j > 0; j = from[j]) {
-    if (from[j] == 0) {
-      memcpy(seg, s, off[j]);
-      seg[off[j]] = 0;
-      for (const char *const *c = neg_prefix; *c && !neg; c++) neg = !strcmp(seg, *c); /* "nonviolent" */
-    }
-  }
-  for (int j = (int)ni; j > 0; j = from[j])
-    for (int k = 0; k < nterm_at[j]; k++) {
-      sd_lex_hit h = {term_at[j][k], m->nm->ps[u->p0].a, m->nm->ps[u->p1 - 1].b, u->p0, u->p1,
-                      flags | SD_VIA_COMPOUND, neg || m->nm->ps[u->p0].neg, -1};
-      if (hits_add(m->out, h)) return -1;
-      added++;
-    }
-  return added;
-}
-
-/* ------------------------------------------------------------------------------------- */
-/* matching                                                                                */
-
-static int match_cjk(mctx *m, int p) {
-  const sd_norm *nm = m->nm;
-  const sd_piece *ps = &nm->ps[p];
-  char buf[KEY_MAX];
-  for (int i = ps->a; i < ps->b; i++) {
-    size_t bn = 0;
-    for (int j = i; j < ps->b && j - i < m->L->cjk_max && j - i < CJK_MAX_TERM && bn + 4 < sizeof buf; j++) {
-      bn += (size_t)utf8proc_encode_char(nm->v[j].cp, (utf8proc_uint8_t *)buf + bn);
-      const sd_strmap_slot *s = sd_strmap_findn(&m->L->cjk, buf, bn);
-      for (int q = s ? s->head : -1; q >= 0; q = m->L->cjk.post[q].next) {
-        sd_lex_hit h = {m->L->cjk.post[q].val, i, j + 1, p, p + 1, SD_VIA_UNICODE, ps->neg || sd_norm_cjk_negated(nm, p, i, j + 1), -1};
-        if (hits_add(m->out, h)) return -1;
-      }
-    }
-  }
-  return 0;
-}
-
-int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, sd_lex_hits *out) {
-  mctx m = {L, env, nm, L->surface ? NULL : sd_stem_acquire(L->stems), {0}, out};
-  if (!L->surface && !m.ss) return sd_fail(SD_E_NOMEM, "lexical: out of memory");
-  candset cs = {0};
-  int rc = 0;
-  for (int ui = 0; ui < nm->nu && !rc; ui++) {
-    const sd_unit *u = &nm->us[ui];
-    const sd_piece *p0 = &nm->ps[u->p0];
-    if (p0->kind == SD_PIECE_CJK) {
-      if (L->cjk.used) rc = match_cjk(&m, u->p0);
-      continue;
-    }
-    if (p0->kind == SD_PIECE_EMOJI) {
-      const char *key = env->emoji ? sd_emoji_key(env->emoji, nm->v[p0->a].emoji) : NULL;
-      const sd_strmap_slot *s = key ? sd_strmap_find(&L->emoji, key) : NULL;
-      for (int q = s ? s->head : -1; q >= 0 && !rc; q = L->emoji.post[q].next) {
-        sd_lex_hit h = {L->emoji.post[q].val, p0->a, p0->b, u->p0, u->p1, SD_VIA_EMOJI, p0->neg, -1};
-        rc = hits_add(out, h);
-      }
-      continue;
-    }
-    if (unit_cands(nm, u, &cs)) {
-      rc = -1;
-      break;
-    }
-    int found = 0;
-    for (int ci = 0; ci < cs.n && !rc; ci++) {
-      const cand *c = &cs.c[ci];
-      if (c->c1) {
-        const sd_strmap_slot *s = sd_strmap_find(&L->first1, c->s);
-        for (int q = s ? s->head : -1; q >= 0 && !rc; q = L->first1.post[q].next) {
-          sd_lex_hit h = {L->first1.post[q].val, p0->a, nm->ps[u->p1 - 1].b, u->p0, u->p1, c->flags, 1, -1};
-          for (int pp = u->p0; pp < u->p1; pp++) h.neg &= nm->ps[pp].neg;
-          rc = hits_add(out, h);
-          found++;
-        }
-        continue;
-      }
-      int r = lookup(&m, u, c->s, c->flags);
-      if (r < 0) rc = -1;
-      else found += r;
-    }
-    if (!rc && !found && !u->joined && p0->kind == SD_PIECE_WORD)
-      for (int ci = 0; ci < cs.n && !rc && !found; ci++)
-        if (!cs.c[ci].c1) {
-          int r = compound(&m, u, cs.c[ci].s, cs.c[ci].flags);
-          if (r < 0) rc = -1;
-          else found += r;
-        }
-  }
-  cs_free(&cs);
-  cs_free(&m.cs2);
-  sd_stem_release(L->stems, m.ss);
-  return rc ? sd_fail(SD_E_NOMEM, "lexical: out of memory (or a tokenizer error)") : SD_OK;
-}

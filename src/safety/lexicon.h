@@ -9,6 +9,9 @@
  * languages written in its script; a Latin-script word that is an English dictionary word is
  * everyday English word is read as English only ("arm" is not Spanish "arma").
  *
+ * A word with letters masked by '*' ("n*ked", "f**king", "c*caine") is filled from the
+ * one-word terms that fit it, and the filled word is looked up like any other.
+ *
  * Words the CLIP tokenizer splits ("bloodsoaked" = blood + soaked, "BREAKnude" = break +
  * nude) match when every part is a term or a dictionary word and the whole is not a
  * dictionary word ("bloodhound", "gunmetal", "sexton" stay whole). Emoji match through their
@@ -36,7 +39,8 @@ enum {
   SD_VIA_UNICODE = 16,
   SD_VIA_CONFUSABLE = 32,
   SD_VIA_COMPOUND = 64,
-  SD_VIA_EMOJI = 128
+  SD_VIA_EMOJI = 128,
+  SD_VIA_MASK = 256
 };
 
 typedef struct {

@@ -232,6 +232,15 @@ oom:
 
 static int wordish(int cls) { return cls == SD_CL_LETTER || cls == SD_CL_DIGIT || cls == SD_CL_LEET; }
 
+/* Whether code points [a, b) between two single letters are one symbol that joins letters
+ * ("n/u/d/e", "n^u^d^e", "n=u=d=e"): not a bracket, quote or phrase punctuation, which keep
+ * their meaning in a prompt ("(a:1.2)", "a, b"). */
+static int letter_joiner(const sd_norm *o, int a, int b) {
+  if (b - a != 1 || o->v[a].cls != SD_CL_SEP) return 0;
+  int32_t c = o->v[a].cp;
+  return c < 0x80 && !strchr(",;:!?()[]{}<>\"", (int)c);
+}
+
 static int segment(sd_norm *o) {
   const sd_ncp *v = o->v;
   int n = o->n;
@@ -284,8 +293,9 @@ static int segment(sd_norm *o) {
   }
 #undef GAP_BEFORE
   /* units: each piece; parts joined by intra-word separators only ("b.l.o.o.d", "self-harm",
-   * "b|ood"); runs of >= 3 single characters separated by whitespace ("b l o o d"), also
-   * without up to two single letters at either end ("a n u d e" -> "nude"). */
+   * "b|ood"); runs of >= 3 single characters separated by whitespace or one joining symbol
+   * ("b l o o d", "n/u/d/e", "n^u^d^e"), also without up to two single letters at either end
+   * ("a n u d e" -> "nude"). */
   sd_unit *us = malloc(((size_t)np * 12 + 1) * sizeof *us);
   if (!us) {
     free(ps);
@@ -305,7 +315,9 @@ static int segment(sd_norm *o) {
       continue;
     }
     int q = p + 1;
-    while (q < np && ps[q].kind == SD_PIECE_WORD && ps[q].b - ps[q].a == 1 && ps[q].gap <= 2) q++;
+    while (q < np && ps[q].kind == SD_PIECE_WORD && ps[q].b - ps[q].a == 1 &&
+           (ps[q].gap <= 2 || letter_joiner(o, ps[q - 1].b, ps[q].a)))
+      q++;
     for (int a = p; a <= p + 2 && a < q; a++)
       for (int b = q; b >= q - 2 && b > a; b--) {
         if (b - a < 3) continue;
@@ -361,15 +373,17 @@ static int leet_char(int32_t c, int alt) {
 int sd_norm_unit_text(const sd_norm *nm, const sd_unit *u, int mode, sd_sbuf *out) {
   const sd_ncp *v = nm->v;
   const sd_piece *ps = nm->ps;
-  int leet = mode & 3, fold = mode & SD_TEXT_FOLD;
+  int leet = mode & 3, fold = mode & SD_TEXT_FOLD, mask = mode & SD_TEXT_MASK;
   out->n = 0;
   if (sd_sb_puts(out, "")) return -1;
   int last = ps[u->p1 - 1].b; /* trailing symbols are punctuation ("blood!"), not leetspeak */
   while (last > ps[u->p1 - 1].a && v[last - 1].cls == SD_CL_LEET) last--;
   for (int p = u->p0; p < u->p1; p++) {
-    if (p > u->p0 && leet) /* "b|ood": a bar between joined parts reads as l */
-      for (int i = ps[p - 1].b; i < ps[p].a; i++)
-        if (v[i].cp == '|' && sd_sb_puts(out, "l")) return -1;
+    if (p > u->p0 && (leet || mask)) /* "b|ood": a bar between joined parts reads as l; "n*ked" */
+      for (int i = ps[p - 1].b; i < ps[p].a; i++) {
+        if (leet && v[i].cp == '|' && sd_sb_puts(out, "l")) return -1;
+        if (mask && v[i].cp == '*' && sd_sb_puts(out, "?")) return -1;
+      }
     for (int i = ps[p].a; i < ps[p].b && i < last; i++) {
       int32_t c = v[i].cp;
       if (fold && v[i].nfold) {

@@ -73,6 +73,9 @@ void sd_norm_free(sd_norm *n);
 #define SD_TEXT_LEET_I 1
 #define SD_TEXT_LEET_L 2
 #define SD_TEXT_FOLD 4
+/* | SD_TEXT_MASK: each '*' between joined parts reads as '?', one masked letter ("n*ked" ->
+ * "n?ked", "b**bs" -> "b??bs"), for the lexicon's masked-word reading. */
+#define SD_TEXT_MASK 8
 
 typedef struct {
   char *p;

