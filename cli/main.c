@@ -165,7 +165,8 @@ static const char *k_generate_help =
     "                          A regular file is replaced atomically, a symbolic link's target\n"
     "                          too (the link stays), a FIFO or character device (/dev/stdout)\n"
     "                          is written through ('wrote' lines then go to stderr); a\n"
-    "                          directory is an error, found before any work\n"
+    "                          directory is an error, found before any work. '-' (here, in\n"
+    "                          --latents and in --safety-report) is standard output\n"
     "      --latents FILE      also write the final latents as .npy [N, 4, H/8, W/8]\n"
     "  -q, --quiet             no progress on stderr\n"
     "  -h, --help              this help\n"
@@ -725,6 +726,10 @@ static int cmd_generate(int argc, char **argv) {
   if (mask_path && !init_path) return usage_error("generate", "--mask needs --init-img (the image to repaint)");
   /* the outputs, checked before any work */
   outputs outs;
+  const char *dash[] = {"-", "/dev/stdout"};
+  if (!strcmp(output, dash[0])) output = dash[1];
+  if (latents_path && !strcmp(latents_path, dash[0])) latents_path = dash[1];
+  if (report_path && !strcmp(report_path, dash[0])) report_path = dash[1];
   int orc = outputs_plan(&outs, output, p.batch, latents_path, report_path);
   if (orc) return orc;
   char bundled[4096];

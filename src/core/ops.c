@@ -12,8 +12,27 @@
 
 /* ---- execution context ------------------------------------------------------------- */
 
+/* The value of the tuning variable name: -1 when unset or empty, else its index in the
+ * NULL-terminated choices; an unknown value is an error naming the variable. */
+static int env_choice(const char *name, const char *const *choices, int *out) {
+  const char *v = getenv(name);
+  *out = -1;
+  if (!v || !*v) return SD_OK;
+  char list[96] = "";
+  for (int i = 0; choices[i]; i++) {
+    if (!strcmp(v, choices[i])) { *out = i; return SD_OK; }
+    snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", choices[i]);
+  }
+  return sd_fail(SD_E_ARG, "environment variable %s=%.40s: expected one of %s", name, v, list);
+}
+
 int sd_exec_create(int n_threads, sd_exec **out) {
   *out = NULL;
+  static const char *const k_backends[] = {"dnnl", "blas", NULL}, *const k_wino[] = {"0", "1", "auto", NULL};
+  int be_i, mm_i, wg_i, erc;
+  if ((erc = env_choice("SAFESD_BACKEND", k_backends, &be_i)) || (erc = env_choice("SAFESD_MATMUL", k_backends, &mm_i)) ||
+      (erc = env_choice("SAFESD_CONV_WINOGRAD", k_wino, &wg_i)))
+    return erc;
   sd_exec *ex = calloc(1, sizeof *ex);
   if (!ex) return sd_fail(SD_E_NOMEM, "out of memory");
   int rc = sd_pool_create(n_threads, &ex->pool);
@@ -22,8 +41,7 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   /* BLAS runs single-threaded inside our parallel-for (sd_sgemm): one set of threads */
   openblas_set_num_threads(1);
   ex->precision = SD_PREC_FP32;
-  const char *be = getenv("SAFESD_BACKEND");
-  ex->backend = be && !strcmp(be, "blas") ? SD_BACKEND_BLAS : SD_BACKEND_DNNL;
+  ex->backend = be_i == 1 ? SD_BACKEND_BLAS : SD_BACKEND_DNNL;
   const char *av = getenv("SAFESD_CPU_AVX2");
 #if defined(__x86_64__) && defined(__GNUC__)
   ex->use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !(av && *av == '0');
@@ -39,10 +57,8 @@ int sd_exec_create(int n_threads, sd_exec **out) {
 #endif
   /* fp32 matrix products: oneDNN's AVX-512 kernels run about twice OpenBLAS 0.3.21's (which
    * uses its Haswell kernels on AVX-512 CPUs); on AVX2 they were no faster (docs/performance.md) */
-  const char *mm = getenv("SAFESD_MATMUL");
-  ex->matmul_dnnl = mm && *mm ? !strcmp(mm, "dnnl") : ex->use_avx512;
-  const char *wg = getenv("SAFESD_CONV_WINOGRAD");
-  ex->conv_winograd = !wg || !*wg || !strcmp(wg, "auto") ? SD_WINO_AUTO : *wg == '0' ? SD_WINO_OFF : SD_WINO_ON;
+  ex->matmul_dnnl = mm_i >= 0 ? mm_i == 0 : ex->use_avx512;
+  ex->conv_winograd = wg_i == 0 ? SD_WINO_OFF : wg_i == 1 ? SD_WINO_ON : SD_WINO_AUTO;
   /* $SAFESD_PRECISION=bf16: every context asks for bf16 (falls back to fp32 where the CPU has
    * none, unless $SAFESD_BF16_EMULATE=1); how the test suite runs its bf16 conformance */
   const char *pe = getenv("SAFESD_PRECISION");

@@ -411,6 +411,14 @@ static int only_int(req *r, const char *key, long long ok, const char *why) {
   return badf(r, key, "field '%s': %s", why);
 }
 
+/* key absent, a boolean, or 0 or 1. */
+static int int_or_bool(req *r, const char *key) {
+  json_t *v = get(r, key);
+  if (!v || json_is_boolean(v) || (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1)))
+    return 0;
+  return badf(r, key, "field '%s': expected a boolean%s", "");
+}
+
 /* The init image (its size is the request's: width/height absent or equal), the mask and
  * the strength, into j->p. */
 static int parse_img2img(const srv_info *si, req *r, srv_job *j) {
@@ -450,17 +458,26 @@ static int parse_img2img(const srv_info *si, req *r, srv_job *j) {
     j->p.mask_image = j->mask_rgb;
   }
   long long ignored;
-  if (only_int(r, "mask_blur", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
-      only_int(r, "mask_blur_x", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
-      only_int(r, "mask_blur_y", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
-      only_int(r, "inpainting_fill", 1, "only 1 (original) is supported: the masked area starts from the noised "
-                                        "init image, as diffusers") < 0 ||
-      only_int(r, "inpaint_full_res", 0, "only false is supported (the whole picture is inpainted)") < 0 ||
-      only_int(r, "resize_mode", 0, "only 0 is supported (the image is not resized)") < 0 ||
+  if (mask) { /* the mask's handling: only what safesd does is accepted */
+    if (only_int(r, "mask_blur", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
+        only_int(r, "mask_blur_x", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
+        only_int(r, "mask_blur_y", 0, "only 0 is supported (the mask is used as given, unblurred)") < 0 ||
+        only_int(r, "inpainting_fill", 1, "only 1 (original) is supported: the masked area starts from the noised "
+                                          "init image, as diffusers") < 0 ||
+        only_int(r, "inpaint_full_res", 0, "only false is supported (the whole picture is inpainted)") < 0)
+      return -1;
+  } else if (get_int(r, "mask_blur", 0, 64, &ignored) < 0 || get_int(r, "mask_blur_x", 0, 64, &ignored) < 0 ||
+             get_int(r, "mask_blur_y", 0, 64, &ignored) < 0 || get_int(r, "inpainting_fill", 0, 3, &ignored) < 0 ||
+             int_or_bool(r, "inpaint_full_res") < 0) /* without a mask A1111 ignores them too: clients send its defaults */
+    return -1;
+  if (only_int(r, "resize_mode", 0, "only 0 is supported (the image is not resized)") < 0 ||
       only_int(r, "initial_noise_multiplier", 1, "only 1 is supported") < 0 ||
       get_int(r, "inpaint_full_res_padding", 0, 65536, &ignored) < 0)
     return -1;
-  if (get(r, "image_cfg_scale")) return badf(r, "image_cfg_scale", "field '%s': only null is supported%s", "");
+  /* A1111 reads image_cfg_scale only for instruct-pix2pix models ("edit" conditioning), which
+   * safesd does not load: a number is accepted and ignored, as A1111 does for other models */
+  double icfg = 0;
+  if (get_num(r, "image_cfg_scale", 0, 100, &icfg) < 0) return -1;
   if (get(r, "latent_mask")) return badf(r, "latent_mask", "field '%s': only null is supported%s", "");
   json_t *inc = get(r, "include_init_images");
   if (inc && !json_is_boolean(inc)) return badf(r, "include_init_images", "field '%s': expected a boolean%s", "");

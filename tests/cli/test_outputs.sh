@@ -52,6 +52,17 @@ set +e; gen -o "$O/stdout" 2>"$O/stdout.err" | cat >"$O/piped.png"; rc=${PIPESTA
 cmp -s "$O/piped.png" "$O/ref.png" && ok || bad "stdout: the pipe did not get exactly the image"
 grep -q "wrote" "$O/stdout.err" && ok || bad "stdout: no 'wrote' line on stderr"
 
+# '-' is standard output (-o, --latents, --safety-report), never a file named '-'
+set +e; (cd "$O" && gen -o dash.png --safety-report - 2>"$O/dash.err" | cat >"$O/dash.json"); rc=$?; set -e
+[ "$rc" = 0 ] && ok || bad "--safety-report -: exit $rc ($(cat "$O/dash.err"))"
+[ ! -e "$O/-" ] && ok || bad "--safety-report - wrote a file named '-'"
+"$PYTHON" -c 'import json,sys; assert json.load(open(sys.argv[1]))["altered"] is False' "$O/dash.json" && ok \
+  || bad "--safety-report -: standard output is not the report: $(head -c 200 "$O/dash.json")"
+set +e; (cd "$O" && gen -o - 2>/dev/null | cat >"$O/dash.png"); set -e
+cmp -s "$O/dash.png" "$O/ref.png" && ok || bad "-o -: standard output did not get exactly the image"
+expect_rc 2 "-o - with --safety-report -" gen -o - --safety-report -
+grep -q "same file" <<<"$ERR" && ok || bad "-o - with --safety-report -: $ERR"
+
 # a character device (a /dev/null node of our own; needs root)
 if mknod "$O/null" c 1 3 2>/dev/null; then
   expect_rc 0 "character device" gen -o "$O/null"

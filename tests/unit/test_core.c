@@ -399,6 +399,33 @@ static void test_cpu_env(void **state) {
   assert_int_equal(ex->use_amx, 0);
   sd_exec_destroy(ex);
   unsetenv("SAFESD_CPU_AMX");
+  /* the tuning variables take their listed values; anything else is an error naming it */
+  static const struct { const char *wino, *mm, *be; int e_wino, e_mm, e_be; } good[] = {
+      {"0", "blas", "blas", SD_WINO_OFF, 0, SD_BACKEND_BLAS}, {"1", "dnnl", "", SD_WINO_ON, 1, SD_BACKEND_DNNL},
+      {"auto", "blas", "dnnl", SD_WINO_AUTO, 0, SD_BACKEND_DNNL}};
+  for (int i = 0; i < 3; i++) {
+    setenv("SAFESD_CONV_WINOGRAD", good[i].wino, 1);
+    setenv("SAFESD_MATMUL", good[i].mm, 1);
+    setenv("SAFESD_BACKEND", good[i].be, 1);
+    assert_int_equal(sd_exec_create(1, &ex), SD_OK);
+    assert_int_equal(ex->conv_winograd, good[i].e_wino);
+    assert_int_equal(ex->matmul_dnnl, good[i].e_mm);
+    assert_int_equal(ex->backend, good[i].e_be);
+    sd_exec_destroy(ex);
+  }
+  const char *bad[][2] = {{"SAFESD_CONV_WINOGRAD", "yes"}, {"SAFESD_MATMUL", "openblas"}, {"SAFESD_BACKEND", "DNNL"}};
+  for (int i = 0; i < 3; i++) {
+    setenv(bad[i][0], bad[i][1], 1);
+    ex = (sd_exec *)1;
+    assert_int_equal(sd_exec_create(1, &ex), SD_E_ARG);
+    assert_null(ex);
+    assert_non_null(strstr(sd_errmsg(), bad[i][0]));
+    assert_non_null(strstr(sd_errmsg(), bad[i][1]));
+    unsetenv(bad[i][0]);
+  }
+  unsetenv("SAFESD_CONV_WINOGRAD");
+  unsetenv("SAFESD_MATMUL");
+  unsetenv("SAFESD_BACKEND");
 }
 
 static void test_attention_deterministic(void **state) {
