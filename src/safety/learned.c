@@ -469,6 +469,7 @@ typedef struct {
   int map[32]; /* model category -> bank category, -1 = not in the bank */
   int n_mapped;
   sd_lexicon safe; /* the bank's `safe` phrases, all categories (the benign-sense gate) */
+  sd_lexicon terms; /* the bank's own terms, all categories, no WordNet (the negation gate) */
 } learned_det;
 
 static char *xstrndup(const char *s, size_t n) {
@@ -609,36 +610,50 @@ static int add_evidence(sd_detection *out, int cat, size_t start, size_t end, ch
   return SD_OK;
 }
 
-/* The source byte spans of the bank's `safe` phrases in prompt (*out, *n pairs; malloc'd). */
-static int safe_spans(const learned_det *L, const char *prompt, size_t **out, int *n) {
-  *out = NULL;
-  *n = 0;
-  if (L->safe.n == 0) return SD_OK;
-  sd_norm nm;
+/* The gates' spans of prompt (source byte start, end and bank category, malloc'd): g[0] the
+ * bank's `safe` phrases, g[1] the bank's terms inside a negation's scope ("not nude", "no
+ * blood": the lexical detector's rule, sd_norm_negation; a term that begins with its cue,
+ * "no clothes", is not negated by it). */
+typedef struct {
+  size_t *sp[2];
+  int n[2];
+} gate_spans;
+
+static int spans_of(const sd_lexicon *lx, const sd_norm *nm, int negated_only, size_t **out, int *n) {
   sd_lex_hits hits = {0};
-  sd_lex_env env = {L->safe.em, NULL, NULL, NULL};
+  sd_lex_env env = {lx->em, NULL, NULL, NULL};
+  int rc = sd_lex_match(lx, &env, nm, &hits);
+  if (!rc && hits.n > 0 && !(*out = malloc((size_t)hits.n * 3 * sizeof **out)))
+    rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
+  for (int i = 0; !rc && i < hits.n; i++) {
+    if (negated_only && !hits.h[i].neg) continue;
+    (*out)[3 * *n] = nm->v[hits.h[i].a].s0;
+    (*out)[3 * *n + 1] = nm->v[hits.h[i].b - 1].s1;
+    (*out)[3 * *n + 2] = (size_t)lx->t[hits.h[i].term].cat;
+    ++*n;
+  }
+  free(hits.h);
+  return rc;
+}
+
+static int gates_of(const learned_det *L, const char *prompt, gate_spans *g) {
+  memset(g, 0, sizeof *g);
+  if (L->safe.n == 0 && L->terms.n == 0) return SD_OK;
+  sd_norm nm;
   int rc = sd_norm_text(prompt, L->safe.em, &nm);
   if (rc) return rc;
   sd_norm_negation(&nm);
-  rc = sd_lex_match(&L->safe, &env, &nm, &hits);
-  if (!rc && hits.n > 0) {
-    *out = malloc((size_t)hits.n * 2 * sizeof **out);
-    if (!*out) rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
-    for (int i = 0; !rc && i < hits.n; i++) {
-      (*out)[2 * i] = nm.v[hits.h[i].a].s0;
-      (*out)[2 * i + 1] = nm.v[hits.h[i].b - 1].s1;
-    }
-    if (!rc) *n = hits.n;
-  }
-  free(hits.h);
+  if (L->safe.n) rc = spans_of(&L->safe, &nm, 0, &g->sp[0], &g->n[0]);
+  if (!rc && L->terms.n) rc = spans_of(&L->terms, &nm, 1, &g->sp[1], &g->n[1]);
   sd_norm_free(&nm);
   return rc;
 }
 
-/* Whether the byte span [a, b) lies inside one of the n spans. */
-static int in_spans(const size_t *sp, int n, size_t a, size_t b) {
+/* Whether the byte span [a, b) lies inside one of the n spans (of category cat, unless
+ * cat < 0). */
+static int in_spans(const size_t *sp, int n, size_t a, size_t b, int cat) {
   for (int i = 0; i < n; i++)
-    if (sp[2 * i] <= a && b <= sp[2 * i + 1]) return 1;
+    if (sp[3 * i] <= a && b <= sp[3 * i + 1] && (cat < 0 || sp[3 * i + 2] == (size_t)cat)) return 1;
   return 0;
 }
 
@@ -664,21 +679,25 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
     if (p > out->score) out->score = p;
     if (p >= threshold) out->categories |= 1u << bc;
   }
-  size_t *sp = NULL;
-  int nsp = 0;
-  if (out->categories) rc = safe_spans(L, prompt, &sp, &nsp);
+  gate_spans g = {{NULL, NULL}, {0, 0}};
+  if (out->categories) rc = gates_of(L, prompt, &g);
   for (int c = 0; rc == SD_OK && c < m->C; c++) {
     int bc = L->map[c];
     if (bc < 0 || !((out->categories >> bc) & 1)) continue;
-    int pos[SD_LEARNED_MAX_SPAN_WORDS], core[SD_LEARNED_MAX_SPAN_WORDS], np, nc;
+    int pos[SD_LEARNED_MAX_SPAN_WORDS], core[SD_LEARNED_MAX_SPAN_WORDS], np = 0, nc = 0;
     float after, alone;
     if ((rc = attribute(&s, c, threshold, pos, &np, &after, core, &nc, &alone))) break;
     /* the benign-sense gate: when every word whose removal clears the category lies inside
      * one of the bank's `safe` phrases ("bullet train", "nude colour", "demon slayer"), the
-     * score comes from a sense the bank declares benign: the category does not fire */
-    int benign = np > 0 && nsp > 0;
-    for (int i = 0; benign && i < np; i++)
-      benign = in_spans(sp, nsp, s.w.w[pos[i]].start, s.w.w[pos[i]].end);
+     * score comes from a sense the bank declares benign: the category does not fire. The
+     * negation gate, the same way: every such word inside a negated term of this category
+     * ("a woman on a beach, not nude", "no blood"), the lexical detector's negation rule */
+    int benign = 0;
+    for (int k = 0; k < 2 && !benign; k++) {
+      benign = np > 0 && g.n[k] > 0;
+      for (int i = 0; benign && i < np; i++)
+        benign = in_spans(g.sp[k], g.n[k], s.w.w[pos[i]].start, s.w.w[pos[i]].end, k ? bc : -1);
+    }
     if (benign) {
       out->categories &= ~(1u << bc);
       continue;
@@ -717,7 +736,8 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
                         xstrndup(via, strlen(via)));
     }
   }
-  free(sp);
+  free(g.sp[0]);
+  free(g.sp[1]);
   out->fired = out->categories != 0;
   scored_free(&s);
   return rc;
@@ -726,7 +746,10 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
 static void learned_destroy(sd_detector *d) {
   learned_det *L = d->impl;
   if (L && L->own) sd_learned_free(L->model);
-  if (L) sd_lex_free(&L->safe);
+  if (L) {
+    sd_lex_free(&L->safe);
+    sd_lex_free(&L->terms);
+  }
   free(L);
   free(d);
 }
@@ -756,11 +779,17 @@ int sd_learned_create(const sd_bank *bank, sd_learned_model *model, int own_mode
     L->n_mapped += L->map[c] >= 0;
   }
   const char *why = "";
-  L->safe.em = sd_emoji_default(&why);
+  L->safe.em = L->terms.em = sd_emoji_default(&why);
   L->safe.surface = 1;
   int rc = sd_lex_finish_langs(&L->safe);
   for (int c = 0; c < bank->n_cats && !rc; c++)
-    for (int i = 0; i < bank->cats[c].safe.n && !rc; i++) rc = sd_lex_add(&L->safe, c, "en", bank->cats[c].safe.items[i], NULL, NULL);
+    for (int i = 0; i < bank->cats[c].term_lang.n && !rc; i++) rc = sd_lex_lang_add(&L->terms, bank->cats[c].term_lang.items[i]);
+  if (!rc) rc = sd_lex_finish_langs(&L->terms);
+  for (int c = 0; c < bank->n_cats && !rc; c++) {
+    const sd_bank_category *k = &bank->cats[c];
+    for (int i = 0; i < k->safe.n && !rc; i++) rc = sd_lex_add(&L->safe, c, "en", k->safe.items[i], NULL, NULL);
+    for (int i = 0; i < k->terms.n && !rc; i++) rc = sd_lex_add(&L->terms, c, k->term_lang.items[i], k->terms.items[i], NULL, NULL);
+  }
   d->vt = &k_learned_vt;
   d->impl = L;
   if (rc) {

@@ -424,9 +424,31 @@ static const char *const neg_cues[] = {
 static const char *const neg_prefix[] = {"anti", "анти", NULL};
 static const char *const neg_only[] = {"only", "just", "merely", "simply", "solely", "solo", "solamente",
                                        "seulement", "nur", "soltanto", "apenas", "только", "فقط", NULL};
+/* contrast words, and English words that start a new clause or a second noun phrase ("no
+ * mouth attempting to scream", "no mouth and a bloody face", "no weapons while killing") */
 static const char *const neg_stop[] = {"but", "except", "yet", "though", "although", "however", "instead", "rather",
+                                       "and", "to", "who", "which", "that", "while", "when", "where",
                                        "pero", "sino", "mais", "aber", "sondern", "ma", "però", "mas", "porem",
                                        "но", "لكن", "بل", NULL};
+
+/* Whether a phrase ends between piece q - 1 and piece q although the gap is only
+ * whitespace-level: a sentence's end or a spaced dash or bar ("no escape. beksinski",
+ * "no rescue - bloody", "no blood | gore") between them, or '!' / '?' run into the word before
+ * ("no escape! gore": '!' reads as a letter inside words). Punctuation without a space after it
+ * ("u.s", "b.l.o.o.d") does not end one. */
+static int phrase_break(const sd_norm *n, int q) {
+  const sd_ncp *v = n->v;
+  int t = n->ps[q - 1].b, b = n->ps[q].a;
+  while (t > n->ps[q - 1].a && v[t - 1].cls == SD_CL_LEET) t--;
+  for (int i = t; i < b; i++) {
+    int32_t c = v[i].cp;
+    if (c == '!' || c == '?') return 1;
+    if ((c == '.' || c == '-' || c == '|') && i + 1 < b && v[i + 1].cls == SD_CL_SPACE &&
+        (c == '.' || (i > t && v[i - 1].cls == SD_CL_SPACE)))
+      return 1;
+  }
+  return 0;
+}
 
 void sd_norm_negation(sd_norm *n) {
   sd_sbuf t = {0}, t2 = {0};
@@ -451,7 +473,7 @@ void sd_norm_negation(sd_norm *n) {
         continue;
       }
     }
-    for (int q = p + 1, k = 0; q < n->np && k < scope && n->ps[q].gap <= 2; q++, k++) {
+    for (int q = p + 1, k = 0; q < n->np && k < scope && n->ps[q].gap <= 2 && !(q > p + 1 && phrase_break(n, q)); q++, k++) {
       if (n->ps[q].kind == SD_PIECE_WORD) {
         sd_unit w = {q, q + 1, 0};
         if (sd_norm_unit_text(n, &w, 0, &t2)) break;

@@ -453,31 +453,48 @@ static void test_attribution(void **state) {
   sd_bank_free(bank);
 }
 
+/* A synthetic detector over rows; the gated prompts do not fire (no evidence, the score still
+ * reported), the others do. */
+static void expect_gates(const row *rows, int nrows, const char *const *gated, int ng, const char *const *fired, int nf) {
+  sd_bank *bank;
+  sd_detector *d = synthetic(rows, nrows, &bank);
+  sd_detection det;
+  for (int i = 0; i < ng + nf; i++) {
+    const char *p = i < ng ? gated[i] : fired[i - ng];
+    assert_int_equal(sd_detector_run(d, p, NULL, &det), SD_OK);
+    if (det.fired != (i >= ng)) fail_msg("\"%s\" %s", p, det.fired ? "fired" : "did not fire");
+    if (i < ng) assert_int_equal(det.n_ev, 0);
+    else assert_true(det.n_ev >= 1);
+    assert_true(det.score >= 0.5f);
+    sd_detection_free(&det);
+  }
+  sd_detector_free(d);
+  sd_bank_free(bank);
+}
+
 /* The benign-sense gate: a category whose clearing words all lie inside the bank's `safe`
  * phrases (any category's) does not fire; the same word outside such a phrase still does. */
 static void test_benign_sense_gate(void **state) {
   (void)state;
   row rows[] = {{"bullet", 11}, {"nude", 11}};
-  sd_bank *bank;
-  sd_detector *d = synthetic(rows, 2, &bank);
-  sd_detection det;
   const char *benign[] = {"a bullet train past mount fuji", "Bullet Trains at a station", "nude colour heels, product shot"};
-  for (int i = 0; i < 3; i++) {
-    assert_int_equal(sd_detector_run(d, benign[i], NULL, &det), SD_OK);
-    if (det.fired) fail_msg("\"%s\" fired", benign[i]);
-    assert_int_equal(det.n_ev, 0);
-    assert_true(det.score >= 0.5f); /* the score is still reported */
-    sd_detection_free(&det);
-  }
   const char *fired[] = {"a bullet in a wall", "a bullet train, a bullet in a wall", "a nude figure"};
-  for (int i = 0; i < 3; i++) {
-    assert_int_equal(sd_detector_run(d, fired[i], NULL, &det), SD_OK);
-    if (!det.fired) fail_msg("\"%s\" did not fire", fired[i]);
-    assert_true(det.n_ev >= 1);
-    sd_detection_free(&det);
-  }
-  sd_detector_free(d);
-  sd_bank_free(bank);
+  expect_gates(rows, 2, benign, 3, fired, 3);
+}
+
+/* The negation gate: a category whose clearing words all lie inside a negated term of the
+ * bank of that category ("no blood": the lexical detector's negation rule) does not fire; a
+ * negated word that is no unsafe term ("with no clothes"), an unnegated term and a negated
+ * term of another category (the synthetic model's one category is violence; "nude" is a
+ * sexual term) still do. */
+static void test_negation_gate(void **state) {
+  (void)state;
+  row rows[] = {{"blood", 11}, {"clothes", 11}, {"nude", 11}};
+  const char *benign[] = {"a man on a beach, no blood", "no blood stains here", "a portrait without any blood drops"};
+  const char *fired[] = {"blood on the floor, not a painting", "not only blood", "a man with no clothes",
+                         "no blood, blood again", "no escape. blood", "no mouth and a blood stain",
+                         "a man on a beach, not nude"};
+  expect_gates(rows, 3, benign, 3, fired, 7);
 }
 
 static void test_threshold(void **state) {
@@ -517,7 +534,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hash),      cmocka_unit_test(test_words),       cmocka_unit_test(test_shipped_defaults),
       cmocka_unit_test(test_malformed), cmocka_unit_test(test_attribution), cmocka_unit_test(test_threshold),
-      cmocka_unit_test(test_benign_sense_gate), cmocka_unit_test(test_sense_features),
+      cmocka_unit_test(test_benign_sense_gate), cmocka_unit_test(test_negation_gate), cmocka_unit_test(test_sense_features),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

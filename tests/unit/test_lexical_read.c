@@ -297,6 +297,17 @@ static void test_negation(void **state) {
   FLAGGED("\xE8\xA1\x80\xE8\x85\xA5\xE7\x9A\x84\xE5\x9C\xBA\xE9\x9D\xA2", "violence"); /* 血腥的场面 */
   /* the scope is a few words: a far-away word is not negated */
   FLAGGED("no, she walked along the long beach in the sun nude", "sexual");
+  /* ... and ends at a sentence's end, a spaced dash or bar, '!', and at a word that starts a
+   * new clause or noun phrase (and, to, who, which, that, while, when, where) */
+  FLAGGED("no escape. bloody corpse", "violence");
+  FLAGGED("no mercy! bloody corpse", "violence");
+  FLAGGED("no rescue - bloody corpse", "violence");
+  FLAGGED("no rescue | bloody corpse", "violence");
+  FLAGGED("a human with no mouth attempting to scream", "shocking");
+  FLAGGED("a man with no mouth and a bloody face", "violence");
+  BENIGN("a quiet street, no blood.");
+  BENIGN("no blood. a quiet street");
+  BENIGN("no u.s. flag, no blood");
 }
 
 /* Benign near-concept prompts (issue 16): one class of false positive per block, each with the

@@ -238,6 +238,33 @@ static int check_kept(const char *p, size_t n, const sd_detection *d, const char
   return 0;
 }
 
+/* The default bank's nudity terms that carry their subject ("femme nue", "homme nu", "corps
+ * nu") are substituted with the subject kept, as single words are ("naked" -> "fully
+ * clothed"): the safe text keeps who is in the picture. */
+static void test_default_bank_keeps_subjects(void **state) {
+  (void)state;
+  sd_bank *def = NULL;
+  assert_int_equal(sd_bank_load_default(&def), SD_OK);
+  sd_detector *lex = NULL;
+  sd_lexical_options lo = {0, NULL, NULL};
+  assert_int_equal(sd_lexical_create(def, &lo, &lex), SD_OK);
+  const char *cases[][2] = {{"une femme nue sur la plage", "femme"}, {"un homme nu, peinture", "homme"},
+                            {"un corps nu, dessin", "corps"},     {"a naked woman on a beach", "woman"},
+                            {"eine nackte Frau am Strand", "Frau"}, {"una mujer desnuda en la playa", "mujer"}};
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    sd_detection d;
+    assert_int_equal(sd_detector_run(lex, cases[i][0], NULL, &d), SD_OK);
+    if (!d.fired) fail_msg("'%s' not flagged", cases[i][0]);
+    char *t = NULL;
+    assert_int_equal(sd_safety_text(def, cases[i][0], &d, 1, SD_STRATEGY_SUBSTITUTE_APPEND, &t), SD_OK);
+    if (!strstr(t, cases[i][1])) fail_msg("'%s' -> '%s' lost '%s'", cases[i][0], t, cases[i][1]);
+    free(t);
+    sd_detection_free(&d);
+  }
+  sd_detector_free(lex);
+  sd_bank_free(def);
+}
+
 /* Property over I2P (4,703 real prompts): the gate's safe text — the window, the lexical
  * detector of the default bank, substitute+append fitted to 75 tokens — keeps every word no
  * detector flagged, in order, except a tail trimmed only when the untrimmed text overflows. */
@@ -295,6 +322,7 @@ int main(void) {
       cmocka_unit_test(test_substitute_localised),  cmocka_unit_test(test_unlocalised_never_deletes),
       cmocka_unit_test(test_window_cut),            cmocka_unit_test(test_fit_trims_tail_not_context),
       cmocka_unit_test(test_compose),               cmocka_unit_test(test_i2p_never_loses_a_word),
+      cmocka_unit_test(test_default_bank_keeps_subjects),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
