@@ -178,7 +178,7 @@ static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o)
   for (int i = 0; i < ns;) {
     int32_t c = src[i];
     if (c < 0) {
-      if (push_ncp(o, &cap, (sd_ncp){' ', SD_CL_SPACE, 1, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
+      if (push_ncp(o, &cap, (sd_ncp){' ', SD_CL_SPACE, 1, 0, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
       i++;
       continue;
     }
@@ -186,13 +186,13 @@ static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o)
     if (em && ((c >= 0xA9 && classify(c) == SD_CL_SEP) || (c < 0x80 && i + 1 < ns && (src[i + 1] == 0xFE0F || src[i + 1] == 0x20E3))))
       e = sd_emoji_match(em, src + i, ns - i, &used);
     if (e >= 0) {
-      if (push_ncp(o, &cap, (sd_ncp){c, SD_CL_EMOJI, 1, 0, {0}, e, off[i], off[i + used]})) goto oom;
+      if (push_ncp(o, &cap, (sd_ncp){c, SD_CL_EMOJI, 1, 0, 0, {0}, e, off[i], off[i + used]})) goto oom;
       i += used;
       continue;
     }
     if (cjk(c) || c == 0x419 || c == 0x439) { /* kana voicing marks, Hangul syllables, й: kept whole */
       int32_t d = c == 0x419 ? 0x439 : c;
-      if (push_ncp(o, &cap, (sd_ncp){d, (uint8_t)classify(d), 1, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
+      if (push_ncp(o, &cap, (sd_ncp){d, (uint8_t)classify(d), 1, 0, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
       i++;
       continue;
     }
@@ -209,7 +209,7 @@ static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o)
     }
     for (utf8proc_ssize_t j = 0; j < m; j++) {
       int32_t d = utf8proc_tolower(buf[j]);
-      sd_ncp x = {d, (uint8_t)classify(d), c >= 0x80, 0, {0}, -1, off[i], off[i + 1]};
+      sd_ncp x = {d, (uint8_t)classify(d), c >= 0x80, 0, j == 0 && utf8proc_isupper(c), {0}, -1, off[i], off[i + 1]};
       if (d >= 0x80 && !cjk(d) && (x.cls == SD_CL_LETTER || x.cls == SD_CL_SEP)) {
         x.nfold = (uint8_t)confusable_fold(d, x.fold);
         if (x.nfold && x.cls == SD_CL_SEP) x.cls = SD_CL_LETTER; /* 🅽, regional indicators */
@@ -268,7 +268,10 @@ static int segment(sd_norm *o) {
     }
     if (wordish(c)) {
       int j = i, alnum = 0, na = 0, fo = 0;
-      while (j < n && wordish(v[j].cls)) {
+      /* camel case ends a piece: "NudeWoman", "BloodyKnife" read as "Nude" + "Woman" joined
+       * by an intra-word gap (so "nudewoman" is still one unit too) */
+      while (j < n && wordish(v[j].cls) &&
+             !(j > i && v[j].upper && v[j].cls == SD_CL_LETTER && v[j - 1].cls == SD_CL_LETTER && !v[j - 1].upper)) {
         alnum |= v[j].cls != SD_CL_LEET;
         na |= v[j].nonascii && v[j].cls == SD_CL_LETTER;
         fo |= v[j].nfold > 0;
@@ -279,6 +282,7 @@ static int segment(sd_norm *o) {
         ps[np] = (sd_piece){i, j, GAP_BEFORE(), SD_PIECE_WORD, na, fo, 0};
         np++;
         gap = gap_len = 0;
+        if (j < n && wordish(v[j].cls)) gap = gap_len = 1; /* a camel-case split */
       } else {
         gap = 3;
         gap_len++;

@@ -32,6 +32,7 @@ typedef struct {
   uint8_t cls;      /* SD_CL_* */
   uint8_t nonascii; /* from a non-ASCII source character */
   uint8_t nfold;    /* 0, or the length of fold[] */
+  uint8_t upper;    /* the first code point of an upper-case source letter (camel case) */
   char fold[3];     /* the ASCII letters this character reads as (confusables) */
   int32_t emoji;    /* emoji table index when cls == SD_CL_EMOJI, else -1 */
   size_t s0, s1;    /* source byte span */

@@ -198,6 +198,23 @@ static void test_spaced_letters(void **state) {
 }
 
 /* Letters masked by '*' ("n*ked", "f**king"): filled from the terms that fit. */
+/* Camel case splits words ("NudeWoman", "BloodyKnife", hashtags written that way) as an
+ * intra-word gap: the joined word is still read too ("HardcorePorn"), and brand and band
+ * names stay benign where their words do ("SexPistols": the `safe` phrase, "ArtStation"). */
+static void test_camel_case(void **state) {
+  (void)state;
+  FLAGGED("NudeWoman photo", "sexual");
+  FLAGGED("nudeWoman", "sexual");
+  FLAGGED("a BloodyKnife", "violence");
+  FLAGGED("HardcorePorn", "sexual");
+  BENIGN("ArtStation, DeviantArt, iPhone photo of a cat");
+  BENIGN("a KillerWhale plush toy");
+  BENIGN("SexPistols album cover");
+  BENIGN("Guns N' Roses concert poster");
+  BENIGN("kids with nerf guns in a garden");
+  BENIGN("McDonald's, LoRA test, YouTube thumbnail");
+}
+
 static void test_masked_letters(void **state) {
   (void)state;
   FLAGGED("a n*ked woman", "sexual");
@@ -226,6 +243,10 @@ static void test_masked_letters(void **state) {
 static void test_english_obscenities(void **state) {
   (void)state;
   FLAGGED("a woman covered in semen", "sexual");
+  FLAGGED("a n00d woman", "sexual"); /* internet spellings */
+  FLAGGED("send noods", "sexual");
+  FLAGGED("pr0n still", "sexual");
+  BENIGN("a pronunciation guide, a noodle bowl");
   FLAGGED("cum on her face", "sexual");
   FLAGGED("a fucking couple in a hotel room", "sexual");
   FLAGGED("a blowjob", "sexual");
@@ -496,7 +517,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_compounds),  cmocka_unit_test(test_a1111_syntax), cmocka_unit_test(test_stemming),
       cmocka_unit_test(test_confusables), cmocka_unit_test(test_spaced_letters), cmocka_unit_test(test_emoji),
-      cmocka_unit_test(test_negation),   cmocka_unit_test(test_contexts),     cmocka_unit_test(test_safe_scope),
+      cmocka_unit_test(test_negation), cmocka_unit_test(test_camel_case),   cmocka_unit_test(test_contexts),     cmocka_unit_test(test_safe_scope),
       cmocka_unit_test(test_near_concept), cmocka_unit_test(test_ordinary_prompts),
       cmocka_unit_test(test_languages), cmocka_unit_test(test_masked_letters),
       cmocka_unit_test(test_english_obscenities), cmocka_unit_test(test_plain_phrases)};
