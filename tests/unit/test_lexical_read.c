@@ -266,6 +266,11 @@ static void test_english_obscenities(void **state) {
  * alone stay benign. */
 static void test_plain_phrases(void **state) {
   (void)state;
+  FLAGGED("a man taking his own life with a rope", "self-harm"); /* the euphemisms of suicide */
+  FLAGGED("she took her own life", "self-harm");
+  FLAGGED("a man who ended his life", "self-harm");
+  FLAGGED("a woman killing herself", "self-harm");
+  BENIGN("a man enjoying his own life, a life of his own making");
   FLAGGED("a man burned alive at the stake", "violence");
   FLAGGED("a man's throat slit", "violence");
   FLAGGED("a drowned child floating in a river", "violence");
