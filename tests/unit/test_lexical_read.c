@@ -343,6 +343,7 @@ static void test_near_concept(void **state) {
   /* sense ambiguity: a term in a common benign phrase (the bank's `safe` phrases, per category) */
   BENIGN("stars visible to the naked eye on a clear night");
   BENIGN("a nude colour lipstick palette, product photo");
+  BENIGN("a nude-colored dress on a mannequin");
   BENIGN("a roast turkey breast for dinner");
   BENIGN("a monster truck rally in an arena");
   BENIGN("a bottle of hyaluronic acid serum");
