@@ -44,15 +44,8 @@ static void check_chunks(const sd_prompt_chunks *c, int max) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!g_tok && sd_tokenizer_load_default(&g_tok)) abort();
-  if (size > 4096 || memchr(data, 0, size)) return 0;
-  char *s = malloc(size + 1);
-  CHECK(s != NULL);
-  memcpy(s, data, size);
-  s[size] = 0;
-  if (sd_text_check_utf8("fuzz", s)) {
-    free(s);
-    return 0;
-  }
+  char *s = fuzz_prompt_text(data, size, 4096);
+  if (!s) return 0;
   sd_prompt_parsed p;
   int rc = sd_prompt_parse(s, SD_SYNTAX_A1111, &p);
   if (rc) {
