@@ -488,8 +488,8 @@ static const char *const k_a1111_fields[] = {"prompt", "negative_prompt", "steps
                                              "sampler_name", "scheduler", "batch_size", "n_iter", "send_images", "safety",
                                              "prompt_syntax", NULL};
 
-int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, int img2img, char *err, size_t cap,
-                    const char **field) {
+static int parse_a1111(const srv_info *si, json_t *body, srv_job *j, int img2img, char *err, size_t cap,
+                       const char **field) {
   req r = {body, err, cap, field};
   *field = NULL;
   const char *key;
@@ -566,7 +566,7 @@ static const char *const k_openai_fields[] = {"prompt", "n", "size", "response_f
                                               "user", "negative_prompt", "seed", "steps", "cfg_scale", "sampler",
                                               "safety", "prompt_syntax", NULL};
 
-int srv_parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field) {
+static int parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field) {
   req r = {body, err, cap, field};
   *field = NULL;
   const char *key;
@@ -609,6 +609,45 @@ int srv_parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err, si
   if (parse_safety(si, &r, j) < 0 || parse_syntax(&r, j) < 0) return -1;
   gen_settings g = {prompt, neg, sname, ssched, steps, cfg, w, h, n, 1, seed};
   return fill_job(si, &r, j, &g);
+}
+
+void srv_clean_text(char *s) {
+  unsigned char *p = (unsigned char *)s;
+  for (size_t i = 0; p[i];) {
+    unsigned c = p[i];
+    if (c < 0x20 || c == 0x7f) {
+      p[i++] = '?';
+      continue;
+    }
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    int n = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0, ok = n > 0;
+    for (int k = 1; ok && k < n; k++) ok = (p[i + k] & 0xC0) == 0x80;
+    if (!ok) { /* cut by a length limit (or not UTF-8): the text ends before it */
+      p[i] = 0;
+      break;
+    }
+    if (c == 0xC2 && p[i + 1] <= 0x9F) p[i] = p[i + 1] = '?'; /* C1 controls */
+    i += (size_t)n;
+  }
+}
+
+/* Both parsers' messages quote request text (unknown field names, sampler, level and
+ * strategy names) cut to a length: cleaned, so that they stay one printable line of UTF-8
+ * (a character cut in half would make the JSON error body unencodable). */
+int srv_parse_a1111(const srv_info *si, json_t *body, srv_job *j, int img2img, char *err, size_t cap,
+                    const char **field) {
+  int rc = parse_a1111(si, body, j, img2img, err, cap, field);
+  if (rc) srv_clean_text(err);
+  return rc;
+}
+
+int srv_parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err, size_t cap, const char **field) {
+  int rc = parse_openai(si, body, j, err, cap, field);
+  if (rc) srv_clean_text(err);
+  return rc;
 }
 
 /* ---- responses ------------------------------------------------------------------------ */

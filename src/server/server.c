@@ -364,6 +364,7 @@ static enum MHD_Result generate(server *s, struct MHD_Connection *c, request *rq
                               : srv_parse_a1111(&s->info, body, j, img2img, msg, sizeof msg, &field);
   char field_copy[96]; /* the name may point into the body */
   snprintf(field_copy, sizeof field_copy, "%s", field ? field : "");
+  srv_clean_text(field_copy);
   json_decref(body);
   if (bad) {
     srv_job_free(j);

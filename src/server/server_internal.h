@@ -70,6 +70,10 @@ char *srv_samplers_body(void);
 char *srv_models_body(const srv_info *si);
 char *srv_options_body(const srv_info *si);
 
+/* Make request text quoted in a message or a field name safe to log and to encode as JSON,
+ * in place: control characters (C0, DEL, C1) become '?', and a UTF-8 sequence cut short by a
+ * length limit ends the text. */
+void srv_clean_text(char *s);
 /* base64 (RFC 4648, with padding) of n bytes: malloc'ed, NUL-terminated. */
 char *srv_base64(const uint8_t *data, size_t n);
 /* A JSON value as a compact malloc'ed string (the reference is consumed). */

@@ -219,6 +219,21 @@ def routes():
         else:
             good = st == 400 and "detail" in j and j.get("field") == field
         ok(good, "bad request %s %s: %d %s" % (path, str(body)[:60], st, b[:200]))
+    # request text quoted in messages stays one printable line of UTF-8: a long unknown name of
+    # two-byte characters, cut by the message limits, is a 400 (a character cut in half made
+    # the error body unencodable: a 500), and control characters are shown as '?'
+    for path in (A, O):
+        for key, shown in (("\u00e9" * 60, "\u00e9" * 8), ("a\x1b[31m\nX", "a?[31m?X")):
+            st, _, b = s.req("POST", path, {"prompt": "x", key: 1})
+            try:
+                j = json.loads(b)
+            except ValueError:
+                j = {}
+            msg = j.get("error", {}).get("message", "") if path == O else j.get("detail", "")
+            fld = j.get("error", {}).get("param", "") if path == O else j.get("field", "")
+            clean = all(ord(c) >= 0x20 and not 0x7f <= ord(c) <= 0x9f for c in msg + fld)
+            ok(st == 400 and clean and shown in msg and fld.startswith(shown),
+               "unknown field %r on %s: %d %s" % (key[:12], path, st, b[:160]))
     # the floor (--min-safety low): off, a smaller weight, a longer context phase are refused
     for sf, field in [({"level": "off"}, "safety.level"), ({"weight": 0.1}, "safety.weight"),
                       ({"context_steps": 0.9}, "safety.context_steps"), ({"level": "low", "weight": 0.2}, "safety.weight")]:
