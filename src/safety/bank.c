@@ -163,6 +163,14 @@ static uint64_t bank_hash(const char *text, size_t len) {
   return h;
 }
 
+/* The length of the longest prefix of s[0, n) of at most max bytes that ends on a character
+ * boundary (s is valid UTF-8): what a message may quote without cutting a character. */
+static int utf8_prefix(const char *s, size_t n, size_t max) {
+  if (n <= max) return (int)n;
+  while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80) max--;
+  return (int)max;
+}
+
 int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out) {
   if (!out) return sd_fail(SD_E_ARG, "sd_bank_parse: out is NULL");
   *out = NULL;
@@ -199,7 +207,8 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
         rc = sd_fail(SD_E_FORMAT, "%s:%d: invalid UTF-8 at byte %zu of the line", name, line, (size_t)(p - s) + 1);
         goto fail;
       }
-      if (cp < 0x20 && cp != '\t' && cp != '\r') {
+      /* C0 (a tab anywhere, a CR only as a CRLF line end), DEL, C1 */
+      if ((cp < 0x20 && cp != '\t' && !(cp == '\r' && p + n == e)) || (cp >= 0x7f && cp <= 0x9f)) {
         rc = sd_fail(SD_E_FORMAT, "%s:%d: control character U+%04X", name, line, (unsigned)cp);
         goto fail;
       }
@@ -289,7 +298,7 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
     char key[96];
     size_t kl = (size_t)(kz - ka);
     if (kl == 0 || kl >= sizeof key) {
-      rc = sd_fail(SD_E_FORMAT, "%s:%d: unknown key '%.*s'", name, line, (int)(kl > 40 ? 40 : kl), ka);
+      rc = sd_fail(SD_E_FORMAT, "%s:%d: unknown key '%.*s'", name, line, utf8_prefix(ka, kl, 40), ka);
       goto fail;
     }
     memcpy(key, ka, kl);
@@ -326,7 +335,7 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
       else if (vl == 4 && !memcmp(va, "none", 4)) b->base_default = 0;
       else {
         rc = sd_fail(SD_E_FORMAT, "%s:%d: [bank] base is '%.*s': 'default' (add to the default bank) or 'none' "
-                     "(replace it)", name, line, (int)(vl > 40 ? 40 : vl), va);
+                     "(replace it)", name, line, utf8_prefix(va, vl, 40), va);
         goto fail;
       }
       continue;

@@ -108,6 +108,19 @@ static void test_malformed(void **state) {
   expect_error("[a]\nterms = bl\xC3\n", "bad.bank:2: invalid UTF-8");
   expect_error("[a]\n\nterms = \xFF\n", "bad.bank:3: invalid UTF-8");
   expect_error("[a]\nterms = x\x01y\n", "bad.bank:2: control character");
+  expect_error("[a]\nanch\x7frs = x\n", "bad.bank:2: control character U+007F"); /* DEL, C1: never quoted raw */
+  expect_error("[a]\nterms = x\xC2\x85y\n", "bad.bank:2: control character U+0085");
+  expect_error("[a]\r\nterms = x\ry\r\n", "bad.bank:2: control character U+000D"); /* CR only as CRLF */
+  /* a key too long to be one is quoted to 40 bytes, whole characters only ('x' and 19 of the
+   * 50 two-byte characters: the 20th would be cut in half) */
+  char longkey[160], longwant[96];
+  snprintf(longkey, sizeof longkey, "[a]\nx");
+  snprintf(longwant, sizeof longwant, "bad.bank:2: unknown key 'x");
+  for (int i = 0; i < 50; i++) strcat(longkey, "\xC3\xA9");
+  for (int i = 0; i < 19; i++) strcat(longwant, "\xC3\xA9");
+  strcat(longkey, " = y\n");
+  strcat(longwant, "'");
+  expect_error(longkey, longwant);
   expect_error("terms = x\n", "bad.bank:1: key 'terms' before the first [category]");
   expect_error("[a]\nblood\n", "bad.bank:2: expected 'key = value'");
   expect_error("[a\n", "bad.bank:1: section header without closing");
