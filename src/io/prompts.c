@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/json_util.h"
 #include "io/fileio.h"
 
 #define SD_PROMPT_FILE_MAX (256u << 20)
@@ -228,8 +229,10 @@ static int load_csv(sd_prompt_set *s, const char *text, size_t len) {
     } else {
       uint64_t seed = 0;
       int hs = 0;
+      char q[64]; /* file text in a message: quoted (controls escaped, cut at a character) */
       if (is >= 0 && is < nf && (hs = parse_seed(f[is], &seed)) < 0)
-        rc = sd_fail(SD_E_FORMAT, "%s: record %d: seed \"%.40s\" is not an integer in 0..2^64-1", s->path, s->n + 1, f[is]);
+        rc = sd_fail(SD_E_FORMAT, "%s: record %d: seed \"%s\" is not an integer in 0..2^64-1", s->path, s->n + 1,
+                     sd_msg_quote(f[is], q, 44));
       int hard = -1;
       if (ih >= 0 && ih < nf) hard = atoi(f[ih]) != 0 || !strcmp(f[ih], "True") || !strcmp(f[ih], "true");
       const char *scene = isc >= 0 && isc < nf ? f[isc] : "";
@@ -238,7 +241,7 @@ static int load_csv(sd_prompt_set *s, const char *text, size_t len) {
         json_t *j = json_loads(scene, JSON_REJECT_DUPLICATES, &je);
         if (!json_is_object(j))
           rc = sd_fail(SD_E_FORMAT, "%s: record %d: the scene column is not a JSON object (%s)", s->path, s->n + 1,
-                       j ? "another JSON value" : je.text);
+                       j ? "another JSON value" : sd_msg_clean(je.text, q, sizeof q));
         json_decref(j);
       }
       if (!rc)

@@ -213,6 +213,13 @@ static void test_prompt_sets(void **state) {
   fputs("prompt,scene\nbad,{oops\n", f);
   fclose(f);
   assert_int_equal(sd_prompt_set_load(sc, &s), SD_E_FORMAT);
+  /* file text quoted in a message is escaped: a control character in a bad seed */
+  f = fopen(sc, "wb");
+  fputs("prompt,sd_seed\nfine,1\nbad,\"12\x1b[31m\"\n", f);
+  fclose(f);
+  assert_int_equal(sd_prompt_set_load(sc, &s), SD_E_FORMAT);
+  assert_non_null(strstr(sd_errmsg(), "record 2: seed \"12\\x1b[31m\" is not an integer"));
+  for (const char *m = sd_errmsg(); *m; m++) assert_true((unsigned char)*m >= 0x20 && *m != 0x7f);
   /* a one-column CSV: its header is not a prompt; in a .txt the same lines are three prompts */
   f = fopen(sc, "wb");
   fputs("prompt\nfirst\n\"second, quoted\"\n", f);
