@@ -22,10 +22,20 @@
 
 static char g_dir[64];
 
+static void remove_dir(void) { /* at exit (best effort): the file and its folder */
+  char path[128];
+  snprintf(path, sizeof path, "%s/set.csv", g_dir);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/set.txt", g_dir);
+  unlink(path);
+  rmdir(g_dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!g_dir[0]) {
     snprintf(g_dir, sizeof g_dir, "/tmp/safesd-fuzz-promptset-XXXXXX");
     if (!mkdtemp(g_dir)) abort();
+    atexit(remove_dir);
   }
   if (size < 1 || size > 65536) return 0;
   /* the record reader on the raw bytes */
