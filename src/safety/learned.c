@@ -523,6 +523,30 @@ static float alone_prob(scored *s, const int *pos, const unsigned char *in, int 
   return prob(logit(m, s->h, k));
 }
 
+/* English function words: never part of the evidence (no category lives in "after" or "the";
+ * when the model leans on them the safe text would lose them), so the attribution chooses
+ * among the other words and, failing that, leaves the score unlocalised (context appended,
+ * nothing deleted). */
+static int function_word(const uint32_t *cp, int len) {
+  static const char *const k[] = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "by", "from",
+                                  "after", "before", "during", "into", "onto", "over", "under", "about", "as",
+                                  "and", "or", "but", "is", "are", "was", "were", "be", "been", "it", "its",
+                                  "this", "that", "these", "those", "his", "her", "their", "my", "your", "our",
+                                  "he", "she", "they", "we", "i", "you", "me", "him", "them", "who", "which",
+                                  "what", "while", "when", "where", "very", "so", "than", "then", "too", "also",
+                                  "just", "only", "not", "no", "up", "out", "off", "down", "there", "here", NULL};
+  if (len < 1 || len > 7) return 0;
+  char w[8];
+  for (int i = 0; i < len; i++) {
+    if (cp[i] > 127) return 0;
+    w[i] = (char)cp[i];
+  }
+  w[len] = 0;
+  for (int i = 0; k[i]; i++)
+    if (!strcmp(w, k[i])) return 1;
+  return 0;
+}
+
 /* Attribution for model category k (fired at threshold t): the removal set in pos[] (greedy
  * order; *np words, 0 = not localised), the probability left without it (*p_after), its core
  * in core[] (*ncore words) and the core's probability alone (*alone; NAN when not computed). */
@@ -547,7 +571,7 @@ static int attribute(scored *s, int k, float t, int *pos, int *np, float *p_afte
     for (int a = 0; a < s->nwin; a++)
       if (prob(zw[(size_t)a * m->C + k]) >= t) {
         int e = a + m->window < s->n ? a + m->window : s->n;
-        for (int j = a; j < e; j++) cand[j] = !s->drop[j];
+        for (int j = a; j < e; j++) cand[j] = !s->drop[j] && !function_word(s->w.cp + s->w.w[j].off, s->w.w[j].len);
       }
     int best = -1;
     float bz = INFINITY;
@@ -707,7 +731,7 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
       if (s.n == 0)
         snprintf(via, sizeof via, "learned p=%.3f, not localised to words (the prompt has none)", (double)prob(zmax[c]));
       else if (isnan(alone))
-        snprintf(via, sizeof via, "learned p=%.3f, not localised to words (more than %d needed)", (double)prob(zmax[c]),
+        snprintf(via, sizeof via, "learned p=%.3f, not localised to words (no %d content words clear it)", (double)prob(zmax[c]),
                  SD_LEARNED_MAX_SPAN_WORDS);
       else
         snprintf(via, sizeof via, "learned p=%.3f, not localised to words (the words whose removal clears it score "

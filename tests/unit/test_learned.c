@@ -428,7 +428,7 @@ static void test_attribution(void **state) {
   }
   sd_detection_free(&det);
   /* six: four would have to go, more than SD_LEARNED_MAX_SPAN_WORDS: fired, not localised */
-  expect_unlocalised(d, "wa wb wc wd we wf", "more than 3 needed");
+  expect_unlocalised(d, "wa wb wc wd we wf", "no 3 content words clear it");
   /* two words of 4 each: 8 - 5 = 3 fires, either one's removal clears it, but that word
    * alone scores 4 - 5 = -1: the evidence is not clear, no span */
   expect_unlocalised(d, "a half bit", "alone)");
@@ -448,6 +448,24 @@ static void test_attribution(void **state) {
   assert_false(det.fired);
   assert_int_equal(det.n_ev, 0);
   assert_true(det.score < 0.5f);
+  sd_detection_free(&det);
+  sd_detector_free(d);
+  sd_bank_free(bank);
+}
+
+/* Function words are never evidence: a score that rests on "after" is not localised (the safe
+ * text appends and deletes nothing); a content word still is. */
+static void test_function_words(void **state) {
+  (void)state;
+  row rows[] = {{"after", 11}, {"knife", 11}};
+  sd_bank *bank;
+  sd_detector *d = synthetic(rows, 2, &bank);
+  expect_unlocalised(d, "the day after", "no 3 content words clear it");
+  sd_detection det;
+  assert_int_equal(sd_detector_run(d, "a knife on a table", NULL, &det), SD_OK);
+  assert_true(det.fired);
+  assert_int_equal(det.n_ev, 1);
+  assert_string_equal(det.ev[0].matched, "knife");
   sd_detection_free(&det);
   sd_detector_free(d);
   sd_bank_free(bank);
@@ -534,7 +552,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_hash),      cmocka_unit_test(test_words),       cmocka_unit_test(test_shipped_defaults),
       cmocka_unit_test(test_malformed), cmocka_unit_test(test_attribution), cmocka_unit_test(test_threshold),
-      cmocka_unit_test(test_benign_sense_gate), cmocka_unit_test(test_negation_gate), cmocka_unit_test(test_sense_features),
+      cmocka_unit_test(test_benign_sense_gate), cmocka_unit_test(test_negation_gate), cmocka_unit_test(test_function_words), cmocka_unit_test(test_sense_features),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
