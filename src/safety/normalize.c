@@ -477,7 +477,10 @@ void sd_norm_negation(sd_norm *n) {
         continue;
       }
     }
-    for (int q = p + 1, k = 0; q < n->np && k < scope && n->ps[q].gap <= 2 && !(q > p + 1 && phrase_break(n, q)); q++, k++) {
+    /* k counts words: pieces joined by intra-word separators ("b.l.o.o.d", "self-harm", camel
+     * case) are one word of the scope */
+    for (int q = p + 1, k = 0; q < n->np && k < scope && n->ps[q].gap <= 2 && !(q > p + 1 && phrase_break(n, q));
+         k += q + 1 >= n->np || n->ps[q + 1].gap != 1, q++) {
       if (n->ps[q].kind == SD_PIECE_WORD) {
         sd_unit w = {q, q + 1, 0};
         if (sd_norm_unit_text(n, &w, 0, &t2)) break;

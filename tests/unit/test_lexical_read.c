@@ -334,6 +334,10 @@ static void test_negation(void **state) {
   BENIGN("a quiet street, no blood.");
   BENIGN("no blood. a quiet street");
   BENIGN("no u.s. flag, no blood");
+  /* the scope counts words, not pieces: a dotted or camel-case word is one */
+  BENIGN("a wall with no b.l.o.o.d");
+  BENIGN("a portrait, not NudeWoman");
+  FLAGGED("no a.b.c.d e.f.g.h i.j.k.l m.n.o.p blood", "violence");
 }
 
 /* Benign near-concept prompts (issue 16): one class of false positive per block, each with the
