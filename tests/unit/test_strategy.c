@@ -240,7 +240,8 @@ static int check_kept(const char *p, size_t n, const sd_detection *d, const char
 
 /* The default bank's nudity terms that carry their subject ("femme nue", "homme nu", "corps
  * nu") are substituted with the subject kept, as single words are ("naked" -> "fully
- * clothed"): the safe text keeps who is in the picture. */
+ * clothed"), and people named by what they do become neutral people ("a burglar" -> "a
+ * person"): the safe text keeps who is in the picture. */
 static void test_default_bank_keeps_subjects(void **state) {
   (void)state;
   sd_bank *def = NULL;
@@ -250,7 +251,12 @@ static void test_default_bank_keeps_subjects(void **state) {
   assert_int_equal(sd_lexical_create(def, &lo, &lex), SD_OK);
   const char *cases[][2] = {{"une femme nue sur la plage", "femme"}, {"un homme nu, peinture", "homme"},
                             {"un corps nu, dessin", "corps"},     {"a naked woman on a beach", "woman"},
-                            {"eine nackte Frau am Strand", "Frau"}, {"una mujer desnuda en la playa", "mujer"}};
+                            {"eine nackte Frau am Strand", "Frau"}, {"una mujer desnuda en la playa", "mujer"},
+                            /* people named by what they do: someone stays in the picture */
+                            {"a burglar breaking into a house", "a person breaking"},
+                            {"a serial killer in an alley", "a person in an alley"},
+                            {"a drug addict on a bench", "a person on a bench"},
+                            {"a stripper on a stage", "a dancer on"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     sd_detection d;
     assert_int_equal(sd_detector_run(lex, cases[i][0], NULL, &d), SD_OK);
