@@ -557,13 +557,15 @@ static int attribute(scored *s, int k, float t, int *pos, int *np, float *p_afte
   *p_after = 1;
   *alone = NAN;
   float *zw = malloc((size_t)s->nwin * m->C * sizeof *zw), *tmp = malloc((size_t)m->C * sizeof *tmp);
-  unsigned char *cand = malloc((size_t)s->n + 1);
-  if (!zw || !tmp || !cand) {
+  unsigned char *cand = malloc((size_t)s->n + 1), *fw = malloc((size_t)s->n + 1);
+  if (!zw || !tmp || !cand || !fw) {
     free(zw);
     free(tmp);
     free(cand);
+    free(fw);
     return sd_fail(SD_E_NOMEM, "learned detector: out of memory");
   }
+  for (int j = 0; j < s->n; j++) fw[j] = (unsigned char)function_word(s->w.cp + s->w.w[j].off, s->w.w[j].len);
   memcpy(zw, s->z, (size_t)s->nwin * m->C * sizeof *zw);
   int chosen = 0;
   for (int step = 0; step < SD_LEARNED_MAX_SPAN_WORDS; step++) {
@@ -571,7 +573,7 @@ static int attribute(scored *s, int k, float t, int *pos, int *np, float *p_afte
     for (int a = 0; a < s->nwin; a++)
       if (prob(zw[(size_t)a * m->C + k]) >= t) {
         int e = a + m->window < s->n ? a + m->window : s->n;
-        for (int j = a; j < e; j++) cand[j] = !s->drop[j] && !function_word(s->w.cp + s->w.w[j].off, s->w.w[j].len);
+        for (int j = a; j < e; j++) cand[j] = !s->drop[j] && !fw[j];
       }
     int best = -1;
     float bz = INFINITY;
@@ -615,6 +617,7 @@ static int attribute(scored *s, int k, float t, int *pos, int *np, float *p_afte
   free(zw);
   free(tmp);
   free(cand);
+  free(fw);
   return SD_OK;
 }
 

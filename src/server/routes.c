@@ -611,6 +611,8 @@ static int parse_openai(const srv_info *si, json_t *body, srv_job *j, char *err,
   return fill_job(si, &r, j, &g);
 }
 
+/* (The library's sd_msg_clean does this with escapes, but the server uses only the public
+ * API: src/server is outside the library.) */
 void srv_clean_text(char *s) {
   unsigned char *p = (unsigned char *)s;
   for (size_t i = 0; p[i];) {
