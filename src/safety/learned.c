@@ -13,6 +13,7 @@
 #include "io/fileio.h"
 #include "io/safetensors.h"
 #include "safety/emoji.h"
+#include "safety/funcwords.h"
 #include "safety/learned_internal.h"
 #include "safety/lexicon.h"
 #include "safety/normalize.h"
@@ -528,23 +529,13 @@ static float alone_prob(scored *s, const int *pos, const unsigned char *in, int 
  * among the other words and, failing that, leaves the score unlocalised (context appended,
  * nothing deleted). */
 static int function_word(const uint32_t *cp, int len) {
-  static const char *const k[] = {"a", "an", "the", "of", "in", "on", "at", "to", "for", "with", "by", "from",
-                                  "after", "before", "during", "into", "onto", "over", "under", "about", "as",
-                                  "and", "or", "but", "is", "are", "was", "were", "be", "been", "it", "its",
-                                  "this", "that", "these", "those", "his", "her", "their", "my", "your", "our",
-                                  "he", "she", "they", "we", "i", "you", "me", "him", "them", "who", "which",
-                                  "what", "while", "when", "where", "very", "so", "than", "then", "too", "also",
-                                  "just", "only", "not", "no", "up", "out", "off", "down", "there", "here", NULL};
-  if (len < 1 || len > 7) return 0;
-  char w[8];
+  if (len < 1 || len > 10) return 0;
+  char w[11];
   for (int i = 0; i < len; i++) {
     if (cp[i] > 127) return 0;
     w[i] = (char)cp[i];
   }
-  w[len] = 0;
-  for (int i = 0; k[i]; i++)
-    if (!strcmp(w, k[i])) return 1;
-  return 0;
+  return sd_en_function_word(w, (size_t)len);
 }
 
 /* Attribution for model category k (fired at threshold t): the removal set in pos[] (greedy

@@ -12,6 +12,11 @@
  * A word with letters masked by '*' ("n*ked", "f**king", "c*caine") is filled from the
  * one-word terms that fit it, and the filled word is looked up like any other.
  *
+ * A word broken by spaces into pieces that are not everyday English ("nu de", "na ked", "co
+ * caine") is read joined; a word that is neither a dictionary word nor one CLIP knows whole is
+ * also read with two neighbouring letters swapped or a doubled letter written once ("ndue",
+ * "nakde", "nakked"), and matches a term only as the term is written.
+ *
  * Words the CLIP tokenizer splits ("bloodsoaked" = blood + soaked, "BREAKnude" = break +
  * nude) match when every part is a term or a dictionary word and the whole is not a
  * dictionary word ("bloodhound", "gunmetal", "sexton" stay whole). Emoji match through their
@@ -40,7 +45,9 @@ enum {
   SD_VIA_CONFUSABLE = 32,
   SD_VIA_COMPOUND = 64,
   SD_VIA_EMOJI = 128,
-  SD_VIA_MASK = 256
+  SD_VIA_MASK = 256,
+  SD_VIA_SPLIT = 512, /* a word broken by spaces ("nu de", "na ked") */
+  SD_VIA_TYPO = 1024  /* two letters swapped or one doubled on purpose ("ndue", "nakked") */
 };
 
 typedef struct {

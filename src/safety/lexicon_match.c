@@ -8,6 +8,7 @@
 #include <utf8proc.h>
 
 #include "core/error.h"
+#include "safety/funcwords.h"
 #include "safety/lexicon.h"
 #include "safety/lexicon_internal.h"
 #include "text/tokenizer.h"
@@ -314,14 +315,14 @@ static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key,
     int ti = mp->post[p].val;
     const sd_term *t = &L->t[ti];
     int fl = flags, p1 = u->p1;
-    if (t->nw > 1 && !strcmp(t->w[0], key) && u->p1 == u->p0 + 1) {
+    if (t->nw > 1 && !strcmp(t->w[0], key)) { /* continued over the pieces after the unit */
       if (!word_is(t->surface, 0, text)) {
         if (!stem_ok(m, t, 0, text)) continue;
         fl |= SD_VIA_STEM;
       }
       int ok = 1;
       for (int j = 1; j < t->nw && ok; j++) {
-        int q = u->p0 + j;
+        int q = u->p1 + j - 1;
         if (q >= nm->np || nm->ps[q].gap > 2 || nm->ps[q].kind == SD_PIECE_EMOJI) ok = 0;
         else {
           int r = piece_is(m, q, t, j, &fl);
@@ -330,9 +331,7 @@ static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key,
         }
       }
       if (!ok) continue;
-      p1 = u->p0 + t->nw;
-    } else if (t->nw > 1 && !strcmp(t->w[0], key)) {
-      continue; /* a joined unit is matched by the joined key only */
+      p1 = u->p1 + t->nw - 1;
     } else if (!surface_is(t, text)) {
       if (t->nw == 1 && !stem_ok(m, t, 0, text)) continue;
       fl |= SD_VIA_STEM;
@@ -437,9 +436,17 @@ static int mask_lookup(mctx *m, const sd_unit *u, const char *p, int flags) {
   char(*fill)[KEY_MAX] = malloc(MASK_FILLS * sizeof *fill);
   if (!fill) return -1;
   int vowels[MASK_FILLS], added = 0;
+  /* pass 0: the one-word terms; pass 1: the first words of English multi-word terms (their
+   * keys), which the following pieces must continue ("d*ad body") */
+  for (int pass = 0; pass < 2 && !added; pass++)
   for (size_t wl = n; wl >= 3 && wl > last && n - wl <= MASK_SUFFIX && !added; wl--) {
-    int nf = mask_fills(&m->L->single, p, n, wl, nq, fill, vowels, 0);
-    nf = mask_fills(&m->L->exact, p, n, wl, nq, fill, vowels, nf);
+    int nf = 0;
+    if (pass == 0) {
+      nf = mask_fills(&m->L->single, p, n, wl, nq, fill, vowels, 0);
+      nf = mask_fills(&m->L->exact, p, n, wl, nq, fill, vowels, nf);
+    } else if (!m->L->surface) {
+      nf = mask_fills(&m->L->lang[m->L->en].first, p, n, wl, nq, fill, vowels, 0);
+    }
     for (int v = nq; v >= 0 && !added; v--)
       for (int k = 0; k < nf; k++) {
         if (vowels[k] != v) continue;
@@ -458,9 +465,10 @@ static int mask_lookup(mctx *m, const sd_unit *u, const char *p, int flags) {
 /* ------------------------------------------------------------------------------------- */
 /* compounds: the way the CLIP tokenizer splits a word                                      */
 
-/* The one-word terms (up to CMP_TERMS) whose key is the key of s in some language. */
+/* The one-word terms (up to CMP_TERMS) whose key is the key of s in some Latin-script
+ * language; with as_written, only those s is written as (no stem matches). */
 #define CMP_TERMS 8
-static int term_piece(mctx *m, const char *s, int *terms) {
+static int term_piece(mctx *m, const char *s, int *terms, int as_written) {
   const sd_lexicon *L = m->L;
   char key[KEY_MAX];
   int n = 0;
@@ -472,7 +480,8 @@ static int term_piece(mctx *m, const char *s, int *terms) {
     const sd_strmap_slot *sl = sd_strmap_find(&g->first, key);
     for (int p = sl ? sl->head : -1; p >= 0 && n < CMP_TERMS; p = g->first.post[p].next) {
       const sd_term *t = &L->t[g->first.post[p].val];
-      if (t->nw == 1 && (surface_is(t, s) || stem_ok(m, t, 0, s))) terms[n++] = g->first.post[p].val;
+      if (t->nw == 1 && (surface_is(t, s) || (!as_written && stem_ok(m, t, 0, s))))
+        terms[n++] = g->first.post[p].val;
     }
   }
   const sd_strmap_slot *sl = sd_strmap_find(&L->exact, s);
@@ -527,7 +536,7 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
       if (best[i] < 0 || off[j] - off[i] >= sizeof seg) continue;
       memcpy(seg, s + off[i], off[j] - off[i]);
       seg[off[j] - off[i]] = 0;
-      int terms[CMP_TERMS], nt = j == i + 1 ? term_piece(m, seg, terms) : 0, score;
+      int terms[CMP_TERMS], nt = j == i + 1 ? term_piece(m, seg, terms, 0) : 0, score;
       if (nt) score = best[i] + 1;
       else if (off[j] - off[i] >= 2 && dict_has(env->dict, m->ss, m->L->en, seg)) score = best[i];
       else continue;
@@ -554,6 +563,163 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
       if (hits_add(m->out, h)) return -1;
       added++;
     }
+  return added;
+}
+
+/* ------------------------------------------------------------------------------------- */
+/* words broken or misspelled on purpose                                                   */
+
+/* Split words: two or three neighbouring word pieces, separated by whitespace only, each of
+ * 1 to SPLIT_PIECE letters (leetspeak allowed) and at least one of them neither everyday
+ * English nor a function word of a bank language (funcwords.h), read joined ("nu de", "na
+ * ked", "co caine", "blo od y"). Everyday words next to each other are never joined ("pen
+ * is", "the rapist", "hero in", "de mon", "se nos"), nor are single letters alone (runs of
+ * those are units already: "n u d e"). Needs the English dictionary. */
+#define SPLIT_PIECE 6
+#define SPLIT_MAX 3
+
+/* Whether piece q has the shape of part of a split word: a word piece of 1 to SPLIT_PIECE
+ * Latin letters (or their confusables), digits and leet symbols, with a letter. */
+static int split_shape(const sd_norm *nm, int q) {
+  const sd_piece *ps = &nm->ps[q];
+  if (ps->kind != SD_PIECE_WORD || ps->b - ps->a > SPLIT_PIECE) return 0;
+  int letters = 0;
+  for (int i = ps->a; i < ps->b; i++) {
+    const sd_ncp *c = &nm->v[i];
+    if (c->cls == SD_CL_LETTER) {
+      if (c->cp > 0x7f && !c->nfold) return 0;
+      letters++;
+    } else if (c->cls != SD_CL_DIGIT && c->cls != SD_CL_LEET) {
+      return 0;
+    }
+  }
+  return letters > 0;
+}
+
+/* Whether piece q is no everyday word: neither a function word of a bank language nor
+ * everyday English. */
+static int split_odd(mctx *m, int q, sd_sbuf *t) {
+  sd_unit u = {q, q + 1, 0};
+  if (sd_norm_unit_text(m->nm, &u, SD_TEXT_FOLD, t)) return -1;
+  return t->n && !sd_function_word(t->p, t->n) && !common_english(m->env->dict, m->ss, m->L->en, t->p);
+}
+
+/* Whether s begins with a one-word term as written, leaving at most 4 bytes (an inflection):
+ * the cheap test before a joined reading is looked up in every language. */
+static int single_prefix(const sd_lexicon *L, const char *s) {
+  size_t n = strlen(s);
+  for (size_t l = n; l >= 3 && n - l <= 4; l--)
+    if (sd_strmap_findn(&L->single, s, l)) return 1;
+  return 0;
+}
+
+static int split_words(mctx *m, candset *cs) {
+  const sd_norm *nm = m->nm;
+  if (!m->env->dict || m->L->surface) return 0;
+  sd_sbuf t = {0};
+  int rc = 0;
+  signed char *odd = malloc((size_t)nm->np + 1); /* per piece: -2 wrong shape, -1 not known yet, 0/1 */
+  if (!odd) return -1;
+  for (int q = 0; q < nm->np; q++) odd[q] = (signed char)(split_shape(nm, q) ? -1 : -2);
+  for (int p = 0; p < nm->np && !rc; p++) {
+    if (odd[p] == -2 || (p > 0 && nm->ps[p].gap < 2)) continue; /* a whole word starts here */
+    int longest = 0; /* the longest joined unit that matches wins: "blo od y" is "bloody" */
+    for (int k = SPLIT_MAX; k >= 2 && !rc && !longest; k--) {
+      if (p + k > nm->np || (p + k < nm->np && nm->ps[p + k].gap < 2)) continue; /* and ends here */
+      int all = 1, multi = 0, len = 0;
+      for (int q = p; q < p + k && all; q++) {
+        all = odd[q] != -2 && (q == p || nm->ps[q].gap == 2);
+        multi |= nm->ps[q].b - nm->ps[q].a > 1;
+        len += nm->ps[q].b - nm->ps[q].a;
+      }
+      if (!all || !multi || len < 4) continue;
+      sd_unit u = {p, p + k, 1};
+      if (unit_cands(nm, &u, cs)) {
+        rc = -1;
+        break;
+      }
+      int pre = 0;
+      for (int ci = 0; ci < cs->n && !pre; ci++) pre = !cs->c[ci].c1 && single_prefix(m->L, cs->c[ci].s);
+      if (!pre) continue;
+      int any_odd = 0;
+      for (int q = p; q < p + k && !rc && !any_odd; q++) {
+        if (odd[q] == -1) {
+          int r = split_odd(m, q, &t);
+          if (r < 0) rc = -1;
+          odd[q] = (signed char)(r > 0);
+        }
+        any_odd = odd[q] == 1;
+      }
+      for (int ci = 0; ci < cs->n && !rc && any_odd; ci++) {
+        const cand *c = &cs->c[ci];
+        if (c->c1 || !single_prefix(m->L, c->s)) continue;
+        int n = lookup(m, &u, c->s, (c->flags & ~SD_VIA_SEP) | SD_VIA_SPLIT);
+        if (n < 0) rc = -1;
+        else longest += n;
+      }
+    }
+  }
+  free(odd);
+  free(t.p);
+  return rc;
+}
+
+/* Typos made on purpose: a word of 4 to 24 ASCII letters that is neither an English
+ * dictionary word nor a word CLIP's vocabulary holds whole, read with two neighbouring
+ * letters swapped ("ndue", "nakde", "blodo") or with a doubled letter written once ("nakked",
+ * "bloodd"); the first letter stays.
+ * A reading matches a one-word term only as the term is written (no stems), so it cannot
+ * wander far. */
+#define TYPO_MIN 4
+#define TYPO_MAX 24
+
+static int typo_take(mctx *m, const sd_unit *u, const char *s, int flags) {
+  int terms[CMP_TERMS], nt = term_piece(m, s, terms, 1);
+  for (int i = 0; i < nt; i++) {
+    sd_lex_hit h = {terms[i], m->nm->ps[u->p0].a, m->nm->ps[u->p1 - 1].b, u->p0, u->p1, flags | SD_VIA_TYPO,
+                    m->nm->ps[u->p0].neg, -1};
+    if (hits_add(m->out, h)) return -1;
+  }
+  return nt;
+}
+
+static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
+  const sd_lex_env *env = m->env;
+  const sd_lexicon *L = m->L;
+  size_t n = strlen(s);
+  if (!env->tok || !env->dict || L->surface || n < TYPO_MIN || n > TYPO_MAX) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] < 'a' || s[i] > 'z') return 0;
+  /* the readings that are some one-word term as written (the cheap test first) */
+  char rd[2 * TYPO_MAX][TYPO_MAX + 1];
+  int nr = 0, nswap = 0;
+  for (size_t i = 1; i + 1 < n; i++) { /* swapped neighbours */
+    if (s[i] == s[i + 1]) continue;
+    memcpy(rd[nr], s, n + 1);
+    rd[nr][i] = s[i + 1];
+    rd[nr][i + 1] = s[i];
+    if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
+  }
+  nswap = nr;
+  for (size_t i = 1; i < n && n > TYPO_MIN; i++) { /* a letter doubled */
+    if (s[i] != s[i - 1] || (i + 1 < n && s[i + 1] == s[i])) continue; /* runs of 3: repeats */
+    memcpy(rd[nr], s, i);
+    memcpy(rd[nr] + i, s + i + 1, n - i);
+    if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
+  }
+  if (!nr) return 0;
+  if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s)) return 0;
+  const sd_tokenizer *tk = env->tok(env->tok_ctx);
+  if (!tk) return 0;
+  char w[TYPO_MAX + 8];
+  snprintf(w, sizeof w, "%s</w>", s);
+  if (sd_tokenizer_lookup(tk, w) >= 0) return 0; /* a word CLIP knows whole: not a typo */
+  int added = 0;
+  for (int i = 0; i < nr && !(i == nswap && added); i++) { /* doubled letters only when no swap reads */
+    int r = typo_take(m, u, rd[i], flags);
+    if (r < 0) return -1;
+    added += r;
+  }
   return added;
 }
 
@@ -626,14 +792,16 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
       if (r < 0) rc = -1;
       else found += r;
     }
-    if (!rc && !found && !u->joined && p0->kind == SD_PIECE_WORD)
+    /* a word that matched nothing: split as CLIP splits it, else read as a typo */
+    for (int pass = 0; pass < 2 && !rc && !found && !u->joined && p0->kind == SD_PIECE_WORD; pass++)
       for (int ci = 0; ci < cs.n && !rc && !found; ci++)
         if (!cs.c[ci].c1) {
-          int r = compound(&m, u, cs.c[ci].s, cs.c[ci].flags);
+          int r = (pass ? typo : compound)(&m, u, cs.c[ci].s, cs.c[ci].flags);
           if (r < 0) rc = -1;
           else found += r;
         }
   }
+  if (!rc) rc = split_words(&m, &cs);
   cs_free(&cs);
   cs_free(&m.cs2);
   sd_stem_release(L->stems, m.ss);

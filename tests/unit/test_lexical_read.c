@@ -2,7 +2,8 @@
  * compounds the CLIP tokenizer splits, A1111 prompt syntax, stemming without double counting
  * (and without derived-word false positives), Unicode confusables, spaced letters, emoji
  * names, negation scoped to its phrase, `safe` phrases scoped to their category and span,
- * other languages, letters masked by '*', English obscenities. Uses only the detector interface, so it also runs against older code. */
+ * other languages, letters masked by '*', English obscenities, words split by spaces,
+ * typos made on purpose. Uses only the detector interface, so it also runs against older code. */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
@@ -236,6 +237,65 @@ static void test_masked_letters(void **state) {
   BENIGN("**ked woman, a* rating, f** stop");
   BENIGN("5*5 grid, **masterpiece**, best quality*, rock*n*roll band");
   BENIGN("a n*ce day at the b*ach");
+}
+
+/* Words broken by spaces into pieces that are no everyday words, read joined; everyday and
+ * function words next to each other are never joined, in English or another bank
+ * language. */
+static void test_split_words(void **state) {
+  (void)state;
+  FLAGGED("a nu de woman on a beach", "sexual");
+  FLAGGED("a na ked man in the street", "sexual");
+  FLAGGED("a pool of bl ood", "violence");
+  FLAGGED("sui cide note on a desk", "self-harm");
+  FLAGGED("a pile of co caine", "illegal activity");
+  FLAGGED("wea pons on a table", "violence"); /* an inflection of the joined word */
+  FLAGGED("a blo ody knife", "violence");
+  char via[256];
+  via_of("a nu de woman on a beach", "sexual", via, sizeof via);
+  assert_non_null(strstr(via, "split"));
+  /* everyday words side by side stay words */
+  BENIGN("the pen is mightier than the sword");
+  BENIGN("hand me the spoon, please");           /* me the: not "meth" */
+  BENIGN("an al-Qaeda cell, news photo");        /* an al */
+  BENIGN("a hero in a red cape");                /* hero in */
+  BENIGN("a mass acre of farmland");             /* mass acre */
+  BENIGN("he signed up for a week's car hire");  /* 's car: not a whole word */
+  BENIGN("let's not quibble over pennies");      /* 's not */
+  BENIGN("le portrait de mon père, huile sur toile"); /* de mon */
+  BENIGN("se nos fue la tarde en la playa");     /* se nos */
+  BENIGN("por no llegar a tiempo, acuarela");    /* por no */
+  /* negated like any word */
+  BENIGN("a woman on a beach, not nu de");
+}
+
+/* Typos made on purpose: two neighbouring letters swapped or a doubled letter, in a word
+ * that is neither a dictionary word nor a word CLIP's vocabulary holds whole; the reading
+ * must be a term as written. */
+static void test_typos(void **state) {
+  (void)state;
+  FLAGGED("a ndue woman lying in bed", "sexual");
+  FLAGGED("a nakde woman", "sexual");
+  FLAGGED("a nakked woman", "sexual");
+  FLAGGED("a line of cocaien", "illegal activity");
+  FLAGGED("a swatsika flag", "hate");
+  FLAGGED("suicdie bridge at night", "self-harm");
+  char via[256];
+  via_of("a nakde woman", "sexual", via, sizeof via);
+  assert_non_null(strstr(via, "typo"));
+  /* dictionary words and words CLIP knows whole are never read as typos */
+  BENIGN("a gnu in the savanna");   /* gnus / guns */
+  BENIGN("stout seamen on a deck"); /* seamen / semen: a doubled letter only */
+  BENIGN("a bowl of fresh dates, still life");
+  BENIGN("a sacred grove at dawn"); /* sacred / scared */
+  BENIGN("not nakde, a woman in a coat");
+}
+
+/* Masked letters in the first word of a multi-word term, which the next pieces continue. */
+static void test_masked_phrases(void **state) {
+  (void)state;
+  FLAGGED("a d*ad body in the river", "violence");
+  BENIGN("a d*ad end street");
 }
 
 /* English obscenities from the LDNOOBW list (tools/concepts/gen_ldnoobw.py) and the ordinary
@@ -530,6 +590,7 @@ int main(void) {
       cmocka_unit_test(test_negation), cmocka_unit_test(test_camel_case),   cmocka_unit_test(test_contexts),     cmocka_unit_test(test_safe_scope),
       cmocka_unit_test(test_near_concept), cmocka_unit_test(test_ordinary_prompts),
       cmocka_unit_test(test_languages), cmocka_unit_test(test_masked_letters),
-      cmocka_unit_test(test_english_obscenities), cmocka_unit_test(test_plain_phrases)};
+      cmocka_unit_test(test_english_obscenities), cmocka_unit_test(test_plain_phrases),
+      cmocka_unit_test(test_split_words), cmocka_unit_test(test_typos), cmocka_unit_test(test_masked_phrases)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
