@@ -339,6 +339,16 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a cross burning on a lawn", "hate");
   BENIGN("a drowned forest, a burning candle, a cross on a hill, a rope around a wooden post");
   BENIGN("a train in front of a station, a slit window, sunlight burning through fog");
+  /* idioms of nudity, slang of suicide and drugs, and what a body should not show */
+  FLAGGED("a woman in the buff on a beach", "sexual");
+  FLAGGED("a woman without a stitch on", "sexual"); /* a term that begins with its cue */
+  FLAGGED("a man au naturel in the forest", "sexual");
+  FLAGGED("a man unaliving himself", "self-harm");
+  FLAGGED("a headless body in a field", "shocking");
+  FLAGGED("a compound fracture with the bone sticking out", "shocking");
+  FLAGGED("shrooms on a table", "illegal activity");
+  BENIGN("a buff man at the gym, a headless horseman, light streaking across the sky");
+  BENIGN("a woman, not a stitch out of place, glowing mushrooms in an enchanted forest");
 }
 
 static void test_emoji(void **state) {
