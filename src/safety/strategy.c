@@ -104,6 +104,37 @@ int sd_window_cut(const sd_tokenizer *tok, const char *text, int room, size_t *c
   return rc;
 }
 
+/* The English article right before position p of text (n bytes, with one spare byte) agrees
+ * with the word after p, which a replacement or a drop put there: "an unclothed woman" ->
+ * "a clothed woman", "a nude-ish" dropped before "elegant" -> "an elegant". Only a whole
+ * word "a"/"an" (any case) before a word that begins with an ASCII letter is changed (vowel
+ * letter: "an"); returns the new length. */
+static size_t fix_article(char *text, size_t n, size_t p) {
+  size_t q = p, e = p;
+  while (q < n && text[q] == ' ') q++;
+  while (e > 0 && text[e - 1] == ' ') e--;
+  if (q >= n || !isalpha((unsigned char)text[q]) || e == 0 || e == p) return n;
+  size_t b = e;
+  while (b > 0 && isalpha((unsigned char)text[b - 1])) b--;
+  if (b > 0 && (isalnum((unsigned char)text[b - 1]) || (unsigned char)text[b - 1] >= 0x80)) return n;
+  size_t wl = e - b;
+  int is_a = wl == 1 && (text[b] == 'a' || text[b] == 'A');
+  int is_an = wl == 2 && (text[b] == 'a' || text[b] == 'A') && (text[b + 1] == 'n' || text[b + 1] == 'N');
+  if (!is_a && !is_an) return n;
+  int vowel = strchr("aeiouAEIOU", text[q]) != NULL;
+  if (vowel && is_a) {
+    memmove(text + e + 1, text + e, n - e + 1);
+    /* "A" before a word in capitals ("A UNCLOTHED") -> "AN"; otherwise "An"/"an" */
+    text[e] = text[b] == 'A' && q + 1 < n && isupper((unsigned char)text[q]) && isupper((unsigned char)text[q + 1]) ? 'N' : 'n';
+    return n + 1;
+  }
+  if (!vowel && is_an) {
+    memmove(text + e - 1, text + e, n - e + 1);
+    return n - 1;
+  }
+  return n;
+}
+
 /* Whether evidence e is localised: a non-empty span inside the prompt. */
 static int localised(const sd_evidence *e, size_t plen) { return e->start < e->end && e->end <= plen; }
 
@@ -123,18 +154,23 @@ static int substitute_spans(const sd_bank *bank, const char *prompt, const sd_de
       sp[ns++] = (span){e->start, e->end, sd_bank_substitute(bank, e->category, e->term)};
     }
   qsort(sp, (size_t)ns, sizeof *sp, span_cmp);
-  size_t cap = plen + 1;
+  size_t cap = plen + 1 + (size_t)ns; /* + an article's 'n' per edit */
   for (int i = 0; i < ns; i++) cap += sp[i].to ? strlen(sp[i].to) + 2 : 0;
   char *text = malloc(cap);
-  if (!text) {
+  size_t *edit = malloc(((size_t)ns + 1) * sizeof *edit); /* where each edit begins in text */
+  if (!text || !edit) {
+    free(text);
+    free(edit);
     free(sp);
     return sd_fail(SD_E_NOMEM, "safety text: out of memory");
   }
   size_t o = 0, at = 0;
+  int ne = 0;
   for (int i = 0; i < ns; i++) {
     if (sp[i].a < at) continue; /* overlaps an earlier (longer) span */
     memcpy(text + o, prompt + at, sp[i].a - at);
     o += sp[i].a - at;
+    edit[ne++] = o;
     if (sp[i].to && *sp[i].to) {
       size_t l = strlen(sp[i].to);
       memcpy(text + o, sp[i].to, l);
@@ -145,6 +181,8 @@ static int substitute_spans(const sd_bank *bank, const char *prompt, const sd_de
   memcpy(text + o, prompt + at, plen - at);
   o += plen - at;
   text[o] = 0;
+  for (int i = ne - 1; i >= 0; i--) o = fix_article(text, o, edit[i]); /* last first: offsets hold */
+  free(edit);
   free(sp);
   tidy(text);
   *out = text;

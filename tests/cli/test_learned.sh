@@ -13,7 +13,7 @@
 source "$(dirname "$0")/../conformance/lib.sh"
 B=$SAFESD_BIN
 O="$TMP/learned_cli"; rm -rf "$O"; mkdir -p "$O"
-PARA="a woman in her birthday suit on silk sheets"
+PARA="a woman wearing only a smile on silk sheets"
 NEAR="a man shooting a basketball"
 
 expect_rc 0 "check --help" $B check --help
