@@ -637,11 +637,13 @@ typedef struct {
   int n[2];
 } gate_spans;
 
+#define ANY_CAT ((size_t)-1)
+
 static int spans_of(const sd_lexicon *lx, const sd_norm *nm, int negated_only, size_t **out, int *n) {
   sd_lex_hits hits = {0};
   sd_lex_env env = {lx->em, NULL, NULL, NULL};
   int rc = sd_lex_match(lx, &env, nm, &hits);
-  if (!rc && hits.n > 0 && !(*out = malloc((size_t)hits.n * 3 * sizeof **out)))
+  if (!rc && hits.n > 0 && !(*out = malloc((size_t)hits.n * 6 * sizeof **out)))
     rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
   for (int i = 0; !rc && i < hits.n; i++) {
     if (negated_only && !hits.h[i].neg) continue;
@@ -649,6 +651,16 @@ static int spans_of(const sd_lexicon *lx, const sd_norm *nm, int negated_only, s
     (*out)[3 * *n + 1] = nm->v[hits.h[i].b - 1].s1;
     (*out)[3 * *n + 2] = (size_t)lx->t[hits.h[i].term].cat;
     ++*n;
+    /* the cue that negates it ("anti" of "anti-racism", "without"), for every category: a
+     * cue is no evidence of anything once it negates a term ("an anti-war protest") */
+    int q = hits.h[i].p0 - 1;
+    while (negated_only && q >= 0 && nm->ps[q].neg) q--;
+    if (negated_only && q >= 0 && nm->ps[q].kind == SD_PIECE_WORD) {
+      (*out)[3 * *n] = nm->v[nm->ps[q].a].s0;
+      (*out)[3 * *n + 1] = nm->v[nm->ps[q].b - 1].s1;
+      (*out)[3 * *n + 2] = ANY_CAT;
+      ++*n;
+    }
   }
   free(hits.h);
   return rc;
@@ -671,7 +683,8 @@ static int gates_of(const learned_det *L, const char *prompt, gate_spans *g) {
  * cat < 0). */
 static int in_spans(const size_t *sp, int n, size_t a, size_t b, int cat) {
   for (int i = 0; i < n; i++)
-    if (sp[3 * i] <= a && b <= sp[3 * i + 1] && (cat < 0 || sp[3 * i + 2] == (size_t)cat)) return 1;
+    if (sp[3 * i] <= a && b <= sp[3 * i + 1] && (cat < 0 || sp[3 * i + 2] == (size_t)cat || sp[3 * i + 2] == ANY_CAT))
+      return 1;
   return 0;
 }
 

@@ -543,6 +543,18 @@ static void test_negation_gate(void **state) {
   expect_gates(rows, 3, benign, 3, fired, 7);
 }
 
+/* The cue of a negated term is covered too, for every category: "anti" of "anti-blood" (the
+ * model reads "anti" as evidence, as the shipped one read it as hate); "anti" that negates
+ * no term ("an anti lake") still fires, and so does "anti" before a term that is not
+ * negated by it. */
+static void test_negation_cue(void **state) {
+  (void)state;
+  row rows[] = {{"anti", 11}, {"blood", 11}};
+  const char *benign[] = {"an anti-blood poster", "an anti blood march", "a poster, anti-nude"};
+  const char *fired[] = {"an anti lake", "anti, blood on the floor"};
+  expect_gates(rows, 2, benign, 3, fired, 2);
+}
+
 static void test_threshold(void **state) {
   (void)state;
   row rows[] = {{"bad", 11}};
@@ -578,7 +590,7 @@ static void test_threshold(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_hash),      cmocka_unit_test(test_words),       cmocka_unit_test(test_shipped_defaults), cmocka_unit_test(test_identity_words),
+      cmocka_unit_test(test_hash),      cmocka_unit_test(test_words),       cmocka_unit_test(test_shipped_defaults), cmocka_unit_test(test_identity_words), cmocka_unit_test(test_negation_cue),
       cmocka_unit_test(test_malformed), cmocka_unit_test(test_attribution), cmocka_unit_test(test_threshold),
       cmocka_unit_test(test_benign_sense_gate), cmocka_unit_test(test_negation_gate), cmocka_unit_test(test_function_words), cmocka_unit_test(test_sense_features),
   };
