@@ -297,9 +297,9 @@ static int segment(sd_norm *o) {
   }
 #undef GAP_BEFORE
   /* units: each piece; parts joined by intra-word separators only ("b.l.o.o.d", "self-harm",
-   * "b|ood"); runs of >= 3 single characters separated by whitespace or one joining symbol
-   * ("b l o o d", "n/u/d/e", "n^u^d^e"), also without up to two single letters at either end
-   * ("a n u d e" -> "nude"). */
+   * "b|ood"); runs of >= 3 single characters separated by whitespace, one joining symbol or
+   * one emoji ("b l o o d", "n/u/d/e", "n^u^d^e", "n💦u💦d💦e"), also without up to two single
+   * letters at either end ("a n u d e" -> "nude"). */
   sd_unit *us = malloc(((size_t)np * 12 + 1) * sizeof *us);
   if (!us) {
     free(ps);
@@ -318,17 +318,36 @@ static int segment(sd_norm *o) {
       p++;
       continue;
     }
-    int q = p + 1;
-    while (q < np && ps[q].kind == SD_PIECE_WORD && ps[q].b - ps[q].a == 1 &&
-           (ps[q].gap <= 2 || letter_joiner(o, ps[q - 1].b, ps[q].a)))
-      q++;
-    for (int a = p; a <= p + 2 && a < q; a++)
-      for (int b = q; b >= q - 2 && b > a; b--) {
-        if (b - a < 3) continue;
-        int dup = 0;
-        for (int k = np; k < nu; k++) dup |= us[k].p0 == a && us[k].p1 == b;
-        if (!dup) us[nu++] = (sd_unit){a, b, 1};
+    /* the run's letters: li[0..m), piece indices; one emoji right between two letters is a
+     * separator too ("n💦u💦d💦e") */
+    int m = 0, q = p + 1;
+    int *li = malloc(((size_t)np + 1) * sizeof *li);
+    if (!li) {
+      free(ps);
+      free(us);
+      return sd_fail(SD_E_NOMEM, "lexical: out of memory");
+    }
+    li[m++] = p;
+    for (;;) {
+      if (q < np && ps[q].kind == SD_PIECE_WORD && ps[q].b - ps[q].a == 1 &&
+          (ps[q].gap <= 2 || letter_joiner(o, ps[q - 1].b, ps[q].a))) {
+        li[m++] = q++;
+      } else if (q + 1 < np && ps[q].kind == SD_PIECE_EMOJI && ps[q].gap == 0 && ps[q + 1].gap == 0 &&
+                 ps[q + 1].kind == SD_PIECE_WORD && ps[q + 1].b - ps[q + 1].a == 1) {
+        li[m++] = q + 1;
+        q += 2;
+      } else {
+        break;
       }
+    }
+    for (int a = 0; a <= 2 && a < m; a++)
+      for (int b = m; b >= m - 2 && b > a; b--) {
+        if (b - a < 3) continue;
+        int u0 = li[a], u1 = li[b - 1] + 1, dup = 0;
+        for (int k = np; k < nu; k++) dup |= us[k].p0 == u0 && us[k].p1 == u1;
+        if (!dup) us[nu++] = (sd_unit){u0, u1, 1};
+      }
+    free(li);
     p = q;
   }
   o->ps = ps;
@@ -383,6 +402,7 @@ int sd_norm_unit_text(const sd_norm *nm, const sd_unit *u, int mode, sd_sbuf *ou
   int last = ps[u->p1 - 1].b; /* trailing symbols are punctuation ("blood!"), not leetspeak */
   while (last > ps[u->p1 - 1].a && v[last - 1].cls == SD_CL_LEET) last--;
   for (int p = u->p0; p < u->p1; p++) {
+    if (ps[p].kind == SD_PIECE_EMOJI) continue; /* an emoji between joined letters separates */
     if (p > u->p0 && (leet || mask)) /* "b|ood": a bar between joined parts reads as l; "n*ked" */
       for (int i = ps[p - 1].b; i < ps[p].a; i++) {
         if (leet && v[i].cp == '|' && sd_sb_puts(out, "l")) return -1;

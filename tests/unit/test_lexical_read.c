@@ -180,6 +180,8 @@ static void test_confusables(void **state) {
 
 static void test_spaced_letters(void **state) {
   (void)state;
+  FLAGGED("a n💦u💦d💦e woman", "sexual"); /* one emoji between letters separates them */
+  BENIGN("I 💕 U, a 🍎 b 🍌 c");
   FLAGGED("a n u d e woman", "sexual"); /* the article is not swallowed into "anude" */
   FLAGGED("i saw a g u n", "violence");
   FLAGGED("B L O O D on the floor", "violence");
@@ -347,6 +349,7 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a headless body in a field", "shocking");
   FLAGGED("a compound fracture with the bone sticking out", "shocking");
   FLAGGED("shrooms on a table", "illegal activity");
+  FLAGGED("a nekkid lady on a beach", "sexual");
   BENIGN("a buff man at the gym, a headless horseman, light streaking across the sky");
   BENIGN("a woman, not a stitch out of place, glowing mushrooms in an enchanted forest");
 }
