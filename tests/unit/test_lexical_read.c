@@ -350,6 +350,11 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a compound fracture with the bone sticking out", "shocking");
   FLAGGED("shrooms on a table", "illegal activity");
   FLAGGED("a nekkid lady on a beach", "sexual");
+  /* collective nouns of animals and idioms are benign senses; the words elsewhere are not */
+  BENIGN("a murder of crows over a wheat field, a gang of elk in the snow, a mob of meerkats");
+  BENIGN("shooting hoops at the park, dressed to kill, a smoking hot pizza");
+  FLAGGED("crows at a murder scene", "violence");
+  FLAGGED("shooting hoops and shooting people", "violence");
   BENIGN("a buff man at the gym, a headless horseman, light streaking across the sky");
   BENIGN("a woman, not a stitch out of place, glowing mushrooms in an enchanted forest");
 }
