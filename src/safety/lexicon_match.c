@@ -438,25 +438,26 @@ static int mask_lookup(mctx *m, const sd_unit *u, const char *p, int flags) {
   int vowels[MASK_FILLS], added = 0;
   /* pass 0: the one-word terms; pass 1: the first words of English multi-word terms (their
    * keys), which the following pieces must continue ("d*ad body") */
-  for (int pass = 0; pass < 2 && !added; pass++)
-  for (size_t wl = n; wl >= 3 && wl > last && n - wl <= MASK_SUFFIX && !added; wl--) {
-    int nf = 0;
-    if (pass == 0) {
-      nf = mask_fills(&m->L->single, p, n, wl, nq, fill, vowels, 0);
-      nf = mask_fills(&m->L->exact, p, n, wl, nq, fill, vowels, nf);
-    } else if (!m->L->surface) {
-      nf = mask_fills(&m->L->lang[m->L->en].first, p, n, wl, nq, fill, vowels, 0);
-    }
-    for (int v = nq; v >= 0 && !added; v--)
-      for (int k = 0; k < nf; k++) {
-        if (vowels[k] != v) continue;
-        int r = lookup(m, u, fill[k], flags);
-        if (r < 0) {
-          free(fill);
-          return -1;
-        }
-        added += r;
+  for (int pass = 0; pass < 2 && !added; pass++) {
+    for (size_t wl = n; wl >= 3 && wl > last && n - wl <= MASK_SUFFIX && !added; wl--) {
+      int nf = 0;
+      if (pass == 0) {
+        nf = mask_fills(&m->L->single, p, n, wl, nq, fill, vowels, 0);
+        nf = mask_fills(&m->L->exact, p, n, wl, nq, fill, vowels, nf);
+      } else if (!m->L->surface) {
+        nf = mask_fills(&m->L->lang[m->L->en].first, p, n, wl, nq, fill, vowels, 0);
       }
+      for (int v = nq; v >= 0 && !added; v--)
+        for (int k = 0; k < nf; k++) {
+          if (vowels[k] != v) continue;
+          int r = lookup(m, u, fill[k], flags);
+          if (r < 0) {
+            free(fill);
+            return -1;
+          }
+          added += r;
+        }
+    }
   }
   free(fill);
   return added;
