@@ -261,7 +261,7 @@ static void test_strategies(void **state) {
   assert_string_equal(t, "a dark alley, rain");
   free(t);
   t = safe_text("a soldier with a rifle and a machete", SD_STRATEGY_SUBSTITUTE_APPEND);
-  snprintf(want, sizeof want, "a soldier with an umbrella and a, %s", vctx); /* the article agrees */
+  snprintf(want, sizeof want, "a soldier with an umbrella and a walking stick, %s", vctx); /* the article agrees */
   assert_string_equal(t, want);
   free(t);
   /* several categories (zombie is violence and shocking, naked sexual): contexts in bank

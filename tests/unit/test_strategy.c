@@ -276,7 +276,12 @@ static void test_default_bank_keeps_subjects(void **state) {
                             {"an unclothed woman reading", "a clothed woman reading"},
                             {"a sexy anime girl", "an elegant anime girl"},
                             {"a topless girl on a beach", "a fully clothed girl on a beach"},
-                            {"a woman in a birthday suit on a beach", "in a summer dress on a beach"}};
+                            {"a woman in a birthday suit on a beach", "in a summer dress on a beach"},
+                            /* objects and creatures become benign ones in the same place */
+                            {"a man holding a bloody knife in a dark alley", "a man holding a flashlight in a dark alley"},
+                            {"a werewolf howling at the moon", "a wolf howling at the moon"},
+                            {"a soldier with a machete in a jungle", "a walking stick in a jungle"},
+                            {"a bong on a coffee table", "a vase on a coffee table"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     sd_detection d;
     assert_int_equal(sd_detector_run(lex, cases[i][0], NULL, &d), SD_OK);
