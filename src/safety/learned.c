@@ -17,6 +17,7 @@
 #include "safety/learned_internal.h"
 #include "safety/lexicon.h"
 #include "safety/normalize.h"
+#include "safety/wordnet.h"
 
 #define LEARNED_FORMAT "safesd-learned-detector"
 #define LEARNED_VERSION "1 or 2"
@@ -470,7 +471,9 @@ typedef struct {
   int map[32]; /* model category -> bank category, -1 = not in the bank */
   int n_mapped;
   sd_lexicon safe; /* the bank's `safe` phrases, all categories (the benign-sense gate) */
-  sd_lexicon terms; /* the bank's own terms, all categories, no WordNet (the negation gate) */
+  sd_lexicon terms; /* the bank's own terms, all categories, no WordNet expansion (the
+                       negation gate) */
+  const sd_wn_dict *dict; /* the English dictionary for the gates' matching (NULL: none) */
 } learned_det;
 
 static char *xstrndup(const char *s, size_t n) {
@@ -639,9 +642,10 @@ typedef struct {
 
 #define ANY_CAT ((size_t)-1)
 
-static int spans_of(const sd_lexicon *lx, const sd_norm *nm, int negated_only, size_t **out, int *n) {
+static int spans_of(const sd_lexicon *lx, const sd_wn_dict *dict, const sd_norm *nm, int negated_only, size_t **out,
+                    int *n) {
   sd_lex_hits hits = {0};
-  sd_lex_env env = {lx->em, NULL, NULL, NULL};
+  sd_lex_env env = {lx->em, NULL, NULL, dict}; /* matched as the lexical detector matches */
   int rc = sd_lex_match(lx, &env, nm, &hits);
   if (!rc && hits.n > 0 && !(*out = malloc((size_t)hits.n * 6 * sizeof **out)))
     rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
@@ -673,8 +677,8 @@ static int gates_of(const learned_det *L, const char *prompt, gate_spans *g) {
   int rc = sd_norm_text(prompt, L->safe.em, &nm);
   if (rc) return rc;
   sd_norm_negation(&nm);
-  if (L->safe.n) rc = spans_of(&L->safe, &nm, 0, &g->sp[0], &g->n[0]);
-  if (!rc && L->terms.n) rc = spans_of(&L->terms, &nm, 1, &g->sp[1], &g->n[1]);
+  if (L->safe.n) rc = spans_of(&L->safe, L->dict, &nm, 0, &g->sp[0], &g->n[0]);
+  if (!rc && L->terms.n) rc = spans_of(&L->terms, L->dict, &nm, 1, &g->sp[1], &g->n[1]);
   sd_norm_free(&nm);
   return rc;
 }
@@ -811,6 +815,7 @@ int sd_learned_create(const sd_bank *bank, sd_learned_model *model, int own_mode
   }
   const char *why = "";
   L->safe.em = L->terms.em = sd_emoji_default(&why);
+  L->dict = sd_wn_dictionary(NULL); /* "hero" is no foreign term once English is read first */
   L->safe.surface = 1;
   int rc = sd_lex_finish_langs(&L->safe);
   for (int c = 0; c < bank->n_cats && !rc; c++)

@@ -545,13 +545,13 @@ static void test_negation_gate(void **state) {
 
 /* The cue of a negated term is covered too, for every category: "anti" of "anti-blood" (the
  * model reads "anti" as evidence, as the shipped one read it as hate); "anti" that negates
- * no term ("an anti lake") still fires, and so does "anti" before a term that is not
+ * no term ("an anti hero") still fires, and so does "anti" before a term that is not
  * negated by it. */
 static void test_negation_cue(void **state) {
   (void)state;
   row rows[] = {{"anti", 11}, {"blood", 11}};
   const char *benign[] = {"an anti-blood poster", "an anti blood march", "a poster, anti-nude"};
-  const char *fired[] = {"an anti lake", "anti, blood on the floor"};
+  const char *fired[] = {"an anti hero", "anti, blood on the floor"};
   expect_gates(rows, 2, benign, 3, fired, 2);
 }
 
