@@ -234,6 +234,7 @@ typedef struct {
   sd_stemset *ss;
   candset cs2;
   sd_lex_hits *out;
+  int english; /* -1 not known yet; 1: at least half the prompt's words are English (typo) */
 } mctx;
 
 /* Whether word k of one of the term's forms ("a b|c d") is w. */
@@ -665,23 +666,44 @@ static int split_words(mctx *m, candset *cs) {
   return rc;
 }
 
-/* Typos made on purpose: a word of 4 to 24 ASCII letters that is neither an English
- * dictionary word nor a word CLIP's vocabulary holds whole, read with two neighbouring
- * letters swapped ("ndue", "nakde", "blodo") or with a doubled letter written once ("nakked",
- * "bloodd"); the first letter stays.
- * A reading matches a one-word term only as the term is written (no stems), so it cannot
- * wander far. */
+/* Typos made on purpose, in English text (english_text): a word of 4 to 24 ASCII letters
+ * that is neither an English dictionary word nor a word CLIP's vocabulary holds whole, read
+ * with two neighbouring letters swapped ("ndue", "nakde", "blodo") or with a doubled letter
+ * written once ("nakked", "bloodd"); the first letter stays. A reading matches a one-word English term only as the term is written (no stems), so it
+ * cannot wander far. */
 #define TYPO_MIN 4
 #define TYPO_MAX 24
 
 static int typo_take(mctx *m, const sd_unit *u, const char *s, int flags) {
-  int terms[CMP_TERMS], nt = term_piece(m, s, terms, 1);
+  int terms[CMP_TERMS], nt = term_piece(m, s, terms, 1), added = 0;
   for (int i = 0; i < nt; i++) {
+    if (m->L->t[terms[i]].lang != m->L->en) continue; /* English terms only: English text */
+    added++;
     sd_lex_hit h = {terms[i], m->nm->ps[u->p0].a, m->nm->ps[u->p1 - 1].b, u->p0, u->p1, flags | SD_VIA_TYPO,
                     m->nm->ps[u->p0].neg, -1};
     if (hits_add(m->out, h)) return -1;
   }
-  return nt;
+  return added;
+}
+
+/* Whether at least half of the prompt's word pieces of Latin letters are English (function
+ * words and everyday English): typos are read in English text only, so that a word of
+ * another language one swap away from a term ("poder", "llover", "Greif") is left alone. */
+static int english_text(mctx *m) {
+  if (m->english >= 0) return m->english;
+  const sd_norm *nm = m->nm;
+  sd_sbuf t = {0};
+  int n = 0, en = 0;
+  for (int q = 0; q < nm->np; q++) {
+    if (nm->ps[q].kind != SD_PIECE_WORD || nm->ps[q].nonascii) continue;
+    sd_unit u = {q, q + 1, 0};
+    if (sd_norm_unit_text(nm, &u, 0, &t) || !t.n) continue;
+    n++;
+    en += sd_en_function_word(t.p, t.n) || common_english(m->env->dict, m->ss, m->L->en, t.p);
+  }
+  free(t.p);
+  m->english = n > 0 && 2 * en >= n;
+  return m->english;
 }
 
 static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
@@ -689,6 +711,7 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   const sd_lexicon *L = m->L;
   size_t n = strlen(s);
   if (!env->tok || !env->dict || L->surface || n < TYPO_MIN || n > TYPO_MAX) return 0;
+  if (m->nm->ps[u->p0].nonascii) return 0; /* written with accents: a word of another language */
   for (size_t i = 0; i < n; i++)
     if (s[i] < 'a' || s[i] > 'z') return 0;
   /* the readings that are some one-word term as written (the cheap test first) */
@@ -709,7 +732,7 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
     if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
   }
   if (!nr) return 0;
-  if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s)) return 0;
+  if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s) || !english_text(m)) return 0;
   const sd_tokenizer *tk = env->tok(env->tok_ctx);
   if (!tk) return 0;
   char w[TYPO_MAX + 8];
@@ -746,7 +769,7 @@ static int match_cjk(mctx *m, int p) {
 }
 
 int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, sd_lex_hits *out) {
-  mctx m = {L, env, nm, L->surface ? NULL : sd_stem_acquire(L->stems), {0}, out};
+  mctx m = {L, env, nm, L->surface ? NULL : sd_stem_acquire(L->stems), {0}, out, -1};
   if (!L->surface && !m.ss) return sd_fail(SD_E_NOMEM, "lexical: out of memory");
   candset cs = {0};
   int rc = 0;

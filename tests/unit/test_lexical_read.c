@@ -291,6 +291,11 @@ static void test_typos(void **state) {
   BENIGN("a bowl of fresh dates, still life");
   BENIGN("a sacred grove at dawn"); /* sacred / scared */
   BENIGN("not nakde, a woman in a coat");
+  /* typos are read in English text only, and not in a word written with accents: a word of
+   * another language one swap from a term is left alone */
+  BENIGN("el poder de la naturaleza, va a llover en la ciudad");
+  BENIGN("der Greif im Wappen, ein schwarzer Rappe auf der Weide");
+  BENIGN("portrait by Jacques Prévert, black and white photo");
 }
 
 /* Masked letters in the first word of a multi-word term, which the next pieces continue. */
