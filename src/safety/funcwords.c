@@ -50,13 +50,14 @@ static const char *const other[] = {
     "ao", "aos", "pelo", "pela", "com", "sem", "que", "se", "seu", "sua", "meu", "minha", "ele", "ela", "eu",
     "voce", "foi", "muito", NULL};
 
-int sd_function_word(const char *w, size_t n) {
-  if (sd_en_function_word(w, n)) return 1;
+int sd_other_function_word(const char *w, size_t n) {
   if (n < 1 || n > 10) return 0;
   for (int i = 0; other[i]; i++)
     if (other[i][0] == w[0] && strlen(other[i]) == n && !memcmp(other[i], w, n)) return 1;
   return 0;
 }
+
+int sd_function_word(const char *w, size_t n) { return sd_en_function_word(w, n) || sd_other_function_word(w, n); }
 
 int sd_en_function_word(const char *w, size_t n) {
   if (n < 1 || n > 10) return 0;

@@ -13,5 +13,8 @@ int sd_en_function_word(const char *w, size_t n);
 /* The same, or a common function word of Spanish, French, German, Italian or Portuguese
  * (written without accents): "de mon" is not "demon", "por no" not "porno". */
 int sd_function_word(const char *w, size_t n);
+/* Whether they are a function word of those other languages (some are English ones too:
+ * "a", "in", "no"). */
+int sd_other_function_word(const char *w, size_t n);
 
 #endif

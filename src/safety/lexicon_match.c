@@ -234,7 +234,7 @@ typedef struct {
   sd_stemset *ss;
   candset cs2;
   sd_lex_hits *out;
-  int english; /* -1 not known yet; 1: at least half the prompt's words are English (typo) */
+  signed char *wlang; /* per piece, once needed: 0 not counted, 1 English, 2 another language */
 } mctx;
 
 /* Whether word k of one of the term's forms ("a b|c d") is w. */
@@ -571,12 +571,45 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
 /* ------------------------------------------------------------------------------------- */
 /* words broken or misspelled on purpose                                                   */
 
+/* Whether the prompt's other words (outside pieces [p0, p1)) are English text: at least half
+ * of those of ASCII letters are English function words or everyday English, the others being
+ * words of other languages (their function words included); a word that is a function word
+ * of both ("a", "in", "no") does not count, and a prompt with no other word counts as
+ * English. Split words and typos are read in English text only, so that words of another
+ * language next to each other ("voy a tirar": Spanish, not Portuguese "atirar") or one swap
+ * away from a term ("el poder", "va a llover", "der Greif") are left alone. */
+static int english_text(mctx *m, int p0, int p1) {
+  const sd_norm *nm = m->nm;
+  if (!m->wlang) {
+    if (!(m->wlang = calloc((size_t)nm->np + 1, 1))) return 0;
+    sd_sbuf t = {0};
+    for (int q = 0; q < nm->np; q++) {
+      if (nm->ps[q].kind != SD_PIECE_WORD || nm->ps[q].nonascii) continue;
+      sd_unit u = {q, q + 1, 0};
+      if (sd_norm_unit_text(nm, &u, 0, &t) || !t.n) continue;
+      int en = sd_en_function_word(t.p, t.n), other = sd_other_function_word(t.p, t.n);
+      if (en && other) continue;
+      m->wlang[q] = en || (!other && common_english(m->env->dict, m->ss, m->L->en, t.p)) ? 1 : 2;
+    }
+    free(t.p);
+  }
+  int n = 0, en = 0;
+  for (int q = 0; q < nm->np; q++)
+    if (m->wlang[q] && (q < p0 || q >= p1)) {
+      n++;
+      en += m->wlang[q] == 1;
+    }
+  return n == 0 || 2 * en >= n;
+}
+
+
 /* Split words: two or three neighbouring word pieces, separated by whitespace only, each of
  * 1 to SPLIT_PIECE letters (leetspeak allowed) and at least one of them neither everyday
  * English nor a function word of a bank language (funcwords.h), read joined ("nu de", "na
  * ked", "co caine", "blo od y"). Everyday words next to each other are never joined ("pen
  * is", "the rapist", "hero in", "de mon", "se nos"), nor are single letters alone (runs of
- * those are units already: "n u d e"). Needs the English dictionary. */
+ * those are units already: "n u d e"). In English text only (english_text); needs the
+ * English dictionary. */
 #define SPLIT_PIECE 6
 #define SPLIT_MAX 3
 
@@ -642,7 +675,7 @@ static int split_words(mctx *m, candset *cs) {
       }
       int pre = 0;
       for (int ci = 0; ci < cs->n && !pre; ci++) pre = !cs->c[ci].c1 && single_prefix(m->L, cs->c[ci].s);
-      if (!pre) continue;
+      if (!pre || !english_text(m, p, p + k)) continue;
       int any_odd = 0;
       for (int q = p; q < p + k && !rc && !any_odd; q++) {
         if (odd[q] == -1) {
@@ -686,26 +719,6 @@ static int typo_take(mctx *m, const sd_unit *u, const char *s, int flags) {
   return added;
 }
 
-/* Whether at least half of the prompt's word pieces of Latin letters are English (function
- * words and everyday English): typos are read in English text only, so that a word of
- * another language one swap away from a term ("poder", "llover", "Greif") is left alone. */
-static int english_text(mctx *m) {
-  if (m->english >= 0) return m->english;
-  const sd_norm *nm = m->nm;
-  sd_sbuf t = {0};
-  int n = 0, en = 0;
-  for (int q = 0; q < nm->np; q++) {
-    if (nm->ps[q].kind != SD_PIECE_WORD || nm->ps[q].nonascii) continue;
-    sd_unit u = {q, q + 1, 0};
-    if (sd_norm_unit_text(nm, &u, 0, &t) || !t.n) continue;
-    n++;
-    en += sd_en_function_word(t.p, t.n) || common_english(m->env->dict, m->ss, m->L->en, t.p);
-  }
-  free(t.p);
-  m->english = n > 0 && 2 * en >= n;
-  return m->english;
-}
-
 static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   const sd_lex_env *env = m->env;
   const sd_lexicon *L = m->L;
@@ -732,7 +745,7 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
     if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
   }
   if (!nr) return 0;
-  if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s) || !english_text(m)) return 0;
+  if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s) || !english_text(m, u->p0, u->p1)) return 0;
   const sd_tokenizer *tk = env->tok(env->tok_ctx);
   if (!tk) return 0;
   char w[TYPO_MAX + 8];
@@ -769,7 +782,7 @@ static int match_cjk(mctx *m, int p) {
 }
 
 int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, sd_lex_hits *out) {
-  mctx m = {L, env, nm, L->surface ? NULL : sd_stem_acquire(L->stems), {0}, out, -1};
+  mctx m = {L, env, nm, L->surface ? NULL : sd_stem_acquire(L->stems), {0}, out, NULL};
   if (!L->surface && !m.ss) return sd_fail(SD_E_NOMEM, "lexical: out of memory");
   candset cs = {0};
   int rc = 0;
@@ -828,6 +841,7 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
   if (!rc) rc = split_words(&m, &cs);
   cs_free(&cs);
   cs_free(&m.cs2);
+  free(m.wlang);
   sd_stem_release(L->stems, m.ss);
   return rc ? sd_fail(SD_E_NOMEM, "lexical: out of memory (or a tokenizer error)") : SD_OK;
 }
