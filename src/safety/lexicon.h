@@ -12,10 +12,11 @@
  * A word with letters masked by '*' ("n*ked", "f**king", "c*caine") is filled from the
  * one-word terms that fit it, and the filled word is looked up like any other.
  *
- * A word broken by spaces into pieces that are not everyday English ("nu de", "na ked", "co
- * caine") is read joined; a word that is neither a dictionary word nor one CLIP knows whole is
- * also read with two neighbouring letters swapped or a doubled letter written once ("ndue",
- * "nakde", "nakked"), and matches a term only as the term is written.
+ * In English text, a word broken by spaces into pieces that are not all everyday or function
+ * words ("nu de", "na ked", "co caine") is read joined; a word that is neither a dictionary
+ * word nor one CLIP knows whole is also read with two neighbouring letters swapped or a
+ * doubled letter written once ("ndue", "nakde", "nakked"), and matches an English term only
+ * as the term is written.
  *
  * Words the CLIP tokenizer splits ("bloodsoaked" = blood + soaked, "BREAKnude" = break +
  * nude) match when every part is a term or a dictionary word and the whole is not a
