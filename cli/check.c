@@ -28,7 +28,7 @@ static const char *k_check_help =
     "categories that fired, the concept banks in force, each detector's score, threshold and\n"
     "evidence (which word matched which concept-bank term, and how: exact, leetspeak,\n"
     "separators, repeated letters, diacritics, masked letters, a word split by spaces, a\n"
-    "typo made on purpose, inflection, WordNet; for the learned and\n"
+    "typo made on purpose, a word written backwards, inflection, WordNet; for the learned and\n"
     "semantic detectors, the words whose removal drops the score under the threshold, or\n"
     "'not localised'), and the safe text the dual path would use. The detectors judge the\n"
     "text the model's encoder sees, without the prompt syntax: with --prompt-syntax a1111\n"

@@ -15,8 +15,8 @@
  * In English text, a word broken by spaces into pieces that are not all everyday or function
  * words ("nu de", "na ked", "co caine") is read joined; a word that is neither a dictionary
  * word nor one CLIP knows whole is also read with two neighbouring letters swapped or a
- * doubled letter written once ("ndue", "nakde", "nakked"), and matches an English term only
- * as the term is written.
+ * doubled letter written once ("ndue", "nakde", "nakked") or backwards ("edun"), and matches
+ * an English term only as the term is written.
  *
  * Words the CLIP tokenizer splits ("bloodsoaked" = blood + soaked, "BREAKnude" = break +
  * nude) match when every part is a term or a dictionary word and the whole is not a
@@ -48,7 +48,8 @@ enum {
   SD_VIA_EMOJI = 128,
   SD_VIA_MASK = 256,
   SD_VIA_SPLIT = 512, /* a word broken by spaces ("nu de", "na ked") */
-  SD_VIA_TYPO = 1024  /* two letters swapped or one doubled on purpose ("ndue", "nakked") */
+  SD_VIA_TYPO = 1024, /* two letters swapped or one doubled on purpose ("ndue", "nakked") */
+  SD_VIA_REVERSED = 2048 /* written backwards ("edun", "doolb") */
 };
 
 typedef struct {

@@ -702,17 +702,18 @@ static int split_words(mctx *m, candset *cs) {
 /* Typos made on purpose, in English text (english_text): a word of 4 to 24 ASCII letters
  * that is neither an English dictionary word nor a word CLIP's vocabulary holds whole, read
  * with two neighbouring letters swapped ("ndue", "nakde", "blodo") or with a doubled letter
- * written once ("nakked", "bloodd"); the first letter stays. A reading matches a one-word English term only as the term is written (no stems), so it
+ * written once ("nakked", "bloodd"), the first letter staying, or backwards ("edun",
+ * "doolb"; via "reversed"). A reading matches a one-word English term only as the term is written (no stems), so it
  * cannot wander far. */
 #define TYPO_MIN 4
 #define TYPO_MAX 24
 
-static int typo_take(mctx *m, const sd_unit *u, const char *s, int flags) {
+static int typo_take(mctx *m, const sd_unit *u, const char *s, int flags, int via) {
   int terms[CMP_TERMS], nt = term_piece(m, s, terms, 1), added = 0;
   for (int i = 0; i < nt; i++) {
     if (m->L->t[terms[i]].lang != m->L->en) continue; /* English terms only: English text */
     added++;
-    sd_lex_hit h = {terms[i], m->nm->ps[u->p0].a, m->nm->ps[u->p1 - 1].b, u->p0, u->p1, flags | SD_VIA_TYPO,
+    sd_lex_hit h = {terms[i], m->nm->ps[u->p0].a, m->nm->ps[u->p1 - 1].b, u->p0, u->p1, flags | via,
                     m->nm->ps[u->p0].neg, -1};
     if (hits_add(m->out, h)) return -1;
   }
@@ -744,6 +745,10 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
     memcpy(rd[nr] + i, s + i + 1, n - i);
     if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
   }
+  int ndouble = nr;
+  for (size_t i = 0; i < n; i++) rd[nr][i] = s[n - 1 - i]; /* written backwards */
+  rd[nr][n] = 0;
+  if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
   if (!nr) return 0;
   if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s) || !english_text(m, u->p0, u->p1)) return 0;
   const sd_tokenizer *tk = env->tok(env->tok_ctx);
@@ -752,8 +757,9 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   snprintf(w, sizeof w, "%s</w>", s);
   if (sd_tokenizer_lookup(tk, w) >= 0) return 0; /* a word CLIP knows whole: not a typo */
   int added = 0;
-  for (int i = 0; i < nr && !(i == nswap && added); i++) { /* doubled letters only when no swap reads */
-    int r = typo_take(m, u, rd[i], flags);
+  /* doubled letters only when no swap reads, backwards only when neither does */
+  for (int i = 0; i < nr && !((i == nswap || i == ndouble) && added); i++) {
+    int r = typo_take(m, u, rd[i], flags, i < ndouble ? SD_VIA_TYPO : SD_VIA_REVERSED);
     if (r < 0) return -1;
     added += r;
   }

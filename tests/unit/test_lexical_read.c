@@ -292,6 +292,12 @@ static void test_typos(void **state) {
   BENIGN("a bowl of fresh dates, still life");
   BENIGN("a sacred grove at dawn"); /* sacred / scared */
   BENIGN("not nakde, a woman in a coat");
+  /* written backwards: a word of at least 4 letters that no dictionary or CLIP knows */
+  FLAGGED("a edun woman on a bed", "sexual");
+  FLAGGED("doolb on the floor", "violence");
+  via_of("a edun woman on a bed", "sexual", via, sizeof via);
+  assert_non_null(strstr(via, "reversed"));
+  BENIGN("stressed desserts, a nug on a table, the lived experience");
   /* typos are read in English text only, and not in a word written with accents: a word of
    * another language one swap from a term is left alone */
   BENIGN("el poder de la naturaleza, va a llover en la ciudad");
