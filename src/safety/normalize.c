@@ -305,6 +305,12 @@ static int segment(sd_norm *o) {
     free(ps);
     return sd_fail(SD_E_NOMEM, "lexical: out of memory");
   }
+  int *li = malloc(((size_t)np + 1) * sizeof *li); /* a run's single letters (below) */
+  if (!li) {
+    free(ps);
+    free(us);
+    return sd_fail(SD_E_NOMEM, "lexical: out of memory");
+  }
   int nu = 0;
   for (int p = 0; p < np; p++) us[nu++] = (sd_unit){p, p + 1, 0};
   for (int p = 0; p < np;) {
@@ -321,12 +327,6 @@ static int segment(sd_norm *o) {
     /* the run's letters: li[0..m), piece indices; one emoji right between two letters is a
      * separator too ("n💦u💦d💦e") */
     int m = 0, q = p + 1;
-    int *li = malloc(((size_t)np + 1) * sizeof *li);
-    if (!li) {
-      free(ps);
-      free(us);
-      return sd_fail(SD_E_NOMEM, "lexical: out of memory");
-    }
     li[m++] = p;
     for (;;) {
       if (q < np && ps[q].kind == SD_PIECE_WORD && ps[q].b - ps[q].a == 1 &&
@@ -347,9 +347,9 @@ static int segment(sd_norm *o) {
         for (int k = np; k < nu; k++) dup |= us[k].p0 == u0 && us[k].p1 == u1;
         if (!dup) us[nu++] = (sd_unit){u0, u1, 1};
       }
-    free(li);
     p = q;
   }
+  free(li);
   o->ps = ps;
   o->np = np;
   o->us = us;
