@@ -106,6 +106,9 @@ void sd_exec_trim(sd_exec *ex) {
   ex->wbuf = NULL;
   ex->wbuf_cap = 0;
   ex->wbuf_gen++;
+  free(ex->wino_buf);
+  ex->wino_buf = NULL;
+  ex->wino_cap = 0;
   sd_dnnl_trim(ex->dnnl);
   if (!ex->act.lent) sd_arena_keep_release(&ex->act);
 }
@@ -115,6 +118,7 @@ void sd_exec_destroy(sd_exec *ex) {
   sd_dnnl_destroy(ex->dnnl);
   sd_pool_destroy(ex->pool);
   free(ex->wbuf);
+  free(ex->wino_buf);
   sd_arena_keep_release(&ex->act);
   free(ex);
 }

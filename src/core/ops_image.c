@@ -90,6 +90,21 @@ static void conv_bias_task(void *ctx, int64_t c0, int64_t c1, int tid) {
 static int conv2d_blas(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo,
                        const float *x, const sd_tensor *W, const float *b, float *y);
 
+/* Whether a convolution runs safesd's own Winograd kernel (core/ops_wino.c): fp32 3×3
+ * stride-1 convolutions on CPUs with AVX2 but without AVX-512 (where oneDNN 2.6 has no
+ * Winograd kernel; on AVX-512 ones oneDNN's own runs, core/ops_dnnl.c), with the oneDNN
+ * backend (SAFESD_BACKEND=blas keeps im2col + sgemm); SD_WINO_ON: every such convolution,
+ * SD_WINO_AUTO: those with at least SD_WINO_OWN_MIN_PIXELS output pixels and
+ * SD_WINO_OWN_MIN_CHANNELS channels in and out, where it is faster than oneDNN's direct
+ * kernel (docs/performance.md). */
+static int own_winograd(const sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo) {
+  if (kh != 3 || kw != 3 || s->stride != 1 || ex->precision != SD_PREC_FP32 || !ex->use_avx2 || ex->use_avx512 ||
+      ex->backend != SD_BACKEND_DNNL || ex->conv_winograd == SD_WINO_OFF)
+    return 0;
+  return ex->conv_winograd == SD_WINO_ON || ((int64_t)Ho * Wo >= SD_WINO_OWN_MIN_PIXELS &&
+                                              s->C >= SD_WINO_OWN_MIN_CHANNELS && Cout >= SD_WINO_OWN_MIN_CHANNELS);
+}
+
 int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd_tensor *W,
                  const float *b, float *y) {
   char buf[96];
@@ -113,17 +128,17 @@ int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd
     return sd_fail(SD_E_FORMAT, "conv2d: weight has dtype %s; a floating-point type is needed", sd_dtype_name(W->dtype));
   const double flops = 2.0 * Cout * K * (double)HWo;
   SD_PROF_BEGIN(ex);
-  if (ex->backend == SD_BACKEND_DNNL) {
-    int rc = sd_dnnl_conv2d(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
-    if (rc != SD_E_UNSUPPORTED) {
-      SD_PROF_END(ex, SD_OPC_CONV, flops);
-      if (ex->prof.on > 1)
-        fprintf(stderr, "conv %d->%d %dx%d k%d s%d: %.2f ms\n", s->C, Cout, s->H, s->W, kh, s->stride,
-                (sd_prof_now() - sd_prof_t0_) * 1e3);
-      return rc;
-    }
+  int rc = SD_E_UNSUPPORTED, wino = 0;
+  if (own_winograd(ex, s, Cout, kh, kw, Ho, Wo)) wino = (rc = sd_wino_conv2d(ex, s, Cout, Ho, Wo, x, W, b, y)) != SD_E_UNSUPPORTED;
+  if (rc == SD_E_UNSUPPORTED && ex->backend == SD_BACKEND_DNNL) rc = sd_dnnl_conv2d(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
+  if (rc != SD_E_UNSUPPORTED) {
+    SD_PROF_END(ex, SD_OPC_CONV, flops);
+    if (ex->prof.on > 1)
+      fprintf(stderr, "conv %d->%d %dx%d k%d s%d%s: %.2f ms\n", s->C, Cout, s->H, s->W, kh, s->stride,
+              wino ? " (Winograd)" : "", (sd_prof_now() - sd_prof_t0_) * 1e3);
+    return rc;
   }
-  int rc = conv2d_blas(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
+  rc = conv2d_blas(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
   SD_PROF_END(ex, SD_OPC_CONV, flops);
   return rc;
 }

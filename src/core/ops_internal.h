@@ -40,6 +40,10 @@ void sd_sgemm(sd_exec *ex, int transB, int M, int N, int K, const float *A, int 
  * falls back to im2col + sgemm), or another error. */
 int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo,
                    const float *x, const sd_tensor *W, const float *b, float *y);
+/* safesd's own Winograd F(4×4, 3×3) convolution in fp32 (core/ops_wino.c) of one image: a
+ * 3×3 kernel, stride 1, any padding. SD_E_UNSUPPORTED when ex->use_avx2 is off. */
+int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int Wo, const float *x,
+                   const sd_tensor *W, const float *b, float *y);
 /* oneDNN matrix product y[M,N] = x[M,K]·W[N,K]ᵀ (+ b) in the context's precision. */
 int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N, const sd_tensor *W,
                    const float *b, float *y);

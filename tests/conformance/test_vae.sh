@@ -14,7 +14,11 @@
 # column one latent pixel wide) and with 32-px tiles, "small-z8" at 9x21 (bf16 weights); the
 # plain decode must NOT match the tiled reference (so the comparison can fail).
 # Tolerance: max abs error <= 1e-4 (float32 compute either side).
+# $SAFESD_CONFORMANCE_TOL replaces it (conformance.*.avx2 runs every 3×3 convolution on
+# safesd's own Winograd kernel, whose transforms add float32 roundings: 3e-4 there, at block
+# outputs of scale 15-25, that is about 1.5e-5 of the scale).
 source "$(dirname "$0")/lib.sh"
+TOL=${SAFESD_CONFORMANCE_TOL:-1e-4}
 need_torch
 CHECK="$BUILD/tests/vae_check"
 fail=0
@@ -40,13 +44,13 @@ for spec in "small f32 8x12" "small f16 8x12" "small-z8 bf16 5x7" "one-level f32
   set -- $spec
   dir="$TMP/vae_$1_$2"
   make_vae_case "$dir" --preset "$1" --dtype "$2" --latent "$3"
-  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 $(blocks "$dir")
-  run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol 1e-4 --block quant_conv "$dir/moments.npy"
-  run encode "$dir/model" "$dir/image.npy" "$dir/latent_sample.npy" --noise "$dir/noise.npy" --tol 1e-4
+  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol "$TOL" $(blocks "$dir")
+  run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol "$TOL" --block quant_conv "$dir/moments.npy"
+  run encode "$dir/model" "$dir/image.npy" "$dir/latent_sample.npy" --noise "$dir/noise.npy" --tol "$TOL"
 done
 dir="$TMP/vae_small_f32"
 for rows in 1 3; do
-  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 --band-rows "$rows"
+  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol "$TOL" --band-rows "$rows"
 done
 run errors "$dir/model"
 for spec in "small f32 20x37 0" "small f32 20x37 32" "small-z8 bf16 9x21 0"; do
@@ -57,12 +61,12 @@ for spec in "small f32 20x37 0" "small f32 20x37 32" "small-z8 bf16 9x21 0"; do
     "$PYTHON" "$SRC/tools/ref/sdref_vae.py" "$dir" --preset "$1" --dtype "$2" --latent "$3" --no-encoder --tiled "$4"
     touch "$dir/.done"
   fi
-  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded_tiled.npy" --tol 1e-4 --tile "$4"
+  run decode "$dir/model" "$dir/latents.npy" "$dir/decoded_tiled.npy" --tol "$TOL" --tile "$4"
   if "$CHECK" decode "$dir/model" "$dir/latents.npy" "$dir/decoded_tiled.npy" --tol 1e-4 >/dev/null; then
     echo "FAIL: the untiled decode matches the tiled reference of $spec: the tiled comparison cannot fail"; fail=1
   fi
 done
 dir="$TMP/vae_small_f32"
-run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol 1e-4 --threads 1
-run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol 1e-4 --threads 1
+run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol "$TOL" --threads 1
+run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol "$TOL" --threads 1
 exit $fail

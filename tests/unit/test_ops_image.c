@@ -38,6 +38,12 @@ typedef struct {
   int f16, bias, threads;
 } conv_case;
 
+/* What run_conv_case_full does to each context it creates: g_no_avx512 turns the AVX-512
+ * kernels off (as on an AVX2-only CPU: Winograd is then safesd's own kernel, core/ops_wino.c),
+ * g_wino_block sets that kernel's block size (0: its default). */
+static int g_no_avx512 = 0;
+static int64_t g_wino_block = 0;
+
 /* wino: the context's ex->conv_winograd (SD_WINO_*), budget: its pack_budget; out: NULL, or
  * where the output is copied (ny floats); tol: the largest error allowed, relative to the sum
  * of the products' magnitudes. */
@@ -67,6 +73,8 @@ static void run_conv_case_full(const conv_case *cc, int backend, int wino, int64
   ex->backend = backend;
   ex->conv_winograd = wino;
   ex->pack_budget = budget;
+  if (g_no_avx512) ex->use_avx512 = ex->use_avx512bf16 = ex->use_amx = 0;
+  ex->wino_block = g_wino_block;
   sd_conv2d_shape s = {cc->C, cc->H, cc->W, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr};
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y), SD_OK);
   double maxrel = 0;
@@ -310,8 +318,9 @@ static void test_conv2d_small(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i]);
 }
 
-/* fp32 Winograd F(4×4, 3×3) (oneDNN, AVX-512 CPUs): within a few float32 roundings of the
- * direct convolution; chosen by default only with a packing budget at >= 64×64 outputs. */
+/* fp32 Winograd F(4×4, 3×3) (oneDNN on AVX-512 CPUs, safesd's own on AVX2-only ones): within
+ * a few float32 roundings of the direct convolution; oneDNN's chosen by default only with a
+ * packing budget at >= 64×64 outputs, the own one at >= 32×32 outputs and 128 channels. */
 static void test_conv2d_winograd(void **state) {
   (void)state;
   const uint64_t seed = g_rng; /* each run draws its inputs: the same ones every time */
@@ -326,6 +335,7 @@ static void test_conv2d_winograd(void **state) {
   /* oneDNN 2.6 has its fp32 Winograd kernel for AVX-512 only (and none when told to stay
    * below it) */
   const int avx512 = probe->use_avx512 && !getenv("ONEDNN_MAX_CPU_ISA") && !getenv("DNNL_MAX_CPU_ISA");
+  const int own = probe->use_avx2 && !probe->use_avx512; /* safesd's own kernel runs */
   sd_exec_destroy(probe);
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const conv_case *cc = &cases[i];
@@ -333,25 +343,98 @@ static void test_conv2d_winograd(void **state) {
     float *yd = fnew(ny), *yw = fnew(ny);
     g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_OFF, 0, yd, 1e-5);
     g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_ON, 0, yw, 1e-5);
-    if (avx512) /* the Winograd kernel ran: other sums, other roundings */
+    if (avx512 || own) /* a Winograd kernel ran: other sums, other roundings */
       assert_memory_not_equal(yd, yw, (size_t)ny * sizeof(float));
     else if (!memcmp(yd, yw, (size_t)ny * sizeof(float)))
       print_message("oneDNN has no fp32 Winograd kernel on this CPU: the direct one ran\n");
     free(yd);
     free(yw);
   }
-  /* auto: direct without a budget or below SD_WINO_MIN_PIXELS, Winograd with both */
+  /* auto: oneDNN's direct kernel without a budget or below SD_WINO_MIN_PIXELS, its Winograd
+   * with both; on AVX2-only CPUs the own Winograd kernel at >= SD_WINO_OWN_MIN_PIXELS */
   const conv_case big = {16, 64, 64, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2}, small = {16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2};
   const int64_t nb = 16 * 64 * 64, ns = 16 * 32 * 32;
   float *d = fnew(nb), *a = fnew(nb);
   g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
   g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_AUTO, 0, a, 1e-5);
-  assert_memory_equal(d, a, (size_t)nb * sizeof(float));
+  assert_memory_equal(d, a, (size_t)nb * sizeof(float)); /* (16 channels: not the own kernel either) */
   g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_AUTO, (int64_t)1 << 30, a, 1e-5);
   if (avx512) assert_memory_not_equal(d, a, (size_t)nb * sizeof(float));
   g_rng = seed, run_conv_case_full(&small, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
   g_rng = seed, run_conv_case_full(&small, SD_BACKEND_DNNL, SD_WINO_AUTO, (int64_t)1 << 30, a, 1e-5);
   assert_memory_equal(d, a, (size_t)ns * sizeof(float));
+  free(d);
+  free(a);
+}
+
+/* safesd's own Winograd kernel (core/ops_wino.c), as it runs on AVX2-only CPUs: every 3×3
+ * stride-1 shape (any padding, sizes not multiples of the tile, fewer rows or columns than
+ * a tile, one channel, stored f16 or f32, bias or not, 1 to 3 threads) within a few float32
+ * roundings of the exact sums, the same bytes on a second run; blocked over output channels
+ * and tile rows (a small ex->wino_block) within the same bound; other sums than the direct
+ * kernel's (so it did run); and the backend and dispatch switches that turn it off. */
+static void test_conv2d_winograd_own(void **state) {
+  (void)state;
+  sd_exec *probe;
+  assert_int_equal(sd_exec_create(1, &probe), SD_OK);
+  const int avx2 = probe->use_avx2;
+  sd_exec_destroy(probe);
+  if (!avx2) {
+    print_message("no AVX2 (or SAFESD_CPU_AVX2=0): safesd's Winograd kernel does not run here\n");
+    skip();
+  }
+  const uint64_t seed = g_rng;
+  const conv_case cases[] = {
+      /* C  H   W  Co kh kw s  pt pl pb pr f16 bias thr */
+      {16, 20, 22, 32, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2},  /* sizes not multiples of the 4×4 tile */
+      {32, 16, 16, 16, 3, 3, 1, 1, 1, 1, 1, 1, 0, 1},  /* f16, no bias, 1 thread */
+      {64, 9, 13, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 3},   /* 3 threads */
+      {5, 7, 6, 3, 3, 3, 1, 0, 0, 0, 0, 0, 1, 2},      /* no padding: 5×4 outputs */
+      {3, 4, 9, 2, 3, 3, 1, 2, 0, 1, 2, 1, 1, 2},      /* uneven and wide padding */
+      {1, 2, 3, 1, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2},      /* smaller than a tile, one channel */
+      {1, 1, 1, 4, 3, 3, 1, 1, 1, 1, 1, 0, 0, 2},      /* one pixel */
+      {24, 33, 35, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2},  /* several tile rows, odd edges */
+  };
+  g_no_avx512 = 1;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const conv_case *cc = &cases[i];
+    const int Ho = cc->H + cc->pt + cc->pb - 2, Wo = cc->W + cc->pl + cc->pr - 2;
+    const int64_t ny = (int64_t)cc->Cout * Ho * Wo;
+    float *yd = fnew(ny), *yw = fnew(ny), *yb = fnew(ny);
+    g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_OFF, 0, yd, 1e-5);
+    g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_ON, 0, yw, 1e-5);
+    if (ny >= 16) assert_memory_not_equal(yd, yw, (size_t)ny * sizeof(float));
+    /* blocks of 1 to 16 output channels and of one tile row at a time */
+    g_wino_block = 36 * 2 * (cc->C > cc->Cout ? cc->C : cc->Cout);
+    g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_ON, 0, yb, 1e-5);
+    g_wino_block = 0;
+    free(yd);
+    free(yw);
+    free(yb);
+  }
+  /* im2col + BLAS (SAFESD_BACKEND=blas) keeps the direct sums */
+  const conv_case sm = {16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2};
+  const int64_t nb = 128 * 32 * 32;
+  float *d = fnew(nb), *a = fnew(nb);
+  g_rng = seed, run_conv_case_full(&sm, SD_BACKEND_BLAS, SD_WINO_OFF, 0, d, 1e-5);
+  g_rng = seed, run_conv_case_full(&sm, SD_BACKEND_BLAS, SD_WINO_ON, 0, a, 1e-5);
+  assert_memory_equal(d, a, (size_t)(16 * 32 * 32) * sizeof(float));
+  /* auto: at >= SD_WINO_OWN_MIN_PIXELS outputs and SD_WINO_OWN_MIN_CHANNELS channels in and
+   * out, budget or not; direct below either */
+  const conv_case big = {128, 32, 32, 128, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2};
+  const conv_case tiny = {128, 31, 32, 128, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2}, narrow = {64, 32, 32, 128, 3, 3, 1, 1, 1, 1, 1, 0, 1, 2};
+  g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
+  g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_AUTO, 0, a, 1e-5);
+  assert_memory_not_equal(d, a, (size_t)nb * sizeof(float));
+  g_rng = seed, run_conv_case_full(&big, SD_BACKEND_DNNL, SD_WINO_AUTO, (int64_t)1 << 30, a, 1e-5);
+  assert_memory_not_equal(d, a, (size_t)nb * sizeof(float));
+  g_rng = seed, run_conv_case_full(&tiny, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
+  g_rng = seed, run_conv_case_full(&tiny, SD_BACKEND_DNNL, SD_WINO_AUTO, 0, a, 1e-5);
+  assert_memory_equal(d, a, (size_t)(128 * 31 * 32) * sizeof(float));
+  g_rng = seed, run_conv_case_full(&narrow, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
+  g_rng = seed, run_conv_case_full(&narrow, SD_BACKEND_DNNL, SD_WINO_AUTO, 0, a, 1e-5);
+  assert_memory_equal(d, a, (size_t)nb * sizeof(float));
+  g_no_avx512 = 0;
   free(d);
   free(a);
 }
@@ -515,7 +598,7 @@ static void test_geglu(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_winograd), cmocka_unit_test(test_conv2d_weight_cache), cmocka_unit_test(test_pack_cache),
+      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_winograd), cmocka_unit_test(test_conv2d_winograd_own), cmocka_unit_test(test_conv2d_weight_cache), cmocka_unit_test(test_pack_cache),
       cmocka_unit_test(test_bf16_precision), cmocka_unit_test(test_conv2d_tiled), cmocka_unit_test(test_conv2d_errors),
       cmocka_unit_test(test_groupnorm),    cmocka_unit_test(test_upsample),     cmocka_unit_test(test_transpose),
       cmocka_unit_test(test_geglu),
