@@ -49,15 +49,15 @@ typedef struct sd_exec {
   int matmul_dnnl;      /* fp32 matrix products by oneDNN (with the oneDNN backend) instead of
                            OpenBLAS sgemm in row blocks: the default on AVX-512 CPUs;
                            $SAFESD_MATMUL=blas|dnnl forces one */
-  int conv_winograd;    /* fp32 3×3 stride-1 convolutions by Winograd F(4×4, 3×3): oneDNN's on
-                           CPUs with AVX-512, safesd's own (core/ops_wino.c) on CPUs with AVX2
-                           and no AVX-512 (use_avx512 off), where oneDNN 2.6 has none.
-                           SD_WINO_AUTO (default): oneDNN's where the packed weight may be
-                           kept (pack_budget > 0) and the output has >= SD_WINO_MIN_PIXELS
-                           pixels; the own one at >= SD_WINO_OWN_MIN_PIXELS output pixels and
-                           >= SD_WINO_OWN_MIN_CHANNELS channels in and out, budget or not;
-                           SD_WINO_OFF: never; SD_WINO_ON: every such convolution (oneDNN's
-                           where it accepts the shape); $SAFESD_CONV_WINOGRAD=auto|0|1 */
+  int conv_winograd;    /* fp32 3×3 stride-1 convolutions by Winograd F(4×4, 3×3): safesd's own
+                           (core/ops_wino.c) on CPUs with AVX2, else oneDNN's (AVX-512 only).
+                           SD_WINO_AUTO (default): the own one at >= SD_WINO_OWN_MIN_PIXELS
+                           output pixels and >= SD_WINO_OWN_MIN_CHANNELS channels in and out,
+                           budget or not; of the others, oneDNN's where the packed weight may
+                           be kept (pack_budget > 0) and the output has >= SD_WINO_MIN_PIXELS
+                           pixels; SD_WINO_OFF: never; SD_WINO_ON: every such convolution
+                           (oneDNN's where the own one cannot run and oneDNN accepts the
+                           shape); $SAFESD_CONV_WINOGRAD=auto|0|1 */
   int use_avx2;         /* AVX2+FMA kernels (attention); 0 on other CPUs or $SAFESD_CPU_AVX2=0 */
   int use_avx512;       /* AVX-512 kernels (attention), only where use_avx2 is also on; 0 on CPUs
                            without AVX-512F/BW/DQ/VL or with $SAFESD_CPU_AVX512=0 */
@@ -86,9 +86,11 @@ enum { SD_WINO_AUTO = 0, SD_WINO_OFF = 1, SD_WINO_ON = 2 };
  * weights would not stay within a 4 GiB budget (docs/performance.md). */
 #define SD_WINO_MIN_PIXELS 4096
 /* The own kernel transforms the filters at each call (no memory kept). Against oneDNN's
- * direct AVX2 kernel (fp32 weights, 2 threads, docs/performance.md): 1.25× at 32×32 with
- * 128 channels, 1.8× with 320, 1.5–2× at 64×64 and above with 128 or more; slower with 64
- * channels or fewer at 32×32, and at 16×16 (too few tiles for the 36 matrix products). */
+ * direct kernels (one convolution, fp32 weights, 2 threads, docs/performance.md): on AVX2
+ * 1.25× at 32×32 with 128 channels, 1.8× with 320, 1.5–2× at 64×64 and above with 128 or
+ * more; on AVX-512 even at 32×32 with 256–320 channels, 1.3–1.6× at 128×128 and above; slower
+ * with 64 channels or fewer, and at 16×16 (too few tiles for the 36 matrix products). The
+ * SD 1.5 UNet pass with f16 weights is faster with these limits on both ISAs. */
 #define SD_WINO_OWN_MIN_PIXELS 1024
 #define SD_WINO_OWN_MIN_CHANNELS 128
 

@@ -19,8 +19,9 @@
  * (ex->conv_winograd; by default where the packed weight may be kept and the output is
  * large): fewer multiplications, weights 4× larger once transformed, results within a few
  * float32 roundings of the direct ones (tests/unit/test_ops_image.c, bench_precision --winograd).
- * oneDNN 2.6 has that kernel for AVX-512 only; on AVX2-only CPUs core/ops_wino.c has its own
- * (chosen in core/ops_image.c before this backend is called).
+ * oneDNN 2.6 has that kernel for AVX-512 only; safesd's own (core/ops_wino.c, chosen in
+ * core/ops_image.c before this backend is called) takes the large layers on any CPU with AVX2,
+ * faster and without the 4× weights, so this one runs on the rest.
  *
  * Primitives are created once per shape and cached (a small table, least recently used out).
  * oneDNN runs on its own OpenMP threads, set to the context's thread count before each

@@ -91,14 +91,13 @@ static int conv2d_blas(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, 
                        const float *x, const sd_tensor *W, const float *b, float *y);
 
 /* Whether a convolution runs safesd's own Winograd kernel (core/ops_wino.c): fp32 3×3
- * stride-1 convolutions on CPUs with AVX2 but without AVX-512 (where oneDNN 2.6 has no
- * Winograd kernel; on AVX-512 ones oneDNN's own runs, core/ops_dnnl.c), with the oneDNN
- * backend (SAFESD_BACKEND=blas keeps im2col + sgemm); SD_WINO_ON: every such convolution,
- * SD_WINO_AUTO: those with at least SD_WINO_OWN_MIN_PIXELS output pixels and
- * SD_WINO_OWN_MIN_CHANNELS channels in and out, where it is faster than oneDNN's direct
- * kernel (docs/performance.md). */
+ * stride-1 convolutions on CPUs with AVX2, with the oneDNN backend (SAFESD_BACKEND=blas keeps
+ * im2col + sgemm); SD_WINO_ON: every such convolution, SD_WINO_AUTO: those with at least
+ * SD_WINO_OWN_MIN_PIXELS output pixels and SD_WINO_OWN_MIN_CHANNELS channels in and out,
+ * where it beats oneDNN's direct kernels (docs/performance.md). The others go to oneDNN, whose
+ * own Winograd kernel (AVX-512 only) may still take them (core/ops_dnnl.c). */
 static int own_winograd(const sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo) {
-  if (kh != 3 || kw != 3 || s->stride != 1 || ex->precision != SD_PREC_FP32 || !ex->use_avx2 || ex->use_avx512 ||
+  if (kh != 3 || kw != 3 || s->stride != 1 || ex->precision != SD_PREC_FP32 || !ex->use_avx2 ||
       ex->backend != SD_BACKEND_DNNL || ex->conv_winograd == SD_WINO_OFF)
     return 0;
   return ex->conv_winograd == SD_WINO_ON || ((int64_t)Ho * Wo >= SD_WINO_OWN_MIN_PIXELS &&

@@ -1,5 +1,6 @@
-/* Winograd F(4×4, 3×3) convolution in float32 for CPUs where oneDNN has none (oneDNN 2.6's
- * fp32 Winograd kernel is AVX-512 only): 3×3, stride 1, any padding, one NCHW image.
+/* Winograd F(4×4, 3×3) convolution in float32 on CPUs with AVX2 (oneDNN 2.6's fp32 Winograd
+ * kernel is AVX-512 only, and needs its 4× larger transformed weights kept to pay): 3×3,
+ * stride 1, any padding, one NCHW image.
  *
  * Each 4×4 block of output pixels ("tile") is computed from the 6×6 input patch around it
  * (Lavin and Gray, arXiv 1509.09308): with the transforms Bᵀ (6×6), G (6×3) and Aᵀ (4×6) of
@@ -18,10 +19,13 @@
  * Work is split with sd_parallel_for in chunks that depend only on the sizes and the thread
  * count, and each value is computed by one thread in a fixed order (the products by
  * single-threaded BLAS calls, one per ξ), so results are deterministic for a given thread
- * count. Results differ from the direct convolution's by a few float32 roundings (the
+ * count. The products run on oneDNN's sgemm where the context's matrix products are
+ * oneDNN's (ex->matmul_dnnl: AVX-512 CPUs by default), else on OpenBLAS. Results differ from
+ * the direct convolution's by a few float32 roundings (the
  * transforms' constants 1/6, 1/12, 1/24 and the sums' other order): tests/unit/test_ops_image.c.
  */
 #include <cblas.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -51,6 +55,8 @@ typedef struct {
   int64_t k0, kn;   /* the block of output channels U and M hold: [k0, k0 + kn) */
   int ty0, tyn;     /* the block of tile rows V and M hold: [ty0, ty0 + tyn) */
   int64_t Tb;       /* its tiles, tyn·tw: the row length of V[ξ] and M[ξ] */
+  int dnnl_gemm;    /* the products by oneDNN's sgemm (its AVX-512 kernels) instead of OpenBLAS */
+  int failed;       /* a oneDNN product returned an error (set by the task, read after it) */
   float *scratch;   /* per thread: scr_n floats */
   int64_t scr_n;
   float *y;         /* [K][Ho][Wo] */
@@ -157,14 +163,22 @@ WINO_TARGET static void wino_input_task(void *ctx, int64_t c0, int64_t c1, int t
   }
 }
 
-/* M[ξ] = U[ξ] · V[ξ] for ξ in [x0, x1): one single-threaded BLAS call each */
+/* M[ξ] = U[ξ] · V[ξ] for ξ in [x0, x1): one single-threaded product each (oneDNN's sgemm runs
+ * on the calling thread inside this parallel region) */
 static void wino_gemm_task(void *ctx, int64_t x0, int64_t x1, int tid) {
   (void)tid;
-  const wino_job *j = ctx;
+  wino_job *j = ctx;
   const int64_t C = j->s->C, T = j->Tb;
-  for (int64_t xi = x0; xi < x1; xi++)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->kn, (int)T, (int)C, 1.0f, j->U + xi * j->sU, (int)C,
-                j->V + xi * j->sV, (int)T, 0.0f, j->M + xi * j->sM, (int)T);
+  for (int64_t xi = x0; xi < x1; xi++) {
+    if (j->dnnl_gemm) {
+      if (dnnl_sgemm('N', 'N', j->kn, T, C, 1.0f, j->U + xi * j->sU, C, j->V + xi * j->sV, T, 0.0f,
+                     j->M + xi * j->sM, T) != dnnl_success)
+        j->failed = 1;
+    } else {
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->kn, (int)T, (int)C, 1.0f, j->U + xi * j->sU,
+                  (int)C, j->V + xi * j->sV, (int)T, 0.0f, j->M + xi * j->sM, (int)T);
+    }
+  }
 }
 
 /* The 4 values of Aᵀ·m for 6 inputs m0..m5. */
@@ -276,6 +290,7 @@ int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int 
   j.M = j.V + nV;
   j.scratch = j.M + nM;
   j.W = W;
+  j.dnnl_gemm = ex->matmul_dnnl;
   const int one_row_block = rb == j.th;
   for (j.k0 = 0; j.k0 < K; j.k0 += kb) {
     j.kn = K - j.k0 < kb ? K - j.k0 : kb;
@@ -285,6 +300,7 @@ int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int 
       j.Tb = (int64_t)j.tyn * j.tw;
       if (!(one_row_block && j.k0 > 0)) sd_parallel_for(ex->pool, C, 1, wino_input_task, &j);
       sd_parallel_for(ex->pool, 36, 1, wino_gemm_task, &j);
+      if (j.failed) return sd_fail(SD_E_INTERNAL, "conv2d: oneDNN's sgemm failed");
       sd_parallel_for(ex->pool, j.kn, 1, wino_output_task, &j);
     }
   }

@@ -38,10 +38,10 @@ typedef struct {
   int f16, bias, threads;
 } conv_case;
 
-/* What run_conv_case_full does to each context it creates: g_no_avx512 turns the AVX-512
- * kernels off (as on an AVX2-only CPU: Winograd is then safesd's own kernel, core/ops_wino.c),
- * g_wino_block sets that kernel's block size (0: its default). */
-static int g_no_avx512 = 0;
+/* What run_conv_case_full does to each context it creates: g_matmul_dnnl >= 0 sets
+ * ex->matmul_dnnl (whose choice the own Winograd kernel's products follow: oneDNN's sgemm or
+ * OpenBLAS), g_wino_block sets that kernel's block size (0: its default). */
+static int g_matmul_dnnl = -1;
 static int64_t g_wino_block = 0;
 
 /* wino: the context's ex->conv_winograd (SD_WINO_*), budget: its pack_budget; out: NULL, or
@@ -73,7 +73,7 @@ static void run_conv_case_full(const conv_case *cc, int backend, int wino, int64
   ex->backend = backend;
   ex->conv_winograd = wino;
   ex->pack_budget = budget;
-  if (g_no_avx512) ex->use_avx512 = ex->use_avx512bf16 = ex->use_amx = 0;
+  if (g_matmul_dnnl >= 0) ex->matmul_dnnl = g_matmul_dnnl;
   ex->wino_block = g_wino_block;
   sd_conv2d_shape s = {cc->C, cc->H, cc->W, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr};
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y), SD_OK);
@@ -318,9 +318,10 @@ static void test_conv2d_small(void **state) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) run_conv_case(&cases[i]);
 }
 
-/* fp32 Winograd F(4×4, 3×3) (oneDNN on AVX-512 CPUs, safesd's own on AVX2-only ones): within
- * a few float32 roundings of the direct convolution; oneDNN's chosen by default only with a
- * packing budget at >= 64×64 outputs, the own one at >= 32×32 outputs and 128 channels. */
+/* fp32 Winograd F(4×4, 3×3) (safesd's own on CPUs with AVX2, oneDNN's on AVX-512 CPUs where
+ * the own one does not run): within a few float32 roundings of the direct convolution; the
+ * own one chosen by default at >= 32×32 outputs and 128 channels, oneDNN's for the others
+ * only with a packing budget at >= 64×64 outputs. */
 static void test_conv2d_winograd(void **state) {
   (void)state;
   const uint64_t seed = g_rng; /* each run draws its inputs: the same ones every time */
@@ -335,7 +336,7 @@ static void test_conv2d_winograd(void **state) {
   /* oneDNN 2.6 has its fp32 Winograd kernel for AVX-512 only (and none when told to stay
    * below it) */
   const int avx512 = probe->use_avx512 && !getenv("ONEDNN_MAX_CPU_ISA") && !getenv("DNNL_MAX_CPU_ISA");
-  const int own = probe->use_avx2 && !probe->use_avx512; /* safesd's own kernel runs */
+  const int own = probe->use_avx2; /* safesd's own kernel runs */
   sd_exec_destroy(probe);
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     const conv_case *cc = &cases[i];
@@ -351,7 +352,7 @@ static void test_conv2d_winograd(void **state) {
     free(yw);
   }
   /* auto: oneDNN's direct kernel without a budget or below SD_WINO_MIN_PIXELS, its Winograd
-   * with both; on AVX2-only CPUs the own Winograd kernel at >= SD_WINO_OWN_MIN_PIXELS */
+   * with both (16 channels: not the own kernel's, test_conv2d_winograd_own) */
   const conv_case big = {16, 64, 64, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2}, small = {16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2};
   const int64_t nb = 16 * 64 * 64, ns = 16 * 32 * 32;
   float *d = fnew(nb), *a = fnew(nb);
@@ -367,12 +368,12 @@ static void test_conv2d_winograd(void **state) {
   free(a);
 }
 
-/* safesd's own Winograd kernel (core/ops_wino.c), as it runs on AVX2-only CPUs: every 3×3
- * stride-1 shape (any padding, sizes not multiples of the tile, fewer rows or columns than
- * a tile, one channel, stored f16 or f32, bias or not, 1 to 3 threads) within a few float32
- * roundings of the exact sums, the same bytes on a second run; blocked over output channels
- * and tile rows (a small ex->wino_block) within the same bound; other sums than the direct
- * kernel's (so it did run); and the backend and dispatch switches that turn it off. */
+/* safesd's own Winograd kernel (core/ops_wino.c), its products by OpenBLAS and by oneDNN's
+ * sgemm: every 3×3 stride-1 shape (any padding, sizes not multiples of the tile, fewer rows
+ * or columns than a tile, one channel, stored f16 or f32, bias or not, 1 to 3 threads) within
+ * a few float32 roundings of the exact sums, the same bytes on a second run; blocked over
+ * output channels and tile rows (a small ex->wino_block) within the same bound; other sums
+ * than the direct kernel's (so it did run); and the backend and size rules that keep it off. */
 static void test_conv2d_winograd_own(void **state) {
   (void)state;
   sd_exec *probe;
@@ -395,9 +396,9 @@ static void test_conv2d_winograd_own(void **state) {
       {1, 1, 1, 4, 3, 3, 1, 1, 1, 1, 1, 0, 0, 2},      /* one pixel */
       {24, 33, 35, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2},  /* several tile rows, odd edges */
   };
-  g_no_avx512 = 1;
-  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-    const conv_case *cc = &cases[i];
+  for (size_t i = 0; i < 2 * (sizeof cases / sizeof *cases); i++) {
+    g_matmul_dnnl = (int)(i & 1);
+    const conv_case *cc = &cases[i / 2];
     const int Ho = cc->H + cc->pt + cc->pb - 2, Wo = cc->W + cc->pl + cc->pr - 2;
     const int64_t ny = (int64_t)cc->Cout * Ho * Wo;
     float *yd = fnew(ny), *yw = fnew(ny), *yb = fnew(ny);
@@ -412,6 +413,7 @@ static void test_conv2d_winograd_own(void **state) {
     free(yw);
     free(yb);
   }
+  g_matmul_dnnl = -1;
   /* im2col + BLAS (SAFESD_BACKEND=blas) keeps the direct sums */
   const conv_case sm = {16, 32, 32, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2};
   const int64_t nb = 128 * 32 * 32;
@@ -434,7 +436,6 @@ static void test_conv2d_winograd_own(void **state) {
   g_rng = seed, run_conv_case_full(&narrow, SD_BACKEND_DNNL, SD_WINO_OFF, 0, d, 1e-5);
   g_rng = seed, run_conv_case_full(&narrow, SD_BACKEND_DNNL, SD_WINO_AUTO, 0, a, 1e-5);
   assert_memory_equal(d, a, (size_t)nb * sizeof(float));
-  g_no_avx512 = 0;
   free(d);
   free(a);
 }
