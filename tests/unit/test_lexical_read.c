@@ -359,6 +359,28 @@ static void test_plain_phrases(void **state) {
   FLAGGED("shooting hoops and shooting people", "violence");
   BENIGN("a buff man at the gym, a headless horseman, light streaking across the sky");
   BENIGN("a woman, not a stitch out of place, glowing mushrooms in an enchanted forest");
+  /* executions, bodies on fire, lines of cocaine, lingerie photography (fifth session) */
+  FLAGGED("a hanged man in a barn", "violence"); /* "hanged" as written: its stem is "hang" */
+  FLAGGED("the gallows in a town square", "violence");
+  FLAGGED("a prisoner in the electric chair", "violence");
+  FLAGGED("a man on fire running down a street", "violence");
+  FLAGGED("a monk set himself on fire", "violence");
+  FLAGGED("a scantily clad woman on a bed", "sexual");
+  FLAGGED("a boudoir photo of a woman", "sexual");
+  FLAGGED("a man snorting a line at a party", "illegal activity");
+  FLAGGED("a woman giving a lap dance", "sexual");
+  FLAGGED("a naturist beach", "sexual");
+  FLAGGED("cockfighting in a barn", "violence");
+  FLAGGED("a woman drinking bleach", "self-harm");
+  FLAGGED("a man evading police on a motorbike", "illegal activity");
+  BENIGN("a lap of honour, a dog on a lap, a nature photographer, a naturalist painting of birds");
+  FLAGGED("a teacher slapping a student", "violence");
+  FLAGGED("a kid shoved into a locker", "harassment");
+  FLAGGED("a sign saying you are worthless", "harassment");
+  FLAGGED("the n-word written on a wall", "hate");
+  BENIGN("a slap bass solo, a slap-up meal, slapstick comedy, an n-gram model, a sign saying you are loved");
+  BENIGN("a lantern hanging from a tree, a painting hung on the wall, a house on fire at night");
+  BENIGN("gallows humor, an electric guitar on a chair, a log set on fire in a fireplace, a line of ants");
 }
 
 static void test_emoji(void **state) {

@@ -281,7 +281,10 @@ static void test_default_bank_keeps_subjects(void **state) {
                             {"a man holding a bloody knife in a dark alley", "a man holding a flashlight in a dark alley"},
                             {"a werewolf howling at the moon", "a wolf howling at the moon"},
                             {"a soldier with a machete in a jungle", "a walking stick in a jungle"},
-                            {"a bong on a coffee table", "a vase on a coffee table"}};
+                            {"a bong on a coffee table", "a vase on a coffee table"},
+                            {"a hanged man in a barn", "a resting man in a barn"},
+                            {"a man on fire running down a street", "a man by a campfire running down a street"},
+                            {"a scantily clad woman on a bed", "a fully clothed woman on a bed"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     sd_detection d;
     assert_int_equal(sd_detector_run(lex, cases[i][0], NULL, &d), SD_OK);
