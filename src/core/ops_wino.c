@@ -12,7 +12,9 @@
  *   y[k][tile] = Aᵀ (M[·][k][t]) A (+ bias)  16 output pixels per (k, tile)
  *
  * so the 36 products take 36·K·C·T multiply-adds where the direct convolution takes
- * 144·K·C·T (4× fewer); the transforms are about 1% of that at SD's channel counts. The
+ * 144·K·C·T (4× fewer); the transforms are about 1% of that at SD's channel counts in
+ * arithmetic, but they stream U, V and M through memory: about a third of the kernel's time
+ * in an SD 1.5 UNet pass on AVX-512 (docs/performance.md), vectorised eight columns at a time. The
  * filters are transformed at every call (no memory kept between calls besides the scratch,
  * which ex keeps and sd_exec_trim frees), so no weight budget is needed.
  *
@@ -38,6 +40,13 @@
 #define WINO_TARGET
 #endif
 
+/* Eight floats as one GCC vector (any alignment): the transforms' loops below run eight
+ * columns at a time with it (AVX in WINO_TARGET functions), a scalar tail after. GCC does not
+ * vectorise these loops by itself (six input and six output streams of one buffer). */
+typedef float wv8 __attribute__((vector_size(32), aligned(4), may_alias));
+#define WV(p) (*(const wv8 *)(p))
+#define WVS(p) (*(wv8 *)(p))
+
 /* floats of transformed filters, inputs or products held at once (32 MiB each), unless
  * ex->wino_block says otherwise */
 #define WINO_BLOCK ((int64_t)8 << 20)
@@ -62,39 +71,60 @@ typedef struct {
   float *y;         /* [K][Ho][Wo] */
 } wino_job;
 
-/* U[ξ][k - j->k0][c] = G g Gᵀ for output channels j->k0 + [i0, i1), each widened from the
- * stored dtype into the thread's scratch first (the weight is never widened whole) */
+/* The 6 values of G·(a, b, c_) (G's rows for the points 0, ±1, ±2, ∞). */
+#define WINO_G(a, b, c_, o0, o1, o2, o3, o4, o5)                   \
+  do {                                                             \
+    o0 = 0.25f * (a);                                              \
+    o1 = (-1.0f / 6) * ((a) + (b) + (c_));                         \
+    o2 = (-1.0f / 6) * ((a) - (b) + (c_));                         \
+    o3 = (1.0f / 24) * (a) + (1.0f / 12) * (b) + (1.0f / 6) * (c_); \
+    o4 = (1.0f / 24) * (a) - (1.0f / 12) * (b) + (1.0f / 6) * (c_); \
+    o5 = (c_);                                                     \
+  } while (0)
+/* The filter transform of one channel pair, or of eight (T = wv8): G g, G's rows applied to
+ * each column q of g (g[r][q] = row r of the 3×3 filter, loaded by LD from the nine rows
+ * g0r..g8r), then (G g) Gᵀ, whose row r is ξ = 6r .. 6r + 5, stored by ST(ξ). */
+#define WINO_FILTER(T, LD, ST)                                                                                  \
+  do {                                                                                                          \
+    T t[6][3];                                                                                                  \
+    WINO_G(LD(g0r), LD(g3r), LD(g6r), t[0][0], t[1][0], t[2][0], t[3][0], t[4][0], t[5][0]);                     \
+    WINO_G(LD(g1r), LD(g4r), LD(g7r), t[0][1], t[1][1], t[2][1], t[3][1], t[4][1], t[5][1]);                     \
+    WINO_G(LD(g2r), LD(g5r), LD(g8r), t[0][2], t[1][2], t[2][2], t[3][2], t[4][2], t[5][2]);                     \
+    for (int r = 0; r < 6; r++)                                                                                 \
+      WINO_G(t[r][0], t[r][1], t[r][2], ST(r * 6 + 0), ST(r * 6 + 1), ST(r * 6 + 2), ST(r * 6 + 3), ST(r * 6 + 4), \
+             ST(r * 6 + 5));                                                                                    \
+  } while (0)
+
+/* U[ξ][k - j->k0][c] = G g Gᵀ for output channels j->k0 + [i0, i1): each output channel's
+ * filters widened from the stored dtype into the thread's scratch (the weight is never
+ * widened whole), turned into nine rows over the input channels, and transformed for all the
+ * input channels at once (one vector lane per channel, 36 contiguous rows out). */
 WINO_TARGET static void wino_filter_task(void *ctx, int64_t i0, int64_t i1, int tid) {
   const wino_job *j = ctx;
   const int64_t C = j->s->C, KC = j->sU;
   const size_t esz = sd_dtype_size(j->W->dtype);
-  float *row = j->scratch + (int64_t)tid * j->scr_n; /* [C][9] */
+  float *restrict row = j->scratch + (int64_t)tid * j->scr_n; /* [C][9] */
+  float *restrict gt = row + 9 * C;                            /* [9][C] */
   for (int64_t i = i0; i < i1; i++) {
     const int64_t k = j->k0 + i;
     sd_to_f32(row, (const unsigned char *)j->W->data + (size_t)(k * C * 9) * esz, j->W->dtype, (size_t)(C * 9));
-    for (int64_t c = 0; c < C; c++) {
-      const float *g = row + c * 9;
-      float t[6][3]; /* G g: rows of G applied to the columns of g */
-      for (int q = 0; q < 3; q++) {
-        const float g0 = g[q], g1 = g[3 + q], g2 = g[6 + q];
-        t[0][q] = 0.25f * g0;
-        t[1][q] = (-1.0f / 6) * (g0 + g1 + g2);
-        t[2][q] = (-1.0f / 6) * (g0 - g1 + g2);
-        t[3][q] = (1.0f / 24) * g0 + (1.0f / 12) * g1 + (1.0f / 6) * g2;
-        t[4][q] = (1.0f / 24) * g0 - (1.0f / 12) * g1 + (1.0f / 6) * g2;
-        t[5][q] = g2;
-      }
-      float *u = j->U + i * C + c;
-      for (int i = 0; i < 6; i++) { /* (G g) Gᵀ */
-        const float g0 = t[i][0], g1 = t[i][1], g2 = t[i][2];
-        u[(i * 6 + 0) * KC] = 0.25f * g0;
-        u[(i * 6 + 1) * KC] = (-1.0f / 6) * (g0 + g1 + g2);
-        u[(i * 6 + 2) * KC] = (-1.0f / 6) * (g0 - g1 + g2);
-        u[(i * 6 + 3) * KC] = (1.0f / 24) * g0 + (1.0f / 12) * g1 + (1.0f / 6) * g2;
-        u[(i * 6 + 4) * KC] = (1.0f / 24) * g0 - (1.0f / 12) * g1 + (1.0f / 6) * g2;
-        u[(i * 6 + 5) * KC] = g2;
-      }
-    }
+    for (int64_t c = 0; c < C; c++)
+      for (int q = 0; q < 9; q++) gt[q * C + c] = row[c * 9 + q];
+    const float *restrict g0r = gt, *restrict g1r = gt + C, *restrict g2r = gt + 2 * C, *restrict g3r = gt + 3 * C,
+                          *restrict g4r = gt + 4 * C, *restrict g5r = gt + 5 * C, *restrict g6r = gt + 6 * C,
+                          *restrict g7r = gt + 7 * C, *restrict g8r = gt + 8 * C;
+    float *restrict u = j->U + i * C;
+    int64_t c = 0;
+#define LDV(p) WV((p) + c)
+#define STV(x) WVS(u + (x) * KC + c)
+    for (; c + 8 <= C; c += 8) WINO_FILTER(wv8, LDV, STV);
+#define LDS(p) (p)[c]
+#define STS(x) u[(x) * KC + c]
+    for (; c < C; c++) WINO_FILTER(float, LDS, STS);
+#undef LDV
+#undef STV
+#undef LDS
+#undef STS
   }
 }
 
@@ -109,55 +139,62 @@ WINO_TARGET static void wino_filter_task(void *ctx, int64_t i0, int64_t i1, int 
     o5 = 4.0f * (d1) - 5.0f * (d3) + (d5);                      \
   } while (0)
 
-/* V[ξ][c][t] for input channels [c0, c1): per row of tiles, the six input rows (zero outside
- * the image) are combined down the columns (Bᵀ d, over whole rows at once), then each
- * tile's six columns across (· B). */
+/* o[r][x] = row r of Bᵀ·(d[0][x] .. d[5][x]) for x in [0, n) */
+WINO_TARGET static void wino_bt_rows(const float *const d[6], float *const o[6], int64_t n) {
+  int64_t x = 0;
+  for (; x + 8 <= n; x += 8) {
+    wv8 b0, b1, b2, b3, b4, b5;
+    WINO_BT(WV(d[0] + x), WV(d[1] + x), WV(d[2] + x), WV(d[3] + x), WV(d[4] + x), WV(d[5] + x), b0, b1, b2, b3, b4, b5);
+    WVS(o[0] + x) = b0, WVS(o[1] + x) = b1, WVS(o[2] + x) = b2, WVS(o[3] + x) = b3, WVS(o[4] + x) = b4,
+    WVS(o[5] + x) = b5;
+  }
+  for (; x < n; x++)
+    WINO_BT(d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], o[0][x], o[1][x], o[2][x], o[3][x], o[4][x], o[5][x]);
+}
+
+/* V[ξ][c][t] for input channels [c0, c1). Per row of tiles, the six input rows (zero outside
+ * the image) are written split by column phase (column q to phase q mod 4, place q / 4: a
+ * tile's six columns 4tx .. 4tx + 5 are then place tx of phases 0-3 and place tx + 1 of
+ * phases 0-1), combined down the columns (Bᵀ d, whole rows at once), then across each tile's
+ * six columns (· B) for all the row's tiles at once, every step over contiguous values. */
 WINO_TARGET static void wino_input_task(void *ctx, int64_t c0, int64_t c1, int tid) {
   const wino_job *j = ctx;
   const sd_conv2d_shape *s = j->s;
-  const int64_t ext = j->ext, CT = j->sV;
-  float *rows = j->scratch + (int64_t)tid * j->scr_n; /* [6][ext] */
-  float *cols = rows + 6 * ext;                        /* [6][ext] */
+  const int64_t ext = j->ext, CT = j->sV, pw = j->tw + 1, rl = 4 * pw; /* rl: a split row */
+  float *restrict rows = j->scratch + (int64_t)tid * j->scr_n; /* [6][4][pw] */
+  float *restrict cols = rows + 6 * rl;                         /* [6][4][pw] */
+  const int tw = j->tw;
   for (int64_t c = c0; c < c1; c++) {
     const float *xc = j->x + c * s->H * s->W;
     for (int ty = j->ty0; ty < j->ty0 + j->tyn; ty++) {
       for (int i = 0; i < 6; i++) {
-        float *r = rows + i * ext;
+        float *restrict r = rows + i * rl;
         const int iy = 4 * ty + i - s->pad_t;
-        if (iy < 0 || iy >= s->H) {
-          memset(r, 0, (size_t)ext * sizeof(float));
-          continue;
-        }
-        /* r[q] = x[iy][q - pad_l] inside the image, 0 outside */
+        memset(r, 0, (size_t)rl * sizeof(float));
+        if (iy < 0 || iy >= s->H) continue;
+        /* column q holds x[iy][q - pad_l] inside the image */
         const float *xr = xc + (int64_t)iy * s->W;
-        int64_t q0 = s->pad_l, q1 = s->pad_l + s->W; /* the image's columns in r */
+        int64_t q0 = s->pad_l, q1 = s->pad_l + s->W; /* the image's columns */
         if (q0 > ext) q0 = ext;
         if (q1 > ext) q1 = ext;
-        memset(r, 0, (size_t)q0 * sizeof(float));
-        if (q1 > q0) memcpy(r + q0, xr, (size_t)(q1 - q0) * sizeof(float));
-        if (ext > q1) memset(r + q1, 0, (size_t)(ext - q1) * sizeof(float));
+        for (int64_t q = q0; q < q1; q++) r[(q & 3) * pw + (q >> 2)] = xr[q - s->pad_l];
       }
-      const float *r0 = rows, *r1 = rows + ext, *r2 = rows + 2 * ext, *r3 = rows + 3 * ext, *r4 = rows + 4 * ext,
-                  *r5 = rows + 5 * ext;
-      float *o0 = cols, *o1 = cols + ext, *o2 = cols + 2 * ext, *o3 = cols + 3 * ext, *o4 = cols + 4 * ext,
-            *o5 = cols + 5 * ext;
-      for (int64_t q = 0; q < ext; q++)
-        WINO_BT(r0[q], r1[q], r2[q], r3[q], r4[q], r5[q], o0[q], o1[q], o2[q], o3[q], o4[q], o5[q]);
-      float *v = j->V + c * j->Tb + (int64_t)(ty - j->ty0) * j->tw;
+      const float *r0 = rows, *r1 = rows + rl, *r2 = rows + 2 * rl, *r3 = rows + 3 * rl, *r4 = rows + 4 * rl,
+                  *r5 = rows + 5 * rl;
+      float *o0 = cols, *o1 = cols + rl, *o2 = cols + 2 * rl, *o3 = cols + 3 * rl, *o4 = cols + 4 * rl,
+            *o5 = cols + 5 * rl;
+      const float *const rin[6] = {r0, r1, r2, r3, r4, r5};
+      float *const rout[6] = {o0, o1, o2, o3, o4, o5};
+      wino_bt_rows(rin, rout, rl);
+      float *v = j->V + c * j->Tb + (int64_t)(ty - j->ty0) * tw;
       for (int i = 0; i < 6; i++) {
-        const float *d = cols + i * ext;
-        float *vi = v + (int64_t)(i * 6) * CT;
-        for (int tx = 0; tx < j->tw; tx++) {
-          const float *e = d + 4 * tx;
-          float a0, a1, a2, a3, a4, a5;
-          WINO_BT(e[0], e[1], e[2], e[3], e[4], e[5], a0, a1, a2, a3, a4, a5);
-          vi[tx] = a0;
-          vi[CT + tx] = a1;
-          vi[2 * CT + tx] = a2;
-          vi[3 * CT + tx] = a3;
-          vi[4 * CT + tx] = a4;
-          vi[5 * CT + tx] = a5;
-        }
+        const float *restrict p0 = cols + i * rl, *restrict p1 = p0 + pw, *restrict p2 = p1 + pw,
+                              *restrict p3 = p2 + pw;
+        float *restrict v0 = v + (int64_t)(i * 6) * CT, *restrict v1 = v0 + CT, *restrict v2 = v1 + CT,
+                        *restrict v3 = v2 + CT, *restrict v4 = v3 + CT, *restrict v5 = v4 + CT;
+        const float *const in[6] = {p0, p1, p2, p3, p0 + 1, p1 + 1};
+        float *const out[6] = {v0, v1, v2, v3, v4, v5};
+        wino_bt_rows(in, out, tw);
       }
     }
   }
@@ -184,13 +221,24 @@ static void wino_gemm_task(void *ctx, int64_t x0, int64_t x1, int tid) {
 /* The 4 values of Aᵀ·m for 6 inputs m0..m5. */
 #define WINO_AT(m0, m1, m2, m3, m4, m5, o0, o1, o2, o3) \
   do {                                                  \
-    const float p12 = (m1) + (m2), n12 = (m1) - (m2);   \
-    const float p34 = (m3) + (m4), n34 = (m3) - (m4);   \
+    __typeof__(o0) p12 = (m1) + (m2), n12 = (m1) - (m2); \
+    __typeof__(o0) p34 = (m3) + (m4), n34 = (m3) - (m4); \
     o0 = (m0) + p12 + p34;                              \
     o1 = n12 + 2.0f * n34;                              \
     o2 = p12 + 4.0f * p34;                              \
     o3 = n12 + 8.0f * n34 + (m5);                       \
   } while (0)
+
+/* o[r][x] = row r of Aᵀ·(d[0][x] .. d[5][x]) for x in [0, n) */
+WINO_TARGET static void wino_at_rows(const float *const d[6], float *const o[4], int64_t n) {
+  int64_t x = 0;
+  for (; x + 8 <= n; x += 8) {
+    wv8 b0, b1, b2, b3;
+    WINO_AT(WV(d[0] + x), WV(d[1] + x), WV(d[2] + x), WV(d[3] + x), WV(d[4] + x), WV(d[5] + x), b0, b1, b2, b3);
+    WVS(o[0] + x) = b0, WVS(o[1] + x) = b1, WVS(o[2] + x) = b2, WVS(o[3] + x) = b3;
+  }
+  for (; x < n; x++) WINO_AT(d[0][x], d[1][x], d[2][x], d[3][x], d[4][x], d[5][x], o[0][x], o[1][x], o[2][x], o[3][x]);
+}
 
 /* y[k] for output channels k = j->k0 + [i0, i1): per row of tiles, Aᵀ over ξ's rows for all
  * the row's tiles at once, then over its columns, then the 4×4 blocks into y (clipped at the
@@ -211,15 +259,17 @@ WINO_TARGET static void wino_output_task(void *ctx, int64_t i0, int64_t i1, int 
         const float *m0 = m + (i * 6) * KT, *m1 = m0 + KT, *m2 = m1 + KT, *m3 = m2 + KT, *m4 = m3 + KT,
                     *m5 = m4 + KT;
         float *t0 = t + (i * 4) * tw, *t1 = t0 + tw, *t2 = t1 + tw, *t3 = t2 + tw;
-        for (int tx = 0; tx < tw; tx++)
-          WINO_AT(m0[tx], m1[tx], m2[tx], m3[tx], m4[tx], m5[tx], t0[tx], t1[tx], t2[tx], t3[tx]);
+        const float *const in[6] = {m0, m1, m2, m3, m4, m5};
+        float *const out[4] = {t0, t1, t2, t3};
+        wino_at_rows(in, out, tw);
       }
       for (int q = 0; q < 4; q++) { /* column q of each tile: Aᵀ over the rows i */
         const float *s0 = t + q * tw, *s1 = s0 + 4 * tw, *s2 = s1 + 4 * tw, *s3 = s2 + 4 * tw, *s4 = s3 + 4 * tw,
                     *s5 = s4 + 4 * tw;
         float *p0 = o + q * tw, *p1 = p0 + 4 * tw, *p2 = p1 + 4 * tw, *p3 = p2 + 4 * tw; /* o[a][q] */
-        for (int tx = 0; tx < tw; tx++)
-          WINO_AT(s0[tx], s1[tx], s2[tx], s3[tx], s4[tx], s5[tx], p0[tx], p1[tx], p2[tx], p3[tx]);
+        const float *const in[6] = {s0, s1, s2, s3, s4, s5};
+        float *const out[4] = {p0, p1, p2, p3};
+        wino_at_rows(in, out, tw);
       }
       for (int a = 0; a < 4; a++) {
         const int oy = 4 * ty + a;
@@ -269,10 +319,10 @@ int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int 
   if (rb > j.th) rb = j.th;
   const int64_t Tmax = rb * j.tw;
   if (Tmax > INT32_MAX) return SD_E_UNSUPPORTED; /* a BLAS dimension */
-  /* per-thread scratch: the filter task's widened row of 9·C values, the input task's 12
-   * rows of ext, or the output task's 40 rows of tw */
-  j.scr_n = 12 * j.ext > 40 * (int64_t)j.tw ? 12 * j.ext : 40 * (int64_t)j.tw;
-  if (j.scr_n < 9 * C) j.scr_n = 9 * C;
+  /* per-thread scratch: the filter task's widened filters and their nine rows (18·C values),
+   * the input task's 48 rows of tw + 1, or the output task's 40 rows of tw */
+  j.scr_n = 48 * ((int64_t)j.tw + 1);
+  if (j.scr_n < 18 * C) j.scr_n = 18 * C;
   j.scr_n = (j.scr_n + 15) & ~(int64_t)15;
   j.sU = slab(kb * C);
   j.sV = slab(C * Tmax);
