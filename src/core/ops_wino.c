@@ -28,6 +28,7 @@
  */
 #include <cblas.h>
 #include <oneapi/dnnl/dnnl.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,7 +66,7 @@ typedef struct {
   int ty0, tyn;     /* the block of tile rows V and M hold: [ty0, ty0 + tyn) */
   int64_t Tb;       /* its tiles, tyn·tw: the row length of V[ξ] and M[ξ] */
   int dnnl_gemm;    /* the products by oneDNN's sgemm (its AVX-512 kernels) instead of OpenBLAS */
-  int failed;       /* a oneDNN product returned an error (set by the task, read after it) */
+  atomic_int failed; /* a oneDNN product returned an error (set by the tasks, read after them) */
   float *scratch;   /* per thread: scr_n floats */
   int64_t scr_n;
   float *y;         /* [K][Ho][Wo] */
@@ -179,21 +180,15 @@ WINO_TARGET static void wino_input_task(void *ctx, int64_t c0, int64_t c1, int t
         if (q1 > ext) q1 = ext;
         for (int64_t q = q0; q < q1; q++) r[(q & 3) * pw + (q >> 2)] = xr[q - s->pad_l];
       }
-      const float *r0 = rows, *r1 = rows + rl, *r2 = rows + 2 * rl, *r3 = rows + 3 * rl, *r4 = rows + 4 * rl,
-                  *r5 = rows + 5 * rl;
-      float *o0 = cols, *o1 = cols + rl, *o2 = cols + 2 * rl, *o3 = cols + 3 * rl, *o4 = cols + 4 * rl,
-            *o5 = cols + 5 * rl;
-      const float *const rin[6] = {r0, r1, r2, r3, r4, r5};
-      float *const rout[6] = {o0, o1, o2, o3, o4, o5};
-      wino_bt_rows(rin, rout, rl);
+      const float *const rin[6] = {rows, rows + rl, rows + 2 * rl, rows + 3 * rl, rows + 4 * rl, rows + 5 * rl};
+      float *const rout[6] = {cols, cols + rl, cols + 2 * rl, cols + 3 * rl, cols + 4 * rl, cols + 5 * rl};
+      wino_bt_rows(rin, rout, rl); /* down the columns */
       float *v = j->V + c * j->Tb + (int64_t)(ty - j->ty0) * tw;
-      for (int i = 0; i < 6; i++) {
-        const float *restrict p0 = cols + i * rl, *restrict p1 = p0 + pw, *restrict p2 = p1 + pw,
-                              *restrict p3 = p2 + pw;
-        float *restrict v0 = v + (int64_t)(i * 6) * CT, *restrict v1 = v0 + CT, *restrict v2 = v1 + CT,
-                        *restrict v3 = v2 + CT, *restrict v4 = v3 + CT, *restrict v5 = v4 + CT;
-        const float *const in[6] = {p0, p1, p2, p3, p0 + 1, p1 + 1};
-        float *const out[6] = {v0, v1, v2, v3, v4, v5};
+      for (int i = 0; i < 6; i++) { /* across: row i of Bᵀ d gives ξ = 6i .. 6i + 5 */
+        const float *p = cols + i * rl; /* its phases 0-3, pw apart */
+        float *vi = v + (int64_t)(i * 6) * CT;
+        const float *const in[6] = {p, p + pw, p + 2 * pw, p + 3 * pw, p + 1, p + pw + 1};
+        float *const out[6] = {vi, vi + CT, vi + 2 * CT, vi + 3 * CT, vi + 4 * CT, vi + 5 * CT};
         wino_bt_rows(in, out, tw);
       }
     }
@@ -210,7 +205,7 @@ static void wino_gemm_task(void *ctx, int64_t x0, int64_t x1, int tid) {
     if (j->dnnl_gemm) {
       if (dnnl_sgemm('N', 'N', j->kn, T, C, 1.0f, j->U + xi * j->sU, C, j->V + xi * j->sV, T, 0.0f,
                      j->M + xi * j->sM, T) != dnnl_success)
-        j->failed = 1;
+        atomic_store(&j->failed, 1);
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)j->kn, (int)T, (int)C, 1.0f, j->U + xi * j->sU,
                   (int)C, j->V + xi * j->sV, (int)T, 0.0f, j->M + xi * j->sM, (int)T);
@@ -350,7 +345,7 @@ int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int 
       j.Tb = (int64_t)j.tyn * j.tw;
       if (!(one_row_block && j.k0 > 0)) sd_parallel_for(ex->pool, C, 1, wino_input_task, &j);
       sd_parallel_for(ex->pool, 36, 1, wino_gemm_task, &j);
-      if (j.failed) return sd_fail(SD_E_INTERNAL, "conv2d: oneDNN's sgemm failed");
+      if (atomic_load(&j.failed)) return sd_fail(SD_E_INTERNAL, "conv2d: oneDNN's sgemm failed");
       sd_parallel_for(ex->pool, j.kn, 1, wino_output_task, &j);
     }
   }
