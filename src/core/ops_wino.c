@@ -54,13 +54,12 @@ typedef float wv8 __attribute__((vector_size(32), aligned(4), may_alias));
 
 typedef struct {
   const sd_conv2d_shape *s;
-  int K, Ho, Wo, th, tw;
-  int64_t T;        /* tiles: th·tw */
+  int Ho, Wo, th, tw;
   int64_t ext;      /* a padded row of the tiles' input: 4·tw + 2 values */
   const sd_tensor *W; /* [K][C][3][3], stored as F32, F16 or BF16 */
   const float *x;   /* [C][H][W] */
   const float *b;   /* [K] or NULL */
-  float *U, *V, *M; /* [36][kn][C], [36][C][T], [36][kn][T], slabs sU, sV, sM floats apart */
+  float *U, *V, *M; /* [36][kn][C], [36][C][Tb], [36][kn][Tb], slabs sU, sV, sM floats apart */
   int64_t sU, sV, sM;
   int64_t k0, kn;   /* the block of output channels U and M hold: [k0, k0 + kn) */
   int ty0, tyn;     /* the block of tile rows V and M hold: [ty0, ty0 + tyn) */
@@ -295,14 +294,13 @@ static int64_t slab(int64_t n) {
 int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int Wo, const float *x,
                    const sd_tensor *W, const float *b, float *y) {
   if (!ex->use_avx2) return SD_E_UNSUPPORTED;
-  wino_job j = {.s = s, .K = Cout, .Ho = Ho, .Wo = Wo, .th = (Ho + 3) / 4, .tw = (Wo + 3) / 4, .x = x, .b = b, .y = y};
-  j.T = (int64_t)j.th * j.tw;
+  wino_job j = {.s = s, .Ho = Ho, .Wo = Wo, .th = (Ho + 3) / 4, .tw = (Wo + 3) / 4, .x = x, .b = b, .y = y};
   j.ext = 4 * (int64_t)j.tw + 2;
   const int64_t C = s->C, K = Cout, cap = ex->wino_block > 0 ? ex->wino_block : WINO_BLOCK;
   /* Blocks keep the scratch near the activations' size at any image and channel count
    * (SD's 1280-channel filters would take 236 MB transformed, the VAE's 512×512 inputs
    * 600 MB): output channels in blocks whose transformed filters (36·kb·C) take at most
-   * cap floats (a multiple of 16 channels, or all of them), tile rows in blocks whose
+   * cap floats (a multiple of 16 channels where the cap allows it, or all of them), tile rows in blocks whose
    * transformed inputs (36·C·Tb) and products (36·kb·Tb) take at most cap floats each
    * (at least one row). The filters are transformed once; the inputs once per channel
    * block when there are several blocks of both. */
