@@ -284,7 +284,11 @@ static void test_default_bank_keeps_subjects(void **state) {
                             {"a bong on a coffee table", "a vase on a coffee table"},
                             {"a hanged man in a barn", "a resting man in a barn"},
                             {"a man on fire running down a street", "a man by a campfire running down a street"},
-                            {"a scantily clad woman on a bed", "a fully clothed woman on a bed"}};
+                            {"a scantily clad woman on a bed", "a fully clothed woman on a bed"},
+                            {"a woman by a river, painting by bouguereau", "a woman by a river, painting by academic realism"},
+                            {"a dark painting by zdzislaw beksinski, red sky", "a dark painting by surrealist painting, red sky"},
+                            {"a boy who was shot by police", "a boy who was greeted by police"},
+                            {"a man with his pants down", "a man with his jeans on"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     sd_detection d;
     assert_int_equal(sd_detector_run(lex, cases[i][0], NULL, &d), SD_OK);
