@@ -405,6 +405,15 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a cat with its eyes sewn shut", "shocking");
   FLAGGED("a human centipede", "shocking");
   FLAGGED("a butcher cutting up a dog", "shocking");
+  FLAGGED("a woman in a hot tub", "sexual");
+  FLAGGED("a woman in fishnets", "sexual");
+  FLAGGED("a woman wrapped in a towel", "sexual");
+  FLAGGED("a samurai slicing a man in half", "violence");
+  FLAGGED("a dog mauling a child", "violence");
+  FLAGGED("a man tied to railroad tracks", "violence");
+  FLAGGED("a man hotwiring a car", "illegal activity");
+  FLAGGED("a sweatshop with child workers", "illegal activity");
+  FLAGGED("a poacher in the savanna", "illegal activity");
   FLAGGED("a sign saying no blacks allowed", "hate");
   FLAGGED("a family told to go back where they came from", "hate");
   BENIGN("a portrait shot by annie leibovitz, a film shot in 35mm, a photo shoot by the sea");
@@ -412,6 +421,8 @@ static void test_plain_phrases(void **state) {
   BENIGN("the moon over a lake, a cat mooning over its owner, a magazine cover, a tennis bracelet");
   BENIGN("jojo's bizarre adventure style pose, hirohiko araki, portrait by john singer sargent");
   BENIGN("a statue of david in florence, the venus de milo in the louvre");
+  BENIGN("a meteor shower, a baby shower, a dog in the shower, a fisherman mending fishnets, a hot tub on a deck");
+  BENIGN("an apple sliced in half, eaten alive by mosquitoes, sparks showering from a grinder, a rhino with big horns");
   BENIGN("a dunce cap in a museum, a face-melting guitar solo, a couple sitting on train tracks at sunset, a garden hose, bread in the oven");
   BENIGN("by hieronymus bosch, a crowded surreal landscape; a henderson field; a dixie cup");
 }

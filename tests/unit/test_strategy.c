@@ -288,7 +288,9 @@ static void test_default_bank_keeps_subjects(void **state) {
                             {"a woman by a river, painting by bouguereau", "a woman by a river, painting by academic realism"},
                             {"a dark painting by zdzislaw beksinski, red sky", "a dark painting by surrealist painting, red sky"},
                             {"a boy who was shot by police", "a boy who was greeted by police"},
-                            {"a man with his pants down", "a man with his jeans on"}};
+                            {"a man with his pants down", "a man with his jeans on"},
+                            {"a woman in a hot tub at night", "a woman on a sun lounger at night"},
+                            {"a man hotwiring a car", "a man starting a car"}};
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     sd_detection d;
     assert_int_equal(sd_detector_run(lex, cases[i][0], NULL, &d), SD_OK);
