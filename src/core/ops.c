@@ -131,25 +131,63 @@ static void conv_task(void *ctx, int64_t b, int64_t e, int tid) {
   sd_to_f32(j->dst + b, j->src + (size_t)b * sd_dtype_size(j->t), j->t, (size_t)(e - b));
 }
 
-const float *sd_weight_f32(sd_exec *ex, const sd_tensor *w) {
-  int64_t n = sd_numel(w);
+/* The exec's weight scratch with room for `floats` floats, for converting w; NULL (error set)
+ * when w is not of a float type or memory runs out. */
+static float *weight_scratch(sd_exec *ex, const sd_tensor *w, size_t floats) {
   if (!sd_dtype_is_float(w->dtype)) {
     sd_fail(SD_E_FORMAT, "weight has dtype %s; a floating-point type is needed", sd_dtype_name(w->dtype));
     return NULL;
   }
-  if (w->dtype == SD_F32 && ((uintptr_t)w->data & 3) == 0) return (const float *)w->data;
-  if ((size_t)n > ex->wbuf_cap) {
-    float *nb = realloc(ex->wbuf, (size_t)n * sizeof(float));
-    if (!nb) { sd_fail(SD_E_NOMEM, "out of memory widening a weight of %lld values", (long long)n); return NULL; }
+  if (floats > ex->wbuf_cap) {
+    float *nb = realloc(ex->wbuf, floats * sizeof(float));
+    if (!nb) {
+      sd_fail(SD_E_NOMEM, "out of memory converting a weight of %lld values", (long long)sd_numel(w));
+      return NULL;
+    }
     ex->wbuf = nb;
-    ex->wbuf_cap = (size_t)n;
+    ex->wbuf_cap = floats;
   }
+  return ex->wbuf;
+}
+
+const float *sd_weight_f32(sd_exec *ex, const sd_tensor *w) {
+  int64_t n = sd_numel(w);
+  if (w->dtype == SD_F32 && ((uintptr_t)w->data & 3) == 0) return (const float *)w->data;
+  if (!weight_scratch(ex, w, (size_t)n)) return NULL;
   SD_PROF_BEGIN(ex);
   conv_job j = {ex->wbuf, w->data, w->dtype};
   sd_parallel_for(ex->pool, n, 1 << 16, conv_task, &j);
   ex->wbuf_gen++;
   SD_PROF_END(ex, SD_OPC_WEIGHTS, 0);
   return ex->wbuf;
+}
+
+typedef struct { uint16_t *dst; const unsigned char *src; sd_dtype t; } bf16_job;
+
+static void bf16_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  bf16_job *j = ctx;
+  sd_to_bf16(j->dst + b, j->src + (size_t)b * sd_dtype_size(j->t), j->t, (size_t)(e - b));
+}
+
+const uint16_t *sd_weight_bf16(sd_exec *ex, const sd_tensor *w) {
+  int64_t n = sd_numel(w);
+  const uintptr_t src = (uintptr_t)w->data, wb = (uintptr_t)ex->wbuf;
+  /* a weight already widened into the scratch (then it fits: no realloc moves it) */
+  const int inplace = ex->wbuf && src >= wb && src < wb + ex->wbuf_cap * sizeof(float);
+  if (!weight_scratch(ex, w, ((size_t)n + 1) / 2)) return NULL;
+  SD_PROF_BEGIN(ex);
+  bf16_job j = {(uint16_t *)(void *)ex->wbuf, w->data, w->dtype};
+  if (inplace) {
+    /* narrowed in place, front to back in one thread: every value is read before a write
+     * reaches it */
+    sd_to_bf16(j.dst, w->data, w->dtype, (size_t)n);
+  } else {
+    sd_parallel_for(ex->pool, n, 1 << 16, bf16_task, &j);
+  }
+  ex->wbuf_gen++;
+  SD_PROF_END(ex, SD_OPC_WEIGHTS, 0);
+  return j.dst;
 }
 
 float *sd_weight_dup_f32(const sd_tensor *w) {

@@ -125,6 +125,9 @@ const char *sd_precision_name(sd_precision p);
 /* A float32 pointer to a weight's data: the data itself when it is F32 and aligned, else a
  * converted copy in ex->wbuf (valid until the next call that uses wbuf). NULL on error. */
 const float *sd_weight_f32(sd_exec *ex, const sd_tensor *w);
+/* The same as bfloat16 (rounded to nearest even) in the same scratch, for the bf16
+ * precision's packers: half the bytes of the float32 copy. */
+const uint16_t *sd_weight_bf16(sd_exec *ex, const sd_tensor *w);
 /* Convert a (small) weight into a new malloc'ed float32 array (caller frees). */
 float *sd_weight_dup_f32(const sd_tensor *w);
 

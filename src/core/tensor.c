@@ -3,6 +3,8 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 static const struct { const char *name; size_t size; int is_float; } k_dtypes[SD_DTYPE_COUNT] = {
   [SD_F32] = {"F32", 4, 1},  [SD_F16] = {"F16", 2, 1},  [SD_BF16] = {"BF16", 2, 1},
@@ -115,6 +117,29 @@ __attribute__((target("avx2"))) static size_t bf16_to_f32_avx2(float *dst, const
   }
   return i;
 }
+/* float32 bit patterns -> bfloat16, rounded to nearest even like sd_f32_to_bf16 (NaN
+ * payloads aside: weights are finite, checked at load) */
+__attribute__((target("avx2"))) static inline __m128i bf16_rne8(__m256i x) {
+  __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+  x = _mm256_srli_epi32(_mm256_add_epi32(x, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  /* 8 values in 0..0xffff -> 8 uint16 in order */
+  __m256i p = _mm256_packus_epi32(x, x); /* per 128-bit lane: a0..a3 a0..a3 | a4..a7 a4..a7 */
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+}
+__attribute__((target("avx2,f16c"))) static size_t to_bf16_avx2(uint16_t *dst, const unsigned char *s, sd_dtype t,
+                                                                size_t n) {
+  size_t i = 0;
+  if (t == SD_F16)
+    for (; i + 8 <= n; i += 8) {
+      __m256 f = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(s + 2 * i)));
+      _mm_storeu_si128((__m128i *)(void *)(dst + i), bf16_rne8(_mm256_castps_si256(f)));
+    }
+  else if (t == SD_F32)
+    for (; i + 8 <= n; i += 8)
+      _mm_storeu_si128((__m128i *)(void *)(dst + i),
+                       bf16_rne8(_mm256_loadu_si256((const __m256i *)(const void *)(s + 4 * i))));
+  return i;
+}
 static int cpu_f16c(void) {
   static int v = -1;
   /* every x86-64 CPU with AVX2 has F16C (Intel since Haswell, AMD since Piledriver), and
@@ -151,6 +176,23 @@ void sd_to_f32(float *dst, const void *src, sd_dtype t, size_t n) {
       for (size_t i = 0; i < n; i++) { double d; memcpy(&d, s + 8 * i, 8); dst[i] = (float)d; }
       break;
     default: memset(dst, 0, n * 4); break;
+  }
+}
+
+void sd_to_bf16(uint16_t *dst, const void *src, sd_dtype t, size_t n) {
+  const unsigned char *s = (const unsigned char *)src;
+  size_t i = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  if ((t == SD_F16 || t == SD_F32) && cpu_avx2()) i = to_bf16_avx2(dst, s, t, n);
+#endif
+  if (t == SD_BF16) {
+    memmove(dst, src, n * 2);
+    return;
+  }
+  for (; i < n; i++) {
+    float f = 0;
+    sd_to_f32(&f, s + i * sd_dtype_size(t), t, 1);
+    dst[i] = sd_f32_to_bf16(f);
   }
 }
 
@@ -203,4 +245,17 @@ int64_t sd_first_nonfinite(const void *data, sd_dtype t, int64_t n) {
     default: break;
   }
   return -1;
+}
+
+void sd_prefault(const void *p, size_t n) {
+#if defined(__linux__) && defined(MADV_POPULATE_READ)
+  const long pg = sysconf(_SC_PAGESIZE);
+  if (!p || n == 0 || pg <= 0) return;
+  uintptr_t a0 = (uintptr_t)p & ~((uintptr_t)pg - 1), a1 = (uintptr_t)p + n;
+  if (a1 < a0) return;
+  (void)madvise((void *)a0, a1 - a0, MADV_POPULATE_READ);
+#else
+  (void)p;
+  (void)n;
+#endif
 }

@@ -49,6 +49,9 @@ uint16_t sd_f32_to_bf16(float f);
 
 /* Convert n elements of a float tensor (F32/F16/BF16/F64) to float32. src may be unaligned. */
 void sd_to_f32(float *dst, const void *src, sd_dtype src_type, size_t n);
+/* Convert n elements of a float tensor (F32/F16/BF16/F64) to bfloat16, rounded to nearest
+ * even as sd_f32_to_bf16 does (F16 through its exact float32 value). src may be unaligned. */
+void sd_to_bf16(uint16_t *dst, const void *src, sd_dtype src_type, size_t n);
 /* Convert n float32 values to dst_type (F32/F16/BF16/F64). */
 void sd_from_f32(void *dst, sd_dtype dst_type, const float *src, size_t n);
 
@@ -56,5 +59,11 @@ void sd_from_f32(void *dst, sd_dtype dst_type, const float *src, size_t n);
  * F64; data may be unaligned), or -1 when all are finite (and for other dtypes). Reads
  * the bit patterns (exponent all ones), at memory speed. */
 int64_t sd_first_nonfinite(const void *data, sd_dtype t, int64_t n);
+
+/* Map the pages of [p, p + n) readable now, in one system call (Linux's MADV_POPULATE_READ),
+ * instead of one page fault per 4 KiB page as they are first read: file-backed weights whose
+ * pages were dropped after the load's check (and every page fault is costly in a virtual
+ * machine). Advice only: nothing happens on other systems, or if the call fails. */
+void sd_prefault(const void *p, size_t n);
 
 #endif

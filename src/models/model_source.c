@@ -780,6 +780,7 @@ int sd_model_check_finite(const sd_model_source *m) {
     const sd_component_weights *cw = &m->w[c];
     for (size_t i = 0; i < cw->n; i++) {
       const sd_tensor *t = &cw->w[i].t;
+      sd_prefault(t->data, (size_t)sd_numel(t) * sd_dtype_size(t->dtype)); /* one call, not a fault a page */
       int64_t at = sd_first_nonfinite(t->data, t->dtype, sd_numel(t));
       if (at < 0) continue;
       float v = 0;

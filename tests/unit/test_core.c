@@ -60,6 +60,47 @@ static void test_bf16(void **state) {
   for (int i = 0; i < 5; i++) assert_true(fabsf(dst[i] - src[i]) <= fabsf(src[i]) * 0.004f);
 }
 
+/* sd_to_bf16 (the bf16 packers' conversion, vectorised with AVX2 where the CPU has it)
+ * rounds every value as sd_f32_to_bf16 does: every f16 bit pattern that is finite, float32
+ * values with ties and carries into the exponent, at lengths with and without a tail. */
+static void test_to_bf16(void **state) {
+  (void)state;
+  enum { N = 65536 };
+  uint16_t *h = malloc(N * 2), *out = malloc(N * 2);
+  float *f = malloc(N * 4);
+  assert_non_null(h);
+  assert_non_null(out);
+  assert_non_null(f);
+  int n = 0;
+  for (uint32_t b = 0; b < 65536; b++)
+    if (((b >> 10) & 0x1f) != 0x1f) h[n++] = (uint16_t)b;
+  for (int len = n - 3; len <= n; len++) { /* tails of 5, 6, 7 and 0 after blocks of 8 */
+    memset(out, 0xAB, (size_t)n * 2);
+    sd_to_bf16(out, h, SD_F16, (size_t)len);
+    for (int i = 0; i < len; i++)
+      if (out[i] != sd_f32_to_bf16(sd_f16_to_f32(h[i])))
+        fail_msg("f16 0x%04x -> 0x%04x, want 0x%04x", h[i], out[i], sd_f32_to_bf16(sd_f16_to_f32(h[i])));
+    if (len < n) assert_int_equal(out[len], 0xABAB); /* nothing written past n */
+  }
+  uint32_t x = 12345;
+  for (int i = 0; i < N; i++) {
+    x = x * 1664525u + 1013904223u;
+    uint32_t u = (x & 0x8fffffffu) | ((uint32_t)(i % 3) << 28); /* spread exponents */
+    if (i % 5 == 0) u = (u & 0xffff0000u) | 0x8000u;               /* exact ties */
+    if (i % 7 == 0) u |= 0x7fffu;                                  /* carries */
+    if (((u >> 23) & 0xff) == 0xff) u &= ~(1u << 30);              /* finite */
+    memcpy(&f[i], &u, 4);
+  }
+  sd_to_bf16(out, f, SD_F32, N - 1);
+  for (int i = 0; i < N - 1; i++)
+    if (out[i] != sd_f32_to_bf16(f[i])) fail_msg("f32 %a -> 0x%04x, want 0x%04x", (double)f[i], out[i], sd_f32_to_bf16(f[i]));
+  sd_to_bf16(out, h, SD_BF16, 100);
+  assert_memory_equal(out, h, 200);
+  free(h);
+  free(out);
+  free(f);
+}
+
 static void test_dtype_names(void **state) {
   (void)state;
   sd_dtype d;
@@ -462,7 +503,7 @@ static void test_errors(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_f16_roundtrip), cmocka_unit_test(test_bf16),   cmocka_unit_test(test_dtype_names),
+      cmocka_unit_test(test_f16_roundtrip), cmocka_unit_test(test_bf16), cmocka_unit_test(test_to_bf16),   cmocka_unit_test(test_dtype_names),
       cmocka_unit_test(test_arena), cmocka_unit_test(test_arena_kept),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear),
       cmocka_unit_test(test_norm_act),      cmocka_unit_test(test_attention),
       cmocka_unit_test(test_attention_deterministic), cmocka_unit_test(test_cpu_env), cmocka_unit_test(test_errors),

@@ -282,6 +282,22 @@ static void test_bf16_precision(void **state) {
   sd_conv2d_shape s = {C, H, Wd, 1, 1, 1, 1, 1};
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, NULL, y), SD_OK);
   assert_int_equal(sd_op_linear(ex, a, M, K, &LW, NULL, ly), SD_OK);
+  if (!ex->bf16_emulated) {
+    /* the bf16 packers convert f16 and f32 weights straight to bf16; a weight that is itself
+     * the exec's widening scratch (a float32 copy of f16 values) is narrowed in place: both
+     * give the result of the same values stored as f16 */
+    uint16_t *wh = malloc((size_t)Co * C * 9 * 2);
+    float *y16 = fnew(Co * H * Wd), *yt = fnew(Co * H * Wd);
+    assert_non_null(wh);
+    sd_from_f32(wh, SD_F16, w, (size_t)Co * C * 9);
+    sd_tensor WH = sd_tensor_make(SD_F16, 4, ws, wh);
+    assert_int_equal(sd_op_conv2d(ex, &s, x, &WH, NULL, y16), SD_OK);
+    sd_tensor WT = sd_tensor_make(SD_F32, 4, ws, (void *)sd_weight_f32(ex, &WH));
+    assert_ptr_equal(WT.data, ex->wbuf);
+    assert_int_equal(sd_op_conv2d(ex, &s, x, &WT, NULL, yt), SD_OK);
+    assert_memory_equal(y16, yt, (size_t)Co * H * Wd * sizeof(float));
+    free(wh); free(y16); free(yt);
+  }
   assert_int_equal(sd_exec_set_precision(ex, SD_PREC_FP32), SD_OK);
   assert_int_equal(ex->bf16_emulated, 0);
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, NULL, r), SD_OK);
