@@ -574,7 +574,11 @@ int sd_attention_avx512(sd_exec *ex, const sd_attn_shape *s, const float *q, con
   if (!ex->use_avx2 || !ex->use_avx512) return SD_E_UNSUPPORTED;
   /* not on AMX CPUs: measured on a Xeon with AMX, its vdpbf16ps runs at the fp32 FMA rate and
    * this file's bf16 kernel is slower than its fp32 one at every SD shape (bench_ops) */
-  const int bf16 = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated && ex->use_avx512bf16 && !ex->use_amx;
+  /* nor with fewer than 128 keys (cross-attention's 77 text tokens): converting the keys and
+   * values costs more than the bf16 products save there (bench_ops attention, cross64 on a Zen
+   * 5: 3.07 ms in bf16 against 2.03 ms in fp32), as on the AMX kernel */
+  const int bf16 = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated && ex->use_avx512bf16 && !ex->use_amx &&
+                   s->Sk >= 128;
   int rc = attention_avx512(ex, s, q, k, v, out, bf16);
   if (rc == SD_E_UNSUPPORTED && bf16) rc = attention_avx512(ex, s, q, k, v, out, 0); /* odd head size */
   return rc;

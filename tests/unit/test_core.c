@@ -362,9 +362,9 @@ static void check_attention_path_g(int B, int H, int Sq, int Sk, int Dh, int cau
     }
   /* bf16 keeps 8 mantissa bits of q, k and p: about 1e-2 on outputs of scale 1; fp32 2e-6.
    * A bf16 error at fp32's level means bf16 did not run (an odd head size falls back). */
-  /* (AMX: any head size, from 128 keys and without a causal mask; the rest runs the fp32
-   * AVX-512 kernel on such a CPU) */
-  const int bf16 = (path == ATT_BF16 && Dh % 2 == 0) || (path == ATT_AMX && !causal && Sk >= 128);
+  /* (vdpbf16ps: even head sizes from 128 keys; AMX: any head size, from 128 keys and without
+   * a causal mask; the rest runs the fp32 AVX-512 kernel on such a CPU) */
+  const int bf16 = (path == ATT_BF16 && Dh % 2 == 0 && Sk >= 128) || (path == ATT_AMX && !causal && Sk >= 128);
   /* the error of a score grows with its size (step: scores of about 100) */
   const double tol = (bf16 ? 1.5e-2 : 2e-6) * (step > 0 ? 20 : 1);
   if (getenv("SAFESD_TEST_VERBOSE"))
