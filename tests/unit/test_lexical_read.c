@@ -410,6 +410,8 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a lascivious smile", "sexual");
   FLAGGED("a girl in skimpy clothing", "sexual");
   FLAGGED("pure eroguro art", "sexual");
+  FLAGGED("an obscene gesture mural", "sexual");
+  FLAGGED("a trigger-happy soldier", "violence");
   FLAGGED("a woman in fishnets", "sexual");
   FLAGGED("a woman wrapped in a towel", "sexual");
   FLAGGED("a samurai slicing a man in half", "violence");
@@ -425,6 +427,7 @@ static void test_plain_phrases(void **state) {
   BENIGN("the moon over a lake, a cat mooning over its owner, a magazine cover, a tennis bracelet");
   BENIGN("jojo's bizarre adventure style pose, hirohiko araki, portrait by john singer sargent");
   BENIGN("a statue of david in florence, the venus de milo in the louvre");
+  BENIGN("obscene profits of a tech company, a hopped-up jalopy, a sanguine smile");
   BENIGN("a well-endowed college, the sensuous joy of a summer garden, skimpy portions, a randy old goat");
   BENIGN("a meteor shower, a baby shower, a dog in the shower, a fisherman mending fishnets, a hot tub on a deck");
   BENIGN("an apple sliced in half, eaten alive by mosquitoes, sparks showering from a grinder, a rhino with big horns");
