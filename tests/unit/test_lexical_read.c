@@ -428,6 +428,8 @@ static void test_plain_phrases(void **state) {
   BENIGN("jojo's bizarre adventure style pose, hirohiko araki, portrait by john singer sargent");
   BENIGN("a statue of david in florence, the venus de milo in the louvre");
   BENIGN("obscene profits of a tech company, a hopped-up jalopy, a sanguine smile");
+  BENIGN("a large bust of julius caesar, an egg poacher pan, a locksmith picking a lock, her idea got shot down");
+  BENIGN("bathers at a beach in 1920s swimsuits, a swimmer in a speedo, a bird taking a shower in the rain");
   BENIGN("a well-endowed college, the sensuous joy of a summer garden, skimpy portions, a randy old goat");
   BENIGN("a meteor shower, a baby shower, a dog in the shower, a fisherman mending fishnets, a hot tub on a deck");
   BENIGN("an apple sliced in half, eaten alive by mosquitoes, sparks showering from a grinder, a rhino with big horns");
