@@ -48,7 +48,7 @@ int safesd_tokenizer_open_ex(const char *model_path, const char *config_dir, saf
   int rc;
   if (model_path) {
     sd_model_source *src;
-    sd_model_open_opts oo = {config_dir};
+    sd_model_open_opts oo = {config_dir, 1};
     if ((rc = sd_model_open_ex(model_path, &oo, &src))) { free(t); return rc; }
     rc = open_tokenizer_for(src, &t->tok);
     sd_model_close(src);
@@ -96,8 +96,9 @@ int safesd_model_open(const char *path, const safesd_model_options *opts, safesd
   safesd_model *m = calloc(1, sizeof *m);
   if (!m) return sd_fail(SD_E_NOMEM, "out of memory");
   int rc;
-  sd_model_open_opts oo = {opts ? opts->config_dir : NULL};
   int threads = opts ? opts->n_threads : 0;
+  /* the load's weight check on the threads the model will use (<= 0: all CPUs) */
+  sd_model_open_opts oo = {opts ? opts->config_dir : NULL, threads > 0 ? threads : -1};
   if ((rc = sd_model_open_ex(path, &oo, &m->src)) == SD_OK && threads <= 0) {
     /* "all CPUs" by default, but one thread for a tiny UNet: there a second thread costs
      * more in synchronisation than it gains (bundled model, 50 steps: 2.4 s on 2 threads,

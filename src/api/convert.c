@@ -18,7 +18,7 @@ int safesd_convert(const char *model, const char *config_dir, const char *out, c
     else return sd_fail(SD_E_ARG, "unknown dtype '%s' (f16, bf16 or f32)", dtype);
   }
   sd_model_source *m;
-  sd_model_open_opts oo = {config_dir};
+  sd_model_open_opts oo = {config_dir, 1};
   int rc = sd_model_open_ex(model, &oo, &m);
   if (rc) return rc;
   rc = sd_write_ldm_file(m, out, want, NULL, 0, 0, NULL, NULL);

@@ -364,7 +364,7 @@ int sd_uce_edit_model(const char *model, const char *out, const sd_uce_opts *o, 
   char *record = NULL;
   int n_ov = 0;
 
-  sd_model_open_opts oo = {o->config_dir};
+  sd_model_open_opts oo = {o->config_dir, 1};
   if ((rc = sd_model_open_ex(model, &oo, &m))) goto done;
   if ((rc = sd_model_need(m, SD_COMP_TEXT)) || (rc = sd_model_need(m, SD_COMP_UNET))) goto done;
   if (!single && sd_model_layout(m) != SD_LAYOUT_DIFFUSERS) {

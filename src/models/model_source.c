@@ -49,6 +49,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "core/threadpool.h"
 #include "io/fileio.h"
 #include "io/json_util.h"
 #include "io/safetensors.h"
@@ -765,7 +766,7 @@ int sd_model_open_ex(const char *path, const sd_model_open_opts *opts, sd_model_
     m->layout = SD_LAYOUT_SINGLE_FILE;
     rc = open_single(m, path, opts);
   }
-  if (rc == SD_OK) rc = sd_model_check_finite(m);
+  if (rc == SD_OK) rc = sd_model_check_finite_threads(m, opts ? opts->check_threads : 1);
   if (rc) {
     sd_model_close(m);
     return rc;
@@ -775,24 +776,55 @@ int sd_model_open_ex(const char *path, const sd_model_open_opts *opts, sd_model_
   return SD_OK;
 }
 
-int sd_model_check_finite(const sd_model_source *m) {
-  for (int c = 0; c < SD_COMP_COUNT; c++) {
-    const sd_component_weights *cw = &m->w[c];
-    for (size_t i = 0; i < cw->n; i++) {
-      const sd_tensor *t = &cw->w[i].t;
-      sd_prefault(t->data, (size_t)sd_numel(t) * sd_dtype_size(t->dtype)); /* one call, not a fault a page */
-      int64_t at = sd_first_nonfinite(t->data, t->dtype, sd_numel(t));
-      if (at < 0) continue;
-      float v = 0;
-      sd_to_f32(&v, (const char *)t->data + (size_t)at * sd_dtype_size(t->dtype), t->dtype, 1);
-      char qn[160];
-      return sd_fail(SD_E_FORMAT, "%s: %s tensor %s holds %s at element %lld: the weights are corrupt (NaN/Inf)",
-                     m->file[c], k_comp_names[c], sd_msg_quote(cw->w[i].source_name, qn, sizeof qn),
-                     isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (long long)at);
-    }
-    sd_model_release(m, (sd_component)c); /* read once: the pages go until a stage needs them */
+typedef struct {
+  const sd_component_weights *cw;
+  int64_t *at; /* per tensor: its first non-finite element, or -1 */
+} finite_job;
+
+static void finite_task(void *ctx, int64_t b, int64_t e, int tid) {
+  (void)tid;
+  finite_job *j = ctx;
+  for (int64_t i = b; i < e; i++) {
+    const sd_tensor *t = &j->cw->w[i].t;
+    sd_prefault(t->data, (size_t)sd_numel(t) * sd_dtype_size(t->dtype)); /* one call, not a fault a page */
+    j->at[i] = sd_first_nonfinite(t->data, t->dtype, sd_numel(t));
   }
-  return SD_OK;
+}
+
+int sd_model_check_finite(const sd_model_source *m) { return sd_model_check_finite_threads(m, 1); }
+
+int sd_model_check_finite_threads(const sd_model_source *m, int n_threads) {
+  size_t most = 1;
+  for (int c = 0; c < SD_COMP_COUNT; c++) most = m->w[c].n > most ? m->w[c].n : most;
+  finite_job j = {NULL, malloc(most * sizeof *j.at)};
+  if (!j.at) return sd_fail(SD_E_NOMEM, "out of memory checking the weights");
+  sd_pool *pool = NULL;
+  if (n_threads != 0 && n_threads != 1 && sd_pool_create(n_threads < 0 ? 0 : n_threads, &pool) != SD_OK) pool = NULL;
+  int rc = SD_OK;
+  /* a component at a time, its pages dropped after it (peak memory: the largest component);
+   * the threads only read, and the first tensor in order holding a non-finite value is the
+   * one named, whatever the thread count */
+  for (int c = 0; c < SD_COMP_COUNT && rc == SD_OK; c++) {
+    const sd_component_weights *cw = &m->w[c];
+    j.cw = cw;
+    if (pool && cw->n > 1) sd_parallel_for(pool, (int64_t)cw->n, 1, finite_task, &j);
+    else finite_task(&j, 0, (int64_t)cw->n, 0);
+    for (size_t i = 0; i < cw->n; i++) {
+      if (j.at[i] < 0) continue;
+      const sd_tensor *t = &cw->w[i].t;
+      float v = 0;
+      sd_to_f32(&v, (const char *)t->data + (size_t)j.at[i] * sd_dtype_size(t->dtype), t->dtype, 1);
+      char qn[160];
+      rc = sd_fail(SD_E_FORMAT, "%s: %s tensor %s holds %s at element %lld: the weights are corrupt (NaN/Inf)",
+                   m->file[c], k_comp_names[c], sd_msg_quote(cw->w[i].source_name, qn, sizeof qn),
+                   isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", (long long)j.at[i]);
+      break;
+    }
+    if (rc == SD_OK) sd_model_release(m, (sd_component)c); /* read once: the pages go until a stage needs them */
+  }
+  sd_pool_destroy(pool);
+  free(j.at);
+  return rc;
 }
 
 void sd_model_close(sd_model_source *m) {

@@ -96,6 +96,8 @@ const char *sd_model_bank_path(const sd_model_source *m);
 /* Every weight of every present component is finite: SD_OK, or SD_E_FORMAT naming the first
  * tensor holding a NaN or an infinity (and where). Reads all the weights (done by open). */
 int sd_model_check_finite(const sd_model_source *m);
+/* The same with n_threads reading (sd_model_open_opts.check_threads's meaning). */
+int sd_model_check_finite_threads(const sd_model_source *m, int n_threads);
 
 /* Problems found while opening that did not stop it (unknown tensors ignored, config vs
  * weight disagreements resolved in favour of the weights, ...): n strings. */
@@ -119,6 +121,8 @@ const char *sd_model_problem(const sd_model_source *m, size_t i);
  */
 typedef struct sd_model_open_opts {
   const char *config_dir; /* NULL: infer everything from the weights */
+  int check_threads;      /* threads reading the weights for the NaN/Inf check: 0 or 1 one,
+                             below 0 all online CPUs (the result never depends on it) */
 } sd_model_open_opts;
 
 int sd_model_open_ex(const char *path, const sd_model_open_opts *opts, sd_model_source **out);

@@ -43,7 +43,7 @@ fresh_model() { rm -rf "$1"; cp -rs "$(cd "$BASE" && pwd)" "$1"; rm -rf "$1/clip
 # poison KIND FILE TENSOR: a real copy of FILE with TENSOR's values all NaN or +Inf
 poison() {
   local kind=$1 f=$2 t=$3 real
-  real=$(readlink -f "$f"); rm "$f"; cp "$real" "$f"
+  if [ -L "$f" ]; then real=$(readlink -f "$f"); rm "$f"; cp "$real" "$f"; fi # a second poison: already a copy
   "$PYTHON" - "$kind" "$f" "$t" <<'PY'
 import json, struct, sys
 kind, path, name = sys.argv[1:]

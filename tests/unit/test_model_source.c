@@ -66,7 +66,7 @@ static void print_problems(const sd_model_source *m) {
 
 static sd_model_source *open_ok(const char *path, const char *config_dir) {
   sd_model_source *m = NULL;
-  sd_model_open_opts o = {config_dir};
+  sd_model_open_opts o = {config_dir, 1};
   int rc = sd_model_open_ex(path, &o, &m);
   if (rc) print_message("sd_model_open(%s): %s\n", path, sd_errmsg());
   assert_int_equal(rc, SD_OK);
@@ -715,7 +715,7 @@ static void test_openclip_sd2_single_file(void **state) {
   unlink(yaml);
   free(yaml);
   /* a config folder that does not exist */
-  sd_model_open_opts o = {"/nonexistent/config/folder"};
+  sd_model_open_opts o = {"/nonexistent/config/folder", 1};
   assert_int_equal(sd_model_open_ex(path, &o, &m), SD_E_IO);
   assert_non_null(strstr(sd_errmsg(), "config folder"));
   unlink(path);
