@@ -426,16 +426,17 @@ static int pack_weight(sd_exec *ex, struct sd_dnnl *d, int which, const prim_ent
   /* native bf16: converted straight to bf16 (the entry's uwei_md is bf16), half the bytes of
    * a float32 copy for the reorder to read; otherwise widened to float32 */
   const int native = ex->precision == SD_PREC_BF16 && !ex->bf16_emulated;
+  const size_t need = dnnl_memory_desc_get_size(&e->wei_md);
+  const int keep = ce && wc_admit(ex, &d->wc, ce, need);
   /* a copy to keep is packed once, from file pages the load's check dropped: mapped back in
-   * one call rather than a fault per page (the uncached path reads the same pages every
-   * pass, and they stay mapped after the first) */
-  if (ce) sd_prefault(W->data, (size_t)sd_numel(W) * sd_dtype_size(W->dtype));
+   * one call rather than a fault per page (a weight packed every pass reads the same pages
+   * each time, and they stay mapped after the first) */
+  if (keep) sd_prefault(W->data, (size_t)sd_numel(W) * sd_dtype_size(W->dtype));
   const void *w = native ? (const void *)sd_weight_bf16(ex, W) : (const void *)sd_weight_f32(ex, W);
   if (!w) return SD_E_FORMAT;
   SD_PROF_BEGIN(ex);
-  size_t need = dnnl_memory_desc_get_size(&e->wei_md);
   void *dst = NULL;
-  if (ce && wc_admit(ex, &d->wc, ce, need)) {
+  if (keep) {
     if (!(dst = packed_alloc(need))) return sd_fail(SD_E_NOMEM, "out of memory (%zu bytes of packed weights)", need);
   } else {
     p->valid = 0;
