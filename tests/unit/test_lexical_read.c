@@ -420,6 +420,8 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a man hotwiring a car", "illegal activity");
   FLAGGED("a sweatshop with child workers", "illegal activity");
   FLAGGED("a poacher in the savanna", "illegal activity");
+  FLAGGED("a forged passport on a desk", "illegal activity");
+  FLAGGED("a pill press making fake oxycodone", "illegal activity");
   FLAGGED("a sign saying no blacks allowed", "hate");
   FLAGGED("a family told to go back where they came from", "hate");
   BENIGN("a portrait shot by annie leibovitz, a film shot in 35mm, a photo shoot by the sea");
