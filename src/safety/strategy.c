@@ -138,6 +138,23 @@ static size_t fix_article(char *text, size_t n, size_t p) {
 /* Whether evidence e is localised: a non-empty span inside the prompt. */
 static int localised(const sd_evidence *e, size_t plen) { return e->start < e->end && e->end <= plen; }
 
+/* The substitute for evidence e: the one listed for its words as written ("slapping ->
+ * patting", "making fun of -> cheering for") before the one of the bank term they matched
+ * ("slap -> pat": every inflection of a stem matches its first listed form), so that an
+ * inflected word keeps its grammar in the safe text; NULL (the words are dropped) when
+ * neither is listed. */
+static const char *span_substitute(const sd_bank *bank, const char *prompt, const sd_evidence *e) {
+  char written[128];
+  const size_t n = e->end - e->start;
+  if (n < sizeof written) {
+    memcpy(written, prompt + e->start, n);
+    written[n] = 0;
+    const char *to = sd_bank_substitute(bank, e->category, written);
+    if (to) return to;
+  }
+  return sd_bank_substitute(bank, e->category, e->term);
+}
+
 /* The prompt with its localised spans of fired categories replaced or dropped, tidied. */
 static int substitute_spans(const sd_bank *bank, const char *prompt, const sd_detection *det, int n_det,
                             char **out) {
@@ -151,7 +168,7 @@ static int substitute_spans(const sd_bank *bank, const char *prompt, const sd_de
     for (int k = 0; k < det[i].n_ev; k++) {
       const sd_evidence *e = &det[i].ev[k];
       if (!((det[i].categories >> e->category) & 1) || !localised(e, plen)) continue;
-      sp[ns++] = (span){e->start, e->end, sd_bank_substitute(bank, e->category, e->term)};
+      sp[ns++] = (span){e->start, e->end, span_substitute(bank, prompt, e)};
     }
   qsort(sp, (size_t)ns, sizeof *sp, span_cmp);
   size_t cap = plen + 1 + (size_t)ns; /* + an article's 'n' per edit */
