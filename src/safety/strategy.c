@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/error.h"
 
@@ -138,6 +139,35 @@ static size_t fix_article(char *text, size_t n, size_t p) {
 /* Whether evidence e is localised: a non-empty span inside the prompt. */
 static int localised(const sd_evidence *e, size_t plen) { return e->start < e->end && e->end <= plen; }
 
+/* How much of substitute `to` to insert before `rest` (the prompt after the span): all of it,
+ * unless its last word is the word `rest` starts with ("by zdzislaw beksinski painting" ->
+ * "by surrealist painting", not "... painting painting"; "pinup portrait" -> "portrait"):
+ * then up to that word, so the prompt's own word stays and is not doubled. */
+static size_t repeat_cut(const char *to, const char *rest) {
+  size_t l = strlen(to), w = l;
+  while (w > 0 && to[w - 1] != ' ') w--; /* the last word: to[w, l) */
+  while (*rest == ' ') rest++;
+  const size_t n = l - w;
+  if (n == 0 || strncasecmp(to + w, rest, n) != 0 || isalnum((unsigned char)rest[n])) return l;
+  while (w > 0 && to[w - 1] == ' ') w--;
+  return w;
+}
+
+/* How much of to[0, l) to skip: nothing, unless its first word is the last word of the text
+ * written so far, text[0, o) ("basic illustration meme" -> "basic illustration", not
+ * "... illustration illustration"; two neighbouring terms with one substitute, "loser moron"
+ * -> "person"): then that word and the spaces after it. */
+static size_t repeat_skip(const char *to, size_t l, const char *text, size_t o) {
+  size_t n = 0;
+  while (n < l && to[n] != ' ') n++; /* the first word: to[0, n) */
+  size_t e = o;
+  while (e > 0 && text[e - 1] == ' ') e--;
+  if (n == 0 || e < n || strncasecmp(text + e - n, to, n) != 0 || (e > n && isalnum((unsigned char)text[e - n - 1])))
+    return 0;
+  while (n < l && to[n] == ' ') n++;
+  return n;
+}
+
 /* The substitute for evidence e: the one listed for its words as written ("slapping ->
  * patting", "making fun of -> cheering for") before the one of the bank term they matched
  * ("slap -> pat": every inflection of a stem matches its first listed form), so that an
@@ -189,9 +219,10 @@ static int substitute_spans(const sd_bank *bank, const char *prompt, const sd_de
     o += sp[i].a - at;
     edit[ne++] = o;
     if (sp[i].to && *sp[i].to) {
-      size_t l = strlen(sp[i].to);
-      memcpy(text + o, sp[i].to, l);
-      o += l;
+      size_t l = repeat_cut(sp[i].to, prompt + sp[i].b);
+      size_t f = repeat_skip(sp[i].to, l, text, o);
+      memcpy(text + o, sp[i].to + f, l - f);
+      o += l - f;
     }
     at = sp[i].b;
   }
