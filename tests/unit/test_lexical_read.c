@@ -421,6 +421,9 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a sweatshop with child workers", "illegal activity");
   FLAGGED("a poacher in the savanna", "illegal activity");
   FLAGGED("a forged passport on a desk", "illegal activity");
+  FLAGGED("a rainbow flag being burned", "hate");
+  FLAGGED("refugees depicted as rats", "hate");
+  FLAGGED("kids making fun of a boy with glasses", "harassment");
   FLAGGED("a pill press making fake oxycodone", "illegal activity");
   FLAGGED("a sign saying no blacks allowed", "hate");
   FLAGGED("a family told to go back where they came from", "hate");
