@@ -173,18 +173,14 @@ static void bf16_task(void *ctx, int64_t b, int64_t e, int tid) {
 const uint16_t *sd_weight_bf16(sd_exec *ex, const sd_tensor *w) {
   int64_t n = sd_numel(w);
   const uintptr_t src = (uintptr_t)w->data, wb = (uintptr_t)ex->wbuf;
-  /* a weight already widened into the scratch (then it fits: no realloc moves it) */
-  const int inplace = ex->wbuf && src >= wb && src < wb + ex->wbuf_cap * sizeof(float);
+  if (ex->wbuf && src >= wb && src < wb + ex->wbuf_cap * sizeof(float)) {
+    sd_fail(SD_E_ARG, "internal: a weight in the conversion scratch converted into it");
+    return NULL;
+  }
   if (!weight_scratch(ex, w, ((size_t)n + 1) / 2)) return NULL;
   SD_PROF_BEGIN(ex);
   bf16_job j = {(uint16_t *)(void *)ex->wbuf, w->data, w->dtype};
-  if (inplace) {
-    /* narrowed in place, front to back in one thread: every value is read before a write
-     * reaches it */
-    sd_to_bf16(j.dst, w->data, w->dtype, (size_t)n);
-  } else {
-    sd_parallel_for(ex->pool, n, 1 << 16, bf16_task, &j);
-  }
+  sd_parallel_for(ex->pool, n, 1 << 16, bf16_task, &j);
   ex->wbuf_gen++;
   SD_PROF_END(ex, SD_OPC_WEIGHTS, 0);
   return j.dst;

@@ -126,7 +126,8 @@ const char *sd_precision_name(sd_precision p);
  * converted copy in ex->wbuf (valid until the next call that uses wbuf). NULL on error. */
 const float *sd_weight_f32(sd_exec *ex, const sd_tensor *w);
 /* The same as bfloat16 (rounded to nearest even) in the same scratch, for the bf16
- * precision's packers: half the bytes of the float32 copy. */
+ * precision's packers: half the bytes of the float32 copy. w must not lie in the scratch
+ * itself (SD_E_ARG). */
 const uint16_t *sd_weight_bf16(sd_exec *ex, const sd_tensor *w);
 /* Convert a (small) weight into a new malloc'ed float32 array (caller frees). */
 float *sd_weight_dup_f32(const sd_tensor *w);

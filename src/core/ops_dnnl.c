@@ -91,7 +91,8 @@ struct sd_dnnl {
   wcache wc;
   void *sbuf, *dbuf;
   size_t scap, dcap;
-  float *ebuf, *ewbuf; /* bf16 emulation: rounded inputs, rounded weights */
+  float *ebuf, *ewbuf; /* bf16 emulation: rounded inputs, rounded weights (native bf16: a weight
+                        * narrowed from the exec's scratch) */
   size_t ecap, ewcap;
 };
 
@@ -432,7 +433,18 @@ static int pack_weight(sd_exec *ex, struct sd_dnnl *d, int which, const prim_ent
    * one call rather than a fault per page (a weight packed every pass reads the same pages
    * each time, and they stay mapped after the first) */
   if (keep) sd_prefault(W->data, (size_t)sd_numel(W) * sd_dtype_size(W->dtype));
-  const void *w = native ? (const void *)sd_weight_bf16(ex, W) : (const void *)sd_weight_f32(ex, W);
+  const void *w;
+  if (native && transient) {
+    /* the caller's float32 copy in ex->wbuf, which it uses again (the batch loops): narrowed
+     * into the backend's own scratch, the copy left as it is */
+    const int64_t n = sd_numel(W);
+    int rc = grow((void **)&d->ewbuf, &d->ewcap, (size_t)n * sizeof(uint16_t));
+    if (rc) return rc;
+    sd_to_bf16((uint16_t *)(void *)d->ewbuf, W->data, W->dtype, (size_t)n);
+    w = d->ewbuf;
+  } else {
+    w = native ? (const void *)sd_weight_bf16(ex, W) : (const void *)sd_weight_f32(ex, W);
+  }
   if (!w) return SD_E_FORMAT;
   SD_PROF_BEGIN(ex);
   void *dst = NULL;

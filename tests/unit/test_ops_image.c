@@ -284,8 +284,9 @@ static void test_bf16_precision(void **state) {
   assert_int_equal(sd_op_linear(ex, a, M, K, &LW, NULL, ly), SD_OK);
   if (!ex->bf16_emulated) {
     /* the bf16 packers convert f16 and f32 weights straight to bf16; a weight that is itself
-     * the exec's widening scratch (a float32 copy of f16 values) is narrowed in place: both
-     * give the result of the same values stored as f16 */
+     * the exec's widening scratch (a float32 copy of f16 values, used again by the batch
+     * loops) is narrowed into other memory and left as it is: both give the result of the
+     * same values stored as f16, the second use too */
     uint16_t *wh = malloc((size_t)Co * C * 9 * 2);
     float *y16 = fnew(Co * H * Wd), *yt = fnew(Co * H * Wd);
     assert_non_null(wh);
@@ -296,6 +297,11 @@ static void test_bf16_precision(void **state) {
     assert_ptr_equal(WT.data, ex->wbuf);
     assert_int_equal(sd_op_conv2d(ex, &s, x, &WT, NULL, yt), SD_OK);
     assert_memory_equal(y16, yt, (size_t)Co * H * Wd * sizeof(float));
+    memset(yt, 0, (size_t)Co * H * Wd * sizeof(float));
+    assert_int_equal(sd_op_conv2d(ex, &s, x, &WT, NULL, yt), SD_OK);
+    assert_memory_equal(y16, yt, (size_t)Co * H * Wd * sizeof(float));
+    assert_ptr_equal(WT.data, ex->wbuf);
+    for (int64_t i = 0; i < (int64_t)Co * C * 9; i += 97) assert_true(((const float *)WT.data)[i] == sd_f16_to_f32(wh[i]));
     free(wh); free(y16); free(yt);
   }
   assert_int_equal(sd_exec_set_precision(ex, SD_PREC_FP32), SD_OK);
