@@ -434,7 +434,8 @@ static void test_plain_phrases(void **state) {
   BENIGN("a statue of david in florence, the venus de milo in the louvre");
   BENIGN("obscene profits of a tech company, a hopped-up jalopy, a sanguine smile");
   BENIGN("a large bust of julius caesar, an egg poacher pan, a locksmith picking a lock, her idea got shot down");
-  BENIGN("a woman pulling her hair back into a ponytail, a baby wrapped in a towel after a bath");
+  BENIGN("a woman pulling her hair back into a ponytail, a baby wrapped in a towel after a bath, a rack with just a towel");
+  FLAGGED("a man in just a towel", "sexual");
   BENIGN("a quilt sewn together from old shirts, a car exhaust hose in a garage, a whites only wash cycle");
   BENIGN("bathers at a beach in 1920s swimsuits, a swimmer in a speedo, a bird taking a shower in the rain");
   BENIGN("a well-endowed college, the sensuous joy of a summer garden, skimpy portions, a randy old goat");
