@@ -766,7 +766,7 @@ int sd_model_open_ex(const char *path, const sd_model_open_opts *opts, sd_model_
     m->layout = SD_LAYOUT_SINGLE_FILE;
     rc = open_single(m, path, opts);
   }
-  if (rc == SD_OK) rc = sd_model_check_finite_threads(m, opts ? opts->check_threads : 1);
+  if (rc == SD_OK) rc = sd_model_check_finite(m, opts ? opts->check_threads : 1);
   if (rc) {
     sd_model_close(m);
     return rc;
@@ -791,9 +791,7 @@ static void finite_task(void *ctx, int64_t b, int64_t e, int tid) {
   }
 }
 
-int sd_model_check_finite(const sd_model_source *m) { return sd_model_check_finite_threads(m, 1); }
-
-int sd_model_check_finite_threads(const sd_model_source *m, int n_threads) {
+int sd_model_check_finite(const sd_model_source *m, int n_threads) {
   size_t most = 1;
   for (int c = 0; c < SD_COMP_COUNT; c++) most = m->w[c].n > most ? m->w[c].n : most;
   finite_job j = {NULL, malloc(most * sizeof *j.at)};

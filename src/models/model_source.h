@@ -95,9 +95,7 @@ const char *sd_model_scheduler_path(const sd_model_source *m);
 const char *sd_model_bank_path(const sd_model_source *m);
 /* Every weight of every present component is finite: SD_OK, or SD_E_FORMAT naming the first
  * tensor holding a NaN or an infinity (and where). Reads all the weights (done by open). */
-int sd_model_check_finite(const sd_model_source *m);
-/* The same with n_threads reading (sd_model_open_opts.check_threads's meaning). */
-int sd_model_check_finite_threads(const sd_model_source *m, int n_threads);
+int sd_model_check_finite(const sd_model_source *m, int n_threads); /* n_threads: as check_threads */
 
 /* Problems found while opening that did not stop it (unknown tensors ignored, config vs
  * weight disagreements resolved in favour of the weights, ...): n strings. */

@@ -295,6 +295,7 @@ static void test_bf16_precision(void **state) {
     assert_int_equal(sd_op_conv2d(ex, &s, x, &WH, NULL, y16), SD_OK);
     sd_tensor WT = sd_tensor_make(SD_F32, 4, ws, (void *)sd_weight_f32(ex, &WH));
     assert_ptr_equal(WT.data, ex->wbuf);
+    assert_null(sd_weight_bf16(ex, &WT)); /* converting the scratch into itself is refused */
     assert_int_equal(sd_op_conv2d(ex, &s, x, &WT, NULL, yt), SD_OK);
     assert_memory_equal(y16, yt, (size_t)Co * H * Wd * sizeof(float));
     memset(yt, 0, (size_t)Co * H * Wd * sizeof(float));
