@@ -10,9 +10,12 @@
  * head 64); "all" runs each.
  * linear shapes: M×K×N of the UNet's products at 64×64 (tok320: 4096×320×320, ff320:
  * 4096×320×2560, ff320b: 4096×1280×320), 32×32 (tok640: 1024×640×640), 16×16 (tok1280:
- * 256×1280×1280), ctx (77×768×320); "all" runs each.
+ * 256×1280×1280), ctx (77×768×320); the feed-forward row chunks of an SD 1.5 pass (ff64c:
+ * 1365×320×2560, ff64cb: 1365×1280×320, ff32c: 341×640×5120, ff32cb: 341×2560×640, ff16:
+ * 256×1280×10240, ff16b: 256×5120×1280) and the time embedding's (temb: 1×1280×1280); "all"
+ * runs each.
  * Paths: portable, avx2, avx512, bf16 (attention: AVX-512 kernels in bf16; linear: oneDNN
- * bf16), amx (attention: the AMX-BF16 kernel; linear: oneDNN bf16, which uses AMX itself), blas (linear: OpenBLAS sgemm), dnnl (linear: oneDNN fp32).
+ * bf16), amx (attention: the AMX-BF16 kernel; linear: oneDNN bf16, which uses AMX itself), blas (linear: OpenBLAS sgemm), dnnl (linear: oneDNN fp32), own (linear: safesd's AVX2 kernel).
  *
  * Prints one "op=... path=... shape=... best_s=... median_s=... best_cpu_s=... gflops=..."
  * line per shape. On a loaded machine compare the best of R runs at --threads 1, and its
@@ -37,6 +40,9 @@ typedef struct { const char *name; int M, K, N; } lin_shape;
 static const lin_shape lin_shapes[] = {
     {"tok320", 4096, 320, 320},   {"ff320", 4096, 320, 2560},    {"ff320b", 4096, 1280, 320},
     {"tok640", 1024, 640, 640},   {"tok1280", 256, 1280, 1280}, {"ctx", 77, 768, 320},
+    {"ff64c", 1365, 320, 2560},   {"ff64cb", 1365, 1280, 320},  {"ff32c", 341, 640, 5120},
+    {"ff32cb", 341, 2560, 640},   {"ff16", 256, 1280, 10240},   {"ff16b", 256, 5120, 1280},
+    {"temb", 1, 1280, 1280},
 };
 
 /* Set the context's dispatch for a path name; 1 if this CPU runs it. */
@@ -48,8 +54,17 @@ static int set_path(sd_exec *ex, const char *path, int op_linear) {
   }
   if (!strcmp(path, "avx2")) { ex->use_avx512 = 0; return ex->use_avx2; }
   if (!strcmp(path, "avx512")) return ex->use_avx512;
-  if (!strcmp(path, "blas")) { ex->backend = SD_BACKEND_BLAS; return 1; }
+  if (!strcmp(path, "blas")) {
+    ex->backend = SD_BACKEND_BLAS;
+    ex->matmul_dnnl = ex->matmul_own = 0;
+    return 1;
+  }
   if (!strcmp(path, "dnnl")) { ex->matmul_dnnl = 1; return op_linear; }
+  if (!strcmp(path, "own")) {
+    ex->matmul_dnnl = 0;
+    ex->matmul_own = 1;
+    return op_linear && ex->use_avx2;
+  }
   if (!strcmp(path, "bf16")) { /* attention: the vdpbf16ps kernels, not AMX */
     ex->use_amx = 0;
     return sd_exec_set_precision(ex, SD_PREC_BF16) == SD_OK && !ex->bf16_emulated;

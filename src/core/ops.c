@@ -28,9 +28,10 @@ static int env_choice(const char *name, const char *const *choices, int *out) {
 
 int sd_exec_create(int n_threads, sd_exec **out) {
   *out = NULL;
-  static const char *const k_backends[] = {"dnnl", "blas", NULL}, *const k_wino[] = {"0", "1", "auto", NULL};
+  static const char *const k_backends[] = {"dnnl", "blas", NULL}, *const k_wino[] = {"0", "1", "auto", NULL},
+                    *const k_matmul[] = {"dnnl", "blas", "own", NULL};
   int be_i, mm_i, wg_i, erc;
-  if ((erc = env_choice("SAFESD_BACKEND", k_backends, &be_i)) || (erc = env_choice("SAFESD_MATMUL", k_backends, &mm_i)) ||
+  if ((erc = env_choice("SAFESD_BACKEND", k_backends, &be_i)) || (erc = env_choice("SAFESD_MATMUL", k_matmul, &mm_i)) ||
       (erc = env_choice("SAFESD_CONV_WINOGRAD", k_wino, &wg_i)))
     return erc;
   sd_exec *ex = calloc(1, sizeof *ex);
@@ -58,6 +59,9 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   /* fp32 matrix products: oneDNN's AVX-512 kernels run about twice OpenBLAS 0.3.21's (which
    * uses its Haswell kernels on AVX-512 CPUs); on AVX2 they were no faster (docs/performance.md) */
   ex->matmul_dnnl = mm_i >= 0 ? mm_i == 0 : ex->use_avx512;
+  /* on AVX2-only CPUs the own kernel: no widened copy of each weight, and faster than
+   * OpenBLAS 0.3.21's Haswell kernels on a Zen 3 (docs/performance.md) */
+  ex->matmul_own = mm_i >= 0 ? mm_i == 2 : !ex->use_avx512;
   ex->conv_winograd = wg_i == 0 ? SD_WINO_OFF : wg_i == 1 ? SD_WINO_ON : SD_WINO_AUTO;
   /* $SAFESD_PRECISION=bf16: every context asks for bf16 (falls back to fp32 where the CPU has
    * none, unless $SAFESD_BF16_EMULATE=1); how the test suite runs its bf16 conformance */
@@ -109,6 +113,9 @@ void sd_exec_trim(sd_exec *ex) {
   free(ex->wino_buf);
   ex->wino_buf = NULL;
   ex->wino_cap = 0;
+  free(ex->gemm_buf);
+  ex->gemm_buf = NULL;
+  ex->gemm_cap = 0;
   sd_dnnl_trim(ex->dnnl);
   if (!ex->act.lent) sd_arena_keep_release(&ex->act);
 }
@@ -119,6 +126,7 @@ void sd_exec_destroy(sd_exec *ex) {
   sd_pool_destroy(ex->pool);
   free(ex->wbuf);
   free(ex->wino_buf);
+  free(ex->gemm_buf);
   sd_arena_keep_release(&ex->act);
   free(ex);
 }
@@ -248,6 +256,12 @@ int sd_op_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, const sd_ten
   if (ex->precision == SD_PREC_BF16 || (ex->matmul_dnnl && ex->backend == SD_BACKEND_DNNL)) {
     SD_PROF_BEGIN(ex);
     int rc = sd_dnnl_linear(ex, x, M, K, N, W, b, y);
+    SD_PROF_END(ex, SD_OPC_MATMUL, 2.0 * M * N * K);
+    if (rc != SD_E_UNSUPPORTED) return rc;
+  }
+  if (ex->matmul_own && ex->use_avx2 && ex->precision == SD_PREC_FP32) {
+    SD_PROF_BEGIN(ex);
+    int rc = sd_gemm_avx2_linear(ex, x, M, K, N, W, b, y);
     SD_PROF_END(ex, SD_OPC_MATMUL, 2.0 * M * N * K);
     if (rc != SD_E_UNSUPPORTED) return rc;
   }

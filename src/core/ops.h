@@ -48,7 +48,12 @@ typedef struct sd_exec {
   int backend;          /* SD_BACKEND_* in use for convolutions */
   int matmul_dnnl;      /* fp32 matrix products by oneDNN (with the oneDNN backend) instead of
                            OpenBLAS sgemm in row blocks: the default on AVX-512 CPUs;
-                           $SAFESD_MATMUL=blas|dnnl forces one */
+                           $SAFESD_MATMUL=blas|dnnl|own forces one */
+  int matmul_own;       /* fp32 products of linear layers by safesd's own AVX2 kernel
+                           (core/ops_gemm_avx2.c, weights read as stored): the default on
+                           CPUs with AVX2 but not AVX-512; needs use_avx2 */
+  float *gemm_buf;      /* its packing scratch, per thread */
+  size_t gemm_cap;      /* in floats */
   int conv_winograd;    /* fp32 3×3 stride-1 convolutions by Winograd F(4×4, 3×3): safesd's own
                            (core/ops_wino.c) on CPUs with AVX2, else oneDNN's (AVX-512 only).
                            SD_WINO_AUTO (default): the own one at >= SD_WINO_OWN_MIN_PIXELS

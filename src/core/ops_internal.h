@@ -47,6 +47,10 @@ int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int 
 /* oneDNN matrix product y[M,N] = x[M,K]·W[N,K]ᵀ (+ b) in the context's precision. */
 int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N, const sd_tensor *W,
                    const float *b, float *y);
+/* y[M,N] = x[M,K]·W[N,K]ᵀ (+ b) in fp32 with safesd's own AVX2 kernel (core/ops_gemm_avx2.c),
+ * W of any float dtype, read as stored; SD_E_UNSUPPORTED when ex->use_avx2 is off. */
+int sd_gemm_avx2_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N, const sd_tensor *W,
+                        const float *b, float *y);
 /* Attention with AVX2+FMA kernels (core/ops_attn_avx2.c); SD_E_UNSUPPORTED when ex->use_avx2
  * is off or the head size is not a multiple of 8. */
 int sd_attention_avx2(sd_exec *ex, const sd_attn_shape *s, const float *q, const float *k, const float *v,

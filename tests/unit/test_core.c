@@ -8,12 +8,14 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/arena.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "core/ops_internal.h"
 #include "core/tensor.h"
 #include "core/threadpool.h"
 #include "testutil.h"
@@ -199,8 +201,9 @@ static void test_pool(void **state) {
   assert_int_not_equal(sd_pool_create(100000, &p), SD_OK);
 }
 
-/* y = x·Wᵀ + b on both matrix-product paths (OpenBLAS, oneDNN), for F32, F16 and 1×1-conv
- * weights, against double; and the same bytes when repeated. */
+/* y = x·Wᵀ + b on the three matrix-product paths (OpenBLAS, oneDNN, the own AVX2 kernel
+ * where the CPU has AVX2), for F32, F16 and 1×1-conv weights, against double; and the same
+ * bytes when repeated. */
 static void test_linear(void **state) {
   (void)state;
   sd_exec *ex;
@@ -213,8 +216,11 @@ static void test_linear(void **state) {
   fill(w, N * K, 0.5f);
   fill(b, N, 0.1f);
   sd_from_f32(wh, SD_F16, w, (size_t)N * K);
-  for (int path = 0; path < 2; path++) {
-    ex->matmul_dnnl = path;
+  static const char *const names[] = {"OpenBLAS", "oneDNN", "own AVX2"};
+  for (int path = 0; path < 3; path++) {
+    if (path == 2 && !ex->use_avx2) { fprintf(stderr, "test_linear: no AVX2 here, the own kernel not run\n"); continue; }
+    ex->matmul_dnnl = path == 1;
+    ex->matmul_own = path == 2;
     for (int pass = 0; pass < 3; pass++) {
       int64_t shape[2] = {N, K};
       sd_tensor W;
@@ -231,7 +237,7 @@ static void test_linear(void **state) {
           for (int k = 0; k < K; k++)
             acc += (double)x[i * K + k] * (pass ? sd_f16_to_f32(wh[j * K + k]) : w[j * K + k]);
           if (!(fabs(acc - y[i * N + j]) < 1e-4))
-            fail_msg("linear, %s, pass %d: y[%d][%d] = %g, expected %g", path ? "oneDNN" : "OpenBLAS", pass, i, j,
+            fail_msg("linear, %s, pass %d: y[%d][%d] = %g, expected %g", names[path], pass, i, j,
                      y[i * N + j], acc);
         }
       assert_int_equal(sd_op_linear(ex, x, M, K, &W, b, y2), SD_OK);
@@ -244,6 +250,67 @@ static void test_linear(void **state) {
   assert_non_null(strstr(sd_errmsg(), "does not take"));
   free(x); free(w); free(y); free(y2); free(wh);
   sd_exec_destroy(ex);
+}
+
+/* The own AVX2 kernel (core/ops_gemm_avx2.c) at the edges of its blocks: rows past a
+ * multiple of 6, columns past a multiple of 16 and of 8, inner sizes past a multiple of 8
+ * and over several blocks; every stored dtype, weights at an odd address, with and without a
+ * bias, against double; the same bytes on 1, 2 and 3 threads. */
+static void test_linear_own(void **state) {
+  (void)state;
+  sd_exec *ex[3];
+  for (int t = 0; t < 3; t++) {
+    assert_int_equal(sd_exec_create(t + 1, &ex[t]), SD_OK);
+    ex[t]->matmul_dnnl = 0;
+    ex[t]->matmul_own = 1;
+  }
+  if (!ex[0]->use_avx2) {
+    fprintf(stderr, "test_linear_own: this CPU has no AVX2; the kernel cannot run here\n");
+    assert_int_equal(sd_gemm_avx2_linear(ex[0], NULL, 1, 1, 1, NULL, NULL, NULL), SD_E_UNSUPPORTED);
+    for (int t = 0; t < 3; t++) sd_exec_destroy(ex[t]);
+    return;
+  }
+  static const int Ms[] = {1, 5, 6, 7, 13, 100}, Ns[] = {1, 8, 15, 16, 17, 40, 300}, Ks[] = {1, 7, 8, 9, 300, 700};
+  static const sd_dtype types[] = {SD_F32, SD_F16, SD_BF16, SD_F64};
+  const int maxM = 100, maxN = 300, maxK = 700;
+  float *x = malloc(sizeof(float) * maxM * maxK), *wf = malloc(sizeof(float) * maxN * maxK), b[300];
+  float *y[3];
+  for (int t = 0; t < 3; t++) y[t] = malloc(sizeof(float) * maxM * maxN);
+  unsigned char *wraw = malloc(8 * (size_t)maxN * maxK + 8);
+  fill(b, maxN, 0.3f);
+  int cases = 0;
+  for (size_t mi = 0; mi < sizeof Ms / sizeof *Ms; mi++)
+    for (size_t ni = 0; ni < sizeof Ns / sizeof *Ns; ni++)
+      for (size_t ki = 0; ki < sizeof Ks / sizeof *Ks; ki++) {
+        const int M = Ms[mi], N = Ns[ni], K = Ks[ki];
+        const sd_dtype dt = types[cases % 4];
+        const int with_bias = cases % 3 != 0;
+        cases++;
+        fill(x, (int64_t)M * K, 1.0f);
+        fill(wf, (int64_t)N * K, 0.5f);
+        unsigned char *w = wraw + (dt == SD_F64 ? 4 : 2); /* never aligned to its own size */
+        sd_from_f32(w, dt, wf, (size_t)N * K);
+        sd_to_f32(wf, w, dt, (size_t)N * K); /* the values as stored */
+        int64_t shape[2] = {N, K};
+        sd_tensor W = sd_tensor_make(dt, 2, shape, w);
+        for (int t = 0; t < 3; t++)
+          assert_int_equal(sd_op_linear(ex[t], x, M, K, &W, with_bias ? b : NULL, y[t]), SD_OK);
+        for (int i = 0; i < M; i++)
+          for (int j = 0; j < N; j++) {
+            double acc = with_bias ? b[j] : 0.0, mag = with_bias ? fabs(b[j]) : 0.0;
+            for (int k = 0; k < K; k++) {
+              acc += (double)x[i * K + k] * wf[j * K + k];
+              mag += fabs((double)x[i * K + k] * wf[j * K + k]);
+            }
+            if (!(fabs(acc - y[0][i * N + j]) <= 1e-6 * mag + 1e-30))
+              fail_msg("own linear %s M=%d N=%d K=%d: y[%d][%d] = %.9g, expected %.9g", sd_dtype_name(dt), M, N, K, i,
+                       j, y[0][i * N + j], acc);
+          }
+        assert_memory_equal(y[0], y[1], sizeof(float) * M * N);
+        assert_memory_equal(y[0], y[2], sizeof(float) * M * N);
+      }
+  free(x); free(wf); free(wraw);
+  for (int t = 0; t < 3; t++) { free(y[t]); sd_exec_destroy(ex[t]); }
 }
 
 static void test_norm_act(void **state) {
@@ -441,16 +508,17 @@ static void test_cpu_env(void **state) {
   sd_exec_destroy(ex);
   unsetenv("SAFESD_CPU_AMX");
   /* the tuning variables take their listed values; anything else is an error naming it */
-  static const struct { const char *wino, *mm, *be; int e_wino, e_mm, e_be; } good[] = {
-      {"0", "blas", "blas", SD_WINO_OFF, 0, SD_BACKEND_BLAS}, {"1", "dnnl", "", SD_WINO_ON, 1, SD_BACKEND_DNNL},
-      {"auto", "blas", "dnnl", SD_WINO_AUTO, 0, SD_BACKEND_DNNL}};
-  for (int i = 0; i < 3; i++) {
+  static const struct { const char *wino, *mm, *be; int e_wino, e_mm, e_be, e_own; } good[] = {
+      {"0", "blas", "blas", SD_WINO_OFF, 0, SD_BACKEND_BLAS, 0}, {"1", "dnnl", "", SD_WINO_ON, 1, SD_BACKEND_DNNL, 0},
+      {"auto", "blas", "dnnl", SD_WINO_AUTO, 0, SD_BACKEND_DNNL, 0}, {"", "own", "", SD_WINO_AUTO, 0, SD_BACKEND_DNNL, 1}};
+  for (int i = 0; i < 4; i++) {
     setenv("SAFESD_CONV_WINOGRAD", good[i].wino, 1);
     setenv("SAFESD_MATMUL", good[i].mm, 1);
     setenv("SAFESD_BACKEND", good[i].be, 1);
     assert_int_equal(sd_exec_create(1, &ex), SD_OK);
     assert_int_equal(ex->conv_winograd, good[i].e_wino);
     assert_int_equal(ex->matmul_dnnl, good[i].e_mm);
+    assert_int_equal(ex->matmul_own, good[i].e_own);
     assert_int_equal(ex->backend, good[i].e_be);
     sd_exec_destroy(ex);
   }
@@ -504,7 +572,7 @@ static void test_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_f16_roundtrip), cmocka_unit_test(test_bf16), cmocka_unit_test(test_to_bf16),   cmocka_unit_test(test_dtype_names),
-      cmocka_unit_test(test_arena), cmocka_unit_test(test_arena_kept),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear),
+      cmocka_unit_test(test_arena), cmocka_unit_test(test_arena_kept),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear), cmocka_unit_test(test_linear_own),
       cmocka_unit_test(test_norm_act),      cmocka_unit_test(test_attention),
       cmocka_unit_test(test_attention_deterministic), cmocka_unit_test(test_cpu_env), cmocka_unit_test(test_errors),
   };
