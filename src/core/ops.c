@@ -30,9 +30,9 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   *out = NULL;
   static const char *const k_backends[] = {"dnnl", "blas", NULL}, *const k_wino[] = {"0", "1", "auto", NULL},
                     *const k_matmul[] = {"dnnl", "blas", "own", NULL};
-  int be_i, mm_i, wg_i, erc;
+  int be_i, mm_i, wg_i, cg_i, erc;
   if ((erc = env_choice("SAFESD_BACKEND", k_backends, &be_i)) || (erc = env_choice("SAFESD_MATMUL", k_matmul, &mm_i)) ||
-      (erc = env_choice("SAFESD_CONV_WINOGRAD", k_wino, &wg_i)))
+      (erc = env_choice("SAFESD_CONV_WINOGRAD", k_wino, &wg_i)) || (erc = env_choice("SAFESD_CONV_GEMM", k_wino, &cg_i)))
     return erc;
   sd_exec *ex = calloc(1, sizeof *ex);
   if (!ex) return sd_fail(SD_E_NOMEM, "out of memory");
@@ -62,6 +62,7 @@ int sd_exec_create(int n_threads, sd_exec **out) {
   /* on AVX2-only CPUs the own kernel: no widened copy of each weight, and faster than
    * OpenBLAS 0.3.21's Haswell kernels on a Zen 3 (docs/performance.md) */
   ex->matmul_own = mm_i >= 0 ? mm_i == 2 : !ex->use_avx512;
+  ex->conv_gemm = cg_i == 0 ? SD_WINO_OFF : cg_i == 1 ? SD_WINO_ON : SD_WINO_AUTO;
   ex->conv_winograd = wg_i == 0 ? SD_WINO_OFF : wg_i == 1 ? SD_WINO_ON : SD_WINO_AUTO;
   /* $SAFESD_PRECISION=bf16: every context asks for bf16 (falls back to fp32 where the CPU has
    * none, unless $SAFESD_BF16_EMULATE=1); how the test suite runs its bf16 conformance */

@@ -39,7 +39,8 @@ typedef struct sd_exec {
   size_t wbuf_cap;      /* in floats */
   float *wino_buf;      /* scratch of safesd's own Winograd convolution (core/ops_wino.c) */
   size_t wino_cap;      /* in floats */
-  int64_t wino_block;   /* its blocks' size in floats (0: the default, 32 MiB; tests set less) */
+  int64_t wino_block;   /* its blocks' size in floats (0: the default, 32 MiB; tests set less),
+                           and the im2row tiles' of core/ops_conv_gemm.c (0: 16 MiB) */
   uint64_t wbuf_gen;    /* bumped each time wbuf is rewritten (keys the packed-weight cache) */
   sd_precision precision;
   int bf16_emulated;    /* precision bf16 without native bf16 ($SAFESD_BF16_EMULATE=1): fp32
@@ -52,6 +53,11 @@ typedef struct sd_exec {
   int matmul_own;       /* fp32 products of linear layers by safesd's own AVX2 kernel
                            (core/ops_gemm_avx2.c, weights read as stored): the default on
                            CPUs with AVX2 but not AVX-512; needs use_avx2 */
+  int conv_gemm;        /* convolutions as im2row + that kernel (core/ops_conv_gemm.c):
+                           SD_WINO_AUTO (default): with matmul_own, on the shapes of
+                           sd_conv_gemm_auto; SD_WINO_ON: every fp32 convolution the own
+                           Winograd kernel does not take; SD_WINO_OFF: never;
+                           $SAFESD_CONV_GEMM=auto|0|1 */
   float *gemm_buf;      /* its packing scratch, per thread */
   size_t gemm_cap;      /* in floats */
   int conv_winograd;    /* fp32 3×3 stride-1 convolutions by Winograd F(4×4, 3×3): safesd's own

@@ -104,6 +104,15 @@ static int own_winograd(const sd_exec *ex, const sd_conv2d_shape *s, int Cout, i
                                               s->C >= SD_WINO_OWN_MIN_CHANNELS && Cout >= SD_WINO_OWN_MIN_CHANNELS);
 }
 
+/* Whether a convolution runs as im2row + the own AVX2 matrix product (core/ops_conv_gemm.c). */
+static int own_gemm_conv(const sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo) {
+  if (ex->precision != SD_PREC_FP32 || !ex->use_avx2 || ex->backend != SD_BACKEND_DNNL || ex->conv_gemm == SD_WINO_OFF)
+    return 0;
+  if (ex->conv_gemm == SD_WINO_ON) return 1;
+  (void)s; (void)kh; (void)kw;
+  return ex->matmul_own && (int64_t)Ho * Wo <= 256 && Cout >= 64;
+}
+
 int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd_tensor *W,
                  const float *b, float *y) {
   char buf[96];
@@ -129,12 +138,16 @@ int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd
   SD_PROF_BEGIN(ex);
   int rc = SD_E_UNSUPPORTED, wino = 0;
   if (own_winograd(ex, s, Cout, kh, kw, Ho, Wo)) wino = (rc = sd_wino_conv2d(ex, s, Cout, Ho, Wo, x, W, b, y)) != SD_E_UNSUPPORTED;
+  if (rc == SD_E_UNSUPPORTED && own_gemm_conv(ex, s, Cout, kh, kw, Ho, Wo)) {
+    rc = sd_conv2d_gemm(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
+    wino = rc != SD_E_UNSUPPORTED ? 2 : 0;
+  }
   if (rc == SD_E_UNSUPPORTED && ex->backend == SD_BACKEND_DNNL) rc = sd_dnnl_conv2d(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
   if (rc != SD_E_UNSUPPORTED) {
     SD_PROF_END(ex, SD_OPC_CONV, flops);
     if (ex->prof.on > 1)
       fprintf(stderr, "conv %d->%d %dx%d k%d s%d%s: %.2f ms\n", s->C, Cout, s->H, s->W, kh, s->stride,
-              wino ? " (Winograd)" : "", (sd_prof_now() - sd_prof_t0_) * 1e3);
+              wino == 1 ? " (Winograd)" : wino == 2 ? " (own gemm)" : "", (sd_prof_now() - sd_prof_t0_) * 1e3);
     return rc;
   }
   rc = conv2d_blas(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);

@@ -44,6 +44,11 @@ int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
  * 3×3 kernel, stride 1, any padding. SD_E_UNSUPPORTED when ex->use_avx2 is off. */
 int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int Wo, const float *x,
                    const sd_tensor *W, const float *b, float *y);
+/* Convolution of one image as im2row + the own AVX2 matrix product (core/ops_conv_gemm.c),
+ * any kernel, stride and padding (shapes already validated by sd_op_conv2d); fp32 only,
+ * SD_E_UNSUPPORTED when ex->use_avx2 is off or the precision is not fp32. */
+int sd_conv2d_gemm(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo, const float *x,
+                   const sd_tensor *W, const float *b, float *y);
 /* oneDNN matrix product y[M,N] = x[M,K]·W[N,K]ᵀ (+ b) in the context's precision. */
 int sd_dnnl_linear(sd_exec *ex, const float *x, int64_t M, int64_t K, int64_t N, const sd_tensor *W,
                    const float *b, float *y);

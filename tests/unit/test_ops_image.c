@@ -43,6 +43,7 @@ typedef struct {
  * OpenBLAS), g_wino_block sets that kernel's block size (0: its default). */
 static int g_matmul_dnnl = -1;
 static int64_t g_wino_block = 0;
+static int g_conv_gemm = SD_WINO_OFF; /* ex->conv_gemm: the own im2row GEMM (core/ops_conv_gemm.c) */
 
 /* wino: the context's ex->conv_winograd (SD_WINO_*), budget: its pack_budget; out: NULL, or
  * where the output is copied (ny floats); tol: the largest error allowed, relative to the sum
@@ -75,6 +76,7 @@ static void run_conv_case_full(const conv_case *cc, int backend, int wino, int64
   ex->pack_budget = budget;
   if (g_matmul_dnnl >= 0) ex->matmul_dnnl = g_matmul_dnnl;
   ex->wino_block = g_wino_block;
+  ex->conv_gemm = g_conv_gemm;
   sd_conv2d_shape s = {cc->C, cc->H, cc->W, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr};
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y), SD_OK);
   double maxrel = 0;
@@ -102,7 +104,8 @@ static void run_conv_case_full(const conv_case *cc, int backend, int wino, int64
   if (maxrel > tol)
     fail_msg("conv %dx%dx%d -> %d, k %dx%d, stride %d, pad %d/%d/%d/%d, %s backend%s: relative error %.3g", cc->C,
              cc->H, cc->W, cc->Cout, cc->kh, cc->kw, cc->stride, cc->pt, cc->pl, cc->pb, cc->pr,
-             backend == SD_BACKEND_DNNL ? "oneDNN" : "BLAS", wino == SD_WINO_ON ? " (Winograd)" : "", maxrel);
+             backend == SD_BACKEND_DNNL ? "oneDNN" : "BLAS",
+             wino == SD_WINO_ON ? " (Winograd)" : ex->conv_gemm == SD_WINO_ON ? " (own GEMM)" : "", maxrel);
   if (out) memcpy(out, y, (size_t)ny * sizeof(float));
   /* same inputs, same thread count: the same bytes */
   assert_int_equal(sd_op_conv2d(ex, &s, x, &W, cc->bias ? b : NULL, y2), SD_OK);
@@ -115,10 +118,64 @@ static void run_conv_case_on(const conv_case *cc, int backend) {
   run_conv_case_full(cc, backend, SD_WINO_OFF, 0, NULL, 1e-5);
 }
 
-/* every case on both backends: oneDNN (the default) and im2col + BLAS (the fallback) */
+/* every case on both backends: oneDNN (the default) and im2col + BLAS (the fallback), and
+ * on the own im2row GEMM (which runs where the CPU has AVX2; elsewhere the case runs oneDNN) */
 static void run_conv_case(const conv_case *cc) {
   run_conv_case_on(cc, SD_BACKEND_DNNL);
   run_conv_case_on(cc, SD_BACKEND_BLAS);
+  g_conv_gemm = SD_WINO_ON;
+  run_conv_case_on(cc, SD_BACKEND_DNNL);
+  g_conv_gemm = SD_WINO_OFF;
+}
+
+/* 1 when this CPU runs the AVX2 kernels (else a note that `kernel` does not run here). */
+static int cpu_avx2(const char *kernel) {
+  sd_exec *probe;
+  assert_int_equal(sd_exec_create(1, &probe), SD_OK);
+  const int avx2 = probe->use_avx2;
+  sd_exec_destroy(probe);
+  if (!avx2) print_message("no AVX2 (or SAFESD_CPU_AVX2=0): safesd's %s does not run here\n", kernel);
+  return avx2;
+}
+
+/* The own im2row GEMM (core/ops_conv_gemm.c) against oneDNN's direct convolution and the
+ * double reference: strides, paddings, 1×1 and non-square kernels, tiles of a few pixels
+ * (the last one short), f16 and f32 weights; the same bytes on 1 and 3 threads. */
+static void test_conv2d_gemm_own(void **state) {
+  (void)state;
+  if (!cpu_avx2("im2row GEMM")) skip();
+  const uint64_t seed = g_rng;
+  const conv_case cases[] = {
+      /* C  H   W  Co kh kw s  pt pl pb pr f16 bias thr */
+      {16, 8, 8, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* an SD-like 8×8 level */
+      {40, 16, 16, 80, 3, 3, 2, 1, 1, 1, 1, 1, 1, 1}, /* a downsampler: stride 2 */
+      {24, 7, 9, 17, 1, 1, 1, 0, 0, 0, 0, 0, 1, 1},   /* 1×1, odd channel count */
+      {5, 6, 11, 33, 5, 3, 1, 2, 1, 2, 1, 1, 0, 1},   /* 5×3 kernel, no bias */
+      {3, 4, 9, 20, 3, 3, 1, 2, 0, 1, 2, 0, 1, 1},    /* uneven and wide padding */
+      {8, 1, 1, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},    /* one pixel */
+  };
+  g_conv_gemm = SD_WINO_ON;
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    const conv_case *cc = &cases[i];
+    const int Ho = (cc->H + cc->pt + cc->pb - cc->kh) / cc->stride + 1;
+    const int Wo = (cc->W + cc->pl + cc->pr - cc->kw) / cc->stride + 1;
+    const int64_t ny = (int64_t)cc->Cout * Ho * Wo;
+    float *y1 = fnew(ny), *y3 = fnew(ny), *yt = fnew(ny);
+    conv_case c3 = *cc;
+    c3.threads = 3;
+    g_rng = seed, run_conv_case_full(cc, SD_BACKEND_DNNL, SD_WINO_OFF, 0, y1, 1e-5);
+    g_rng = seed, run_conv_case_full(&c3, SD_BACKEND_DNNL, SD_WINO_OFF, 0, y3, 1e-5);
+    assert_memory_equal(y1, y3, (size_t)ny * sizeof(float));
+    /* tiles of 6 pixels: the im2row and store loops restart at every tile */
+    g_wino_block = 6 * ((int64_t)cc->C * cc->kh * cc->kw + cc->Cout) + 5;
+    g_rng = seed, run_conv_case_full(&c3, SD_BACKEND_DNNL, SD_WINO_OFF, 0, yt, 1e-5);
+    g_wino_block = 0;
+    assert_memory_equal(y1, yt, (size_t)ny * sizeof(float));
+    free(y1);
+    free(y3);
+    free(yt);
+  }
+  g_conv_gemm = SD_WINO_OFF;
 }
 
 /* The oneDNN backend keeps the last packed weight: a different weight of the same shape,
@@ -399,14 +456,7 @@ static void test_conv2d_winograd(void **state) {
  * than the direct kernel's (so it did run); and the backend and size rules that keep it off. */
 static void test_conv2d_winograd_own(void **state) {
   (void)state;
-  sd_exec *probe;
-  assert_int_equal(sd_exec_create(1, &probe), SD_OK);
-  const int avx2 = probe->use_avx2;
-  sd_exec_destroy(probe);
-  if (!avx2) {
-    print_message("no AVX2 (or SAFESD_CPU_AVX2=0): safesd's Winograd kernel does not run here\n");
-    skip();
-  }
+  if (!cpu_avx2("Winograd kernel")) skip();
   const uint64_t seed = g_rng;
   const conv_case cases[] = {
       /* C  H   W  Co kh kw s  pt pl pb pr f16 bias thr */
@@ -622,7 +672,7 @@ static void test_geglu(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_winograd), cmocka_unit_test(test_conv2d_winograd_own), cmocka_unit_test(test_conv2d_weight_cache), cmocka_unit_test(test_pack_cache),
+      cmocka_unit_test(test_conv2d_small), cmocka_unit_test(test_conv2d_winograd), cmocka_unit_test(test_conv2d_winograd_own), cmocka_unit_test(test_conv2d_gemm_own), cmocka_unit_test(test_conv2d_weight_cache), cmocka_unit_test(test_pack_cache),
       cmocka_unit_test(test_bf16_precision), cmocka_unit_test(test_conv2d_tiled), cmocka_unit_test(test_conv2d_errors),
       cmocka_unit_test(test_groupnorm),    cmocka_unit_test(test_upsample),     cmocka_unit_test(test_transpose),
       cmocka_unit_test(test_geglu),
