@@ -701,8 +701,10 @@ static int split_words(mctx *m, candset *cs) {
 
 /* Typos made on purpose, in English text (english_text): a word of 4 to 24 ASCII letters
  * that is neither an English dictionary word nor a word CLIP's vocabulary holds whole, read
- * with two neighbouring letters swapped ("ndue", "nakde", "blodo") or with a doubled letter
- * written once ("nakked", "bloodd"), the first letter staying, or backwards ("edun",
+ * with two neighbouring letters swapped ("ndue", "nakde", "blodo"), with a doubled letter
+ * written once ("nakked", "bloodd"), or with one letter written as another that sounds the
+ * same (i as y, c/k, s/z, f/ph: "tripophobia", "kocaine", "phuck"), the first letter staying
+ * but for those, or backwards ("edun",
  * "doolb"; via "reversed"). A reading matches a one-word English term only as the term is written (no stems), so it
  * cannot wander far. */
 #define TYPO_MIN 4
@@ -729,7 +731,7 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   for (size_t i = 0; i < n; i++)
     if (s[i] < 'a' || s[i] > 'z') return 0;
   /* the readings that are some one-word term as written (the cheap test first) */
-  char rd[2 * TYPO_MAX][TYPO_MAX + 1];
+  char rd[3 * TYPO_MAX][TYPO_MAX + 1];
   int nr = 0, nswap = 0;
   for (size_t i = 1; i + 1 < n; i++) { /* swapped neighbours */
     if (s[i] == s[i + 1]) continue;
@@ -745,6 +747,19 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
     memcpy(rd[nr] + i, s + i + 1, n - i);
     if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
   }
+  /* one letter for another that sounds the same, the first one too ("tripophobia", "kocaine",
+   * "phuck", "sexi"): i read as y (not y as i: "van dyck"), c/k, s/z, f/ph */
+  static const char *const alike[][2] = {{"i", "y"}, {"c", "k"}, {"k", "c"}, {"s", "z"},
+                                         {"z", "s"}, {"ph", "f"}, {"f", "ph"}};
+  for (size_t i = 0; i < n; i++)
+    for (size_t a = 0; a < sizeof alike / sizeof *alike && nr < 3 * TYPO_MAX - 1; a++) {
+      const size_t fl = strlen(alike[a][0]), tl = strlen(alike[a][1]);
+      if (i + fl > n || memcmp(s + i, alike[a][0], fl) || n - fl + tl > TYPO_MAX) continue;
+      memcpy(rd[nr], s, i);
+      memcpy(rd[nr] + i, alike[a][1], tl);
+      memcpy(rd[nr] + i + tl, s + i + fl, n - i - fl + 1);
+      if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
+    }
   int ndouble = nr;
   for (size_t i = 0; i < n; i++) rd[nr][i] = s[n - 1 - i]; /* written backwards */
   rd[nr][n] = 0;

@@ -241,6 +241,26 @@ static int letter_joiner(const sd_norm *o, int a, int b) {
   return c < 0x80 && !strchr(",;:!?()[]{}<>\"", (int)c);
 }
 
+/* Whether code points [a, b) between two letters are two or more whitespace characters. */
+static int wide_space(const sd_norm *o, int a, int b) {
+  if (b - a < 2) return 0;
+  for (int i = a; i < b; i++)
+    if (o->v[i].cls != SD_CL_SPACE) return 0;
+  return 1;
+}
+
+/* The units of a run of m single letters (piece indices li[0..m)): the run joined, also
+ * without up to two letters at either end, at least three letters each, none twice. */
+static void run_units(sd_unit *us, int *nu, int np, const int *li, int m) {
+  for (int a = 0; a <= 2 && a < m; a++)
+    for (int b = m; b >= m - 2 && b > a; b--) {
+      if (b - a < 3) continue;
+      int u0 = li[a], u1 = li[b - 1] + 1, dup = 0;
+      for (int k = np; k < *nu; k++) dup |= us[k].p0 == u0 && us[k].p1 == u1;
+      if (!dup) us[(*nu)++] = (sd_unit){u0, u1, 1};
+    }
+}
+
 static int segment(sd_norm *o) {
   const sd_ncp *v = o->v;
   int n = o->n;
@@ -299,7 +319,9 @@ static int segment(sd_norm *o) {
   /* units: each piece; parts joined by intra-word separators only ("b.l.o.o.d", "self-harm",
    * "b|ood"); runs of >= 3 single characters separated by whitespace, one joining symbol or
    * one emoji ("b l o o d", "n/u/d/e", "n^u^d^e", "n💦u💦d💦e"), also without up to two single
-   * letters at either end ("a n u d e" -> "nude"). */
+   * letters at either end ("a n u d e" -> "nude"), and the same for each part of such a run
+   * between two or more spaces ("n u d e  w o m a n" -> "nude", "woman"). The units per piece
+   * stay under 12: one alone, one intra-word join, at most 9 per run and 9 per part of >= 3. */
   sd_unit *us = malloc(((size_t)np * 12 + 1) * sizeof *us);
   if (!us) {
     free(ps);
@@ -340,12 +362,13 @@ static int segment(sd_norm *o) {
         break;
       }
     }
-    for (int a = 0; a <= 2 && a < m; a++)
-      for (int b = m; b >= m - 2 && b > a; b--) {
-        if (b - a < 3) continue;
-        int u0 = li[a], u1 = li[b - 1] + 1, dup = 0;
-        for (int k = np; k < nu; k++) dup |= us[k].p0 == u0 && us[k].p1 == u1;
-        if (!dup) us[nu++] = (sd_unit){u0, u1, 1};
+    run_units(us, &nu, np, li, m);
+    /* two or more spaces between letters part words: "n u d e  w o m a n", "a n i m a l  a b
+     * u s e" read "nude" and "abuse" as well as the whole run */
+    for (int k0 = 0, k = 1; k <= m; k++)
+      if (k == m || wide_space(o, ps[li[k - 1]].b, ps[li[k]].a)) {
+        if (k0 > 0 || k < m) run_units(us, &nu, np, li + k0, k - k0);
+        k0 = k;
       }
     p = q;
   }

@@ -291,6 +291,9 @@ static void test_default_bank_keeps_subjects(void **state) {
                             {"a man with his pants down", "a man with his jeans on"},
                             {"a woman in a hot tub at night", "a woman on a sun lounger at night"},
                             {"a man hotwiring a car", "a man starting a car"},
+                            {"a man with an erection on the beach", "a man with a smile on the beach"},
+                            {"rule 34 of a cartoon princess", "fan art of a cartoon princess"},
+                            {"a man hanging himself in a barn", "a man in a barn"},
                             /* an inflected word takes the substitute listed for it as written
                              * (the stem's first form, "slap -> pat", otherwise) */
                             {"a teacher slapping a student", "a teacher patting a student"},

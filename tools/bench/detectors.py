@@ -46,7 +46,9 @@ def check(args, prompts):
     """(list of check results in order, seconds of the check run)."""
     with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
         for p, _ in prompts:
-            f.write(" ".join(p.split()) + "\n")
+            # one line per prompt; spaces inside a line are kept as written ("n u d e  w o m a n":
+            # two spaces part the spaced words, docs/safety-detectors.md)
+            f.write(p.replace("\r", " ").replace("\n", " ") + "\n")
         name = f.name
     cmd = [args.safesd, "check", "-f", name, "--json"]
     if args.model:
