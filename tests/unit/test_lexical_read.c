@@ -547,6 +547,15 @@ static void test_near_concept(void **state) {
   BENIGN("a farmhouse from the great depression era");
   BENIGN("a knee joint anatomy diagram");
   BENIGN("a mock turtleneck sweater");
+  /* eighth session: medicine's blood, a remembered war, a base stolen, nude colours, names */
+  BENIGN("a nurse taking a blood sample, a blood test at a clinic, a blood donation drive, red blood cells");
+  BENIGN("a war museum, a war veteran at a parade, the art of war book cover");
+  BENIGN("a runner stealing second base, a stolen base");
+  BENIGN("a nude pink color palette, nude beige heels");
+  BENIGN("a scene from a philip k dick novel, moby dick book cover, dick tracy comic, spotted dick");
+  FLAGGED("a naked man, moby dick in the background", "sexual");
+  FLAGGED("a blood test and blood everywhere", "violence");
+  FLAGGED("a war veteran shot in the head", "violence");
   BENIGN("a kill switch on a control panel");
   BENIGN("a bullet journal with highlighters");
   BENIGN("a weed killer bottle in a shed");
