@@ -473,6 +473,12 @@ static void test_plain_phrases(void **state) {
   FLAGGED("testicles", "sexual");
   BENIGN("the erection of the cathedral, a nissan skyline r34, pressed hard on the lever");
   BENIGN("he hung his coat on the hook, a hanging plant, hang in there");
+  /* WordNet's soft drug and marijuana cigarette synsets, and ganja */
+  FLAGGED("a rasta man rolling a giant spliff", "illegal activity");
+  FLAGGED("a bag of ganja on the desk", "illegal activity");
+  FLAGGED("a block of hashish", "illegal activity");
+  BENIGN("hash browns for breakfast, a reefer ship in the harbour, a pot of grass seed");
+  BENIGN("a navy reefer jacket, reefer containers stacked at a port");
 }
 
 static void test_emoji(void **state) {
