@@ -3,8 +3,8 @@
  *
  * Flash-attention style: one task is one (batch, head, block of ATT_QB queries). For each
  * tile of ATT_KB keys it
- *   1. (once per call, before the tasks) all keys are transposed into Kt[B·H][Dh][Sk'] with
- *      Sk' = Sk rounded up to 16 and zeros past Sk,
+ *   1. (once per call, before the tasks) all keys are transposed into panels of 16 keys,
+ *      Kt[B·H][Sk' / 16][Dh][16] with Sk' = Sk rounded up to 16 and zeros past Sk,
  *   2. computes the scores S = scale·Q·Kᵀ with a 6×16 register-blocked kernel (12 vector
  *      accumulators, queries broadcast, keys loaded 16 at a time),
  *   3. updates each row's running max and sum (online softmax in base 2: the queries carry log2 e, so the vector 2^x of
@@ -113,11 +113,13 @@ typedef struct {
   float *out;
   int q_blocks;
   int64_t skp;     /* Sk rounded up to 16 */
-  float *kt;       /* all keys transposed: [B·H][Dh][skp], zero past Sk */
+  float *kt;       /* all keys transposed in panels of 16: [B·H][skp / 16][Dh][16], zero past Sk */
   atomic_int failed;
 } avx_job;
 
-/* Phase 1: Kt[b·H + h][d][j] = K[b][j][h·Dh + d], one task per (b, h). */
+/* Phase 1: Kt[b·H + h][j / 16][d][j % 16] = K[b][j][h·Dh + d], one task per (b, h): each
+ * panel of 16 keys is one contiguous Dh × 16 block, so the score kernel reads it in order
+ * (rows of a [Dh][Sk] layout, 16 KiB apart at 4096 keys, all fell in one L1 set). */
 static void kt_task(void *ctx, int64_t t0, int64_t t1, int tid) {
   (void)tid;
   avx_job *jb = ctx;
@@ -127,15 +129,14 @@ static void kt_task(void *ctx, int64_t t0, int64_t t1, int tid) {
     int b = (int)(t / s->H), h = (int)(t % s->H);
     float *dst = jb->kt + t * Dh * jb->skp;
     const float *kb = jb->k + (int64_t)b * s->Sk * s->kv_stride + (int64_t)h * Dh;
-    for (int j0 = 0; j0 < s->Sk; j0 += 64) { /* blocks of 64 keys: reads and writes stay in cache */
-      int je = s->Sk - j0 < 64 ? s->Sk : j0 + 64;
-      for (int d = 0; d < Dh; d++) {
-        float *row = dst + (int64_t)d * jb->skp;
-        for (int j = j0; j < je; j++) row[j] = kb[(int64_t)j * s->kv_stride + d];
+    for (int64_t j0 = 0; j0 < jb->skp; j0 += 16) {
+      float *panel = dst + j0 * Dh;
+      for (int jj = 0; jj < 16; jj++) {
+        const int64_t j = j0 + jj;
+        const float *kr = kb + j * s->kv_stride;
+        for (int d = 0; d < Dh; d++) panel[d * 16 + jj] = j < s->Sk ? kr[d] : 0.0f;
       }
     }
-    for (int d = 0; d < Dh; d++)
-      for (int64_t j = s->Sk; j < jb->skp; j++) dst[(int64_t)d * jb->skp + j] = 0.0f;
   }
 }
 
@@ -181,7 +182,7 @@ AVX static void att_avx_task(void *ctx, int64_t t0, int64_t t1, int tid) {
       int njp = (nj + 15) / 16 * 16;
       for (int i = 0; i < nip; i += MR)
         for (int j = 0; j < njp; j += 16)
-          score_6x16(Qs + (size_t)i * Dh, Dh, ktb + j0 + j, jb->skp, S + (size_t)i * ATT_KB + j);
+          score_6x16(Qs + (size_t)i * Dh, Dh, ktb + (int64_t)(j0 + j) * Dh, 16, S + (size_t)i * ATT_KB + j);
       /* online softmax per row; P replaces S, zero where masked */
       for (int i = 0; i < nip; i++) {
         float *srow = S + (size_t)i * ATT_KB;
