@@ -106,7 +106,10 @@ typedef struct safesd_model_options {
                              whose file pages it drops). With a budget, fp32 3×3
                              convolutions with outputs of 64×64 or more use oneDNN's
                              Winograd kernel (values within float32 roundings of the
-                             direct one; $SAFESD_CONV_WINOGRAD=0: never). docs/performance.md */
+                             direct one; $SAFESD_CONV_WINOGRAD=0: never). On CPUs with
+                             AVX2 but not AVX-512, linear layers and convolutions with at
+                             most 256 output pixels read the weights as stored and keep
+                             nothing. docs/performance.md */
   const char *taesd;      /* a TAESD decoder (madebyollin/taesd's taesd_decoder.safetensors,
                              or a diffusers AutoencoderTiny folder): images are decoded with
                              it instead of the VAE, much faster and of lower quality (as
