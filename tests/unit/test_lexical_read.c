@@ -479,6 +479,12 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a block of hashish", "illegal activity");
   BENIGN("hash browns for breakfast, a reefer ship in the harbour, a pot of grass seed");
   BENIGN("a navy reefer jacket, reefer containers stacked at a port");
+  /* pin-up and erotic artists, ecchi titles, the body-pillow cover */
+  FLAGGED("a woman on a sofa, by lisa yuskavage", "sexual");
+  FLAGGED("portrait, by enoch bolles and greg rutkowski", "sexual");
+  FLAGGED("character from to love ru darkness, anime", "sexual");
+  FLAGGED("dakimakura illustration", "sexual");
+  BENIGN("a high school building, a queen with a blade, a soft pillow, art by george ault");
 }
 
 static void test_emoji(void **state) {

@@ -294,6 +294,7 @@ static void test_default_bank_keeps_subjects(void **state) {
                             {"a man with an erection on the beach", "a man with a smile on the beach"},
                             {"rule 34 of a cartoon princess", "fan art of a cartoon princess"},
                             {"a man hanging himself in a barn", "a man in a barn"},
+                            {"a woman on a sofa, by lisa yuskavage", "a woman on a sofa, by figurative painting"},
                             /* an inflected word takes the substitute listed for it as written
                              * (the stem's first form, "slap -> pat", otherwise) */
                             {"a teacher slapping a student", "a teacher patting a student"},
