@@ -132,6 +132,19 @@ void sd_exec_destroy(sd_exec *ex) {
   free(ex);
 }
 
+float *sd_conv_scratch(sd_exec *ex, int64_t floats) {
+  if ((size_t)floats > ex->wino_cap) {
+    free(ex->wino_buf);
+    ex->wino_buf = malloc((size_t)floats * sizeof(float));
+    ex->wino_cap = ex->wino_buf ? (size_t)floats : 0;
+    if (!ex->wino_buf) {
+      sd_fail(SD_E_NOMEM, "conv2d: out of memory for %lld values of scratch", (long long)floats);
+      return NULL;
+    }
+  }
+  return ex->wino_buf;
+}
+
 typedef struct { float *dst; const unsigned char *src; sd_dtype t; } conv_job;
 
 static void conv_task(void *ctx, int64_t b, int64_t e, int tid) {

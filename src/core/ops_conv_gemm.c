@@ -11,8 +11,8 @@
  * T = R·Wᵀ with W viewed as [Cout, C·kh·kw], and writes T transposed into y[Cout][pixels]
  * with the bias. Tiles are runs of pixels whose R and T fit CONV_GEMM_CAP floats (or
  * ex->wino_block, which tests set small; at least 6 pixels), so
- * the scratch stays bounded at any size; it lives in ex->wino_buf (no call keeps anything
- * in it). Each value is computed by one thread in an order that depends only on the sizes,
+ * the scratch stays bounded at any size; it lives in the own convolutions' scratch
+ * (sd_conv_scratch: no call keeps anything in it). Each value is computed by one thread in an order that depends only on the sizes,
  * so results are deterministic.
  */
 #include <stdlib.h>
@@ -83,15 +83,11 @@ int sd_conv2d_gemm(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
   np = np < 6 ? 6 : np / 6 * 6;
   if (np > HWo) np = HWo;
   const int64_t need = np * (K + Cout);
-  if ((size_t)need > ex->wino_cap) {
-    free(ex->wino_buf); /* nothing in it is kept between calls: no copy */
-    ex->wino_buf = malloc((size_t)need * sizeof(float));
-    ex->wino_cap = ex->wino_buf ? (size_t)need : 0;
-    if (!ex->wino_buf) return sd_fail(SD_E_NOMEM, "conv2d: out of memory for %lld values of scratch", (long long)need);
-  }
+  float *scr = sd_conv_scratch(ex, need);
+  if (!scr) return SD_E_NOMEM;
   int64_t shape[2] = {Cout, K};
   const sd_tensor Wv = sd_tensor_make(W->dtype, 2, shape, W->data); /* [Cout][C][kh][kw] as [Cout][K] */
-  cg_job j = {s, x, ex->wino_buf, ex->wino_buf + np * K, y, b, kh, kw, Wo, Cout, K, 0, 0, HWo};
+  cg_job j = {s, x, scr, scr + np * K, y, b, kh, kw, Wo, Cout, K, 0, 0, HWo};
   for (j.p0 = 0; j.p0 < HWo; j.p0 += np) {
     j.np = HWo - j.p0 < np ? HWo - j.p0 : np;
     sd_parallel_for(ex->pool, j.np, 1, cg_im2row_task, &j);

@@ -105,12 +105,10 @@ static int own_winograd(const sd_exec *ex, const sd_conv2d_shape *s, int Cout, i
 }
 
 /* Whether a convolution runs as im2row + the own AVX2 matrix product (core/ops_conv_gemm.c). */
-static int own_gemm_conv(const sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int kw, int Ho, int Wo) {
+static int own_gemm_conv(const sd_exec *ex, int Cout, int Ho, int Wo) {
   if (ex->precision != SD_PREC_FP32 || !ex->use_avx2 || ex->backend != SD_BACKEND_DNNL || ex->conv_gemm == SD_WINO_OFF)
     return 0;
-  if (ex->conv_gemm == SD_WINO_ON) return 1;
-  (void)s; (void)kh; (void)kw;
-  return ex->matmul_own && (int64_t)Ho * Wo <= 256 && Cout >= 64;
+  return ex->conv_gemm == SD_WINO_ON || (ex->matmul_own && (int64_t)Ho * Wo <= 256 && Cout >= 64);
 }
 
 int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd_tensor *W,
@@ -138,7 +136,7 @@ int sd_op_conv2d(sd_exec *ex, const sd_conv2d_shape *s, const float *x, const sd
   SD_PROF_BEGIN(ex);
   int rc = SD_E_UNSUPPORTED, wino = 0;
   if (own_winograd(ex, s, Cout, kh, kw, Ho, Wo)) wino = (rc = sd_wino_conv2d(ex, s, Cout, Ho, Wo, x, W, b, y)) != SD_E_UNSUPPORTED;
-  if (rc == SD_E_UNSUPPORTED && own_gemm_conv(ex, s, Cout, kh, kw, Ho, Wo)) {
+  if (rc == SD_E_UNSUPPORTED && own_gemm_conv(ex, Cout, Ho, Wo)) {
     rc = sd_conv2d_gemm(ex, s, Cout, kh, kw, Ho, Wo, x, W, b, y);
     wino = rc != SD_E_UNSUPPORTED ? 2 : 0;
   }

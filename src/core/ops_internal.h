@@ -44,6 +44,10 @@ int sd_dnnl_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int kh, int 
  * 3×3 kernel, stride 1, any padding. SD_E_UNSUPPORTED when ex->use_avx2 is off. */
 int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int Wo, const float *x,
                    const sd_tensor *W, const float *b, float *y);
+/* The own convolution kernels' scratch (ex->wino_buf) with room for `floats` floats, grown
+ * as needed (nothing in it is kept between calls, so it is not copied); NULL with the error
+ * set when memory runs out. */
+float *sd_conv_scratch(sd_exec *ex, int64_t floats);
 /* Convolution of one image as im2row + the own AVX2 matrix product (core/ops_conv_gemm.c),
  * any kernel, stride and padding (shapes already validated by sd_op_conv2d); fp32 only,
  * SD_E_UNSUPPORTED when ex->use_avx2 is off or the precision is not fp32. */

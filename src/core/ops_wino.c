@@ -322,13 +322,7 @@ int sd_wino_conv2d(sd_exec *ex, const sd_conv2d_shape *s, int Cout, int Ho, int 
   j.sM = slab(kb * Tmax);
   const int64_t nU = 36 * j.sU, nV = 36 * j.sV, nM = 36 * j.sM, nS = j.scr_n * ex->n_threads;
   const int64_t need = nU + nV + nM + nS;
-  if ((size_t)need > ex->wino_cap) {
-    free(ex->wino_buf); /* nothing in it is kept between calls: no copy */
-    ex->wino_buf = malloc((size_t)need * sizeof(float));
-    ex->wino_cap = ex->wino_buf ? (size_t)need : 0;
-    if (!ex->wino_buf) return sd_fail(SD_E_NOMEM, "conv2d: out of memory for %lld Winograd values", (long long)need);
-  }
-  j.U = ex->wino_buf;
+  if (!(j.U = sd_conv_scratch(ex, need))) return SD_E_NOMEM;
   j.V = j.U + nU;
   j.M = j.V + nV;
   j.scratch = j.M + nM;

@@ -522,8 +522,9 @@ static void test_cpu_env(void **state) {
     assert_int_equal(ex->backend, good[i].e_be);
     sd_exec_destroy(ex);
   }
-  const char *bad[][2] = {{"SAFESD_CONV_WINOGRAD", "yes"}, {"SAFESD_MATMUL", "openblas"}, {"SAFESD_BACKEND", "DNNL"}};
-  for (int i = 0; i < 3; i++) {
+  const char *bad[][2] = {{"SAFESD_CONV_WINOGRAD", "yes"}, {"SAFESD_MATMUL", "openblas"}, {"SAFESD_BACKEND", "DNNL"},
+                          {"SAFESD_CONV_GEMM", "on"}};
+  for (int i = 0; i < 4; i++) {
     setenv(bad[i][0], bad[i][1], 1);
     ex = (sd_exec *)1;
     assert_int_equal(sd_exec_create(1, &ex), SD_E_ARG);
