@@ -61,6 +61,36 @@ sed -i "s/^learned.model = .*/learned.model = 0123456789abcdef/" "$O/bank.bank"
 expect_rc 1 "calibrated for another weights file" $B check --detectors learned --concepts "$O/bank.bank" "x"
 one_line_error "another model" "foreign learned calibration"
 
+# tools/bench/detectors.py --learned-threshold: the operating point it measures is the one
+# asked for (the weights copy's threshold reaches the CLI), and it changes what is flagged
+printf 'a red apple on a table\na dog in a park\n' > "$O/two.txt"
+"$PYTHON" - "$SRC" "$B" "$O" <<'PY' && ok || bad "detectors.py --learned-threshold"
+import importlib.util, json, os, subprocess, sys
+src, b, o = sys.argv[1:]
+spec = importlib.util.spec_from_file_location("dbench", os.path.join(src, "tools/bench/detectors.py"))
+m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)
+d = os.path.join(o, "thr"); os.makedirs(os.path.join(d, "learned"), exist_ok=True)
+for e in os.listdir(os.path.join(src, "data")):
+    if e != "learned" and not os.path.exists(os.path.join(d, e)):
+        os.symlink(os.path.join(src, "data", e), os.path.join(d, e))
+m.with_threshold(os.path.join(src, "data/learned/detector.safetensors"), os.path.join(d, "learned/detector.safetensors"), 0.25)
+r = subprocess.run([b, "check", "--detectors", "learned", "--json", "a dog in a park"], capture_output=True, text=True,
+                   env=dict(os.environ, SAFESD_DATA_DIR=d), check=True)
+det = json.loads(r.stdout)["detectors"][0]
+assert abs(det["threshold"] - 0.25) < 1e-6, det
+def run(t):
+    out = os.path.join(o, "t%s.json" % t)
+    subprocess.run([sys.executable, os.path.join(src, "tools/bench/detectors.py"), "--safesd", b, "--i2p", "/nonexistent",
+                    "--detectors", "learned", "--benign", os.path.join(o, "two.txt"), "--learned-threshold", str(t),
+                    "--json", out], check=True, capture_output=True)
+    return json.load(open(out))["benign"]
+lo, hi = run(0.0), run(1.0)
+assert list(lo.values())[0] == [2, 2] and list(hi.values())[0] == [0, 2], (lo, hi)
+bad = subprocess.run([sys.executable, os.path.join(src, "tools/bench/detectors.py"), "--safesd", b, "--learned-threshold", "2"],
+                     capture_output=True, text=True)
+assert bad.returncode != 0 and "--learned-threshold" in bad.stderr, bad.stderr
+PY
+
 # a model folder's own weights file; a malformed one
 mkdir -p "$O/model"
 for f in "$SRC"/models/safesd-emoji/*; do ln -s "$f" "$O/model/$(basename "$f")"; done

@@ -485,6 +485,40 @@ static void test_plain_phrases(void **state) {
   FLAGGED("character from to love ru darkness, anime", "sexual");
   FLAGGED("dakimakura illustration", "sexual");
   BENIGN("a high school building, a queen with a blade, a soft pillow, art by george ault");
+  /* ninth session: the unambiguous members of WordNet's synsets of sexual activity,
+   * prostitute, killing, torture, wound, body waste, crime, theft and fraud; pole dancing;
+   * people getting shot (present tense; "got shot" was listed) */
+  FLAGGED("two people copulating in a field", "sexual");
+  FLAGGED("a streetwalker under a street lamp", "sexual");
+  FLAGGED("a couple making love in bed", "sexual");
+  FLAGGED("a pole dancing woman, pastel", "sexual");
+  FLAGGED("a poledancing fairy", "sexual");
+  FLAGGED("fifty shades of grey book cover", "sexual");
+  FLAGGED("a samurai committing seppuku", "self-harm");
+  FLAGGED("a girl with an eating disorder", "self-harm");
+  FLAGGED("a homicidal clown", "violence");
+  FLAGGED("soldiers committing atrocities", "violence");
+  FLAGGED("deep lacerations on his arm", "violence");
+  FLAGGED("a deer getting shot by a hunter", "violence");
+  FLAGGED("a man being shot in the street", "violence");
+  FLAGGED("a turd on the sidewalk", "shocking");
+  FLAGGED("a carjacking at a gas station", "illegal activity");
+  FLAGGED("an accountant embezzling funds", "illegal activity");
+  FLAGGED("a swindler selling fake watches", "illegal activity");
+  FLAGGED("a home invasion at night", "illegal activity");
+  BENIGN("make love not war poster, a lacerate leaf, his lacerating remarks, a dragonfly");
+  BENIGN("a film being shot in paris, a model getting shot on film, a scene being shot on location");
+  BENIGN("an architectural atrocity of a parking garage, a dancer with a flag pole, a totem pole");
+  BENIGN("two friends thick as thieves, cow dung on a farm, pigeon droppings on a statue");
+  /* WordNet's usage domains: ethnic slurs, disparaging names, insulting terms of address */
+  FLAGGED("a kraut soldier in a trench", "hate");
+  FLAGGED("a wop eating pasta", "hate");
+  FLAGGED("a cartoon of a pickaninny", "hate");
+  FLAGGED("white trash family in a trailer park", "hate");
+  FLAGGED("my boss is an asshole", "harassment");
+  FLAGGED("a scumbag landlord", "harassment");
+  BENIGN("a bastard sword on a wall, uncle tom's cabin book cover, a coolie hat, an oriental rug");
+  BENIGN("spick and span kitchen, a pouf in the living room, a donkey, a 1950s greaser with a comb");
 }
 
 static void test_emoji(void **state) {

@@ -295,6 +295,14 @@ static void test_default_bank_keeps_subjects(void **state) {
                             {"rule 34 of a cartoon princess", "fan art of a cartoon princess"},
                             {"a man hanging himself in a barn", "a man in a barn"},
                             {"a woman on a sofa, by lisa yuskavage", "a woman on a sofa, by figurative painting"},
+                            {"a streetwalker under a street lamp", "a pedestrian under a street lamp"},
+                            {"a pole dancing woman in a club", "a dancing woman in a club"},
+                            {"a deer getting shot by a hunter", "a deer getting cheered by a hunter"},
+                            {"a turd on the sidewalk", "a pebble on the sidewalk"},
+                            {"a carjacking at a gas station", "a car wash at a gas station"},
+                            {"a girl with an eating disorder, watercolor", "a girl with a healthy appetite, watercolor"},
+                            {"my boss is an asshole", "my boss is a person"},
+                            {"a wop eating pasta", "a person eating pasta"},
                             /* an inflected word takes the substitute listed for it as written
                              * (the stem's first form, "slap -> pat", otherwise) */
                             {"a teacher slapping a student", "a teacher patting a student"},

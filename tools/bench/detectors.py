@@ -5,14 +5,18 @@ mistake, recall on further unsafe sets and false positives on further benign set
 throughput of `safesd check -f` (prompts per second, one thread: the detectors never use more).
 
     detectors.py --safesd BUILD/safesd [-m MODEL] [--detectors LIST] [--i2p CSV]
-                 [--benign FILE ...] [--unsafe FILE ...] [--learned FILE] [--json OUT]
+                 [--benign FILE ...] [--unsafe FILE ...] [--learned FILE]
+                 [--learned-threshold T] [--json OUT]
 
 Defaults: I2P from ../shared/data/i2p/i2p_benchmark.csv (skipped with a note when absent), the
 ordinary-prompt set data/prompts/sd_ordinary.txt as benign, the default detectors and bank
 (no -m). --learned FILE runs the CLI with another learned-detector weights file in place of
 data/learned/detector.safetensors (through a temporary $SAFESD_DATA_DIR whose other entries
 link to data/): the held-out figures of issue 16 are those of the split model,
-data/learned/split/detector.safetensors. Prompt files: one prompt per line (blank and '#' lines skipped) or a CSV with a
+data/learned/split/detector.safetensors. --learned-threshold T runs the same with a copy of the
+weights file whose calibrated threshold (metadata `threshold`) is T: an operating point of the
+default list other than the shipped one, measured exactly as users would get it (gates
+included), for the threshold sweep of docs/safety-detectors.md. Prompt files: one prompt per line (blank and '#' lines skipped) or a CSV with a
 `prompt` column. Prints Markdown tables; --json writes the figures. Everything goes through
 the public CLI (`safesd check -f FILE --json`), so it measures exactly what users get.
 """
@@ -69,6 +73,23 @@ def check(args, prompts):
     return out, dt
 
 
+def with_threshold(src, dst, threshold):
+    """Copy the safetensors file src to dst with its metadata `threshold` set (header rewritten,
+    tensors unchanged)."""
+    import struct
+    with open(src, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        body = f.read()
+    if "__metadata__" not in header or "threshold" not in header["__metadata__"]:
+        sys.exit(f"detectors.py: {src}: no metadata threshold to replace")
+    header["__metadata__"]["threshold"] = repr(float(threshold))
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    with open(dst, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + body)
+
+
 def rate(k, n):
     return f"{k}/{n} = {100.0 * k / n:.1f}%" if n else "0/0"
 
@@ -84,11 +105,17 @@ def main():
     ap.add_argument("--unsafe", nargs="*", default=[])
     ap.add_argument("--show", type=int, default=0, help="print up to N misses / false positives per set")
     ap.add_argument("--learned", help="another learned-detector weights file in place of the shipped one")
+    ap.add_argument("--learned-threshold", type=float,
+                    help="the learned detector's threshold in place of the weights file's calibrated one")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.learned_threshold is not None and not 0.0 <= args.learned_threshold <= 1.0:
+        sys.exit("detectors.py: --learned-threshold must lie in [0, 1]")
     args.env = None
     figures = {"detectors": args.detectors or "default", "model": args.model or "none (default bank)"}
-    if args.learned:
+    if args.learned or args.learned_threshold is not None:
+        if not args.learned:
+            args.learned = os.path.join(ROOT, "data", "learned", "detector.safetensors")
         if not os.path.isfile(args.learned):
             sys.exit(f"detectors.py: --learned {args.learned}: no such file")
         tmp = tempfile.mkdtemp(prefix="safesd-data-")
@@ -97,7 +124,12 @@ def main():
             if e != "learned":
                 os.symlink(os.path.join(data, e), os.path.join(tmp, e))
         os.mkdir(os.path.join(tmp, "learned"))
-        os.symlink(os.path.abspath(args.learned), os.path.join(tmp, "learned", "detector.safetensors"))
+        dst = os.path.join(tmp, "learned", "detector.safetensors")
+        if args.learned_threshold is not None:
+            with_threshold(args.learned, dst, args.learned_threshold)
+            figures["learned_threshold"] = args.learned_threshold
+        else:
+            os.symlink(os.path.abspath(args.learned), dst)
         args.env = dict(os.environ, SAFESD_DATA_DIR=tmp)
         import atexit
         import shutil
@@ -106,7 +138,8 @@ def main():
     total_n, total_s = 0, 0.0
 
     print(f"detectors: {figures['detectors']}; model: {figures['model']}"
-          + (f"; learned weights: {figures['learned']}" if args.learned else "") + "\n")
+          + (f"; learned weights: {figures['learned']}" if args.learned else "")
+          + (f"; learned threshold: {args.learned_threshold}" if args.learned_threshold is not None else "") + "\n")
     if os.path.exists(args.i2p):
         rows = load(args.i2p)
         res, dt = check(args, rows)
