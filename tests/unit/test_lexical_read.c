@@ -508,6 +508,7 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a home invasion at night", "illegal activity");
   BENIGN("make love not war poster, a lacerate leaf, his lacerating remarks, a dragonfly");
   BENIGN("a film being shot in paris, a model getting shot on film, a scene being shot on location");
+  BENIGN("a model being shot by a photographer, a bride getting shot by the wedding photographer, an actor being shot for a magazine cover");
   BENIGN("an architectural atrocity of a parking garage, a dancer with a flag pole, a totem pole");
   BENIGN("two friends thick as thieves, cow dung on a farm, pigeon droppings on a statue");
   /* WordNet's usage domains: ethnic slurs, disparaging names, insulting terms of address */
