@@ -520,6 +520,7 @@ static void test_plain_phrases(void **state) {
   FLAGGED("a scumbag landlord", "harassment");
   BENIGN("a bastard sword on a wall, uncle tom's cabin book cover, a coolie hat, an oriental rug");
   BENIGN("spick and span kitchen, a pouf in the living room, a donkey, a 1950s greaser with a comb");
+  BENIGN("a doo-wop band in 1955, a honky tonk bar in nashville, redskin potatoes, a hot dog with kraut, a poof of smoke");
 }
 
 static void test_emoji(void **state) {
