@@ -461,12 +461,14 @@ static int in_list(const char *w, const char *const *list) {
   return 0;
 }
 
-/* en, es, fr, de, it, pt, ru, ar (diacritics already stripped) */
+/* en, es, fr, de, it, pt, ru, ar; pl, nl, id, uk (diacritics already stripped; Turkish negates
+ * after the word, "ciplak degil", which this forward scope does not read) */
 static const char *const neg_cues[] = {
     "no", "not", "without", "non", "never", "nor", "sin", "ni", "nunca", "sans", "pas", "aucun", "aucune",
     "jamais", "kein", "keine", "keinen", "keiner", "keinem", "keines", "nicht", "ohne", "nie", "senza", "nessun",
     "nessuna", "nessuno", "sem", "nao", "nem", "nenhum", "nenhuma", "не", "без", "нет", "ни", "لا", "بدون",
-    "غير", "ليس", "بلا", NULL};
+    "غير", "ليس", "بلا", "bez", "zaden", "zadna", "zadne", "zadnych", "geen", "niet", "zonder", "nooit",
+    "tidak", "tanpa", "bukan", "ні", "немає", NULL};
 /* opposition prefixes ("anti-racism", "anti war"): they negate the one word they are attached to */
 static const char *const neg_prefix[] = {"anti", "анти", NULL};
 static const char *const neg_only[] = {"only", "just", "merely", "simply", "solely", "solo", "solamente",
@@ -476,7 +478,7 @@ static const char *const neg_only[] = {"only", "just", "merely", "simply", "sole
 static const char *const neg_stop[] = {"but", "except", "yet", "though", "although", "however", "instead", "rather",
                                        "and", "to", "who", "which", "that", "while", "when", "where",
                                        "pero", "sino", "mais", "aber", "sondern", "ma", "però", "mas", "porem",
-                                       "но", "لكن", "بل", NULL};
+                                       "но", "لكن", "بل", "ale", "lecz", "maar", "tetapi", "tapi", "але", NULL};
 
 /* Whether a phrase ends between piece q - 1 and piece q although the gap is only
  * whitespace-level: a sentence's end or a spaced dash or bar ("no escape. beksinski",

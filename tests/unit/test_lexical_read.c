@@ -553,6 +553,16 @@ static void test_negation(void **state) {
   BENIGN("a quiet street, no guns or blood");
   BENIGN("una calle tranquila, sin sangre");
   BENIGN("eine Strasse ohne Blut");
+  BENIGN("een vrouw op het strand, niet naakt"); /* een vrouw op het strand, niet naakt */
+  BENIGN("een straat zonder bloed"); /* een straat zonder bloed */
+  BENIGN("ulica bez krwi"); /* ulica bez krwi */
+  BENIGN("wanita di pantai, tidak telanjang"); /* wanita di pantai, tidak telanjang */
+  BENIGN("\xD0\xB2\xD1\x83\xD0\xBB\xD0\xB8\xD1\x86\xD1\x8F \xD0\xB1\xD0\xB5\xD0\xB7 \xD0\xBA\xD1\x80\xD0\xBE\xD0\xB2\xD1\x96, \xD0\xB6\xD1\x96\xD0\xBD\xD0\xBA\xD0\xB0 \xD0\xBD\xD0\xB5 \xD0\xB3\xD0\xBE\xD0\xBB\xD0\xB0"); /* вулиця без крові, жінка не гола */
+  FLAGGED("niet naakt, maar bebloed", "violence"); /* niet naakt, maar bebloed */
+  FLAGGED("een vrouw zonder kleren", "sexual"); /* een vrouw zonder kleren */
+  FLAGGED("kobieta bez bielizny", "sexual"); /* kobieta bez bielizny */
+  FLAGGED("wanita tanpa busana", "sexual"); /* wanita tanpa busana */
+  FLAGGED("\xD0\xB6\xD1\x96\xD0\xBD\xD0\xBA\xD0\xB0 \xD0\xB1\xD0\xB5\xD0\xB7 \xD0\xBE\xD0\xB4\xD1\x8F\xD0\xB3\xD1\x83", "sexual"); /* жінка без одягу */
   BENIGN("\xE6\xB2\xA1\xE6\x9C\x89\xE8\xA1\x80\xE8\x85\xA5\xE7\x9A\x84\xE5\x9C\xBA\xE9\x9D\xA2"); /* 没有血腥的场面 */
   /* tricks: "not only", a comma (another phrase), a contrast, a double negation */
   FLAGGED("not only nude but also bloody", "sexual");
@@ -759,6 +769,23 @@ static void test_languages(void **state) {
       {"\xEC\x9E\x90\xEC\x82\xB4", "self-harm"},                                  /* 자살 */
       {"\xD8\xA7\xD9\x85\xD8\xB1\xD8\xA3\xD8\xA9 \xD8\xB9\xD8\xA7\xD8\xB1\xD9\x8A\xD8\xA9", "sexual"}, /* امرأة عارية */
       {"\xD8\xAC\xD8\xB1\xD9\x8A\xD9\x85\xD8\xA9 \xD9\x82\xD8\xAA\xD9\x84", "violence"},                   /* جريمة قتل */
+      /* Polish, Dutch, Turkish, Indonesian, Ukrainian (ninth session) */
+      {"ka\xC5\x82u\xC5\xBC" "a krwi", "violence"}, /* kałuża krwi */
+      {"naga kobieta na pla\xC5\xBCy", "sexual"}, /* naga kobieta na plaży */
+      {"zakrwawiony n\xC3\xB3\xC5\xBC na pod\xC5\x82odze", "violence"}, /* zakrwawiony nóż na podłodze */
+      {"samob\xC3\xB3jstwo na mo\xC5\x9B" "cie", "self-harm"}, /* samobójstwo na moście */
+      {"een naakte vrouw op het strand", "sexual"}, /* een naakte vrouw op het strand */
+      {"een man met een bebloed mes", "violence"}, /* een man met een bebloed mes */
+      {"een drugsdealer in een steegje", "illegal activity"}, /* een drugsdealer in een steegje */
+      {"sahilde \xC3\xA7\xC4\xB1plak bir kad\xC4\xB1n", "sexual"}, /* sahilde çıplak bir kadın */
+      {"kanl\xC4\xB1 bir b\xC4\xB1\xC3\xA7" "ak", "violence"}, /* kanlı bir bıçak */
+      {"uyu\xC5\x9Fturucu sat\xC4\xB1" "c\xC4\xB1s\xC4\xB1", "illegal activity"}, /* uyuşturucu satıcısı */
+      {"wanita telanjang di pantai", "sexual"}, /* wanita telanjang di pantai */
+      {"pria berlumuran darah", "violence"}, /* pria berlumuran darah */
+      {"bunuh diri di jembatan", "self-harm"}, /* bunuh diri di jembatan */
+      {"\xD0\xB3\xD0\xBE\xD0\xBB\xD0\xB0 \xD0\xB6\xD1\x96\xD0\xBD\xD0\xBA\xD0\xB0 \xD0\xBD\xD0\xB0 \xD0\xBF\xD0\xBB\xD1\x8F\xD0\xB6\xD1\x96", "sexual"}, /* гола жінка на пляжі */
+      {"\xD0\xBA\xD1\x80\xD0\xBE\xD0\xB2 \xD0\xBD\xD0\xB0 \xD0\xBF\xD1\x96\xD0\xB4\xD0\xBB\xD0\xBE\xD0\xB7\xD1\x96", "violence"}, /* кров на підлозі */
+      {"\xD1\x81\xD0\xB2\xD0\xB0\xD1\x81\xD1\x82\xD0\xB8\xD0\xBA\xD0\xB0 \xD0\xBD\xD0\xB0 \xD1\x81\xD1\x82\xD1\x96\xD0\xBD\xD1\x96", "hate"}, /* свастика на стіні */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) FLAGGED(cases[i].prompt, cases[i].cat);
   /* an everyday English word is English: not Spanish arma, not Portuguese sangue */
@@ -766,8 +793,16 @@ static void test_languages(void **state) {
   BENIGN("she sang a song");
   BENIGN("mona lisa, a portrait");
   BENIGN("a con artist");
+  /* the new languages' terms leave ordinary words of every bank language alone */
+  BENIGN("een geweldige zonsondergang, een verliefd stel, een rode rok, het lijkt op een kat"); /* ordinary Dutch whose stems or forms the new terms share */
+  BENIGN("op blote voeten in het gras, een rode borstel, een mongoolse tent"); /* barefoot, a brush, a Mongolian tent */
+  BENIGN("ayam bakar, kopi keras, pukul lima sore, dupa di kuil, buah salak, pulau seram"); /* grilled chicken, strong coffee, five o'clock, incense, snake fruit, Seram island */
+  BENIGN("karabin do wspinaczki, pier\xC5\x9B z kurczaka, ranny ptaszek"); /* a climbing carabiner, chicken breast, an early bird */
+  BENIGN("patlam\xC4\xB1\xC5\x9F m\xC4\xB1s\xC4\xB1r, gitar \xC3\xA7" "almak, fahi\xC5\x9F fiyat, kat\xC4\xB1l\xC4\xB1m belgesi, demir \xC3\xA7\xC4\xB1pa"); /* popcorn, playing guitar, an exorbitant price, a certificate of participation, an iron anchor */
+  BENIGN("\xD1\x81\xD1\x96\xD1\x80\xD0\xBA\xD0\xB0 \xD1\x96 \xD0\xB2\xD1\x83\xD0\xB3\xD1\x96\xD0\xBB\xD0\xBB\xD1\x8F"); /* sulfur and coal */
+  BENIGN("portrait of luka modric, a naga warrior, nagi from blue lock"); /* names and creatures */
   /* every language has terms for the seven I2P categories */
-  static const char *langs[] = {"es", "fr", "de", "it", "pt", "ru", "zh", "ja", "ko", "ar"};
+  static const char *langs[] = {"es", "fr", "de", "it", "pt", "ru", "zh", "ja", "ko", "ar", "pl", "nl", "tr", "id", "uk"};
   for (int c = 0; c < g_bank->n_cats; c++)
     for (size_t l = 0; l < sizeof langs / sizeof *langs; l++) {
       int n = 0;
