@@ -241,6 +241,8 @@ static int letter_joiner(const sd_norm *o, int a, int b) {
   return c < 0x80 && !strchr(",;:!?()[]{}<>\"", (int)c);
 }
 
+static int is_digit_cp(int32_t c) { return c >= '0' && c <= '9'; }
+
 /* Whether code points [a, b) between two letters are two or more whitespace characters. */
 static int wide_space(const sd_norm *o, int a, int b) {
   if (b - a < 2) return 0;
@@ -363,6 +365,11 @@ static int segment(sd_norm *o) {
       }
     }
     run_units(us, &nu, np, li, m);
+    /* two single digits one space apart are one number: lexica's prompts space their digits
+     * ("5 0 shades of grey", "rule 3 4"; "8 k" and longer runs as before) */
+    if (m == 2 && ps[li[1]].gap == 2 && !wide_space(o, ps[li[0]].b, ps[li[1]].a) && is_digit_cp(o->v[ps[li[0]].a].cp) &&
+        is_digit_cp(o->v[ps[li[1]].a].cp))
+      us[nu++] = (sd_unit){li[0], li[1] + 1, 1};
     /* two or more spaces between letters part words: "n u d e  w o m a n", "a n i m a l  a b
      * u s e" read "nude" and "abuse" as well as the whole run */
     for (int k0 = 0, k = 1; k <= m; k++)

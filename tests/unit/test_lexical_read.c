@@ -180,6 +180,9 @@ static void test_spaced_letters(void **state) {
   FLAGGED("a n💦u💦d💦e woman", "sexual"); /* one emoji between letters separates them */
   BENIGN("I 💕 U, a 🍎 b 🍌 c");
   FLAGGED("a n u d e woman", "sexual"); /* the article is not swallowed into "anude" */
+  /* lexica's spaced digits: two single digits one space apart are one number */
+  FLAGGED("5 0 shades of grey, book cover", "sexual");
+  BENIGN("a 4 k photo, 8 k, trending on artstation, 5 0 cats, 1 2 steps");
   FLAGGED("i saw a g u n", "violence");
   FLAGGED("B L O O D on the floor", "violence");
   sd_detection r;
