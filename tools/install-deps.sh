@@ -15,7 +15,9 @@
 #           lexical detector's lexicon expansion and English dictionary and the learned
 #           detector's training corpus; libicu-dev (ICU: the Unicode confusables of the spoof
 #           checker), libstemmer-dev (Snowball stemmers), icu-devtools (uconv:
-#           tools/concepts/gen_zh_hant.py, for editing the bank only)
+#           tools/concepts/gen_zh_hant.py, for editing the bank only), hunspell-tools +
+#           hunspell-pl + hunspell-uk (unmunch and the dictionaries:
+#           tools/concepts/gen_inflections.py, for editing the bank only)
 #   tests:  libcmocka-dev, python3-torch + python3-numpy (PyTorch reference), python3-pil
 #           (PNG reading in the reference and training scripts),
 #           clang + libclang-rt-14-dev (libFuzzer smoke run)
@@ -24,7 +26,7 @@
 #           `mpirun -np 2`) and libopenmpi-dev (MPI headers for programs that embed safesd)
 set -eu
 PKGS="build-essential cmake pkg-config libdnnl-dev libopenblas-dev liblapacke-dev libpcre2-dev libutf8proc-dev zlib1g-dev
-libjansson-dev libpng-dev libmicrohttpd-dev curl wordnet-dev wordnet-base libicu-dev libstemmer-dev icu-devtools libcmocka-dev python3 python3-torch python3-numpy python3-pil clang libclang-rt-14-dev
+libjansson-dev libpng-dev libmicrohttpd-dev curl wordnet-dev wordnet-base libicu-dev libstemmer-dev icu-devtools hunspell-tools hunspell-pl hunspell-uk libcmocka-dev python3 python3-torch python3-numpy python3-pil clang libclang-rt-14-dev
 openmpi-bin libopenmpi-dev"
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -773,6 +773,8 @@ static void test_languages(void **state) {
       {"\xD8\xA7\xD9\x85\xD8\xB1\xD8\xA3\xD8\xA9 \xD8\xB9\xD8\xA7\xD8\xB1\xD9\x8A\xD8\xA9", "sexual"}, /* امرأة عارية */
       {"\xD8\xAC\xD8\xB1\xD9\x8A\xD9\x85\xD8\xA9 \xD9\x82\xD8\xAA\xD9\x84", "violence"},                   /* جريمة قتل */
       /* Polish, Dutch, Turkish, Indonesian, Ukrainian (ninth session) */
+      {"zdj\xC4\x99" "cie zabitego \xC5\xBCo\xC5\x82nierza", "violence"}, /* zdjęcie zabitego żołnierza: an inflected form (gen_inflections.py) */
+      {"\xD0\xB2\xD0\xBE\xD0\xBD\xD0\xB0 \xD0\xB2\xD0\xB1\xD0\xB8\xD0\xBB\xD0\xB0 \xD1\x87\xD0\xBE\xD0\xBB\xD0\xBE\xD0\xB2\xD1\x96\xD0\xBA\xD0\xB0", "violence"}, /* вона вбила чоловіка: an inflected form (gen_inflections.py) */
       {"ka\xC5\x82u\xC5\xBC" "a krwi", "violence"}, /* kałuża krwi */
       {"naga kobieta na pla\xC5\xBCy", "sexual"}, /* naga kobieta na plaży */
       {"zakrwawiony n\xC3\xB3\xC5\xBC na pod\xC5\x82odze", "violence"}, /* zakrwawiony nóż na podłodze */
@@ -797,6 +799,7 @@ static void test_languages(void **state) {
   BENIGN("mona lisa, a portrait");
   BENIGN("a con artist");
   /* the new languages' terms leave ordinary words of every bank language alone */
+  BENIGN("zab\xC4\xB1ta arac\xC4\xB1, Goliat i Dawid, \xD0\xBA\xD1\x80\xD0\xB8\xD0\xB2\xD0\xB0\xD0\xB2\xD0\xBE-\xD1\x87\xD0\xB5\xD1\x80\xD0\xB2\xD0\xBE\xD0\xBD\xD0\xB8\xD0\xB9 \xD0\xB7\xD0\xB0\xD1\x85\xD1\x96\xD0\xB4 \xD1\x81\xD0\xBE\xD0\xBD\xD1\x86\xD1\x8F"); /* Turkish municipal police, Goliath, a blood-red sunset: forms the generator skips */
   BENIGN("een geweldige zonsondergang, een verliefd stel, een rode rok, het lijkt op een kat"); /* ordinary Dutch whose stems or forms the new terms share */
   BENIGN("op blote voeten in het gras, een rode borstel, een mongoolse tent"); /* barefoot, a brush, a Mongolian tent */
   BENIGN("ayam bakar, kopi keras, pukul lima sore, dupa di kuil, buah salak, pulau seram"); /* grilled chicken, strong coffee, five o'clock, incense, snake fruit, Seram island */

@@ -13,14 +13,13 @@ term as a substring, so either script in a prompt is caught; it does no conversi
 """
 import argparse
 import os
-import re
 import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from bank_lines import term_lines  # noqa: E402
+from bank_lines import lang_terms, read_without_blocks, term_lines, write_bank  # noqa: E402
 
 BEGIN, END = "# >>> zh-hant", "# <<< zh-hant"
 
@@ -41,32 +40,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bank", default=os.path.join(REPO, "data", "concepts", "default.bank"))
     a = ap.parse_args()
-    with open(a.bank, encoding="utf-8") as f:
-        lines = f.read().split("\n")
-    # drop the old blocks
-    out, skip = [], False
-    for ln in lines:
-        if ln.startswith(BEGIN):
-            skip = True
-        if not skip:
-            out.append(ln)
-        if ln.startswith(END):
-            skip = False
-    lines = out
+    lines = read_without_blocks(a.bank, BEGIN, END)
     # per category: its simplified terms and the index of its last terms.zh line
-    sections, cur = {}, None
-    for i, ln in enumerate(lines):
-        m = re.match(r"\s*\[(.*)\]\s*$", ln)
-        if m:
-            cur = m.group(1).strip()
-            continue
-        if cur and re.match(r"\s*terms\.zh\s*=", ln):
-            items = [x.strip() for x in ln.split("=", 1)[1].split(",") if x.strip()]
-            sec = sections.setdefault(cur, {"terms": [], "last": i})
-            sec["terms"] += items
-            sec["last"] = i
-        if cur in sections and ln.startswith("# <<< "):  # after another generated block, not inside it
-            sections[cur]["last"] = i
+    sections = {cat: {"terms": sec["zh"], "last": sec["last"]} for cat, sec in lang_terms(lines, ("zh",)).items()}
     total = 0
     for cat in sorted(sections, key=lambda c: -sections[c]["last"]):  # insert from the bottom up
         sec = sections[cat]
@@ -82,10 +58,7 @@ def main():
         block += term_lines("terms.zh", hant) + [END]
         lines[sec["last"] + 1:sec["last"] + 1] = block
         total += len(hant)
-    tmp = a.bank + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, a.bank)
+    write_bank(a.bank, lines)
     print(f"gen_zh_hant: {total} traditional forms in {len(sections)} categories -> {a.bank}")
 
 
