@@ -322,8 +322,9 @@ static int segment(sd_norm *o) {
    * "b|ood"); runs of >= 3 single characters separated by whitespace, one joining symbol or
    * one emoji ("b l o o d", "n/u/d/e", "n^u^d^e", "n💦u💦d💦e"), also without up to two single
    * letters at either end ("a n u d e" -> "nude"), and the same for each part of such a run
-   * between two or more spaces ("n u d e  w o m a n" -> "nude", "woman"). The units per piece
-   * stay under 12: one alone, one intra-word join, at most 9 per run and 9 per part of >= 3. */
+   * between two or more spaces ("n u d e  w o m a n" -> "nude", "woman"), and two single digits
+   * one space apart ("5 0" -> "50"). The units per piece stay under 12: one alone, one
+   * intra-word join, at most 9 per run and 9 per part of >= 3, one per digit pair. */
   sd_unit *us = malloc(((size_t)np * 12 + 1) * sizeof *us);
   if (!us) {
     free(ps);
@@ -365,8 +366,9 @@ static int segment(sd_norm *o) {
       }
     }
     run_units(us, &nu, np, li, m);
-    /* two single digits one space apart are one number: lexica's prompts space their digits
-     * ("5 0 shades of grey", "rule 3 4"; "8 k" and longer runs as before) */
+    /* two single digits one space apart are one number as well: lexica's prompts space their
+     * digits ("5 0 shades of grey"; "8 k" and longer runs as before). Only a phrase's first word
+     * is read from such a unit, so "rule 3 4" is not (docs/safety-detectors.md) */
     if (m == 2 && ps[li[1]].gap == 2 && !wide_space(o, ps[li[0]].b, ps[li[1]].a) && is_digit_cp(o->v[ps[li[0]].a].cp) &&
         is_digit_cp(o->v[ps[li[1]].a].cp))
       us[nu++] = (sd_unit){li[0], li[1] + 1, 1};

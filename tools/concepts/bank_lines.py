@@ -1,4 +1,7 @@
-"""Shared by the tools/concepts generators: a list of terms as bank lines."""
+"""Shared by the tools/concepts generators: a list of terms as bank lines, the bank read without
+one generator's blocks, its terms of some languages per category, and the bank written back."""
+import os
+import re
 
 
 def term_lines(key, items, width=96):
@@ -34,8 +37,6 @@ def read_without_blocks(path, begin, end):
 def lang_terms(lines, langs):
     """{category: {"last": index of its last `terms.LANG` line (or the end of a generated block
     that holds one), LANG: [terms]}} for the languages `langs`."""
-    import re
-
     sections, cur, seen = {}, None, False  # seen: a line of these languages in the open block
     for i, ln in enumerate(lines):
         m = re.match(r"\s*\[(.*)\]\s*$", ln)
@@ -62,8 +63,6 @@ def lang_terms(lines, langs):
 
 def write_bank(path, lines):
     """Write the bank atomically (a temporary file renamed over it)."""
-    import os
-
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
