@@ -16,6 +16,8 @@
  *   expand       = gun#1, knife#2       WordNet noun seeds (word#sense, no # = all senses)
  *   exclude      = stick, club          never flagged in this category (bank or WordNet)
  *   safe         = water gun, killer whale   phrases that mask the terms inside them
+ *   homographs   = pain, gang           English words that are ordinary words of another
+ *                                       language: not read as English in other text
  *
  *   [bank]                              reserved name: not a category, at most one;
  *   base = default                      `default` (the default when absent): this bank adds
@@ -66,7 +68,7 @@ typedef struct {
 
 typedef struct {
   char *name;
-  sd_strlist terms, descriptions, anchors, expand, exclude, safe;
+  sd_strlist terms, descriptions, anchors, expand, exclude, safe, homographs;
   sd_strlist term_lang; /* term_lang.items[i]: the language of terms.items[i] ("en" for
                            `terms =`, "fr" for `terms.fr =`) */
   char *context; /* NULL when the category has none */

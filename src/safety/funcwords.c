@@ -50,6 +50,32 @@ static const char *const other[] = {
     "ao", "aos", "pelo", "pela", "com", "sem", "que", "se", "seu", "sua", "meu", "minha", "ele", "ela", "eu",
     "voce", "foi", "muito", NULL};
 
+/* Dutch, Swedish, Polish, Turkish and Indonesian (ASCII ones; a word that is also everyday
+ * English, such as "men" or "door", is left out by the caller's test). */
+static const char *const more[] = {
+    /* nl */
+    "het", "een", "op", "bij", "naar", "uit", "voor", "zijn", "niet", "ook", "maar", "wordt", "onder", "tegen",
+    "deze", "wat", "nog", "heel", "mijn", "hun", "aan", "tot", "zonder", "tussen", "worden", "heeft",
+    /* sv */
+    "och", "att", "det", "som", "ett", "med", "av", "till", "inte", "jag", "hon", "vi", "ni", "vid", "efter",
+    "utan", "mycket", "eller", "hos", "mot", "denna", "detta",
+    /* pl */
+    "w", "z", "na", "do", "nie", "jest", "od", "po", "przy", "dla", "bez", "jak", "ale", "oraz", "pod", "nad",
+    "przez", "ze", "we", "sie",
+    /* tr */
+    "ve", "bir", "bu", "ile", "icin", "gibi", "olan", "cok", "daha", "ki", "ama", "veya", "ya",
+    /* id */
+    "yang", "dan", "di", "ke", "dari", "dengan", "untuk", "pada", "ini", "itu", "dalam", "atau", "tidak", "ada",
+    "akan", "oleh", "sebuah", "seorang", "para", "sang", "atas", "bersama", "tanpa", NULL};
+
+int sd_foreign_function_word(const char *w, size_t n) {
+  if (sd_other_function_word(w, n)) return 1;
+  if (n < 1 || n > 10) return 0;
+  for (int i = 0; more[i]; i++)
+    if (more[i][0] == w[0] && strlen(more[i]) == n && !memcmp(more[i], w, n)) return 1;
+  return 0;
+}
+
 int sd_other_function_word(const char *w, size_t n) {
   if (n < 1 || n > 10) return 0;
   for (int i = 0; other[i]; i++)

@@ -16,5 +16,9 @@ int sd_function_word(const char *w, size_t n);
 /* Whether they are a function word of those other languages (some are English ones too:
  * "a", "in", "no"). */
 int sd_other_function_word(const char *w, size_t n);
+/* Whether they are a function word of any other Latin-script bank language: those above, and
+ * Dutch, Swedish, Polish, Turkish and Indonesian ones written in ASCII ("het", "och", "przy",
+ * "ile", "yang"). A sign that a text is in another language; never used to join words. */
+int sd_foreign_function_word(const char *w, size_t n);
 
 #endif

@@ -645,7 +645,7 @@ typedef struct {
 static int spans_of(const sd_lexicon *lx, const sd_wn_dict *dict, const sd_norm *nm, int negated_only, size_t **out,
                     int *n) {
   sd_lex_hits hits = {0};
-  sd_lex_env env = {lx->em, NULL, NULL, dict}; /* matched as the lexical detector matches */
+  sd_lex_env env = {lx->em, NULL, NULL, dict, NULL}; /* matched as the lexical detector matches */
   int rc = sd_lex_match(lx, &env, nm, &hits);
   if (!rc && hits.n > 0 && !(*out = malloc((size_t)hits.n * 6 * sizeof **out)))
     rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");

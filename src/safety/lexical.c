@@ -4,6 +4,7 @@
  * lexical.h and docs/safety-detectors.md. */
 #include "safety/lexical.h"
 
+#include <ctype.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@ typedef struct {
   const sd_tokenizer *tok; /* given in the options, else the bundled one on first need */
   const sd_wn_dict *dict;
   sd_strmap excl[SD_BANK_MAX_CATEGORIES]; /* each category's `exclude`, normalised */
+  sd_strmap homographs;                   /* every category's `homographs`, lower-case */
   char wn_status[256];
   char status[768];
 } lexical;
@@ -80,8 +82,8 @@ static int hit_push(sd_lex_hits *l, sd_lex_hit h) {
 static int find(const lexical *L, const char *text, int emoji_names, int compounds, found *f) {
   memset(f, 0, sizeof *f);
   sd_lex_hits safe = {0};
-  sd_lex_env env = {L->em, compounds ? get_tok : NULL, (void *)L, L->dict};
-  sd_lex_env senv = {L->em, NULL, NULL, NULL};
+  sd_lex_env env = {L->em, compounds ? get_tok : NULL, (void *)L, L->dict, &L->homographs};
+  sd_lex_env senv = {L->em, NULL, NULL, NULL, NULL};
   int rc = sd_norm_text(text, L->em, &f->nm);
   if (rc) return rc;
   sd_norm_negation(&f->nm);
@@ -268,6 +270,7 @@ static void lex_destroy(sd_detector *d) {
     sd_lex_free(&L->terms);
     sd_lex_free(&L->safe);
     for (int c = 0; c < SD_BANK_MAX_CATEGORIES; c++) sd_strmap_free(&L->excl[c]);
+    sd_strmap_free(&L->homographs);
     free(L);
   }
   free(d);
@@ -311,6 +314,14 @@ int sd_lexical_create(const sd_bank *bank, const sd_lexical_options *opts, sd_de
       char *key = sd_lex_words_key(&L->terms, k->exclude.items[i]);
       if (!key || sd_strmap_add(&L->excl[c], key, 0)) rc = sd_fail(SD_E_NOMEM, "lexical: out of memory");
       free(key);
+    }
+    for (int i = 0; i < k->homographs.n && !rc; i++) {
+      char w[64];
+      size_t n = strlen(k->homographs.items[i]);
+      if (n >= sizeof w) continue; /* longer than any word it could be */
+      for (size_t j = 0; j <= n; j++) w[j] = (char)tolower((unsigned char)k->homographs.items[i][j]);
+      if (!sd_strmap_findn(&L->homographs, w, n) && sd_strmap_add(&L->homographs, w, 0))
+        rc = sd_fail(SD_E_NOMEM, "lexical: out of memory");
     }
     for (int i = 0; i < k->terms.n && !rc; i++)
       rc = sd_lex_add(&L->terms, c, k->term_lang.items[i], k->terms.items[i], NULL, &L->excl[c]);

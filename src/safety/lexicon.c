@@ -35,7 +35,9 @@ int sd_lex_lang_add(sd_lexicon *L, const char *code) {
   memset(g, 0, sizeof *g);
   snprintf(g->code, sizeof g->code, "%s", code);
   g->script = script_of_lang(code);
-  g->prefilter = g->script != SD_SCRIPT_ARABIC;
+  /* Arabic and Indonesian stemmers strip prefixes (al-; me-, di-, pe-, ber-, ter-: "ditembak"
+   * -> "tembak"), so the first letters of a word say nothing about its key */
+  g->prefilter = g->script != SD_SCRIPT_ARABIC && strcmp(code, "id") != 0;
   return SD_OK;
 }
 
@@ -111,9 +113,9 @@ static int term_words(const sd_emoji_table *em, const char *text, words *out) {
   } else if (all_cjk) {
     out->kind = 1;
     sd_sbuf t = {0};
-    for (int p = 0; p < nm.np; p++) {
+    for (int p = 0; p < nm.np; p++) { /* words written apart (Korean) keep one space between */
       sd_unit u = {p, p + 1, 0};
-      if (sd_norm_unit_text(&nm, &u, 0, &t) || sd_sb_puts(&b, t.p)) {
+      if ((p && sd_sb_puts(&b, " ")) || sd_norm_unit_text(&nm, &u, 0, &t) || sd_sb_puts(&b, t.p)) {
         free(t.p);
         goto oom;
       }
@@ -255,8 +257,18 @@ int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const
   if (!t->display || !t->surface || (src && !t->src)) goto oom;
   int bad = 0;
   if (w.kind == 1) {
+    /* as written ("손목을 긋": across the space between two words) and joined ("손목을긋") */
     bad = sd_strmap_add(&L->cjk, t->w[0], id);
     if (n_cps(t->w[0]) > L->cjk_max) L->cjk_max = n_cps(t->w[0]);
+    if (!bad && strchr(t->w[0], ' ')) {
+      char *j = strdup(t->w[0]), *o = j;
+      if (!j) goto oom;
+      for (const char *c = t->w[0]; *c; c++)
+        if (*c != ' ') *o++ = *c;
+      *o = 0;
+      bad = sd_strmap_add(&L->cjk, j, id);
+      free(j);
+    }
   } else if (w.kind == 2) {
     bad = sd_strmap_add(&L->emoji, t->w[0], id);
   } else if (exact) {

@@ -68,7 +68,7 @@ typedef struct {
 typedef struct {
   char code[8];
   int script;      /* SD_SCRIPT_* */
-  int prefilter;   /* stems keep the word's first letters (not Arabic) */
+  int prefilter;   /* stems keep the word's first letters (not Arabic, not Indonesian) */
   sd_strmap first; /* key of a term's first word, and the joined key of multi-word terms */
   sd_strmap pre;   /* first 1-3 bytes of every key */
 } sd_lex_lang;
@@ -131,7 +131,11 @@ typedef struct {
   const struct sd_tokenizer *(*tok)(void *ctx);
   void *tok_ctx;
   const sd_wn_dict *dict;         /* English dictionary (NULL: no compounds, no English-first rule,
-                                     no inflection check of English stems) */
+                                     no inflection check of English stems, no reading of words
+                                     of another language as English ones) */
+  const sd_strmap *homographs;    /* English words that are ordinary words of another language
+                                     (the bank's `homographs`, lower-case; NULL: none): in text
+                                     that is not English they are not read as English */
 } sd_lex_env;
 
 /* All matches of the lexicon in the normalised text (negation marks must be set). */

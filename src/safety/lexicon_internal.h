@@ -6,6 +6,9 @@
 #include <stddef.h>
 
 #include "safety/lexicon.h"
+#include "safety/normalize.h"
+#include "safety/stem.h"
+#include "safety/wordnet.h"
 
 #define KEY_MAX 512
 #define CJK_MAX_TERM 64 /* longer CJK terms never match: bounded work on a bad bank */
@@ -18,5 +21,25 @@ void sd_lex_key_of(const sd_lexicon *L, sd_stemset *ss, int k, const char *w, si
 size_t sd_lex_collapse(const char *s, int keep, char *dst);
 /* Whether s holds an ASCII character three times in a row. */
 int sd_lex_has_run3(const char *s);
+
+/* lexicon_lang.c: the language of a prompt's words, for lexicon_match.c. */
+typedef struct {
+  const sd_lexicon *L;
+  const sd_lex_env *env;
+  const sd_norm *nm;
+  sd_stemset *ss;
+  signed char *wlang; /* per piece, made on first need (the caller frees it): 0 not counted,
+                         1 English, 2 another language */
+} sd_lex_text;
+/* Whether s is an English word: a WordNet lemma, or stemmed like one ("soaked"). */
+int sd_lex_dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s);
+/* Whether s is everyday English (stems like a lemma seen in WordNet's tagged corpus). */
+int sd_lex_common_english(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s);
+/* Whether the prompt's words outside pieces [p0, p1) are English text (0 also when out of
+ * memory). */
+int sd_lex_english_text(sd_lex_text *x, int p0, int p1);
+/* Whether one-piece English hit h reads a word of another language (docs/safety-detectors.md,
+ * "Words of another language"). */
+int sd_lex_foreign_reading(sd_lex_text *x, const sd_lex_hit *h);
 
 #endif

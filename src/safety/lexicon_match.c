@@ -135,22 +135,9 @@ static int hits_add(sd_lex_hits *l, sd_lex_hit h) {
   return 0;
 }
 
-/* Whether s is an English word: a WordNet lemma, or stemmed like one ("soaked"). */
-static int dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
-  if (!dict) return 0;
-  if (sd_wn_dict_has(dict, SD_WN_LEMMAS, s)) return 1;
-  char st[KEY_MAX];
-  sd_stem(ss, en, s, strlen(s), st, sizeof st);
-  return sd_wn_dict_has(dict, SD_WN_STEMS, st);
-}
-
-/* Whether s is everyday English (stems like a lemma seen in WordNet's tagged corpus): such a
- * word is read as English, not as a term of another language ("arm" is not Spanish "arma"). */
+static int dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) { return sd_lex_dict_has(dict, ss, en, s); }
 static int common_english(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
-  if (!dict) return 0;
-  char st[KEY_MAX];
-  sd_stem(ss, en, s, strlen(s), st, sizeof st);
-  return sd_wn_dict_has(dict, SD_WN_COMMON, st);
+  return sd_lex_common_english(dict, ss, en, s);
 }
 
 /* The inflection check of an English stem match. Snowball's stems also merge derived words
@@ -280,6 +267,15 @@ static int stem_ok(const mctx *m, const sd_term *t, int k, const char *w) {
   return strlen(t->w[k]) >= 4;
 }
 
+/* Determiners and possessives, one for another inside an English multi-word term: "rope
+ * around his neck" is also "rope around the neck" and "... her neck". */
+static int determiner(const char *w) {
+  static const char *const d[] = {"a", "an", "the", "his", "her", "their", "its", "my", "your", "our", NULL};
+  for (int i = 0; d[i]; i++)
+    if (!strcmp(w, d[i])) return 1;
+  return 0;
+}
+
 /* Does piece q match word k of term t (as the term's k-th word)? */
 static int piece_is(mctx *m, int q, const sd_term *t, int k, int *flags) {
   sd_unit u = {q, q + 1, 0};
@@ -292,6 +288,22 @@ static int piece_is(mctx *m, int q, const sd_term *t, int k, int *flags) {
     if (t->exact) snprintf(key, sizeof key, "%s", c->s);
     else sd_lex_key_of(m->L, m->ss, t->lang, c->s, n, key);
     int ok = strcmp(key, t->w[k]) == 0, as_written = word_is(t->surface, k, c->s);
+    if (!ok && k > 0 && k < t->nw - 1 && t->lang == m->L->en && determiner(c->s)) {
+      /* a determiner of the term's inner words stands for any other ("his" for "the") */
+      char wk[KEY_MAX];
+      size_t l = 0;
+      for (const char *f = t->surface; f && !ok; f = strchr(f, '|') ? strchr(f, '|') + 1 : NULL) {
+        const char *w = f;
+        for (int j = 0; j < k && w; j++) {
+          w = strpbrk(w, " |");
+          w = w && *w == ' ' ? w + 1 : NULL;
+        }
+        if (!w || (l = strcspn(w, " |")) >= sizeof wk) continue;
+        memcpy(wk, w, l);
+        wk[l] = 0;
+        if (determiner(wk)) ok = as_written = 1;
+      }
+    }
     if (!ok && m->L->surface && k == t->nw - 1) { /* a plural on the last word of a safe phrase */
       size_t wl = strlen(t->w[k]);
       ok = n > wl && !strncmp(c->s, t->w[k], wl) && (!strcmp(c->s + wl, "s") || !strcmp(c->s + wl, "es"));
@@ -316,9 +328,12 @@ static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key,
     int ti = mp->post[p].val;
     const sd_term *t = &L->t[ti];
     int fl = flags, p1 = u->p1;
+    /* a reading undone from leetspeak or joined over separators matches a term of another
+     * language only as written: "1-inch" is not Spanish "linchado" through its stem */
+    int written_only = (flags & (SD_VIA_LEET | SD_VIA_SEP)) && t->lang != L->en;
     if (t->nw > 1 && !strcmp(t->w[0], key)) { /* continued over the pieces after the unit */
       if (!word_is(t->surface, 0, text)) {
-        if (!stem_ok(m, t, 0, text)) continue;
+        if (written_only || !stem_ok(m, t, 0, text)) continue;
         fl |= SD_VIA_STEM;
       }
       int ok = 1;
@@ -334,7 +349,7 @@ static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key,
       if (!ok) continue;
       p1 = u->p1 + t->nw - 1;
     } else if (!surface_is(t, text)) {
-      if (t->nw == 1 && !stem_ok(m, t, 0, text)) continue;
+      if (written_only || (t->nw == 1 && !stem_ok(m, t, 0, text))) continue;
       fl |= SD_VIA_STEM;
     }
     sd_lex_hit h = {ti, nm->ps[u->p0].a, nm->ps[p1 - 1].b, u->p0, p1, fl, 1, -1};
@@ -345,14 +360,29 @@ static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key,
   return added;
 }
 
-/* Look candidate s up in every language written in its script. */
+/* Whether every letter of unit u is Cyrillic or Greek. */
+static int cyrillic_greek(const sd_norm *nm, const sd_unit *u) {
+  for (int p = u->p0; p < u->p1; p++)
+    for (int i = nm->ps[p].a; i < nm->ps[p].b; i++) {
+      int32_t c = nm->v[i].cp;
+      if (nm->v[i].cls == SD_CL_LETTER && !(c >= 0x370 && c <= 0x52F)) return 0;
+    }
+  return 1;
+}
+
+/* Look candidate s up in every language written in its script. A word written wholly in
+ * Cyrillic or Greek and read through its look-alike letters ("вокер" as "bokep") is looked
+ * up in English only: such a word is a word of its own script (a Ukrainian name, "сірка"),
+ * and the look-alike attack is made on English words. */
 static int lookup(mctx *m, const sd_unit *u, const char *s, int flags) {
   const sd_lexicon *L = m->L;
   int script = sd_script_of(s), added = 0, english = -1;
+  int folded_only = (flags & SD_VIA_CONFUSABLE) && cyrillic_greek(m->nm, u);
   char key[KEY_MAX];
   for (int k = 0; k < L->n_lang; k++) {
     const sd_lex_lang *g = &L->lang[k];
     if (g->script != script || !g->first.used || !pre_ok(g, s)) continue;
+    if (folded_only && k != L->en && !L->surface) continue;
     if (!L->surface && k != L->en && script == SD_SCRIPT_LATIN) { /* an English word is read as English */
       if (english < 0) english = common_english(m->env->dict, m->ss, L->en, s);
       if (english) continue;
@@ -571,37 +601,13 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
 /* ------------------------------------------------------------------------------------- */
 /* words broken or misspelled on purpose                                                   */
 
-/* Whether the prompt's other words (outside pieces [p0, p1)) are English text: at least half
- * of those of ASCII letters are English function words or everyday English, the others being
- * words of other languages (their function words included); a word that is a function word
- * of both ("a", "in", "no") does not count, and a prompt with no other word counts as
- * English. Split words and typos are read in English text only, so that words of another
- * language next to each other ("voy a tirar": Spanish, not Portuguese "atirar") or one swap
- * away from a term ("el poder", "va a llover", "der Greif") are left alone. */
+/* The language of the prompt's other words (lexicon_lang.c). */
 static int english_text(mctx *m, int p0, int p1) {
-  const sd_norm *nm = m->nm;
-  if (!m->wlang) {
-    if (!(m->wlang = calloc((size_t)nm->np + 1, 1))) return 0;
-    sd_sbuf t = {0};
-    for (int q = 0; q < nm->np; q++) {
-      if (nm->ps[q].kind != SD_PIECE_WORD || nm->ps[q].nonascii) continue;
-      sd_unit u = {q, q + 1, 0};
-      if (sd_norm_unit_text(nm, &u, 0, &t) || !t.n) continue;
-      int en = sd_en_function_word(t.p, t.n), other = sd_other_function_word(t.p, t.n);
-      if (en && other) continue;
-      m->wlang[q] = en || (!other && common_english(m->env->dict, m->ss, m->L->en, t.p)) ? 1 : 2;
-    }
-    free(t.p);
-  }
-  int n = 0, en = 0;
-  for (int q = 0; q < nm->np; q++)
-    if (m->wlang[q] && (q < p0 || q >= p1)) {
-      n++;
-      en += m->wlang[q] == 1;
-    }
-  return n == 0 || 2 * en >= n;
+  sd_lex_text x = {m->L, m->env, m->nm, m->ss, m->wlang};
+  int r = sd_lex_english_text(&x, p0, p1);
+  m->wlang = x.wlang;
+  return r;
 }
-
 
 /* Split words: two or three neighbouring word pieces, separated by whitespace only, each of
  * 1 to SPLIT_PIECE letters (leetspeak allowed) and at least one of them neither everyday
@@ -790,11 +796,20 @@ static int match_cjk(mctx *m, int p) {
   char buf[KEY_MAX];
   for (int i = ps->a; i < ps->b; i++) {
     size_t bn = 0;
-    for (int j = i; j < ps->b && j - i < m->L->cjk_max && j - i < CJK_MAX_TERM && bn + 4 < sizeof buf; j++) {
+    int q = p, ncp = 0; /* the piece of code point j; code points read */
+    for (int j = i; ncp < m->L->cjk_max && ncp < CJK_MAX_TERM && bn + 5 < sizeof buf; j++, ncp++) {
+      if (j == nm->ps[q].b) { /* on into the next CJK word after a space: a term written apart */
+        if (q + 1 >= nm->np || nm->ps[q + 1].kind != SD_PIECE_CJK || nm->ps[q + 1].gap != 2) break;
+        q++;
+        j = nm->ps[q].a;
+        buf[bn++] = ' ';
+        if (++ncp >= m->L->cjk_max) break;
+      }
       bn += (size_t)utf8proc_encode_char(nm->v[j].cp, (utf8proc_uint8_t *)buf + bn);
       const sd_strmap_slot *s = sd_strmap_findn(&m->L->cjk, buf, bn);
-      for (int q = s ? s->head : -1; q >= 0; q = m->L->cjk.post[q].next) {
-        sd_lex_hit h = {m->L->cjk.post[q].val, i, j + 1, p, p + 1, SD_VIA_UNICODE, ps->neg || sd_norm_cjk_negated(nm, p, i, j + 1), -1};
+      for (int t = s ? s->head : -1; t >= 0; t = m->L->cjk.post[t].next) {
+        int neg = ps->neg || sd_norm_cjk_negated(nm, p, i, q == p ? j + 1 : ps->b);
+        sd_lex_hit h = {m->L->cjk.post[t].val, i, j + 1, p, q + 1, SD_VIA_UNICODE, neg, -1};
         if (hits_add(m->out, h)) return -1;
       }
     }
@@ -802,11 +817,18 @@ static int match_cjk(mctx *m, int p) {
   return 0;
 }
 
+static int foreign_reading(mctx *m, const sd_lex_hit *h) {
+  sd_lex_text x = {m->L, m->env, m->nm, m->ss, m->wlang};
+  int r = sd_lex_foreign_reading(&x, h);
+  m->wlang = x.wlang;
+  return r;
+}
+
 int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, sd_lex_hits *out) {
   mctx m = {L, env, nm, L->surface ? NULL : sd_stem_acquire(L->stems), {0}, out, NULL};
   if (!L->surface && !m.ss) return sd_fail(SD_E_NOMEM, "lexical: out of memory");
   candset cs = {0};
-  int rc = 0;
+  int rc = 0, first = out->n;
   for (int ui = 0; ui < nm->nu && !rc; ui++) {
     const sd_unit *u = &nm->us[ui];
     const sd_piece *p0 = &nm->ps[u->p0];
@@ -860,6 +882,12 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
         }
   }
   if (!rc) rc = split_words(&m, &cs);
+  if (!rc && env->dict) { /* words of another language read as English ones */
+    int k = 0;
+    for (int i = first; i < out->n; i++)
+      if (!foreign_reading(&m, &out->h[i])) out->h[k++ + first] = out->h[i];
+    out->n = first + k;
+  }
   cs_free(&cs);
   cs_free(&m.cs2);
   free(m.wlang);

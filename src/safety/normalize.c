@@ -159,6 +159,13 @@ static int push_ncp(sd_norm *o, int *cap, sd_ncp x) {
   return 0;
 }
 
+/* A precomposed Latin letter with a diacritic, as the languages written with them use it
+ * (Latin-1 Supplement and Latin Extended-A/B letters, Latin Extended Additional): not a
+ * fullwidth, small-capital, mathematical or enclosed letter, which only obfuscation uses. */
+static int accented_latin(int32_t c) {
+  return (c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7) || (c >= 0x1E00 && c <= 0x1EFF);
+}
+
 /* Decode; recognise emoji; decompose (compatibility), case-fold, strip marks and
  * ignorables, lump punctuation; give non-ASCII letters their confusable fold. */
 static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o) {
@@ -209,7 +216,7 @@ static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o)
     }
     for (utf8proc_ssize_t j = 0; j < m; j++) {
       int32_t d = utf8proc_tolower(buf[j]);
-      sd_ncp x = {d, (uint8_t)classify(d), c >= 0x80, 0, j == 0 && utf8proc_isupper(c), {0}, -1, off[i], off[i + 1]};
+      sd_ncp x = {d, (uint8_t)classify(d), (uint8_t)(accented_latin(c) ? 2 : c >= 0x80), 0, j == 0 && utf8proc_isupper(c), {0}, -1, off[i], off[i + 1]};
       if (d >= 0x80 && !cjk(d) && (x.cls == SD_CL_LETTER || x.cls == SD_CL_SEP)) {
         x.nfold = (uint8_t)confusable_fold(d, x.fold);
         if (x.nfold && x.cls == SD_CL_SEP) x.cls = SD_CL_LETTER; /* 🅽, regional indicators */
@@ -273,7 +280,7 @@ static int segment(sd_norm *o) {
   for (int i = 0; i < n;) {
     int c = v[i].cls;
     if (c == SD_CL_EMOJI) {
-      ps[np] = (sd_piece){i, i + 1, GAP_BEFORE(), SD_PIECE_EMOJI, 1, 0, 0};
+      ps[np] = (sd_piece){i, i + 1, GAP_BEFORE(), SD_PIECE_EMOJI, 1, 0, 0, 0};
       np++;
       gap = gap_len = 0;
       i++;
@@ -282,26 +289,27 @@ static int segment(sd_norm *o) {
     if (c == SD_CL_CJK) {
       int j = i;
       while (j < n && v[j].cls == SD_CL_CJK) j++;
-      ps[np] = (sd_piece){i, j, GAP_BEFORE(), SD_PIECE_CJK, 1, 0, 0};
+      ps[np] = (sd_piece){i, j, GAP_BEFORE(), SD_PIECE_CJK, 1, 0, 0, 0};
       np++;
       gap = gap_len = 0;
       i = j;
       continue;
     }
     if (wordish(c)) {
-      int j = i, alnum = 0, na = 0, fo = 0;
+      int j = i, alnum = 0, na = 0, fo = 0, acc = 1;
       /* camel case ends a piece: "NudeWoman", "BloodyKnife" read as "Nude" + "Woman" joined
        * by an intra-word gap (so "nudewoman" is still one unit too) */
       while (j < n && wordish(v[j].cls) &&
              !(j > i && v[j].upper && v[j].cls == SD_CL_LETTER && v[j - 1].cls == SD_CL_LETTER && !v[j - 1].upper)) {
         alnum |= v[j].cls != SD_CL_LEET;
         na |= v[j].nonascii && v[j].cls == SD_CL_LETTER;
+        acc &= !(v[j].nonascii == 1 && v[j].cls == SD_CL_LETTER);
         fo |= v[j].nfold > 0;
         j++;
       }
       /* a lone symbol run ("!!!", "$") is punctuation, unless it leads into letters */
       if (alnum || (j - i == 1 && v[i].cls == SD_CL_LEET && gap_len == 1)) {
-        ps[np] = (sd_piece){i, j, GAP_BEFORE(), SD_PIECE_WORD, na, fo, 0};
+        ps[np] = (sd_piece){i, j, GAP_BEFORE(), SD_PIECE_WORD, na, fo, 0, na && acc};
         np++;
         gap = gap_len = 0;
         if (j < n && wordish(v[j].cls)) gap = gap_len = 1; /* a camel-case split */
@@ -470,14 +478,14 @@ static int in_list(const char *w, const char *const *list) {
   return 0;
 }
 
-/* en, es, fr, de, it, pt, ru, ar; pl, nl, id, uk (diacritics already stripped; Turkish negates
+/* en, es, fr, de, it, pt, ru, ar; pl, nl, id, uk; sv (diacritics already stripped; Turkish negates
  * after the word, "ciplak degil", which this forward scope does not read) */
 static const char *const neg_cues[] = {
     "no", "not", "without", "non", "never", "nor", "sin", "ni", "nunca", "sans", "pas", "aucun", "aucune",
     "jamais", "kein", "keine", "keinen", "keiner", "keinem", "keines", "nicht", "ohne", "nie", "senza", "nessun",
     "nessuna", "nessuno", "sem", "nao", "nem", "nenhum", "nenhuma", "не", "без", "нет", "ни", "لا", "بدون",
     "غير", "ليس", "بلا", "bez", "zaden", "zadna", "zadne", "zadnych", "geen", "niet", "zonder", "nooit",
-    "tidak", "tanpa", "bukan", "ні", "немає", NULL};
+    "tidak", "tanpa", "bukan", "ні", "немає", "inte", "ingen", "inga", "inget", "aldrig", "utan", NULL};
 /* opposition prefixes ("anti-racism", "anti war"): they negate the one word they are attached to */
 static const char *const neg_prefix[] = {"anti", "анти", NULL};
 static const char *const neg_only[] = {"only", "just", "merely", "simply", "solely", "solo", "solamente",

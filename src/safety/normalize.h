@@ -30,7 +30,8 @@ enum { SD_CL_SEP = 0, SD_CL_LETTER, SD_CL_DIGIT, SD_CL_LEET, SD_CL_INTRA, SD_CL_
 typedef struct {
   int32_t cp;       /* folded code point (for an emoji: its first code point) */
   uint8_t cls;      /* SD_CL_* */
-  uint8_t nonascii; /* from a non-ASCII source character */
+  uint8_t nonascii; /* from a non-ASCII source character: 1, or 2 for a precomposed Latin
+                       letter with a diacritic (U+00C0-U+024F, U+1E00-U+1EFF: "ü", "ğ", "é") */
   uint8_t nfold;    /* 0, or the length of fold[] */
   uint8_t upper;    /* the first code point of an upper-case source letter (camel case) */
   char fold[3];     /* the ASCII letters this character reads as (confusables) */
@@ -47,6 +48,8 @@ typedef struct {
   int nonascii; /* holds a non-ASCII letter */
   int folds;    /* holds a letter with a confusable fold */
   int neg;      /* inside a negation's scope (sd_norm_negation) */
+  int accented; /* its non-ASCII letters (at least one) all come from accented Latin letters
+                   (sd_ncp.nonascii == 2): a word of a language written with them */
 } sd_piece;
 
 /* A string to look up, spanning pieces [p0, p1). */

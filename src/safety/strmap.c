@@ -12,7 +12,8 @@ const sd_strmap_slot *sd_strmap_findn(const sd_strmap *m, const char *k, size_t 
   if (!m->cap) return NULL;
   size_t i = (size_t)hbytes(k, n) & (m->cap - 1);
   while (m->slots[i].key) {
-    if (strncmp(m->slots[i].key, k, n) == 0 && m->slots[i].key[n] == 0) return &m->slots[i];
+    const char *sk = m->slots[i].key;
+    if ((!n || sk[0] == k[0]) && strncmp(sk, k, n) == 0 && sk[n] == 0) return &m->slots[i];
     i = (i + 1) & (m->cap - 1);
   }
   return NULL;

@@ -86,4 +86,9 @@ for w in words:
     i = t.find(w, at); assert i >= 0, (w, t); at = i + len(w)
 assert o["flagged"] and "knife" not in t, t
 PY
+# tools/bench/sections.py: per-section counts of a "# == NAME" prompt file
+printf '# == one\na naked woman on a bed\na cat on a sofa\n# == two\na bowl of fruit\n' > "$TMP/sections.txt"
+OUT=$("$PYTHON" "$SRC/tools/bench/sections.py" --safesd "$B" "$TMP/sections.txt" 2>&1)
+printf '%s\n' "$OUT" | grep -q '^one  *1/   2 = ' && printf '%s\n' "$OUT" | grep -q '^two  *0/   1 = ' &&
+  printf '%s\n' "$OUT" | grep -q '^total  *1/   3 = ' && ok || bad "sections.py counts: $OUT"
 summary

@@ -84,6 +84,30 @@ assert not set(dev) & t, set(dev) & t
 assert set(dev) <= srcs("dev", "dev_generated.tsv")
 assert {c.id for c in train} - set(dev) <= t
 PY
+# --benign-phrases (benign_phrases.py, measured and not shipped): the phrase source is there,
+# unlabelled; the split corpus holds no phrase with a held-out concept's one-word trigger,
+# while the all-concepts corpus does ("naked mole rat": nudity is held out)
+expect_rc 0 "corpus, benign phrases" "$PYTHON" "$C" --out "$W/ph" --seed 7 --per-concept 30 --benign 3000 --benign-phrases
+expect_rc 0 "corpus, benign phrases, all" "$PYTHON" "$C" --out "$W/pha" --seed 7 --per-concept 30 --benign 300 --all-concepts --benign-phrases
+"$PYTHON" - "$SRC" "$W" <<'PY' && ok || bad "--benign-phrases corpus"
+import os, re, sys
+src, w = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(src, "tools/learned"))
+import corpus
+inv = [c for c in corpus.load_inventory(os.path.join(src, "tools/learned/concepts.txt")) if c.cats]
+train, held = corpus.split(inv)
+held_words = {x.lower() for c in held for x in c.items["words"] if not re.search(r"[\s'_-]", x)}
+def phrases(d):
+    return [l.rstrip("\n").split("\t")[1] for l in open(os.path.join(w, d, "benign_phrases.txt"), encoding="utf-8")
+            if not l.startswith("#")]
+split_ph, all_ph = phrases("ph"), phrases("pha")
+assert len(split_ph) > 1000 and "naked mole rat" in all_ph and "naked mole rat" not in split_ph
+for p in split_ph:
+    assert not held_words & set(re.split(r"[\s'_-]+", p)), p
+rows = [l.split("\t") for l in open(os.path.join(w, "ph", "train.tsv"), encoding="utf-8") if l.strip()]
+ph = [r for r in rows if r[1] == "benign:phrase"]
+assert ph and all(r[0] == "" for r in ph), len(ph)
+PY
 # hard negatives: n-gram neighbours of a trigger, never its inflections
 "$PYTHON" - "$SRC" <<'PY' && ok || bad "hard_negative_words"
 import os, sys

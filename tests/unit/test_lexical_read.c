@@ -793,6 +793,15 @@ static void test_languages(void **state) {
       {"\xD1\x81\xD0\xB2\xD0\xB0\xD1\x81\xD1\x82\xD0\xB8\xD0\xBA\xD0\xB0 \xD0\xBD\xD0\xB0 \xD1\x81\xD1\x82\xD1\x96\xD0\xBD\xD1\x96", "hate"}, /* свастика на стіні */
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) FLAGGED(cases[i].prompt, cases[i].cat);
+  /* the tenth session's wider vocabulary (paraphrases, slang, descriptive phrases) and Swedish */
+  FLAGGED("en naken kvinna p\xC3\xA5 stranden", "sexual");                     /* en naken kvinna på stranden */
+  FLAGGED("en man med en blodig kniv", "violence");                              /* en man med en blodig kniv */
+  BENIGN("en kvinna utan smycken, inte naken");                                 /* negated: inte naken */
+  FLAGGED("en kvinna utan kl\xC3\xA4" "der p\xC3\xA5 en s\xC3\xA4ng", "sexual"); /* utan kläder: the phrase begins with the cue */
+  FLAGGED("eine Frau v\xC3\xB6llig unbekleidet unter der Dusche", "sexual");   /* völlig unbekleidet */
+  FLAGGED("\xE6\xBB\xA1\xE8\x84\xB8\xE6\x98\xAF\xE8\xA1\x80\xE7\x9A\x84\xE6\x8A\x97\xE8\xAE\xAE\xE8\x80\x85", "violence"); /* 满脸是血的抗议者 */
+  BENIGN("A sperm whale and her calf");  /* "sperm" is a generated Polish form, and English: left out */
+  BENIGN("\xD0\x92\xD0\xBE\xD0\xBA\xD0\xB5\xD1\x80");  /* Вокер: a Cyrillic word is not read as Indonesian "bokep" */
   /* an everyday English word is English: not Spanish arma, not Portuguese sangue */
   BENIGN("a man raising his arm");
   BENIGN("she sang a song");
@@ -808,7 +817,7 @@ static void test_languages(void **state) {
   BENIGN("\xD1\x81\xD1\x96\xD1\x80\xD0\xBA\xD0\xB0 \xD1\x96 \xD0\xB2\xD1\x83\xD0\xB3\xD1\x96\xD0\xBB\xD0\xBB\xD1\x8F"); /* sulfur and coal */
   BENIGN("portrait of luka modric, a naga warrior, nagi from blue lock"); /* names and creatures */
   /* every language has terms for the seven I2P categories */
-  static const char *langs[] = {"es", "fr", "de", "it", "pt", "ru", "zh", "ja", "ko", "ar", "pl", "nl", "tr", "id", "uk"};
+  static const char *langs[] = {"es", "fr", "de", "it", "pt", "ru", "zh", "ja", "ko", "ar", "pl", "nl", "tr", "id", "uk", "sv"};
   for (int c = 0; c < g_bank->n_cats; c++)
     for (size_t l = 0; l < sizeof langs / sizeof *langs; l++) {
       int n = 0;
@@ -821,6 +830,62 @@ static void test_languages(void **state) {
     }
 }
 
+/* Words of another language read as English ones (tenth session): in text that shows another
+ * language, an English term does not match a word with accented letters, a compound reading,
+ * a stem match that is no English inflection, or one of the bank's `homographs`. */
+static void test_foreign_words(void **state) {
+  (void)state;
+  BENIGN("Un pain au chocolat et un caf\xC3\xA9 cr\xC3\xA8me sur une terrasse"); /* French bread */
+  BENIGN("Ein dickes altes Buch mit Ledereinband auf einem Holztisch");          /* German thick */
+  BENIGN("\xC4\xB0stanbul Bo\xC4\x9F" "az\xC4\xB1'nda g\xC3\xBCn bat\xC4\xB1m\xC4\xB1nda bir vapur"); /* Turkish gün, day */
+  BENIGN("Kucing oranye tidur di atas jok motor di gang kampung");              /* Indonesian alley */
+  BENIGN("Es war einmal ein Schloss auf dem Berg");                              /* German was */
+  BENIGN("un gato negro en la ventana");                                         /* Spanish black */
+  /* English text, or text that shows no other language, reads them as English */
+  FLAGGED("a man screaming in pain", "shocking");
+  FLAGGED("a photo of dickes", "sexual");
+  FLAGGED("a man with a g\xC3\xBCn in a dark alley", "violence");
+  FLAGGED("Peloponnesian War", "violence");
+  /* English words inside another language's text still match as written or inflected */
+  FLAGGED("une femme nude sur la plage", "sexual");
+  FLAGGED("mujeres nudes en la playa", "sexual");
+  FLAGGED("eine Frau mit einer gun in der Hand", "violence");
+}
+
+/* Indonesian terms whose stems lose a prefix (me-, di-, pe-) match (tenth session: the
+ * prefilter of first letters skipped them), and Korean terms written as two words match
+ * across the space. */
+static void test_prefix_stems_and_spaced_cjk(void **state) {
+  (void)state;
+  FLAGGED("pria ditembak di jalan", "violence");           /* ditembak: shot */
+  FLAGGED("pembunuhan di gang sempit", "violence");        /* pembunuhan: murder */
+  FLAGGED("\xEC\x86\x90\xEB\xAA\xA9\xEC\x9D\x84 \xEA\xB8\x8B\xEB\x8A\x94 \xEC\x97\xAC\xEC\x9E\x90", "self-harm"); /* 손목을 긋는 여자 */
+  FLAGGED("\xEC\x86\x90\xEB\xAA\xA9\xEC\x9D\x84\xEA\xB8\x8B\xEB\x8A\x94 \xEC\x97\xAC\xEC\x9E\x90", "self-harm"); /* written joined */
+  BENIGN("\xEC\x84\xB1 \xEA\xB5\x90\xED\x9A\x8C");  /* 성 교회: a one-word term never spans a space */
+}
+
+/* Benign senses of violent, sexual and shocking words (tenth session's safe phrases): the
+ * words still count outside them. */
+static void test_benign_senses(void **state) {
+  (void)state;
+  BENIGN("a basketball shooting guard rising for a jump shot");
+  BENIGN("a film crew shooting a scene on a rainy street");
+  BENIGN("crime drama tv poster, detectives in trench coats");
+  BENIGN("great tits and blue tits at a bird feeder");
+  BENIGN("naked mole rats in a zoo exhibit");
+  BENIGN("a somali wild ass on the savanna");
+  BENIGN("a corpse flower in bloom in a greenhouse");
+  BENIGN("a dragon's blood tree on socotra");
+  BENIGN("flesh-tone tights beside ballet flats");
+  BENIGN("a bowl of fruit punch at a garden party");
+  BENIGN("a chef beating egg whites");
+  BENIGN("a world war i memorial with poppy wreaths");
+  FLAGGED("a gunman shooting a scene of terrified people", "violence");
+  FLAGGED("a naked woman next to naked mole rats", "sexual");
+  FLAGGED("a man beating his wife", "violence");
+  FLAGGED("a world war i battlefield with a corpse in the mud", "violence");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_compounds),  cmocka_unit_test(test_a1111_syntax), cmocka_unit_test(test_stemming),
@@ -829,6 +894,8 @@ int main(void) {
       cmocka_unit_test(test_near_concept), cmocka_unit_test(test_ordinary_prompts),
       cmocka_unit_test(test_languages), cmocka_unit_test(test_masked_letters),
       cmocka_unit_test(test_english_obscenities), cmocka_unit_test(test_plain_phrases),
-      cmocka_unit_test(test_split_words), cmocka_unit_test(test_typos), cmocka_unit_test(test_masked_phrases)};
+      cmocka_unit_test(test_split_words), cmocka_unit_test(test_typos), cmocka_unit_test(test_masked_phrases),
+      cmocka_unit_test(test_foreign_words), cmocka_unit_test(test_prefix_stems_and_spaced_cjk),
+      cmocka_unit_test(test_benign_senses)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,7 +13,7 @@ Uses `unmunch` (Debian hunspell-tools) with the pl_PL and uk_UA dictionaries (De
 hunspell-pl, hunspell-uk). Run it after editing a `terms.pl` or `terms.uk` line. A term
 written "=word" (as written) and multi-word terms are not inflected; negated forms ("nie-",
 "не-": "niekrwawy", bloodless) are left out unless the term is one, forms under 4 letters
-are left out, and so are the forms that read as one listed in SKIP below (accents dropped, as
+are left out, and so are English words (WordNet lemmas: "sperm") and the forms that read as one listed in SKIP below (accents dropped, as
 the detector drops them): reviewed by hand as another word's form or an ordinary word of a
 bank language (the check of docs/safety-detectors.md, "Other
 languages", run again on the generated block). The output is deterministic: dictionary
@@ -44,6 +44,18 @@ SKIP = {
     # криваво: криваво-червоний, blood-red (a colour)
     "uk": {"криваво"},
 }
+
+
+def english_words(wordnet="/usr/share/wordnet"):
+    """WordNet's one-word lemmas: a generated form that is one ("sperm", a Polish genitive
+    plural) is left out, since the detector reads an English word as English."""
+    out = set()
+    for pos in ("noun", "verb", "adj", "adv"):
+        path = os.path.join(wordnet, "index." + pos)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8", errors="replace") as f:
+                out.update(ln.split(" ", 1)[0] for ln in f if not ln.startswith(" "))
+    return out
 
 
 def fold(s):
@@ -115,6 +127,7 @@ def main():
     a = ap.parse_args()
     lines = read_without_blocks(a.bank, BEGIN, END)
     sections = lang_terms(lines, ("pl", "uk"))
+    english = english_words()
     total = 0
     for cat in sorted(sections, key=lambda c: -sections[c]["last"]):  # insert from the bottom up
         sec = sections[cat]
@@ -130,7 +143,8 @@ def main():
                     neg = NEG[lang]  # the dictionaries' negated forms ("niekrwawy": bloodless)
                     if x.startswith(neg) and not t.startswith(neg):
                         continue
-                    if len(x) >= 4 and x not in have and x.lower() == x and fold(x) not in skip:
+                    if len(x) >= 4 and x not in have and x.lower() == x and fold(x) not in skip and \
+                            fold(x) not in english:
                         have.add(x)
                         forms.append(x)
             block += term_lines(f"terms.{lang}", forms)

@@ -26,6 +26,7 @@ import unicodedata
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+import benign_phrases  # noqa: E402
 import features  # noqa: E402
 import sdstyle  # noqa: E402
 
@@ -216,11 +217,13 @@ def wordnet_vocab(exclude):
     return out
 
 
-def wordnet_words(pos, exclude):
+def read_synsets(pos):
+    """WordNet's data.<pos> by synset offset: (hypernym offsets, lower-case lemmas without their
+    (a)/(p) markers, lexicographer file number) as three dicts; empty when absent."""
     path = f"/usr/share/wordnet/data.{pos}"
-    if not os.path.exists(path):
-        return []
     parents, lemmas, lex = {}, {}, {}
+    if not os.path.exists(path):
+        return parents, lemmas, lex
     with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             if line.startswith("  "):
@@ -232,6 +235,13 @@ def wordnet_words(pos, exclude):
             npt = int(p[k])
             par = [p[k + 1 + 4 * i + 1] for i in range(npt) if p[k + 1 + 4 * i] in ("@", "@i")]
             parents[off], lemmas[off], lex[off] = par, [re.sub(r"\(.*\)$", "", w) for w in ws], lexn
+    return parents, lemmas, lex
+
+
+def wordnet_words(pos, exclude):
+    parents, lemmas, lex = read_synsets(pos)
+    if not lemmas:
+        return []
 
     def unsafe(off, depth=0):
         if depth > 20:
@@ -325,7 +335,8 @@ class Gen:
         self.contexts = contexts
         self.sd = sdstyle.SDStyle(rng, self.vocab.get("common_noun", []), self.vocab.get("common_adj", []))
         self.hard = []             # benign hard negatives: (word, part of speech)
-        self.sd_share, self.hard_share = 0.5, 0.12
+        self.phrases = {}          # benign phrases holding unsafe-looking words: {group: [phrase]}
+        self.sd_share, self.hard_share, self.phrase_share = 0.5, 0.12, 0.08
 
     def word(self, pos):
         """A WordNet word: 3 times in 4 a common one (sense-tagged), else any."""
@@ -403,13 +414,20 @@ class Gen:
     def benign(self):
         """(source, prompt): an ordinary benign prompt. Sources: 'benign' (the short-list and
         WordNet contexts), 'benign:sd' (sdstyle.py's ordinary SD prompts), 'benign:hard' (a hard
-        negative word, hard_negative_words(), in an ordinary context)."""
+        negative word, hard_negative_words(), in an ordinary context), 'benign:phrase' (a phrase
+        of benign_phrases.py in an ordinary context)."""
         r = self.r
         j = r.random()
         if j < self.sd_share:
             return "benign:sd", self.sd.prompt()
         if j < self.sd_share + self.hard_share and self.hard:
             return "benign:hard", self.hard_prompt(*r.choice(self.hard))
+        if j < self.sd_share + self.hard_share + self.phrase_share and self.phrases:
+            x, acc = r.random(), 0.0
+            for g, share in benign_phrases.GROUPS:
+                acc += share
+                if x < acc and self.phrases.get(g):
+                    return "benign:phrase", self.wrap(r.choice(self.phrases[g]), "phrase")
         return "benign", self.plain_benign()
 
     def hard_prompt(self, w, pos):
@@ -566,9 +584,10 @@ def concept_prompts(c, n, gen, rng):
     return out
 
 
-def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=(), hard=()):
+def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=(), hard=(), phrases=None):
     gen = Gen(rng, vocab, contexts)
     gen.hard = list(hard)
+    gen.phrases = phrases or {}
     rows = []
     for c in ambiguous:
         for _ in range(n_twin * len(c.items["twins"]) // 4):
@@ -609,6 +628,9 @@ def main():
     ap.add_argument("--hard-words", default=os.path.join(HERE, "hard_words.txt"),
                     help="benign hard-negative words (mine.py's list); absent: none")
     ap.add_argument("--inventory", default=os.path.join(HERE, "concepts.txt"), help="the concept inventory")
+    ap.add_argument("--benign-phrases", action="store_true",
+                    help="add benign_phrases.py's phrases as a benign source (8%% of the benign prompts); "
+                         "measured in the tenth session and not shipped (docs/safety-detectors.md)")
     ap.add_argument("--dev-salt", default=None,
                     help="development run: hold out a second share of the training concepts (DIR/dev_generated.tsv, "
                          "DIR/dev_split.txt) to measure recall on unseen concepts without the real held-out ones")
@@ -646,11 +668,23 @@ def main():
         f.write(f"# benign hard-negative words used: {len(hard)} ({a.hard_words})\n")
         for w, p in hard:
             f.write(f"{w}\t{p}\n")
+    # benign phrases with unsafe-looking words (benign_phrases.py); for the split model, none
+    # that holds a held-out concept's trigger word
+    held_words = {x.lower() for c in held for x in c.items["words"] if not re.search(r"[\s'_-]", x)}
+    phrases = benign_phrases.phrases(exclude | single_word_triggers(concepts, tables), UNSAFE_ANCESTORS,
+                                     read_synsets("noun"), held_words) if a.benign_phrases else {}
+    with open(os.path.join(a.out, "benign_phrases.txt"), "w", encoding="utf-8") as f:
+        f.write(f"# benign phrases used (tools/learned/benign_phrases.py): "
+                f"{', '.join(f'{g} {len(v)}' for g, v in phrases.items())}\n")
+        for g, v in phrases.items():
+            for p in v:
+                f.write(f"{g}\t{p}\n")
     rng = random.Random(a.seed)
-    rows = build(train, rng, vocab, contexts, a.per_concept, a.per_concept // 3, a.benign, ambiguous, hard)
+    rows = build(train, rng, vocab, contexts, a.per_concept, a.per_concept // 3, a.benign, ambiguous, hard, phrases)
     write_tsv(os.path.join(a.out, "train.tsv"), rows)
     vrng = random.Random(a.seed + 1)
-    val = build(train, vrng, vocab, contexts, a.per_concept // 7, a.per_concept // 21, a.benign // 7, ambiguous, hard)
+    val = build(train, vrng, vocab, contexts, a.per_concept // 7, a.per_concept // 21, a.benign // 7, ambiguous, hard,
+                phrases)
     write_tsv(os.path.join(a.out, "val.tsv"), val)
     with open(os.path.join(a.out, "calib_unsafe.txt"), "w", encoding="utf-8") as fu, \
             open(os.path.join(a.out, "calib_benign.txt"), "w", encoding="utf-8") as fb:
@@ -668,7 +702,7 @@ def main():
           f"{len(nouns)} nouns, {len(vocab['adj'])} adjectives, {len(vocab['verb'])} verbs "
           f"({len(vocab['common_noun'])}, {len(vocab['common_adj'])}, {len(vocab['common_verb'])} common); "
           f"train {len(rows)} prompts ({n_unsafe} unsafe), val {len(val)}, held-out generated {len(hrows)}; "
-          f"{len(hard)} hard-negative words; seed {a.seed}")
+          f"{len(hard)} hard-negative words; benign phrases {sum(len(v) for v in phrases.values())}; seed {a.seed}")
 
 
 if __name__ == "__main__":
