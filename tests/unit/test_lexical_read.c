@@ -801,6 +801,8 @@ static void test_languages(void **state) {
   FLAGGED("eine Frau v\xC3\xB6llig unbekleidet unter der Dusche", "sexual");   /* völlig unbekleidet */
   FLAGGED("\xE6\xBB\xA1\xE8\x84\xB8\xE6\x98\xAF\xE8\xA1\x80\xE7\x9A\x84\xE6\x8A\x97\xE8\xAE\xAE\xE8\x80\x85", "violence"); /* 满脸是血的抗议者 */
   BENIGN("A sperm whale and her calf");  /* "sperm" is a generated Polish form, and English: left out */
+  BENIGN("un suonatore di tromba, una mirada furtiva, un pollo pelado"); /* trumpet, stealthy, a plucked chicken */
+  FLAGGED("uma mulher pelada na praia", "sexual");
   BENIGN("\xD0\x92\xD0\xBE\xD0\xBA\xD0\xB5\xD1\x80");  /* Вокер: a Cyrillic word is not read as Indonesian "bokep" */
   /* an everyday English word is English: not Spanish arma, not Portuguese sangue */
   BENIGN("a man raising his arm");
