@@ -319,14 +319,21 @@ static int piece_is(mctx *m, int q, const sd_term *t, int k, int *flags) {
 
 /* Terms whose key (language k) is `key`, read from unit u: complete matches, and multi-word
  * terms continued over the following pieces. Returns the number of hits added. */
+/* take()'s flag, never a hit's: multi-word terms only (the unit is an English word, which
+ * alone is read as English, but may begin a phrase of another language: "faire l'amour",
+ * "sin ropa") */
+#define TAKE_MULTI_ONLY (1 << 24)
+
 static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key, const char *text, int flags) {
   const sd_lexicon *L = m->L;
   const sd_norm *nm = m->nm;
   const sd_strmap_slot *s = sd_strmap_find(mp, key);
-  int added = 0;
+  int added = 0, multi_only = flags & TAKE_MULTI_ONLY;
+  flags &= ~TAKE_MULTI_ONLY;
   for (int p = s ? s->head : -1; p >= 0; p = mp->post[p].next) {
     int ti = mp->post[p].val;
     const sd_term *t = &L->t[ti];
+    if (multi_only && t->nw < 2) continue;
     int fl = flags, p1 = u->p1;
     /* a reading undone from leetspeak or joined over separators matches a term of another
      * language only as written: "1-inch" is not Spanish "linchado" through its stem */
@@ -383,12 +390,13 @@ static int lookup(mctx *m, const sd_unit *u, const char *s, int flags) {
     const sd_lex_lang *g = &L->lang[k];
     if (g->script != script || !g->first.used || !pre_ok(g, s)) continue;
     if (folded_only && k != L->en && !L->surface) continue;
+    int multi_only = 0;
     if (!L->surface && k != L->en && script == SD_SCRIPT_LATIN) { /* an English word is read as English */
       if (english < 0) english = common_english(m->env->dict, m->ss, L->en, s);
-      if (english) continue;
+      multi_only = english; /* unless it begins a longer term of the language */
     }
     sd_lex_key_of(L, m->ss, k, s, strlen(s), key);
-    int r = take(m, u, &g->first, key, s, flags);
+    int r = take(m, u, &g->first, key, s, flags | (multi_only ? TAKE_MULTI_ONLY : 0));
     if (r < 0) return -1;
     added += r;
     if (L->surface && k == L->en) { /* plural of a one-word safe phrase */

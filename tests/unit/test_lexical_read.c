@@ -803,6 +803,10 @@ static void test_languages(void **state) {
   BENIGN("A sperm whale and her calf");  /* "sperm" is a generated Polish form, and English: left out */
   BENIGN("un suonatore di tromba, una mirada furtiva, un pollo pelado"); /* trumpet, stealthy, a plucked chicken */
   FLAGGED("uma mulher pelada na praia", "sexual");
+  /* an English-looking word ("faire" stems to "fair", "sin") still begins a phrase of another language */
+  FLAGGED("un couple en train de faire l'amour sur un canap\xC3\xA9", "sexual");
+  FLAGGED("una mujer sin ropa en la cama", "sexual");
+  BENIGN("a fair price, a sale on shoes, a sin city poster");
   BENIGN("\xD0\x92\xD0\xBE\xD0\xBA\xD0\xB5\xD1\x80");  /* Вокер: a Cyrillic word is not read as Indonesian "bokep" */
   /* an everyday English word is English: not Spanish arma, not Portuguese sangue */
   BENIGN("a man raising his arm");
