@@ -135,7 +135,10 @@ static int hits_add(sd_lex_hits *l, sd_lex_hit h) {
   return 0;
 }
 
-static int dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) { return sd_lex_dict_has(dict, ss, en, s); }
+/* lexicon_lang.c's dictionary tests, by their short names */
+static int dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
+  return sd_lex_dict_has(dict, ss, en, s);
+}
 static int common_english(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
   return sd_lex_common_english(dict, ss, en, s);
 }
@@ -317,13 +320,13 @@ static int piece_is(mctx *m, int q, const sd_term *t, int k, int *flags) {
   return 0;
 }
 
-/* Terms whose key (language k) is `key`, read from unit u: complete matches, and multi-word
- * terms continued over the following pieces. Returns the number of hits added. */
 /* take()'s flag, never a hit's: multi-word terms only (the unit is an English word, which
  * alone is read as English, but may begin a phrase of another language: "faire l'amour",
  * "sin ropa") */
 #define TAKE_MULTI_ONLY (1 << 24)
 
+/* Terms whose key (language k) is `key`, read from unit u: complete matches, and multi-word
+ * terms continued over the following pieces. Returns the number of hits added. */
 static int take(mctx *m, const sd_unit *u, const sd_strmap *mp, const char *key, const char *text, int flags) {
   const sd_lexicon *L = m->L;
   const sd_norm *nm = m->nm;
