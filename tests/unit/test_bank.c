@@ -41,7 +41,7 @@ static void test_format(void **state) {
   const char *t = "\xEF\xBB\xBF# comment\n  ; another\r\n[a]\nterms = x, y z ,w\nterms=v\n"
                   "descriptions = one, with comma\ndescriptions = two\nanchors = safe one\n"
                   "context = calm, kind\nsubstitute = x -> a b\nsubstitute = y ->\nexpand = gun#1\n"
-                  "exclude = q\nsafe = x ray\n\n[b c]\nterms = \xC3\xA9t\xC3\xA9\n";
+                  "exclude = q\nsafe = x ray\nhomographs = Pain, gang\n\n[b c]\nterms = \xC3\xA9t\xC3\xA9\n";
   sd_bank *b = NULL;
   assert_int_equal(sd_bank_parse(t, strlen(t), "t.bank", &b), SD_OK);
   assert_int_equal(b->n_cats, 2);
@@ -55,6 +55,8 @@ static void test_format(void **state) {
   assert_string_equal(sd_bank_substitute(b, 0, "x"), "a b");
   assert_string_equal(sd_bank_substitute(b, 0, "y"), "");
   assert_string_equal(b->cats[0].expand.items[0], "gun#1");
+  assert_int_equal(b->cats[0].homographs.n, 2);
+  assert_string_equal(b->cats[0].homographs.items[0], "Pain");
   assert_string_equal(b->cats[1].name, "b c");
   for (int i = 0; i < b->cats[0].terms.n; i++) assert_string_equal(b->cats[0].term_lang.items[i], "en");
   uint64_t h = b->hash;

@@ -168,8 +168,8 @@ static void test_fit_trims_tail_not_context(void **state) {
  * safe phrases carried into the base's categories, [bank] base parsed and checked. */
 static void test_compose(void **state) {
   (void)state;
-  const char *base_text = "[bank]\nbase = none\n[violence]\nterms = gun, pistol\ncontext = calm\n"
-                          "[blood]\nterms = gore\nsafe = blood orange\n";
+  const char *base_text = "[bank]\nbase = none\n[violence]\nterms = gun, pistol, pain\ncontext = calm\n"
+                          "homographs = Pain\n[blood]\nterms = gore\nsafe = blood orange\n";
   sd_bank *base = NULL, *c = NULL;
   assert_int_equal(sd_bank_parse(base_text, strlen(base_text), "base.bank", &base), SD_OK);
   assert_int_equal(base->base_default, 0);
@@ -196,6 +196,18 @@ static void test_compose(void **state) {
   assert_int_equal(d.categories, 1u << 2);
   sd_detection_free(&d);
   assert_int_equal(sd_detector_run(lex, "a water pistol", NULL, &d), SD_OK);
+  assert_int_equal(d.categories, 0);
+  sd_detection_free(&d);
+  sd_detector_free(lex);
+  /* the base bank's homographs come with it: "pain" is English in English text, French bread
+   * in French text (the rule needs the English dictionary: WordNet on) */
+  assert_int_equal(c->cats[2].homographs.n, 1);
+  sd_lexical_options wo = {1, "", NULL};
+  assert_int_equal(sd_lexical_create(c, &wo, &lex), SD_OK);
+  assert_int_equal(sd_detector_run(lex, "a man in pain", NULL, &d), SD_OK);
+  assert_int_equal(d.categories, 1u << 2);
+  sd_detection_free(&d);
+  assert_int_equal(sd_detector_run(lex, "un pain au chocolat et un caf\xC3\xA9", NULL, &d), SD_OK);
   assert_int_equal(d.categories, 0);
   sd_detection_free(&d);
   sd_detector_free(lex);
