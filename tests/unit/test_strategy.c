@@ -164,6 +164,14 @@ static void test_fit_trims_tail_not_context(void **state) {
   sd_detection_free(&d);
 }
 
+/* The categories detector d fires on prompt p are `want`. */
+static void expect_cats(sd_detector *d, const char *p, uint32_t want) {
+  sd_detection det;
+  assert_int_equal(sd_detector_run(d, p, NULL, &det), SD_OK);
+  assert_int_equal(det.categories, want);
+  sd_detection_free(&det);
+}
+
 /* Composition: own categories first at their indices, same-named categories merged, own
  * safe phrases carried into the base's categories, [bank] base parsed and checked. */
 static void test_compose(void **state) {
@@ -191,25 +199,16 @@ static void test_compose(void **state) {
   sd_detector *lex = NULL;
   sd_lexical_options lo = {0, "", NULL};
   assert_int_equal(sd_lexical_create(c, &lo, &lex), SD_OK);
-  sd_detection d;
-  assert_int_equal(sd_detector_run(lex, "a pistol", NULL, &d), SD_OK);
-  assert_int_equal(d.categories, 1u << 2);
-  sd_detection_free(&d);
-  assert_int_equal(sd_detector_run(lex, "a water pistol", NULL, &d), SD_OK);
-  assert_int_equal(d.categories, 0);
-  sd_detection_free(&d);
+  expect_cats(lex, "a pistol", 1u << 2);
+  expect_cats(lex, "a water pistol", 0);
   sd_detector_free(lex);
   /* the base bank's homographs come with it: "pain" is English in English text, French bread
    * in French text (the rule needs the English dictionary: WordNet on) */
   assert_int_equal(c->cats[2].homographs.n, 1);
   sd_lexical_options wo = {1, "", NULL};
   assert_int_equal(sd_lexical_create(c, &wo, &lex), SD_OK);
-  assert_int_equal(sd_detector_run(lex, "a man in pain", NULL, &d), SD_OK);
-  assert_int_equal(d.categories, 1u << 2);
-  sd_detection_free(&d);
-  assert_int_equal(sd_detector_run(lex, "un pain au chocolat et un caf\xC3\xA9", NULL, &d), SD_OK);
-  assert_int_equal(d.categories, 0);
-  sd_detection_free(&d);
+  expect_cats(lex, "a man in pain", 1u << 2);
+  expect_cats(lex, "un pain au chocolat et un caf\xC3\xA9", 0);
   sd_detector_free(lex);
   sd_bank_free(c);
   sd_bank_free(base);
