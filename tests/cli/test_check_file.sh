@@ -91,4 +91,6 @@ printf '# == one\na naked woman on a bed\na cat on a sofa\n# == two\na bowl of f
 OUT=$("$PYTHON" "$SRC/tools/bench/sections.py" --safesd "$B" "$TMP/sections.txt" 2>&1)
 printf '%s\n' "$OUT" | grep -q '^one  *1/   2 = ' && printf '%s\n' "$OUT" | grep -q '^two  *0/   1 = ' &&
   printf '%s\n' "$OUT" | grep -q '^total  *1/   3 = ' && ok || bad "sections.py counts: $OUT"
+expect_rc 1 "sections.py, missing file" "$PYTHON" "$SRC/tools/bench/sections.py" --safesd "$B" "$TMP/no-such-file.txt"
+grep -q "sections.py: cannot read" <<<"$ERR" && ok || bad "sections.py message: $ERR"
 summary

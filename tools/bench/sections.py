@@ -30,8 +30,11 @@ def read_sections(path):
 
 
 def verdicts(safesd, prompts, extra):
-    out = subprocess.run([safesd, "check", "--json", "-f", "-"] + extra, input="\n".join(prompts) + "\n",
-                         capture_output=True, text=True)
+    try:
+        out = subprocess.run([safesd, "check", "--json", "-f", "-"] + extra, input="\n".join(prompts) + "\n",
+                             capture_output=True, text=True)
+    except OSError as e:
+        raise SystemExit(f"sections.py: cannot run {safesd}: {e}")
     if out.returncode:
         raise SystemExit(f"sections.py: safesd check failed: {out.stderr.strip()}")
     dec, s, i, res = json.JSONDecoder(), out.stdout, 0, []
@@ -53,7 +56,10 @@ def main():
     ap.add_argument("--show", choices=("flagged", "missed"))
     ap.add_argument("extra", nargs="*", help="further `safesd check` options (after --)")
     a = ap.parse_args()
-    prompts, names = read_sections(a.file)
+    try:
+        prompts, names = read_sections(a.file)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"sections.py: cannot read {a.file}: {e}")
     total, flagged = collections.Counter(), collections.Counter()
     for p, sec, d in zip(prompts, names, verdicts(a.safesd, prompts, a.extra)):
         total[sec] += 1
