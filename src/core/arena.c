@@ -8,8 +8,14 @@
 
 #include "core/error.h"
 
+static int poison_wanted(void) {
+  const char *e = getenv("SAFESD_ARENA_POISON");
+  return e && e[0] == '1' && !e[1];
+}
+
 int sd_arena_init(sd_arena *a, size_t cap) {
   memset(a, 0, sizeof *a);
+  a->poison = poison_wanted();
   cap = sd_arena_round(cap ? cap : SD_ARENA_ALIGN);
   a->base = aligned_alloc(SD_ARENA_ALIGN, cap);
   if (!a->base) return sd_fail(SD_E_NOMEM, "cannot allocate %zu MiB of activation memory", cap >> 20);
@@ -36,6 +42,7 @@ int sd_arena_init_kept(sd_arena *a, sd_arena_keep *keep, size_t cap) {
   }
   keep->lent = 1;
   a->base = keep->base, a->cap = cap, a->kept = keep;
+  a->poison = poison_wanted();
   return SD_OK;
 }
 
@@ -61,5 +68,6 @@ float *sd_arena_f32(sd_arena *a, int64_t n) {
   float *p = (float *)(a->base + a->used);
   a->used += bytes;
   if (a->used > a->peak) a->peak = a->used;
+  if (a->poison) memset(p, 0xff, bytes); /* 0xffffffff is a NaN */
   return p;
 }

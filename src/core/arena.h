@@ -12,6 +12,11 @@
  * ran 5× slower than the same products later in the pass). A kept block is reused while it
  * is large enough, replaced (never grown in place, so old and new never coexist) when not,
  * and allocated on 2 MiB boundaries with transparent huge pages requested.
+ *
+ * $SAFESD_ARENA_POISON=1 (a debugging and test aid, read when an arena is set up) fills every
+ * buffer handed out with NaN, so that an op reading activation memory nobody wrote (a halo,
+ * a padding lane, a tail) gives NaN in the output whatever the block held before, instead
+ * of depending on the previous pass's leftovers.
  */
 #ifndef SD_CORE_ARENA_H
 #define SD_CORE_ARENA_H
@@ -27,6 +32,7 @@ typedef struct sd_arena {
   unsigned char *base;
   size_t cap, used, peak;
   sd_arena_keep *kept; /* the keeper lent base (sd_arena_free gives it back), or NULL: owned */
+  int poison;          /* $SAFESD_ARENA_POISON=1: buffers handed out filled with NaN */
 } sd_arena;
 
 /* A block kept between passes; zero-initialise it. Not for concurrent use: one execution

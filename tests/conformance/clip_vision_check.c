@@ -36,6 +36,7 @@
 #include "judge/q16.h"
 #include "judge/safety_checker.h"
 #include "io/npy.h"
+#include "common/check_err.h"
 
 #define MAX_IMAGES 16
 
@@ -104,7 +105,7 @@ static double max_abs(const float *a, const float *b, int64_t n) {
   double e = 0;
   for (int64_t i = 0; i < n; i++) {
     double d = fabs((double)a[i] - b[i]);
-    if (!(d <= e)) e = d;
+    e = sd_check_max(e, d);
   }
   return e;
 }
@@ -200,7 +201,7 @@ static int cmd_embed(const char *dir, double rel, int threads) {
     sd_tensor ref;
     if (sd_npy_read_f32(p, &ref)) return die(p);
     if (sd_numel(&ref) != 3LL * S * S) { fprintf(stderr, "%s: wrong size\n", p); return 1; }
-    px_err = fmax(px_err, max_abs(px, ref.data, 3LL * S * S));
+    px_err = sd_check_max(px_err, max_abs(px, ref.data, 3LL * S * S));
     printf("image %d: %dx%d -> %dx%d crop, %lld bytes differ from Pillow\n", i, imgs[i].img.width, imgs[i].img.height, S,
            S, (long long)b);
     free(ref.data);
@@ -221,7 +222,7 @@ static int cmd_embed(const char *dir, double rel, int threads) {
   double be = 0;
   for (int i = 0; i < n; i++) {
     if (sd_clip_vision_embed(cv, ex, &imgs[i].img, 1, one)) return die("embed one");
-    be = fmax(be, max_abs(one, e + (size_t)i * P, P));
+    be = sd_check_max(be, max_abs(one, e + (size_t)i * P, P));
   }
   check(be <= 1e-5 * scale, "single-image vs batch max abs difference %.3g (tolerance %.3g)", be, 1e-5 * scale);
   /* normalisation helper */
@@ -257,8 +258,8 @@ static int q16_compare(const char *label, const sd_q16_result *r, int n, const c
   int wrong = 0;
   for (int i = 0; i < n; i++) {
     const float *s = (const float *)sims.data + 2 * i;
-    se = fmax(se, fmax(fabs(r[i].sim[0] - s[0]), fabs(r[i].sim[1] - s[1])));
-    pe = fmax(pe, fabs(r[i].p_inappropriate - ((const float *)prob.data)[i]));
+    se = sd_check_max(se, sd_check_max(fabs(r[i].sim[0] - s[0]), fabs(r[i].sim[1] - s[1])));
+    pe = sd_check_max(pe, fabs(r[i].p_inappropriate - ((const float *)prob.data)[i]));
     if (r[i].inappropriate != ((const int32_t *)lab.data)[i]) wrong++;
     printf("  %s image %d: sims (%.4f, %.4f), p_inappropriate %.6f -> %s\n", label, i, r[i].sim[0], r[i].sim[1],
            r[i].p_inappropriate, r[i].inappropriate ? "inappropriate" : "appropriate");
@@ -374,12 +375,12 @@ static int cmd_safety(const char *dir, int threads) {
   int wrong = 0;
   for (int i = 0; i < n; i++) {
     for (int k = 0; k < nc; k++) {
-      ce = fmax(ce, fabs(r[i].concept_cos[k] - ((float *)t[0].data)[i * nc + k]));
-      se = fmax(se, fabs(r[i].concept_score[k] - ((float *)t[2].data)[i * nc + k]));
+      ce = sd_check_max(ce, fabs(r[i].concept_cos[k] - ((float *)t[0].data)[i * nc + k]));
+      se = sd_check_max(se, fabs(r[i].concept_score[k] - ((float *)t[2].data)[i * nc + k]));
     }
     for (int k = 0; k < ns; k++) {
-      ce = fmax(ce, fabs(r[i].special_cos[k] - ((float *)t[1].data)[i * ns + k]));
-      se = fmax(se, fabs(r[i].special_score[k] - ((float *)t[3].data)[i * ns + k]));
+      ce = sd_check_max(ce, fabs(r[i].special_cos[k] - ((float *)t[1].data)[i * ns + k]));
+      se = sd_check_max(se, fabs(r[i].special_score[k] - ((float *)t[3].data)[i * ns + k]));
     }
     int sc_ref = ((int32_t *)t[4].data)[i], bad_ref = ((int32_t *)t[5].data)[i], nsfw_ref = ((int32_t *)t[6].data)[i];
     if (r[i].n_special_care != sc_ref || r[i].n_bad_concepts != bad_ref || r[i].has_nsfw_concept != nsfw_ref) wrong++;

@@ -14,6 +14,7 @@
 #include "io/npy.h"
 #include "models/clip_text.h"
 #include "models/model_source.h"
+#include "common/check_err.h"
 
 int main(int argc, char **argv) {
   if (argc < 4) {
@@ -52,7 +53,7 @@ int main(int argc, char **argv) {
   double maxerr = 0, scale = 0;
   const float *r = ref.data;
   for (int64_t i = 0; i < (int64_t)B * S * D; i++) {
-    maxerr = fmax(maxerr, fabs((double)out[i] - r[i]));
+    maxerr = sd_check_max(maxerr, fabs((double)out[i] - r[i]));
     scale = fmax(scale, fabs((double)r[i]));
   }
   printf("%s: [%d, %d, %d] clip_skip %d%s: max abs error %.3g (tolerance %.3g), output scale %.3g\n", argv[3], B, S,

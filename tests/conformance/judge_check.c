@@ -18,6 +18,7 @@
 #include "core/ops.h"
 #include "judge/emoji_judge.h"
 #include "io/npy.h"
+#include "common/check_err.h"
 
 static int load_npy(const char *dir, const char *kind, const char *name, sd_tensor *t, int as_int) {
   char path[4096];
@@ -29,7 +30,7 @@ static double rel_err(const float *a, const float *ref, int64_t n) {
   double e = 0;
   for (int64_t i = 0; i < n; i++) {
     double d = fabs((double)a[i] - ref[i]) / fmax(1.0, fabs((double)ref[i]));
-    if (!(d <= e)) e = d; /* NaN propagates */
+    e = sd_check_max(e, d);
   }
   return e;
 }
@@ -97,7 +98,7 @@ int main(int argc, char **argv) {
   ok = 1;
   if (sd_emoji_judge_preprocess(j, rgb, w, h, x)) FAIL("error: %s\n", sd_errmsg());
   double e_in = 0;
-  for (int64_t i = 0; i < 3LL * S * S; i++) e_in = fmax(e_in, fabs((double)x[i] - ((const float *)in_ref.data)[i]));
+  for (int64_t i = 0; i < 3LL * S * S; i++) e_in = sd_check_max(e_in, fabs((double)x[i] - ((const float *)in_ref.data)[i]));
   if (sd_emoji_judge_classify(j, ex, rgb, w, h, &r)) FAIL("error: %s\n", sd_errmsg());
   double e_p = rel_err(r.object_logit, pres_ref.data, No), e_b = Nb ? rel_err(r.background_logit, bg_ref.data, Nb) : 0;
   int cells_checked = 0, cells_bad = 0;
@@ -112,7 +113,7 @@ int main(int argc, char **argv) {
     }
   }
   double e_sig = 0, e_soft = 0, psum = 0;
-  for (int o = 0; o < No; o++) e_sig = fmax(e_sig, fabs(r.object_p[o] - 1.0 / (1.0 + exp(-(double)r.object_logit[o]))));
+  for (int o = 0; o < No; o++) e_sig = sd_check_max(e_sig, fabs(r.object_p[o] - 1.0 / (1.0 + exp(-(double)r.object_logit[o]))));
   for (int k = 0; k < Nb; k++) psum += r.background_p[k];
   if (Nb) e_soft = fabs(psum - 1.0);
   int top_ok = 1;

@@ -6,6 +6,9 @@ SRC=${SAFESD_SOURCE_DIR:?run through ctest}
 SHARED=${SAFESD_SHARED_DIR:-$SRC/../shared}
 TMP=${SAFESD_TEST_TMP:-$BUILD/test-tmp}
 mkdir -p "$TMP"
+# Activation buffers handed out NaN-filled (src/core/arena.h): an op that reads activation
+# memory nobody wrote fails here on every machine, not only where the block held a NaN.
+export SAFESD_ARENA_POISON=${SAFESD_ARENA_POISON:-1}
 
 need_torch() {
   if ! "$PYTHON" -c 'import torch, numpy' 2>/dev/null; then

@@ -28,6 +28,7 @@
 #include "core/ops.h"
 #include "judge/nsfwjs.h"
 #include "io/npy.h"
+#include "common/check_err.h"
 
 #define MAX_LAYERS 64
 
@@ -66,7 +67,7 @@ static void on_layer(void *ctx, const char *name, const float *data, int h, int 
     const float *r = l->ref.data;
     for (int64_t k = 0; k < n; k++) {
       double d = fabs((double)data[k] - r[k]);
-      if (!(d <= l->err)) l->err = d; /* NaN propagates */
+      l->err = sd_check_max(l->err, d);
       l->scale = fmax(l->scale, fabs((double)r[k]));
     }
   }
@@ -82,7 +83,7 @@ static double max_err(const float *a, const float *b, int64_t n) {
   double e = 0;
   for (int64_t i = 0; i < n; i++) {
     double d = fabs((double)a[i] - b[i]);
-    if (!(d <= e)) e = d;
+    e = sd_check_max(e, d);
   }
   return e;
 }

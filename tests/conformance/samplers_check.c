@@ -28,6 +28,7 @@
 #include "sampling/rng.h"
 #include "sampling/sampler.h"
 #include "sampling/schedule.h"
+#include "common/check_err.h"
 
 static int read_npy(const char *dir, const char *name, sd_tensor *t, int required) {
   char p[4096];
@@ -48,7 +49,7 @@ static double rel_err(const float *a, const float *b, int64_t n) {
   double m = 0, s = 0;
   for (int64_t i = 0; i < n; i++) {
     double d = fabs((double)a[i] - (double)b[i]);
-    if (d > m) m = d;
+    m = sd_check_max(m, d);
     if (fabs((double)b[i]) > s) s = fabs((double)b[i]);
   }
   return s > 0 ? m / s : m;
@@ -145,7 +146,7 @@ int main(int argc, char **argv) {
   double t_err = 0;
   for (int i = 0; i < nt; i++) {
     double d = fabs((double)t[i] - ((float *)rt.data)[i]) / fmax(1.0, fabs(((float *)rt.data)[i]));
-    if (d > t_err) t_err = d;
+    t_err = sd_check_max(t_err, d);
   }
   if (t_err > 1e-6) { printf("FAIL %s: timesteps differ (rel %.3g)\n", label, t_err); fail = 1; }
   double s_err = 0;
@@ -196,7 +197,7 @@ int main(int argc, char **argv) {
     for (int64_t j = 0; j < n; j++) e[j] = tanhf(0.5f * in[j]) + k;
     if (sd_sampler_step(s, &st, e, x, &g)) { fprintf(stderr, "error: %s\n", sd_errmsg()); return 1; }
     double r = rel_err(x, (float *)rsteps.data + (size_t)i * n, n);
-    if (r > worst_step) worst_step = r;
+    worst_step = sd_check_max(worst_step, r);
   }
   double fin = rel_err(x, rfin.data, n);
   int ok = !fail && fin <= tol;

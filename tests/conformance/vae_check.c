@@ -37,6 +37,7 @@
 #include "io/npy.h"
 #include "models/model_source.h"
 #include "models/vae.h"
+#include "common/check_err.h"
 
 #define MAX_BLOCKS 32
 
@@ -68,7 +69,7 @@ static void on_block(void *ctx, const char *name, const float *data, int C, int 
     const float *r = b->ref.data;
     for (int64_t k = 0; k < n; k++) {
       double d = fabs((double)data[k] - r[k]);
-      if (!(d <= b->err)) b->err = d; /* NaN propagates */
+      b->err = sd_check_max(b->err, d);
       b->scale = fmax(b->scale, fabs((double)r[k]));
     }
   }
@@ -93,6 +94,14 @@ static int chw(const sd_tensor *t, int *C, int *H, int *W) {
   if ((t->ndim != 3 && t->ndim != 4) || (t->ndim == 4 && t->shape[0] != 1)) return -1;
   *C = (int)t->shape[o], *H = (int)t->shape[o + 1], *W = (int)t->shape[o + 2];
   return 0;
+}
+
+/* An output buffer of n floats, every value NaN until written: a value the decoder or
+ * encoder leaves unwritten fails the comparison whatever the heap held before. */
+static float *nan_filled(size_t n) {
+  float *p = malloc(sizeof(float) * (n ? n : 1));
+  for (size_t i = 0; p && i < n; i++) p[i] = NAN;
+  return p;
 }
 
 static int passes(double err, double scale, double tol, double rel) {
@@ -276,14 +285,14 @@ int main(int argc, char **argv) {
     if (C != cfg->latent_channels || Co != cfg->out_channels || Ho != H * f || Wo != W * f)
       FAIL("shapes do not fit the VAE (latent %dx%dx%d, expected %dx%dx%d)\n", C, H, W, Co, Ho, Wo);
     arena = tile >= 0 ? sd_vae_decode_tiled_arena_bytes(v, H, W, tile) : sd_vae_decode_arena_bytes(v, H, W);
-    out = malloc(sizeof(float) * (size_t)Co * Ho * Wo);
+    out = nan_filled((size_t)Co * Ho * Wo);
     if (!out || (tile >= 0 ? sd_vae_decode_tiled(v, ex, in.data, H, W, tile, out) : sd_vae_decode(v, ex, in.data, H, W, out)))
       FAIL("error: %s\n", sd_errmsg());
   } else {
     if (C != cfg->in_channels || Co != cfg->latent_channels || Ho * f != H || Wo * f != W)
       FAIL("shapes do not fit the VAE (image %dx%dx%d, expected %dx%dx%d)\n", C, H, W, Co, Ho, Wo);
     arena = sd_vae_encode_arena_bytes(v, H, W);
-    out = malloc(sizeof(float) * (size_t)Co * Ho * Wo);
+    out = nan_filled((size_t)Co * Ho * Wo);
     if (!out || sd_vae_encode(v, ex, in.data, H, W, noise_file ? noise_from_buffer : NULL, &noise, out))
       FAIL("error: %s\n", sd_errmsg());
   }
@@ -293,11 +302,22 @@ int main(int argc, char **argv) {
   double err = 0, scale = 0;
   for (int64_t i = 0; i < n; i++) {
     double d = fabs((double)out[i] - r[i]);
-    if (!(d <= err)) err = d;
+    err = sd_check_max(err, d);
     scale = fmax(scale, fabs((double)r[i]));
   }
   int pass = passes(err, scale, tol, rel);
   ok &= pass;
+  if (isnan(err)) { /* which side holds the NaN, and where: an unwritten output value stays NaN */
+    int64_t nan_out = 0, nan_ref = 0, first = -1;
+    for (int64_t i = 0; i < n; i++) {
+      if (isnan(out[i]) && first < 0) first = i;
+      nan_out += isnan(out[i]) != 0, nan_ref += isnan(r[i]) != 0;
+    }
+    printf("NaN: %lld in safesd's output (first at channel %lld, row %lld, column %lld), %lld in the reference\n",
+           (long long)nan_out, first < 0 ? -1LL : (long long)(first / ((int64_t)Ho * Wo)),
+           first < 0 ? -1LL : (long long)(first / Wo % Ho), first < 0 ? -1LL : (long long)(first % Wo),
+           (long long)nan_ref);
+  }
   char crit[64];
   if (rel > 0) snprintf(crit, sizeof crit, "<= %.3g x max|expected| = %.3g", rel, rel * scale);
   else snprintf(crit, sizeof crit, "<= %.3g", tol);
@@ -322,7 +342,7 @@ int main(int argc, char **argv) {
           float t = out[((int64_t)c * Ho + y) * Wo + x] / 2.0f + 0.5f;
           t = t < 0.0f ? 0.0f : t > 1.0f ? 1.0f : t;
           double d = fabs((double)t - p[((int64_t)y * Wo + x) * 3 + c]);
-          if (!(d <= e01)) e01 = d;
+          e01 = sd_check_max(e01, d);
         }
     int p01 = e01 <= tol01;
     ok &= p01;

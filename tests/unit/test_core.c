@@ -132,6 +132,36 @@ static void test_arena(void **state) {
   sd_arena_free(&a);
 }
 
+/* $SAFESD_ARENA_POISON=1: every buffer handed out is NaN until written, in owned and kept
+ * blocks; without it the arena leaves memory as it is. */
+static void test_arena_poison(void **state) {
+  (void)state;
+  sd_arena_keep keep = {0};
+  sd_arena a;
+  assert_int_equal(setenv("SAFESD_ARENA_POISON", "1", 1), 0);
+  for (int kept = 0; kept < 2; kept++) {
+    assert_int_equal(kept ? sd_arena_init_kept(&a, &keep, sd_arena_f32_bytes(100)) : sd_arena_init(&a, sd_arena_f32_bytes(100)),
+                     SD_OK);
+    float *p = sd_arena_f32(&a, 37);
+    for (int i = 0; i < 37; i++) p[i] = 1.0f;
+    sd_arena_reset(&a, 0);
+    float *q = sd_arena_f32(&a, 37); /* the same memory, poisoned again */
+    assert_ptr_equal(q, p);
+    for (int i = 0; i < 37; i++) assert_true(isnan(q[i]));
+    sd_arena_free(&a);
+  }
+  assert_int_equal(setenv("SAFESD_ARENA_POISON", "0", 1), 0);
+  assert_int_equal(sd_arena_init_kept(&a, &keep, sd_arena_f32_bytes(100)), SD_OK);
+  float *p = sd_arena_f32(&a, 37);
+  for (int i = 0; i < 37; i++) p[i] = 1.0f;
+  sd_arena_reset(&a, 0);
+  float *q = sd_arena_f32(&a, 37);
+  for (int i = 0; i < 37; i++) assert_true(q[i] == 1.0f);
+  sd_arena_free(&a);
+  sd_arena_keep_release(&keep);
+  assert_int_equal(unsetenv("SAFESD_ARENA_POISON"), 0);
+}
+
 /* A kept block: reused while large enough, replaced when not, never lent twice at once. */
 static void test_arena_kept(void **state) {
   (void)state;
@@ -573,7 +603,7 @@ static void test_errors(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_f16_roundtrip), cmocka_unit_test(test_bf16), cmocka_unit_test(test_to_bf16),   cmocka_unit_test(test_dtype_names),
-      cmocka_unit_test(test_arena), cmocka_unit_test(test_arena_kept),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear), cmocka_unit_test(test_linear_own),
+      cmocka_unit_test(test_arena), cmocka_unit_test(test_arena_poison), cmocka_unit_test(test_arena_kept),         cmocka_unit_test(test_pool),   cmocka_unit_test(test_linear), cmocka_unit_test(test_linear_own),
       cmocka_unit_test(test_norm_act),      cmocka_unit_test(test_attention),
       cmocka_unit_test(test_attention_deterministic), cmocka_unit_test(test_cpu_env), cmocka_unit_test(test_errors),
   };

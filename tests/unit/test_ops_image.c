@@ -16,6 +16,7 @@
 #include "core/ops.h"
 #include "core/tensor.h"
 #include "testutil.h"
+#include "common/check_err.h"
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
 static float frand(void) { /* xorshift, uniform in [-1, 1) */
@@ -588,7 +589,7 @@ static void check_gn_path(int C, int64_t HW, int G, float eps, int silu, float o
   float *out = alias ? x : y;
   sd_op_groupnorm(ex, x, C, HW, G, g, b, eps, silu, out);
   double maxerr = 0;
-  for (int64_t i = 0; i < n; i++) maxerr = fmax(maxerr, fabs(out[i] - r[i]));
+  for (int64_t i = 0; i < n; i++) maxerr = sd_check_max(maxerr, fabs(out[i] - r[i]));
   if (maxerr > tol) fail_msg("groupnorm C %d HW %lld G %d: max error %.3g", C, (long long)HW, G, maxerr);
   sd_exec_destroy(ex);
   free(x); free(y); free(g); free(b); free(r);

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "edit/uce.h"
 #include "testutil.h"
+#include "common/check_err.h"
 
 static uint64_t g_rng = 0x2545f4914f6cdd1dULL;
 static float frand(void) {
@@ -138,7 +139,7 @@ static void test_random_vs_naive(void **state) {
   naive(D, R, A, B, X);
   double worst = 0, big = 0;
   for (int i = 0; i < R * D; i++) {
-    worst = fmax(worst, fabs(Wn[i] - X[i]));
+    worst = sd_check_max(worst, fabs(Wn[i] - X[i]));
     big = fmax(big, fabs(X[i]));
   }
   assert_true(worst <= 1e-6 * big);

@@ -111,7 +111,9 @@ class Attention(nn.Module):
         res = x
         t = self.group_norm(x.view(b, c, h * w)).transpose(1, 2)  # [b, hw, c]
         q, k, v = self.to_q(t), self.to_k(t), self.to_v(t)
-        p = torch.baddbmm(torch.empty(b, h * w, h * w, dtype=q.dtype, device=q.device), q, k.transpose(1, 2), beta=0,
+        # diffusers passes torch.empty here; with beta=0 the values are ignored, but zeros keep
+        # the reference from depending on how a BLAS treats NaNs in memory it was told to ignore
+        p = torch.baddbmm(torch.zeros(b, h * w, h * w, dtype=q.dtype, device=q.device), q, k.transpose(1, 2), beta=0,
                           alpha=self.scale).softmax(dim=-1)
         o = self.to_out[0](torch.bmm(p, v))
         return o.transpose(1, 2).reshape(b, c, h, w) + res
