@@ -380,10 +380,11 @@ static int cyrillic_greek(const sd_norm *nm, const sd_unit *u) {
   return 1;
 }
 
-/* Look candidate s up in every language written in its script. A word written wholly in
- * Cyrillic or Greek and read through its look-alike letters ("вокер" as "bokep") is looked
- * up in English only: such a word is a word of its own script (a Ukrainian name, "сірка"),
- * and the look-alike attack is made on English words. */
+/* Look candidate s up in every language written in its script (safe phrases: whatever
+ * their script). A word written wholly in Cyrillic or Greek and read through its look-alike
+ * letters ("вокер" as "bokep") is looked up in English only: such a word is a word of its
+ * own script (a Ukrainian name, "сірка"), and the look-alike attack is made on English
+ * words. */
 static int lookup(mctx *m, const sd_unit *u, const char *s, int flags) {
   const sd_lexicon *L = m->L;
   int script = sd_script_of(s), added = 0, english = -1;
@@ -391,7 +392,8 @@ static int lookup(mctx *m, const sd_unit *u, const char *s, int flags) {
   char key[KEY_MAX];
   for (int k = 0; k < L->n_lang; k++) {
     const sd_lex_lang *g = &L->lang[k];
-    if (g->script != script || !g->first.used || !pre_ok(g, s)) continue;
+    /* safe phrases (the surface lexicon) are one list of any script: "кровавая луна" */
+    if ((g->script != script && !L->surface) || !g->first.used || !pre_ok(g, s)) continue;
     if (folded_only && k != L->en && !L->surface) continue;
     int multi_only = 0;
     if (!L->surface && k != L->en && script == SD_SCRIPT_LATIN) { /* an English word is read as English */

@@ -892,6 +892,39 @@ static void test_benign_senses(void **state) {
   FLAGGED("a world war i battlefield with a corpse in the mud", "violence");
 }
 
+/* The eleventh session's benign senses (tools/lexical/dev2_benign.txt): nude as a colour,
+ * tools, a brand, a dessert, sport shooting, idioms; other languages' words that a stemmer
+ * or an English reading took for a term (German "seiner" stemmed as French "seins", Italian
+ * "mostra" as "mostro", French "grenade" = pomegranate). The unsafe readings stay. */
+static void test_benign_senses_more(void **state) {
+  (void)state;
+  BENIGN("nude-toned pointed heels on a velvet ottoman");
+  BENIGN("a makeup flat lay with a nude eyeshadow palette and brushes");
+  BENIGN("a wire stripper and colorful cables on a workbench");
+  BENIGN("a Gore-Tex hiking jacket on a mountain trail");
+  BENIGN("a slice of death by chocolate cake on a plate");
+  BENIGN("a soccer striker shooting at goal, stadium lights");
+  BENIGN("clay pigeon shooting on a misty morning");
+  BENIGN("riding shotgun in a vintage convertible");
+  BENIGN("a beginner taking a stab at pottery on a wheel");
+  BENIGN("combat boots with a floral dress, street style");
+  BENIGN("Porträt eines älteren Uhrmachers in seiner Werkstatt");
+  BENIGN("un'armatura medievale in mostra al museo");
+  BENIGN("une grenade coupée en deux sur une table en bois");
+  BENIGN("ballena asesina saltando sobre el océano");
+  BENIGN("кровавая луна над заснеженным лесом");
+  BENIGN("соревнования по стрельбе из лука");
+  FLAGGED("a nude woman wearing nude heels", "sexual");
+  FLAGGED("une femme aux seins nus", "sexual");
+  FLAGGED("photo de ses seins", "sexual");
+  FLAGGED("un mostro che divora un uomo", "shocking");
+  FLAGGED("a soldier throwing a grenade into a crowd", "violence");
+  FLAGGED("gore, a mangled body on the road", "shocking");
+  FLAGGED("a man stabbed with a knife", "violence");
+  FLAGGED("кровавая резня на площади", "violence"); /* safe phrases of any script, scoped */
+  FLAGGED("взрыв бомбы на площади", "violence");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_compounds),  cmocka_unit_test(test_a1111_syntax), cmocka_unit_test(test_stemming),
@@ -902,6 +935,6 @@ int main(void) {
       cmocka_unit_test(test_english_obscenities), cmocka_unit_test(test_plain_phrases),
       cmocka_unit_test(test_split_words), cmocka_unit_test(test_typos), cmocka_unit_test(test_masked_phrases),
       cmocka_unit_test(test_foreign_words), cmocka_unit_test(test_prefix_stems_and_spaced_cjk),
-      cmocka_unit_test(test_benign_senses)};
+      cmocka_unit_test(test_benign_senses), cmocka_unit_test(test_benign_senses_more)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
