@@ -542,12 +542,14 @@ static int function_word(const uint32_t *cp, int len) {
 }
 
 /* Attribution for model category k (fired at threshold t): the removal set in pos[] (greedy
- * order; *np words, 0 = not localised), the probability left without it (*p_after), its core
- * in core[] (*ncore words) and the core's probability alone (*alone; NAN when not computed). */
-static int attribute(scored *s, int k, float t, int *pos, int *np, float *p_after, int *core, int *ncore,
+ * order; *nrem words, 0 when no SD_LEARNED_MAX_SPAN_WORDS words clear the category), *np the
+ * same count when those words also carry it alone (0 = not localised), the probability left
+ * without them (*p_after), their core in core[] (*ncore words) and the core's probability
+ * alone (*alone; NAN when not computed). */
+static int attribute(scored *s, int k, float t, int *pos, int *nrem, int *np, float *p_after, int *core, int *ncore,
                      float *alone) {
   const sd_learned_model *m = s->m;
-  *np = 0;
+  *np = *nrem = 0;
   *p_after = 1;
   *alone = NAN;
   float *zw = malloc((size_t)s->nwin * m->C * sizeof *zw), *tmp = malloc((size_t)m->C * sizeof *tmp);
@@ -587,6 +589,7 @@ static int attribute(scored *s, int k, float t, int *pos, int *np, float *p_afte
     }
   }
   for (int i = 0; i < chosen; i++) s->drop[pos[i]] = 0;
+  *nrem = *np;
   /* clear only when the words carry the category by themselves: their own window fires too;
    * the core is what is left after dropping, latest choice first, every word without which
    * the rest still fires alone */
@@ -719,18 +722,21 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
   for (int c = 0; rc == SD_OK && c < m->C; c++) {
     int bc = L->map[c];
     if (bc < 0 || !((out->categories >> bc) & 1)) continue;
-    int pos[SD_LEARNED_MAX_SPAN_WORDS], core[SD_LEARNED_MAX_SPAN_WORDS], np = 0, nc = 0;
+    int pos[SD_LEARNED_MAX_SPAN_WORDS], core[SD_LEARNED_MAX_SPAN_WORDS], nrem = 0, np = 0, nc = 0;
     float after, alone;
-    if ((rc = attribute(&s, c, threshold, pos, &np, &after, core, &nc, &alone))) break;
+    if ((rc = attribute(&s, c, threshold, pos, &nrem, &np, &after, core, &nc, &alone))) break;
     /* the benign-sense gate: when every word whose removal clears the category lies inside
      * one of the bank's `safe` phrases ("bullet train", "nude colour", "demon slayer"), the
      * score comes from a sense the bank declares benign: the category does not fire. The
      * negation gate, the same way: every such word inside a negated term of this category
-     * ("a woman on a beach, not nude", "no blood"), the lexical detector's negation rule */
+     * ("a woman on a beach, not nude", "no blood"), the lexical detector's negation rule.
+     * Whether or not those words carry the score alone: "a disabled athlete in a wheelchair"
+     * is cleared by dropping "disabled", a `safe` identity word, although "disabled athlete"
+     * alone scores under the threshold */
     int benign = 0;
     for (int k = 0; k < 2 && !benign; k++) {
-      benign = np > 0 && g.n[k] > 0;
-      for (int i = 0; benign && i < np; i++)
+      benign = nrem > 0 && g.n[k] > 0;
+      for (int i = 0; benign && i < nrem; i++)
         benign = in_spans(g.sp[k], g.n[k], s.w.w[pos[i]].start, s.w.w[pos[i]].end, k ? bc : -1);
     }
     if (benign) {

@@ -60,6 +60,23 @@ for lab, s, p in rows:
         assert lab == "", (lab, s)
 assert {"benign", "benign:sd", "benign:hard"} <= {s for _, s, _ in rows}, "a benign source is missing"
 PY
+# benign text carries plural nouns and people's ages (the fifth release: without them "-ties"
+# was evidence of "titties"): sdstyle.plural's spelling rules and WordNet's irregular forms,
+# and both kinds in the generated benign prompts
+"$PYTHON" - "$SRC" "$W/a" <<'PY' && ok || bad "plurals or ages missing from the benign corpus"
+import os, re, sys
+src, out = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(src, "tools/learned"))
+import sdstyle
+want = {"party": "parties", "property": "properties", "day": "days", "box": "boxes", "church": "churches",
+        "wolf": "wolves", "mouse": "mice", "red fox": "red foxes", "twenty": "twenties"}
+got = {w: sdstyle.plural(w) for w in want}
+assert got == want, got
+benign = [l.split("\t")[2] for l in open(os.path.join(out, "train.tsv"), encoding="utf-8") if l.startswith("\t")]
+ages = [p for p in benign if re.search(r"\b(in (her|his) (early |late )?(twenties|thirties|forties|fifties|sixties|seventies|eighties|[2-8]0s)|aged [2-8][0-9]|[2-8][0-9] years old)\b", p)]
+plurals = [p for p in benign if re.search(r"\b(two|some|many) (\w+ )?\w+(ies|es|s)\b", p)]
+assert len(ages) >= 3 and len(plurals) >= 40, (len(ages), len(plurals))  # before: 0 and 19
+PY
 # --all-concepts (the shipped model's corpus): every concept, the held-out ones included, yields
 # prompts and split.txt names none; --dev-salt: a second share of the training concepts is
 # left out of train.tsv and val.tsv and only generated into dev_generated.tsv

@@ -348,7 +348,10 @@ class Gen:
         r = self.r
         adj = self.word("adj") + " " if self.vocab.get("adj") and r.random() < 0.5 else ""
         n = self.word("noun")
-        return f"{r.choice(['a', 'the', 'an old', 'two', 'a small', 'a large', 'some'])} {adj}{n}"
+        det = r.choice(['a', 'the', 'an old', 'two', 'a small', 'a large', 'some', 'many'])
+        if det in ("two", "some", "many"):  # plurals: their endings ("-ties", "-ies") are ordinary text
+            n = sdstyle.plural(n)
+        return f"{det} {adj}{n}"
 
     def tags(self, lo=1, hi=4):
         r = self.r

@@ -42,6 +42,47 @@ LOOKS = _pool("""long blonde hair|short black hair|curly red hair|silver hair|pi
 |blue eyes|green eyes|hazel eyes|amber eyes|heterochromia|freckles|round glasses|a monocle|earrings
 |a pearl necklace|a flower crown|a nose ring|a warm smile|rosy cheeks|a thick beard|a mustache
 |a scar on his eyebrow|tattoos on her arms|a beauty mark|sun-kissed skin|laugh lines|a gap-toothed grin""")
+# the possessive an age phrase takes ("in her thirties"); adults only
+PRONOUN = {**{w: "her" for w in "woman lady bride actress grandmother mother queen businesswoman nurse".split()},
+           **{w: "his" for w in "man gentleman groom actor grandfather father king businessman fisherman".split()}}
+DECADES = "twenties thirties forties fifties sixties seventies eighties".split()
+
+
+def _plural_exceptions():
+    """WordNet's irregular noun plurals ({lemma: plural}), where the system has WordNet."""
+    out = {}
+    try:
+        with open("/usr/share/wordnet/noun.exc", encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[1] not in out:
+                    out[parts[1]] = parts[0]
+    except OSError:
+        pass
+    return out
+
+
+_PLURAL_EXC = None
+
+
+def plural(noun):
+    """The plural of an English noun phrase's last word: WordNet's irregular forms, else the
+    spelling rules (-s, -es after s/x/z/ch/sh, consonant + y -> -ies)."""
+    global _PLURAL_EXC
+    if _PLURAL_EXC is None:
+        _PLURAL_EXC = _plural_exceptions()
+    head, _, w = noun.rpartition(" ")
+    if w in _PLURAL_EXC:
+        p = _PLURAL_EXC[w]
+    elif w.endswith(("s", "x", "z", "ch", "sh")):
+        p = w + "es"
+    elif len(w) > 1 and w.endswith("y") and w[-2] not in "aeiou":
+        p = w[:-1] + "ies"
+    else:
+        p = w + "s"
+    return f"{head} {p}" if head else p
+
+
 CLOTHES = _pool("""a navy suit|a three-piece suit|a tuxedo|a grey business suit|a linen suit|a red dress
 |an evening gown|a summer dress|a floral sundress|a wedding dress|a kimono|a hanbok|a silk sari|a qipao
 |a leather jacket|a denim jacket|a hoodie|a wool sweater|a turtleneck|a trench coat|a raincoat
@@ -229,6 +270,11 @@ class SDStyle:
         noun = r.choice(PEOPLE)
         art = "an" if (adj or org or noun)[0] in "aeiou" else "a"
         s = f"{art} {adj}{org}{noun}"
+        pron = PRONOUN.get(noun)
+        if pron and r.random() < 0.25:  # an age, as SD prompts give it: "a woman in her thirties"
+            n = r.randint(2, 8)
+            s += r.choice([f" in {pron} {DECADES[n - 2]}", f" in {pron} {n}0s", f", {n}{r.randint(0, 9)} years old",
+                           f" aged {n}{r.randint(0, 9)}", f" in {pron} early {DECADES[n - 2]}", f" in {pron} late {n}0s"])
         if r.random() < 0.3:
             s = r.choice(["portrait of ", "close-up portrait of ", "full body shot of ", "headshot of ",
                           "a photo of ", "a painting of ", "candid photo of ", "fashion photo of "]) + s
