@@ -125,6 +125,24 @@ rows = [l.split("\t") for l in open(os.path.join(w, "ph", "train.tsv"), encoding
 ph = [r for r in rows if r[1] == "benign:phrase"]
 assert ph and all(r[0] == "" for r in ph), len(ph)
 PY
+# --phrase-parts (measured and not shipped, eleventh session): the everyday words of the unsafe
+# phrases are listed and used, unlabelled; none is a training trigger or a bank term
+expect_rc 0 "corpus, phrase parts" "$PYTHON" "$C" --out "$W/pp" --seed 7 --per-concept 30 --benign 3000 --phrase-parts
+"$PYTHON" - "$SRC" "$W" <<'PY' && ok || bad "--phrase-parts corpus"
+import os, sys
+src, w = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.path.join(src, "tools/learned"))
+import corpus, features
+inv = [c for c in corpus.load_inventory(os.path.join(src, "tools/learned/concepts.txt")) if c.cats]
+train, held = corpus.split(inv)
+parts = [l.strip() for l in open(os.path.join(w, "pp", "phrase_parts.txt"), encoding="utf-8") if not l.startswith("#")]
+bad = set(parts) & (corpus.training_exclusions(train) | corpus.single_word_triggers(train, features.Tables.build()))
+assert len(parts) > 200 and not bad, (len(parts), sorted(bad)[:10])
+rows = [l.split("\t") for l in open(os.path.join(w, "pp", "train.tsv"), encoding="utf-8") if l.strip()]
+pp = [r for r in rows if r[1] == "benign:part"]
+assert pp and all(r[0] == "" for r in pp), len(pp)
+assert not [l for l in open(os.path.join(w, "a", "phrase_parts.txt"), encoding="utf-8") if not l.startswith("#")]
+PY
 # hard negatives: n-gram neighbours of a trigger, never its inflections
 "$PYTHON" - "$SRC" <<'PY' && ok || bad "hard_negative_words"
 import os, sys

@@ -337,6 +337,8 @@ class Gen:
         self.hard = []             # benign hard negatives: (word, part of speech)
         self.phrases = {}          # benign phrases holding unsafe-looking words: {group: [phrase]}
         self.sd_share, self.hard_share, self.phrase_share = 0.5, 0.12, 0.08
+        self.parts = []            # everyday words of unsafe phrases (phrase_parts()), as benign words
+        self.part_share = 0.06
 
     def word(self, pos):
         """A WordNet word: 3 times in 4 a common one (sense-tagged), else any."""
@@ -425,6 +427,8 @@ class Gen:
             return "benign:sd", self.sd.prompt()
         if j < self.sd_share + self.hard_share and self.hard:
             return "benign:hard", self.hard_prompt(*r.choice(self.hard))
+        if self.parts and j >= 1.0 - self.part_share:
+            return "benign:part", self.hard_prompt(r.choice(self.parts), "adj")
         if j < self.sd_share + self.hard_share + self.phrase_share and self.phrases:
             x, acc = r.random(), 0.0
             for g, share in benign_phrases.GROUPS:
@@ -517,6 +521,22 @@ def hard_negative_words(triggers, vocab, min_share=0.4, per_trigger=6):
     return sorted(out.items())
 
 
+def phrase_parts(concepts, tables, vocab):
+    """Everyday English words (WordNet's sense-tagged common words, which already leave out the
+    bank's terms and the training triggers) inside the concepts' unsafe phrases and
+    euphemisms: "final" of "final solution", "public" of "public humiliation". Alone they are
+    no evidence; the phrase is."""
+    common = set(vocab.get("common_noun", [])) | set(vocab.get("common_adj", [])) | set(vocab.get("common_verb", []))
+    out = set()
+    for c in concepts:
+        for k in ("phrases", "euphemisms"):
+            for x in c.items[k]:
+                for w, _, _ in features.words(x, tables):
+                    if len(w) >= 3 and w.isalpha() and w in common:
+                        out.add(w)
+    return sorted(out)
+
+
 def single_word_triggers(concepts, tables):
     """The concepts' trigger words that are one word once normalised."""
     out = set()
@@ -587,9 +607,10 @@ def concept_prompts(c, n, gen, rng):
     return out
 
 
-def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=(), hard=(), phrases=None):
+def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=(), hard=(), phrases=None, parts=()):
     gen = Gen(rng, vocab, contexts)
     gen.hard = list(hard)
+    gen.parts = list(parts)
     gen.phrases = phrases or {}
     rows = []
     for c in ambiguous:
@@ -634,6 +655,9 @@ def main():
     ap.add_argument("--benign-phrases", action="store_true",
                     help="add benign_phrases.py's phrases as a benign source (8%% of the benign prompts); "
                          "measured in the tenth session and not shipped (docs/safety-detectors.md)")
+    ap.add_argument("--phrase-parts", action="store_true",
+                    help="add the everyday words of the concepts' unsafe phrases as benign words (phrase_parts(); "
+                         "6%% of the benign prompts); measured in the eleventh session (docs/safety-detectors.md)")
     ap.add_argument("--dev-salt", default=None,
                     help="development run: hold out a second share of the training concepts (DIR/dev_generated.tsv, "
                          "DIR/dev_split.txt) to measure recall on unseen concepts without the real held-out ones")
@@ -682,12 +706,18 @@ def main():
         for g, v in phrases.items():
             for p in v:
                 f.write(f"{g}\t{p}\n")
+    parts = phrase_parts(train, tables, vocab) if a.phrase_parts else []
+    with open(os.path.join(a.out, "phrase_parts.txt"), "w", encoding="utf-8") as f:
+        f.write(f"# everyday words of unsafe phrases used as benign words: {len(parts)}\n")
+        for w in parts:
+            f.write(w + "\n")
     rng = random.Random(a.seed)
-    rows = build(train, rng, vocab, contexts, a.per_concept, a.per_concept // 3, a.benign, ambiguous, hard, phrases)
+    rows = build(train, rng, vocab, contexts, a.per_concept, a.per_concept // 3, a.benign, ambiguous, hard, phrases,
+                 parts)
     write_tsv(os.path.join(a.out, "train.tsv"), rows)
     vrng = random.Random(a.seed + 1)
     val = build(train, vrng, vocab, contexts, a.per_concept // 7, a.per_concept // 21, a.benign // 7, ambiguous, hard,
-                phrases)
+                phrases, parts)
     write_tsv(os.path.join(a.out, "val.tsv"), val)
     with open(os.path.join(a.out, "calib_unsafe.txt"), "w", encoding="utf-8") as fu, \
             open(os.path.join(a.out, "calib_benign.txt"), "w", encoding="utf-8") as fb:
