@@ -28,6 +28,7 @@ static double now(void) {
 #include "io/png.h"
 #include "models/taesd.h"
 #include "models/vae.h"
+#include "common/check_err.h"
 
 static int check_png(const char *weights, const char *lat, const char *png) {
   sd_taesd *t = NULL;
@@ -114,7 +115,7 @@ int main(int argc, char **argv) {
   const float *r = ref.data;
   for (size_t i = 0; i < n; i++) {
     double e = fabs((double)y[i] - r[i]);
-    err = isnan(e) || e > err ? (isnan(e) ? INFINITY : e) : err;
+    err = sd_check_max(err, e);
     scale = fabs(r[i]) > scale ? fabs(r[i]) : scale;
   }
   rc = err <= tol ? 0 : 1;

@@ -20,6 +20,7 @@
 #include "io/npy.h"
 #include "models/model_source.h"
 #include "models/unet.h"
+#include "common/check_err.h"
 
 static double g_tol = 1e-4, g_rel = 0;
 static int g_fail = 0;
@@ -33,7 +34,7 @@ static int compare(const char *what, const float *got, const sd_tensor *ref, int
   double maxerr = 0, scale = 0;
   for (int64_t i = 0; i < n; i++) {
     double e = fabs((double)got[i] - r[i]);
-    if (!(e <= maxerr)) maxerr = isnan(e) ? INFINITY : e;
+    maxerr = sd_check_max(maxerr, e);
     scale = fmax(scale, fabs((double)r[i]));
   }
   double tol = g_rel > 0 ? g_rel * scale : g_tol;
