@@ -15,6 +15,7 @@
 #include "safety/emoji.h"
 #include "safety/funcwords.h"
 #include "safety/learned_internal.h"
+#include "safety/lexical_gate.h"
 #include "safety/lexicon.h"
 #include "safety/normalize.h"
 #include "safety/wordnet.h"
@@ -637,23 +638,33 @@ static int add_evidence(sd_detection *out, int cat, size_t start, size_t end, ch
 /* The gates' spans of prompt (source byte start, end and bank category, malloc'd): g[0] the
  * bank's `safe` phrases, g[1] the bank's terms inside a negation's scope ("not nude", "no
  * blood": the lexical detector's rule, sd_norm_negation; a term that begins with its cue,
- * "no clothes", is not negated by it). */
+ * "no clothes", is not negated by it), g[2] the bank's terms that the lexical detector's
+ * context gates read as a place's or an animal's name ("Slaughter Beach", "cat burglar":
+ * lexical_gate.h). */
+#define N_GATES 3
 typedef struct {
-  size_t *sp[2];
-  int n[2];
+  size_t *sp[N_GATES];
+  int n[N_GATES];
 } gate_spans;
 
 #define ANY_CAT ((size_t)-1)
 
-static int spans_of(const sd_lexicon *lx, const sd_wn_dict *dict, const sd_norm *nm, int negated_only, size_t **out,
-                    int *n) {
+static uint32_t gate_term_cats(const void *ctx, const char *word, size_t n) { return sd_lex_single_cats(ctx, word, n); }
+
+/* mode 0: every match; 1: the negated ones; 2: the ones a context gate drops */
+static int spans_of(const learned_det *L, const sd_lexicon *lx, const char *prompt, const sd_norm *nm, int mode,
+                    size_t **out, int *n) {
   sd_lex_hits hits = {0};
-  sd_lex_env env = {lx->em, NULL, NULL, dict, NULL}; /* matched as the lexical detector matches */
+  sd_lex_env env = {lx->em, NULL, NULL, L->dict, NULL}; /* matched as the lexical detector matches */
   int rc = sd_lex_match(lx, &env, nm, &hits);
+  int negated_only = mode == 1;
   if (!rc && hits.n > 0 && !(*out = malloc((size_t)hits.n * 6 * sizeof **out)))
     rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
   for (int i = 0; !rc && i < hits.n; i++) {
     if (negated_only && !hits.h[i].neg) continue;
+    if (mode == 2 && (hits.h[i].neg || lx->t[hits.h[i].term].lang != lx->en || !sd_lex_gate(nm, prompt, &hits.h[i], L->bank->cats[lx->t[hits.h[i].term].cat].name,
+                                                    L->dict, gate_term_cats, lx)))
+      continue;
     (*out)[3 * *n] = nm->v[hits.h[i].a].s0;
     (*out)[3 * *n + 1] = nm->v[hits.h[i].b - 1].s1;
     (*out)[3 * *n + 2] = (size_t)lx->t[hits.h[i].term].cat;
@@ -680,8 +691,9 @@ static int gates_of(const learned_det *L, const char *prompt, gate_spans *g) {
   int rc = sd_norm_text(prompt, L->safe.em, &nm);
   if (rc) return rc;
   sd_norm_negation(&nm);
-  if (L->safe.n) rc = spans_of(&L->safe, L->dict, &nm, 0, &g->sp[0], &g->n[0]);
-  if (!rc && L->terms.n) rc = spans_of(&L->terms, L->dict, &nm, 1, &g->sp[1], &g->n[1]);
+  if (L->safe.n) rc = spans_of(L, &L->safe, prompt, &nm, 0, &g->sp[0], &g->n[0]);
+  if (!rc && L->terms.n) rc = spans_of(L, &L->terms, prompt, &nm, 1, &g->sp[1], &g->n[1]);
+  if (!rc && L->terms.n) rc = spans_of(L, &L->terms, prompt, &nm, 2, &g->sp[2], &g->n[2]);
   sd_norm_free(&nm);
   return rc;
 }
@@ -717,7 +729,7 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
     if (p > out->score) out->score = p;
     if (p >= threshold) out->categories |= 1u << bc;
   }
-  gate_spans g = {{NULL, NULL}, {0, 0}};
+  gate_spans g = {{NULL}, {0}};
   if (out->categories) rc = gates_of(L, prompt, &g);
   for (int c = 0; rc == SD_OK && c < m->C; c++) {
     int bc = L->map[c];
@@ -732,9 +744,10 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
      * ("a woman on a beach, not nude", "no blood"), the lexical detector's negation rule.
      * Whether or not those words carry the score alone: "a disabled athlete in a wheelchair"
      * is cleared by dropping "disabled", a `safe` identity word, although "disabled athlete"
-     * alone scores under the threshold */
+     * alone scores under the threshold. And the context gates': every such word inside a
+     * term of this category read as a place's or an animal's name ("American Bully dog") */
     int benign = 0;
-    for (int k = 0; k < 2 && !benign; k++) {
+    for (int k = 0; k < N_GATES && !benign; k++) {
       benign = nrem > 0 && g.n[k] > 0;
       for (int i = 0; benign && i < nrem; i++)
         benign = in_spans(g.sp[k], g.n[k], s.w.w[pos[i]].start, s.w.w[pos[i]].end, k ? bc : -1);
@@ -777,8 +790,7 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
                         xstrndup(via, strlen(via)));
     }
   }
-  free(g.sp[0]);
-  free(g.sp[1]);
+  for (int k = 0; k < N_GATES; k++) free(g.sp[k]);
   out->fired = out->categories != 0;
   scored_free(&s);
   return rc;

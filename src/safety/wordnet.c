@@ -338,7 +338,7 @@ int sd_wn_resolve(const sd_bank *b, const char *cache_path, const sd_wn_hooks *h
 /* ------------------------------------------------------------------------------------- */
 /* the dictionary                                                                          */
 
-#define DICT_MAGIC "safesd-wordnet-dict v1\n"
+#define DICT_MAGIC "safesd-wordnet-dict v2\n"
 #define DICT_MAX_FILE (64u << 20)
 
 typedef struct {
@@ -409,13 +409,40 @@ int sd_wn_dict_has(const sd_wn_dict *d, int set, const char *w) {
   return 0;
 }
 
+/* The noun of set `set`: the word as written or as a regular plural, or NULL. */
+static int noun_has(const sd_wn_dict *d, int set, const char *word, size_t n) {
+  char w[64];
+  if (!d || n < 2 || n >= sizeof w) return 0;
+  memcpy(w, word, n);
+  w[n] = 0;
+  if (sd_wn_dict_has(d, set, w)) return 1;
+  if (w[n - 1] != 's') return 0;
+  w[n - 1] = 0; /* pheasants */
+  if (sd_wn_dict_has(d, set, w)) return 1;
+  if (n >= 4 && w[n - 2] == 'e') {
+    w[n - 2] = 0; /* foxes */
+    if (sd_wn_dict_has(d, set, w)) return 1;
+    if (w[n - 3] == 'i') { /* puppies */
+      w[n - 3] = 'y';
+      return sd_wn_dict_has(d, set, w);
+    }
+  }
+  return 0;
+}
+
+int sd_wn_is_animal(const sd_wn_dict *d, const char *word, size_t n, int strict) {
+  return noun_has(d, SD_WN_ANIMALS, word, n) && !(strict && noun_has(d, SD_WN_PERSONS, word, n));
+}
+
+int sd_wn_is_thing(const sd_wn_dict *d, const char *word, size_t n) { return noun_has(d, SD_WN_THINGS, word, n); }
+
 static int dict_path(char *buf, size_t cap) {
   char dir[2048];
   if (sd_cache_dir(dir, sizeof dir)) {
     sd_clear_error();
     return -1;
   }
-  int w = snprintf(buf, cap, "%s/wordnet-dict-v1.bin", dir);
+  int w = snprintf(buf, cap, "%s/wordnet-dict-v2.bin", dir);
   return w < 0 || (size_t)w >= cap ? -1 : 0;
 }
 
@@ -476,8 +503,56 @@ static int dict_ok;
 static char dict_why[256];
 
 #ifdef SAFESD_HAVE_WORDNET
-/* One line of an index.<pos> or <pos>.exc file into the word lists. */
-static int dict_line(char *line, int exc, struct sb_stemmer *st, strvec v[SD_WN_NSETS]) {
+/* The offsets in data.noun of the synsets in the lexicographer files noun.animal (05),
+ * noun.person (18) and the other concrete things (noun.artifact 06, noun.body 08,
+ * noun.object 17), in increasing order (the file's own). */
+enum { LF_ANIMAL, LF_PERSON, LF_THING, LF_N };
+typedef struct {
+  long *off;
+  size_t n, cap;
+} offvec;
+
+static int lexfile_offsets(offvec lf[LF_N]) {
+  static char line[65536];
+  FILE *f = wn_file("data", 1);
+  if (!f) return 0;
+  int ok = 1;
+  while (ok && fgets(line, sizeof line, f)) {
+    if (line[0] == ' ') continue; /* licence header */
+    char *end;
+    long off = strtol(line, &end, 10);
+    offvec *a = end == line                                                       ? NULL
+                : !strncmp(end, " 05 ", 4)                                        ? &lf[LF_ANIMAL]
+                : !strncmp(end, " 18 ", 4)                                        ? &lf[LF_PERSON]
+                : !strncmp(end, " 06 ", 4) || !strncmp(end, " 08 ", 4) || !strncmp(end, " 17 ", 4) ? &lf[LF_THING]
+                                                                                  : NULL;
+    if (!a) continue;
+    if (a->n == a->cap) {
+      size_t nc = a->cap ? 2 * a->cap : 8192;
+      long *no = realloc(a->off, nc * sizeof *no);
+      if (!no) ok = 0;
+      else a->off = no, a->cap = nc;
+    }
+    if (ok) a->off[a->n++] = off;
+  }
+  fclose(f);
+  return ok ? 0 : -1;
+}
+
+static int offvec_has(const offvec *a, long off) {
+  size_t lo = 0, hi = a->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (a->off[mid] == off) return 1;
+    if (a->off[mid] < off) lo = mid + 1;
+    else hi = mid;
+  }
+  return 0;
+}
+
+/* One line of an index.<pos> or <pos>.exc file into the word lists; the nouns into
+ * SD_WN_ANIMALS and SD_WN_PERSONS (wordnet.h). */
+static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const offvec lf[LF_N], strvec v[SD_WN_NSETS]) {
   if (line[0] == ' ') return 0; /* licence header */
   char *sp = strchr(line, ' ');
   if (!sp) return 0;
@@ -493,6 +568,21 @@ static int dict_line(char *line, int exc, struct sb_stemmer *st, strvec v[SD_WN_
     int np = tok ? atoi(tok) : -1;
     for (int i = 0; tok && i < np + 2; i++) tok = strtok(NULL, " ");
     common = tok && np >= 0 && atoi(tok) > 0;
+    /* the senses' offsets, most frequent first when the tagged corpus ranked them
+     * (tagsense_cnt > 0): then the first sense decides, else any sense ("raccoon": the fur
+     * comes first) when no sense is a person ("redhead": a person, or a duck) */
+    int first_animal = 0, any_animal = 0, person = 0, thing = 0;
+    for (int k = 0; pos == 1 && np >= 0 && (tok = strtok(NULL, " \n")); k++) {
+      long off = atol(tok);
+      int a = offvec_has(&lf[LF_ANIMAL], off), h = offvec_has(&lf[LF_PERSON], off);
+      first_animal |= k == 0 && a;
+      any_animal |= a;
+      person |= h;
+      thing |= k == 0 && (a || h || offvec_has(&lf[LF_THING], off));
+    }
+    if ((common ? first_animal : any_animal && !person) && sv_push(&v[SD_WN_ANIMALS], line)) return -1;
+    if (person && sv_push(&v[SD_WN_PERSONS], line)) return -1;
+    if (thing && sv_push(&v[SD_WN_THINGS], line)) return -1;
   }
   const sb_symbol *s = sb_stemmer_stem(st, (const sb_symbol *)line, (int)n);
   if (!s || sv_push(&v[SD_WN_LEMMAS], line) || sv_push(&v[SD_WN_STEMS], (const char *)s)) return -1;
@@ -518,13 +608,44 @@ static void dict_load(void) {
   }
   static char line[65536];
   strvec v[SD_WN_NSETS] = {{0}};
-  int ok = 1;
+  offvec lf[LF_N] = {{0}};
+  int ok = lexfile_offsets(lf) == 0;
   for (int pos = 1; pos <= NUMPARTS && ok; pos++)
     for (int exc = 0; exc <= 1 && ok; exc++) {
       FILE *f = wn_file(exc ? "exc" : "index", pos);
-      while (ok && f && fgets(line, sizeof line, f)) ok = dict_line(line, exc, st, v) == 0;
+      while (ok && f && fgets(line, sizeof line, f)) ok = dict_line(line, pos, exc, st, lf, v) == 0;
       if (f) fclose(f);
     }
+  for (int i = 0; i < LF_N; i++) free(lf[i].off);
+  /* no noun that is an adjective too names an animal ("male", "young", "human", "giant") */
+  strvec adj = {0};
+  FILE *fa = ok ? wn_file("index", 3) : NULL;
+  while (ok && fa && fgets(line, sizeof line, fa)) {
+    char *sp = line[0] == ' ' ? NULL : strchr(line, ' ');
+    if (sp) *sp = 0, ok = sv_push(&adj, line) == 0;
+  }
+  if (fa) fclose(fa);
+  if (ok) qsort(adj.s, adj.n, sizeof *adj.s, cmp_str);
+  size_t kept = 0;
+  for (size_t i = 0; i < v[SD_WN_ANIMALS].n; i++) {
+    char *w = v[SD_WN_ANIMALS].s[i];
+    if (ok && bsearch(&w, adj.s, adj.n, sizeof *adj.s, cmp_str)) free(w);
+    else v[SD_WN_ANIMALS].s[kept++] = w;
+  }
+  v[SD_WN_ANIMALS].n = kept;
+  sv_free(&adj);
+  /* the irregular plurals of the animals ("geese goose", "mice mouse") */
+  if (ok) qsort(v[SD_WN_ANIMALS].s, v[SD_WN_ANIMALS].n, sizeof *v[SD_WN_ANIMALS].s, cmp_str);
+  FILE *exc = ok ? wn_file("exc", 1) : NULL;
+  size_t n_animals = v[SD_WN_ANIMALS].n;
+  while (ok && exc && fgets(line, sizeof line, exc)) {
+    char infl[256], base[256];
+    if (sscanf(line, "%255s %255s", infl, base) != 2) continue;
+    const char *key = base;
+    if (bsearch(&key, v[SD_WN_ANIMALS].s, n_animals, sizeof *v[SD_WN_ANIMALS].s, cmp_str))
+      ok = sv_push(&v[SD_WN_ANIMALS], infl) == 0;
+  }
+  if (exc) fclose(exc);
   pthread_mutex_unlock(&wn_lock);
   sb_stemmer_delete(st);
   for (int i = 0; i < SD_WN_NSETS && ok; i++) ok = sv_pack(&v[i], &dict.set[i]) == 0;

@@ -17,7 +17,7 @@
 
 #include "safety/bank.h"
 
-#define SD_WN_RULE_VERSION 4
+#define SD_WN_RULE_VERSION 5
 
 /* What the detector offers the resolution (all called with the detector's lexicon). */
 typedef struct {
@@ -42,9 +42,18 @@ int sd_wn_default_cache(const sd_bank *bank, char *buf, size_t cap);
  * irregular inflections of its .exc files), their Snowball English stems, and the stems of
  * everyday words (a sense seen in WordNet's tagged corpus, tagsense_cnt > 0, or an irregular
  * inflection: "arm", "sang"; not the genus "nuda"). Built once from WordNet and kept in
- * $cache/wordnet-dict-v1.bin (sorted strings, read back in a millisecond; a damaged file is
+ * $cache/wordnet-dict-v2.bin (sorted strings, read back in a millisecond; a damaged file is
  * rebuilt), loaded once per process. */
-enum { SD_WN_LEMMAS = 0, SD_WN_STEMS, SD_WN_COMMON, SD_WN_NSETS };
+enum { SD_WN_LEMMAS = 0, SD_WN_STEMS, SD_WN_COMMON, SD_WN_ANIMALS, SD_WN_PERSONS, SD_WN_THINGS, SD_WN_NSETS };
+/* SD_WN_ANIMALS: the nouns whose first (most frequent) sense is in the lexicographer file
+ * noun.animal, or, when WordNet's tagged corpus does not rank their senses, one of whose
+ * senses is and none a person ("pheasant", "dog", "raccoon"; not "redhead"), and that are
+ * no adjective ("male", "young", "human"), and their irregular plurals ("geese");
+ * SD_WN_PERSONS: the nouns with a sense in noun.person ("dog":
+ * a cad; "chick"); SD_WN_THINGS: the nouns whose first sense (as WordNet lists them) is a
+ * concrete thing — noun.animal, noun.person, noun.artifact, noun.body or noun.object
+ * ("sword", "skull", "robber", "werewolf"; not "shooting" or "massacre", acts). One-word
+ * lemmas. */
 typedef struct {
   char *blob;     /* the strings, NUL-terminated, sorted */
   uint32_t *off;  /* offset of string i */
@@ -56,5 +65,12 @@ typedef struct {
 /* NULL (and *why set) when WordNet is missing and no dictionary file is cached. */
 const sd_wn_dict *sd_wn_dictionary(const char **why);
 int sd_wn_dict_has(const sd_wn_dict *d, int set, const char *word);
+/* Whether the lower-case word (n bytes) names an animal (SD_WN_ANIMALS), as written or as a
+ * regular plural ("pheasants", "foxes", "puppies"); `strict`: and no person (SD_WN_PERSONS:
+ * not "chick", "fox", "dog"). */
+int sd_wn_is_animal(const sd_wn_dict *d, const char *word, size_t n, int strict);
+/* Whether the lower-case word names a concrete thing (SD_WN_THINGS), as written or as a
+ * regular plural. */
+int sd_wn_is_thing(const sd_wn_dict *d, const char *word, size_t n);
 
 #endif

@@ -1,0 +1,173 @@
+/* Context gates of the lexical detector: place names and animals. See lexical_gate.h. */
+#include "safety/lexical_gate.h"
+
+#include <string.h>
+
+/* The piece's letters as lower-case ASCII (folded code points), or 0 when it is no word of
+ * ASCII letters (or too long for buf). */
+static size_t word_at(const sd_norm *nm, int p, char *buf, size_t cap) {
+  if (p < 0 || p >= nm->np || nm->ps[p].kind != SD_PIECE_WORD) return 0;
+  const sd_piece *ps = &nm->ps[p];
+  size_t n = 0;
+  for (int i = ps->a; i < ps->b; i++) {
+    int32_t c = nm->v[i].cp;
+    if (c < 'a' || c > 'z' || n + 1 >= cap) return 0;
+    buf[n++] = (char)c;
+  }
+  buf[n] = 0;
+  return n;
+}
+
+static int is_one_of(const char *w, const char *const *list) {
+  for (int i = 0; list[i]; i++)
+    if (!strcmp(w, list[i])) return 1;
+  return 0;
+}
+
+/* Capitalised as written: the first letter upper-case, the others lower-case. */
+static int titled(const sd_norm *nm, int p) {
+  if (p < 0 || p >= nm->np || nm->ps[p].kind != SD_PIECE_WORD) return 0;
+  const sd_piece *ps = &nm->ps[p];
+  if (!nm->v[ps->a].upper) return 0;
+  for (int i = ps->a + 1; i < ps->b; i++)
+    if (nm->v[i].upper) return 0;
+  return 1;
+}
+
+/* Pieces p-1 and p are separated by whitespace only (spaces), or by one comma and spaces. */
+static int sep_is(const sd_norm *nm, const char *text, int p, int comma) {
+  if (p <= 0 || p >= nm->np) return 0;
+  size_t s = nm->v[nm->ps[p - 1].b - 1].s1, e = nm->v[nm->ps[p].a].s0;
+  int commas = 0, spaces = 0;
+  for (size_t i = s; i < e; i++) {
+    if (text[i] == ',') commas++;
+    else if (text[i] == ' ' || text[i] == '\t') spaces++;
+    else return 0;
+  }
+  return comma ? commas == 1 : commas == 0 && spaces > 0;
+}
+
+static const char *const GEO_AFTER[] = {
+    "beach",   "beaches", "falls",  "bay",     "island",  "islands",  "isle",   "lake",   "lakes",
+    "river",   "creek",   "brook",  "valley",  "canyon",  "gorge",    "mountain", "mountains", "hill",
+    "hills",   "peak",    "point",  "cape",    "cove",    "harbour",  "harbor", "springs", "road",
+    "street",  "avenue",  "lane",   "county",  "pass",    "ridge",    "bluff",  "glacier", "desert",
+    "forest",  "woods",   "swamp",  "marsh",   "pond",    "reservoir", "gulch", "hollow", "sound",
+    "inlet",   "lagoon",  "strait", "fjord",   "heights", "crossing", "junction", "township", "parish",
+    "village", "borough", NULL};
+static const char *const GEO_BEFORE[] = {"mount", "lake", "port", "fort", "cape", "saint", "st", "isle", NULL};
+static const char *const PLACE_PREP[] = {"in", "near", "at", "from", "to", "outside", "around", "visiting", NULL};
+static const char *const DETERMINERS[] = {"a",    "an",   "the",  "two",   "three", "some", "many", "this",
+                                          "that", "my",   "his",  "her",   "their", "our",  "your", "every",
+                                          "each", "these", "those", "several", NULL};
+
+/* The prompt is prose: fewer than half of its other words of two letters or more are
+ * capitalised (a title-case or all-capitals prompt shows nothing by its capitals). */
+static int prose(const sd_norm *nm, int p0, int p1) {
+  int words = 0, caps = 0;
+  for (int p = 0; p < nm->np; p++) {
+    if (p >= p0 - 1 && p <= p1) continue;
+    const sd_piece *ps = &nm->ps[p];
+    if (ps->kind != SD_PIECE_WORD || ps->b - ps->a < 2) continue;
+    words++;
+    caps += nm->v[ps->a].upper != 0;
+  }
+  return 2 * caps < words;
+}
+
+/* `features`: the geographic-feature forms ("Blood Falls", "Mount Doom") count too; the
+ * sexual category takes only the "in Dildo, Newfoundland" form, since the encoder reads no
+ * capitals and "Nude Beach" would otherwise clear a nude beach. */
+static int place_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, int features) {
+  char w[32];
+  for (int p = h->p0; p < h->p1; p++)
+    if (!titled(nm, p)) return 0;
+  if (!prose(nm, h->p0, h->p1)) return 0;
+  if (features && h->p1 < nm->np && titled(nm, h->p1) && sep_is(nm, text, h->p1, 0) && word_at(nm, h->p1, w, sizeof w) &&
+      is_one_of(w, GEO_AFTER))
+    return 1;
+  if (features && h->p0 > 0 && titled(nm, h->p0 - 1) && sep_is(nm, text, h->p0, 0) && word_at(nm, h->p0 - 1, w, sizeof w) &&
+      is_one_of(w, GEO_BEFORE))
+    return 1;
+  return h->p0 > 0 && h->p1 < nm->np && sep_is(nm, text, h->p0, 0) && word_at(nm, h->p0 - 1, w, sizeof w) &&
+         is_one_of(w, PLACE_PREP) && sep_is(nm, text, h->p1, 1) && titled(nm, h->p1);
+}
+
+/* Piece p names an animal (`strict`: and no person) and is no term of any category. */
+static int animal_at(const sd_norm *nm, int p, const sd_wn_dict *dict, int strict,
+                     uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
+  char w[64];
+  size_t n = word_at(nm, p, w, sizeof w);
+  return n && sd_wn_is_animal(dict, w, n, strict) && !term_cats(ctx, w, n);
+}
+
+static int animal_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, int agent, const sd_wn_dict *dict,
+                       uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
+  char last[64], w[32];
+  size_t nl = word_at(nm, h->p1 - 1, last, sizeof last);
+  int ing = nl > 4 && !strcmp(last + nl - 3, "ing");
+  /* the match names a kind of animal: "cock pheasant", "bully dog" */
+  if (h->p1 < nm->np && nm->ps[h->p1].gap <= 2 && (nm->ps[h->p1].gap == 1 || sep_is(nm, text, h->p1, 0)) &&
+      animal_at(nm, h->p1, dict, !agent, term_cats, ctx))
+    return 1;
+  if (!agent) return 0;
+  /* an animal does it: "a raccoon stealing" (not "elephant poaching", nor a noun: "groundhog
+   * drug addict" is still a drug addict) */
+  if (ing && h->p0 > 1 && sep_is(nm, text, h->p0, 0) && animal_at(nm, h->p0 - 1, dict, 0, term_cats, ctx) &&
+      sep_is(nm, text, h->p0 - 1, 0) && word_at(nm, h->p0 - 2, w, sizeof w) && is_one_of(w, DETERMINERS))
+    return 1;
+  /* "a gang of geese" */
+  return !ing && h->p1 + 1 < nm->np && sep_is(nm, text, h->p1, 0) && word_at(nm, h->p1, w, sizeof w) &&
+         !strcmp(w, "of") && sep_is(nm, text, h->p1 + 1, 0) && animal_at(nm, h->p1 + 1, dict, 0, term_cats, ctx);
+}
+
+/* Words that say the scene is make-believe: a costume, a toy, a prop, an exhibit. */
+static const char *const PRETEND[] = {
+    "costume",  "costumes",   "costumed",  "halloween", "toy",       "toys",        "diorama",   "dioramas",
+    "figurine", "figurines",  "prop",      "props",     "prosthetic", "prosthetics", "animatronic", "animatronics",
+    "cosplay",  "cosplayer",  "cosplayers", "plush",    "plushie",   "lego",        "museum",    "exhibit",
+    "exhibition", "replica",  "replicas",  "mannequin", "puppet",    "puppets",     "playmobil", "nerf",
+    NULL};
+
+/* A phrase boundary (a comma, full stop, semicolon, bar or line break) lies between pieces
+ * p-1 and p. */
+static int boundary(const sd_norm *nm, const char *text, int p) {
+  size_t s = nm->v[nm->ps[p - 1].b - 1].s1, e = nm->v[nm->ps[p].a].s0;
+  for (size_t i = s; i < e; i++)
+    if (strchr(",.;|\n", text[i])) return 1;
+  return 0;
+}
+
+#define PRETEND_REACH 4 /* words between the match and the cue, at most */
+
+/* One of PRETEND, outside a negation's scope, lies in the match's phrase within
+ * PRETEND_REACH words of it: "toy soldiers", "a werewolf prosthetic", "a sword in a museum
+ * case" (not "a massacre, museum"). */
+static int pretend(const sd_norm *nm, const char *text, const sd_lex_hit *h) {
+  char w[32];
+  for (int dir = -1; dir <= 1; dir += 2)
+    for (int k = 1; k <= PRETEND_REACH + 1; k++) {
+      int p = dir < 0 ? h->p0 - k : h->p1 - 1 + k;
+      if (p < 0 || p >= nm->np || boundary(nm, text, dir < 0 ? p + 1 : p)) break;
+      if (!nm->ps[p].neg && word_at(nm, p, w, sizeof w) && is_one_of(w, PRETEND)) return 1;
+    }
+  return 0;
+}
+
+int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name,
+                const sd_wn_dict *dict, uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
+  if (h->p0 < 0 || h->p1 <= h->p0 || h->p1 > nm->np) return SD_GATE_NONE;
+  for (int p = h->p0; p < h->p1; p++)
+    if (nm->ps[p].kind != SD_PIECE_WORD) return SD_GATE_NONE; /* emoji, CJK */
+  int sexual = cat_name && !strcmp(cat_name, "sexual");
+  if (place_gate(nm, text, h, !sexual)) return SD_GATE_PLACE;
+  if (!dict || !cat_name) return SD_GATE_NONE;
+  int agent = !strcmp(cat_name, "illegal activity") || !strcmp(cat_name, "harassment");
+  if ((sexual || agent) && animal_gate(nm, text, h, agent, dict, term_cats, ctx)) return SD_GATE_ANIMAL;
+  char head[64];
+  size_t nh = word_at(nm, h->p1 - 1, head, sizeof head);
+  if ((!strcmp(cat_name, "violence") || !strcmp(cat_name, "shocking") || !strcmp(cat_name, "illegal activity")) &&
+      nh && sd_wn_is_thing(dict, head, nh) && pretend(nm, text, h))
+    return SD_GATE_PRETEND;
+  return SD_GATE_NONE;
+}

@@ -1,0 +1,51 @@
+/* Context gates of the lexical detector: a match that the words around it show to be part of
+ * a place's name, to name an animal, or to name a make-believe thing is not counted
+ * (docs/safety-detectors.md, "Context gates: places, animals, make-believe"). The learned
+ * detector uses them too: a score whose clearing words all lie in gated matches is cleared.
+ *
+ * - Place names (every category): the matched words are written capitalised ("Slaughter",
+ *   "Blood", "Intercourse") in a prompt that is not written in capitals or title case, and
+ *   they are followed by a capitalised word naming a geographic feature ("Slaughter Beach",
+ *   "Blood Falls", "Death Valley"), preceded by a capitalised "Mount", "Lake", "Port",
+ *   "Fort", "Cape" or "Saint", or come after a place preposition ("in", "near", "at",
+ *   "from", "to", "outside", "around", "visiting") with a comma and a capitalised word after
+ *   them ("near Intercourse, Pennsylvania", "in Dildo, Newfoundland"). Sexual matches take
+ *   only this last form: the text encoder reads no capitals, and "Nude Beach" is a beach.
+ * - Animals (sexual, illegal activity, harassment): the word right after the match names an
+ *   animal (WordNet: a noun whose most frequent sense is in noun.animal) that is no term
+ *   itself ("cock pheasant", "booby bird", "bully dog", "drug dog"); for illegal activity
+ *   and harassment also a determiner and an animal right before an -ing match ("a raccoon
+ *   stealing a sandwich"; "elephant poaching" and "groundhog drug addict" still count), and
+ *   "<match> of <animals>" ("a gang of geese"; not after an -ing word: "poaching of
+ *   elephants" counts). For a sexual match the animal must
+ *   come after it and be no person in any sense ("naked chick" counts; "sex kitten" is a term
+ *   of its own), and an
+ *   animal before it is no gate ("horse cock").
+ * - Make-believe (violence, shocking, illegal activity): a word saying the thing is not real
+ *   (costume, Halloween, toy, diorama, figurine, prop, prosthetic, animatronic, cosplay,
+ *   plush, LEGO, museum, exhibit, replica, mannequin, puppet...) lies in the match's phrase
+ *   (no comma, full stop, semicolon or bar between), at most 4 words away, outside a
+ *   negation, and the match ends in a noun whose first WordNet sense is a concrete thing
+ *   (sd_wn_is_thing: "toy gun", "werewolf prosthetic", "dressed as a bank robber for
+ *   Halloween"). Acts are never cleared ("school shooting toy", "a massacre museum exhibit"
+ *   count).
+ */
+#ifndef SD_SAFETY_LEXICAL_GATE_H
+#define SD_SAFETY_LEXICAL_GATE_H
+
+#include <stdint.h>
+
+#include "safety/lexicon.h"
+#include "safety/normalize.h"
+#include "safety/wordnet.h"
+
+enum { SD_GATE_NONE = 0, SD_GATE_PLACE, SD_GATE_ANIMAL, SD_GATE_PRETEND };
+
+/* Which gate, if any, drops hit h (of an English term: the callers gate no other language's) of category `cat_name` in `text` (normalised as nm).
+ * `dict` may be NULL (no WordNet: no animal gate). `term_cats(ctx, word, n)` says in which
+ * categories a lower-case word is a single-word term (a term never counts as an animal). */
+int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name,
+                const sd_wn_dict *dict, uint32_t (*term_cats)(const void *ctx, const char *w, size_t n),
+                const void *ctx);
+
+#endif

@@ -1,0 +1,149 @@
+/* The lexical detector's context gates (src/safety/lexical_gate.h): a match that the words
+ * around it show to be part of a place's name, an animal's, or a make-believe thing. Each benign prompt below was
+ * flagged before the gates; each flagged one is the look-alike the gate must leave alone.
+ * Uses only the detector interface. */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "safety/bank.h"
+#include "safety/lexical.h"
+#include "safety/wordnet.h"
+#include "testutil.h"
+
+static sd_bank *g_bank;
+static sd_detector *g_det;
+
+static int setup(void **state) {
+  (void)state;
+  sd_lexical_options o = {.wordnet = 1, .cache_path = sd_test_tmp("wordnet-gate.txt")};
+  if (sd_bank_load_default(&g_bank) || sd_lexical_create(g_bank, &o, &g_det)) {
+    fprintf(stderr, "%s\n", sd_errmsg());
+    return -1;
+  }
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  sd_detector_free(g_det);
+  sd_bank_free(g_bank);
+  return 0;
+}
+
+/* Fail unless category `cat` fires on p (cat NULL: nothing fires). */
+static void expect(const char *p, const char *cat) {
+  uint32_t want = 0;
+  if (cat) {
+    int c = sd_bank_find(g_bank, cat);
+    assert_true(c >= 0);
+    want = 1u << c;
+  }
+  sd_detection r;
+  assert_int_equal(sd_detector_run(g_det, p, NULL, &r), SD_OK);
+  char *s = sd_detection_summary(g_bank, &r);
+  int ok = want ? (r.categories & want) == want : !r.fired;
+  if (!ok) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s: want %s, got %s", p, cat ? cat : "not flagged", s);
+    free(s);
+    sd_detection_free(&r);
+    fail_msg("%s", msg);
+  }
+  free(s);
+  sd_detection_free(&r);
+}
+#define BENIGN(p) expect((p), NULL)
+#define FLAGGED(p, cat) expect((p), (cat))
+
+static void test_place_names(void **state) {
+  (void)state;
+  BENIGN("horseshoe crabs on Slaughter Beach, Delaware at dawn, nature photography");
+  BENIGN("Blood Falls in Antarctica, red iron-rich water staining the glacier, aerial photograph");
+  BENIGN("sunrise over Death Valley, sand dunes, long shadows");
+  BENIGN("vintage travel postcard of the harbour in Dildo, Newfoundland, fishing boats");
+  BENIGN("Amish horse and buggy on a country road near Intercourse, Pennsylvania");
+  /* the same words written as words, in a title-case prompt, or sexual before a feature */
+  FLAGGED("a slaughter on the beach at dawn", "violence");
+  FLAGGED("Blood Falls From The Ceiling Of The Haunted House", "violence");
+  FLAGGED("BLOOD FALLS on the victim", "violence");
+  FLAGGED("a woman at Nude Beach, photograph", "sexual");
+  FLAGGED("a naked woman in Paris, France", "sexual");
+  FLAGGED("intercourse in a hotel room, Pennsylvania", "sexual");
+}
+
+static void test_animals(void **state) {
+  (void)state;
+  if (!sd_wn_dictionary(NULL)) skip(); /* the animal gate needs WordNet's nouns */
+  BENIGN("a cock pheasant strutting through an autumn stubble field, gouache");
+  BENIGN("a gang of geese chasing a jogger through a park, funny cartoon style");
+  BENIGN("a raccoon stealing a sandwich from a picnic basket, funny wildlife photo");
+  BENIGN("American Bully dog playing fetch in a park");
+  BENIGN("a police drug dog sniffing luggage at the airport");
+  /* people, animals as victims or objects, an animal before a sexual word, the words
+   * WordNet also gives a person's or an adjective's sense */
+  FLAGGED("a man stealing a car at night", "illegal activity");
+  FLAGGED("elephant poaching in the savanna", "illegal activity");
+  FLAGGED("poaching of elephants in the savanna", "illegal activity");
+  FLAGGED("groundhog drug addict lying on the bed", "illegal activity");
+  FLAGGED("a young male thief sitting on a bench", "illegal activity");
+  FLAGGED("a bully shoving a kid into a locker", "harassment");
+  FLAGGED("horse cock", "sexual");
+  FLAGGED("a sex kitten on a bed", "sexual");
+  FLAGGED("a naked chick on a bed", "sexual");
+  FLAGGED("a naked redhead on a bed", "sexual");
+  FLAGGED("body paint human form, nude", "sexual");
+}
+
+static void test_make_believe(void **state) {
+  (void)state;
+  if (!sd_wn_dictionary(NULL)) skip(); /* the gate needs WordNet's nouns */
+  BENIGN("a man holding a toy gun, studio photo");
+  BENIGN("special effects makeup artist sculpting a silicone werewolf prosthetic, workshop");
+  BENIGN("a toddler dressed as a bank robber for Halloween, adorable");
+  BENIGN("a group of friends in zombie costumes at a party, face paint");
+  /* acts are not things; the cue must be in the match's phrase and within reach; negated */
+  FLAGGED("school shooting toy", "violence");
+  FLAGGED("a massacre museum exhibit", "violence");
+  FLAGGED("a bloody corpse, halloween", "shocking");
+  FLAGGED("a zombie eating a man alive, a scene with no costume", "shocking");
+  FLAGGED("a zombie eating a man alive in the street at night, later a costume", "shocking");
+}
+
+/* WordNet's animals: first senses, unranked senses without a person's, no adjectives,
+ * irregular plurals. */
+static void test_animal_nouns(void **state) {
+  (void)state;
+  const sd_wn_dict *d = sd_wn_dictionary(NULL);
+  if (!d) skip();
+  const char *yes[] = {"pheasant", "raccoon", "dog", "geese", "foxes", "puppies", "cats"};
+  const char *no[] = {"redhead", "male", "young", "human", "giant", "woman", "table"};
+  for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
+    if (!sd_wn_is_animal(d, yes[i], strlen(yes[i]), 0)) fail_msg("%s: want an animal", yes[i]);
+  for (size_t i = 0; i < sizeof no / sizeof *no; i++)
+    if (sd_wn_is_animal(d, no[i], strlen(no[i]), 0)) fail_msg("%s: want no animal", no[i]);
+  assert_false(sd_wn_is_animal(d, "dog", 3, 1)); /* a cad, in a sense */
+  assert_false(sd_wn_is_animal(d, "chick", 5, 1));
+  assert_true(sd_wn_is_animal(d, "pheasant", 8, 1));
+  const char *things[] = {"sword", "skull", "robber", "gun", "zombies"}, *acts[] = {"shooting", "massacre", "murder"};
+  for (size_t i = 0; i < sizeof things / sizeof *things; i++)
+    if (!sd_wn_is_thing(d, things[i], strlen(things[i]))) fail_msg("%s: want a thing", things[i]);
+  for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
+    if (sd_wn_is_thing(d, acts[i], strlen(acts[i]))) fail_msg("%s: want no thing", acts[i]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_place_names), cmocka_unit_test(test_animals),
+                                     cmocka_unit_test(test_make_believe), cmocka_unit_test(test_animal_nouns)};
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
