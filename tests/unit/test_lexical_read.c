@@ -923,6 +923,17 @@ static void test_benign_senses_more(void **state) {
   FLAGGED("a man stabbed with a knife", "violence");
   FLAGGED("кровавая резня на площади", "violence"); /* safe phrases of any script, scoped */
   FLAGGED("взрыв бомбы на площади", "violence");
+  /* twelfth session: names and idioms by class (cocktails, genres, car parts, hair, plants) */
+  BENIGN("a Sex on the Beach cocktail on a bar counter");
+  BENIGN("a vintage car with suicide doors");
+  BENIGN("a woman with blunt bangs");
+  BENIGN("naked lady lilies in a garden");
+  BENIGN("a death metal band on stage");
+  BENIGN("a comedian killing it on stage");
+  FLAGGED("a couple having sex on the beach", "sexual");
+  FLAGGED("a naked lady on a bed", "sexual");
+  FLAGGED("a man killing it with a knife", "violence");
+  FLAGGED("a man rolling a blunt", "illegal activity");
 }
 
 int main(void) {
