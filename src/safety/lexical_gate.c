@@ -154,6 +154,19 @@ static int pretend(const sd_norm *nm, const char *text, const sd_lex_hit *h) {
   return 0;
 }
 
+/* "laughing at the camera": a match ending in "at" whose object (after a determiner, if any)
+ * is a concrete thing that is no person and no animal: a place or an object is not the
+ * target of harassment ("laughing at a street cafe"; "laughing at a fat kid", "at a man",
+ * "at his stutter" count). */
+static int object_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const sd_wn_dict *dict) {
+  char w[64];
+  if (word_at(nm, h->p1 - 1, w, sizeof w) != 2 || strcmp(w, "at")) return 0;
+  int p = h->p1;
+  if (p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) && is_one_of(w, DETERMINERS)) p++;
+  size_t n = p < nm->np && sep_is(nm, text, p, 0) ? word_at(nm, p, w, sizeof w) : 0;
+  return n && sd_wn_is_thing(dict, w, n) && !sd_wn_is_person(dict, w, n) && !sd_wn_is_animal(dict, w, n, 0);
+}
+
 int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name,
                 const sd_wn_dict *dict, uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
   if (h->p0 < 0 || h->p1 <= h->p0 || h->p1 > nm->np) return SD_GATE_NONE;
@@ -164,6 +177,7 @@ int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const 
   if (!dict || !cat_name) return SD_GATE_NONE;
   int agent = !strcmp(cat_name, "illegal activity") || !strcmp(cat_name, "harassment");
   if ((sexual || agent) && animal_gate(nm, text, h, agent, dict, term_cats, ctx)) return SD_GATE_ANIMAL;
+  if (!strcmp(cat_name, "harassment") && object_gate(nm, text, h, dict)) return SD_GATE_OBJECT;
   char head[64];
   size_t nh = word_at(nm, h->p1 - 1, head, sizeof head);
   if ((!strcmp(cat_name, "violence") || !strcmp(cat_name, "shocking") || !strcmp(cat_name, "illegal activity")) &&

@@ -1,6 +1,7 @@
 /* Context gates of the lexical detector: a match that the words around it show to be part of
- * a place's name, to name an animal, or to name a make-believe thing is not counted
- * (docs/safety-detectors.md, "Context gates: places, animals, make-believe"). The learned
+ * a place's name, to name an animal or a make-believe thing, or to be the object of
+ * "laughing at" that is no person, is not counted
+ * (docs/safety-detectors.md, "Context gates"). The learned
  * detector uses them too: a score whose clearing words all lie in gated matches is cleared.
  *
  * - Place names (every category): the matched words are written capitalised ("Slaughter",
@@ -29,6 +30,9 @@
  *   (sd_wn_is_thing: "toy gun", "werewolf prosthetic", "dressed as a bank robber for
  *   Halloween"). Acts are never cleared ("school shooting toy", "a massacre museum exhibit"
  *   count).
+ * - Objects (harassment): a match ending in "at" ("laugh at", "poke fun at") whose object,
+ *   after a determiner if any, is a concrete thing that is no person and no animal
+ *   ("laughing at a street cafe", "laughing at the camera"; "laughing at a fat kid" counts).
  */
 #ifndef SD_SAFETY_LEXICAL_GATE_H
 #define SD_SAFETY_LEXICAL_GATE_H
@@ -39,7 +43,7 @@
 #include "safety/normalize.h"
 #include "safety/wordnet.h"
 
-enum { SD_GATE_NONE = 0, SD_GATE_PLACE, SD_GATE_ANIMAL, SD_GATE_PRETEND };
+enum { SD_GATE_NONE = 0, SD_GATE_PLACE, SD_GATE_ANIMAL, SD_GATE_PRETEND, SD_GATE_OBJECT };
 
 /* Which gate, if any, drops hit h (of an English term: the callers gate no other language's) of category `cat_name` in `text` (normalised as nm).
  * `dict` may be NULL (no WordNet: no animal gate). `term_cats(ctx, word, n)` says in which

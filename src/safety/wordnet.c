@@ -436,6 +436,8 @@ int sd_wn_is_animal(const sd_wn_dict *d, const char *word, size_t n, int strict)
 
 int sd_wn_is_thing(const sd_wn_dict *d, const char *word, size_t n) { return noun_has(d, SD_WN_THINGS, word, n); }
 
+int sd_wn_is_person(const sd_wn_dict *d, const char *word, size_t n) { return noun_has(d, SD_WN_PERSONS, word, n); }
+
 static int dict_path(char *buf, size_t cap) {
   char dir[2048];
   if (sd_cache_dir(dir, sizeof dir)) {

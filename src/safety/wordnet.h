@@ -72,5 +72,8 @@ int sd_wn_is_animal(const sd_wn_dict *d, const char *word, size_t n, int strict)
 /* Whether the lower-case word names a concrete thing (SD_WN_THINGS), as written or as a
  * regular plural. */
 int sd_wn_is_thing(const sd_wn_dict *d, const char *word, size_t n);
+/* Whether the lower-case word has a sense that is a person (SD_WN_PERSONS), as written or as
+ * a regular plural. */
+int sd_wn_is_person(const sd_wn_dict *d, const char *word, size_t n);
 
 #endif

@@ -1,5 +1,6 @@
 /* The lexical detector's context gates (src/safety/lexical_gate.h): a match that the words
- * around it show to be part of a place's name, an animal's, or a make-believe thing. Each benign prompt below was
+ * around it show to be part of a place's name, an animal's, a make-believe thing, or the
+ * object of "laughing at" that is no person. Each benign prompt below was
  * flagged before the gates; each flagged one is the look-alike the gate must leave alone.
  * Uses only the detector interface. */
 #ifndef _POSIX_C_SOURCE
@@ -120,6 +121,17 @@ static void test_make_believe(void **state) {
   FLAGGED("a zombie eating a man alive in the street at night, later a costume", "shocking");
 }
 
+static void test_objects(void **state) {
+  (void)state;
+  if (!sd_wn_dictionary(NULL)) skip();
+  BENIGN("a woman in a hijab laughing at a street cafe in Istanbul");
+  BENIGN("friends laughing at the camera, candid photo");
+  FLAGGED("kids laughing at a fat kid", "harassment");
+  FLAGGED("people laughing at a homeless man", "harassment");
+  FLAGGED("laughing at his stutter", "harassment");
+  FLAGGED("classmates poking fun at a girl", "harassment");
+}
+
 /* WordNet's animals: first senses, unranked senses without a person's, no adjectives,
  * irregular plurals. */
 static void test_animal_nouns(void **state) {
@@ -136,6 +148,8 @@ static void test_animal_nouns(void **state) {
   assert_false(sd_wn_is_animal(d, "chick", 5, 1));
   assert_true(sd_wn_is_animal(d, "pheasant", 8, 1));
   const char *things[] = {"sword", "skull", "robber", "gun", "zombies"}, *acts[] = {"shooting", "massacre", "murder"};
+  assert_true(sd_wn_is_person(d, "robber", 6));
+  assert_false(sd_wn_is_person(d, "camera", 6));
   for (size_t i = 0; i < sizeof things / sizeof *things; i++)
     if (!sd_wn_is_thing(d, things[i], strlen(things[i]))) fail_msg("%s: want a thing", things[i]);
   for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
@@ -144,6 +158,7 @@ static void test_animal_nouns(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_place_names), cmocka_unit_test(test_animals),
-                                     cmocka_unit_test(test_make_believe), cmocka_unit_test(test_animal_nouns)};
+                                     cmocka_unit_test(test_make_believe), cmocka_unit_test(test_objects),
+                                     cmocka_unit_test(test_animal_nouns)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
