@@ -639,8 +639,8 @@ static int add_evidence(sd_detection *out, int cat, size_t start, size_t end, ch
  * bank's `safe` phrases, g[1] the bank's terms inside a negation's scope ("not nude", "no
  * blood": the lexical detector's rule, sd_norm_negation; a term that begins with its cue,
  * "no clothes", is not negated by it), g[2] the bank's terms that the lexical detector's
- * context gates read as a place's or an animal's name ("Slaughter Beach", "cat burglar":
- * lexical_gate.h). */
+ * context gates drop (a place's or an animal's name, a make-believe thing, the object of
+ * "laughing at": "Slaughter Beach", "bully dog", "toy gun"; lexical_gate.h). */
 #define N_GATES 3
 typedef struct {
   size_t *sp[N_GATES];
@@ -662,9 +662,12 @@ static int spans_of(const learned_det *L, const sd_lexicon *lx, const char *prom
     rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
   for (int i = 0; !rc && i < hits.n; i++) {
     if (negated_only && !hits.h[i].neg) continue;
-    if (mode == 2 && (hits.h[i].neg || lx->t[hits.h[i].term].lang != lx->en || !sd_lex_gate(nm, prompt, &hits.h[i], L->bank->cats[lx->t[hits.h[i].term].cat].name,
-                                                    L->dict, gate_term_cats, lx)))
-      continue;
+    if (mode == 2) {
+      const sd_term *t = &lx->t[hits.h[i].term];
+      if (hits.h[i].neg || t->lang != lx->en ||
+          !sd_lex_gate(nm, prompt, &hits.h[i], L->bank->cats[t->cat].name, L->dict, gate_term_cats, lx))
+        continue;
+    }
     (*out)[3 * *n] = nm->v[hits.h[i].a].s0;
     (*out)[3 * *n + 1] = nm->v[hits.h[i].b - 1].s1;
     (*out)[3 * *n + 2] = (size_t)lx->t[hits.h[i].term].cat;
@@ -745,7 +748,7 @@ static int learned_detect(sd_detector *d, const char *prompt, const void *encode
      * Whether or not those words carry the score alone: "a disabled athlete in a wheelchair"
      * is cleared by dropping "disabled", a `safe` identity word, although "disabled athlete"
      * alone scores under the threshold. And the context gates': every such word inside a
-     * term of this category read as a place's or an animal's name ("American Bully dog") */
+     * term of this category that a gate drops ("American Bully dog") */
     int benign = 0;
     for (int k = 0; k < N_GATES && !benign; k++) {
       benign = nrem > 0 && g.n[k] > 0;

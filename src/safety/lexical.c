@@ -82,7 +82,7 @@ static uint32_t gate_term_cats(const void *ctx, const char *word, size_t n) {
 }
 
 /* The matches of the bank's terms in text that count: not negated, not inside a safe phrase
- * of the same category, not a place's name or an animal's (lexical_gate.h), not inside a
+ * of the same category, not dropped by a context gate (lexical_gate.h), not inside a
  * longer match of the same category; emoji through their names when `emoji_names`;
  * compounds when `compounds`. */
 static int find(const lexical *L, const char *text, int emoji_names, int compounds, found *f) {
@@ -138,7 +138,8 @@ static int find(const lexical *L, const char *text, int emoji_names, int compoun
     int cat = L->terms.t[h->term].cat;
     keep[i] = !h->neg;
     for (int j = 0; j < safe.n && keep[i]; j++) keep[i] = !(L->safe.t[safe.h[j].term].cat == cat && covers(&safe.h[j], h));
-    if (keep[i] && L->terms.t[h->term].lang == L->terms.en && sd_lex_gate(&f->nm, text, h, L->bank->cats[cat].name, L->dict, gate_term_cats, L))
+    if (keep[i] && L->terms.t[h->term].lang == L->terms.en &&
+        sd_lex_gate(&f->nm, text, h, L->bank->cats[cat].name, L->dict, gate_term_cats, L))
       keep[i] = 0;
   }
   for (int i = 0; i < nh; i++) {
