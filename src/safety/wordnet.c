@@ -409,7 +409,7 @@ int sd_wn_dict_has(const sd_wn_dict *d, int set, const char *w) {
   return 0;
 }
 
-/* The noun of set `set`: the word as written or as a regular plural, or NULL. */
+/* Whether the word, as written or as a regular plural, is in set `set`. */
 static int noun_has(const sd_wn_dict *d, int set, const char *word, size_t n) {
   char w[64];
   if (!d || n < 2 || n >= sizeof w) return 0;
