@@ -553,7 +553,7 @@ static int offvec_has(const offvec *a, long off) {
 }
 
 /* One line of an index.<pos> or <pos>.exc file into the word lists; the nouns into
- * SD_WN_ANIMALS and SD_WN_PERSONS (wordnet.h). */
+ * SD_WN_ANIMALS, SD_WN_PERSONS and SD_WN_THINGS (wordnet.h). */
 static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const offvec lf[LF_N], strvec v[SD_WN_NSETS]) {
   if (line[0] == ' ') return 0; /* licence header */
   char *sp = strchr(line, ' ');
@@ -574,7 +574,7 @@ static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const 
      * (tagsense_cnt > 0): then the first sense decides, else any sense ("raccoon": the fur
      * comes first) when no sense is a person ("redhead": a person, or a duck) */
     int first_animal = 0, any_animal = 0, person = 0, thing = 0;
-    for (int k = 0; pos == 1 && np >= 0 && (tok = strtok(NULL, " \n")); k++) {
+    for (int k = 0; pos == NOUN && np >= 0 && (tok = strtok(NULL, " \n")); k++) {
       long off = atol(tok);
       int a = offvec_has(&lf[LF_ANIMAL], off), h = offvec_has(&lf[LF_PERSON], off);
       first_animal |= k == 0 && a;
@@ -589,6 +589,36 @@ static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const 
   const sb_symbol *s = sb_stemmer_stem(st, (const sb_symbol *)line, (int)n);
   if (!s || sv_push(&v[SD_WN_LEMMAS], line) || sv_push(&v[SD_WN_STEMS], (const char *)s)) return -1;
   return common ? sv_push(&v[SD_WN_COMMON], (const char *)s) : 0;
+}
+#endif
+
+#ifdef SAFESD_HAVE_WORDNET
+/* The animals dict_line collected, finished: no noun that is an adjective too ("male",
+ * "young", "human", "giant": nouns of noun.animal as well), then the irregular plurals of
+ * those left ("geese goose", "mice mouse": noun.exc is read again here, once the animals are
+ * known). */
+static int animals_finish(strvec *an, strvec *adj) {
+  qsort(adj->s, adj->n, sizeof *adj->s, cmp_str);
+  size_t kept = 0;
+  for (size_t i = 0; i < an->n; i++) {
+    char *w = an->s[i];
+    if (bsearch(&w, adj->s, adj->n, sizeof *adj->s, cmp_str)) free(w);
+    else an->s[kept++] = w;
+  }
+  an->n = kept;
+  qsort(an->s, an->n, sizeof *an->s, cmp_str);
+  static char line[65536];
+  FILE *exc = wn_file("exc", 1);
+  size_t n_animals = an->n;
+  int ok = 1;
+  while (ok && exc && fgets(line, sizeof line, exc)) {
+    char infl[256], base[256];
+    if (sscanf(line, "%255s %255s", infl, base) != 2) continue;
+    const char *key = base;
+    if (bsearch(&key, an->s, n_animals, sizeof *an->s, cmp_str)) ok = sv_push(an, infl) == 0;
+  }
+  if (exc) fclose(exc);
+  return ok ? 0 : -1;
 }
 #endif
 
@@ -611,43 +641,25 @@ static void dict_load(void) {
   static char line[65536];
   strvec v[SD_WN_NSETS] = {{0}};
   offvec lf[LF_N] = {{0}};
+  strvec adj = {0};
   int ok = lexfile_offsets(lf) == 0;
   for (int pos = 1; pos <= NUMPARTS && ok; pos++)
     for (int exc = 0; exc <= 1 && ok; exc++) {
       FILE *f = wn_file(exc ? "exc" : "index", pos);
-      while (ok && f && fgets(line, sizeof line, f)) ok = dict_line(line, pos, exc, st, lf, v) == 0;
+      while (ok && f && fgets(line, sizeof line, f)) {
+        size_t lemma = strcspn(line, " ");
+        if (pos == ADJ && !exc && line[0] != ' ' && line[lemma] == ' ') { /* the adjectives, for animals_finish */
+          line[lemma] = 0;
+          ok = sv_push(&adj, line) == 0;
+          line[lemma] = ' ';
+        }
+        ok = ok && dict_line(line, pos, exc, st, lf, v) == 0;
+      }
       if (f) fclose(f);
     }
   for (int i = 0; i < LF_N; i++) free(lf[i].off);
-  /* no noun that is an adjective too names an animal ("male", "young", "human", "giant") */
-  strvec adj = {0};
-  FILE *fa = ok ? wn_file("index", 3) : NULL;
-  while (ok && fa && fgets(line, sizeof line, fa)) {
-    char *sp = line[0] == ' ' ? NULL : strchr(line, ' ');
-    if (sp) *sp = 0, ok = sv_push(&adj, line) == 0;
-  }
-  if (fa) fclose(fa);
-  if (ok) qsort(adj.s, adj.n, sizeof *adj.s, cmp_str);
-  size_t kept = 0;
-  for (size_t i = 0; i < v[SD_WN_ANIMALS].n; i++) {
-    char *w = v[SD_WN_ANIMALS].s[i];
-    if (ok && bsearch(&w, adj.s, adj.n, sizeof *adj.s, cmp_str)) free(w);
-    else v[SD_WN_ANIMALS].s[kept++] = w;
-  }
-  v[SD_WN_ANIMALS].n = kept;
+  if (ok) ok = animals_finish(&v[SD_WN_ANIMALS], &adj) == 0;
   sv_free(&adj);
-  /* the irregular plurals of the animals ("geese goose", "mice mouse") */
-  if (ok) qsort(v[SD_WN_ANIMALS].s, v[SD_WN_ANIMALS].n, sizeof *v[SD_WN_ANIMALS].s, cmp_str);
-  FILE *exc = ok ? wn_file("exc", 1) : NULL;
-  size_t n_animals = v[SD_WN_ANIMALS].n;
-  while (ok && exc && fgets(line, sizeof line, exc)) {
-    char infl[256], base[256];
-    if (sscanf(line, "%255s %255s", infl, base) != 2) continue;
-    const char *key = base;
-    if (bsearch(&key, v[SD_WN_ANIMALS].s, n_animals, sizeof *v[SD_WN_ANIMALS].s, cmp_str))
-      ok = sv_push(&v[SD_WN_ANIMALS], infl) == 0;
-  }
-  if (exc) fclose(exc);
   pthread_mutex_unlock(&wn_lock);
   sb_stemmer_delete(st);
   for (int i = 0; i < SD_WN_NSETS && ok; i++) ok = sv_pack(&v[i], &dict.set[i]) == 0;

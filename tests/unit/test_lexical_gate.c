@@ -42,30 +42,8 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* Fail unless category `cat` fires on p (cat NULL: nothing fires). */
-static void expect(const char *p, const char *cat) {
-  uint32_t want = 0;
-  if (cat) {
-    int c = sd_bank_find(g_bank, cat);
-    assert_true(c >= 0);
-    want = 1u << c;
-  }
-  sd_detection r;
-  assert_int_equal(sd_detector_run(g_det, p, NULL, &r), SD_OK);
-  char *s = sd_detection_summary(g_bank, &r);
-  int ok = want ? (r.categories & want) == want : !r.fired;
-  if (!ok) {
-    char msg[2048];
-    snprintf(msg, sizeof msg, "%s: want %s, got %s", p, cat ? cat : "not flagged", s);
-    free(s);
-    sd_detection_free(&r);
-    fail_msg("%s", msg);
-  }
-  free(s);
-  sd_detection_free(&r);
-}
-#define BENIGN(p) expect((p), NULL)
-#define FLAGGED(p, cat) expect((p), (cat))
+#define BENIGN(p) sd_test_expect_fired(g_det, g_bank, (p), 0)
+#define FLAGGED(p, cat) sd_test_expect_fired(g_det, g_bank, (p), sd_test_cat_bit(g_bank, (cat)))
 
 static void test_place_names(void **state) {
   (void)state;

@@ -47,30 +47,8 @@ static int teardown(void **state) {
   return 0;
 }
 
-static uint32_t bit(const sd_bank *b, const char *cat) {
-  int c = sd_bank_find(b, cat);
-  assert_true(c >= 0);
-  return 1u << c;
-}
-
-/* Run d on p; fail with the summary unless the fired categories include `want` (0 = must
- * not fire at all). */
-static void expect_in(sd_detector *d, const sd_bank *b, const char *p, uint32_t want) {
-  sd_detection r;
-  assert_int_equal(sd_detector_run(d, p, NULL, &r), SD_OK);
-  char *s = sd_detection_summary(b, &r);
-  if (want ? (r.categories & want) != want : r.fired) {
-    char msg[2048];
-    snprintf(msg, sizeof msg, "%s: want %s, got %s", p, want ? "flagged" : "not flagged", s);
-    free(s);
-    sd_detection_free(&r);
-    fail_msg("%s", msg);
-  }
-  free(s);
-  sd_detection_free(&r);
-}
-#define FLAGGED(p, cat) expect_in(g_det, g_bank, (p), bit(g_bank, (cat)))
-#define BENIGN(p) expect_in(g_det, g_bank, (p), 0)
+#define FLAGGED(p, cat) sd_test_expect_fired(g_det, g_bank, (p), sd_test_cat_bit(g_bank, (cat)))
+#define BENIGN(p) sd_test_expect_fired(g_det, g_bank, (p), 0)
 
 /* Fail unless the `via` of the first evidence entry of category cat holds `how`. */
 static void expect_via(const char *p, const char *cat, const char *how) {
@@ -542,8 +520,8 @@ static void test_emoji(void **state) {
   /* a bank decides: the syringe is not a term of the default bank, it is of the emoji
    * model's (drugs) */
   BENIGN("a \xF0\x9F\x92\x89 in a hospital");
-  expect_in(g_emoji_det, g_emoji_bank, "a \xF0\x9F\x92\x89 in a hospital", bit(g_emoji_bank, "drugs"));
-  expect_in(g_emoji_det, g_emoji_bank, "a \xF0\x9F\x94\xAA", bit(g_emoji_bank, "weapons")); /* 🔪 kitchen knife */
+  sd_test_expect_fired(g_emoji_det, g_emoji_bank, "a \xF0\x9F\x92\x89 in a hospital", sd_test_cat_bit(g_emoji_bank, "drugs"));
+  sd_test_expect_fired(g_emoji_det, g_emoji_bank, "a \xF0\x9F\x94\xAA", sd_test_cat_bit(g_emoji_bank, "weapons")); /* 🔪 kitchen knife */
 }
 
 static void test_negation(void **state) {
@@ -651,7 +629,7 @@ static void test_near_concept(void **state) {
 static void contexts(sd_detector *d, const sd_bank *b) {
   for (int c = 0; c < b->n_cats; c++) {
     if (!b->cats[c].context) continue;
-    expect_in(d, b, b->cats[c].context, 0);
+    sd_test_expect_fired(d, b, b->cats[c].context, 0);
     char p[2048];
     snprintf(p, sizeof p, "a bloody knife in a dark alley, %s", b->cats[c].context);
     sd_detection r1, r2;
@@ -674,7 +652,7 @@ static void test_contexts(void **state) {
       if (*g_bank->cats[c].subst[k].to) BENIGN(g_bank->cats[c].subst[k].to);
   for (int c = 0; c < g_emoji_bank->n_cats; c++)
     for (int k = 0; k < g_emoji_bank->cats[c].n_subst; k++)
-      if (*g_emoji_bank->cats[c].subst[k].to) expect_in(g_emoji_det, g_emoji_bank, g_emoji_bank->cats[c].subst[k].to, 0);
+      if (*g_emoji_bank->cats[c].subst[k].to) sd_test_expect_fired(g_emoji_det, g_emoji_bank, g_emoji_bank->cats[c].subst[k].to, 0);
 }
 
 static void test_safe_scope(void **state) {

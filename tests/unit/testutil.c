@@ -1,6 +1,8 @@
 #include "testutil.h"
 
 #include "io/safetensors.h"
+#include "core/error.h"
+#include "safety/lexical.h"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -111,4 +113,25 @@ void sd_test_msg_has_all(const char *msg, va_list ap) {
     if (!strstr(msg, s)) print_message("missing '%s' in the message\n", s);
     assert_non_null(strstr(msg, s));
   }
+}
+
+uint32_t sd_test_cat_bit(const sd_bank *b, const char *cat) {
+  int c = sd_bank_find(b, cat);
+  assert_true(c >= 0);
+  return 1u << c;
+}
+
+void sd_test_expect_fired(sd_detector *d, const sd_bank *b, const char *p, uint32_t want) {
+  sd_detection r;
+  assert_int_equal(sd_detector_run(d, p, NULL, &r), SD_OK);
+  char *s = sd_detection_summary(b, &r);
+  if (want ? (r.categories & want) != want : r.fired) {
+    char msg[2048];
+    snprintf(msg, sizeof msg, "%s: want %s, got %s", p, want ? "flagged" : "not flagged", s);
+    free(s);
+    sd_detection_free(&r);
+    fail_msg("%s", msg);
+  }
+  free(s);
+  sd_detection_free(&r);
 }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "core/tensor.h"
+#include "safety/bank.h"
+#include "safety/detector.h"
 
 /* Path of a file under ../shared (SAFESD_SHARED_DIR), written into a static buffer; NULL
  * (after printing "SKIP: <why>" to stdout) when it does not exist. Tests then call
@@ -21,6 +23,12 @@ char *sd_test_read_file(const char *path, size_t *len);
 /* Every string of the NULL-terminated list ap is in msg (cmocka assertions; a missing one is
  * printed first). */
 void sd_test_msg_has_all(const char *msg, va_list ap);
+
+/* Bit of bank category `cat` (the category must exist). */
+uint32_t sd_test_cat_bit(const sd_bank *b, const char *cat);
+/* Run detector d on prompt p; fail with its summary unless the fired categories include
+ * `want` (0: it must not fire at all). */
+void sd_test_expect_fired(sd_detector *d, const sd_bank *b, const char *p, uint32_t want);
 
 /* mkdir -p. */
 void sd_test_mkdirs(const char *path);
