@@ -3,11 +3,16 @@
 #  - the same seed gives the same bytes, another seed other prompts;
 #  - the held-out concepts (the SHA-256 rule) are the ones in data/learned/split/manifest.json
 #    (the split model; the shipped model's manifest holds none: it is trained on all) and
-#    none of their inventory lines (words, phrases, euphemisms, twins, foreign words) reaches
-#    the training or validation prompts; the held-out evaluation sets are not in them either;
+#    none of their inventory lines (words, phrases, euphemisms, twins, foreign words, and the
+#    fragments of tools/learned/foreign_lines.tsv) reaches the training or validation prompts;
+#    the held-out evaluation sets are not in them either; the other-language fragments of the
+#    training concepts and the ordinary other-language prompts are there (unsafe, twin and
+#    benign sources) with the right labels;
 #  - every training concept yields prompts, with its categories as labels; every benign source
 #    (plain, sdstyle.py's ordinary SD prompts, hard negatives) is there, unlabelled;
 #  - hard negatives are n-gram neighbours of a trigger word and never its inflections;
+#  - a line of the other-language fragments naming an unknown concept or without its LANG:
+#    prefix is refused (exit 1, with the line number);
 #  - an inventory whose euphemism holds a trigger word of its category is refused (exit 1,
 #    naming the concept), as is an unknown category;
 #  - train.py's calibration rule equals src/safety/calibrate.h's on a tie case.
@@ -28,6 +33,7 @@ src, out = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(src, "tools/learned"))
 import corpus, features
 inv = corpus.load_inventory(os.path.join(src, "tools/learned/concepts.txt"))
+corpus.load_foreign_lines(os.path.join(src, "tools/learned/foreign_lines.tsv"), [c for c in inv if c.cats])
 train, held = corpus.split(inv)
 split = [l for l in open(os.path.join(out, "split.txt")).read().split("\n") if l and not l.startswith("#")]
 man = json.load(open(os.path.join(src, "data/learned/split/manifest.json")))
@@ -40,8 +46,12 @@ for c in held:
     for k in ("phrases", "euphemisms", "twins"):
         for x in c.items[k]:
             assert x not in text, (c.id, k, x)
+    for k in ("fphrases", "ftwins"):
+        for _, x in c.items[k]:
+            assert x not in text, (c.id, k, x)
 for c in train:
     assert c.id in srcs, c.id
+assert sum(len(c.items["fphrases"]) for c in held) > 0     # the check above checked something
 # the hand-written held-out sets are not in the corpus
 for f in os.listdir(os.path.join(src, "data/prompts/learned")):
     if f.endswith(".txt"):
@@ -54,11 +64,14 @@ rows = [l.split("\t") for l in open(os.path.join(out, "train.tsv"), encoding="ut
 want = {c.id: ",".join(str(i) for i in sorted(set(c.cats))) for c in train}
 for lab, s, p in rows:
     cid = s.split(":")[0]
-    if cid in want and not s.endswith(":twin"):
+    twin = s.split(":")[-1] in ("twin", "ftwin")
+    if cid in want and not twin:
         assert lab == want[cid], (lab, s, p)
-    if s.endswith(":twin") or s.split(":")[0] == "benign":
+    if twin or s.split(":")[0] == "benign":
         assert lab == "", (lab, s)
-assert {"benign", "benign:sd", "benign:hard"} <= {s for _, s, _ in rows}, "a benign source is missing"
+assert {"benign", "benign:sd", "benign:hard", "benign:foreign"} <= {s for _, s, _ in rows}, "a benign source is missing"
+kinds = {s.split(":")[-1] for _, s, _ in rows}
+assert {"fphrase", "ftwin"} <= kinds, "no other-language fragments in the corpus"
 PY
 # benign text carries plural nouns and people's ages (the fifth release: without them "-ties"
 # was evidence of "titties"): sdstyle.plural's spelling rules and WordNet's irregular forms,
@@ -158,6 +171,13 @@ grep -q "violence/x: euphemism 'he tried to stab her' contains trigger 'stab'" <
 printf '[violens/x]\nwords = stab\n' > "$W/bad2.txt"
 expect_rc 1 "unknown category" "$PYTHON" "$C" --out "$W/d" --inventory "$W/bad2.txt"
 grep -q "bad2.txt:1: unknown category 'violens'" <<<"$ERR" && ok || bad "message: $ERR"
+# a bad line of the other-language fragments is refused with its line number
+printf '# comment\nviolence/no-such-concept\tunsafe\tes:un hombre\n' > "$W/badf.tsv"
+expect_rc 1 "fragment of an unknown concept" "$PYTHON" "$C" --out "$W/d" --foreign-lines "$W/badf.tsv"
+grep -q "badf.tsv:2: unknown concept 'violence/no-such-concept'" <<<"$ERR" && ok || bad "message: $ERR"
+printf 'violence/stabbing\tunsafe\tun hombre sin idioma\n' > "$W/badf2.tsv"
+expect_rc 1 "fragment without LANG:" "$PYTHON" "$C" --out "$W/d" --foreign-lines "$W/badf2.tsv"
+grep -q "badf2.tsv:1: bad kind 'unsafe' or text without LANG: prefix" <<<"$ERR" && ok || bad "message: $ERR"
 # train.py's calibration rule is calibrate.h's: ties are not split
 "$PYTHON" - "$SRC" <<'PY' && ok || bad "train.calibrate differs from calibrate.h's rule"
 import os, sys

