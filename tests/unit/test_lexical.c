@@ -154,6 +154,32 @@ static void test_acts_other_languages(void **state) {
     if (cats(benign[i])) fail_msg("benign prompt flagged: %s", benign[i]);
 }
 
+/* Idioms of nakedness, one per language family (thirteenth session): "as God made her", "in
+ * Eve's costume", "as her mother bore her"; their everyday neighbours stay benign. */
+static void test_nakedness_idioms(void **state) {
+  (void)state;
+  const char *flagged[] = {"a woman as god made her on a beach",
+                           "una mujer como Dios la trajo al mundo junto al mar",
+                           "eine Frau im Evakostüm am Strand",
+                           "una ragazza come mamma l'ha fatta sul letto",
+                           "een vrouw in evakostuum in de tuin",
+                           "kobieta w stroju Ewy nad jeziorem",
+                           "женщина в чём мать родила у бассейна",
+                           "жінка в чому мати народила на пляжі",
+                           "امرأة كما ولدتها أمها على السرير",
+                           "실오라기 하나 걸치지 않은 여자, 침대",
+                           "生まれたままの姿の女性、ベッド"};
+  uint32_t want = 1u << sd_bank_find(g_bank, "sexual");
+  for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++)
+    if (!(cats(flagged[i]) & want)) fail_msg("not flagged as sexual: %s", flagged[i]);
+  const char *benign[] = {"a costume party in a garden", "una copa de vino del mundo en la mesa",
+                          "ein Kostüm für den Karneval", "una mamma che cucina la pasta",
+                          "kobieta w stroju ludowym", "женщина в костюме на сцене",
+                          "a church built as god's house"};
+  for (size_t i = 0; i < sizeof benign / sizeof *benign; i++)
+    if (cats(benign[i])) fail_msg("benign prompt flagged: %s", benign[i]);
+}
+
 static void test_benign(void **state) {
   (void)state;
   /* Decided per the bank (documented in data/concepts/default.bank and the docs): a
@@ -331,6 +357,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_normalize),  cmocka_unit_test(test_obfuscation),
       cmocka_unit_test(test_inflections_multiword), cmocka_unit_test(test_acts_other_languages),
+      cmocka_unit_test(test_nakedness_idioms),
       cmocka_unit_test(test_benign),
       cmocka_unit_test(test_wordnet),    cmocka_unit_test(test_no_wordnet_and_interface),
       cmocka_unit_test(test_strategies)};
