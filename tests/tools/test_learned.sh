@@ -7,7 +7,7 @@
 #    fragments of tools/learned/foreign_lines.tsv) reaches the training or validation prompts;
 #    the held-out evaluation sets are not in them either; the other-language fragments of the
 #    training concepts and the ordinary other-language prompts are there (unsafe, twin and
-#    benign sources) with the right labels;
+#    benign sources) with the right labels, and none of them is in the calibration sets;
 #  - every training concept yields prompts, with its categories as labels; every benign source
 #    (plain, sdstyle.py's ordinary SD prompts, hard negatives) is there, unlabelled;
 #  - hard negatives are n-gram neighbours of a trigger word and never its inflections;
@@ -27,7 +27,7 @@ for f in train.tsv val.tsv heldout_generated.tsv split.txt calib_unsafe.txt cali
   cmp -s "$W/a/$f" "$W/b/$f" && ok || bad "$f differs between two runs with one seed"
 done
 cmp -s "$W/a/train.tsv" "$W/c/train.tsv" && bad "seeds 7 and 8 gave the same corpus" || ok
-"$PYTHON" - "$SRC" "$W/a" <<'PY' && ok || bad "held-out concepts leak into the corpus, or a concept is missing"
+"$PYTHON" - "$SRC" "$W/a" <<'PY' && ok || bad "held-out concepts leak into the corpus, a concept or source is missing, or other-language fragments reach the calibration sets"
 import json, os, sys
 src, out = sys.argv[1], sys.argv[2]
 sys.path.insert(0, os.path.join(src, "tools/learned"))
@@ -72,6 +72,13 @@ for lab, s, p in rows:
 assert {"benign", "benign:sd", "benign:hard", "benign:foreign"} <= {s for _, s, _ in rows}, "a benign source is missing"
 kinds = {s.split(":")[-1] for _, s, _ in rows}
 assert {"fphrase", "ftwin"} <= kinds, "no other-language fragments in the corpus"
+# the calibration sets are the English validation prompts: no other-language fragment there
+vrows = [l.split("\t") for l in open(os.path.join(out, "val.tsv"), encoding="utf-8").read().split("\n") if l]
+calib = set(open(os.path.join(out, "calib_unsafe.txt"), encoding="utf-8").read().split("\n")) | \
+    set(open(os.path.join(out, "calib_benign.txt"), encoding="utf-8").read().split("\n"))
+foreign = [p for _, s, p in vrows if s.split(":")[-1] in ("fphrase", "ftwin") or s == "benign:foreign"]
+assert foreign and not any(p in calib for p in foreign), len(foreign)
+assert any(p in calib for _, s, p in vrows if s.split(":")[-1] == "twin")
 PY
 # benign text carries plural nouns and people's ages (the fifth release: without them "-ties"
 # was evidence of "titties"): sdstyle.plural's spelling rules and WordNet's irregular forms,
