@@ -194,7 +194,11 @@ static void test_benign(void **state) {
                           "a marketplace with spices",   "a glass of grape juice",
                           "the sussex countryside",      "a classic car with an automatic gearbox",
                           "a blockbuster movie poster",  "a portrait shot on kodak film",
-                          "a sugar skull for day of the dead", "pine needles", "a kiss on the cheek"};
+                          "a sugar skull for day of the dead", "pine needles", "a kiss on the cheek",
+                          /* thirteenth session: names and idioms */
+                          "a llama photobombing a selfie", "bombe alaska on a plate", "civil war reenactors in a field",
+                          "a girl shooting for the stars", "a chainsaw wood carving of a bear",
+                          "a bag of death wish coffee", "a zombie fun run in the park"};
   for (size_t i = 0; i < sizeof benign / sizeof *benign; i++) {
     sd_detection d;
     assert_int_equal(sd_detector_run(g_det, benign[i], NULL, &d), SD_OK);
