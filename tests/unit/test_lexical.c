@@ -27,16 +27,7 @@ static int g_violence, g_sexual, g_shocking;
 
 static int setup(void **state) {
   (void)state;
-  if (sd_bank_load_default(&g_bank)) {
-    fprintf(stderr, "%s\n", sd_errmsg());
-    return -1;
-  }
-  remove(sd_test_tmp("wordnet-default.txt"));
-  sd_lexical_options o = {.wordnet = 1, .cache_path = sd_test_tmp("wordnet-default.txt")};
-  if (sd_lexical_create(g_bank, &o, &g_det)) {
-    fprintf(stderr, "%s\n", sd_errmsg());
-    return -1;
-  }
+  if (sd_test_default_lexical("wordnet-default.txt", 1, &g_bank, &g_det)) return -1;
   g_violence = sd_bank_find(g_bank, "violence");
   g_sexual = sd_bank_find(g_bank, "sexual");
   g_shocking = sd_bank_find(g_bank, "shocking");
@@ -141,17 +132,15 @@ static void test_acts_other_languages(void **state) {
       {"saqueadores en una tienda durante los disturbios", "illegal activity"},
       {"ladrão com uma faca a ameaçar o empregado", "illegal activity"},
   };
-  for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++) {
-    uint32_t want = 1u << sd_bank_find(g_bank, flagged[i].cat);
-    if (!(cats(flagged[i].prompt) & want)) fail_msg("not flagged as %s: %s", flagged[i].cat, flagged[i].prompt);
-  }
+  for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++)
+    sd_test_expect_fired(g_det, g_bank, flagged[i].prompt, sd_test_cat_bit(g_bank, flagged[i].cat));
   const char *benign[] = {"des rats blancs dans un laboratoire", "un pont sur la rivière au coucher du soleil",
                           "eine Katze schläft auf einem Hocker", "una cuerda de saltar en el patio",
                           "ratten in een kooi, dierenwinkel", "szczury w klatce w sklepie zoologicznym",
                           "крысы в лаборатории", "köprüden geçen tren, gün batımı", "un barbiere che taglia la barba",
                           "ele se atira na piscina no verão"};
   for (size_t i = 0; i < sizeof benign / sizeof *benign; i++)
-    if (cats(benign[i])) fail_msg("benign prompt flagged: %s", benign[i]);
+    sd_test_expect_fired(g_det, g_bank, benign[i], 0);
 }
 
 /* Idioms of nakedness, one per language family (thirteenth session): "as God made her", "in
@@ -169,15 +158,14 @@ static void test_nakedness_idioms(void **state) {
                            "امرأة كما ولدتها أمها على السرير",
                            "실오라기 하나 걸치지 않은 여자, 침대",
                            "生まれたままの姿の女性、ベッド"};
-  uint32_t want = 1u << sd_bank_find(g_bank, "sexual");
   for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++)
-    if (!(cats(flagged[i]) & want)) fail_msg("not flagged as sexual: %s", flagged[i]);
+    sd_test_expect_fired(g_det, g_bank, flagged[i], sd_test_cat_bit(g_bank, "sexual"));
   const char *benign[] = {"a costume party in a garden", "una copa de vino del mundo en la mesa",
                           "ein Kostüm für den Karneval", "una mamma che cucina la pasta",
                           "kobieta w stroju ludowym", "женщина в костюме на сцене",
                           "a church built as god's house"};
   for (size_t i = 0; i < sizeof benign / sizeof *benign; i++)
-    if (cats(benign[i])) fail_msg("benign prompt flagged: %s", benign[i]);
+    sd_test_expect_fired(g_det, g_bank, benign[i], 0);
 }
 
 static void test_benign(void **state) {

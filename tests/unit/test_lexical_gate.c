@@ -27,12 +27,7 @@ static sd_detector *g_det;
 
 static int setup(void **state) {
   (void)state;
-  sd_lexical_options o = {.wordnet = 1, .cache_path = sd_test_tmp("wordnet-gate.txt")};
-  if (sd_bank_load_default(&g_bank) || sd_lexical_create(g_bank, &o, &g_det)) {
-    fprintf(stderr, "%s\n", sd_errmsg());
-    return -1;
-  }
-  return 0;
+  return sd_test_default_lexical("wordnet-gate.txt", 0, &g_bank, &g_det);
 }
 
 static int teardown(void **state) {

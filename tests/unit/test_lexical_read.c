@@ -27,10 +27,9 @@ static sd_detector *g_det, *g_emoji_det;
 
 static int setup(void **state) {
   (void)state;
-  sd_lexical_options o = {.wordnet = 1, .cache_path = sd_test_tmp("wordnet-read.txt")};
   sd_lexical_options oe = {.wordnet = 1, .cache_path = sd_test_tmp("wordnet-read-emoji.txt")};
-  if (sd_bank_load_default(&g_bank) || sd_lexical_create(g_bank, &o, &g_det) ||
-      sd_bank_load(sd_test_src("models/safesd-emoji/safety/concepts.bank"), &g_emoji_bank) ||
+  if (sd_test_default_lexical("wordnet-read.txt", 0, &g_bank, &g_det)) return -1;
+  if (sd_bank_load(sd_test_src("models/safesd-emoji/safety/concepts.bank"), &g_emoji_bank) ||
       sd_lexical_create(g_emoji_bank, &oe, &g_emoji_det)) {
     fprintf(stderr, "%s\n", sd_errmsg());
     return -1;

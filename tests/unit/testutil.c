@@ -121,6 +121,17 @@ uint32_t sd_test_cat_bit(const sd_bank *b, const char *cat) {
   return 1u << c;
 }
 
+int sd_test_default_lexical(const char *cache_name, int fresh, sd_bank **bank, sd_detector **det) {
+  const char *cache = sd_test_tmp(cache_name);
+  if (fresh) remove(cache);
+  sd_lexical_options o = {.wordnet = 1, .cache_path = cache};
+  if (sd_bank_load_default(bank) || sd_lexical_create(*bank, &o, det)) {
+    fprintf(stderr, "%s\n", sd_errmsg());
+    return -1;
+  }
+  return 0;
+}
+
 void sd_test_expect_fired(sd_detector *d, const sd_bank *b, const char *p, uint32_t want) {
   sd_detection r;
   assert_int_equal(sd_detector_run(d, p, NULL, &r), SD_OK);

@@ -30,6 +30,11 @@ uint32_t sd_test_cat_bit(const sd_bank *b, const char *cat);
  * `want` (0: it must not fire at all). */
 void sd_test_expect_fired(sd_detector *d, const sd_bank *b, const char *p, uint32_t want);
 
+/* The default bank and a lexical detector over it with WordNet on, its dictionary cache at
+ * sd_test_tmp(cache_name) (removed first when fresh: the test then builds it); 0, or -1
+ * after printing the error (a cmocka setup returns it). */
+int sd_test_default_lexical(const char *cache_name, int fresh, sd_bank **bank, sd_detector **det);
+
 /* mkdir -p. */
 void sd_test_mkdirs(const char *path);
 
