@@ -15,7 +15,8 @@
 #    prefix is refused (exit 1, with the line number);
 #  - an inventory whose euphemism holds a trigger word of its category is refused (exit 1,
 #    naming the concept), as is an unknown category;
-#  - train.py's calibration rule equals src/safety/calibrate.h's on a tie case.
+#  - train.py's calibration rule equals src/safety/calibrate.h's on a tie case, and
+#    --recalibrate reads the sizes of the file it recalibrates.
 source "$(dirname "$0")/../conformance/lib.sh"
 need_torch
 W="$TMP/learned_tools"; rm -rf "$W"; mkdir -p "$W"
@@ -196,4 +197,12 @@ assert t == float(np.nextafter(np.float32(0.5), np.float32(1))) and fp == 0 and 
 t, fp, tp = train.calibrate([0.75, 0.85], [0.1 * i for i in range(1, 11)], 0.2)
 assert fp == 2 and tp == 1, (t, fp, tp)
 PY
+# train.py --recalibrate reads the file's sizes, not the options' defaults: a small model
+# (2^10 buckets, width 4, 8 hidden) recalibrated on its own corpus gets the same threshold and
+# the same bytes (before: the features were hashed into 2^18 buckets and the run failed)
+T="$SRC/tools/learned/train.py"
+expect_rc 0 "train a small model" "$PYTHON" "$T" --corpus "$W/a" --out "$W/m/d.safetensors" --epochs 1 --buckets-log2 10 --dim 4 --hidden 8
+cp "$W/m/d.safetensors" "$W/m/r.safetensors"; cp "$W/m/manifest.json" "$W/m/r.json"
+expect_rc 0 "recalibrate it" "$PYTHON" "$T" --corpus "$W/a" --out "$W/m/r.safetensors" --manifest "$W/m/r.json" --recalibrate
+cmp -s "$W/m/d.safetensors" "$W/m/r.safetensors" && ok || bad "recalibrating a small model changed its file"
 summary

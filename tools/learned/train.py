@@ -126,6 +126,7 @@ def main():
     if a.recalibrate:
         ld0 = model.Loaded(a.out)
         senses, glove = ld0.senses, ld0.glove
+        HP.update({k: int(ld0.meta[k]) for k in HP if k in ld0.meta})    # the file's sizes, not the options'
     else:
         if a.senses:
             senses = sensemod.SenseTable.build()
