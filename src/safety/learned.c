@@ -139,15 +139,17 @@ static int load_categories(sd_learned_model *m, const char *list) {
   return SD_OK;
 }
 
-/* A version 2 file's metadata `extensions`: a comma-separated list of glove and senses. */
-static int parse_extensions(const sd_safetensors *st, int *glove, int *senses) {
+/* A version 2 file's metadata `extensions`: a comma-separated list of glove, senses and cjk
+ * (CJK text read character by character: learned_text.c). */
+static int parse_extensions(const sd_safetensors *st, int *glove, int *senses, int *cjk) {
   const char *e = sd_st_meta(st, "extensions");
   if (!e) return sd_fail(SD_E_FORMAT, "%s: a version 2 file needs 'extensions' in its metadata", st->path);
   while (*e) {
     size_t n = strcspn(e, ",");
     if (n == 5 && !strncmp(e, "glove", 5)) *glove = 1;
     else if (n == 6 && !strncmp(e, "senses", 6)) *senses = 1;
-    else return sd_fail(SD_E_FORMAT, "%s: extension '%.*s' is not supported (this build reads glove, senses)", st->path,
+    else if (n == 3 && !strncmp(e, "cjk", 3)) *cjk = 1;
+    else return sd_fail(SD_E_FORMAT, "%s: extension '%.*s' is not supported (this build reads glove, senses, cjk)", st->path,
                         (int)(n < 40 ? n : 40), e);
     e += n;
     if (*e == ',') e++;
@@ -173,7 +175,7 @@ static int load(sd_learned_model *m, const sd_safetensors *st) {
   const sd_st_entry *e = NULL;
   /* version 2: the extensions the file declares (each one's tables are required) */
   int ext_glove = 0, ext_senses = 0;
-  if (!strcmp(v, "2") && (rc = parse_extensions(st, &ext_glove, &ext_senses))) return rc;
+  if (!strcmp(v, "2") && (rc = parse_extensions(st, &ext_glove, &ext_senses, &m->cjk))) return rc;
   if (ext_glove && (rc = sd_learned_meta_int(st, "glove_words", 1, SD_LEARNED_MAX_GLOVE, &m->n_glove))) return rc;
   int64_t es[2] = {((int64_t)1 << m->B) + m->n_glove, -1};
   if ((rc = get(st, "embed", SD_F16, 2, es, &e))) return rc;

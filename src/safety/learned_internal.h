@@ -48,6 +48,8 @@ struct sd_learned_model {
   int n_sense_words, n_syn;
   int32_t *syn_code, *par_off, *parents; /* synset s's parents: parents[par_off[s] .. par_off[s + 1]) */
   uint32_t *syn_bucket;                 /* [n_syn]: the feature index of each synset */
+  /* version 2, extension cjk: Chinese and Japanese characters are words of their own */
+  int cjk;
   float file_threshold; /* NAN: none */
   uint64_t fingerprint;
 };

@@ -104,6 +104,17 @@ static int cls(const struct sd_learned_model *m, uint32_t cp) {
 }
 
 static int is_leet_symbol(uint32_t c) { return c == '@' || c == '$' || c == '!'; }
+/* The scripts written without spaces (tools/learned/features.py, CJK_RANGES): with extension cjk
+ * each of these code points is a word of its own and never part of a spelled run. */
+static int is_cjk(uint32_t c) {
+  return (c >= 0x3005 && c <= 0x3007) || (c >= 0x3040 && c <= 0x30FF) || (c >= 0x31F0 && c <= 0x31FF) ||
+         (c >= 0x3400 && c <= 0x4DBF) || (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xF900 && c <= 0xFAFF) ||
+         (c >= 0x20000 && c <= 0x2FFFF);
+}
+/* A one-code-point raw word that may join a spelled run ("n u d e"). */
+static int spellable(const struct sd_learned_model *m, uint32_t c) {
+  return cls(m, c) == SD_LCLASS_WORD && !(m->cjk && is_cjk(c));
+}
 static int is_digit(uint32_t c) { return c >= '0' && c <= '9'; }
 static int is_spell_gap(uint32_t c) {
   return c == ' ' || c == '.' || c == '-' || c == '_' || c == '*' || c == '~';
@@ -271,7 +282,8 @@ int sd_learned_split(const struct sd_learned_model *m, const char *prompt, sd_lw
     for (int t = 0; t < nimg || (end_all && t == 0); t++) {
       int k = end_all ? SD_LCLASS_SEP : cls(m, img[t]);
       if (k == SD_LCLASS_IGNORE) continue;
-      if (k == SD_LCLASS_WORD) {
+      int own = k == SD_LCLASS_WORD && m->cjk && is_cjk(img[t]); /* a CJK character: a word of its own */
+      if (k == SD_LCLASS_WORD && !own) {
         if ((rc = cp_push(&cur, img[t], a, b))) goto done;
         continue;
       }
@@ -292,7 +304,7 @@ int sd_learned_split(const struct sd_learned_model *m, const char *prompt, sd_lw
         cur.n = 0;
       }
       if (end_all) break;
-      if (k == SD_LCLASS_SYMBOL) {
+      if (k == SD_LCLASS_SYMBOL || own) {
         raw_word w = {chars.n, 1, a, b, gap_len, gap_ok};
         if ((rc = cp_push(&chars, img[t], a, b)) || (rc = raw_push(&raw, w))) goto done;
         gap_len = 0, gap_ok = 1;
@@ -311,8 +323,8 @@ int sd_learned_split(const struct sd_learned_model *m, const char *prompt, sd_lw
   for (int w = 0; w < raw.n;) {
     int j = w;
     const raw_word *r = &raw.a[w];
-    if (r->len == 1 && cls(m, chars.a[r->off].cp) == SD_LCLASS_WORD)
-      while (j + 1 < raw.n && raw.a[j + 1].len == 1 && cls(m, chars.a[raw.a[j + 1].off].cp) == SD_LCLASS_WORD &&
+    if (r->len == 1 && spellable(m, chars.a[r->off].cp))
+      while (j + 1 < raw.n && raw.a[j + 1].len == 1 && spellable(m, chars.a[raw.a[j + 1].off].cp) &&
              raw.a[j + 1].gap_len >= 1 && raw.a[j + 1].gap_len <= 3 && raw.a[j + 1].gap_ok)
         j++;
     int nb = 0;

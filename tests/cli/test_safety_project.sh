@@ -13,9 +13,14 @@ M="$TMP/pipeline_sd1"
 O="$TMP/project_out"; rm -rf "$O"; mkdir -p "$O"
 BENIGN="a red apple on a wooden table"
 UNSAFE="a man holding a bloody knife"   # <start> a man holding a bloody knife: 'bloody' 5, 'knife' 6
+# The lexical detector alone, so that the positions are its span ("bloody knife") whatever the
+# learned detector's release: since the seventh, its score on this prompt is not localised to
+# words ("knife" alone is under its threshold), and an entry without a span projects every word
+# token (docs/safety-detectors.md, "Positions"; unit.project covers that rule).
+D="--detectors lexical"
 
 # check: the plan (positions from the bundled tokenizer; directions need the model)
-expect_rc 0 "check project" $B check --safety-strategy project --json "$UNSAFE"
+expect_rc 0 "check project" $B check $D --safety-strategy project --json "$UNSAFE"
 "$PYTHON" - "$UNSAFE" "$OUT" <<'PY' && ok || bad "check --safety-strategy project: $OUT"
 import json, sys
 r = json.loads(sys.argv[2])
@@ -25,16 +30,16 @@ ok = r["flagged"] and r["strategy"] == "project" and r["safe_text"] == sys.argv[
      and "violence" in p["categories"] and len(p["descriptions"]) >= 1
 sys.exit(0 if ok else 1)
 PY
-expect_rc 0 "check project with a model" $B check -m "$M/model" --safety-strategy project --json "$UNSAFE"
+expect_rc 0 "check project with a model" $B check $D -m "$M/model" --safety-strategy project --json "$UNSAFE"
 "$PYTHON" -c "import json,sys; p=json.loads(sys.stdin.read())['projection']; sys.exit(0 if p['positions']==[5,6] and 1 <= p['rank'] <= len(p['descriptions']) else 1)" <<<"$OUT" && ok || bad "check project -m: $OUT"
-expect_rc 0 "check project, text" $B check --safety-strategy project "$UNSAFE"
+expect_rc 0 "check project, text" $B check $D --safety-strategy project "$UNSAFE"
 grep -q "^projection: projected tokens 5 'bloody</w>', 6 'knife</w>' against" <<<"$OUT" && ok || bad "check text: $OUT"
-expect_rc 0 "check project, benign" $B check --safety-strategy project --json "$BENIGN"
+expect_rc 0 "check project, benign" $B check $D --safety-strategy project --json "$BENIGN"
 "$PYTHON" -c "import json,sys; r=json.loads(sys.stdin.read()); sys.exit(0 if not r['flagged'] and r['projection'] is None else 1)" <<<"$OUT" && ok || bad "benign check: $OUT"
 expect_rc 1 "unknown strategy" $B check --safety-strategy rewrite "x"
 one_line_error "project" "unknown strategy lists project"
 
-gen() { local out=$1; shift; $B generate -q -m "$M/model" --steps 4 -s 11 --sampler euler_a -o "$O/$out.png" --latents "$O/$out.npy" "$@" >/dev/null; }
+gen() { local out=$1; shift; $B generate -q -m "$M/model" $D --steps 4 -s 11 --sampler euler_a -o "$O/$out.png" --latents "$O/$out.npy" "$@" >/dev/null; }
 same_pixels() { "$SAFESD_BUILD_DIR/tests/png_check" "$O/$1.png" "$O/$2.png" --max-level 0 --max-frac 0 >/dev/null && cmp -s "$O/$1.npy" "$O/$2.npy"; }
 
 # a prompt nothing flags: bit-identical to --safety off (pixels, latents, the PNG file)

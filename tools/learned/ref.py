@@ -76,7 +76,7 @@ def random_model(a):
         import senses as sensemod
         senses = sensemod.SenseTable.build()
         meta.update(sense_depth=str(senses.depth), sense_max=str(senses.max_sense))
-    model.export(a.out, net, features.Tables.build(), {k: str(v) for k, v in hp.items()}, meta, senses, glove)
+    model.export(a.out, net, features.Tables.build(), {k: str(v) for k, v in hp.items()}, meta, senses, glove, a.cjk)
 
 
 def compare(a):
@@ -117,6 +117,7 @@ def main():
     r.add_argument("out")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--senses", action="store_true")
+    r.add_argument("--cjk", action="store_true", help="extension cjk: CJK text read character by character")
     r.add_argument("--glove", action="store_true", help="a word-vector table of the words of --glove-words")
     r.add_argument("--glove-words", help="a text whose words make the --glove table")
     c = sub.add_parser("compare")

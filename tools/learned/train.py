@@ -109,6 +109,9 @@ def main():
     ap.add_argument("--senses", action="store_true",
                     help="WordNet sense features (tools/learned/senses.py; a version 2 file). Measured on a "
                          "development split and not shipped: no gain on unseen concepts (docs/safety-detectors.md)")
+    ap.add_argument("--cjk", action="store_true",
+                    help="read Chinese and Japanese text character by character (features.CJK_RANGES; extension "
+                         "'cjk' of a version 2 file)")
     ap.add_argument("--glove", action="store_true",
                     help="pretrained word vectors (tools/learned/glove.py; npm pack at training time; a version 2 file)")
     ap.add_argument("--npm-cache", default=os.path.join(os.path.dirname(HERE), "..", "build", "learned", "npm"),
@@ -132,7 +135,8 @@ def main():
             senses = sensemod.SenseTable.build()
         if a.glove:
             glove = glovemod.Glove.load(a.npm_cache)
-    hasher = features.Hasher(HP["buckets_log2"], HP["ngram_min"], HP["ngram_max"], senses, glove)
+    cjk = ld0.hasher.cjk if a.recalibrate else a.cjk
+    hasher = features.Hasher(HP["buckets_log2"], HP["ngram_min"], HP["ngram_max"], senses, glove, cjk)
     mpath = a.manifest or os.path.join(os.path.dirname(os.path.abspath(a.out)), "manifest.json")
     if a.recalibrate:
         net = model.net_from_file(a.out)
@@ -149,7 +153,7 @@ def main():
         meta.update(senses=f"WordNet 3.0 (Debian wordnet-base): {sensemod.NOUN_SENSES} noun, {sensemod.VERB_SENSES} verb, "
                            f"{sensemod.ADJ_SENSES} adjective senses, {sensemod.DEPTH} levels, at most {sensemod.MAX_SENSE}",
                     sense_depth=str(sensemod.DEPTH), sense_max=str(sensemod.MAX_SENSE))
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses, glove)
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses, glove, hasher.cjk)
     ld = model.Loaded(a.out)
     cu = read_prompts(os.path.join(a.corpus, "calib_unsafe.txt"))
     cb = read_prompts(os.path.join(a.corpus, "calib_benign.txt"))
@@ -170,7 +174,7 @@ def main():
                 threshold_n_benign=str(len(sb)), threshold_n_unsafe=str(len(su)),
                 calibration_sets="generated validation prompts of the training concepts (corpus.py seed + 1)",
                 heldout_concepts=",".join(held))
-    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses, glove)
+    model.export(a.out, net, tables, {k: str(v) for k, v in HP.items()}, meta, senses, glove, hasher.cjk)
     sha = hashlib.sha256(open(a.out, "rb").read()).hexdigest()
     man = dict(file=os.path.basename(a.out), sha256=sha, **{k: v for k, v in man.items() if k not in ("file", "sha256")})
     man.update(heldout_concepts=held, threshold=thr, target_fpr=a.target_fpr,
@@ -225,7 +229,7 @@ def train(a, tables, hasher, t0, glove=None):
         acc = ((anyp >= 0.5) == unsafe).float().mean().item()
         print(f"epoch {ep + 1}/{a.epochs}: train loss {tot / len(order):.4f}, val loss {vl:.4f}, "
               f"val accuracy (any category, p >= 0.5) {acc:.4f}  [{time.time() - t0:.0f} s]", flush=True)
-    man = dict(format=model.FORMAT, version="2" if hasher.senses is not None or hasher.glove is not None else "1",
+    man = dict(format=model.FORMAT, version="2" if hasher.senses is not None or hasher.glove is not None or hasher.cjk else "1", cjk=hasher.cjk,
                glove=f"{glovemod.PACKAGE[0]}@{glovemod.PACKAGE[1]}, {len(glove)} words" if glove is not None else None,
                hyperparameters=HP, categories=corpus.CATEGORIES, corpus_seed=corpus.DEFAULT_SEED,
                train_seed=a.seed, epochs=a.epochs, surface_drop=a.surface_drop, lr=a.lr, batch=a.batch, word_dropout=a.word_dropout,
