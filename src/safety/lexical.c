@@ -335,6 +335,8 @@ int sd_lexical_create(const sd_bank *bank, const sd_lexical_options *opts, sd_de
     for (int i = 0; i < k->terms.n && !rc; i++)
       rc = sd_lex_add(&L->terms, c, k->term_lang.items[i], k->terms.items[i], NULL, &L->excl[c]);
     for (int i = 0; i < k->safe.n && !rc; i++) rc = sd_lex_add(&L->safe, c, "en", k->safe.items[i], NULL, NULL);
+    if (rc == SD_E_FORMAT) /* a term no prompt could match: say which bank and section */
+      rc = sd_fail_prefix(rc, "%s, [%s]: ", bank->sources ? bank->sources : bank->path ? bank->path : "bank", k->name);
   }
   if (!rc && wordnet) {
     sd_wn_hooks h = {L, hook_add, hook_term_cats, hook_judge};

@@ -18,6 +18,13 @@ static int script_of_lang(const char *code) {
   if (!strcmp(code, "ar") || !strcmp(code, "fa")) return SD_SCRIPT_ARABIC;
   if (!strcmp(code, "el")) return SD_SCRIPT_GREEK;
   if (!strcmp(code, "zh") || !strcmp(code, "ja") || !strcmp(code, "ko")) return SD_SCRIPT_OTHER;
+  /* the other scripts (sd_script_of: SD_SCRIPT_OTHER): Devanagari, Bengali and the other
+   * Indic scripts, Sinhala, Thai, Lao, Khmer, Myanmar, Hebrew, Armenian, Georgian, Ethiopic,
+   * Tibetan; Thai, Lao, Khmer and Myanmar terms match as substrings, like CJK (normalize.c) */
+  static const char *const other[] = {"hi", "mr", "ne", "sa", "bn", "as", "pa", "gu", "or", "ta", "te", "kn", "ml", "si",
+                                      "th", "lo", "km", "my", "he", "yi", "hy", "ka", "am", "ti", "bo", "dz", NULL};
+  for (int i = 0; other[i]; i++)
+    if (!strcmp(code, other[i])) return SD_SCRIPT_OTHER;
   return SD_SCRIPT_LATIN;
 }
 
@@ -89,6 +96,7 @@ int sd_lex_has_run3(const char *s) {
 typedef struct {
   char **w;
   int nw, kind;
+  int mixed; /* kind 0 with a piece matched as a substring (CJK, Thai...): can never match */
 } words;
 
 static void words_free(words *x) {
@@ -112,6 +120,10 @@ static int term_words(const sd_emoji_table *em, const char *text, words *out) {
     if (sd_sb_puts(&b, sd_emoji_key(em, nm.v[nm.ps[0].a].emoji))) goto oom;
   } else if (all_cjk) {
     out->kind = 1;
+  } else {
+    for (int p = 0; p < nm.np; p++) out->mixed |= nm.ps[p].kind == SD_PIECE_CJK;
+  }
+  if (out->kind == 1) {
     sd_sbuf t = {0};
     for (int p = 0; p < nm.np; p++) { /* words written apart (Korean) keep one space between */
       sd_unit u = {p, p + 1, 0};
@@ -190,6 +202,27 @@ char *sd_lex_words_key(const sd_lexicon *L, const char *text) {
   return k;
 }
 
+/* The script of the first letter of normalised word w (SD_SCRIPT_*), or -1 when it has none. */
+static int letter_script(const char *w) {
+  utf8proc_int32_t c;
+  for (const char *s = w; *s;) {
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s, -1, &c);
+    if (k <= 0) return -1;
+    s += k;
+    utf8proc_category_t g = utf8proc_category(c);
+    if (g < UTF8PROC_CATEGORY_LU || g > UTF8PROC_CATEGORY_LO) continue;
+    char one[8] = {0};
+    utf8proc_encode_char(c, (utf8proc_uint8_t *)one);
+    return sd_script_of(one);
+  }
+  return -1;
+}
+
+static const char *script_name(int s) {
+  return s == SD_SCRIPT_LATIN ? "Latin" : s == SD_SCRIPT_CYRILLIC ? "Cyrillic" : s == SD_SCRIPT_ARABIC ? "Arabic"
+       : s == SD_SCRIPT_GREEK ? "Greek" : "another script";
+}
+
 int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const char *src, const sd_strmap *excl) {
   int k = lang_index(L, lang ? lang : "en");
   if (k < 0) return sd_fail(SD_E_ARG, "lexical: term language '%s' was not registered", lang);
@@ -198,6 +231,25 @@ int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const
   int rc = term_words(L->em, text + exact, &w);
   if (rc) return rc;
   if (w.nw == 0) return SD_OK;
+  /* a term no prompt can match is an error, not a silent no-op: one that mixes characters
+   * matched as substrings (CJK, Thai...) with other letters ("卖b"), or whose letters are in a
+   * script its language's terms are not looked up in (Devanagari under terms.en) */
+  if (!L->surface && !exact && w.kind == 0) {
+    int bad = w.mixed ? -2 : -1;
+    for (int i = 0; i < w.nw && bad == -1; i++) {
+      int s = letter_script(w.w[i]);
+      if (s >= 0 && s != L->lang[k].script) bad = s;
+    }
+    if (bad != -1) {
+      words_free(&w);
+      if (bad == -2)
+        return sd_fail(SD_E_FORMAT, "lexical: term '%s' (language %s) can never match: it mixes Chinese, Japanese, Korean "
+                       "or Thai characters with other letters; write it in one script", text, L->lang[k].code);
+      return sd_fail(SD_E_FORMAT, "lexical: term '%s' (language %s) can never match: its letters are %s, and %s terms are "
+                     "looked up in %s words only; give it under its own language (terms.LANG)", text, L->lang[k].code,
+                     script_name(bad), L->lang[k].code, script_name(L->lang[k].script));
+    }
+  }
   if (excl && excl->used) { /* the category's exclude list, compared as written */
     char *j = join_words(&w);
     int out = j && sd_strmap_find(excl, j);

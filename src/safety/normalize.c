@@ -90,11 +90,14 @@ static int name_fold(int32_t c, char out[3]) {
   return 1;
 }
 
+/* Scripts matched as substrings (terms of zh, ja, ko, th...): CJK, Hangul, and the scripts
+ * written without spaces between words (Thai, Lao, Khmer, Myanmar), kept whole (no mark
+ * stripping: a Thai vowel sign is part of the word). */
 static int cjk(int32_t c) {
   return (c >= 0x3040 && c <= 0x30FF) || (c >= 0x31F0 && c <= 0x31FF) || (c >= 0x3400 && c <= 0x4DBF) ||
          (c >= 0x4E00 && c <= 0x9FFF) || (c >= 0xF900 && c <= 0xFAFF) || (c >= 0x20000 && c <= 0x2FFFF) ||
          (c >= 0xAC00 && c <= 0xD7AF) || (c >= 0x1100 && c <= 0x11FF) || (c >= 0x3130 && c <= 0x318F) ||
-         c == 0x3005;
+         c == 0x3005 || (c >= 0x0E01 && c <= 0x0EFF) || (c >= 0x1780 && c <= 0x17FF) || (c >= 0x1000 && c <= 0x109F);
 }
 
 static int confusable_fold(int32_t c, char out[3]) {

@@ -345,11 +345,64 @@ static void test_strategies(void **state) {
   assert_string_equal(sd_strategy_name(SD_STRATEGY_APPEND), "append");
 }
 
+/* A custom bank's terms in other scripts: spaced ones (Devanagari, Hebrew, Georgian) match as
+ * whole words, Thai, Lao, Khmer and Myanmar as substrings like CJK (before the fourteenth
+ * session none of them ever matched, silently); a term no prompt could match is refused with
+ * its text named: CJK mixed with Latin letters ("卖b"), or letters of a script its language's
+ * terms are not read in (Devanagari under terms.en). */
+static int custom_fires(const char *bank, const char *prompt) {
+  sd_bank *b;
+  sd_detector *d;
+  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
+  assert_int_equal(sd_bank_parse(bank, strlen(bank), "scripts", &b), SD_OK);
+  assert_int_equal(sd_lexical_create(b, &o, &d), SD_OK);
+  sd_detection r;
+  assert_int_equal(sd_detector_run(d, prompt, NULL, &r), SD_OK);
+  int fired = r.fired;
+  sd_detection_free(&r);
+  sd_detector_free(d);
+  sd_bank_free(b);
+  return fired;
+}
+
+static void expect_refused(const char *bank, const char *want) {
+  sd_bank *b;
+  sd_detector *d = NULL;
+  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
+  assert_int_equal(sd_bank_parse(bank, strlen(bank), "scripts", &b), SD_OK);
+  int rc = sd_lexical_create(b, &o, &d);
+  if (rc != SD_E_FORMAT || !strstr(sd_errmsg(), want) || !strstr(sd_errmsg(), "can never match"))
+    fail_msg("bank \"%s\": rc %d, \"%s\" (want \"%s\")", bank, rc, sd_errmsg(), want);
+  assert_null(d);
+  sd_bank_free(b);
+}
+
+static void test_other_scripts(void **state) {
+  (void)state;
+  const char *hi = "[v]\nterms.hi = \xe0\xa4\xa8\xe0\xa4\x97\xe0\xa4\xb0\n"; /* नगर */
+  assert_true(custom_fires(hi, "\xe0\xa4\x8f\xe0\xa4\x95 \xe0\xa4\xa8\xe0\xa4\x97\xe0\xa4\xb0"));           /* एक नगर */
+  assert_false(custom_fires(hi, "\xe0\xa4\xa8\xe0\xa4\x97\xe0\xa4\xb0\xe0\xa4\xaa\xe0\xa4\xbe\xe0\xa4\xb2\xe0\xa4\xbf\xe0\xa4\x95\xe0\xa4\xbe")); /* नगरपालिका: a word */
+  const char *he = "[v]\nterms.he = \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d\n"; /* שלום */
+  assert_true(custom_fires(he, "\xd7\x90\xd7\x9e\xd7\xa8 \xd7\xa9\xd7\x9c\xd7\x95\xd7\x9d"));
+  const char *ka = "[v]\nterms.ka = \xe1\x83\xa1\xe1\x83\x98\xe1\x83\xa1\xe1\x83\xae\xe1\x83\x9a\xe1\x83\x98\n"; /* სისხლი */
+  assert_true(custom_fires(ka, "\xe1\x83\xa1\xe1\x83\x98\xe1\x83\xa1\xe1\x83\xae\xe1\x83\x9a\xe1\x83\x98 here"));
+  const char *th = "[v]\nterms.th = \xe0\xb9\x80\xe0\xb8\xa5\xe0\xb8\xb7\xe0\xb8\xad\xe0\xb8\x94\n"; /* เลือด */
+  /* ผู้ชายเลือดออก: inside an unspaced clause */
+  assert_true(custom_fires(th, "\xe0\xb8\x9c\xe0\xb8\xb9\xe0\xb9\x89\xe0\xb8\x8a\xe0\xb8\xb2\xe0\xb8\xa2\xe0\xb9\x80\xe0\xb8\xa5\xe0\xb8\xb7\xe0\xb8\xad\xe0\xb8\x94\xe0\xb8\xad\xe0\xb8\xad\xe0\xb8\x81"));
+  assert_false(custom_fires(th, "\xe0\xb8\x9c\xe0\xb8\xb9\xe0\xb9\x89\xe0\xb8\x8a\xe0\xb8\xb2\xe0\xb8\xa2")); /* ผู้ชาย */
+  expect_refused("[v]\nterms.zh = \xe5\x8d\x96" "b\n", "\xe5\x8d\x96" "b");            /* 卖b */
+  expect_refused("[v]\nterms = \xe0\xa4\xa8\xe0\xa4\x97\xe0\xa4\xb0\n", "its letters are another script"); /* नगर under en */
+  expect_refused("[v]\nterms.ru = krov\n", "its letters are Latin");
+  /* what stays allowed: emoji, and CJK terms under any language */
+  assert_true(custom_fires("[v]\nterms = \xf0\x9f\x94\xab\n", "a \xf0\x9f\x94\xab here")); /* 🔫 */
+  assert_true(custom_fires("[v]\nterms = \xe8\xa1\x80\n", "\xe8\xa1\x80\xe6\xb5\xb7")); /* 血 (en) in 血海 */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_normalize),  cmocka_unit_test(test_obfuscation),
       cmocka_unit_test(test_inflections_multiword), cmocka_unit_test(test_acts_other_languages),
-      cmocka_unit_test(test_nakedness_idioms),
+      cmocka_unit_test(test_nakedness_idioms), cmocka_unit_test(test_other_scripts),
       cmocka_unit_test(test_benign),
       cmocka_unit_test(test_wordnet),    cmocka_unit_test(test_no_wordnet_and_interface),
       cmocka_unit_test(test_strategies)};

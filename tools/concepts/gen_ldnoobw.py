@@ -13,8 +13,9 @@ ten other languages is left out when:
   - it is an English word (a WordNet lemma, /usr/share/wordnet: wordnet-base), since the
     detector reads an English word as English anyway ("bite", "con");
   - it is short: under 4 letters in a spaced script, under 2 characters in CJK (substrings);
-  - it is written in another script than the language's (the Russian list's transliterations),
-    or holds digits;
+  - it is written in another script than the language's (the Russian list's transliterations;
+    a CJK entry with a Latin letter, "卖b", which the lexical detector refuses: it could never
+    match), or holds digits;
   - it is in DENY below: reviewed by hand as an ordinary word ("pesce", "finocchio", "coño"
     (read "cono", a cone, once accents are dropped),
     "ファンタジー", "망가"), a curse or insult that is not sexual, a slur (hate), an identity
@@ -169,8 +170,8 @@ def keep(lang, word, english, deny):
         return None
     letters = [c for c in w if c.isalpha()]
     script = SCRIPTS.get(lang, "LATIN")
-    if script == "CJK":
-        if not any(is_cjk(c) for c in w) or len(letters) < 2:
+    if script == "CJK":    # CJK only: a term mixing in Latin letters ("卖b") can never match (lexicon.c)
+        if not all(is_cjk(c) for c in letters) or len(letters) < 2:
             return None
     else:
         if any(not unicodedata.name(c, "").startswith(script) for c in letters):
