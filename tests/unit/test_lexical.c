@@ -353,9 +353,7 @@ static void test_strategies(void **state) {
 static int custom_fires(const char *bank, const char *prompt) {
   sd_bank *b;
   sd_detector *d;
-  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
-  assert_int_equal(sd_bank_parse(bank, strlen(bank), "scripts", &b), SD_OK);
-  assert_int_equal(sd_lexical_create(b, &o, &d), SD_OK);
+  assert_int_equal(sd_test_text_lexical(bank, &b, &d), SD_OK);
   sd_detection r;
   assert_int_equal(sd_detector_run(d, prompt, NULL, &r), SD_OK);
   int fired = r.fired;
@@ -367,10 +365,8 @@ static int custom_fires(const char *bank, const char *prompt) {
 
 static void expect_refused(const char *bank, const char *want) {
   sd_bank *b;
-  sd_detector *d = NULL;
-  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
-  assert_int_equal(sd_bank_parse(bank, strlen(bank), "scripts", &b), SD_OK);
-  int rc = sd_lexical_create(b, &o, &d);
+  sd_detector *d;
+  int rc = sd_test_text_lexical(bank, &b, &d);
   if (rc != SD_E_FORMAT || !strstr(sd_errmsg(), want) || !strstr(sd_errmsg(), "can never match"))
     fail_msg("bank \"%s\": rc %d, \"%s\" (want \"%s\")", bank, rc, sd_errmsg(), want);
   assert_null(d);

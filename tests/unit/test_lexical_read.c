@@ -667,9 +667,7 @@ static void test_safe_scope(void **state) {
   const char *t = "[a]\nterms = blood\nsafe = blood red\n[b]\nterms = blood, gun\n";
   sd_bank *b;
   sd_detector *d;
-  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
-  assert_int_equal(sd_bank_parse(t, strlen(t), "scope", &b), SD_OK);
-  assert_int_equal(sd_lexical_create(b, &o, &d), SD_OK);
+  assert_int_equal(sd_test_text_lexical(t, &b, &d), SD_OK);
   sd_detection r;
   assert_int_equal(sd_detector_run(d, "a blood red sky", NULL, &r), SD_OK);
   assert_int_equal(r.categories, 2u); /* b only */

@@ -132,6 +132,13 @@ int sd_test_default_lexical(const char *cache_name, int fresh, sd_bank **bank, s
   return 0;
 }
 
+int sd_test_text_lexical(const char *bank_text, sd_bank **bank, sd_detector **det) {
+  sd_lexical_options o = {.wordnet = 0, .cache_path = ""};
+  *det = NULL;
+  assert_int_equal(sd_bank_parse(bank_text, strlen(bank_text), "test bank", bank), SD_OK);
+  return sd_lexical_create(*bank, &o, det);
+}
+
 void sd_test_expect_fired(sd_detector *d, const sd_bank *b, const char *p, uint32_t want) {
   sd_detection r;
   assert_int_equal(sd_detector_run(d, p, NULL, &r), SD_OK);

@@ -34,6 +34,9 @@ void sd_test_expect_fired(sd_detector *d, const sd_bank *b, const char *p, uint3
  * sd_test_tmp(cache_name) (removed first when fresh: the test then builds it); 0, or -1
  * after printing the error (a cmocka setup returns it). */
 int sd_test_default_lexical(const char *cache_name, int fresh, sd_bank **bank, sd_detector **det);
+/* The lexical detector (WordNet off) of a bank given as text; the sd_lexical_create return
+ * code (the bank must parse). */
+int sd_test_text_lexical(const char *bank_text, sd_bank **bank, sd_detector **det);
 
 /* mkdir -p. */
 void sd_test_mkdirs(const char *path);
