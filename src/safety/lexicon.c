@@ -53,7 +53,16 @@ int sd_lex_finish_langs(sd_lexicon *L) {
   if (rc) return rc;
   L->en = lang_index(L, "en");
   const char *codes[SD_STEM_MAX_LANGS];
-  for (int k = 0; k < L->n_lang; k++) codes[k] = L->surface ? "-" : L->lang[k].code;
+  /* Indic scripts lose their vowel signs and viramas to normalisation (marks stripped), and a
+   * stemmer written for the marked text misreads the rest: Hindi "लश्कर" (an army) read as
+   * "लशकर" lost "कर" and became "लाश" (a corpse). Their terms are matched unstemmed (the
+   * stripped marks already cover most inflections). */
+  static const char *const unstemmed[] = {"hi", "mr", "ne", "sa", "bn", "as", "pa", "gu", "or", "ta", "te", "kn", "ml", "si", NULL};
+  for (int k = 0; k < L->n_lang; k++) {
+    codes[k] = L->surface ? "-" : L->lang[k].code;
+    for (int i = 0; unstemmed[i]; i++)
+      if (!strcmp(L->lang[k].code, unstemmed[i])) codes[k] = "-";
+  }
   return sd_stem_pool_create(codes, L->n_lang, &L->stems);
 }
 

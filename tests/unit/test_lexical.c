@@ -143,6 +143,32 @@ static void test_acts_other_languages(void **state) {
     sd_test_expect_fired(g_det, g_bank, benign[i], 0);
 }
 
+/* Vietnamese, Hindi and Thai terms of the default bank (fourteenth session), and the everyday
+ * phrases their writers kept out: a Vietnamese term read without its diacritics ("từ từ",
+ * slowly, is "tự tử" unaccented; "ân ái" is "an AI"), a Hindi word whose consonant skeleton is
+ * a common one, a Thai term inside a longer benign word ("barefoot woman"). */
+static void test_vi_hi_th(void **state) {
+  (void)state;
+  static const struct {
+    const char *prompt, *cat;
+  } flagged[] = {
+      {"một người phụ nữ khỏa thân trên giường, ảnh chụp", "sexual"},
+      {"cảnh giết người trong con hẻm tối, tranh sơn dầu", "violence"},
+      {"xác chết nằm bên đường sau trận lũ", "shocking"},
+      {"एक आदमी की हत्या का दृश्य, अंधेरी गली", "violence"},
+      {"सड़ी लाश नदी किनारे पड़ी है", "shocking"},
+      {"ผู้หญิงเปลือยกายบนชายหาด ภาพถ่าย", "sexual"},
+      {"ชายคนหนึ่งฆ่าตัวตายบนสะพาน", "self-harm"},
+  };
+  for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++)
+    sd_test_expect_fired(g_det, g_bank, flagged[i].prompt, sd_test_cat_bit(g_bank, flagged[i].cat));
+  const char *benign[] = {"chiếc xe đi từ từ trên cầu lúc hoàng hôn", "lô hàng cà phê ở cảng Hải Phòng",
+                          "a political cartoon about programmers building an AI", "एक सुंदर नगीना, मखमली डिब्बे में",
+                          "मुगल लश्कर का तैल चित्र", "ผู้หญิงเท้าเปลือยเดินบนหาดทราย", "ท่าเรือยามเช้า ภาพสีน้ำ"};
+  for (size_t i = 0; i < sizeof benign / sizeof *benign; i++)
+    sd_test_expect_fired(g_det, g_bank, benign[i], 0);
+}
+
 /* Idioms of nakedness, one per language family (thirteenth session): "as God made her", "in
  * Eve's costume", "as her mother bore her"; their everyday neighbours stay benign. */
 static void test_nakedness_idioms(void **state) {
@@ -398,7 +424,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_normalize),  cmocka_unit_test(test_obfuscation),
       cmocka_unit_test(test_inflections_multiword), cmocka_unit_test(test_acts_other_languages),
-      cmocka_unit_test(test_nakedness_idioms), cmocka_unit_test(test_other_scripts),
+      cmocka_unit_test(test_nakedness_idioms), cmocka_unit_test(test_other_scripts), cmocka_unit_test(test_vi_hi_th),
       cmocka_unit_test(test_benign),
       cmocka_unit_test(test_wordnet),    cmocka_unit_test(test_no_wordnet_and_interface),
       cmocka_unit_test(test_strategies)};
