@@ -164,6 +164,11 @@ def fold(s):
     return " ".join("".join(out).split())
 
 
+# Entries of the other languages written "=word", matched as written: their stem is another
+# word's ("trombare" -> "tromb", the stem of "tromba", a trumpet; seventh session).
+AS_WRITTEN = {"it": {"trombare"}}
+
+
 def keep(lang, word, english, deny):
     w = fold(word)
     if not w or w in deny or any(ch.isdigit() for ch in w) or "," in w:
@@ -272,7 +277,7 @@ def main():
             k = keep(lang, w, english, deny)
             if k and k not in seen:
                 seen.add(k)
-                kept.append(k)
+                kept.append("=" + k if k in AS_WRITTEN.get(lang, ()) else k)
         total += len(kept)
         lines += [ln + "\n" for ln in term_lines(f"terms.{lang}", kept)]
     with open(a.bank, encoding="utf-8") as f:
