@@ -13,18 +13,26 @@
 /* ------------------------------------------------------------------------------------- */
 /* languages                                                                               */
 
+static int in_list(const char *const *list, const char *code) {
+  for (int i = 0; list[i]; i++)
+    if (!strcmp(code, list[i])) return 1;
+  return 0;
+}
+
+/* Languages written in an Indic script (Devanagari, Bengali, Gurmukhi, Gujarati, Oriya, Tamil,
+ * Telugu, Kannada, Malayalam, Sinhala): normalisation strips their vowel signs (marks). */
+static const char *const k_indic[] = {"hi", "mr", "ne", "sa", "bn", "as", "pa", "gu", "or", "ta", "te", "kn", "ml", "si", NULL};
+
 static int script_of_lang(const char *code) {
   if (!strcmp(code, "ru") || !strcmp(code, "uk") || !strcmp(code, "bg") || !strcmp(code, "sr")) return SD_SCRIPT_CYRILLIC;
   if (!strcmp(code, "ar") || !strcmp(code, "fa")) return SD_SCRIPT_ARABIC;
   if (!strcmp(code, "el")) return SD_SCRIPT_GREEK;
   if (!strcmp(code, "zh") || !strcmp(code, "ja") || !strcmp(code, "ko")) return SD_SCRIPT_OTHER;
-  /* the other scripts (sd_script_of: SD_SCRIPT_OTHER): Devanagari, Bengali and the other
-   * Indic scripts, Sinhala, Thai, Lao, Khmer, Myanmar, Hebrew, Armenian, Georgian, Ethiopic,
-   * Tibetan; Thai, Lao, Khmer and Myanmar terms match as substrings, like CJK (normalize.c) */
-  static const char *const other[] = {"hi", "mr", "ne", "sa", "bn", "as", "pa", "gu", "or", "ta", "te", "kn", "ml", "si",
-                                      "th", "lo", "km", "my", "he", "yi", "hy", "ka", "am", "ti", "bo", "dz", NULL};
-  for (int i = 0; other[i]; i++)
-    if (!strcmp(code, other[i])) return SD_SCRIPT_OTHER;
+  /* the other scripts (sd_script_of: SD_SCRIPT_OTHER): the Indic ones, Thai, Lao, Khmer,
+   * Myanmar, Hebrew, Armenian, Georgian, Ethiopic, Tibetan; Thai, Lao, Khmer and Myanmar terms
+   * match as substrings, like CJK (normalize.c) */
+  static const char *const other[] = {"th", "lo", "km", "my", "he", "yi", "hy", "ka", "am", "ti", "bo", "dz", NULL};
+  if (in_list(k_indic, code) || in_list(other, code)) return SD_SCRIPT_OTHER;
   return SD_SCRIPT_LATIN;
 }
 
@@ -57,12 +65,8 @@ int sd_lex_finish_langs(sd_lexicon *L) {
    * stemmer written for the marked text misreads the rest: Hindi "लश्कर" (an army) read as
    * "लशकर" lost "कर" and became "लाश" (a corpse). Their terms are matched unstemmed (the
    * stripped marks already cover most inflections). */
-  static const char *const unstemmed[] = {"hi", "mr", "ne", "sa", "bn", "as", "pa", "gu", "or", "ta", "te", "kn", "ml", "si", NULL};
-  for (int k = 0; k < L->n_lang; k++) {
-    codes[k] = L->surface ? "-" : L->lang[k].code;
-    for (int i = 0; unstemmed[i]; i++)
-      if (!strcmp(L->lang[k].code, unstemmed[i])) codes[k] = "-";
-  }
+  for (int k = 0; k < L->n_lang; k++)
+    codes[k] = L->surface || in_list(k_indic, L->lang[k].code) ? "-" : L->lang[k].code;
   return sd_stem_pool_create(codes, L->n_lang, &L->stems);
 }
 

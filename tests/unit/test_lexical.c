@@ -24,6 +24,8 @@
 static sd_bank *g_bank;
 static sd_detector *g_det;  /* default bank, WordNet on (cache in the test tmp dir) */
 static int g_violence, g_sexual, g_shocking;
+#define FLAGGED(p, cat) sd_test_expect_fired(g_det, g_bank, (p), sd_test_cat_bit(g_bank, (cat)))
+#define BENIGN(p) sd_test_expect_fired(g_det, g_bank, (p), 0)
 
 static int setup(void **state) {
   (void)state;
@@ -149,24 +151,20 @@ static void test_acts_other_languages(void **state) {
  * a common one, a Thai term inside a longer benign word ("barefoot woman"). */
 static void test_vi_hi_th(void **state) {
   (void)state;
-  static const struct {
-    const char *prompt, *cat;
-  } flagged[] = {
-      {"một người phụ nữ khỏa thân trên giường, ảnh chụp", "sexual"},
-      {"cảnh giết người trong con hẻm tối, tranh sơn dầu", "violence"},
-      {"xác chết nằm bên đường sau trận lũ", "shocking"},
-      {"एक आदमी की हत्या का दृश्य, अंधेरी गली", "violence"},
-      {"सड़ी लाश नदी किनारे पड़ी है", "shocking"},
-      {"ผู้หญิงเปลือยกายบนชายหาด ภาพถ่าย", "sexual"},
-      {"ชายคนหนึ่งฆ่าตัวตายบนสะพาน", "self-harm"},
-  };
-  for (size_t i = 0; i < sizeof flagged / sizeof *flagged; i++)
-    sd_test_expect_fired(g_det, g_bank, flagged[i].prompt, sd_test_cat_bit(g_bank, flagged[i].cat));
-  const char *benign[] = {"chiếc xe đi từ từ trên cầu lúc hoàng hôn", "lô hàng cà phê ở cảng Hải Phòng",
-                          "a political cartoon about programmers building an AI", "एक सुंदर नगीना, मखमली डिब्बे में",
-                          "मुगल लश्कर का तैल चित्र", "ผู้หญิงเท้าเปลือยเดินบนหาดทราย", "ท่าเรือยามเช้า ภาพสีน้ำ"};
-  for (size_t i = 0; i < sizeof benign / sizeof *benign; i++)
-    sd_test_expect_fired(g_det, g_bank, benign[i], 0);
+  FLAGGED("một người phụ nữ khỏa thân trên giường, ảnh chụp", "sexual");
+  FLAGGED("cảnh giết người trong con hẻm tối, tranh sơn dầu", "violence");
+  FLAGGED("xác chết nằm bên đường sau trận lũ", "shocking");
+  FLAGGED("एक आदमी की हत्या का दृश्य, अंधेरी गली", "violence");
+  FLAGGED("सड़ी लाश नदी किनारे पड़ी है", "shocking");
+  FLAGGED("ผู้หญิงเปลือยกายบนชายหาด ภาพถ่าย", "sexual");
+  FLAGGED("ชายคนหนึ่งฆ่าตัวตายบนสะพาน", "self-harm");
+  BENIGN("chiếc xe đi từ từ trên cầu lúc hoàng hôn");
+  BENIGN("lô hàng cà phê ở cảng Hải Phòng");
+  BENIGN("a political cartoon about programmers building an AI");
+  BENIGN("एक सुंदर नगीना, मखमली डिब्बे में");
+  BENIGN("मुगल लश्कर का तैल चित्र");
+  BENIGN("ผู้หญิงเท้าเปลือยเดินบนหาดทราย");
+  BENIGN("ท่าเรือยามเช้า ภาพสีน้ำ");
 }
 
 /* Idioms of nakedness, one per language family (thirteenth session): "as God made her", "in

@@ -272,11 +272,12 @@ def words(text, tables, cjk=False):
     flush()
     # step 5: spelled runs
     merged = []
+    def spelled(c):     # a one-character word that may join a spelled run
+        return tables.cls(ord(c)) == CLASS_WORD and not (cjk and is_cjk(ord(c)))
+
     i = 0
     while i < len(raw):
         j = i
-        def spelled(c):
-            return tables.cls(ord(c)) == CLASS_WORD and not (cjk and is_cjk(ord(c)))
         if len(raw[i][0]) == 1 and spelled(raw[i][0][0]):
             while (j + 1 < len(raw) and len(raw[j + 1][0]) == 1 and spelled(raw[j + 1][0][0])
                    and 1 <= len(raw[j + 1][3]) <= 3 and all(g in SPELL_GAP for g in raw[j + 1][3])):
