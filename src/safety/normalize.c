@@ -402,6 +402,7 @@ static int segment(sd_norm *o) {
 
 int sd_norm_text(const char *text, const sd_emoji_table *em, sd_norm *out) {
   memset(out, 0, sizeof *out);
+  out->src = text;
   int rc = normalize_cps(text, em, out);
   if (!rc) rc = segment(out);
   if (rc) sd_norm_free(out);
@@ -489,6 +490,13 @@ static const char *const neg_cues[] = {
     "nessuna", "nessuno", "sem", "nao", "nem", "nenhum", "nenhuma", "не", "без", "нет", "ни", "لا", "بدون",
     "غير", "ليس", "بلا", "bez", "zaden", "zadna", "zadne", "zadnych", "geen", "niet", "zonder", "nooit",
     "tidak", "tanpa", "bukan", "ні", "немає", "inte", "ingen", "inga", "inget", "aldrig", "utan", NULL};
+/* cues read in the source text, with their marks (the normalised forms are other words: vi
+ * "chưa", not yet, would read as "chùa", pagoda; hi "बिना", without, as "बन", become): vi, hi */
+static const char *const neg_cues_src[] = {"không", "chẳng", "chưa", "बिना", "बगैर", "बग़ैर", NULL};
+/* cues after the words they negate (the same phrase, at most SD_NEG_SCOPE words back): tr
+ * "çıplak değil", "kan yok", "kan olmadan"; hi "हत्या नहीं", "हिंसा रहित" (source forms) */
+static const char *const neg_post[] = {"degil", "yok", "olmadan", NULL};
+static const char *const neg_post_src[] = {"नहीं", "रहित", NULL};
 /* opposition prefixes ("anti-racism", "anti war"): they negate the one word they are attached to */
 static const char *const neg_prefix[] = {"anti", "анти", NULL};
 static const char *const neg_only[] = {"only", "just", "merely", "simply", "solely", "solo", "solamente",
@@ -498,7 +506,8 @@ static const char *const neg_only[] = {"only", "just", "merely", "simply", "sole
 static const char *const neg_stop[] = {"but", "except", "yet", "though", "although", "however", "instead", "rather",
                                        "and", "to", "who", "which", "that", "while", "when", "where",
                                        "pero", "sino", "mais", "aber", "sondern", "ma", "però", "mas", "porem",
-                                       "но", "لكن", "بل", "ale", "lecz", "maar", "tetapi", "tapi", "але", NULL};
+                                       "но", "لكن", "بل", "ale", "lecz", "maar", "tetapi", "tapi", "але", "nhung", "ama",
+                                       "fakat", NULL};
 
 /* Whether a phrase ends between piece q - 1 and piece q although the gap is only
  * whitespace-level: a sentence's end or a spaced dash or bar ("no escape. beksinski",
@@ -519,6 +528,49 @@ static int phrase_break(const sd_norm *n, int q) {
   return 0;
 }
 
+static int is_mark(utf8proc_int32_t c) {
+  utf8proc_category_t k = utf8proc_category(c);
+  return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_MC || k == UTF8PROC_CATEGORY_ME;
+}
+
+/* Whether the UTF-8 bytes s[0, len) equal `cue` (lower case), letters compared lower-cased. */
+static int src_equal(const char *s, size_t len, const char *cue) {
+  const char *e = s + len;
+  while (s < e && *cue) {
+    utf8proc_int32_t a, b;
+    utf8proc_ssize_t ka = utf8proc_iterate((const utf8proc_uint8_t *)s, e - s, &a);
+    utf8proc_ssize_t kb = utf8proc_iterate((const utf8proc_uint8_t *)cue, -1, &b);
+    if (ka <= 0 || kb <= 0 || utf8proc_tolower(a) != b) return 0;
+    s += ka;
+    cue += kb;
+  }
+  return s == e && !*cue;
+}
+
+/* Whether piece p as written (its source bytes and the marks that follow its last letter) is
+ * one of `list`. */
+static int piece_src_in(const sd_norm *n, int p, const char *const *list) {
+  if (!n->src) return 0;
+  size_t a = n->v[n->ps[p].a].s0, b = n->v[n->ps[p].b - 1].s1;
+  for (;;) {
+    utf8proc_int32_t c;
+    utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)n->src + b, -1, &c);
+    if (k <= 0 || !is_mark(c)) break;
+    b += (size_t)k;
+  }
+  for (; *list; list++)
+    if (src_equal(n->src + a, b - a, *list)) return 1;
+  return 0;
+}
+
+/* A cue after the words it negates: mark the words before piece p, back to the start of its
+ * phrase and at most SD_NEG_SCOPE words. */
+static void negate_before(sd_norm *n, int p) {
+  for (int q = p - 1, k = 0; q >= 0 && k < SD_NEG_SCOPE && n->ps[q + 1].gap <= 2 && !phrase_break(n, q + 1);
+       k += q == 0 || n->ps[q].gap != 1, q--)
+    n->ps[q].neg = 1;
+}
+
 void sd_norm_negation(sd_norm *n) {
   sd_sbuf t = {0}, t2 = {0};
   for (int p = 0; p < n->np; p++) n->ps[p].neg = 0;
@@ -526,7 +578,11 @@ void sd_norm_negation(sd_norm *n) {
     if (n->ps[p].kind != SD_PIECE_WORD) continue;
     sd_unit u = {p, p + 1, 0};
     if (sd_norm_unit_text(n, &u, 0, &t)) break;
-    int cue = in_list(t.p, neg_cues), scope = SD_NEG_SCOPE;
+    if (in_list(t.p, neg_post) || piece_src_in(n, p, neg_post_src)) {
+      negate_before(n, p);
+      continue;
+    }
+    int cue = in_list(t.p, neg_cues) || piece_src_in(n, p, neg_cues_src), scope = SD_NEG_SCOPE;
     if (!cue && in_list(t.p, neg_prefix)) cue = 1, scope = 1;
     /* "don't", "isn't": the piece "t" after an apostrophe, after a word ending in n */
     if (!cue && !strcmp(t.p, "t") && p > 0 && n->ps[p].gap == 1 && n->v[n->ps[p].a - 1].cp == '\'') {
@@ -561,6 +617,9 @@ void sd_norm_negation(sd_norm *n) {
 /* CJK cues: UTF-8 strings matched right before / right after a substring. */
 static const char *const cjk_pre[] = {"不", "没有", "没", "無", "无", "非", "未", "别", "비", "무", NULL};
 static const char *const cjk_post[] = {"なし", "無し", "のない", "がない", "ない", "없는", "없이", "없음", "없고", NULL};
+/* Thai cues right before a substring, read in the source text (the normaliser strips the tone
+ * marks: "ไม่", not, would read as "ไม้", wood): ไม่มี there is no, ไม่ not, ไร้ and ปราศจาก without */
+static const char *const thai_pre_src[] = {"ไม่มี", "ไม่", "ไร้", "ปราศจาก", NULL};
 
 static int cps_equal(const sd_ncp *v, int a, int b, const char *s) {
   for (int i = a; i < b; i++) {
@@ -591,6 +650,13 @@ int sd_norm_cjk_negated(const sd_norm *n, int p, int i, int j) {
   for (const char *const *c = cjk_post; *c; c++) {
     int len = n_cps(*c);
     if (j + len <= ps->b && cps_equal(n->v, j, j + len, *c)) return 1;
+  }
+  if (n->src) {
+    size_t start = n->v[ps->a].s0, at = n->v[i].s0;
+    for (const char *const *c = thai_pre_src; *c; c++) {
+      size_t len = strlen(*c);
+      if (at >= start + len && !memcmp(n->src + at - len, *c, len)) return 1;
+    }
   }
   return 0;
 }

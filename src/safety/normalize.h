@@ -65,6 +65,9 @@ typedef struct {
   int np;
   sd_unit *us;
   int nu;
+  const char *src; /* the text given to sd_norm_text (not owned: valid while the caller's text
+                      lives); negation cues of scripts whose marks the normaliser strips are
+                      read there */
 } sd_norm;
 
 /* Normalise and segment `text` (NUL-terminated UTF-8; invalid bytes are separators). `em`
@@ -95,13 +98,16 @@ int sd_norm_unit_text(const sd_norm *n, const sd_unit *u, int mode, sd_sbuf *out
 /* Mark the pieces inside a negation's scope (sd_piece.neg): after a cue ("no", "not",
  * "without", "non-", and the other languages' cues, docs/safety-detectors.md) up to the end
  * of its phrase (punctuation, a contrast word such as "but"), at most SD_NEG_SCOPE words; after
- * an opposition prefix ("anti-racism", "anti war", Russian "анти"), the next word only.
- * "not only", "not just" and a doubled cue ("not without") are not negations. */
+ * an opposition prefix ("anti-racism", "anti war", Russian "анти"), the next word only; before
+ * a cue that follows what it negates (Turkish "değil", "yok", "olmadan"; Hindi "नहीं", "रहित"),
+ * the words back to the start of its phrase, at most SD_NEG_SCOPE. Vietnamese, Hindi and Thai
+ * cues are read in n->src, with their marks. "not only", "not just" and a doubled cue ("not
+ * without") are not negations. */
 #define SD_NEG_SCOPE 4
 void sd_norm_negation(sd_norm *n);
 /* Whether a CJK substring [i, j) of piece p (code point indices) is negated by a CJK cue
- * right before it (不, 没有, 无, 非, 未, 别; 無, 非; 비, 무) or right after it (なし, 無し,
- * のない, がない, ない; 없는, 없이, 없음, 없고). */
+ * right before it (不, 没有, 无, 非, 未, 别; 無, 非; 비, 무; Thai ไม่มี, ไม่, ไร้, ปราศจาก, as
+ * written in n->src) or right after it (なし, 無し, のない, がない, ない; 없는, 없이, 없음, 없고). */
 int sd_norm_cjk_negated(const sd_norm *n, int p, int i, int j);
 
 /* The script family of a UTF-8 word, for choosing stemmers. */

@@ -568,6 +568,23 @@ static void test_negation(void **state) {
   BENIGN("a wall with no b.l.o.o.d");
   BENIGN("a portrait, not NudeWoman");
   FLAGGED("no a.b.c.d e.f.g.h i.j.k.l m.n.o.p blood", "violence");
+  /* Vietnamese, Hindi and Thai cues are read as written (their marks make them cues: Thai "ไม้",
+   * wood, is "ไม่", not, without its tone mark); Turkish and Hindi cues after the words */
+  FLAGGED("phim hoạt hình bạo lực, trẻ em", "violence");
+  BENIGN("phim hoạt hình không có bạo lực, trẻ em");
+  BENIGN("KHÔNG CÓ BẠO LỰC");
+  FLAGGED("không bạo lực nhưng bạo lực", "violence");
+  FLAGGED("một người đàn ông không mảnh vải che thân", "sexual"); /* a term that begins with the cue */
+  FLAGGED("गाँव में हत्या", "violence");
+  BENIGN("बिना हत्या के एक शांत गाँव");
+  BENIGN("गाँव में हत्या नहीं");
+  FLAGGED("เลือดสาด", "violence");
+  BENIGN("ภาพยนตร์ไม่มีเลือดสาด");
+  FLAGGED("ไม้เลือดสาด", "violence");
+  FLAGGED("sokakta ırkçılık", "hate");
+  BENIGN("sokakta ırkçılık yok");
+  BENIGN("plajda bir kadın, çıplak değil");
+  FLAGGED("plajda çıplak bir kadın, yok", "sexual"); /* the comma ends the cue's phrase */
 }
 
 /* Benign near-concept prompts (issue 16): one class of false positive per block, each with the
