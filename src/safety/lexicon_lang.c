@@ -40,6 +40,10 @@ int sd_lex_english_text(sd_lex_text *m, int p0, int p1) {
     if (!(m->wlang = calloc((size_t)nm->np + 1, 1))) return 0;
     sd_sbuf t = {0};
     for (int q = 0; q < nm->np; q++) {
+      if (nm->ps[q].kind == SD_PIECE_WORD && nm->ps[q].accented) { /* "bóng", "Trận": not English */
+        m->wlang[q] = 2;
+        continue;
+      }
       if (nm->ps[q].kind != SD_PIECE_WORD || nm->ps[q].nonascii) continue;
       sd_unit u = {q, q + 1, 0};
       if (sd_norm_unit_text(nm, &u, 0, &t) || !t.n) continue;

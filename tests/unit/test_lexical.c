@@ -165,6 +165,12 @@ static void test_vi_hi_th(void **state) {
   BENIGN("मुगल लश्कर का तैल चित्र");
   BENIGN("ผู้หญิงเท้าเปลือยเดินบนหาดทราย");
   BENIGN("ท่าเรือยามเช้า ภาพสีน้ำ");
+  /* Vietnamese words with their marks count as words of another language when the detector
+   * asks whether the prompt is English text (before, its few unaccented words, "lao", decided
+   * it, and "bóng", ball or shade, read as English "bong") */
+  BENIGN("cây bóng mát bên hồ, lao động");
+  FLAGGED("a bong on a table, trận bóng", "illegal activity");
+  FLAGGED("a nüde woman on a beach, bóng", "sexual");
 }
 
 /* Idioms of nakedness, one per language family (thirteenth session): "as God made her", "in
