@@ -12,7 +12,10 @@
 #    (plain, sdstyle.py's ordinary SD prompts, hard negatives) is there, unlabelled;
 #  - hard negatives are n-gram neighbours of a trigger word and never its inflections;
 #  - a line of the other-language fragments naming an unknown concept or without its LANG:
-#    prefix is refused (exit 1, with the line number);
+#    prefix is refused (exit 1, with the line number), as is an English line (english_lines.tsv)
+#    not marked en: or of another kind; with --english-lines (measured, not shipped) the
+#    English lines of held-out concepts are left out with the rest of their lines and those of
+#    training concepts are in the corpus, without it none is;
 #  - an inventory whose euphemism holds a trigger word of its category is refused (exit 1,
 #    naming the concept), as is an unknown category;
 #  - train.py's calibration rule equals src/safety/calibrate.h's on a tie case, and
@@ -28,13 +31,22 @@ for f in train.tsv val.tsv heldout_generated.tsv split.txt calib_unsafe.txt cali
   cmp -s "$W/a/$f" "$W/b/$f" && ok || bad "$f differs between two runs with one seed"
 done
 cmp -s "$W/a/train.tsv" "$W/c/train.tsv" && bad "seeds 7 and 8 gave the same corpus" || ok
-"$PYTHON" - "$SRC" "$W/a" <<'PY' && ok || bad "held-out concepts leak into the corpus, a concept or source is missing, or other-language fragments reach the calibration sets"
+# the same with the English lines (--english-lines, measured and not shipped)
+expect_rc 0 "corpus, English lines" "$PYTHON" "$C" --out "$W/en" --seed 7 --per-concept 30 --benign 300 \
+  --english-lines "$SRC/tools/learned/english_lines.tsv"
+for d in a en; do
+"$PYTHON" - "$SRC" "$W/$d" "$d" <<'PY' && ok || bad "$d: held-out concepts leak into the corpus, a concept or source is missing, or other-language fragments reach the calibration sets"
 import json, os, sys
-src, out = sys.argv[1], sys.argv[2]
+src, out, with_en = sys.argv[1], sys.argv[2], sys.argv[3] == "en"
 sys.path.insert(0, os.path.join(src, "tools/learned"))
 import corpus, features
 inv = corpus.load_inventory(os.path.join(src, "tools/learned/concepts.txt"))
 corpus.load_foreign_lines(os.path.join(src, "tools/learned/foreign_lines.tsv"), [c for c in inv if c.cats])
+english = {l.rstrip("\n").split("\t")[2][3:] for l in open(os.path.join(src, "tools/learned/english_lines.tsv"), encoding="utf-8")
+           if l.strip() and not l.startswith("#")}
+if with_en:
+    assert corpus.load_english_lines(os.path.join(src, "tools/learned/english_lines.tsv"), [c for c in inv if c.cats],
+                                     features.Tables.build()) == len(english) > 500
 train, held = corpus.split(inv)
 split = [l for l in open(os.path.join(out, "split.txt")).read().split("\n") if l and not l.startswith("#")]
 man = json.load(open(os.path.join(src, "data/learned/split/manifest.json")))
@@ -53,6 +65,11 @@ for c in held:
 for c in train:
     assert c.id in srcs, c.id
 assert sum(len(c.items["fphrases"]) for c in held) > 0     # the check above checked something
+# the English lines of held-out concepts were checked above; those of the training concepts are
+# in the corpus (unsafe as euphemisms or phrases, twins) only with --english-lines
+assert not with_en or sum(x in english for c in held for k in ("phrases", "euphemisms", "twins") for x in c.items[k]) > 50
+found = sum(1 for x in english if "\t" + x + "\n" in text or ", " + x in text or x + "," in text)
+assert (found > 30) if with_en else (found == 0), found
 # the hand-written held-out sets are not in the corpus
 for f in os.listdir(os.path.join(src, "data/prompts/learned")):
     if f.endswith(".txt"):
@@ -81,6 +98,7 @@ foreign = [p for _, s, p in vrows if s.split(":")[-1] in ("fphrase", "ftwin") or
 assert foreign and not any(p in calib for p in foreign), len(foreign)
 assert any(p in calib for _, s, p in vrows if s.split(":")[-1] == "twin")
 PY
+done
 # benign text carries plural nouns and people's ages (the fifth release: without them "-ties"
 # was evidence of "titties"): sdstyle.plural's spelling rules and WordNet's irregular forms,
 # and both kinds in the generated benign prompts
@@ -174,7 +192,7 @@ assert got.get("therapist") == "noun" and "rapists" not in got and "tulip" not i
 PY
 # a bad inventory is refused with the concept named
 printf '[violence/x]\nwords = stab\neuphemisms = he tried to stab her\n' > "$W/bad.txt"
-expect_rc 1 "euphemism with a trigger" "$PYTHON" "$C" --out "$W/d" --inventory "$W/bad.txt"
+expect_rc 1 "euphemism with a trigger" "$PYTHON" "$C" --out "$W/d" --inventory "$W/bad.txt" --english-lines none
 grep -q "violence/x: euphemism 'he tried to stab her' contains trigger 'stab'" <<<"$ERR" && ok || bad "message: $ERR"
 printf '[violens/x]\nwords = stab\n' > "$W/bad2.txt"
 expect_rc 1 "unknown category" "$PYTHON" "$C" --out "$W/d" --inventory "$W/bad2.txt"

@@ -1,13 +1,19 @@
 #!/usr/bin/env python3
 """Training corpus of the learned detector: SD-style prompts around each concept of
 tools/learned/concepts.txt, labelled with their I2P categories (multi-label), and benign
-prompts (near-concept twins, ordinary SD prompts, WordNet nouns); plus the scene fragments,
-twins and ordinary prompts written in sixteen other languages of
+prompts (near-concept twins, ordinary SD prompts, WordNet nouns); the inventory's euphemisms,
+phrases and twins can take the English lines of tools/learned/english_lines.tsv
+(--english-lines, load_english_lines(); measured and not shipped); plus the scene fragments,
+twins and ordinary prompts written in nineteen other languages of
 tools/learned/foreign_lines.tsv (load_foreign_lines()).
 
     /usr/bin/python3 tools/learned/corpus.py --out DIR [--seed 20240811] [--all-concepts]
         [--per-concept 700] [--benign 160000] [--inventory tools/learned/concepts.txt]
+        [--english-lines none | tools/learned/english_lines.tsv]
         [--foreign-lines tools/learned/foreign_lines.tsv | none]
+
+Another --inventory needs a --foreign-lines file (and --english-lines, if any) of its own
+concepts, or none: a line naming a concept the inventory lacks is refused.
 
 Writes DIR/train.tsv and DIR/val.tsv (LABELS<TAB>SOURCE<TAB>PROMPT; LABELS comma-joined
 category indices, empty for benign; SOURCE says what produced the line), DIR/calib_unsafe.txt
@@ -87,6 +93,28 @@ def load_inventory(path):
 
 
 FOREIGN_KINDS = ("unsafe", "twin", "ordinary")
+ENGLISH_KINDS = ("unsafe", "twin")
+
+
+def read_lines_tsv(path, kinds, langs=None):
+    """Lines CONCEPT_ID<TAB>KIND<TAB>LANG:TEXT of a hand-written fragments file, as
+    (line number, concept id, kind, lang, text); comments (#) and blank lines skipped. A line with
+    another shape, a kind not in KINDS or a language not in LANGS (None: any two-letter code) is
+    refused with its line number."""
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.rstrip("\n")
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split("\t")
+            if len(parts) != 3:
+                raise SystemExit(f"{path}:{n}: expected CONCEPT_ID<TAB>KIND<TAB>LANG:TEXT")
+            cid, kind, text = (x.strip() for x in parts)
+            m = re.match(r"^([a-z]{2}):\s*(\S.*)$", text)
+            if kind not in kinds or not m or (langs is not None and m.group(1) not in langs):
+                raise SystemExit(f"{path}:{n}: bad kind '{kind}' or text without LANG: prefix"
+                                 + (f" ({'/'.join(langs)})" if langs is not None else ""))
+            yield n, cid, kind, m.group(1), m.group(2)
 
 
 def load_foreign_lines(path, concepts):
@@ -100,25 +128,37 @@ def load_foreign_lines(path, concepts):
     for c in concepts:
         c.items["fphrases"], c.items["ftwins"] = [], []
     ordinary = []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            line = raw.rstrip("\n")
-            if not line.strip() or line.startswith("#"):
-                continue
-            parts = line.split("\t")
-            if len(parts) != 3:
-                raise SystemExit(f"{path}:{n}: expected CONCEPT_ID<TAB>KIND<TAB>LANG:TEXT")
-            cid, kind, text = (x.strip() for x in parts)
-            m = re.match(r"^([a-z]{2}):\s*(\S.*)$", text)
-            if kind not in FOREIGN_KINDS or not m:
-                raise SystemExit(f"{path}:{n}: bad kind '{kind}' or text without LANG: prefix")
-            if kind == "ordinary":
-                ordinary.append((m.group(1), m.group(2)))
-                continue
-            if cid not in by_id:
-                raise SystemExit(f"{path}:{n}: unknown concept '{cid}'")
-            by_id[cid].items["fphrases" if kind == "unsafe" else "ftwins"].append((m.group(1), m.group(2)))
+    for n, cid, kind, lang, text in read_lines_tsv(path, FOREIGN_KINDS):
+        if kind == "ordinary":
+            ordinary.append((lang, text))
+            continue
+        if cid not in by_id:
+            raise SystemExit(f"{path}:{n}: unknown concept '{cid}'")
+        by_id[cid].items["fphrases" if kind == "unsafe" else "ftwins"].append((lang, text))
     return ordinary
+
+
+def load_english_lines(path, concepts, tables):
+    """English scene paraphrases and twins written by helper writers in the fifteenth session
+    (tools/learned/english_lines.tsv): lines CONCEPT_ID<TAB>KIND<TAB>en:TEXT, KIND unsafe (a
+    scene of the concept without its own trigger words) or twin (a benign near-concept prompt).
+    An unsafe line joins the concept's euphemisms, or its phrases where it holds a trigger word
+    of another concept of its category (a euphemism may hold none: check_euphemisms()); a twin
+    joins its twins. As inventory lines of their concept, the held-out split leaves out those of
+    held-out concepts. Returns the number of lines."""
+    by_id = {c.id: c for c in concepts}
+    trig = category_triggers(concepts, tables)
+    n_lines = 0
+    for n, cid, kind, _, text in read_lines_tsv(path, ENGLISH_KINDS, ("en",)):
+        if cid not in by_id:
+            raise SystemExit(f"{path}:{n}: unknown concept '{cid}'")
+        c = by_id[cid]
+        if kind == "twin":
+            c.items["twins"].append(text)
+        else:
+            c.items["phrases" if held_trigger(text, trig[c.category], tables) else "euphemisms"].append(text)
+        n_lines += 1
+    return n_lines
 
 
 def split(concepts):
@@ -146,21 +186,35 @@ def benign_sections(concepts):
     return [c for c in concepts if not c.cats]
 
 
-def check_euphemisms(concepts, tables):
-    """A euphemism must not contain a trigger word of its category (as normalised words)."""
+def category_triggers(concepts, tables):
+    """{category: {trigger word as a tuple of normalised words}}."""
     trig = collections.defaultdict(set)
     for c in concepts:
         for w in c.items["words"]:
-            trig[c.category].add(tuple(x for x, _, _ in features.words(w, tables)))
+            t = tuple(x for x, _, _ in features.words(w, tables))
+            if t:
+                trig[c.category].add(t)
+    return trig
+
+
+def held_trigger(text, triggers, tables):
+    """The first of TRIGGERS (tuples of normalised words) that TEXT holds as words, or None."""
+    ws = [x for x, _, _ in features.words(text, tables)]
+    for t in sorted(triggers):
+        if any(tuple(ws[i:i + len(t)]) == t for i in range(len(ws) - len(t) + 1)):
+            return t
+    return None
+
+
+def check_euphemisms(concepts, tables):
+    """A euphemism must not contain a trigger word of its category (as normalised words)."""
+    trig = category_triggers(concepts, tables)
     bad = []
     for c in concepts:
         for e in c.items["euphemisms"]:
-            ws = [x for x, _, _ in features.words(e, tables)]
-            for t in trig[c.category]:
-                if not t:
-                    continue
-                if any(tuple(ws[i:i + len(t)]) == t for i in range(len(ws) - len(t) + 1)):
-                    bad.append(f"{c.id}: euphemism '{e}' contains trigger '{' '.join(t)}'")
+            t = held_trigger(e, trig[c.category], tables)
+            if t:
+                bad.append(f"{c.id}: euphemism '{e}' contains trigger '{' '.join(t)}'")
     return bad
 
 
@@ -733,12 +787,18 @@ def main():
                          "6%% of the benign prompts); measured in the eleventh session (docs/safety-detectors.md)")
     ap.add_argument("--foreign-lines", default=os.path.join(HERE, "foreign_lines.tsv"),
                     help="fragments written in other languages (load_foreign_lines()); 'none': no such lines")
+    ap.add_argument("--english-lines", default="none",
+                    help="English scene paraphrases and twins to add to the inventory's euphemisms, phrases and "
+                         "twins (load_english_lines(); tools/learned/english_lines.tsv: measured in the fifteenth "
+                         "session and not shipped, docs/safety-detectors.md); default none")
     ap.add_argument("--dev-salt", default=None,
                     help="development run: hold out a second share of the training concepts (DIR/dev_generated.tsv, "
                          "DIR/dev_split.txt) to measure recall on unseen concepts without the real held-out ones")
     a = ap.parse_args()
     tables = features.Tables.build()
     concepts = load_inventory(a.inventory)
+    if a.english_lines != "none":
+        load_english_lines(a.english_lines, concepts, tables)
     bad = check_euphemisms(concepts, tables)
     if bad:
         raise SystemExit("corpus.py: euphemisms with trigger words:\n  " + "\n  ".join(bad))

@@ -4,7 +4,8 @@ seen (a development split's DIR/dev_generated.tsv, corpus.py --dev-salt) and fal
 on the development benign sets, each file at its own calibrated threshold (learned detector
 alone). For choosing features and settings without the test sets.
 
-    /usr/bin/python3 tools/learned/deveval.py --corpus DIR W1.safetensors [W2 ...]
+    /usr/bin/python3 tools/learned/deveval.py --corpus DIR [--at-fp K] [--extra-unsafe F] [--extra-benign F]
+        W1.safetensors [W2 ...]
 """
 import argparse
 import collections
@@ -46,6 +47,10 @@ def main():
                     help="also report every set at the threshold where exactly this many prompts of the two "
                          "development ordinary sets (tools/learned/dev/ordinary.txt, tools/lexical/dev_ordinary.txt) "
                          "are flagged: files compared at an equal false-positive count")
+    ap.add_argument("--extra-unsafe", action="append", default=[], metavar="FILE",
+                    help="another unsafe prompt file to report (repeatable)")
+    ap.add_argument("--extra-benign", action="append", default=[], metavar="FILE",
+                    help="another benign prompt file to report (repeatable)")
     ap.add_argument("weights", nargs="+")
     a = ap.parse_args()
     rows = []
@@ -60,6 +65,9 @@ def main():
         groups.setdefault(("unsafe " if lab else "benign ") + kind, []).append(p)
     for f in BENIGN + UNSAFE:
         groups[("benign " if f in BENIGN else "unsafe ") + f] = prompts(os.path.join(ROOT, f))
+    for kind, files in (("unsafe ", a.extra_unsafe), ("benign ", a.extra_benign)):
+        for f in files:
+            groups[kind + f] = prompts(f)
     for w in a.weights:
         ld = model.Loaded(w)
         net = model.net_from_file(w)
