@@ -653,36 +653,41 @@ typedef struct {
 
 static uint32_t gate_term_cats(const void *ctx, const char *word, size_t n) { return sd_lex_single_cats(ctx, word, n); }
 
-/* mode 0: every match; 1: the negated ones; 2: the ones a context gate drops */
-static int spans_of(const learned_det *L, const sd_lexicon *lx, const char *prompt, const sd_norm *nm, int mode,
-                    size_t **out, int *n) {
+/* The spans of lexicon lx's matches in nm (matched as the lexical detector matches), for
+ * each mode m < n_modes into out[m], n[m]: mode 0, every match; 1, the negated ones; 2, the
+ * ones a context gate drops. One match of the lexicon serves every mode. */
+static int spans_of(const learned_det *L, const sd_lexicon *lx, const char *prompt, const sd_norm *nm,
+                    const int *modes, int n_modes, size_t **out[], int *n[]) {
   sd_lex_hits hits = {0};
-  sd_lex_env env = {lx->em, NULL, NULL, L->dict, NULL}; /* matched as the lexical detector matches */
+  sd_lex_env env = {lx->em, NULL, NULL, L->dict, NULL};
   int rc = sd_lex_match(lx, &env, nm, &hits);
-  int negated_only = mode == 1;
-  if (!rc && hits.n > 0 && !(*out = malloc((size_t)hits.n * 6 * sizeof **out)))
-    rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
-  for (int i = 0; !rc && i < hits.n; i++) {
-    if (negated_only && !hits.h[i].neg) continue;
-    if (mode == 2) {
-      const sd_term *t = &lx->t[hits.h[i].term];
-      if (hits.h[i].neg || t->lang != lx->en ||
-          !sd_lex_gate(nm, prompt, &hits.h[i], L->bank->cats[t->cat].name, L->dict, gate_term_cats, lx))
-        continue;
-    }
-    (*out)[3 * *n] = nm->v[hits.h[i].a].s0;
-    (*out)[3 * *n + 1] = nm->v[hits.h[i].b - 1].s1;
-    (*out)[3 * *n + 2] = (size_t)lx->t[hits.h[i].term].cat;
-    ++*n;
-    /* the cue that negates it ("anti" of "anti-racism", "without"), for every category: a
-     * cue is no evidence of anything once it negates a term ("an anti-war protest") */
-    int q = hits.h[i].p0 - 1;
-    while (negated_only && q >= 0 && nm->ps[q].neg) q--;
-    if (negated_only && q >= 0 && nm->ps[q].kind == SD_PIECE_WORD) {
-      (*out)[3 * *n] = nm->v[nm->ps[q].a].s0;
-      (*out)[3 * *n + 1] = nm->v[nm->ps[q].b - 1].s1;
-      (*out)[3 * *n + 2] = ANY_CAT;
-      ++*n;
+  for (int k = 0; !rc && k < n_modes; k++) {
+    int mode = modes[k], negated_only = mode == 1;
+    size_t **o = out[k];
+    int *no = n[k];
+    if (hits.n > 0 && !(*o = malloc((size_t)hits.n * 6 * sizeof **o))) rc = sd_fail(SD_E_NOMEM, "learned detector: out of memory");
+    for (int i = 0; !rc && i < hits.n; i++) {
+      if (negated_only && !hits.h[i].neg) continue;
+      if (mode == 2) {
+        const sd_term *t = &lx->t[hits.h[i].term];
+        if (hits.h[i].neg || t->lang != lx->en ||
+            !sd_lex_gate(nm, prompt, &hits.h[i], L->bank->cats[t->cat].name, L->dict, gate_term_cats, lx))
+          continue;
+      }
+      (*o)[3 * *no] = nm->v[hits.h[i].a].s0;
+      (*o)[3 * *no + 1] = nm->v[hits.h[i].b - 1].s1;
+      (*o)[3 * *no + 2] = (size_t)lx->t[hits.h[i].term].cat;
+      ++*no;
+      /* the cue that negates it ("anti" of "anti-racism", "without"), for every category: a
+       * cue is no evidence of anything once it negates a term ("an anti-war protest") */
+      int q = hits.h[i].p0 - 1;
+      while (negated_only && q >= 0 && nm->ps[q].neg) q--;
+      if (negated_only && q >= 0 && nm->ps[q].kind == SD_PIECE_WORD) {
+        (*o)[3 * *no] = nm->v[nm->ps[q].a].s0;
+        (*o)[3 * *no + 1] = nm->v[nm->ps[q].b - 1].s1;
+        (*o)[3 * *no + 2] = ANY_CAT;
+        ++*no;
+      }
     }
   }
   free(hits.h);
@@ -696,9 +701,11 @@ static int gates_of(const learned_det *L, const char *prompt, gate_spans *g) {
   int rc = sd_norm_text(prompt, L->safe.em, &nm);
   if (rc) return rc;
   sd_norm_negation(&nm);
-  if (L->safe.n) rc = spans_of(L, &L->safe, prompt, &nm, 0, &g->sp[0], &g->n[0]);
-  if (!rc && L->terms.n) rc = spans_of(L, &L->terms, prompt, &nm, 1, &g->sp[1], &g->n[1]);
-  if (!rc && L->terms.n) rc = spans_of(L, &L->terms, prompt, &nm, 2, &g->sp[2], &g->n[2]);
+  static const int safe_modes[] = {0}, term_modes[] = {1, 2};
+  if (L->safe.n) rc = spans_of(L, &L->safe, prompt, &nm, safe_modes, 1, (size_t **[]){&g->sp[0]}, (int *[]){&g->n[0]});
+  if (!rc && L->terms.n)
+    rc = spans_of(L, &L->terms, prompt, &nm, term_modes, 2, (size_t **[]){&g->sp[1], &g->sp[2]},
+                  (int *[]){&g->n[1], &g->n[2]});
   sd_norm_free(&nm);
   return rc;
 }
