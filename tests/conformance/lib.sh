@@ -6,6 +6,11 @@ SRC=${SAFESD_SOURCE_DIR:?run through ctest}
 SHARED=${SAFESD_SHARED_DIR:-$SRC/../shared}
 TMP=${SAFESD_TEST_TMP:-$BUILD/test-tmp}
 mkdir -p "$TMP"
+# PyTorch reference cases (random weights and their outputs): made once and shared by a
+# conformance script and its variants (conformance.NAME.fallback, .avx2, .winograd), which only
+# change what the C side runs; tools/ref reads no SAFESD_* or oneDNN variable.
+CASES=${SAFESD_CASE_DIR:-$TMP}
+mkdir -p "$CASES"
 # Activation buffers handed out NaN-filled (src/core/arena.h): an op that reads activation
 # memory nobody wrote fails here on every machine, not only where the block held a NaN.
 export SAFESD_ARENA_POISON=${SAFESD_ARENA_POISON:-1}
@@ -57,19 +62,22 @@ need_shared() { # need_shared REL: skip (77) with the reason when ../shared lack
   fi
 }
 
-# make_case DIR ARGS...: run the PyTorch reference generator unless DIR is newer than it.
-make_case() {
-  local dir=$1; shift
-  local gen="$SRC/tools/ref/clip_text_case.py"
+# ref_case DIR GENERATOR ARGS...: run the PyTorch reference generator (`GENERATOR DIR ARGS...`)
+# unless DIR is newer than it and sdref.py; a lock keeps tests running in parallel (a script
+# and its variants share $CASES) from making the same case twice at the same time.
+ref_case() {
+  local dir=$1 gen=$2; shift 2
   (
-    flock 9   # tests running in parallel may ask for the same case
+    flock 9
     if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ] || [ "$SRC/tools/ref/sdref.py" -nt "$dir/.done" ]; then
       rm -rf "$dir"
-      "$PYTHON" "$gen" "$dir" "$@"
+      "$PYTHON" "$gen" "$dir" "$@" || exit 1
       touch "$dir/.done"
     fi
   ) 9>"$dir.lock"
 }
+# make_case DIR ARGS...: a text-encoder case of tools/ref/clip_text_case.py.
+make_case() { local dir=$1; shift; ref_case "$dir" "$SRC/tools/ref/clip_text_case.py" "$@"; }
 
 # ---- helpers for the CLI tests: counters, exit-status and error-message checks ----------
 fails=0; pass=0

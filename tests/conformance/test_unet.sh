@@ -17,27 +17,20 @@ need_torch
 CHECK="$BUILD/tests/unet_check"
 GEN="$SRC/tools/ref/sdref_unet.py"
 fail=0
-unet_case() { # unet_case DIR ARGS...: run the generator unless DIR is newer than it
-  local dir=$1; shift
-  if [ ! -f "$dir/.done" ] || [ "$GEN" -nt "$dir/.done" ] || [ "$SRC/tools/ref/sdref.py" -nt "$dir/.done" ]; then
-    rm -rf "$dir"
-    "$PYTHON" "$GEN" "$dir" "$@" || return 1
-    touch "$dir/.done"
-  fi
-}
+unet_case() { local dir=$1; shift; ref_case "$dir" "$GEN" "$@"; }
 run() { # run DIR [ARGS...]
   local dir=$1; shift
   "$CHECK" "$dir/model" "$dir/latents.npy" "$dir/context.npy" "$dir/timestep.npy" "$dir/noise_pred.npy" "$@" || fail=1
 }
 for spec in "small f32" "small f16" "small bf16" "small-linear f32" "small-linear f16"; do
   set -- $spec
-  dir="$TMP/unet_$1_$2"
+  dir="$CASES/unet_$1_$2"
   unet_case "$dir" --preset "$1" --dtype "$2" --blocks || { echo "FAIL: generating $spec"; fail=1; continue; }
   run "$dir" --tol "$TOL" --blocks "$dir/blocks/unet.block."
 done
-run "$TMP/unet_small_f32" --tol "$TOL" --threads 1
+run "$CASES/unet_small_f32" --tol "$TOL" --threads 1
 # a latent whose sides are not multiples of 2^(levels-1) = 4 is refused with a reason
-dir="$TMP/unet_small_f32"
+dir="$CASES/unet_small_f32"
 "$PYTHON" -c 'import sys, numpy as np; np.save(sys.argv[1], np.zeros((2, 4, 10, 12), np.float32))' "$TMP/unet_bad_latents.npy"
 if "$CHECK" "$dir/model" "$TMP/unet_bad_latents.npy" "$dir/context.npy" 417 "$dir/noise_pred.npy" 2>"$TMP/unet_bad.err"; then
   echo "FAIL: a 10x12 latent was accepted"; fail=1

@@ -24,14 +24,9 @@ CHECK="$BUILD/tests/vae_check"
 fail=0
 run() { "$CHECK" "$@" || fail=1; }
 
-make_vae_case() { # DIR ARGS...: (re)generate unless DIR is newer than the generator
+make_vae_case() { # DIR ARGS...: a case of sdref_vae.py with its block outputs
   local dir=$1; shift
-  local gen="$SRC/tools/ref/sdref_vae.py"
-  if [ ! -f "$dir/.done" ] || [ "$gen" -nt "$dir/.done" ] || [ "$SRC/tools/ref/sdref.py" -nt "$dir/.done" ]; then
-    rm -rf "$dir"
-    "$PYTHON" "$gen" "$dir" "$@" --blocks
-    touch "$dir/.done"
-  fi
+  ref_case "$dir" "$SRC/tools/ref/sdref_vae.py" "$@" --blocks
 }
 
 blocks() { # the --block arguments for every block file of a case
@@ -42,31 +37,27 @@ blocks() { # the --block arguments for every block file of a case
 run selftest
 for spec in "small f32 8x12" "small f16 8x12" "small-z8 bf16 5x7" "one-level f32 6x5"; do
   set -- $spec
-  dir="$TMP/vae_$1_$2"
+  dir="$CASES/vae_$1_$2"
   make_vae_case "$dir" --preset "$1" --dtype "$2" --latent "$3"
   run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol "$TOL" $(blocks "$dir")
   run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol "$TOL" --block quant_conv "$dir/moments.npy"
   run encode "$dir/model" "$dir/image.npy" "$dir/latent_sample.npy" --noise "$dir/noise.npy" --tol "$TOL"
 done
-dir="$TMP/vae_small_f32"
+dir="$CASES/vae_small_f32"
 for rows in 1 3; do
   run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol "$TOL" --band-rows "$rows"
 done
 run errors "$dir/model"
 for spec in "small f32 20x37 0" "small f32 20x37 32" "small-z8 bf16 9x21 0"; do
   set -- $spec
-  dir="$TMP/vae_tiled_$1_$2_$3_$4"
-  if [ ! -f "$dir/.done" ] || [ "$SRC/tools/ref/sdref_vae.py" -nt "$dir/.done" ]; then
-    rm -rf "$dir"
-    "$PYTHON" "$SRC/tools/ref/sdref_vae.py" "$dir" --preset "$1" --dtype "$2" --latent "$3" --no-encoder --tiled "$4"
-    touch "$dir/.done"
-  fi
+  dir="$CASES/vae_tiled_$1_$2_$3_$4"
+  ref_case "$dir" "$SRC/tools/ref/sdref_vae.py" --preset "$1" --dtype "$2" --latent "$3" --no-encoder --tiled "$4"
   run decode "$dir/model" "$dir/latents.npy" "$dir/decoded_tiled.npy" --tol "$TOL" --tile "$4"
   if "$CHECK" decode "$dir/model" "$dir/latents.npy" "$dir/decoded_tiled.npy" --tol 1e-4 >/dev/null; then
     echo "FAIL: the untiled decode matches the tiled reference of $spec: the tiled comparison cannot fail"; fail=1
   fi
 done
-dir="$TMP/vae_small_f32"
+dir="$CASES/vae_small_f32"
 run decode "$dir/model" "$dir/latents.npy" "$dir/decoded.npy" --tol "$TOL" --threads 1
 run encode "$dir/model" "$dir/image.npy" "$dir/latent_mean.npy" --tol "$TOL" --threads 1
 exit $fail

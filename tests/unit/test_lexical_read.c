@@ -821,8 +821,8 @@ static void test_languages(void **state) {
       int n = 0;
       for (int i = 0; i < g_bank->cats[c].terms.n; i++) {
         /* a term of this language: the bank keeps each term's language (terms.xx =) */
-        n += sd_lexical_has_term(g_det, c, g_bank->cats[c].terms.items[i]) &&
-             !strcmp(g_bank->cats[c].term_lang.items[i], langs[l]);
+        n += !strcmp(g_bank->cats[c].term_lang.items[i], langs[l]) &&
+             sd_lexical_has_term(g_det, c, g_bank->cats[c].terms.items[i]);
       }
       if (n < 5) fail_msg("[%s] has %d terms in %s", g_bank->cats[c].name, n, langs[l]);
     }
