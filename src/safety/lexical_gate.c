@@ -1,4 +1,5 @@
-/* Context gates of the lexical detector: place names and animals. See lexical_gate.h. */
+/* Context gates of the lexical detector: place names, compound names of living things, animals,
+ * make-believe, objects. See lexical_gate.h. */
 #include "safety/lexical_gate.h"
 
 #include <string.h>
@@ -167,6 +168,24 @@ static int object_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h,
   return n && sd_wn_is_thing(dict, w, n) && !sd_wn_is_person(dict, w, n) && !sd_wn_is_animal(dict, w, n, 0);
 }
 
+/* The match's last word begins a compound noun of SD_WN_COMPOUNDS with the one or two words
+ * after it (spaces between, nothing else): an animal, plant or food named by a modifier that
+ * only looks like the term ("robber fly", "killer whale", "death cap", "blood sausage",
+ * "naked mole rat", "spider monkeys"). A match that is the compound's last word is kept: a
+ * "stick insect" is an insect, a "giant cockroach" a cockroach. */
+static int compound_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const sd_wn_dict *dict) {
+  char buf[96];
+  size_t n = word_at(nm, h->p1 - 1, buf, sizeof buf);
+  for (int k = 0; n && k < 2 && h->p1 + k < nm->np && sep_is(nm, text, h->p1 + k, 0); k++) {
+    buf[n++] = ' ';
+    size_t m = word_at(nm, h->p1 + k, buf + n, sizeof buf - n);
+    if (!m) break;
+    n += m;
+    if (sd_wn_is_compound(dict, buf, n)) return 1;
+  }
+  return 0;
+}
+
 int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name,
                 const sd_wn_dict *dict, uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
   if (h->p0 < 0 || h->p1 <= h->p0 || h->p1 > nm->np) return SD_GATE_NONE;
@@ -175,6 +194,8 @@ int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const 
   int sexual = cat_name && !strcmp(cat_name, "sexual");
   if (place_gate(nm, text, h, !sexual)) return SD_GATE_PLACE;
   if (!dict || !cat_name) return SD_GATE_NONE;
+  /* not hate: a slur stays one inside an old name of a plant ("kaffir corn") */
+  if (strcmp(cat_name, "hate") && compound_gate(nm, text, h, dict)) return SD_GATE_COMPOUND;
   int agent = !strcmp(cat_name, "illegal activity") || !strcmp(cat_name, "harassment");
   if ((sexual || agent) && animal_gate(nm, text, h, agent, dict, term_cats, ctx)) return SD_GATE_ANIMAL;
   if (!strcmp(cat_name, "harassment") && object_gate(nm, text, h, dict)) return SD_GATE_OBJECT;

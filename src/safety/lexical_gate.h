@@ -12,6 +12,13 @@
  *   "from", "to", "outside", "around", "visiting") with a comma and a capitalised word after
  *   them ("near Intercourse, Pennsylvania", "in Dildo, Newfoundland"). Sexual matches take
  *   only this last form: the text encoder reads no capitals, and "Nude Beach" is a beach.
+ * - Compound names of living things (every category but hate: a slur stays one inside an
+ *   old plant name, "kaffir corn"): the match's last word begins, with the
+ *   one or two words after it, a WordNet compound noun that names an animal, a plant or a
+ *   food and whose last word is such a noun itself (sd_wn_is_compound: "robber fly",
+ *   "killer whale", "death cap", "blood sausage", "naked mole rat"). The match is a modifier
+ *   of another thing's name; a match that is the compound's last word counts ("stick
+ *   insect").
  * - Animals (sexual, illegal activity, harassment): the word right after the match names an
  *   animal (WordNet: a noun whose most frequent sense is in noun.animal) that is no term
  *   itself ("cock pheasant", "booby bird", "bully dog", "drug dog"); for illegal activity
@@ -43,10 +50,10 @@
 #include "safety/normalize.h"
 #include "safety/wordnet.h"
 
-enum { SD_GATE_NONE = 0, SD_GATE_PLACE, SD_GATE_ANIMAL, SD_GATE_PRETEND, SD_GATE_OBJECT };
+enum { SD_GATE_NONE = 0, SD_GATE_PLACE, SD_GATE_ANIMAL, SD_GATE_PRETEND, SD_GATE_OBJECT, SD_GATE_COMPOUND };
 
 /* Which gate, if any, drops hit h (of an English term: the callers gate no other language's) of category `cat_name` in `text` (normalised as nm).
- * `dict` may be NULL (no WordNet: no animal gate). `term_cats(ctx, word, n)` says in which
+ * `dict` may be NULL (no WordNet: the place gate only). `term_cats(ctx, word, n)` says in which
  * categories a lower-case word is a single-word term (a term never counts as an animal). */
 int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name,
                 const sd_wn_dict *dict, uint32_t (*term_cats)(const void *ctx, const char *w, size_t n),

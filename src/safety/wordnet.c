@@ -338,7 +338,7 @@ int sd_wn_resolve(const sd_bank *b, const char *cache_path, const sd_wn_hooks *h
 /* ------------------------------------------------------------------------------------- */
 /* the dictionary                                                                          */
 
-#define DICT_MAGIC "safesd-wordnet-dict v2\n"
+#define DICT_MAGIC "safesd-wordnet-dict v3\n"
 #define DICT_MAX_FILE (64u << 20)
 
 typedef struct {
@@ -438,13 +438,15 @@ int sd_wn_is_thing(const sd_wn_dict *d, const char *word, size_t n) { return nou
 
 int sd_wn_is_person(const sd_wn_dict *d, const char *word, size_t n) { return noun_has(d, SD_WN_PERSONS, word, n); }
 
+int sd_wn_is_compound(const sd_wn_dict *d, const char *words, size_t n) { return noun_has(d, SD_WN_COMPOUNDS, words, n); }
+
 static int dict_path(char *buf, size_t cap) {
   char dir[2048];
   if (sd_cache_dir(dir, sizeof dir)) {
     sd_clear_error();
     return -1;
   }
-  int w = snprintf(buf, cap, "%s/wordnet-dict-v2.bin", dir);
+  int w = snprintf(buf, cap, "%s/wordnet-dict-v3.bin", dir);
   return w < 0 || (size_t)w >= cap ? -1 : 0;
 }
 
@@ -506,9 +508,10 @@ static char dict_why[256];
 
 #ifdef SAFESD_HAVE_WORDNET
 /* The offsets in data.noun of the synsets in the lexicographer files noun.animal (05),
- * noun.person (18) and the other concrete things (noun.artifact 06, noun.body 08,
- * noun.object 17), in increasing order (the file's own). */
-enum { LF_ANIMAL, LF_PERSON, LF_THING, LF_N };
+ * noun.person (18), the other concrete things (noun.artifact 06, noun.body 08, noun.object
+ * 17) and the living things and foods of SD_WN_COMPOUNDS (noun.plant 20, noun.food 13), in
+ * increasing order (the file's own). */
+enum { LF_ANIMAL, LF_PERSON, LF_THING, LF_LIVING, LF_N };
 typedef struct {
   long *off;
   size_t n, cap;
@@ -527,6 +530,7 @@ static int lexfile_offsets(offvec lf[LF_N]) {
                 : !strncmp(end, " 05 ", 4)                                        ? &lf[LF_ANIMAL]
                 : !strncmp(end, " 18 ", 4)                                        ? &lf[LF_PERSON]
                 : !strncmp(end, " 06 ", 4) || !strncmp(end, " 08 ", 4) || !strncmp(end, " 17 ", 4) ? &lf[LF_THING]
+                : !strncmp(end, " 20 ", 4) || !strncmp(end, " 13 ", 4)            ? &lf[LF_LIVING]
                                                                                   : NULL;
     if (!a) continue;
     if (a->n == a->cap) {
@@ -552,13 +556,54 @@ static int offvec_has(const offvec *a, long off) {
   return 0;
 }
 
+/* The first sense's offset and whether any sense is a person, of an index.noun line's
+ * fields after the lemma (pos synset_cnt p_cnt [ptr...] sense_cnt tagsense_cnt offsets). */
+static long noun_senses(char *rest, const offvec lf[LF_N], int *person) {
+  char *save = NULL, *tok = strtok_r(rest, " ", &save);
+  for (int i = 0; tok && i < 2; i++) tok = strtok_r(NULL, " ", &save);
+  int np = tok ? atoi(tok) : -1;
+  for (int i = 0; tok && i < np + 2; i++) tok = strtok_r(NULL, " ", &save);
+  long first = -1;
+  *person = 0;
+  for (int k = 0; np >= 0 && (tok = strtok_r(NULL, " \n", &save)); k++) {
+    long off = atol(tok);
+    if (!k) first = off;
+    *person |= offvec_has(&lf[LF_PERSON], off);
+  }
+  return first;
+}
+
+/* An index.noun lemma of two or three words ("robber_fly", "naked_mole_rat"), each of two or
+ * more letters a-z, whose first sense is an animal, a plant or a food and none a person:
+ * a candidate of SD_WN_COMPOUNDS, written with spaces (compounds_finish keeps those whose
+ * last word is itself such a noun). */
+static int compound_line(char *line, char *rest, const offvec lf[LF_N], strvec *cand) {
+  int words = 1, run = 0;
+  for (char *c = line; *c; c++) {
+    if (*c == '_') {
+      if (run < 2) return 0;
+      words++, run = 0, *c = ' ';
+    } else if (*c >= 'a' && *c <= 'z') run++;
+    else return 0;
+  }
+  if (words < 2 || words > 3 || run < 2) return 0;
+  int person;
+  long first = noun_senses(rest, lf, &person);
+  if (person || first < 0 || !(offvec_has(&lf[LF_ANIMAL], first) || offvec_has(&lf[LF_LIVING], first))) return 0;
+  return sv_push(cand, line);
+}
+
 /* One line of an index.<pos> or <pos>.exc file into the word lists; the nouns into
- * SD_WN_ANIMALS, SD_WN_PERSONS and SD_WN_THINGS (wordnet.h). */
-static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const offvec lf[LF_N], strvec v[SD_WN_NSETS]) {
+ * SD_WN_ANIMALS, SD_WN_PERSONS and SD_WN_THINGS (wordnet.h), the candidates of
+ * SD_WN_COMPOUNDS into cand and the one-word nouns with a sense in noun.animal, noun.plant
+ * or noun.food (the heads a compound may end in) into heads. */
+static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const offvec lf[LF_N], strvec v[SD_WN_NSETS],
+                     strvec *cand, strvec *heads) {
   if (line[0] == ' ') return 0; /* licence header */
   char *sp = strchr(line, ' ');
   if (!sp) return 0;
   *sp = 0;
+  if (pos == NOUN && !exc && strchr(line, '_')) return compound_line(line, sp + 1, lf, cand);
   size_t n = strlen(line);
   int letters = n >= 2;
   for (size_t i = 0; i < n && letters; i++) letters = line[i] >= 'a' && line[i] <= 'z';
@@ -573,15 +618,17 @@ static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const 
     /* the senses' offsets, most frequent first when the tagged corpus ranked them
      * (tagsense_cnt > 0): then the first sense decides, else any sense ("raccoon": the fur
      * comes first) when no sense is a person ("redhead": a person, or a duck) */
-    int first_animal = 0, any_animal = 0, person = 0, thing = 0;
+    int first_animal = 0, any_animal = 0, person = 0, thing = 0, living = 0;
     for (int k = 0; pos == NOUN && np >= 0 && (tok = strtok(NULL, " \n")); k++) {
       long off = atol(tok);
       int a = offvec_has(&lf[LF_ANIMAL], off), h = offvec_has(&lf[LF_PERSON], off);
       first_animal |= k == 0 && a;
       any_animal |= a;
       person |= h;
+      living |= a || offvec_has(&lf[LF_LIVING], off);
       thing |= k == 0 && (a || h || offvec_has(&lf[LF_THING], off));
     }
+    if (living && sv_push(heads, line)) return -1;
     if ((common ? first_animal : any_animal && !person) && sv_push(&v[SD_WN_ANIMALS], line)) return -1;
     if (person && sv_push(&v[SD_WN_PERSONS], line)) return -1;
     if (thing && sv_push(&v[SD_WN_THINGS], line)) return -1;
@@ -593,10 +640,23 @@ static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const 
 #endif
 
 #ifdef SAFESD_HAVE_WORDNET
-/* The animals dict_line collected, finished: no noun that is an adjective too ("male",
- * "young", "human", "giant": nouns of noun.animal as well), then the irregular plurals of
- * those left ("geese goose", "mice mouse": noun.exc is read again here, once the animals are
- * known). */
+/* The compound candidates dict_line collected whose last word is a head (an animal, plant
+ * or food noun of its own: "robber fly", "killer whale"; not the Latin binomials "cannabis
+ * sativa", "juglans nigra"), into out. */
+static int compounds_finish(strvec *cand, strvec *heads, strvec *out) {
+  qsort(heads->s, heads->n, sizeof *heads->s, cmp_str);
+  for (size_t i = 0; i < cand->n; i++) {
+    const char *last = strrchr(cand->s[i], ' ') + 1;
+    if (bsearch(&last, heads->s, heads->n, sizeof *heads->s, cmp_str) && sv_push(out, cand->s[i])) return -1;
+  }
+  return 0;
+}
+
+/* The animals dict_line collected, finished: no noun that is an everyday adjective too
+ * ("male", "young", "human", "giant": nouns of noun.animal as well, and adjectives with a
+ * sense in WordNet's tagged corpus; "fly", "beetle", "tabby", whose adjective senses are rare,
+ * stay animals), then the irregular plurals of those left ("geese goose", "mice mouse":
+ * noun.exc is read again here, once the animals are known). */
 static int animals_finish(strvec *an, strvec *adj) {
   qsort(adj->s, adj->n, sizeof *adj->s, cmp_str);
   size_t kept = 0;
@@ -622,6 +682,20 @@ static int animals_finish(strvec *an, strvec *adj) {
 }
 #endif
 
+#ifdef SAFESD_HAVE_WORDNET
+/* Of an index.adj line's fields after the lemma (" a synset_cnt p_cnt [ptr...] sense_cnt
+ * tagsense_cnt ..."): whether a sense was seen in the tagged corpus (tagsense_cnt > 0). */
+static int adj_tagged(const char *rest) {
+  char buf[512];
+  snprintf(buf, sizeof buf, "%s", rest);
+  char *save = NULL, *tok = strtok_r(buf, " ", &save);
+  for (int i = 0; tok && i < 2; i++) tok = strtok_r(NULL, " ", &save);
+  int np = tok ? atoi(tok) : -1;
+  for (int i = 0; tok && i < np + 2; i++) tok = strtok_r(NULL, " ", &save);
+  return tok && np >= 0 && atoi(tok) > 0;
+}
+#endif
+
 static void dict_load(void) {
   char path[2300];
   int cached = dict_path(path, sizeof path) == 0;
@@ -641,25 +715,28 @@ static void dict_load(void) {
   static char line[65536];
   strvec v[SD_WN_NSETS] = {{0}};
   offvec lf[LF_N] = {{0}};
-  strvec adj = {0};
+  strvec adj = {0}, cand = {0}, heads = {0};
   int ok = lexfile_offsets(lf) == 0;
   for (int pos = 1; pos <= NUMPARTS && ok; pos++)
     for (int exc = 0; exc <= 1 && ok; exc++) {
       FILE *f = wn_file(exc ? "exc" : "index", pos);
       while (ok && f && fgets(line, sizeof line, f)) {
         size_t lemma = strcspn(line, " ");
-        if (pos == ADJ && !exc && line[0] != ' ' && line[lemma] == ' ') { /* the adjectives, for animals_finish */
-          line[lemma] = 0;
+        if (pos == ADJ && !exc && line[0] != ' ' && line[lemma] == ' ' && adj_tagged(line + lemma)) {
+          line[lemma] = 0; /* the everyday adjectives, for animals_finish */
           ok = sv_push(&adj, line) == 0;
           line[lemma] = ' ';
         }
-        ok = ok && dict_line(line, pos, exc, st, lf, v) == 0;
+        ok = ok && dict_line(line, pos, exc, st, lf, v, &cand, &heads) == 0;
       }
       if (f) fclose(f);
     }
   for (int i = 0; i < LF_N; i++) free(lf[i].off);
   if (ok) ok = animals_finish(&v[SD_WN_ANIMALS], &adj) == 0;
+  if (ok) ok = compounds_finish(&cand, &heads, &v[SD_WN_COMPOUNDS]) == 0;
   sv_free(&adj);
+  sv_free(&cand);
+  sv_free(&heads);
   pthread_mutex_unlock(&wn_lock);
   sb_stemmer_delete(st);
   for (int i = 0; i < SD_WN_NSETS && ok; i++) ok = sv_pack(&v[i], &dict.set[i]) == 0;

@@ -94,6 +94,25 @@ static void test_make_believe(void **state) {
   FLAGGED("a zombie eating a man alive in the street at night, later a costume", "shocking");
 }
 
+static void test_compound_names(void **state) {
+  (void)state;
+  if (!sd_wn_dictionary(NULL)) skip(); /* the gate needs WordNet's compound nouns */
+  /* each flagged without the gate */
+  BENIGN("a death adder coiled on red sand, wildlife photo");
+  BENIGN("blood sausage and mashed potatoes on a wooden board, food photography");
+  BENIGN("a nude mouse in a research lab cage");
+  BENIGN("a dagger fern in a shady garden");
+  BENIGN("a spider orchid in a meadow");
+  BENIGN("a horny frog basking on a rock");
+  BENIGN("robber flies perched on a twig, macro photography");
+  /* the term as the compound's last word (a kind of it), apart from the compound's other word,
+   * across a comma, or a slur inside a plant's old name */
+  FLAGGED("a giant cockroach crawling on a kitchen counter", "shocking");
+  FLAGGED("blood on the sausage, a crime scene", "violence");
+  FLAGGED("a death, cap on the floor", "shocking");
+  FLAGGED("a field of kaffir corn", "hate");
+}
+
 static void test_objects(void **state) {
   (void)state;
   if (!sd_wn_dictionary(NULL)) skip();
@@ -105,13 +124,13 @@ static void test_objects(void **state) {
   FLAGGED("classmates poking fun at a girl", "harassment");
 }
 
-/* WordNet's animals: first senses, unranked senses without a person's, no adjectives,
- * irregular plurals. */
+/* WordNet's animals: first senses, unranked senses without a person's, no everyday adjectives
+ * ("fly", "tabby": rare adjectives, animals), irregular plurals. */
 static void test_animal_nouns(void **state) {
   (void)state;
   const sd_wn_dict *d = sd_wn_dictionary(NULL);
   if (!d) skip();
-  const char *yes[] = {"pheasant", "raccoon", "dog", "geese", "foxes", "puppies", "cats"};
+  const char *yes[] = {"pheasant", "raccoon", "dog", "geese", "foxes", "puppies", "cats", "fly", "beetles", "tabby"};
   const char *no[] = {"redhead", "male", "young", "human", "giant", "woman", "table"};
   for (size_t i = 0; i < sizeof yes / sizeof *yes; i++)
     if (!sd_wn_is_animal(d, yes[i], strlen(yes[i]), 0)) fail_msg("%s: want an animal", yes[i]);
@@ -127,11 +146,20 @@ static void test_animal_nouns(void **state) {
     if (!sd_wn_is_thing(d, things[i], strlen(things[i]))) fail_msg("%s: want a thing", things[i]);
   for (size_t i = 0; i < sizeof acts / sizeof *acts; i++)
     if (sd_wn_is_thing(d, acts[i], strlen(acts[i]))) fail_msg("%s: want no thing", acts[i]);
+  /* compound names of animals, plants and foods; not a drug, a weapon, a person or a Latin
+   * binomial whose last word is no noun of its own */
+  const char *comp[] = {"robber fly", "robber flies", "killer whale", "death cap", "blood sausage", "naked mole rat"};
+  const char *notcomp[] = {"crack cocaine", "machine gun", "serial killer", "cannabis sativa", "robber", "death"};
+  for (size_t i = 0; i < sizeof comp / sizeof *comp; i++)
+    if (!sd_wn_is_compound(d, comp[i], strlen(comp[i]))) fail_msg("%s: want a compound", comp[i]);
+  for (size_t i = 0; i < sizeof notcomp / sizeof *notcomp; i++)
+    if (sd_wn_is_compound(d, notcomp[i], strlen(notcomp[i]))) fail_msg("%s: want no compound", notcomp[i]);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_place_names), cmocka_unit_test(test_animals),
-                                     cmocka_unit_test(test_make_believe), cmocka_unit_test(test_objects),
+                                     cmocka_unit_test(test_make_believe), cmocka_unit_test(test_compound_names),
+                                     cmocka_unit_test(test_objects),
                                      cmocka_unit_test(test_animal_nouns)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
