@@ -90,6 +90,13 @@ for lab, s, p in rows:
 assert {"benign", "benign:sd", "benign:hard", "benign:foreign"} <= {s for _, s, _ in rows}, "a benign source is missing"
 kinds = {s.split(":")[-1] for _, s, _ in rows}
 assert {"fphrase", "ftwin"} <= kinds, "no other-language fragments in the corpus"
+# a concept's fragment draws grow with its lines (30 unsafe prompts a concept here: at least
+# 30 x share, and its lines x 30 / 700)
+for c in train:
+    n = sum(1 for _, s, _ in rows if s == c.id + ":fphrase")
+    fp = c.items.get("fphrases", [])
+    assert n == (max(round(30 * 0.10), round(len(fp) * 30 / 700)) if fp else 0), (c.id, n)
+assert any(round(len(c.items.get("fphrases", [])) * 30 / 700) > 3 for c in train)  # the second term decided somewhere
 # the calibration sets are the English validation prompts: no other-language fragment there
 vrows = [l.split("\t") for l in open(os.path.join(out, "val.tsv"), encoding="utf-8").read().split("\n") if l]
 calib = set(open(os.path.join(out, "calib_unsafe.txt"), encoding="utf-8").read().split("\n")) | \

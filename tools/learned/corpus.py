@@ -750,12 +750,16 @@ def build(concepts, rng, vocab, contexts, n_unsafe, n_twin, n_benign, ambiguous=
     # fragments written in other languages, added after the English prompts (which are thus the
     # same rows, from the same draws, as without them): unsafe scenes of each concept, its benign
     # twins, ordinary prompts
+    # (a concept's draws grow with its lines: at the default 700 unsafe prompts a concept, at
+    # least one draw a line on average, so that a new round of lines does not thin out the
+    # earlier ones)
     for c in concepts:
         label = ",".join(str(i) for i in sorted(set(c.cats)))
-        for _ in range(round(n_unsafe * gen.fphrase_share) if c.items.get("fphrases") else 0):
-            rows.append((label, f"{c.id}:fphrase", gen.wrap_foreign(*rng.choice(c.items["fphrases"]))))
-        for _ in range(round(n_twin * gen.ftwin_share) if c.items.get("ftwins") else 0):
-            rows.append(("", f"{c.id}:ftwin", gen.wrap_foreign(*rng.choice(c.items["ftwins"]))))
+        fp, ft = c.items.get("fphrases", []), c.items.get("ftwins", [])
+        for _ in range(max(round(n_unsafe * gen.fphrase_share), round(len(fp) * n_unsafe / 700)) if fp else 0):
+            rows.append((label, f"{c.id}:fphrase", gen.wrap_foreign(*rng.choice(fp))))
+        for _ in range(max(round(n_twin * gen.ftwin_share), round(len(ft) * n_twin * 3 / 700)) if ft else 0):
+            rows.append(("", f"{c.id}:ftwin", gen.wrap_foreign(*rng.choice(ft))))
     for _ in range(round(n_benign * gen.fordinary_share) if gen.foreign_ordinary else 0):
         rows.append(("", "benign:foreign", gen.wrap_foreign(*rng.choice(gen.foreign_ordinary))))
     rng.shuffle(rows)
