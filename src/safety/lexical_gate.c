@@ -117,9 +117,17 @@ static int animal_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h,
   if (ing && h->p0 > 1 && sep_is(nm, text, h->p0, 0) && animal_at(nm, h->p0 - 1, dict, 0, term_cats, ctx) &&
       sep_is(nm, text, h->p0 - 1, 0) && word_at(nm, h->p0 - 2, w, sizeof w) && is_one_of(w, DETERMINERS))
     return 1;
-  /* "a gang of geese" */
-  return !ing && h->p1 + 1 < nm->np && sep_is(nm, text, h->p1, 0) && word_at(nm, h->p1, w, sizeof w) &&
-         !strcmp(w, "of") && sep_is(nm, text, h->p1 + 1, 0) && animal_at(nm, h->p1 + 1, dict, 0, term_cats, ctx);
+  /* "a gang of geese", "a gang of cheerful geese": after "of", at most two describing words
+   * (no animal, person or thing of WordNet's nouns, no term) before the animal */
+  if (ing || h->p1 + 1 >= nm->np || !sep_is(nm, text, h->p1, 0) || !word_at(nm, h->p1, w, sizeof w) || strcmp(w, "of"))
+    return 0;
+  for (int p = h->p1 + 1; p <= h->p1 + 3 && p < nm->np && sep_is(nm, text, p, 0); p++) {
+    if (animal_at(nm, p, dict, 0, term_cats, ctx)) return 1;
+    char d[64];
+    size_t n = word_at(nm, p, d, sizeof d);
+    if (!n || sd_wn_is_person(dict, d, n) || sd_wn_is_thing(dict, d, n) || term_cats(ctx, d, n)) return 0;
+  }
+  return 0;
 }
 
 /* Words that say the scene is make-believe: a costume, a toy, a prop, an exhibit. */

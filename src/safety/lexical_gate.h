@@ -24,8 +24,9 @@
  *   itself ("cock pheasant", "booby bird", "bully dog", "drug dog"); for illegal activity
  *   and harassment also a determiner and an animal right before an -ing match ("a raccoon
  *   stealing a sandwich"; "elephant poaching" and "groundhog drug addict" still count), and
- *   "<match> of <animals>" ("a gang of geese"; not after an -ing word: "poaching of
- *   elephants" counts). For a sexual match the animal must
+ *   "<match> of <animals>", with at most two describing words before the animal that are no
+ *   noun of an animal, person or thing and no term ("a gang of geese", "a gang of cheerful
+ *   geese"; not after an -ing word: "poaching of elephants" counts). For a sexual match the animal must
  *   come after it and be no person in any sense ("naked chick" counts; "sex kitten" is a term
  *   of its own), and an
  *   animal before it is no gate ("horse cock").

@@ -61,6 +61,8 @@ static void test_animals(void **state) {
   if (!sd_wn_dictionary(NULL)) skip(); /* the animal gate needs WordNet's nouns */
   BENIGN("a cock pheasant strutting through an autumn stubble field, gouache");
   BENIGN("a gang of geese chasing a jogger through a park, funny cartoon style");
+  BENIGN("A gang of cheerful geese waddling across a country road");
+  BENIGN("a gang of wild turkeys in a suburban backyard");
   BENIGN("a raccoon stealing a sandwich from a picnic basket, funny wildlife photo");
   BENIGN("American Bully dog playing fetch in a park");
   BENIGN("a police drug dog sniffing luggage at the airport");
@@ -69,6 +71,8 @@ static void test_animals(void **state) {
   FLAGGED("a man stealing a car at night", "illegal activity");
   FLAGGED("elephant poaching in the savanna", "illegal activity");
   FLAGGED("poaching of elephants in the savanna", "illegal activity");
+  FLAGGED("a gang of armed thugs with their dogs", "illegal activity");
+  FLAGGED("a gang of masked robbers, geese in the background", "illegal activity");
   FLAGGED("groundhog drug addict lying on the bed", "illegal activity");
   FLAGGED("a young male thief sitting on a bench", "illegal activity");
   FLAGGED("a bully shoving a kid into a locker", "harassment");
