@@ -556,16 +556,24 @@ static int offvec_has(const offvec *a, long off) {
   return 0;
 }
 
-/* The first sense's offset and whether any sense is a person, of an index.noun line's
- * fields after the lemma (pos synset_cnt p_cnt [ptr...] sense_cnt tagsense_cnt offsets). */
-static long noun_senses(char *rest, const offvec lf[LF_N], int *person) {
-  char *save = NULL, *tok = strtok_r(rest, " ", &save);
-  for (int i = 0; tok && i < 2; i++) tok = strtok_r(NULL, " ", &save);
+/* An index.<pos> line's fields after the lemma, "pos synset_cnt p_cnt [ptr...] sense_cnt
+ * tagsense_cnt offset...", read up to tagsense_cnt: that token, or NULL when the line is
+ * malformed; the synset offsets follow (strtok_r(NULL, " \n", save)). */
+static char *index_tagsense(char *rest, char **save) {
+  char *tok = strtok_r(rest, " ", save);
+  for (int i = 0; tok && i < 2; i++) tok = strtok_r(NULL, " ", save);
   int np = tok ? atoi(tok) : -1;
-  for (int i = 0; tok && i < np + 2; i++) tok = strtok_r(NULL, " ", &save);
+  for (int i = 0; tok && i < np + 2; i++) tok = strtok_r(NULL, " ", save);
+  return np >= 0 ? tok : NULL;
+}
+
+/* The first sense's offset and whether any sense is a person, of an index.noun line's
+ * fields after the lemma. */
+static long noun_senses(char *rest, const offvec lf[LF_N], int *person) {
+  char *save = NULL, *tok = index_tagsense(rest, &save);
   long first = -1;
   *person = 0;
-  for (int k = 0; np >= 0 && (tok = strtok_r(NULL, " \n", &save)); k++) {
+  for (int k = 0; tok && (tok = strtok_r(NULL, " \n", &save)); k++) {
     long off = atol(tok);
     if (!k) first = off;
     *person |= offvec_has(&lf[LF_PERSON], off);
@@ -593,33 +601,36 @@ static int compound_line(char *line, char *rest, const offvec lf[LF_N], strvec *
   return sv_push(cand, line);
 }
 
+/* The lists dict_line fills besides the sets: the candidates of SD_WN_COMPOUNDS, the
+ * one-word nouns with a sense in noun.animal, noun.plant or noun.food (the heads a compound
+ * may end in), and the everyday adjectives (a sense in the tagged corpus; animals_finish). */
+typedef struct {
+  strvec cand, heads, adj;
+} dict_extra;
+
 /* One line of an index.<pos> or <pos>.exc file into the word lists; the nouns into
- * SD_WN_ANIMALS, SD_WN_PERSONS and SD_WN_THINGS (wordnet.h), the candidates of
- * SD_WN_COMPOUNDS into cand and the one-word nouns with a sense in noun.animal, noun.plant
- * or noun.food (the heads a compound may end in) into heads. */
+ * SD_WN_ANIMALS, SD_WN_PERSONS and SD_WN_THINGS (wordnet.h), the rest into x. */
 static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const offvec lf[LF_N], strvec v[SD_WN_NSETS],
-                     strvec *cand, strvec *heads) {
+                     dict_extra *x) {
   if (line[0] == ' ') return 0; /* licence header */
   char *sp = strchr(line, ' ');
   if (!sp) return 0;
   *sp = 0;
-  if (pos == NOUN && !exc && strchr(line, '_')) return compound_line(line, sp + 1, lf, cand);
+  if (pos == NOUN && !exc && strchr(line, '_')) return compound_line(line, sp + 1, lf, &x->cand);
   size_t n = strlen(line);
   int letters = n >= 2;
   for (size_t i = 0; i < n && letters; i++) letters = line[i] >= 'a' && line[i] <= 'z';
   if (!letters) return 0;
   int common = exc;
-  if (!exc) { /* pos synset_cnt p_cnt [ptr...] sense_cnt tagsense_cnt ... */
-    char *tok = strtok(sp + 1, " ");
-    for (int i = 0; tok && i < 2; i++) tok = strtok(NULL, " ");
-    int np = tok ? atoi(tok) : -1;
-    for (int i = 0; tok && i < np + 2; i++) tok = strtok(NULL, " ");
-    common = tok && np >= 0 && atoi(tok) > 0;
+  if (!exc) {
+    char *save = NULL, *tok = index_tagsense(sp + 1, &save);
+    common = tok && atoi(tok) > 0;
+    if (pos == ADJ && common && sv_push(&x->adj, line)) return -1;
     /* the senses' offsets, most frequent first when the tagged corpus ranked them
      * (tagsense_cnt > 0): then the first sense decides, else any sense ("raccoon": the fur
      * comes first) when no sense is a person ("redhead": a person, or a duck) */
     int first_animal = 0, any_animal = 0, person = 0, thing = 0, living = 0;
-    for (int k = 0; pos == NOUN && np >= 0 && (tok = strtok(NULL, " \n")); k++) {
+    for (int k = 0; pos == NOUN && tok && (tok = strtok_r(NULL, " \n", &save)); k++) {
       long off = atol(tok);
       int a = offvec_has(&lf[LF_ANIMAL], off), h = offvec_has(&lf[LF_PERSON], off);
       first_animal |= k == 0 && a;
@@ -628,7 +639,7 @@ static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const 
       living |= a || offvec_has(&lf[LF_LIVING], off);
       thing |= k == 0 && (a || h || offvec_has(&lf[LF_THING], off));
     }
-    if (living && sv_push(heads, line)) return -1;
+    if (living && sv_push(&x->heads, line)) return -1;
     if ((common ? first_animal : any_animal && !person) && sv_push(&v[SD_WN_ANIMALS], line)) return -1;
     if (person && sv_push(&v[SD_WN_PERSONS], line)) return -1;
     if (thing && sv_push(&v[SD_WN_THINGS], line)) return -1;
@@ -682,20 +693,6 @@ static int animals_finish(strvec *an, strvec *adj) {
 }
 #endif
 
-#ifdef SAFESD_HAVE_WORDNET
-/* Of an index.adj line's fields after the lemma (" a synset_cnt p_cnt [ptr...] sense_cnt
- * tagsense_cnt ..."): whether a sense was seen in the tagged corpus (tagsense_cnt > 0). */
-static int adj_tagged(const char *rest) {
-  char buf[512];
-  snprintf(buf, sizeof buf, "%s", rest);
-  char *save = NULL, *tok = strtok_r(buf, " ", &save);
-  for (int i = 0; tok && i < 2; i++) tok = strtok_r(NULL, " ", &save);
-  int np = tok ? atoi(tok) : -1;
-  for (int i = 0; tok && i < np + 2; i++) tok = strtok_r(NULL, " ", &save);
-  return tok && np >= 0 && atoi(tok) > 0;
-}
-#endif
-
 static void dict_load(void) {
   char path[2300];
   int cached = dict_path(path, sizeof path) == 0;
@@ -715,28 +712,22 @@ static void dict_load(void) {
   static char line[65536];
   strvec v[SD_WN_NSETS] = {{0}};
   offvec lf[LF_N] = {{0}};
-  strvec adj = {0}, cand = {0}, heads = {0};
+  dict_extra x = {{0}, {0}, {0}};
   int ok = lexfile_offsets(lf) == 0;
   for (int pos = 1; pos <= NUMPARTS && ok; pos++)
     for (int exc = 0; exc <= 1 && ok; exc++) {
       FILE *f = wn_file(exc ? "exc" : "index", pos);
       while (ok && f && fgets(line, sizeof line, f)) {
-        size_t lemma = strcspn(line, " ");
-        if (pos == ADJ && !exc && line[0] != ' ' && line[lemma] == ' ' && adj_tagged(line + lemma)) {
-          line[lemma] = 0; /* the everyday adjectives, for animals_finish */
-          ok = sv_push(&adj, line) == 0;
-          line[lemma] = ' ';
-        }
-        ok = ok && dict_line(line, pos, exc, st, lf, v, &cand, &heads) == 0;
+        ok = dict_line(line, pos, exc, st, lf, v, &x) == 0;
       }
       if (f) fclose(f);
     }
   for (int i = 0; i < LF_N; i++) free(lf[i].off);
-  if (ok) ok = animals_finish(&v[SD_WN_ANIMALS], &adj) == 0;
-  if (ok) ok = compounds_finish(&cand, &heads, &v[SD_WN_COMPOUNDS]) == 0;
-  sv_free(&adj);
-  sv_free(&cand);
-  sv_free(&heads);
+  if (ok) ok = animals_finish(&v[SD_WN_ANIMALS], &x.adj) == 0;
+  if (ok) ok = compounds_finish(&x.cand, &x.heads, &v[SD_WN_COMPOUNDS]) == 0;
+  sv_free(&x.adj);
+  sv_free(&x.cand);
+  sv_free(&x.heads);
   pthread_mutex_unlock(&wn_lock);
   sb_stemmer_delete(st);
   for (int i = 0; i < SD_WN_NSETS && ok; i++) ok = sv_pack(&v[i], &dict.set[i]) == 0;
