@@ -59,6 +59,7 @@ void sd_bank_free(sd_bank *b) {
     list_free(&k->exclude);
     list_free(&k->safe);
     list_free(&k->homographs);
+    list_free(&k->acts);
     free(k->context);
     for (int i = 0; i < k->n_subst; i++) {
       free(k->subst[i].from);
@@ -366,6 +367,7 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
     else if (!strcmp(key, "exclude")) csv = &cur->exclude;
     else if (!strcmp(key, "safe")) csv = &cur->safe;
     else if (!strcmp(key, "homographs")) csv = &cur->homographs;
+    else if (!strcmp(key, "acts")) csv = &cur->acts;
     else if (!strcmp(key, "descriptions") || !strcmp(key, "description")) one = &cur->descriptions;
     else if (!strcmp(key, "anchors") || !strcmp(key, "anchor")) one = &cur->anchors;
     if (csv) {
@@ -429,7 +431,7 @@ int sd_bank_parse(const char *text, size_t len, const char *name, sd_bank **out)
     } else {
       rc = sd_fail(SD_E_FORMAT,
                    "%s:%d: unknown key '%s' (known: terms, descriptions, anchors, context, substitute, expand, "
-                   "exclude, safe, homographs)",
+                   "exclude, safe, homographs, acts)",
                    name, line, key);
       goto fail;
     }

@@ -18,6 +18,10 @@
  *   safe         = water gun, killer whale   phrases that mask the terms inside them
  *   homographs   = pain, gang           English words that are ordinary words of another
  *                                       language: not read as English in other text
+ *   acts         = shoot, =execution    terms of the category naming an act that is not
+ *                                       counted when it falls on a lifeless thing
+ *                                       ("shooting a wedding", "the execution of the plan";
+ *                                       lexical_gate.h); each must be one of its terms
  *
  *   [bank]                              reserved name: not a category, at most one;
  *   base = default                      `default` (the default when absent): this bank adds
@@ -68,7 +72,7 @@ typedef struct {
 
 typedef struct {
   char *name;
-  sd_strlist terms, descriptions, anchors, expand, exclude, safe, homographs;
+  sd_strlist terms, descriptions, anchors, expand, exclude, safe, homographs, acts;
   sd_strlist term_lang; /* term_lang.items[i]: the language of terms.items[i] ("en" for
                            `terms =`, "fr" for `terms.fr =`) */
   char *context; /* NULL when the category has none */

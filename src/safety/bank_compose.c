@@ -80,7 +80,7 @@ static int cat_unite(sd_bank_category *to, const sd_bank_category *from) {
   if ((rc = terms_unite(to, from)) || (rc = list_unite(&to->descriptions, &from->descriptions)) ||
       (rc = list_unite(&to->anchors, &from->anchors)) || (rc = list_unite(&to->expand, &from->expand)) ||
       (rc = list_unite(&to->exclude, &from->exclude)) || (rc = list_unite(&to->safe, &from->safe)) ||
-      (rc = list_unite(&to->homographs, &from->homographs)) ||
+      (rc = list_unite(&to->homographs, &from->homographs)) || (rc = list_unite(&to->acts, &from->acts)) ||
       (rc = subst_unite(to, from)))
     return rc;
   if (!to->context && from->context && !(to->context = dup0(from->context)))

@@ -671,7 +671,7 @@ static int spans_of(const learned_det *L, const sd_lexicon *lx, const char *prom
       if (mode == 2) {
         const sd_term *t = &lx->t[hits.h[i].term];
         if (hits.h[i].neg || t->lang != lx->en ||
-            !sd_lex_gate(nm, prompt, &hits.h[i], L->bank->cats[t->cat].name, L->dict, gate_term_cats, lx))
+            !sd_lex_gate(nm, prompt, &hits.h[i], L->bank->cats[t->cat].name, t->act, L->dict, gate_term_cats, lx))
           continue;
       }
       (*o)[3 * *no] = nm->v[hits.h[i].a].s0;
@@ -855,6 +855,7 @@ int sd_learned_create(const sd_bank *bank, sd_learned_model *model, int own_mode
     const sd_bank_category *k = &bank->cats[c];
     for (int i = 0; i < k->safe.n && !rc; i++) rc = sd_lex_add(&L->safe, c, "en", k->safe.items[i], NULL, NULL);
     for (int i = 0; i < k->terms.n && !rc; i++) rc = sd_lex_add(&L->terms, c, k->term_lang.items[i], k->terms.items[i], NULL, NULL);
+    for (int i = 0; i < k->acts.n && !rc; i++) sd_lex_mark_act(&L->terms, c, k->acts.items[i]); /* lexical reports a bad one */
   }
   d->vt = &k_learned_vt;
   d->impl = L;

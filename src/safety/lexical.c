@@ -139,7 +139,7 @@ static int find(const lexical *L, const char *text, int emoji_names, int compoun
     keep[i] = !h->neg;
     for (int j = 0; j < safe.n && keep[i]; j++) keep[i] = !(L->safe.t[safe.h[j].term].cat == cat && covers(&safe.h[j], h));
     if (keep[i] && L->terms.t[h->term].lang == L->terms.en &&
-        sd_lex_gate(&f->nm, text, h, L->bank->cats[cat].name, L->dict, gate_term_cats, L))
+        sd_lex_gate(&f->nm, text, h, L->bank->cats[cat].name, L->terms.t[h->term].act, L->dict, gate_term_cats, L))
       keep[i] = 0;
   }
   for (int i = 0; i < nh; i++) {
@@ -335,6 +335,9 @@ int sd_lexical_create(const sd_bank *bank, const sd_lexical_options *opts, sd_de
     for (int i = 0; i < k->terms.n && !rc; i++)
       rc = sd_lex_add(&L->terms, c, k->term_lang.items[i], k->terms.items[i], NULL, &L->excl[c]);
     for (int i = 0; i < k->safe.n && !rc; i++) rc = sd_lex_add(&L->safe, c, "en", k->safe.items[i], NULL, NULL);
+    for (int i = 0; i < k->acts.n && !rc; i++)
+      if (!sd_lex_mark_act(&L->terms, c, k->acts.items[i]))
+        rc = sd_fail(SD_E_FORMAT, "acts: '%s' is not one of the category's terms (or it is excluded)", k->acts.items[i]);
     if (rc == SD_E_FORMAT) /* a term no prompt could match: say which bank and section */
       rc = sd_fail_prefix(rc, "%s, [%s]: ", bank->sources ? bank->sources : bank->path ? bank->path : "bank", k->name);
   }

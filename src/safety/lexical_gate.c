@@ -4,6 +4,8 @@
 
 #include <string.h>
 
+#include "safety/funcwords.h"
+
 /* The piece's letters as lower-case ASCII (folded code points), or 0 when it is no word of
  * ASCII letters (or too long for buf). */
 static size_t word_at(const sd_norm *nm, int p, char *buf, size_t cap) {
@@ -194,7 +196,45 @@ static int compound_gate(const sd_norm *nm, const char *text, const sd_lex_hit *
   return 0;
 }
 
-int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name,
+#define ACT_OBJECT_WORDS 4 /* words of the object after its determiner, at most */
+
+/* "a photographer shooting a wedding", "kids slaughtering a giant chocolate cake", "the
+ * execution of a perfect dive": a one-word match of the category's `acts` whose object is a
+ * lifeless thing. The object follows the match after a determiner ("shooting a wedding"), or
+ * after "of" with or without one ("the execution of the plan", "the killing of innocents");
+ * it runs over at most ACT_OBJECT_WORDS words joined by spaces, up to a function word, a
+ * punctuation mark or the end, none of them a term of any category, and its last word (the
+ * head noun) is in SD_WN_INANIMATE: no person, animal or body part in any sense ("shooting a
+ * man", "stabbing her chest", "slaughtering the cattle" count). Without a determiner or
+ * "of" the next word may make a compound ("execution chamber", "killing machine"): no gate. */
+static int act_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const sd_wn_dict *dict,
+                    uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
+  char w[64];
+  int p = h->p1;
+  if (h->p1 != h->p0 + 1 || !sep_is(nm, text, p, 0) || !word_at(nm, p, w, sizeof w)) return 0;
+  int of = !strcmp(w, "of");
+  if (of && (!sep_is(nm, text, ++p, 0) || !word_at(nm, p, w, sizeof w))) return 0;
+  if (is_one_of(w, DETERMINERS)) {
+    if (!sep_is(nm, text, ++p, 0)) return 0;
+  } else if (!of) {
+    return 0;
+  }
+  int head = -1, k = 0;
+  for (; k < ACT_OBJECT_WORDS && p < nm->np && (head < 0 || sep_is(nm, text, p, 0)); k++, p++) {
+    size_t n = word_at(nm, p, w, sizeof w);
+    if (!n || sd_en_function_word(w, n)) break;
+    if (term_cats(ctx, w, n)) return 0;
+    head = p;
+  }
+  /* the object goes on past the words looked at: its head is unknown */
+  if (k == ACT_OBJECT_WORDS && p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) &&
+      !sd_en_function_word(w, strlen(w)))
+    return 0;
+  size_t n = head < 0 ? 0 : word_at(nm, head, w, sizeof w);
+  return n && sd_wn_is_inanimate(dict, w, n);
+}
+
+int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name, int act,
                 const sd_wn_dict *dict, uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
   if (h->p0 < 0 || h->p1 <= h->p0 || h->p1 > nm->np) return SD_GATE_NONE;
   for (int p = h->p0; p < h->p1; p++)
@@ -207,6 +247,7 @@ int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const 
   int agent = !strcmp(cat_name, "illegal activity") || !strcmp(cat_name, "harassment");
   if ((sexual || agent) && animal_gate(nm, text, h, agent, dict, term_cats, ctx)) return SD_GATE_ANIMAL;
   if (!strcmp(cat_name, "harassment") && object_gate(nm, text, h, dict)) return SD_GATE_OBJECT;
+  if (act && act_gate(nm, text, h, dict, term_cats, ctx)) return SD_GATE_ACT;
   char head[64];
   size_t nh = word_at(nm, h->p1 - 1, head, sizeof head);
   if ((!strcmp(cat_name, "violence") || !strcmp(cat_name, "shocking") || !strcmp(cat_name, "illegal activity")) &&

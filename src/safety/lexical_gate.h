@@ -41,6 +41,14 @@
  * - Objects (harassment): a match ending in "at" ("laugh at", "poke fun at") whose object,
  *   after a determiner if any, is a concrete thing that is no person and no animal
  *   ("laughing at a street cafe", "laughing at the camera"; "laughing at a fat kid" counts).
+ * - Acts on lifeless things (any category, for the terms its `acts` list names, `act` set):
+ *   a one-word match followed by its object, after a determiner ("shooting a wedding",
+ *   "stabbing a marshmallow", "slaughtering a giant chocolate cake") or after "of" ("the
+ *   execution of a perfect dive"), when the object's words (at most four, up to a function
+ *   word or punctuation) hold no term and its last word is a noun of SD_WN_INANIMATE (first
+ *   sense lifeless, no sense a person, an animal or a body part). "Shooting a man",
+ *   "stabbing her chest", "the execution of the prisoners", "killing machine" (no
+ *   determiner: a compound) and "shooting a gun" (a term) count.
  */
 #ifndef SD_SAFETY_LEXICAL_GATE_H
 #define SD_SAFETY_LEXICAL_GATE_H
@@ -51,12 +59,12 @@
 #include "safety/normalize.h"
 #include "safety/wordnet.h"
 
-enum { SD_GATE_NONE = 0, SD_GATE_PLACE, SD_GATE_ANIMAL, SD_GATE_PRETEND, SD_GATE_OBJECT, SD_GATE_COMPOUND };
+enum { SD_GATE_NONE = 0, SD_GATE_PLACE, SD_GATE_ANIMAL, SD_GATE_PRETEND, SD_GATE_OBJECT, SD_GATE_COMPOUND, SD_GATE_ACT };
 
 /* Which gate, if any, drops hit h (of an English term: the callers gate no other language's) of category `cat_name` in `text` (normalised as nm).
  * `dict` may be NULL (no WordNet: the place gate only). `term_cats(ctx, word, n)` says in which
  * categories a lower-case word is a single-word term (a term never counts as an animal). */
-int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name,
+int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const char *cat_name, int act,
                 const sd_wn_dict *dict, uint32_t (*term_cats)(const void *ctx, const char *w, size_t n),
                 const void *ctx);
 

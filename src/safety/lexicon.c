@@ -315,7 +315,7 @@ int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const
   }
   int id = L->n;
   sd_term *t = &L->t[id];
-  *t = (sd_term){keys.w, sf.p, exact, keys.nw, cat, k, w.kind, strdup(text + exact), src ? strdup(src) : NULL};
+  *t = (sd_term){keys.w, sf.p, exact, keys.nw, cat, k, w.kind, strdup(text + exact), src ? strdup(src) : NULL, 0};
   sf.p = NULL;
   keys.w = NULL;
   L->n++;
@@ -405,25 +405,36 @@ uint32_t sd_lex_single_cats(const sd_lexicon *L, const char *word, size_t n) {
   return c;
 }
 
-int sd_lex_has(const sd_lexicon *L, int cat, const char *text) {
+/* The index of the term of category cat whose keys are text's (as in the bank), or -1. */
+static int term_index(const sd_lexicon *L, int cat, const char *text) {
   words w;
-  if (term_words(L->em, text, &w)) return 0;
+  if (term_words(L->em, text, &w)) return -1;
   sd_stemset *ss = L->surface ? NULL : sd_stem_acquire(L->stems);
-  int found = 0;
+  int found = -1;
   char key[KEY_MAX];
-  for (int i = 0; i < L->n && !found; i++) {
+  for (int i = 0; i < L->n && found < 0; i++) {
     const sd_term *t = &L->t[i];
     if (t->cat != cat || t->nw != w.nw || t->kind != w.kind) continue;
-    found = 1;
-    for (int k = 0; k < w.nw && found; k++) {
+    int same = 1;
+    for (int k = 0; k < w.nw && same; k++) {
       if (w.kind || t->exact) snprintf(key, sizeof key, "%s", w.w[k]);
       else sd_lex_key_of(L, ss, t->lang, w.w[k], strlen(w.w[k]), key);
-      found = strcmp(key, t->w[k]) == 0;
+      same = strcmp(key, t->w[k]) == 0;
     }
+    if (same) found = i;
   }
   sd_stem_release(L->stems, ss);
   words_free(&w);
   return found;
+}
+
+int sd_lex_has(const sd_lexicon *L, int cat, const char *text) { return term_index(L, cat, text) >= 0; }
+
+int sd_lex_mark_act(sd_lexicon *L, int cat, const char *text) {
+  int i = term_index(L, cat, text);
+  if (i < 0) return 0;
+  L->t[i].act = 1;
+  return 1;
 }
 
 int sd_lex_same(const sd_lexicon *L, const sd_term *t, const char *text) {

@@ -63,6 +63,7 @@ typedef struct {
   int kind;      /* 0 words, 1 CJK substring, 2 emoji */
   char *display; /* as written in the bank / the WordNet lemma */
   char *src;     /* NULL (bank) or "wordnet:gun#1" */
+  int act;       /* one of its category's `acts` (sd_lex_mark_act) */
 } sd_term;
 
 typedef struct {
@@ -106,6 +107,9 @@ void sd_lex_free(sd_lexicon *L);
 uint32_t sd_lex_single_cats(const sd_lexicon *L, const char *word, size_t n);
 /* Whether term text (as in the bank) is a term of category cat. */
 int sd_lex_has(const sd_lexicon *L, int cat, const char *text);
+/* Mark the term of category cat that text (as in the bank) is as an act of the category's
+ * `acts` list (lexical_gate.h); 0 when text is no term of cat. */
+int sd_lex_mark_act(sd_lexicon *L, int cat, const char *text);
 /* Whether the one-word text has term t's key in t's language. */
 int sd_lex_same(const sd_lexicon *L, const sd_term *t, const char *text);
 

@@ -41,5 +41,10 @@ int sd_lex_english_text(sd_lex_text *x, int p0, int p1);
 /* Whether one-piece English hit h reads a word of another language (docs/safety-detectors.md,
  * "Words of another language"). */
 int sd_lex_foreign_reading(sd_lex_text *x, const sd_lex_hit *h);
+/* Whether hit h of a Vietnamese term is a different word with the same letters: its words
+ * carry diacritics (Vietnamese writes its tones with them) and a letter's differs from the
+ * term's ("con gái gói bánh": "gói", to wrap, not "gọi" of "gái gọi"). Words typed without
+ * any diacritics ("gai goi") match by folding, as before. */
+int sd_lex_tone_mismatch(const sd_lex_text *x, const sd_lex_hit *h);
 
 #endif

@@ -1,8 +1,14 @@
 /* The lexical detector's reading of a prompt's language (lexicon_internal.h): whether a
  * word is English, whether the prompt's other words are English text or show another
- * language, and which English readings are words of another language. */
+ * language, which English readings are words of another language, and whether a
+ * Vietnamese word's tones are the term's. */
 #include <stdlib.h>
 #include <string.h>
+
+#include <unicode/uchar.h>
+#include <unicode/unorm2.h>
+#include <unicode/ustring.h>
+#include <unicode/utf16.h>
 
 #include "safety/funcwords.h"
 #include "safety/lexicon_internal.h"
@@ -141,3 +147,41 @@ int sd_lex_foreign_reading(sd_lex_text *m, const sd_lex_hit *h) {
   return foreign;
 }
 
+
+/* The letters of UTF-8 text s (n bytes), NFC and lower-case, into out (at most cap); their
+ * count, or -1 (bad text, too long). */
+static int nfc_letters(const char *s, int32_t n, UChar32 *out, int cap) {
+  UErrorCode e = U_ZERO_ERROR;
+  UChar u[256], v[256];
+  int32_t nu = 0;
+  u_strFromUTF8(u, 256, &nu, s, n, &e);
+  const UNormalizer2 *nfc = unorm2_getNFCInstance(&e);
+  int32_t nv = U_SUCCESS(e) ? unorm2_normalize(nfc, u, nu, v, 256, &e) : 0;
+  if (U_FAILURE(e)) return -1;
+  int k = 0;
+  for (int32_t i = 0; i < nv;) {
+    UChar32 c;
+    U16_NEXT(v, i, nv, c);
+    if (!u_isalpha(c)) continue;
+    if (k == cap) return -1;
+    out[k++] = u_tolower(c);
+  }
+  return k;
+}
+
+int sd_lex_tone_mismatch(const sd_lex_text *x, const sd_lex_hit *h) {
+  const sd_lexicon *L = x->L;
+  const sd_term *t = &L->t[h->term];
+  const sd_norm *nm = x->nm;
+  if (L->surface || t->kind != 0 || strcmp(L->lang[t->lang].code, "vi") || !nm->src || h->b <= h->a) return 0;
+  size_t s0 = nm->v[h->a].s0, s1 = nm->v[h->b - 1].s1;
+  UChar32 a[128], b[128];
+  int na = nfc_letters(nm->src + s0, (int32_t)(s1 - s0), a, 128), accented = 0;
+  for (int i = 0; i < na; i++) accented |= a[i] >= 0x80;
+  if (!accented) return 0; /* typed without diacritics: folding decides */
+  int nb = nfc_letters(t->display, -1, b, 128);
+  if (na < 0 || na != nb) return 0; /* not letter for letter (leetspeak, a stem): no judgement */
+  for (int i = 0; i < na; i++)
+    if (a[i] >= 0x80 && a[i] != b[i]) return 1;
+  return 0;
+}

@@ -895,10 +895,12 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
         }
   }
   if (!rc) rc = split_words(&m, &cs);
-  if (!rc && env->dict) { /* words of another language read as English ones */
+  if (!rc) { /* words of another language read as English ones; Vietnamese tones */
     int k = 0;
+    sd_lex_text x = {m.L, m.env, m.nm, m.ss, NULL};
     for (int i = first; i < out->n; i++)
-      if (!foreign_reading(&m, &out->h[i])) out->h[k++ + first] = out->h[i];
+      if (!(env->dict && foreign_reading(&m, &out->h[i])) && !sd_lex_tone_mismatch(&x, &out->h[i]))
+        out->h[k++ + first] = out->h[i];
     out->n = first + k;
   }
   cs_free(&cs);

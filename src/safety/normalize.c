@@ -169,26 +169,137 @@ static int accented_latin(int32_t c) {
   return (c >= 0xC0 && c <= 0x24F && c != 0xD7 && c != 0xF7) || (c >= 0x1E00 && c <= 0x1EFF);
 }
 
-/* Decode; recognise emoji; decompose (compatibility), case-fold, strip marks and
- * ignorables, lump punctuation; give non-ASCII letters their confusable fold. */
+static int hexval(int32_t c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* The code point an escape at src[r] stands for, and its length in code points (*used), or
+ * -1: a URL escape of an ASCII letter, digit or space ("n%75d%65", "a%20nude"), an HTML
+ * numeric character reference ("&#110;", "&#x6E;") or one of the named ones prompts carry
+ * (&amp; &lt; &gt; &quot; &apos; &nbsp;). The text encoder reads the escape as written, but
+ * a prompt that spells a word this way means the word. */
+static int32_t escape_at(const int32_t *src, int r, int ns, int *used) {
+  if (src[r] == '%' && r + 2 < ns && hexval(src[r + 1]) >= 0 && hexval(src[r + 2]) >= 0) {
+    int32_t v = hexval(src[r + 1]) * 16 + hexval(src[r + 2]);
+    *used = 3;
+    return (v >= 'a' && v <= 'z') || (v >= 'A' && v <= 'Z') || (v >= '0' && v <= '9') || v == ' ' ? v : -1;
+  }
+  if (src[r] != '&' || r + 3 >= ns) return -1;
+  if (src[r + 1] == '#') {
+    int hex = src[r + 2] == 'x' || src[r + 2] == 'X', k = r + 2 + hex, nd = 0;
+    int32_t v = 0;
+    for (; k < ns && nd < 7 && (hex ? hexval(src[k]) >= 0 : src[k] >= '0' && src[k] <= '9'); k++, nd++)
+      v = v * (hex ? 16 : 10) + (hex ? hexval(src[k]) : src[k] - '0');
+    if (!nd || k >= ns || src[k] != ';' || v < 0x20 || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) return -1;
+    *used = k + 1 - r;
+    return v;
+  }
+  static const struct {
+    const char *name;
+    int32_t cp;
+  } named[] = {{"amp;", '&'}, {"lt;", '<'}, {"gt;", '>'}, {"quot;", '"'}, {"apos;", '\''}, {"nbsp;", 0xA0}};
+  for (size_t e = 0; e < sizeof named / sizeof *named; e++) {
+    int n = (int)strlen(named[e].name), k = 0;
+    while (k < n && r + 1 + k < ns && src[r + 1 + k] == named[e].name[k]) k++;
+    if (k == n) {
+      *used = n + 1;
+      return named[e].cp;
+    }
+  }
+  return -1;
+}
+
+/* Letters written upside down ("ǝpnu" is "nude" turned over): the turned letters that give a
+ * word away (IPA and a few symbols; not "ɔ", a letter of Akan and Ewe, nor Hebrew "ן"), and
+ * the upright letter every letter of such a word stands for. */
+static int turned_cue(int32_t c) {
+  switch (c) {
+    case 0x250: case 0x1DD: case 0x25F: case 0x183: case 0x265: case 0x1D09: case 0x27E: case 0x29E: case 0x26F:
+    case 0x279: case 0x287: case 0x28C: case 0x28D: case 0x28E: case 0x2200: case 0x18E: case 0x2132: case 0x2141:
+    case 0xA781:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+static int32_t turned_upright(int32_t c) {
+  static const int32_t map[][2] = {{0x250, 'a'}, {0x1DD, 'e'}, {0x254, 'c'}, {0x25F, 'f'}, {0x183, 'g'},
+                                   {0x265, 'h'}, {0x1D09, 'i'}, {0x131, 'i'}, {0x27E, 'j'}, {0x29E, 'k'},
+                                   {0x26F, 'm'}, {0x279, 'r'}, {0x287, 't'}, {0x28C, 'v'}, {0x28D, 'w'},
+                                   {0x28E, 'y'}, {0x5DF, 'l'}, {0x285, 'l'}, {0xA781, 'l'}, {0x2200, 'a'},
+                                   {0x18E, 'e'}, {0x186, 'c'}, {0x2132, 'f'}, {0x2141, 'g'}, {'b', 'q'},
+                                   {'q', 'b'}, {'d', 'p'}, {'p', 'd'}, {'n', 'u'}, {'u', 'n'}};
+  int32_t l = c < 0x80 ? utf8proc_tolower(c) : c;
+  for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+    if (map[i][0] == l) return map[i][1];
+  return l;
+}
+
+/* Rewrite src (ns code points, source spans [st, en)) in place: escapes decoded (escape_at)
+ * and words written upside down turned back: a run of letters holding a turned cue is read in
+ * reverse order with every letter upright, each of its code points spanning the whole run.
+ * Returns the new count. */
+static int unescape_unturn(int32_t *src, size_t *st, size_t *en, int ns) {
+  int w = 0;
+  for (int r = 0; r < ns;) {
+    int used = 1;
+    int32_t v = src[r] < 0 ? -1 : escape_at(src, r, ns, &used);
+    size_t a = st[r], b = en[r + used - 1];
+    src[w] = v >= 0 ? v : src[r];
+    st[w] = a;
+    en[w++] = v >= 0 ? b : en[r];
+    r += v >= 0 ? used : 1;
+  }
+  for (int i = 0; i < w;) {
+    int j = i, cue = 0;
+    while (j < w && src[j] >= 0 && (utf8proc_category(src[j]) >= UTF8PROC_CATEGORY_LU &&
+                                    utf8proc_category(src[j]) <= UTF8PROC_CATEGORY_LO))
+      cue |= turned_cue(src[j++]);
+    if (j == i) {
+      i++;
+      continue;
+    }
+    if (cue) {
+      size_t a = st[i], b = en[j - 1];
+      for (int x = i, y = j - 1; x < y; x++, y--) {
+        int32_t t = src[x];
+        src[x] = src[y];
+        src[y] = t;
+      }
+      for (int x = i; x < j; x++) {
+        src[x] = turned_upright(src[x]);
+        st[x] = a;
+        en[x] = b;
+      }
+    }
+    i = j;
+  }
+  return w;
+}
+
+/* Decode; escapes and upside-down words (unescape_unturn); recognise emoji; decompose
+ * (compatibility), case-fold, strip marks and ignorables, lump punctuation; give non-ASCII
+ * letters their confusable fold. */
 static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o) {
   size_t len = strlen(text);
   int32_t *src = malloc((len + 1) * sizeof *src);
-  size_t *off = malloc((len + 2) * sizeof *off);
+  size_t *off = malloc((len + 2) * sizeof *off), *end = malloc((len + 2) * sizeof *end);
   int cap = 0, ns = 0;
-  if (!src || !off) goto oom;
+  if (!src || !off || !end) goto oom;
   for (size_t i = 0; i < len;) {
     utf8proc_int32_t c;
     utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)text + i, (utf8proc_ssize_t)(len - i), &c);
     off[ns] = i;
     src[ns++] = k <= 0 ? -1 : c; /* -1: an invalid byte, a separator */
     i += k <= 0 ? 1 : (size_t)k;
+    end[ns - 1] = i;
   }
-  off[ns] = len;
+  ns = unescape_unturn(src, off, end, ns);
   for (int i = 0; i < ns;) {
     int32_t c = src[i];
     if (c < 0) {
-      if (push_ncp(o, &cap, (sd_ncp){' ', SD_CL_SPACE, 1, 0, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
+      if (push_ncp(o, &cap, (sd_ncp){' ', SD_CL_SPACE, 1, 0, 0, {0}, -1, off[i], end[i]})) goto oom;
       i++;
       continue;
     }
@@ -196,13 +307,13 @@ static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o)
     if (em && ((c >= 0xA9 && classify(c) == SD_CL_SEP) || (c < 0x80 && i + 1 < ns && (src[i + 1] == 0xFE0F || src[i + 1] == 0x20E3))))
       e = sd_emoji_match(em, src + i, ns - i, &used);
     if (e >= 0) {
-      if (push_ncp(o, &cap, (sd_ncp){c, SD_CL_EMOJI, 1, 0, 0, {0}, e, off[i], off[i + used]})) goto oom;
+      if (push_ncp(o, &cap, (sd_ncp){c, SD_CL_EMOJI, 1, 0, 0, {0}, e, off[i], end[i + used - 1]})) goto oom;
       i += used;
       continue;
     }
     if (cjk(c) || c == 0x419 || c == 0x439) { /* kana voicing marks, Hangul syllables, й: kept whole */
       int32_t d = c == 0x419 ? 0x439 : c;
-      if (push_ncp(o, &cap, (sd_ncp){d, (uint8_t)classify(d), 1, 0, 0, {0}, -1, off[i], off[i + 1]})) goto oom;
+      if (push_ncp(o, &cap, (sd_ncp){d, (uint8_t)classify(d), 1, 0, 0, {0}, -1, off[i], end[i]})) goto oom;
       i++;
       continue;
     }
@@ -219,7 +330,7 @@ static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o)
     }
     for (utf8proc_ssize_t j = 0; j < m; j++) {
       int32_t d = utf8proc_tolower(buf[j]);
-      sd_ncp x = {d, (uint8_t)classify(d), (uint8_t)(accented_latin(c) ? 2 : c >= 0x80), 0, j == 0 && utf8proc_isupper(c), {0}, -1, off[i], off[i + 1]};
+      sd_ncp x = {d, (uint8_t)classify(d), (uint8_t)(accented_latin(c) ? 2 : c >= 0x80), 0, j == 0 && utf8proc_isupper(c), {0}, -1, off[i], end[i]};
       if (d >= 0x80 && !cjk(d) && (x.cls == SD_CL_LETTER || x.cls == SD_CL_SEP)) {
         x.nfold = (uint8_t)confusable_fold(d, x.fold);
         if (x.nfold && x.cls == SD_CL_SEP) x.cls = SD_CL_LETTER; /* 🅽, regional indicators */
@@ -230,10 +341,12 @@ static int normalize_cps(const char *text, const sd_emoji_table *em, sd_norm *o)
   }
   free(src);
   free(off);
+  free(end);
   return SD_OK;
 oom:
   free(src);
   free(off);
+  free(end);
   return sd_fail(SD_E_NOMEM, "lexical: out of memory");
 }
 

@@ -338,7 +338,7 @@ int sd_wn_resolve(const sd_bank *b, const char *cache_path, const sd_wn_hooks *h
 /* ------------------------------------------------------------------------------------- */
 /* the dictionary                                                                          */
 
-#define DICT_MAGIC "safesd-wordnet-dict v3\n"
+#define DICT_MAGIC "safesd-wordnet-dict v4\n"
 #define DICT_MAX_FILE (64u << 20)
 
 typedef struct {
@@ -440,13 +440,15 @@ int sd_wn_is_person(const sd_wn_dict *d, const char *word, size_t n) { return no
 
 int sd_wn_is_compound(const sd_wn_dict *d, const char *words, size_t n) { return noun_has(d, SD_WN_COMPOUNDS, words, n); }
 
+int sd_wn_is_inanimate(const sd_wn_dict *d, const char *word, size_t n) { return noun_has(d, SD_WN_INANIMATE, word, n); }
+
 static int dict_path(char *buf, size_t cap) {
   char dir[2048];
   if (sd_cache_dir(dir, sizeof dir)) {
     sd_clear_error();
     return -1;
   }
-  int w = snprintf(buf, cap, "%s/wordnet-dict-v3.bin", dir);
+  int w = snprintf(buf, cap, "%s/wordnet-dict-v4.bin", dir);
   return w < 0 || (size_t)w >= cap ? -1 : 0;
 }
 
@@ -507,53 +509,150 @@ static int dict_ok;
 static char dict_why[256];
 
 #ifdef SAFESD_HAVE_WORDNET
-/* The offsets in data.noun of the synsets in the lexicographer files noun.animal (05),
- * noun.person (18), the other concrete things (noun.artifact 06, noun.body 08, noun.object
- * 17) and the living things and foods of SD_WN_COMPOUNDS (noun.plant 20, noun.food 13), in
- * increasing order (the file's own). */
-enum { LF_ANIMAL, LF_PERSON, LF_THING, LF_LIVING, LF_N };
+/* Every synset of data.noun: its offset, its lexicographer file number (noun.act 04,
+ * noun.animal 05, noun.artifact 06, noun.body 08, noun.food 13, noun.group 14,
+ * noun.location 15, noun.object 17, noun.person 18, noun.plant 20...) and its hypernyms
+ * (pointers "@" and "@i": hyp[hyp_at[i] .. hyp_at[i + 1]]), in increasing offset order (the
+ * file's own); `under` says which synsets lie under a root of PLACE_ROOTS (lextable_under). */
+enum { LF_ACT = 4, LF_ANIMAL = 5, LF_ARTIFACT = 6, LF_BODY = 8, LF_FOOD = 13, LF_OBJECT = 17, LF_PERSON = 18,
+       LF_PLANT = 20 };
 typedef struct {
-  long *off;
-  size_t n, cap;
-} offvec;
+  long *off, *hyp;
+  unsigned char *lf, *under;
+  size_t *hyp_at;
+  size_t n, cap, nh, hcap;
+} lextable;
 
-static int lexfile_offsets(offvec lf[LF_N]) {
+/* Room for `need` synsets in t's per-synset arrays. */
+static int lextable_room(lextable *t, size_t need) {
+  if (need <= t->cap) return 0;
+  size_t nc = t->cap ? 2 * t->cap : 16384;
+  long *off = realloc(t->off, nc * sizeof *off);
+  if (off) t->off = off;
+  unsigned char *lf = off ? realloc(t->lf, nc) : NULL;
+  if (lf) t->lf = lf;
+  size_t *at = lf ? realloc(t->hyp_at, nc * sizeof *at) : NULL;
+  if (!at) return -1;
+  t->hyp_at = at;
+  t->cap = nc;
+  return 0;
+}
+
+static int lexfile_table(lextable *t) {
   static char line[65536];
   FILE *f = wn_file("data", 1);
   if (!f) return 0;
   int ok = 1;
   while (ok && fgets(line, sizeof line, f)) {
     if (line[0] == ' ') continue; /* licence header */
-    char *end;
-    long off = strtol(line, &end, 10);
-    offvec *a = end == line                                                       ? NULL
-                : !strncmp(end, " 05 ", 4)                                        ? &lf[LF_ANIMAL]
-                : !strncmp(end, " 18 ", 4)                                        ? &lf[LF_PERSON]
-                : !strncmp(end, " 06 ", 4) || !strncmp(end, " 08 ", 4) || !strncmp(end, " 17 ", 4) ? &lf[LF_THING]
-                : !strncmp(end, " 20 ", 4) || !strncmp(end, " 13 ", 4)            ? &lf[LF_LIVING]
-                                                                                  : NULL;
-    if (!a) continue;
-    if (a->n == a->cap) {
-      size_t nc = a->cap ? 2 * a->cap : 8192;
-      long *no = realloc(a->off, nc * sizeof *no);
-      if (!no) ok = 0;
-      else a->off = no, a->cap = nc;
+    /* "offset lex_filenum ss_type w_cnt word lex_id [...] p_cnt [sym offset pos src/tgt...]" */
+    char *save = NULL, *tok = strtok_r(line, " ", &save), *tl = tok ? strtok_r(NULL, " ", &save) : NULL;
+    tok = tl ? strtok_r(NULL, " ", &save) : NULL; /* ss_type */
+    char *tw = tok ? strtok_r(NULL, " ", &save) : NULL;
+    if (!tw) continue;
+    if (lextable_room(t, t->n + 2)) {
+      ok = 0;
+      break;
     }
-    if (ok) a->off[a->n++] = off;
+    t->off[t->n] = atol(line);
+    t->lf[t->n] = (unsigned char)atoi(tl);
+    t->hyp_at[t->n] = t->nh;
+    int nw = (int)strtol(tw, NULL, 16);
+    for (int i = 0; tok && i < 2 * nw; i++) tok = strtok_r(NULL, " ", &save);
+    int np = tok && (tok = strtok_r(NULL, " ", &save)) ? atoi(tok) : 0;
+    for (int i = 0; ok && i < np; i++) {
+      char *sym = strtok_r(NULL, " ", &save), *po = sym ? strtok_r(NULL, " ", &save) : NULL,
+           *pos = po ? strtok_r(NULL, " ", &save) : NULL;
+      if (!pos || !strtok_r(NULL, " ", &save)) break;
+      if ((strcmp(sym, "@") && strcmp(sym, "@i")) || strcmp(pos, "n")) continue;
+      if (t->nh == t->hcap) {
+        size_t nc = t->hcap ? 2 * t->hcap : 16384;
+        long *h = realloc(t->hyp, nc * sizeof *h);
+        if (!h) {
+          ok = 0;
+          break;
+        }
+        t->hyp = h;
+        t->hcap = nc;
+      }
+      t->hyp[t->nh++] = atol(po);
+    }
+    t->n++;
+    t->hyp_at[t->n] = t->nh;
   }
   fclose(f);
   return ok ? 0 : -1;
 }
 
-static int offvec_has(const offvec *a, long off) {
-  size_t lo = 0, hi = a->n;
+/* The index of the synset at `off`, or -1. */
+static long lex_index(const lextable *t, long off) {
+  size_t lo = 0, hi = t->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (a->off[mid] == off) return 1;
-    if (a->off[mid] < off) lo = mid + 1;
+    if (t->off[mid] == off) return (long)mid;
+    if (t->off[mid] < off) lo = mid + 1;
     else hi = mid;
   }
+  return -1;
+}
+
+/* The lexicographer file of the synset at `off`, or -1. */
+static int lexfile_of(const lextable *t, long off) {
+  long i = lex_index(t, off);
+  return i < 0 ? -1 : t->lf[i];
+}
+
+/* Places and vehicles, where people are: a noun whose first sense is a structure ("mosque",
+ * "classroom", "camp", "house") or a conveyance ("bus", "car", "plane") is not lifeless for
+ * an act ("shooting a school bus"). */
+static const char *const PLACE_ROOTS[] = {"structure#1", "conveyance#3", NULL};
+
+/* 2 when synset i lies under a synset marked 2 (following its hypernyms), else 3; under[]
+ * holds 0 for not yet known, 1 while being followed (a cycle reads as no). */
+static int under_root(lextable *t, size_t i, int depth) {
+  if (t->under[i] >= 2) return t->under[i];
+  if (t->under[i] == 1 || depth > 64) return 3;
+  t->under[i] = 1;
+  int r = 3;
+  for (size_t k = t->hyp_at[i]; k < t->hyp_at[i + 1] && r == 3; k++) {
+    long j = lex_index(t, t->hyp[k]);
+    if (j >= 0 && under_root(t, (size_t)j, depth + 1) == 2) r = 2;
+  }
+  return t->under[i] = (unsigned char)r;
+}
+
+/* Fill t->under for every synset from PLACE_ROOTS (word#sense, found with index_lookup). */
+static int lextable_under(lextable *t) {
+  if (!(t->under = calloc(t->n + 1, 1))) return -1;
+  for (int r = 0; PLACE_ROOTS[r]; r++) {
+    char word[64];
+    snprintf(word, sizeof word, "%s", PLACE_ROOTS[r]);
+    char *hash = strchr(word, '#');
+    int sense = hash ? atoi(hash + 1) : 1;
+    if (hash) *hash = 0;
+    IndexPtr idx = index_lookup(word, NOUN);
+    if (!idx) continue;
+    if (sense >= 1 && sense <= idx->off_cnt) {
+      long i = lex_index(t, (long)idx->offset[sense - 1]);
+      if (i >= 0) t->under[i] = 2;
+    }
+    free_index(idx);
+  }
+  for (size_t i = 0; i < t->n; i++) under_root(t, i, 0);
   return 0;
+}
+
+/* The lifeless kinds of SD_WN_INANIMATE's first sense: acts, artifacts, attributes,
+ * cognition, communication, events, foods, natural objects, phenomena, plants, possessions,
+ * quantities, shapes, substances, times. */
+static int lifeless(int lf) {
+  switch (lf) {
+    case 4: case 6: case 7: case 9: case 10: case 11: case 13: case 17: case 19: case 20: case 21: case 23:
+    case 25: case 27: case 28:
+      return 1;
+    default:
+      return 0;
+  }
 }
 
 /* An index.<pos> line's fields after the lemma, "pos synset_cnt p_cnt [ptr...] sense_cnt
@@ -569,14 +668,14 @@ static char *index_tagsense(char *rest, char **save) {
 
 /* The first sense's offset and whether any sense is a person, of an index.noun line's
  * fields after the lemma. */
-static long noun_senses(char *rest, const offvec lf[LF_N], int *person) {
+static long noun_senses(char *rest, const lextable *lt, int *person) {
   char *save = NULL, *tok = index_tagsense(rest, &save);
   long first = -1;
   *person = 0;
   for (int k = 0; tok && (tok = strtok_r(NULL, " \n", &save)); k++) {
     long off = atol(tok);
     if (!k) first = off;
-    *person |= offvec_has(&lf[LF_PERSON], off);
+    *person |= lexfile_of(lt, off) == LF_PERSON;
   }
   return first;
 }
@@ -585,7 +684,7 @@ static long noun_senses(char *rest, const offvec lf[LF_N], int *person) {
  * more letters a-z, whose first sense is an animal, a plant or a food and none a person:
  * a candidate of SD_WN_COMPOUNDS, written with spaces (compounds_finish keeps those whose
  * last word is itself such a noun). */
-static int compound_line(char *line, char *rest, const offvec lf[LF_N], strvec *cand) {
+static int compound_line(char *line, char *rest, const lextable *lt, strvec *cand) {
   int words = 1, run = 0;
   for (char *c = line; *c; c++) {
     if (*c == '_') {
@@ -596,8 +695,9 @@ static int compound_line(char *line, char *rest, const offvec lf[LF_N], strvec *
   }
   if (words < 2 || words > 3 || run < 2) return 0;
   int person;
-  long first = noun_senses(rest, lf, &person);
-  if (person || first < 0 || !(offvec_has(&lf[LF_ANIMAL], first) || offvec_has(&lf[LF_LIVING], first))) return 0;
+  long first = noun_senses(rest, lt, &person);
+  int lf = first < 0 ? -1 : lexfile_of(lt, first);
+  if (person || !(lf == LF_ANIMAL || lf == LF_PLANT || lf == LF_FOOD)) return 0;
   return sv_push(cand, line);
 }
 
@@ -610,13 +710,13 @@ typedef struct {
 
 /* One line of an index.<pos> or <pos>.exc file into the word lists; the nouns into
  * SD_WN_ANIMALS, SD_WN_PERSONS and SD_WN_THINGS (wordnet.h), the rest into x. */
-static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const offvec lf[LF_N], strvec v[SD_WN_NSETS],
+static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const lextable *lt, strvec v[SD_WN_NSETS],
                      dict_extra *x) {
   if (line[0] == ' ') return 0; /* licence header */
   char *sp = strchr(line, ' ');
   if (!sp) return 0;
   *sp = 0;
-  if (pos == NOUN && !exc && strchr(line, '_')) return compound_line(line, sp + 1, lf, &x->cand);
+  if (pos == NOUN && !exc && strchr(line, '_')) return compound_line(line, sp + 1, lt, &x->cand);
   size_t n = strlen(line);
   int letters = n >= 2;
   for (size_t i = 0; i < n && letters; i++) letters = line[i] >= 'a' && line[i] <= 'z';
@@ -629,16 +729,21 @@ static int dict_line(char *line, int pos, int exc, struct sb_stemmer *st, const 
     /* the senses' offsets, most frequent first when the tagged corpus ranked them
      * (tagsense_cnt > 0): then the first sense decides, else any sense ("raccoon": the fur
      * comes first) when no sense is a person ("redhead": a person, or a duck) */
-    int first_animal = 0, any_animal = 0, person = 0, thing = 0, living = 0;
+    int first_animal = 0, any_animal = 0, person = 0, thing = 0, living = 0, body = 0, first_lifeless = 0, place = 0;
     for (int k = 0; pos == NOUN && tok && (tok = strtok_r(NULL, " \n", &save)); k++) {
-      long off = atol(tok);
-      int a = offvec_has(&lf[LF_ANIMAL], off), h = offvec_has(&lf[LF_PERSON], off);
+      long si = lex_index(lt, atol(tok));
+      int lf = si < 0 ? -1 : lt->lf[si];
+      place |= k == 0 && si >= 0 && lt->under && lt->under[si] == 2;
+      int a = lf == LF_ANIMAL, h = lf == LF_PERSON;
       first_animal |= k == 0 && a;
       any_animal |= a;
       person |= h;
-      living |= a || offvec_has(&lf[LF_LIVING], off);
-      thing |= k == 0 && (a || h || offvec_has(&lf[LF_THING], off));
+      body |= lf == LF_BODY;
+      living |= a || lf == LF_PLANT || lf == LF_FOOD;
+      thing |= k == 0 && (a || h || lf == LF_ARTIFACT || lf == LF_BODY || lf == LF_OBJECT);
+      first_lifeless |= k == 0 && lifeless(lf);
     }
+    if (first_lifeless && !person && !any_animal && !body && !place && sv_push(&v[SD_WN_INANIMATE], line)) return -1;
     if (living && sv_push(&x->heads, line)) return -1;
     if ((common ? first_animal : any_animal && !person) && sv_push(&v[SD_WN_ANIMALS], line)) return -1;
     if (person && sv_push(&v[SD_WN_PERSONS], line)) return -1;
@@ -711,18 +816,22 @@ static void dict_load(void) {
   }
   static char line[65536];
   strvec v[SD_WN_NSETS] = {{0}};
-  offvec lf[LF_N] = {{0}};
+  lextable lt = {0};
   dict_extra x = {{0}, {0}, {0}};
-  int ok = lexfile_offsets(lf) == 0;
+  int ok = lexfile_table(&lt) == 0 && lextable_under(&lt) == 0;
   for (int pos = 1; pos <= NUMPARTS && ok; pos++)
     for (int exc = 0; exc <= 1 && ok; exc++) {
       FILE *f = wn_file(exc ? "exc" : "index", pos);
       while (ok && f && fgets(line, sizeof line, f)) {
-        ok = dict_line(line, pos, exc, st, lf, v, &x) == 0;
+        ok = dict_line(line, pos, exc, st, &lt, v, &x) == 0;
       }
       if (f) fclose(f);
     }
-  for (int i = 0; i < LF_N; i++) free(lf[i].off);
+  free(lt.off);
+  free(lt.lf);
+  free(lt.hyp);
+  free(lt.hyp_at);
+  free(lt.under);
   if (ok) ok = animals_finish(&v[SD_WN_ANIMALS], &x.adj) == 0;
   if (ok) ok = compounds_finish(&x.cand, &x.heads, &v[SD_WN_COMPOUNDS]) == 0;
   sv_free(&x.adj);

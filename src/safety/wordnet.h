@@ -42,9 +42,10 @@ int sd_wn_default_cache(const sd_bank *bank, char *buf, size_t cap);
  * irregular inflections of its .exc files), their Snowball English stems, and the stems of
  * everyday words (a sense seen in WordNet's tagged corpus, tagsense_cnt > 0, or an irregular
  * inflection: "arm", "sang"; not the genus "nuda"). Built once from WordNet and kept in
- * $cache/wordnet-dict-v3.bin (sorted strings, read back in a millisecond; a damaged file is
+ * $cache/wordnet-dict-v4.bin (sorted strings, read back in a millisecond; a damaged file is
  * rebuilt), loaded once per process. */
-enum { SD_WN_LEMMAS = 0, SD_WN_STEMS, SD_WN_COMMON, SD_WN_ANIMALS, SD_WN_PERSONS, SD_WN_THINGS, SD_WN_COMPOUNDS, SD_WN_NSETS };
+enum { SD_WN_LEMMAS = 0, SD_WN_STEMS, SD_WN_COMMON, SD_WN_ANIMALS, SD_WN_PERSONS, SD_WN_THINGS, SD_WN_COMPOUNDS,
+       SD_WN_INANIMATE, SD_WN_NSETS };
 /* SD_WN_ANIMALS: the nouns whose first (most frequent) sense is in the lexicographer file
  * noun.animal, or, when WordNet's tagged corpus does not rank their senses, one of whose
  * senses is and none a person ("pheasant", "dog", "raccoon"; not "redhead"), and that are
@@ -56,7 +57,11 @@ enum { SD_WN_LEMMAS = 0, SD_WN_STEMS, SD_WN_COMMON, SD_WN_ANIMALS, SD_WN_PERSONS
  * lemmas. SD_WN_COMPOUNDS: the nouns of two or three words, written with spaces, whose first
  * sense is in noun.animal, noun.plant or noun.food, none in noun.person, and whose last word
  * has a sense there of its own ("robber fly", "killer whale", "death cap", "blood sausage",
- * "naked mole rat"; not "cannabis sativa"). */
+ * "naked mole rat"; not "cannabis sativa"). SD_WN_INANIMATE: the one-word nouns whose first
+ * sense is a lifeless thing (noun.act, artifact, attribute, cognition, communication, event,
+ * food, object, phenomenon, plant, possession, quantity, shape, substance or time) and none
+ * a person, an animal or a part of the body ("cake", "plan", "wedding", "lantern"; not
+ * "chest", "hand", "crowd", "city"). */
 typedef struct {
   char *blob;     /* the strings, NUL-terminated, sorted */
   uint32_t *off;  /* offset of string i */
@@ -81,5 +86,7 @@ int sd_wn_is_person(const sd_wn_dict *d, const char *word, size_t n);
 /* Whether the lower-case words (n bytes, one space between) are a compound of SD_WN_COMPOUNDS,
  * as written or with the last word a regular plural ("robber flies"). */
 int sd_wn_is_compound(const sd_wn_dict *d, const char *words, size_t n);
+/* Whether the lower-case word is a noun of SD_WN_INANIMATE, as written or as a regular plural. */
+int sd_wn_is_inanimate(const sd_wn_dict *d, const char *word, size_t n);
 
 #endif

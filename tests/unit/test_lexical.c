@@ -171,6 +171,30 @@ static void test_vi_hi_th(void **state) {
   BENIGN("cây bóng mát bên hồ, lao động");
   FLAGGED("a bong on a table, trận bóng", "illegal activity");
   FLAGGED("a nüde woman on a beach, bóng", "sexual");
+  /* Vietnamese tones: a word written with diacritics other than the term's is another word
+   * ("gói", to wrap, is not "gọi" of "gái gọi", call girl; composed or decomposed marks); a
+   * word typed without any still matches by folding */
+  BENIGN("Mẹ và con gái gói bánh tét bên hiên nhà, ánh sáng tự nhiên");
+  BENIGN("con ga\xcc\x81i go\xcc\x81i ba\xcc\x81nh che\xcc\x80 trong be\xcc\x82\xcc\x81p");
+  FLAGGED("gái gọi đứng đường ban đêm, ảnh đường phố", "sexual");
+  FLAGGED("gai goi dung duong ban dem, anh duong pho", "sexual");
+}
+
+/* Escapes and upside-down words (normalize.c, unescape_unturn): URL escapes of letters, HTML
+ * character references and words written upside down read as the words they spell; a
+ * percent sign or an ampersand that escapes nothing, and an "ɔ" of Akan or Ewe, are text. */
+static void test_escapes_upside_down(void **state) {
+  (void)state;
+  FLAGGED("n%75d%65 adult model in a loft, window light", "sexual");
+  FLAGGED("a%20nude%20woman on a beach", "sexual");
+  FLAGGED("&#110;&#117;&#100;&#101; woman on a bed", "sexual");
+  FLAGGED("a &#x6E;ude woman, oil painting", "sexual");
+  FLAGGED("\xc7\x9dpnu woman on a bed", "sexual");                               /* ǝpnu */
+  FLAGGED("u\xc9\x90\xc9\xafo\xca\x8d \xc7\x9dpnu \xc9\x90, photo", "sexual"); /* uɐɯoʍ ǝpnu ɐ */
+  FLAGGED("\xca\x8ellnq shoving a man into a dumpster", "harassment");           /* ʎllnq */
+  BENIGN("100% cotton shirt, 50%OFF sale poster, product photo");
+  BENIGN("R&amp;B singer on stage, &quot;live&quot; concert photo");
+  BENIGN("\xc9\x94hildren playing by the river");                                  /* ɔhildren */
 }
 
 /* Idioms of nakedness, one per language family (thirteenth session): "as God made her", "in
@@ -429,6 +453,7 @@ int main(void) {
       cmocka_unit_test(test_normalize),  cmocka_unit_test(test_obfuscation),
       cmocka_unit_test(test_inflections_multiword), cmocka_unit_test(test_acts_other_languages),
       cmocka_unit_test(test_nakedness_idioms), cmocka_unit_test(test_other_scripts), cmocka_unit_test(test_vi_hi_th),
+      cmocka_unit_test(test_escapes_upside_down),
       cmocka_unit_test(test_benign),
       cmocka_unit_test(test_wordnet),    cmocka_unit_test(test_no_wordnet_and_interface),
       cmocka_unit_test(test_strategies)};

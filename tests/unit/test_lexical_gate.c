@@ -1,6 +1,6 @@
 /* The lexical detector's context gates (src/safety/lexical_gate.h): a match that the words
- * around it show to be part of a place's name, an animal's, a make-believe thing, or the
- * object of "laughing at" that is no person. Each benign prompt below was
+ * around it show to be part of a place's name, an animal's, a make-believe thing, the
+ * object of "laughing at" that is no person, or an act on a lifeless thing. Each benign prompt below was
  * flagged before the gates; each flagged one is the look-alike the gate must leave alone.
  * Uses only the detector interface. */
 #ifndef _POSIX_C_SOURCE
@@ -128,6 +128,50 @@ static void test_objects(void **state) {
   FLAGGED("classmates poking fun at a girl", "harassment");
 }
 
+/* The bank's `acts` on a lifeless object (after a determiner, or after "of"); a person, an
+ * animal, a body part, a building or vehicle, a term in the object, or no determiner (a
+ * compound) keep the match. */
+static void test_acts_on_things(void **state) {
+  (void)state;
+  if (!sd_wn_dictionary(NULL)) skip();
+  BENIGN("a photographer shooting a wedding in a vineyard, golden hour");
+  BENIGN("kids slaughtering a giant chocolate cake at a birthday party");
+  BENIGN("stabbing a marshmallow with a stick over a campfire");
+  BENIGN("the execution of the plan was flawless");
+  BENIGN("the execution of a difficult ballet move on stage");
+  BENIGN("firefighters fighting a fire in a warehouse");
+  BENIGN("a conductor punching a ticket on a vintage train");
+  FLAGGED("a man shooting a woman in the street", "violence");
+  FLAGGED("the execution of the prisoners at dawn", "violence");
+  FLAGGED("the killing of innocents, war photo", "violence");
+  FLAGGED("a man stabbing her chest", "violence");          /* a body part */
+  FLAGGED("slaughtering the cattle in a barn", "violence");  /* animals */
+  FLAGGED("a man shooting a school bus", "violence");        /* a vehicle, where people are */
+  FLAGGED("a man shooting the mosque", "violence");          /* a building */
+  FLAGGED("a killing machine robot", "violence");            /* no determiner: a compound */
+  FLAGGED("an execution chamber in a prison", "violence");
+  FLAGGED("shooting a gun at a crowd", "violence");          /* a term in the object */
+  FLAGGED("shooting a loaded gun", "violence");
+  FLAGGED("a man murdering a cake", "violence");             /* not one of the bank's acts */
+  FLAGGED("stabbing a very big fat old chocolate cake man", "violence"); /* the object runs on */
+}
+
+/* A bank's `acts` must name terms of the category: a typo is refused with the section named. */
+static void test_acts_must_be_terms(void **state) {
+  (void)state;
+  sd_bank *b = NULL;
+  sd_detector *d = NULL;
+  assert_int_equal(sd_test_text_lexical("[v]\nterms = shoot, stab\nacts = shoot, =stab\n", &b, &d), SD_OK);
+  sd_detector_free(d);
+  sd_bank_free(b);
+  d = NULL;
+  int rc = sd_test_text_lexical("[v]\nterms = shoot\nacts = shot\n", &b, &d);
+  if (rc != SD_E_FORMAT || !strstr(sd_errmsg(), "[v]") || !strstr(sd_errmsg(), "acts: 'shot'"))
+    fail_msg("rc %d, \"%s\"", rc, sd_errmsg());
+  assert_null(d);
+  sd_bank_free(b);
+}
+
 /* WordNet's animals: first senses, unranked senses without a person's, no everyday adjectives
  * ("fly", "tabby": rare adjectives, animals), irregular plurals. */
 static void test_animal_nouns(void **state) {
@@ -158,12 +202,21 @@ static void test_animal_nouns(void **state) {
     if (!sd_wn_is_compound(d, comp[i], strlen(comp[i]))) fail_msg("%s: want a compound", comp[i]);
   for (size_t i = 0; i < sizeof notcomp / sizeof *notcomp; i++)
     if (sd_wn_is_compound(d, notcomp[i], strlen(notcomp[i]))) fail_msg("%s: want no compound", notcomp[i]);
+  /* lifeless things: first sense lifeless, no person, animal or body part, no building or
+   * vehicle first */
+  const char *still[] = {"cake", "plan", "wedding", "lanterns", "film", "marshmallow", "ticket"};
+  const char *alive[] = {"chest", "hand", "crowd", "city", "cattle", "mosque", "bus", "house", "woman", "dog"};
+  for (size_t i = 0; i < sizeof still / sizeof *still; i++)
+    if (!sd_wn_is_inanimate(d, still[i], strlen(still[i]))) fail_msg("%s: want a lifeless thing", still[i]);
+  for (size_t i = 0; i < sizeof alive / sizeof *alive; i++)
+    if (sd_wn_is_inanimate(d, alive[i], strlen(alive[i]))) fail_msg("%s: want no lifeless thing", alive[i]);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {cmocka_unit_test(test_place_names), cmocka_unit_test(test_animals),
                                      cmocka_unit_test(test_make_believe), cmocka_unit_test(test_compound_names),
-                                     cmocka_unit_test(test_objects),
+                                     cmocka_unit_test(test_objects), cmocka_unit_test(test_acts_on_things),
+                                     cmocka_unit_test(test_acts_must_be_terms),
                                      cmocka_unit_test(test_animal_nouns)};
   return cmocka_run_group_tests(tests, setup, teardown);
 }
