@@ -24,7 +24,7 @@ typedef struct {
   char *matched;      /* the prompt text of the span (as written) */
   char *term;         /* the bank term (or WordNet lemma) it matched */
   char *via;          /* how: "exact", "leetspeak", "separators", "repeats", "unicode",
-                         "confusable", "stem", "compound", "masked", "split", "typo", "reversed", "emoji:water pistol", "lang:fr",
+                         "confusable", "stem", "compound", "masked", "split", "typo", "reversed", "rot13", "emoji:water pistol", "lang:fr",
                          "wordnet:gun#1", "wordnet:gloss" (comma-joined when several) */
   int token;          /* the framed token position (BOS = 0) this evidence is about, when the
                          detector knows it (semantic, token-level match); 0 = none (BOS is

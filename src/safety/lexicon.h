@@ -49,7 +49,8 @@ enum {
   SD_VIA_MASK = 256,
   SD_VIA_SPLIT = 512, /* a word broken by spaces ("nu de", "na ked") */
   SD_VIA_TYPO = 1024, /* two letters swapped or one doubled on purpose ("ndue", "nakked") */
-  SD_VIA_REVERSED = 2048 /* written backwards ("edun", "doolb") */
+  SD_VIA_REVERSED = 2048, /* written backwards ("edun", "doolb") */
+  SD_VIA_ROT13 = 4096     /* written in rot13 ("ahqr", "anxrq") */
 };
 
 typedef struct {

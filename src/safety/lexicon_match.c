@@ -724,7 +724,7 @@ static int split_words(mctx *m, candset *cs) {
  * written once ("nakked", "bloodd"), or with one letter written as another that sounds the
  * same (i as y, c/k, s/z, f/ph: "tripophobia", "kocaine", "phuck"), the first letter staying
  * but for those, or backwards ("edun",
- * "doolb"; via "reversed"). A reading matches a one-word English term only as the term is written (no stems), so it
+ * "doolb"; via "reversed"), or in rot13 ("ahqr", "anxrq"; via "rot13"). A reading matches a one-word English term only as the term is written (no stems), so it
  * cannot wander far. */
 #define TYPO_MIN 4
 #define TYPO_MAX 24
@@ -750,7 +750,7 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   for (size_t i = 0; i < n; i++)
     if (s[i] < 'a' || s[i] > 'z') return 0;
   /* the readings that are some one-word term as written (the cheap test first) */
-  char rd[3 * TYPO_MAX][TYPO_MAX + 1];
+  char rd[3 * TYPO_MAX + 2][TYPO_MAX + 1];
   int nr = 0, nswap = 0;
   for (size_t i = 1; i + 1 < n; i++) { /* swapped neighbours */
     if (s[i] == s[i + 1]) continue;
@@ -783,6 +783,10 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   for (size_t i = 0; i < n; i++) rd[nr][i] = s[n - 1 - i]; /* written backwards */
   rd[nr][n] = 0;
   if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
+  int nback = nr;
+  for (size_t i = 0; i < n; i++) rd[nr][i] = (char)('a' + (s[i] - 'a' + 13) % 26); /* rot13 */
+  rd[nr][n] = 0;
+  if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
   if (!nr) return 0;
   if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s) || !english_text(m, u->p0, u->p1)) return 0;
   const sd_tokenizer *tk = env->tok(env->tok_ctx);
@@ -791,9 +795,9 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   snprintf(w, sizeof w, "%s</w>", s);
   if (sd_tokenizer_lookup(tk, w) >= 0) return 0; /* a word CLIP knows whole: not a typo */
   int added = 0;
-  /* doubled letters only when no swap reads, backwards only when neither does */
+  /* doubled letters only when no swap reads, backwards or rot13 only when neither does */
   for (int i = 0; i < nr && !((i == nswap || i == ndouble) && added); i++) {
-    int r = typo_take(m, u, rd[i], flags, i < ndouble ? SD_VIA_TYPO : SD_VIA_REVERSED);
+    int r = typo_take(m, u, rd[i], flags, i < ndouble ? SD_VIA_TYPO : i < nback ? SD_VIA_REVERSED : SD_VIA_ROT13);
     if (r < 0) return -1;
     added += r;
   }

@@ -14,7 +14,7 @@ source "$(dirname "$0")/../conformance/lib.sh"
 B=$SAFESD_BIN
 O="$TMP/learned_cli"; rm -rf "$O"; mkdir -p "$O"
 PARA="a woman wearing only a smile on silk sheets"
-NEAR="a man shooting a basketball"
+NEAR="a man shooting at a basketball hoop"
 
 expect_rc 0 "check --help" $B check --help
 grep -q "learned" <<<"$OUT" && ok || bad "check --help does not name the learned detector"
