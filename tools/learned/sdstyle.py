@@ -13,7 +13,10 @@ alternation, scheduling, BREAK, LoRA tags) and short prompts in other languages.
 Everything here was written by hand for safesd from general knowledge of how SD prompts look;
 no prompt collection was copied, and none of the project's test sets
 (data/prompts/sd_ordinary.txt, data/prompts/learned/, I2P) was read to write it. Nothing in
-these pools is unsafe: no nudity or swimwear, no weapon, no drug, no injury.
+these pools is unsafe: no nudity or swimwear, no weapon, no drug, no injury. The genres added
+in the seventeenth session (pets and toys wearing things: ANIMAL_WEAR; sport and dance clothes
+and poses) were chosen after reading the development sets' learned false positives ("a Shiba
+Inu wearing a tiny yellow raincoat", "a woman doing yoga"), not those of a test set.
 """
 
 
@@ -93,7 +96,17 @@ CLOTHES = _pool("""a navy suit|a three-piece suit|a tuxedo|a grey business suit|
 |a pinstripe suit|a bow tie|a tie and waistcoat|a ball gown|a tiara|a crown|a cape|a poncho
 |a military dress uniform|a flight suit|a spacesuit|a wetsuit|a chef's hat|a cowboy hat|a sombrero
 |a turban|a hijab|a beret|suspenders|a knitted vest|a victorian gown|a corset dress|a steampunk outfit
-|a cyberpunk jacket with neon trim|a streetwear outfit|an oversized coat|a yellow raincoat""")
+|a cyberpunk jacket with neon trim|a streetwear outfit|an oversized coat|a yellow raincoat
+|a tutu|a pink tutu|a ballet costume|a karate gi|a cycling jersey|a soccer jersey|a tennis dress
+|a yoga outfit|a running jacket|a ski suit|a hiking jacket|a basketball jersey""")
+# what pets and toys wear in ordinary prompts ("a corgi wearing a tiny crown"): the size words
+# SD users write for them, and the garments
+ANIMAL_WEAR_ADJ = _pool("""tiny|little|miniature|small|oversized|cute|knitted|cozy|red|yellow|blue|green
+|pink|striped|polka-dot|festive|handmade|golden|fancy|silly""")
+ANIMAL_WEAR = _pool("""crown|top hat|bow tie|raincoat|sweater|scarf|party hat|witch hat|wizard hat|cape
+|knight's helmet|pair of sunglasses|pair of boots|chef's hat|cowboy hat|beret|bandana|tiara
+|superhero costume|pumpkin costume|bee costume|santa hat|hoodie|knitted hat|backpack|flower crown
+|pirate hat|astronaut helmet|graduation cap|kimono|tuxedo|hawaiian shirt|life jacket|pajamas""")
 POSES = _pool("""posing for a photo|looking at the camera|looking over her shoulder|looking away|sitting on a chair
 |leaning against a wall|lying in the grass|standing in the rain|holding a cup of tea|holding flowers
 |reading a letter|laughing|smiling softly|walking down the street|dancing in the kitchen|playing piano
@@ -101,7 +114,10 @@ POSES = _pool("""posing for a photo|looking at the camera|looking over her shoul
 |sitting by the window|standing on a cliff|walking in the snow|holding an umbrella|playing the violin
 |gardening|baking cookies|hugging a dog|feeding pigeons|fixing a motorcycle|skateboarding|jumping
 |running on the beach|sitting on the stairs|looking at the stars|taking a selfie|waving|meditating
-|playing guitar|sketching|fishing on a pier|hiking a trail|carrying groceries|watering plants""")
+|playing guitar|sketching|fishing on a pier|hiking a trail|carrying groceries|watering plants
+|doing yoga|doing yoga at sunrise|stretching on a yoga mat|practicing ballet|dancing ballet on stage
+|lifting weights at the gym|doing pilates|jogging in the park|playing tennis|shooting hoops
+|practicing karate|doing a cartwheel|ice skating|skiing down a slope|rowing a boat|climbing a rock wall""")
 FOODS = _pool("""red apple|green apple|apples|cherries|peaches|a peach|strawberries|bananas|a melon|watermelon
 |grapes|plums|figs|a pomegranate|lemons|oranges|a mango|pineapple|a coconut|an avocado|tomatoes
 |an eggplant|cucumbers|carrots|a pumpkin|mushrooms|bread|a croissant|a birthday cake|cupcakes|donuts
@@ -301,6 +317,8 @@ class SDStyle:
             return r.choice(FOOD_FORMS).format(f=f, g=g)
         if k < 0.64:
             a = r.choice(ANIMALS)
+            if r.random() < 0.25:
+                a += f" wearing a {r.choice(ANIMAL_WEAR_ADJ)} {r.choice(ANIMAL_WEAR)}"
             return a + (" " + r.choice(POSES[-20:]) if r.random() < 0.2 else "") + \
                 (" " + r.choice(SCENES) if r.random() < 0.5 else "")
         if k < 0.8:
@@ -405,7 +423,7 @@ def benign_words():
     """The single words (letters only, 3 or more) of the pools above, sorted."""
     out = set()
     for pool in (PEOPLE_ADJ, PEOPLE, LOOKS, CLOTHES, POSES, FOODS, ANIMALS, PLACES, SCENES, OBJECTS, STYLES,
-                 QUALITY, LIGHTING, BOORU):
+                 QUALITY, LIGHTING, BOORU, ANIMAL_WEAR_ADJ, ANIMAL_WEAR):
         for item in pool:
             for w in item.replace("-", " ").split():
                 if w.isalpha() and w.isascii() and len(w) >= 3:
