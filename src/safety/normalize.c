@@ -253,9 +253,10 @@ static int unescape_unturn(int32_t *src, size_t *st, size_t *en, int ns) {
   }
   for (int i = 0; i < w;) {
     int j = i, cue = 0;
-    while (j < w && src[j] >= 0 && (utf8proc_category(src[j]) >= UTF8PROC_CATEGORY_LU &&
-                                    utf8proc_category(src[j]) <= UTF8PROC_CATEGORY_LO))
-      cue |= turned_cue(src[j++]);
+    while (j < w && src[j] >= 0 &&
+           (turned_cue(src[j]) || (utf8proc_category(src[j]) >= UTF8PROC_CATEGORY_LU &&
+                                   utf8proc_category(src[j]) <= UTF8PROC_CATEGORY_LO)))
+      cue |= turned_cue(src[j++]); /* "∀" and "⅁" are math symbols: part of the run too */
     if (j == i) {
       i++;
       continue;
