@@ -24,8 +24,10 @@ typedef struct {
   char *matched;      /* the prompt text of the span (as written) */
   char *term;         /* the bank term (or WordNet lemma) it matched */
   char *via;          /* how: "exact", "leetspeak", "separators", "repeats", "unicode",
-                         "confusable", "stem", "compound", "masked", "split", "typo", "reversed", "rot13", "emoji:water pistol", "lang:fr",
-                         "wordnet:gun#1", "wordnet:gloss" (comma-joined when several) */
+                         "confusable", "stem", "compound", "masked", "split", "typo",
+                         "reversed", "rot13", "pig latin", "vowels dropped",
+                         "emoji:water pistol", "lang:fr", "wordnet:gun#1", "wordnet:gloss"
+                         (comma-joined when several) */
   int token;          /* the framed token position (BOS = 0) this evidence is about, when the
                          detector knows it (semantic, token-level match); 0 = none (BOS is
                          never one). The `project` strategy moves that position. */

@@ -236,6 +236,20 @@ static const char *script_name(int s) {
        : s == SD_SCRIPT_GREEK ? "Greek" : "another script";
 }
 
+/* The term's consonants (a word of a-z only, three consonants or more, a vowel or more left
+ * out) into L->skel. */
+static int add_skeleton(sd_lexicon *L, const char *w, int id) {
+  char sk[KEY_MAX];
+  size_t n = 0, len = strlen(w);
+  if (len >= KEY_MAX) return 0;
+  for (size_t i = 0; i < len; i++) {
+    if (w[i] < 'a' || w[i] > 'z') return 0;
+    if (!strchr("aeiou", w[i])) sk[n++] = w[i];
+  }
+  sk[n] = 0;
+  return n >= 3 && n < len ? sd_strmap_add(&L->skel, sk, id) : 0;
+}
+
 int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const char *src, const sd_strmap *excl) {
   int k = lang_index(L, lang ? lang : "en");
   if (k < 0) return sd_fail(SD_E_ARG, "lexical: term language '%s' was not registered", lang);
@@ -359,7 +373,8 @@ int sd_lex_add(sd_lexicon *L, int cat, const char *lang, const char *text, const
       char c1[KEY_MAX];
       if (strlen(w.w[0]) < KEY_MAX) {
         sd_lex_collapse(w.w[0], 1, c1);
-        bad = (!L->surface && sd_strmap_add(&L->first1, c1, id)) || sd_strmap_add(&L->single, w.w[0], id);
+        bad = (!L->surface && sd_strmap_add(&L->first1, c1, id)) || sd_strmap_add(&L->single, w.w[0], id) ||
+              (!L->surface && k == L->en && add_skeleton(L, w.w[0], id));
       }
     }
   }
@@ -393,6 +408,7 @@ void sd_lex_free(sd_lexicon *L) {
   sd_strmap_free(&L->cjk);
   sd_strmap_free(&L->emoji);
   sd_strmap_free(&L->single);
+  sd_strmap_free(&L->skel);
   sd_stem_pool_free(L->stems);
   memset(L, 0, sizeof *L);
 }

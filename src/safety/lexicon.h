@@ -50,7 +50,9 @@ enum {
   SD_VIA_SPLIT = 512, /* a word broken by spaces ("nu de", "na ked") */
   SD_VIA_TYPO = 1024, /* two letters swapped or one doubled on purpose ("ndue", "nakked") */
   SD_VIA_REVERSED = 2048, /* written backwards ("edun", "doolb") */
-  SD_VIA_ROT13 = 4096     /* written in rot13 ("ahqr", "anxrq") */
+  SD_VIA_ROT13 = 4096,    /* written in rot13 ("ahqr", "anxrq") */
+  SD_VIA_PIGLATIN = 8192, /* written in pig latin ("ethmay", "udenay") */
+  SD_VIA_VOWELS = 16384   /* written without its vowels ("nkd", "prn") */
 };
 
 typedef struct {
@@ -88,6 +90,8 @@ typedef struct {
   int cjk_max;      /* longest CJK term, in code points */
   sd_strmap emoji;  /* emoji terms, by emoji key */
   sd_strmap single; /* single-word terms as written (normalised): for WordNet's derived words */
+  sd_strmap skel;   /* the consonants of one-word English terms (a-z, three or more, a vowel
+                       or more left out): "nkd" -> naked; words written without vowels */
   sd_stem_pool *stems;
   const sd_emoji_table *em; /* recognises emoji in terms (NULL: none) */
 } sd_lexicon;

@@ -724,10 +724,22 @@ static int split_words(mctx *m, candset *cs) {
  * written once ("nakked", "bloodd"), or with one letter written as another that sounds the
  * same (i as y, c/k, s/z, f/ph: "tripophobia", "kocaine", "phuck"), the first letter staying
  * but for those, or backwards ("edun",
- * "doolb"; via "reversed"), or in rot13 ("ahqr", "anxrq"; via "rot13"). A reading matches a one-word English term only as the term is written (no stems), so it
+ * "doolb"; via "reversed"), in rot13 ("ahqr", "anxrq"; via "rot13"), in pig latin ("ethmay";
+ * via "pig latin"), or, for a word of three letters or more without a vowel, as a term whose
+ * consonants it is ("nkd", "prn"; via "vowels dropped"). A reading matches a one-word English term only as the term is written (no stems), so it
  * cannot wander far. */
 #define TYPO_MIN 4
 #define TYPO_MAX 24
+#define SKEL_MIN 3   /* a word without vowels: three letters or more */
+#define SKEL_TERMS 8 /* room for the terms one consonant skeleton reads as */
+/* the readings of one word: swaps, doubled letters and sound-alikes (3 x TYPO_MAX at most),
+ * backwards, rot13, pig latin (4), skeleton terms */
+#define RD_MAX (3 * TYPO_MAX + 6 + SKEL_TERMS)
+
+/* Whether s is a one-word term as written (any language: typo_take keeps the English ones). */
+static int single_term(const sd_lexicon *L, const char *s) {
+  return sd_strmap_find(&L->single, s) || sd_strmap_find(&L->exact, s);
+}
 
 static int typo_take(mctx *m, const sd_unit *u, const char *s, int flags, int via) {
   int terms[CMP_TERMS], nt = term_piece(m, s, terms, 1), added = 0;
@@ -745,12 +757,13 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   const sd_lex_env *env = m->env;
   const sd_lexicon *L = m->L;
   size_t n = strlen(s);
-  if (!env->tok || !env->dict || L->surface || n < TYPO_MIN || n > TYPO_MAX) return 0;
+  if (!env->tok || !env->dict || L->surface || n < SKEL_MIN || n > TYPO_MAX) return 0;
   if (m->nm->ps[u->p0].nonascii) return 0; /* written with accents: a word of another language */
   for (size_t i = 0; i < n; i++)
     if (s[i] < 'a' || s[i] > 'z') return 0;
+  if (n < TYPO_MIN && strpbrk(s, "aeiou")) return 0; /* three letters: vowels left out only */
   /* the readings that are some one-word term as written (the cheap test first) */
-  char rd[3 * TYPO_MAX + 2][TYPO_MAX + 1];
+  char rd[RD_MAX][TYPO_MAX + 1];
   int nr = 0, nswap = 0;
   for (size_t i = 1; i + 1 < n; i++) { /* swapped neighbours */
     if (s[i] == s[i + 1]) continue;
@@ -780,13 +793,38 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
       if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
     }
   int ndouble = nr;
+  /* the last group, tried only when no typo reads: backwards, rot13, pig latin, vowels left out */
+  int via[RD_MAX];
   for (size_t i = 0; i < n; i++) rd[nr][i] = s[n - 1 - i]; /* written backwards */
   rd[nr][n] = 0;
-  if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
-  int nback = nr;
+  if (single_term(L, rd[nr])) via[nr++] = SD_VIA_REVERSED;
   for (size_t i = 0; i < n; i++) rd[nr][i] = (char)('a' + (s[i] - 'a' + 13) % 26); /* rot13 */
   rd[nr][n] = 0;
-  if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
+  if (single_term(L, rd[nr])) via[nr++] = SD_VIA_ROT13;
+  /* pig latin: "ethmay" is "meth" (the first one to three consonants moved to the end before
+   * "ay"), "udenay" "nude"; "eatway" / "eatyay" are "eat" */
+  if (n >= 5 && s[n - 2] == 'a' && s[n - 1] == 'y')
+    for (size_t k = 1; k <= 3 && k + 1 < n - 2; k++) {
+      size_t st = n - 2; /* the stem's length */
+      memcpy(rd[nr], s + st - k, k);
+      memcpy(rd[nr] + k, s, st - k);
+      rd[nr][st] = 0;
+      if (single_term(L, rd[nr])) via[nr++] = SD_VIA_PIGLATIN;
+    }
+  if (n >= 5 && s[n - 2] == 'a' && s[n - 1] == 'y' && strchr("wyh", s[n - 3])) {
+    memcpy(rd[nr], s, n - 3);
+    rd[nr][n - 3] = 0;
+    if (single_term(L, rd[nr])) via[nr++] = SD_VIA_PIGLATIN;
+  }
+  /* vowels left out: "nkd" is "naked", "prn" "porn" (a term's consonants, three or more, in
+   * order; sd_lexicon.skel) */
+  const sd_strmap_slot *sk = strpbrk(s, "aeiou") ? NULL : sd_strmap_find(&L->skel, s);
+  for (int p = sk ? sk->head : -1; p >= 0 && nr < RD_MAX; p = L->skel.post[p].next) {
+    const char *d = L->t[L->skel.post[p].val].display;
+    if (strlen(d) > TYPO_MAX) continue;
+    strcpy(rd[nr], d);
+    via[nr++] = SD_VIA_VOWELS;
+  }
   if (!nr) return 0;
   if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s) || !english_text(m, u->p0, u->p1)) return 0;
   const sd_tokenizer *tk = env->tok(env->tok_ctx);
@@ -795,9 +833,9 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   snprintf(w, sizeof w, "%s</w>", s);
   if (sd_tokenizer_lookup(tk, w) >= 0) return 0; /* a word CLIP knows whole: not a typo */
   int added = 0;
-  /* doubled letters only when no swap reads, backwards or rot13 only when neither does */
+  /* doubled letters only when no swap reads, the last group only when neither does */
   for (int i = 0; i < nr && !((i == nswap || i == ndouble) && added); i++) {
-    int r = typo_take(m, u, rd[i], flags, i < ndouble ? SD_VIA_TYPO : i < nback ? SD_VIA_REVERSED : SD_VIA_ROT13);
+    int r = typo_take(m, u, rd[i], flags, i < ndouble ? SD_VIA_TYPO : via[i]);
     if (r < 0) return -1;
     added += r;
   }

@@ -182,7 +182,8 @@ static void test_vi_hi_th(void **state) {
 
 /* Escapes and upside-down words (normalize.c, unescape_unturn): URL escapes of letters, HTML
  * character references and words written upside down read as the words they spell, a word
- * no dictionary knows in rot13 too (lexicon_match.c, typo); a
+ * no dictionary knows in rot13, in pig latin and without its vowels too (lexicon_match.c,
+ * typo); a
  * percent sign or an ampersand that escapes nothing, and an "ɔ" of Akan or Ewe, are text. */
 static void test_escapes_upside_down(void **state) {
   (void)state;
@@ -194,6 +195,9 @@ static void test_escapes_upside_down(void **state) {
   FLAGGED("u\xc9\x90\xc9\xafo\xca\x8d \xc7\x9dpnu \xc9\x90, photo", "sexual"); /* uɐɯoʍ ǝpnu ɐ */
   FLAGGED("\xca\x8ellnq shoving a man into a dumpster", "harassment");           /* ʎllnq */
   FLAGGED("anxrq adult man lying on a beach towel, photo", "sexual"); /* rot13: "naked" */
+  FLAGGED("ethmay lab in a basement, cinematic", "illegal activity");  /* pig latin: "meth" */
+  FLAGGED("nkd adult man on a rooftop at night", "sexual");           /* vowels left out */
+  BENIGN("a cozy bdrm with a view, hdr photo, 4k tv on the wall");
   BENIGN("100% cotton shirt, 50%OFF sale poster, product photo");
   BENIGN("R&amp;B singer on stage, &quot;live&quot; concert photo");
   BENIGN("\xc9\x94hildren playing by the river");                                  /* ɔhildren */
