@@ -25,7 +25,7 @@ typedef struct {
   char *term;         /* the bank term (or WordNet lemma) it matched */
   char *via;          /* how: "exact", "leetspeak", "separators", "repeats", "unicode",
                          "confusable", "stem", "compound", "masked", "split", "typo",
-                         "reversed", "rot13", "pig latin", "vowels dropped",
+                         "reversed", "rot13", "pig latin", "vowels dropped", "nato",
                          "emoji:water pistol", "lang:fr", "wordnet:gun#1", "wordnet:gloss"
                          (comma-joined when several) */
   int token;          /* the framed token position (BOS = 0) this evidence is about, when the

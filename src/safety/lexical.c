@@ -204,7 +204,7 @@ static void via_string(const lexical *L, const sd_lex_hit *h, const char *emoji_
                {SD_VIA_COMPOUND, "compound"}, {SD_VIA_MASK, "masked"},
                {SD_VIA_SPLIT, "split"},     {SD_VIA_TYPO, "typo"},
                {SD_VIA_REVERSED, "reversed"}, {SD_VIA_ROT13, "rot13"},
-               {SD_VIA_PIGLATIN, "pig latin"}, {SD_VIA_VOWELS, "vowels dropped"}};
+               {SD_VIA_PIGLATIN, "pig latin"}, {SD_VIA_VOWELS, "vowels dropped"}, {SD_VIA_NATO, "nato"}};
   for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
     if (h->flags & names[k].bit) {
       if (via->n) sd_sb_puts(via, ",");

@@ -52,7 +52,8 @@ enum {
   SD_VIA_REVERSED = 2048, /* written backwards ("edun", "doolb") */
   SD_VIA_ROT13 = 4096,    /* written in rot13 ("ahqr", "anxrq") */
   SD_VIA_PIGLATIN = 8192, /* written in pig latin ("ethmay", "udenay") */
-  SD_VIA_VOWELS = 16384   /* written without its vowels ("nkd", "prn") */
+  SD_VIA_VOWELS = 16384,  /* written without its vowels ("nkd", "prn") */
+  SD_VIA_NATO = 32768     /* spelled in the NATO alphabet ("mike echo tango hotel") */
 };
 
 typedef struct {

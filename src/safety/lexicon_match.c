@@ -842,6 +842,47 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   return added;
 }
 
+/* Words spelled in the NATO alphabet ("mike echo tango hotel" is "meth"): a run of three or
+ * more of its code words, one piece each (spaces, punctuation or hyphens between), whose first
+ * letters spell a one-word English term as written (via "nato"). */
+static const char *const NATO[] = {"alfa",   "alpha",  "bravo",   "charlie", "delta",  "echo",    "foxtrot",
+                                   "golf",   "hotel",  "india",   "juliet",  "juliett", "kilo",   "lima",
+                                   "mike",   "november", "oscar", "papa",    "quebec", "romeo",   "sierra",
+                                   "tango",  "uniform", "victor", "whiskey", "whisky", "xray",    "yankee",
+                                   "zulu",   NULL};
+#define NATO_MIN 3
+
+static int nato_letter(const sd_norm *nm, int p, sd_sbuf *t) {
+  sd_unit u = {p, p + 1, 0};
+  if (nm->ps[p].kind != SD_PIECE_WORD || sd_norm_unit_text(nm, &u, 0, t) || !t->n) return 0;
+  for (int i = 0; NATO[i]; i++)
+    if (!strcmp(t->p, NATO[i])) return NATO[i][0];
+  return 0;
+}
+
+static int nato_words(mctx *m) {
+  const sd_norm *nm = m->nm;
+  if (m->L->surface) return 0;
+  sd_sbuf t = {0};
+  char word[TYPO_MAX + 1];
+  int rc = 0;
+  for (int p = 0; p < nm->np && !rc;) {
+    int q = p, n = 0, c;
+    while (q < nm->np && n < TYPO_MAX && (c = nato_letter(nm, q, &t)) && (q == p || nm->ps[q].gap >= 1)) {
+      word[n++] = (char)c;
+      q++;
+    }
+    word[n] = 0;
+    if (n >= NATO_MIN) {
+      sd_unit u = {p, q, 1};
+      if (typo_take(m, &u, word, 0, SD_VIA_NATO) < 0) rc = -1;
+    }
+    p = q > p ? q : p + 1;
+  }
+  free(t.p);
+  return rc;
+}
+
 /* ------------------------------------------------------------------------------------- */
 /* matching                                                                                */
 
@@ -937,6 +978,7 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
         }
   }
   if (!rc) rc = split_words(&m, &cs);
+  if (!rc) rc = nato_words(&m);
   if (!rc) { /* words of another language read as English ones; Vietnamese tones */
     int k = 0;
     sd_lex_text x = {m.L, m.env, m.nm, m.ss, NULL};

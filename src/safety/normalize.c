@@ -209,6 +209,36 @@ static int32_t escape_at(const int32_t *src, int r, int ns, int *used) {
   return -1;
 }
 
+/* Letters drawn with strokes ("|\/|eth", "|\|ude", "b|_|llet"): the sequences no prompt writes
+ * for anything else, longest first. Pipes alone ("[a|b]", "|3") are left to the prompt syntax. */
+static const struct {
+  const char *art;
+  int32_t cp;
+} ART[] = {{"|\\/|", 'm'}, {"/\\/\\", 'm'}, {"\\/\\/", 'w'}, {"|\\|", 'n'}, {"/\\/", 'n'}, {"|-|", 'h'},
+           {"]-[", 'h'},   {"|_|", 'u'},    {"\\/", 'v'},    {"|<", 'k'}};
+
+static int word_cp(int32_t c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '@' || c == '$' ||
+         c == '!' || c == '+';
+}
+
+/* The letter a stroke drawing at src[r] stands for, and its length (*used), or -1; only next to
+ * a letter, digit, leetspeak sign or another drawing (never alone between spaces). */
+static int32_t art_at(const int32_t *src, int r, int ns, int *used) {
+  for (size_t a = 0; a < sizeof ART / sizeof *ART; a++) {
+    int n = (int)strlen(ART[a].art), k = 0;
+    while (k < n && r + k < ns && src[r + k] == (unsigned char)ART[a].art[k]) k++;
+    if (k < n) continue;
+    int before = r > 0 && word_cp(src[r - 1]), after = r + n < ns && word_cp(src[r + n]);
+    for (size_t b = 0; b < sizeof ART / sizeof *ART && !after; b++) /* another drawing next */
+      after = r + n < ns && src[r + n] == (unsigned char)ART[b].art[0] && src[r + n] != '\\';
+    if (!before && !after) return -1;
+    *used = n;
+    return ART[a].cp;
+  }
+  return -1;
+}
+
 /* Letters written upside down ("ǝpnu" is "nude" turned over): the turned letters that give a
  * word away (IPA and a few symbols; not "ɔ", a letter of Akan and Ewe, nor Hebrew "ן"), and
  * the upright letter every letter of such a word stands for. */
@@ -236,8 +266,8 @@ static int32_t turned_upright(int32_t c) {
   return l;
 }
 
-/* Rewrite src (ns code points, source spans [st, en)) in place: escapes decoded (escape_at)
- * and words written upside down turned back: a run of letters holding a turned cue is read in
+/* Rewrite src (ns code points, source spans [st, en)) in place: escapes decoded (escape_at),
+ * stroke drawings read as their letters (art_at) and words written upside down turned back: a run of letters holding a turned cue is read in
  * reverse order with every letter upright, each of its code points spanning the whole run.
  * Returns the new count. */
 static int unescape_unturn(int32_t *src, size_t *st, size_t *en, int ns) {
@@ -245,6 +275,10 @@ static int unescape_unturn(int32_t *src, size_t *st, size_t *en, int ns) {
   for (int r = 0; r < ns;) {
     int used = 1;
     int32_t v = src[r] < 0 ? -1 : escape_at(src, r, ns, &used);
+    if (v < 0 && src[r] >= 0) {
+      used = 1;
+      v = art_at(src, r, ns, &used);
+    }
     size_t a = st[r], b = en[r + used - 1];
     src[w] = v >= 0 ? v : src[r];
     st[w] = a;

@@ -183,7 +183,7 @@ static void test_vi_hi_th(void **state) {
 /* Escapes and upside-down words (normalize.c, unescape_unturn): URL escapes of letters, HTML
  * character references and words written upside down read as the words they spell, a word
  * no dictionary knows in rot13, in pig latin and without its vowels too (lexicon_match.c,
- * typo); a
+ * typo), NATO code words spelling a term (nato_words); a
  * percent sign or an ampersand that escapes nothing, and an "ɔ" of Akan or Ewe, are text. */
 static void test_escapes_upside_down(void **state) {
   (void)state;
@@ -198,6 +198,15 @@ static void test_escapes_upside_down(void **state) {
   FLAGGED("ethmay lab in a basement, cinematic", "illegal activity");  /* pig latin: "meth" */
   FLAGGED("nkd adult man on a rooftop at night", "sexual");           /* vowels left out */
   BENIGN("a cozy bdrm with a view, hdr photo, 4k tv on the wall");
+  /* letters drawn with strokes, next to other letters (the detector's own text: under the
+   * A1111 syntax a lone backslash is dropped before it) */
+  FLAGGED("|\\|ude woman on a bed", "sexual");
+  FLAGGED("|\\/|eth lab in a basement", "illegal activity");
+  BENIGN("a \\/ shape, input |< output, [cat|3d render], a |-| b");
+  /* the NATO alphabet, three code words or more */
+  FLAGGED("mike echo tango hotel cook in a desert RV", "illegal activity");
+  FLAGGED("november-uniform-delta-echo woman on a bed", "sexual");
+  BENIGN("Romeo and Juliet on a balcony, a hotel in Lima, golf at sunset");
   BENIGN("100% cotton shirt, 50%OFF sale poster, product photo");
   BENIGN("R&amp;B singer on stage, &quot;live&quot; concert photo");
   BENIGN("\xc9\x94hildren playing by the river");                                  /* ɔhildren */
