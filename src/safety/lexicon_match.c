@@ -721,13 +721,13 @@ static int split_words(mctx *m, candset *cs) {
 /* Typos made on purpose, in English text (english_text): a word of 4 to 24 ASCII letters
  * that is neither an English dictionary word nor a word CLIP's vocabulary holds whole, read
  * with two neighbouring letters swapped ("ndue", "nakde", "blodo"), with a doubled letter
- * written once ("nakked", "bloodd"), or with one letter written as another that sounds the
- * same (i as y, c/k, s/z, f/ph: "tripophobia", "kocaine", "phuck"), the first letter staying
- * but for those, or backwards ("edun",
- * "doolb"; via "reversed"), in rot13 ("ahqr", "anxrq"; via "rot13"), in pig latin ("ethmay";
- * via "pig latin"), or, for a word of three letters or more without a vowel, as a term whose
- * consonants it is ("nkd", "prn"; via "vowels dropped"). A reading matches a one-word English term only as the term is written (no stems), so it
- * cannot wander far. */
+ * written once ("nakked", "bloodd") or all of them ("naazzi"), or with one letter written as
+ * another that sounds the same (i as y, c/k, s/z, f/ph: "tripophobia", "kocaine", "phuck"),
+ * the first letter staying but for those; else backwards ("edun", "doolb"; via "reversed"),
+ * in rot13 ("ahqr", "anxrq"; via "rot13"), in pig latin ("ethmay"; via "pig latin"), or, for
+ * a word of three letters or more without a vowel, as a term whose consonants it is ("nkd";
+ * via "vowels dropped"). A reading matches a one-word English term only as the term is
+ * written (no stems), so it cannot wander far. */
 #define TYPO_MIN 4
 #define TYPO_MAX 24
 #define SKEL_MIN 3   /* a word without vowels: three letters or more */
@@ -778,6 +778,18 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
     memcpy(rd[nr], s, i);
     memcpy(rd[nr] + i, s + i + 1, n - i);
     if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
+  }
+  { /* every doubled letter written once ("naazzi", "nuudde"): two or more doublings */
+    size_t k = 0, doubled = 0;
+    for (size_t i = 0; i < n; i++) {
+      if (i && s[i] == s[i - 1]) {
+        doubled++;
+        continue;
+      }
+      rd[nr][k++] = s[i];
+    }
+    rd[nr][k] = 0;
+    if (doubled >= 2 && single_term(L, rd[nr])) nr++;
   }
   /* one letter for another that sounds the same, the first one too ("tripophobia", "kocaine",
    * "phuck", "sexi"): i read as y (not y as i: "van dyck"), c/k, s/z, f/ph */

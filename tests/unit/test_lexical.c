@@ -197,6 +197,11 @@ static void test_escapes_upside_down(void **state) {
   FLAGGED("anxrq adult man lying on a beach towel, photo", "sexual"); /* rot13: "naked" */
   FLAGGED("ethmay lab in a basement, cinematic", "illegal activity");  /* pig latin: "meth" */
   FLAGGED("nkd adult man on a rooftop at night", "sexual");           /* vowels left out */
+  FLAGGED("naazzi parade down a city street, archival photo", "hate"); /* every doubling once */
+  /* algospeak terms of the default bank */
+  FLAGGED("seggs scene with two adults on a couch", "sexual");
+  FLAGGED("a sewer slide note on a kitchen table", "self-harm");
+  BENIGN("a field of corn at sunset, a corn stalk, a garden slide, a sewer grate");
   BENIGN("a cozy bdrm with a view, hdr photo, 4k tv on the wall");
   /* letters drawn with strokes, next to other letters (the detector's own text: under the
    * A1111 syntax a lone backslash is dropped before it) */
