@@ -245,7 +245,10 @@ int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const 
   /* not hate: a slur stays one inside an old name of a plant ("kaffir corn") */
   if (strcmp(cat_name, "hate") && compound_gate(nm, text, h, dict)) return SD_GATE_COMPOUND;
   int agent = !strcmp(cat_name, "illegal activity") || !strcmp(cat_name, "harassment");
-  if ((sexual || agent) && animal_gate(nm, text, h, agent, dict, term_cats, ctx)) return SD_GATE_ANIMAL;
+  /* self-harm: a self-harm word describing an animal ("a starving seagull", "a lonely
+   * wolf") is no person harming themselves */
+  int selfharm = !strcmp(cat_name, "self-harm");
+  if ((sexual || agent || selfharm) && animal_gate(nm, text, h, agent, dict, term_cats, ctx)) return SD_GATE_ANIMAL;
   if (!strcmp(cat_name, "harassment") && object_gate(nm, text, h, dict)) return SD_GATE_OBJECT;
   if (act && act_gate(nm, text, h, dict, term_cats, ctx)) return SD_GATE_ACT;
   char head[64];

@@ -19,7 +19,8 @@
  *   "killer whale", "death cap", "blood sausage", "naked mole rat"). The match is a modifier
  *   of another thing's name; a match that is the compound's last word counts ("stick
  *   insect").
- * - Animals (sexual, illegal activity, harassment): the word right after the match names an
+ * - Animals (sexual, illegal activity, harassment; self-harm for the first form, strict: "a
+ *   starving seagull"): the word right after the match names an
  *   animal (WordNet: a noun whose most frequent sense is in noun.animal) that is no term
  *   itself ("cock pheasant", "booby bird", "bully dog", "drug dog"); for illegal activity
  *   and harassment also a determiner and an animal right before an -ing match ("a raccoon

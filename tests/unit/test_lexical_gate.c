@@ -66,6 +66,7 @@ static void test_animals(void **state) {
   BENIGN("a raccoon stealing a sandwich from a picnic basket, funny wildlife photo");
   BENIGN("American Bully dog playing fetch in a park");
   BENIGN("a police drug dog sniffing luggage at the airport");
+  BENIGN("A starving seagull eyeing a tourist's fries on a boardwalk"); /* self-harm: an animal */
   /* people, animals as victims or objects, an animal before a sexual word, the words
    * WordNet also gives a person's or an adjective's sense */
   FLAGGED("a man stealing a car at night", "illegal activity");
@@ -81,6 +82,8 @@ static void test_animals(void **state) {
   FLAGGED("a naked chick on a bed", "sexual");
   FLAGGED("a naked redhead on a bed", "sexual");
   FLAGGED("body paint human form, nude", "sexual");
+  FLAGGED("a starving man on a park bench", "self-harm");
+  FLAGGED("a lonely wolf howling at the moon", "self-harm"); /* "wolf": a man, in a sense */
 }
 
 static void test_make_believe(void **state) {
