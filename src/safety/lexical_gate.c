@@ -119,6 +119,13 @@ static int animal_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h,
   if (ing && h->p0 > 1 && sep_is(nm, text, h->p0, 0) && animal_at(nm, h->p0 - 1, dict, 0, term_cats, ctx) &&
       sep_is(nm, text, h->p0 - 1, 0) && word_at(nm, h->p0 - 2, w, sizeof w) && is_one_of(w, DETERMINERS))
     return 1;
+  /* animals in the plural do it, no determiner needed ("crows harassing a hawk", "monkeys
+   * stealing sunglasses"): a compound takes the singular ("elephant poaching") */
+  char pl[64];
+  size_t np = ing && h->p0 > 0 && sep_is(nm, text, h->p0, 0) ? word_at(nm, h->p0 - 1, pl, sizeof pl) : 0;
+  if (np > 3 && pl[np - 1] == 's' && !sd_wn_dict_has(dict, SD_WN_ANIMALS, pl) &&
+      animal_at(nm, h->p0 - 1, dict, 0, term_cats, ctx))
+    return 1;
   /* "a gang of geese", "a gang of cheerful geese": after "of", at most two describing words
    * (no animal, person or thing of WordNet's nouns, no term) before the animal */
   if (ing || h->p1 + 1 >= nm->np || !sep_is(nm, text, h->p1, 0) || !word_at(nm, h->p1, w, sizeof w) || strcmp(w, "of"))

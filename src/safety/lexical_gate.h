@@ -24,7 +24,8 @@
  *   animal (WordNet: a noun whose most frequent sense is in noun.animal) that is no term
  *   itself ("cock pheasant", "booby bird", "bully dog", "drug dog"); for illegal activity
  *   and harassment also a determiner and an animal right before an -ing match ("a raccoon
- *   stealing a sandwich"; "elephant poaching" and "groundhog drug addict" still count), and
+ *   stealing a sandwich", and animals in the plural without one: "crows harassing a hawk";
+ *   "elephant poaching" and "groundhog drug addict" still count), and
  *   "<match> of <animals>", with at most two describing words before the animal that are no
  *   noun of an animal, person or thing and no term ("a gang of geese", "a gang of cheerful
  *   geese"; not after an -ing word: "poaching of elephants" counts). For a sexual match the animal must

@@ -67,6 +67,8 @@ static void test_animals(void **state) {
   BENIGN("American Bully dog playing fetch in a park");
   BENIGN("a police drug dog sniffing luggage at the airport");
   BENIGN("A starving seagull eyeing a tourist's fries on a boardwalk"); /* self-harm: an animal */
+  BENIGN("Crows harassing a red-tailed hawk in flight, wildlife photo");  /* plural animals */
+  BENIGN("monkeys stealing sunglasses from tourists at a temple");
   /* people, animals as victims or objects, an animal before a sexual word, the words
    * WordNet also gives a person's or an adjective's sense */
   FLAGGED("a man stealing a car at night", "illegal activity");
@@ -83,6 +85,8 @@ static void test_animals(void **state) {
   FLAGGED("a naked redhead on a bed", "sexual");
   FLAGGED("body paint human form, nude", "sexual");
   FLAGGED("a starving man on a park bench", "self-harm");
+  FLAGGED("bullies harassing a kid in the hallway", "harassment");
+  FLAGGED("poachers stealing ivory in the savanna", "illegal activity");
   FLAGGED("a lonely wolf howling at the moon", "self-harm"); /* "wolf": a man, in a sense */
 }
 
