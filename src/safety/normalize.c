@@ -267,9 +267,9 @@ static int32_t turned_upright(int32_t c) {
 }
 
 /* Rewrite src (ns code points, source spans [st, en)) in place: escapes decoded (escape_at),
- * stroke drawings read as their letters (art_at) and words written upside down turned back: a run of letters holding a turned cue is read in
- * reverse order with every letter upright, each of its code points spanning the whole run.
- * Returns the new count. */
+ * stroke drawings read as their letters (art_at) and words written upside down turned back
+ * (a run of letters holding a turned cue is read in reverse order with every letter upright,
+ * each of its code points spanning the whole run). Returns the new count. */
 static int unescape_unturn(int32_t *src, size_t *st, size_t *en, int ns) {
   int w = 0;
   for (int r = 0; r < ns;) {
