@@ -5,10 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <unicode/uchar.h>
-#include <unicode/unorm2.h>
-#include <unicode/ustring.h>
-#include <unicode/utf16.h>
+#include <utf8proc.h>
 
 #include "safety/funcwords.h"
 #include "safety/lexicon_internal.h"
@@ -148,24 +145,26 @@ int sd_lex_foreign_reading(sd_lex_text *m, const sd_lex_hit *h) {
 }
 
 
-/* The letters of UTF-8 text s (n bytes), NFC and lower-case, into out (at most cap); their
- * count, or -1 (bad text, too long). */
-static int nfc_letters(const char *s, int32_t n, UChar32 *out, int cap) {
-  UErrorCode e = U_ZERO_ERROR;
-  UChar u[256], v[256];
-  int32_t nu = 0;
-  u_strFromUTF8(u, 256, &nu, s, n, &e);
-  const UNormalizer2 *nfc = unorm2_getNFCInstance(&e);
-  int32_t nv = U_SUCCESS(e) ? unorm2_normalize(nfc, u, nu, v, 256, &e) : 0;
-  if (U_FAILURE(e)) return -1;
-  int k = 0;
-  for (int32_t i = 0; i < nv;) {
-    UChar32 c;
-    U16_NEXT(v, i, nv, c);
-    if (!u_isalpha(c)) continue;
-    if (k == cap) return -1;
-    out[k++] = u_tolower(c);
+/* The letters of UTF-8 text s (n bytes; -1: NUL-terminated), composed (NFC) and case-folded
+ * with utf8proc as the normaliser and the tokenizer use it, into out (at most cap); their
+ * count, or -1 (bad text, too many letters). */
+static int nfc_letters(const char *s, utf8proc_ssize_t n, int32_t *out, int cap) {
+  utf8proc_uint8_t *m = NULL;
+  if (n < 0) n = (utf8proc_ssize_t)strlen(s);
+  utf8proc_ssize_t len = utf8proc_map((const utf8proc_uint8_t *)s, n, &m,
+                                      UTF8PROC_STABLE | UTF8PROC_COMPOSE | UTF8PROC_CASEFOLD);
+  int k = len < 0 ? -1 : 0;
+  for (utf8proc_ssize_t i = 0; k >= 0 && i < len;) {
+    utf8proc_int32_t c;
+    utf8proc_ssize_t step = utf8proc_iterate(m + i, len - i, &c);
+    if (step <= 0) break;
+    i += step;
+    utf8proc_category_t cat = utf8proc_category(c);
+    if (cat < UTF8PROC_CATEGORY_LU || cat > UTF8PROC_CATEGORY_LO) continue;
+    if (k == cap) k = -1;
+    else out[k++] = c;
   }
+  free(m);
   return k;
 }
 
@@ -175,8 +174,8 @@ int sd_lex_tone_mismatch(const sd_lex_text *x, const sd_lex_hit *h) {
   const sd_norm *nm = x->nm;
   if (L->surface || t->kind != 0 || strcmp(L->lang[t->lang].code, "vi") || !nm->src || h->b <= h->a) return 0;
   size_t s0 = nm->v[h->a].s0, s1 = nm->v[h->b - 1].s1;
-  UChar32 a[128], b[128];
-  int na = nfc_letters(nm->src + s0, (int32_t)(s1 - s0), a, 128), accented = 0;
+  int32_t a[128], b[128];
+  int na = nfc_letters(nm->src + s0, (utf8proc_ssize_t)(s1 - s0), a, 128), accented = 0;
   for (int i = 0; i < na; i++) accented |= a[i] >= 0x80;
   if (!accented) return 0; /* typed without diacritics: folding decides */
   int nb = nfc_letters(t->display, -1, b, 128);

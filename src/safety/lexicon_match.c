@@ -815,15 +815,15 @@ static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
   if (single_term(L, rd[nr])) via[nr++] = SD_VIA_ROT13;
   /* pig latin: "ethmay" is "meth" (the first one to three consonants moved to the end before
    * "ay"), "udenay" "nude"; "eatway" / "eatyay" are "eat" */
-  if (n >= 5 && s[n - 2] == 'a' && s[n - 1] == 'y')
-    for (size_t k = 1; k <= 3 && k + 1 < n - 2; k++) {
-      size_t st = n - 2; /* the stem's length */
-      memcpy(rd[nr], s + st - k, k);
-      memcpy(rd[nr] + k, s, st - k);
-      rd[nr][st] = 0;
-      if (single_term(L, rd[nr])) via[nr++] = SD_VIA_PIGLATIN;
-    }
-  if (n >= 5 && s[n - 2] == 'a' && s[n - 1] == 'y' && strchr("wyh", s[n - 3])) {
+  int pig = n >= 5 && s[n - 2] == 'a' && s[n - 1] == 'y';
+  for (size_t k = 1; pig && k <= 3 && k + 1 < n - 2; k++) {
+    size_t st = n - 2; /* the stem's length */
+    memcpy(rd[nr], s + st - k, k);
+    memcpy(rd[nr] + k, s, st - k);
+    rd[nr][st] = 0;
+    if (single_term(L, rd[nr])) via[nr++] = SD_VIA_PIGLATIN;
+  }
+  if (pig && strchr("wyh", s[n - 3])) {
     memcpy(rd[nr], s, n - 3);
     rd[nr][n - 3] = 0;
     if (single_term(L, rd[nr])) via[nr++] = SD_VIA_PIGLATIN;
