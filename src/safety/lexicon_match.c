@@ -538,6 +538,39 @@ static int term_piece(mctx *m, const char *s, int *terms, int as_written) {
 #define CMP_MAX 16
 static const char *const neg_prefix[] = {"non", "no", "not", "anti", "un", NULL};
 
+/* A function word glued to an English term, a space lost: "tomurder", "anaked", "thecorpse"
+ * (CLIP splits them elsewhere: "tom" + "urder"). "no" glued negates ("nonude"). Called only
+ * for a word that is no dictionary word and no CLIP word ("therapist" stays whole), in English
+ * text. */
+static const char *const glue_words[] = {"a",   "an", "the", "to", "of", "and",  "with", "my",
+                                         "his", "her", "their", "your", "for", "no", "in", "on", NULL};
+
+static int english_text(mctx *m, int p0, int p1);
+
+static int glued(mctx *m, const sd_unit *u, const char *s, int flags) {
+  size_t n = strlen(s);
+  /* in English text only, as the typo readings ("anal" of another language is left alone);
+   * safe phrases always, so that "thekiller whale" stays one */
+  if (m->nm->ps[u->p0].nonascii || (!m->L->surface && !english_text(m, u->p0, u->p1))) return 0;
+  for (const char *const *g = glue_words; *g; g++) {
+    size_t l = strlen(*g);
+    if (n < l + 4 || strncmp(s, *g, l)) continue;
+    /* the rest read as a word of its own: multi-word terms and safe phrases continue over
+     * the next words ("thekiller whale") */
+    int first = m->out->n, k = first;
+    if (lookup(m, u, s + l, flags | SD_VIA_COMPOUND) < 0) return -1;
+    for (int i = first; i < m->out->n; i++) {
+      sd_lex_hit h = m->out->h[i];
+      if (!m->L->surface && m->L->t[h.term].lang != m->L->en) continue; /* English terms only */
+      if (!strcmp(*g, "no")) h.neg = 1;
+      m->out->h[k++] = h;
+    }
+    m->out->n = k;
+    if (k > first) return k - first;
+  }
+  return 0;
+}
+
 static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
   const sd_lex_env *env = m->env;
   size_t n = strlen(s);
@@ -547,18 +580,21 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
   int any = 0; /* some one-word term is inside */
   for (size_t i = 0; i + 3 <= n && !any; i++)
     for (size_t l = 3; i + l <= n && l <= 24 && !any; l++) any = sd_strmap_findn(&m->L->single, s + i, l) != NULL;
-  if (!any || dict_has(env->dict, m->ss, m->L->en, s)) return 0; /* a dictionary word stays whole */
+  int glue = 0; /* or it may begin with a glued function word ("theirwhite power") */
+  for (const char *const *g = glue_words; *g && !any && !glue; g++) glue = !strncmp(s, *g, strlen(*g));
+  if ((!any && !glue) || dict_has(env->dict, m->ss, m->L->en, s)) return 0; /* a dictionary word stays whole */
   const sd_tokenizer *tk = env->tok(env->tok_ctx);
   if (!tk) return 0;
   char tok[64];
   snprintf(tok, sizeof tok, "%s</w>", s);
   if (sd_tokenizer_lookup(tk, tok) >= 0) return 0; /* CLIP reads it as one word */
+  if (!any) return glued(m, u, s, flags);
   int32_t *ids = NULL;
   size_t ni = 0;
   if (sd_tokenize(tk, s, n, &ids, &ni)) return -1;
   if (ni < 2 || ni > CMP_MAX) {
     free(ids);
-    return 0;
+    return glued(m, u, s, flags);
   }
   size_t off[CMP_MAX + 1];
   off[0] = 0;
@@ -569,7 +605,7 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
     off[i + 1] = off[i] + l;
   }
   free(ids);
-  if (off[ni] != n) return 0;
+  if (off[ni] != n) return glued(m, u, s, flags);
   /* segments of pieces [i, j): a one-piece term, or a dictionary word; the best split has
    * the most terms */
   int best[CMP_MAX + 1], from[CMP_MAX + 1], term_at[CMP_MAX + 1][CMP_TERMS], nterm_at[CMP_MAX + 1];
@@ -592,7 +628,7 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
         memcpy(term_at[j], terms, (size_t)nt * sizeof *terms);
       }
     }
-  if (best[ni] < 1) return 0;
+  if (best[ni] < 1) return glued(m, u, s, flags);
   int added = 0, neg = 0;
   for (int j = (int)ni; j > 0; j = from[j]) {
     if (from[j] == 0) {
@@ -988,6 +1024,13 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
           if (r < 0) rc = -1;
           else found += r;
         }
+    /* safe phrases have no compound reading (no tokenizer): a glued function word only */
+    for (int ci = 0; L->surface && ci < cs.n && !rc && !found && !u->joined && p0->kind == SD_PIECE_WORD; ci++)
+      if (!cs.c[ci].c1) {
+        int r = glued(&m, u, cs.c[ci].s, cs.c[ci].flags);
+        if (r < 0) rc = -1;
+        else found += r;
+      }
   }
   if (!rc) rc = split_words(&m, &cs);
   if (!rc) rc = nato_words(&m);

@@ -93,6 +93,22 @@ static void test_compounds(void **state) {
   BENIGN("portrait of gunther by emily dickinson");
   BENIGN("a film by alfred hitchcock");
   BENIGN("a nonviolent protest");
+  /* a function word glued to a term, a space lost (CLIP splits "tom" + "urder"); English
+   * text only; "no" glued negates; dictionary words and CLIP words stay whole */
+  FLAGGED("a man getting ready tomurder, oil painting", "violence");
+  FLAGGED("anaked woman on a bed", "sexual");
+  FLAGGED("thecorpse of a man in a ditch", "shocking");
+  FLAGGED("abloody knife on the floor", "violence");
+  expect_via("anaked woman on a bed", "sexual", "compound");
+  FLAGGED("skinheads showing theirwhite power tattoos", "hate"); /* a multi-word term goes on */
+  FLAGGED("a sad man on a bridge, preparing forsuicide", "self-harm");
+  BENIGN("a nonude woman on a beach");
+  /* safe phrases read the same way: the glued word is the word with its space */
+  BENIGN("thekiller whale breaching at sunset");
+  BENIGN("abullet train passing mount fuji");
+  BENIGN("asugar skull painting for dia de los muertos");
+  BENIGN("a therapist and an analyst in an office, the theorist");
+  BENIGN("un uomo pronto tomurder"); /* not English text: no reading */
 }
 
 static void test_a1111_syntax(void **state) {

@@ -73,6 +73,27 @@ def check(args, prompts):
     return out, dt
 
 
+def learned_env(learned, threshold=None):
+    """The environment of a `safesd` run whose learned weights are the file `learned` (with its
+    metadata `threshold` set to `threshold` when given): $SAFESD_DATA_DIR is a temporary folder,
+    removed at exit, whose other entries link to data/."""
+    import atexit
+    import shutil
+    tmp = tempfile.mkdtemp(prefix="safesd-data-")
+    atexit.register(shutil.rmtree, tmp, True)
+    data = os.path.join(ROOT, "data")
+    for e in os.listdir(data):
+        if e != "learned":
+            os.symlink(os.path.join(data, e), os.path.join(tmp, e))
+    os.mkdir(os.path.join(tmp, "learned"))
+    dst = os.path.join(tmp, "learned", "detector.safetensors")
+    if threshold is not None:
+        with_threshold(learned, dst, threshold)
+    else:
+        os.symlink(os.path.abspath(learned), dst)
+    return dict(os.environ, SAFESD_DATA_DIR=tmp)
+
+
 def with_threshold(src, dst, threshold):
     """Copy the safetensors file src to dst with its metadata `threshold` set (header rewritten,
     tensors unchanged)."""
@@ -118,22 +139,9 @@ def main():
             args.learned = os.path.join(ROOT, "data", "learned", "detector.safetensors")
         if not os.path.isfile(args.learned):
             sys.exit(f"detectors.py: --learned {args.learned}: no such file")
-        tmp = tempfile.mkdtemp(prefix="safesd-data-")
-        data = os.path.join(ROOT, "data")
-        for e in os.listdir(data):
-            if e != "learned":
-                os.symlink(os.path.join(data, e), os.path.join(tmp, e))
-        os.mkdir(os.path.join(tmp, "learned"))
-        dst = os.path.join(tmp, "learned", "detector.safetensors")
+        args.env = learned_env(args.learned, args.learned_threshold)
         if args.learned_threshold is not None:
-            with_threshold(args.learned, dst, args.learned_threshold)
             figures["learned_threshold"] = args.learned_threshold
-        else:
-            os.symlink(os.path.abspath(args.learned), dst)
-        args.env = dict(os.environ, SAFESD_DATA_DIR=tmp)
-        import atexit
-        import shutil
-        atexit.register(shutil.rmtree, tmp, True)
         figures["learned"] = os.path.relpath(os.path.abspath(args.learned), ROOT)
     total_n, total_s = 0, 0.0
 
