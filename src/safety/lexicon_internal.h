@@ -47,4 +47,42 @@ int sd_lex_foreign_reading(sd_lex_text *x, const sd_lex_hit *h);
  * any diacritics ("gai goi") match by folding, as before. */
 int sd_lex_tone_mismatch(const sd_lex_text *x, const sd_lex_hit *h);
 
+/* lexicon_match.c and lexicon_typo.c: the matching of one prompt. */
+typedef struct {
+  char *s;
+  int flags;
+  int c1; /* 1: run-collapsed to one, looked up among first1 only; 2: a masked-word pattern
+             ('?' for each '*' between joined parts), filled by mask_lookup */
+} sd_lex_cand;
+
+typedef struct {
+  sd_lex_cand *c;
+  int n, cap;
+} sd_lex_candset;
+
+typedef struct {
+  const sd_lexicon *L;
+  const sd_lex_env *env;
+  const sd_norm *nm;
+  sd_stemset *ss;
+  sd_lex_candset cs2;
+  sd_lex_hits *out;
+  signed char *wlang; /* per piece, once needed: 0 not counted, 1 English, 2 another language */
+} sd_lex_mctx;
+
+#define CMP_TERMS 8
+/* Adds hit h to l (a hit of the same term and span merges into it); -1 when out of memory. */
+int sd_lex_hits_add(sd_lex_hits *l, sd_lex_hit h);
+/* The one-word terms (up to CMP_TERMS) whose key is the key of s in some Latin-script
+ * language, into terms; with as_written, only those s is written as (no stem matches). */
+int sd_lex_term_piece(sd_lex_mctx *m, const char *s, int *terms, int as_written);
+/* Whether the prompt's words outside pieces [p0, p1) are English text (sd_lex_english_text,
+ * with m's per-piece cache). */
+int sd_lex_english_text_m(sd_lex_mctx *m, int p0, int p1);
+/* lexicon_typo.c: the typo readings of word s of unit u (swaps, doublings, sound-alikes,
+ * backwards, rot13, pig latin, vowels dropped), and the NATO code words of the prompt; the
+ * number of hits added, -1 on an error. */
+int sd_lex_typo(sd_lex_mctx *m, const sd_unit *u, const char *s, int flags);
+int sd_lex_nato_words(sd_lex_mctx *m);
+
 #endif

@@ -16,17 +16,9 @@
 /* ------------------------------------------------------------------------------------- */
 /* candidates: the readings of a unit                                                      */
 
-typedef struct {
-  char *s;
-  int flags;
-  int c1; /* 1: run-collapsed to one, looked up among first1 only; 2: a masked-word pattern
-             ('?' for each '*' between joined parts), filled by mask_lookup */
-} cand;
-
-typedef struct {
-  cand *c;
-  int n, cap;
-} candset;
+typedef sd_lex_cand cand;
+typedef sd_lex_candset candset;
+typedef sd_lex_mctx mctx;
 
 static int cs_add(candset *cs, const char *s, int flags, int c1) {
   if (!*s) return 0;
@@ -117,7 +109,7 @@ static int unit_cands(const sd_norm *nm, const sd_unit *u, candset *cs) {
 /* ------------------------------------------------------------------------------------- */
 /* lookup                                                                                  */
 
-static int hits_add(sd_lex_hits *l, sd_lex_hit h) {
+int sd_lex_hits_add(sd_lex_hits *l, sd_lex_hit h) {
   for (int i = 0; i < l->n; i++)
     if (l->h[i].term == h.term && l->h[i].a == h.a && l->h[i].b == h.b && l->h[i].emoji_name == h.emoji_name) {
       l->h[i].flags |= h.flags;
@@ -135,6 +127,8 @@ static int hits_add(sd_lex_hits *l, sd_lex_hit h) {
   return 0;
 }
 
+static int hits_add(sd_lex_hits *l, sd_lex_hit h) { return sd_lex_hits_add(l, h); }
+
 /* lexicon_lang.c's dictionary tests, by their short names */
 static int dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
   return sd_lex_dict_has(dict, ss, en, s);
@@ -142,6 +136,15 @@ static int dict_has(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *
 static int common_english(const sd_wn_dict *dict, sd_stemset *ss, int en, const char *s) {
   return sd_lex_common_english(dict, ss, en, s);
 }
+
+/* The language of the prompt's other words (lexicon_lang.c). */
+int sd_lex_english_text_m(mctx *m, int p0, int p1) {
+  sd_lex_text x = {m->L, m->env, m->nm, m->ss, m->wlang};
+  int r = sd_lex_english_text(&x, p0, p1);
+  m->wlang = x.wlang;
+  return r;
+}
+static int english_text(mctx *m, int p0, int p1) { return sd_lex_english_text_m(m, p0, p1); }
 
 /* The inflection check of an English stem match. Snowball's stems also merge derived words
  * (organ/organic/organization, execution/executive, severed/several), which are other
@@ -217,15 +220,6 @@ static int pre_ok(const sd_lex_lang *g, const char *s) {
   return 0;
 }
 
-typedef struct {
-  const sd_lexicon *L;
-  const sd_lex_env *env;
-  const sd_norm *nm;
-  sd_stemset *ss;
-  candset cs2;
-  sd_lex_hits *out;
-  signed char *wlang; /* per piece, once needed: 0 not counted, 1 English, 2 another language */
-} mctx;
 
 /* Whether word k of one of the term's forms ("a b|c d") is w. */
 static int word_is(const char *surface, int k, const char *w) {
@@ -510,10 +504,8 @@ static int mask_lookup(mctx *m, const sd_unit *u, const char *p, int flags) {
 /* ------------------------------------------------------------------------------------- */
 /* compounds: the way the CLIP tokenizer splits a word                                      */
 
-/* The one-word terms (up to CMP_TERMS) whose key is the key of s in some Latin-script
- * language; with as_written, only those s is written as (no stem matches). */
-#define CMP_TERMS 8
-static int term_piece(mctx *m, const char *s, int *terms, int as_written) {
+/* lexicon_internal.h */
+int sd_lex_term_piece(mctx *m, const char *s, int *terms, int as_written) {
   const sd_lexicon *L = m->L;
   char key[KEY_MAX];
   int n = 0;
@@ -544,8 +536,6 @@ static const char *const neg_prefix[] = {"non", "no", "not", "anti", "un", NULL}
  * text. */
 static const char *const glue_words[] = {"a",   "an", "the", "to", "of", "and",  "with", "my",
                                          "his", "her", "their", "your", "for", "no", "in", "on", NULL};
-
-static int english_text(mctx *m, int p0, int p1);
 
 static int glued(mctx *m, const sd_unit *u, const char *s, int flags) {
   size_t n = strlen(s);
@@ -617,7 +607,7 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
       if (best[i] < 0 || off[j] - off[i] >= sizeof seg) continue;
       memcpy(seg, s + off[i], off[j] - off[i]);
       seg[off[j] - off[i]] = 0;
-      int terms[CMP_TERMS], nt = j == i + 1 ? term_piece(m, seg, terms, 0) : 0, score;
+      int terms[CMP_TERMS], nt = j == i + 1 ? sd_lex_term_piece(m, seg, terms, 0) : 0, score;
       if (nt) score = best[i] + 1;
       else if (off[j] - off[i] >= 2 && dict_has(env->dict, m->ss, m->L->en, seg)) score = best[i];
       else continue;
@@ -650,13 +640,6 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
 /* ------------------------------------------------------------------------------------- */
 /* words broken or misspelled on purpose                                                   */
 
-/* The language of the prompt's other words (lexicon_lang.c). */
-static int english_text(mctx *m, int p0, int p1) {
-  sd_lex_text x = {m->L, m->env, m->nm, m->ss, m->wlang};
-  int r = sd_lex_english_text(&x, p0, p1);
-  m->wlang = x.wlang;
-  return r;
-}
 
 /* Split words: two or three neighbouring word pieces, separated by whitespace only, each of
  * 1 to SPLIT_PIECE letters (leetspeak allowed) and at least one of them neither everyday
@@ -754,183 +737,6 @@ static int split_words(mctx *m, candset *cs) {
   return rc;
 }
 
-/* Typos made on purpose, in English text (english_text): a word of 4 to 24 ASCII letters
- * that is neither an English dictionary word nor a word CLIP's vocabulary holds whole, read
- * with two neighbouring letters swapped ("ndue", "nakde", "blodo"), with a doubled letter
- * written once ("nakked", "bloodd") or all of them ("naazzi"), or with one letter written as
- * another that sounds the same (i as y, c/k, s/z, f/ph: "tripophobia", "kocaine", "phuck"),
- * the first letter staying but for those; else backwards ("edun", "doolb"; via "reversed"),
- * in rot13 ("ahqr", "anxrq"; via "rot13"), in pig latin ("ethmay"; via "pig latin"), or, for
- * a word of three letters or more without a vowel, as a term whose consonants it is ("nkd";
- * via "vowels dropped"). A reading matches a one-word English term only as the term is
- * written (no stems), so it cannot wander far. */
-#define TYPO_MIN 4
-#define TYPO_MAX 24
-#define SKEL_MIN 3   /* a word without vowels: three letters or more */
-#define SKEL_TERMS 8 /* room for the terms one consonant skeleton reads as */
-/* the readings of one word: swaps, doubled letters and sound-alikes (3 x TYPO_MAX at most),
- * backwards, rot13, pig latin (4), skeleton terms */
-#define RD_MAX (3 * TYPO_MAX + 6 + SKEL_TERMS)
-
-/* Whether s is a one-word term as written (any language: typo_take keeps the English ones). */
-static int single_term(const sd_lexicon *L, const char *s) {
-  return sd_strmap_find(&L->single, s) || sd_strmap_find(&L->exact, s);
-}
-
-static int typo_take(mctx *m, const sd_unit *u, const char *s, int flags, int via) {
-  int terms[CMP_TERMS], nt = term_piece(m, s, terms, 1), added = 0;
-  for (int i = 0; i < nt; i++) {
-    if (m->L->t[terms[i]].lang != m->L->en) continue; /* English terms only: English text */
-    added++;
-    sd_lex_hit h = {terms[i], m->nm->ps[u->p0].a, m->nm->ps[u->p1 - 1].b, u->p0, u->p1, flags | via,
-                    m->nm->ps[u->p0].neg, -1};
-    if (hits_add(m->out, h)) return -1;
-  }
-  return added;
-}
-
-static int typo(mctx *m, const sd_unit *u, const char *s, int flags) {
-  const sd_lex_env *env = m->env;
-  const sd_lexicon *L = m->L;
-  size_t n = strlen(s);
-  if (!env->tok || !env->dict || L->surface || n < SKEL_MIN || n > TYPO_MAX) return 0;
-  if (m->nm->ps[u->p0].nonascii) return 0; /* written with accents: a word of another language */
-  for (size_t i = 0; i < n; i++)
-    if (s[i] < 'a' || s[i] > 'z') return 0;
-  if (n < TYPO_MIN && strpbrk(s, "aeiou")) return 0; /* three letters: vowels left out only */
-  /* the readings that are some one-word term as written (the cheap test first) */
-  char rd[RD_MAX][TYPO_MAX + 1];
-  int nr = 0, nswap = 0;
-  for (size_t i = 1; i + 1 < n; i++) { /* swapped neighbours */
-    if (s[i] == s[i + 1]) continue;
-    memcpy(rd[nr], s, n + 1);
-    rd[nr][i] = s[i + 1];
-    rd[nr][i + 1] = s[i];
-    if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
-  }
-  nswap = nr;
-  for (size_t i = 1; i < n && n > TYPO_MIN; i++) { /* a letter doubled */
-    if (s[i] != s[i - 1] || (i + 1 < n && s[i + 1] == s[i])) continue; /* runs of 3: repeats */
-    memcpy(rd[nr], s, i);
-    memcpy(rd[nr] + i, s + i + 1, n - i);
-    if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
-  }
-  { /* every doubled letter written once ("naazzi", "nuudde"): two or more doublings */
-    size_t k = 0, doubled = 0;
-    for (size_t i = 0; i < n; i++) {
-      if (i && s[i] == s[i - 1]) {
-        doubled++;
-        continue;
-      }
-      rd[nr][k++] = s[i];
-    }
-    rd[nr][k] = 0;
-    if (doubled >= 2 && single_term(L, rd[nr])) nr++;
-  }
-  /* one letter for another that sounds the same, the first one too ("tripophobia", "kocaine",
-   * "phuck", "sexi"): i read as y (not y as i: "van dyck"), c/k, s/z, f/ph */
-  static const char *const alike[][2] = {{"i", "y"}, {"c", "k"}, {"k", "c"}, {"s", "z"},
-                                         {"z", "s"}, {"ph", "f"}, {"f", "ph"}};
-  for (size_t i = 0; i < n; i++)
-    for (size_t a = 0; a < sizeof alike / sizeof *alike && nr < 3 * TYPO_MAX - 1; a++) {
-      const size_t fl = strlen(alike[a][0]), tl = strlen(alike[a][1]);
-      if (i + fl > n || memcmp(s + i, alike[a][0], fl) || n - fl + tl > TYPO_MAX) continue;
-      memcpy(rd[nr], s, i);
-      memcpy(rd[nr] + i, alike[a][1], tl);
-      memcpy(rd[nr] + i + tl, s + i + fl, n - i - fl + 1);
-      if (sd_strmap_find(&L->single, rd[nr]) || sd_strmap_find(&L->exact, rd[nr])) nr++;
-    }
-  int ndouble = nr;
-  /* the last group, tried only when no typo reads: backwards, rot13, pig latin, vowels left out */
-  int via[RD_MAX];
-  for (size_t i = 0; i < n; i++) rd[nr][i] = s[n - 1 - i]; /* written backwards */
-  rd[nr][n] = 0;
-  if (single_term(L, rd[nr])) via[nr++] = SD_VIA_REVERSED;
-  for (size_t i = 0; i < n; i++) rd[nr][i] = (char)('a' + (s[i] - 'a' + 13) % 26); /* rot13 */
-  rd[nr][n] = 0;
-  if (single_term(L, rd[nr])) via[nr++] = SD_VIA_ROT13;
-  /* pig latin: "ethmay" is "meth" (the first one to three consonants moved to the end before
-   * "ay"), "udenay" "nude"; "eatway" / "eatyay" are "eat" */
-  int pig = n >= 5 && s[n - 2] == 'a' && s[n - 1] == 'y';
-  for (size_t k = 1; pig && k <= 3 && k + 1 < n - 2; k++) {
-    size_t st = n - 2; /* the stem's length */
-    memcpy(rd[nr], s + st - k, k);
-    memcpy(rd[nr] + k, s, st - k);
-    rd[nr][st] = 0;
-    if (single_term(L, rd[nr])) via[nr++] = SD_VIA_PIGLATIN;
-  }
-  if (pig && strchr("wyh", s[n - 3])) {
-    memcpy(rd[nr], s, n - 3);
-    rd[nr][n - 3] = 0;
-    if (single_term(L, rd[nr])) via[nr++] = SD_VIA_PIGLATIN;
-  }
-  /* vowels left out: "nkd" is "naked", "prn" "porn" (a term's consonants, three or more, in
-   * order; sd_lexicon.skel) */
-  const sd_strmap_slot *sk = strpbrk(s, "aeiou") ? NULL : sd_strmap_find(&L->skel, s);
-  for (int p = sk ? sk->head : -1; p >= 0 && nr < RD_MAX; p = L->skel.post[p].next) {
-    const char *d = L->t[L->skel.post[p].val].display;
-    if (strlen(d) > TYPO_MAX) continue;
-    strcpy(rd[nr], d);
-    via[nr++] = SD_VIA_VOWELS;
-  }
-  if (!nr) return 0;
-  if (dict_has(env->dict, m->ss, L->en, s) || common_english(env->dict, m->ss, L->en, s) || !english_text(m, u->p0, u->p1)) return 0;
-  const sd_tokenizer *tk = env->tok(env->tok_ctx);
-  if (!tk) return 0;
-  char w[TYPO_MAX + 8];
-  snprintf(w, sizeof w, "%s</w>", s);
-  if (sd_tokenizer_lookup(tk, w) >= 0) return 0; /* a word CLIP knows whole: not a typo */
-  int added = 0;
-  /* doubled letters only when no swap reads, the last group only when neither does */
-  for (int i = 0; i < nr && !((i == nswap || i == ndouble) && added); i++) {
-    int r = typo_take(m, u, rd[i], flags, i < ndouble ? SD_VIA_TYPO : via[i]);
-    if (r < 0) return -1;
-    added += r;
-  }
-  return added;
-}
-
-/* Words spelled in the NATO alphabet ("mike echo tango hotel" is "meth"): a run of three or
- * more of its code words, one piece each (spaces, punctuation or hyphens between), whose first
- * letters spell a one-word English term as written (via "nato"). */
-static const char *const NATO[] = {"alfa",   "alpha",  "bravo",   "charlie", "delta",  "echo",    "foxtrot",
-                                   "golf",   "hotel",  "india",   "juliet",  "juliett", "kilo",   "lima",
-                                   "mike",   "november", "oscar", "papa",    "quebec", "romeo",   "sierra",
-                                   "tango",  "uniform", "victor", "whiskey", "whisky", "xray",    "yankee",
-                                   "zulu",   NULL};
-#define NATO_MIN 3
-
-static int nato_letter(const sd_norm *nm, int p, sd_sbuf *t) {
-  sd_unit u = {p, p + 1, 0};
-  if (nm->ps[p].kind != SD_PIECE_WORD || sd_norm_unit_text(nm, &u, 0, t) || !t->n) return 0;
-  for (int i = 0; NATO[i]; i++)
-    if (!strcmp(t->p, NATO[i])) return NATO[i][0];
-  return 0;
-}
-
-static int nato_words(mctx *m) {
-  const sd_norm *nm = m->nm;
-  if (m->L->surface) return 0;
-  sd_sbuf t = {0};
-  char word[TYPO_MAX + 1];
-  int rc = 0;
-  for (int p = 0; p < nm->np && !rc;) {
-    int q = p, n = 0, c;
-    while (q < nm->np && n < TYPO_MAX && (c = nato_letter(nm, q, &t)) && (q == p || nm->ps[q].gap >= 1)) {
-      word[n++] = (char)c;
-      q++;
-    }
-    word[n] = 0;
-    if (n >= NATO_MIN) {
-      sd_unit u = {p, q, 1};
-      if (typo_take(m, &u, word, 0, SD_VIA_NATO) < 0) rc = -1;
-    }
-    p = q > p ? q : p + 1;
-  }
-  free(t.p);
-  return rc;
-}
-
 /* ------------------------------------------------------------------------------------- */
 /* matching                                                                                */
 
@@ -1020,7 +826,7 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
     for (int pass = 0; pass < 2 && !rc && !found && !u->joined && p0->kind == SD_PIECE_WORD; pass++)
       for (int ci = 0; ci < cs.n && !rc && !found; ci++)
         if (!cs.c[ci].c1) {
-          int r = (pass ? typo : compound)(&m, u, cs.c[ci].s, cs.c[ci].flags);
+          int r = (pass ? sd_lex_typo : compound)(&m, u, cs.c[ci].s, cs.c[ci].flags);
           if (r < 0) rc = -1;
           else found += r;
         }
@@ -1033,7 +839,7 @@ int sd_lex_match(const sd_lexicon *L, const sd_lex_env *env, const sd_norm *nm, 
       }
   }
   if (!rc) rc = split_words(&m, &cs);
-  if (!rc) rc = nato_words(&m);
+  if (!rc) rc = sd_lex_nato_words(&m);
   if (!rc) { /* words of another language read as English ones; Vietnamese tones */
     int k = 0;
     sd_lex_text x = {m.L, m.env, m.nm, m.ss, NULL};
