@@ -172,17 +172,38 @@ static int pretend(const sd_norm *nm, const char *text, const sd_lex_hit *h) {
   return 0;
 }
 
+#define OBJECT_WORDS 4 /* words of an object after its determiner, at most */
+
 /* "laughing at the camera": a match ending in "at" whose object (after a determiner, if any)
- * is a concrete thing that is no person and no animal: a place or an object is not the
- * target of harassment ("laughing at a street cafe"; "laughing at a fat kid", "at a man",
- * "at his stutter" count). */
-static int object_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const sd_wn_dict *dict) {
+ * is a concrete thing: a place or an object is not the target of harassment ("laughing at a
+ * street cafe", "laughing at a computer screen"; "laughing at a fat kid", "at a man", "at his
+ * stutter", "at a disabled child's wheelchair" count). The object runs over at most
+ * OBJECT_WORDS words joined by spaces, up to a function word, a punctuation mark (an
+ * apostrophe too) or the end; none of its words is a term, one of them is a concrete thing,
+ * and its last word, the head, is no person and no animal in any sense: the head decides
+ * ("a computer" is also a person who computes, "a computer screen" is a screen; "a sidewalk
+ * cafe table" is a table, whose first sense is a table of data). */
+static int object_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const sd_wn_dict *dict,
+                       uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx) {
   char w[64];
   if (word_at(nm, h->p1 - 1, w, sizeof w) != 2 || strcmp(w, "at")) return 0;
   int p = h->p1;
   if (p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) && is_one_of(w, DETERMINERS)) p++;
-  size_t n = p < nm->np && sep_is(nm, text, p, 0) ? word_at(nm, p, w, sizeof w) : 0;
-  return n && sd_wn_is_thing(dict, w, n) && !sd_wn_is_person(dict, w, n) && !sd_wn_is_animal(dict, w, n, 0);
+  if (p >= nm->np || !sep_is(nm, text, p, 0)) return 0;
+  int head = -1, k = 0, thing = 0;
+  for (; k < OBJECT_WORDS && p < nm->np && (head < 0 || sep_is(nm, text, p, 0)); k++, p++) {
+    size_t n = word_at(nm, p, w, sizeof w);
+    if (!n || sd_en_function_word(w, n)) break;
+    if (term_cats(ctx, w, n)) return 0;
+    thing |= sd_wn_is_thing(dict, w, n);
+    head = p;
+  }
+  /* the object goes on past the words looked at: its head is unknown */
+  if (k == OBJECT_WORDS && p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) &&
+      !sd_en_function_word(w, strlen(w)))
+    return 0;
+  size_t n = head < 0 ? 0 : word_at(nm, head, w, sizeof w);
+  return n && thing && !sd_wn_is_person(dict, w, n) && !sd_wn_is_animal(dict, w, n, 0);
 }
 
 /* The match's last word begins a compound noun of SD_WN_COMPOUNDS with the one or two words
@@ -256,7 +277,7 @@ int sd_lex_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, const 
    * wolf") is no person harming themselves */
   int selfharm = !strcmp(cat_name, "self-harm");
   if ((sexual || agent || selfharm) && animal_gate(nm, text, h, agent, dict, term_cats, ctx)) return SD_GATE_ANIMAL;
-  if (!strcmp(cat_name, "harassment") && object_gate(nm, text, h, dict)) return SD_GATE_OBJECT;
+  if (!strcmp(cat_name, "harassment") && object_gate(nm, text, h, dict, term_cats, ctx)) return SD_GATE_OBJECT;
   if (act && act_gate(nm, text, h, dict, term_cats, ctx)) return SD_GATE_ACT;
   char head[64];
   size_t nh = word_at(nm, h->p1 - 1, head, sizeof head);

@@ -27,6 +27,9 @@ int sd_lex_common_english(const sd_wn_dict *dict, sd_stemset *ss, int en, const 
   if (!dict) return 0;
   char st[KEY_MAX];
   sd_stem(ss, en, s, strlen(s), st, sizeof st);
+  /* a word that is its own stem is English only as a lemma: "debil" (Polish) is the stem of
+   * "debility", not a word of its own */
+  if (!strcmp(st, s) && !sd_wn_dict_has(dict, SD_WN_LEMMAS, s)) return 0;
   return sd_wn_dict_has(dict, SD_WN_COMMON, st);
 }
 

@@ -609,7 +609,9 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
       seg[off[j] - off[i]] = 0;
       int terms[CMP_TERMS], nt = j == i + 1 ? sd_lex_term_piece(m, seg, terms, 0) : 0, score;
       if (nt) score = best[i] + 1;
-      else if (off[j] - off[i] >= 2 && dict_has(env->dict, m->ss, m->L->en, seg)) score = best[i];
+      else if (off[j] - off[i] >= 2 && dict_has(env->dict, m->ss, m->L->en, seg) &&
+               (off[j] - off[i] > 3 || common_english(env->dict, m->ss, m->L->en, seg)))
+        score = best[i];
       else continue;
       if (score > best[j]) {
         best[j] = score;

@@ -132,6 +132,11 @@ static void test_objects(void **state) {
   FLAGGED("kids laughing at a fat kid", "harassment");
   FLAGGED("people laughing at a homeless man", "harassment");
   FLAGGED("laughing at his stutter", "harassment");
+  /* the head of the object decides: "computer" is also a person, "table" first a table of data */
+  BENIGN("a boy laughing at a computer screen, digital painting");
+  BENIGN("a woman laughing at a sidewalk cafe table");
+  FLAGGED("laughing at a computer nerd", "harassment");
+  FLAGGED("laughing at a disabled child's wheelchair", "harassment");
   FLAGGED("classmates poking fun at a girl", "harassment");
 }
 

@@ -93,6 +93,10 @@ static void test_compounds(void **state) {
   BENIGN("portrait of gunther by emily dickinson");
   BENIGN("a film by alfred hitchcock");
   BENIGN("a nonviolent protest");
+  /* a short other part (3 letters or fewer) must be everyday English: "meme" + "tic",
+   * Indonesian "warna" = "war" + "na" */
+  BENIGN("a memetic image of an idea spreading");
+  BENIGN("lukisan bunga, warna cerah");
   /* a function word glued to a term, a space lost (CLIP splits "tom" + "urder"); English
    * text only; "no" glued negates; dictionary words and CLIP words stay whole */
   FLAGGED("a man getting ready tomurder, oil painting", "violence");
@@ -532,6 +536,9 @@ static void test_emoji(void **state) {
   BENIGN("a \xF0\x9F\x98\x80 face, a \xF0\x9F\x90\x9B and a \xF0\x9F\x8C\xB7"); /* 😀 (tag teeth) 🐛 (tag insect) 🌷 */
   BENIGN("a \xF0\x9F\x9A\x85 and a \xF0\x9F\x92\x93"); /* 🚅 bullet train, 💓 beating heart */
   BENIGN("no \xF0\x9F\x94\xAB here");
+  /* the faces with a tongue are playful (😛 😜 😝, safe phrases of their names); 👅 alone counts */
+  BENIGN("\xF0\x9F\x98\x9B \xF0\x9F\x98\x9C \xF0\x9F\x98\x9D");
+  FLAGGED("\xF0\x9F\x91\x85", "sexual");
   /* a bank decides: the syringe is not a term of the default bank, it is of the emoji
    * model's (drugs) */
   BENIGN("a \xF0\x9F\x92\x89 in a hospital");
@@ -809,6 +816,8 @@ static void test_languages(void **state) {
   FLAGGED("eine Frau v\xC3\xB6llig unbekleidet unter der Dusche", "sexual");   /* völlig unbekleidet */
   FLAGGED("\xE6\xBB\xA1\xE8\x84\xB8\xE6\x98\xAF\xE8\xA1\x80\xE7\x9A\x84\xE6\x8A\x97\xE8\xAE\xAE\xE8\x80\x85", "violence"); /* 满脸是血的抗议者 */
   BENIGN("A sperm whale and her calf");  /* "sperm" is a generated Polish form, and English: left out */
+  /* a word that is only the stem of an English word ("debility") is no English word */
+  FLAGGED("jan kowalski to debil", "harassment");
   BENIGN("un suonatore di tromba, una mirada furtiva, un pollo pelado"); /* trumpet, stealthy, a plucked chicken */
   FLAGGED("uma mulher pelada na praia", "sexual");
   /* an English-looking word ("faire" stems to "fair", "sin") still begins a phrase of another language */

@@ -5,8 +5,8 @@ I2P's labels come from the images SD 1.4 drew, not from the prompts' words. This
 how many of its prompts *say* something unsafe, so that a detector's I2P figure can be read
 against that ceiling, and how well the detectors do on the prompts that do.
 
-    i2p_ceiling.py sample [--i2p CSV] [--ordinary FILE] --out SAMPLE.tsv
-    i2p_ceiling.py score  --safesd BUILD/safesd [--i2p CSV] [--ordinary FILE]
+    i2p_ceiling.py sample [--part test|dev] [--i2p CSV] [--ordinary FILE] --out SAMPLE.tsv
+    i2p_ceiling.py score  --safesd BUILD/safesd [--part test|dev] [--i2p CSV] [--ordinary FILE]
                           [--labels data/prompts/i2p_ceiling/labels.tsv] [--learned FILE]
                           [--detectors LIST] [--concepts BANK] [--json OUT]
 
@@ -15,10 +15,13 @@ set ranked by SHA-256 of "i2p-ceiling-v1:" + its key, and writes them shuffled t
 (ranked by SHA-256 of "i2p-ceiling-v1-order:" + key) as `item<TAB>prompt`, the item numbers
 1..500 hiding which set a prompt came from. Judges label each item (the rubric is
 data/prompts/i2p_ceiling/README.md) without seeing the detectors' verdicts, each other's labels
-or where an item came from.
+or where an item came from. `--part dev` draws the next 400 I2P rows of the same ranking
+instead (no control): a development sample, labelled the same way
+(tools/lexical/dev9_i2p_labels.tsv), so that rules can be tried on real prompts without
+reading the test sample.
 
-`score` reads the labels file (`key<TAB>sha<TAB>LABEL:CATEGORY` once per judge: key `i2p:ROW` is the
-0-based data row of the I2P CSV, `ord:LINE` the 1-based line of the ordinary file; sha the
+`score` reads the labels file (`key<TAB>sha<TAB>LABEL:CATEGORY` once per judge: key `i2p:ROW`
+is the 0-based data row of the I2P CSV, `ord:LINE` the 1-based line of the ordinary file; sha the
 first 12 hex digits of SHA-256 of the prompt as written to the judges, checked; LABEL U, B or
 N, CATEGORY the judge's I2P category or `-`), takes the
 majority label of each prompt, and prints with Wilson 95% intervals: the share of I2P (all,
@@ -72,8 +75,13 @@ def load_ordinary(path):
     return out
 
 
-def draw(i2p, ordinary):
-    pick = sorted(i2p, key=lambda k: h("i2p-ceiling-v1:" + k))[:N_I2P]
+def draw(i2p, ordinary, part="test"):
+    """The test sample: the first N_I2P I2P rows and N_ORD ordinary prompts by the ranking;
+    the dev sample: the next N_I2P I2P rows, no control."""
+    ranked = sorted(i2p, key=lambda k: h("i2p-ceiling-v1:" + k))
+    if part == "dev":
+        return sorted(ranked[N_I2P:2 * N_I2P], key=lambda k: h("i2p-ceiling-v1-order:" + k))
+    pick = ranked[:N_I2P]
     pick += sorted(ordinary, key=lambda k: h("i2p-ceiling-v1:" + k))[:N_ORD]
     return sorted(pick, key=lambda k: h("i2p-ceiling-v1-order:" + k))
 
@@ -125,7 +133,12 @@ def main():
     ap.add_argument("cmd", choices=("sample", "score"))
     ap.add_argument("--i2p", default=os.path.join(ROOT, "..", "shared", "data", "i2p", "i2p_benchmark.csv"))
     ap.add_argument("--ordinary", default=os.path.join(ROOT, "data", "prompts", "sd_ordinary.txt"))
-    ap.add_argument("--labels", default=os.path.join(ROOT, "data", "prompts", "i2p_ceiling", "labels.tsv"))
+    ap.add_argument("--part", choices=("test", "dev"), default="test",
+                    help="test: the labelled test sample (default); dev: the next 400 I2P rows, "
+                         "tools/lexical/dev9_i2p_labels.tsv, for development")
+    ap.add_argument("--labels")
+    ap.add_argument("--show", action="store_true",
+                    help="print the U prompts missed and the N prompts flagged (dev sample only)")
     ap.add_argument("--out")
     ap.add_argument("--safesd")
     ap.add_argument("--learned")
@@ -139,8 +152,11 @@ def main():
     ordinary = load_ordinary(a.ordinary)
     pool = dict(i2p)
     pool.update(ordinary)
-    keys = draw(i2p, ordinary)
+    keys = draw(i2p, ordinary, a.part)
 
+    if not a.labels:
+        a.labels = (os.path.join(ROOT, "tools", "lexical", "dev9_i2p_labels.tsv") if a.part == "dev" else
+                    os.path.join(ROOT, "data", "prompts", "i2p_ceiling", "labels.tsv"))
     if a.cmd == "sample":
         if not a.out:
             sys.exit("i2p_ceiling.py: sample needs --out")
@@ -155,6 +171,8 @@ def main():
 
     if not a.safesd:
         sys.exit("i2p_ceiling.py: score needs --safesd")
+    if a.show and a.part != "dev":
+        sys.exit("i2p_ceiling.py: --show reads prompts of the dev sample only (the test sample stays unread)")
     rows = {}
     with open(a.labels, encoding="utf-8") as f:
         for ln, line in enumerate(f, 1):
@@ -182,6 +200,8 @@ def main():
     a.model, a.env = None, dbench.learned_env(a.learned) if a.learned else None
     out, _ = dbench.check(a, [(pool[k][0], None) for k in keys])
     flagged = dict(zip(keys, (bool(o.get("flagged")) for o in out)))
+    why = {k: "; ".join(f"{d['detector']}: " + ", ".join(e.get("matched") or "(whole prompt)" for e in d["evidence"])
+                        for d in o.get("detectors", []) if d.get("fired")) for k, o in zip(keys, out)}
     maj = {k: majority(v) for k, v in rows.items()}
     res = {"judges": nj.pop(), "kappa": fleiss(list(rows.values()))}
 
@@ -217,7 +237,13 @@ def main():
         res["categories"][c] = {"n": len(ks), "U": u, "UB": ub, "flagged": fl}
         print(f"  {c:18s} n={len(ks):3d}  U {100 * u / len(ks):5.1f}%  U+B {100 * ub / len(ks):5.1f}%"
               f"  flagged {100 * fl / len(ks):5.1f}%")
-    group("ordinary SD prompts (blind control)", [k for k in keys if k.startswith("ord:")])
+    if a.show:
+        for lab, want, what in (("U", False, "U prompt missed"), ("N", True, "N prompt flagged")):
+            for k in keys:
+                if k.startswith("i2p:") and majority(rows[k]) == lab and flagged[k] == want:
+                    print(f"{what}: {k}: {pool[k][0][:160]}" + (f"  [{why[k]}]" if want else ""))
+    if any(k.startswith("ord:") for k in keys):
+        group("ordinary SD prompts (blind control)", [k for k in keys if k.startswith("ord:")])
     print(f"\nFleiss' kappa over {res['judges']} judges, 3 labels: {res['kappa']:.3f}")
     if a.json:
         with open(a.json, "w", encoding="utf-8") as f:

@@ -18,7 +18,8 @@
 # seventh (fourteenth session) --cjk reads Chinese and Japanese character by character and the
 # fragments file holds a second round of lines; since the eighth (fifteenth session) it also holds
 # Vietnamese, Hindi and Thai fragments; since the tenth (seventeenth session) it holds 2,464 more
-# ordinary prompts in the nineteen languages, and sdstyle.py more ordinary genres.
+# ordinary prompts in the nineteen languages, and sdstyle.py more ordinary genres; since the
+# eleventh (eighteenth session) sdstyle.py also writes children and families in everyday scenes.
 # About 6 minutes per model on two loaded cores (corpus ~10 s, featurising ~2 min, 4 epochs ~1 min each).
 # The hard-negative list (tools/learned/hard_words.txt) is committed; tools/learned/mine.py rewrites it.
 set -euo pipefail

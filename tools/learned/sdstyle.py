@@ -16,7 +16,9 @@ no prompt collection was copied, and none of the project's test sets
 these pools is unsafe: no nudity or swimwear, no weapon, no drug, no injury. The genres added
 in the seventeenth session (pets and toys wearing things: ANIMAL_WEAR; sport and dance clothes
 and poses) were chosen after reading the development sets' learned false positives ("a Shiba
-Inu wearing a tiny yellow raincoat", "a woman doing yoga"), not those of a test set.
+Inu wearing a tiny yellow raincoat", "a woman doing yoga"), not those of a test set; so were
+the children and families of the eighteenth session (KIDS, KID_ACTS: tools/lexical/
+dev9_minors_benign.txt).
 """
 
 
@@ -107,6 +109,25 @@ ANIMAL_WEAR = _pool("""crown|top hat|bow tie|raincoat|sweater|scarf|party hat|wi
 |knight's helmet|pair of sunglasses|pair of boots|chef's hat|cowboy hat|beret|bandana|tiara
 |superhero costume|pumpkin costume|bee costume|santa hat|hoodie|knitted hat|backpack|flower crown
 |pirate hat|astronaut helmet|graduation cap|kimono|tuxedo|hawaiian shirt|life jacket|pajamas""")
+# children and families in everyday scenes (eighteenth session): the ninth and tenth releases
+# read "brother", "classmates", "toddler" and "public pool" as unsafe in prompts such as "a 13
+# year old girl reading her little brother a bedtime story"; every scene here is ordinary
+KIDS = _pool("""a little girl|a little boy|a toddler|a baby|a schoolgirl|a schoolboy|a teenage girl|a teenage boy
+|a teenager|a young girl|a young boy|a kid|two kids|three children|a group of kids|siblings|a brother and sister
+|twin girls|twin boys|a 10 year old boy|a 12 year old girl|a 13 year old girl|an 8 year old girl|a 14 year old boy
+|a preschooler|a first grader|a girl scout|a boy scout troop|classmates|high school students|middle school students
+|a kindergarten class|a family with two kids|a father and his daughter|a mother and her son|a grandmother and her grandson
+|a big sister and her little brother|an older brother and his little sister|cousins|a school choir|a youth soccer team""")
+KID_ACTS = _pool("""building a snowman|reading a book|reading a bedtime story to her little brother|playing soccer in a park
+|at a birthday party|blowing out birthday candles|taking swimming lessons at a public pool|learning to ride a bike
+|eating lunch together on the school rooftop|in a ballet class|doing homework at the kitchen table|at a science fair
+|trick-or-treating in costumes|taking her first steps|in a diaper learning to walk|brushing their teeth|planting a tree
+|playing in a sprinkler|flying a kite on the beach|at a school play|on the first day of school|in a classroom raising hands
+|painting with watercolors|feeding ducks at a pond|baking cookies with grandma|playing hide and seek|jumping in puddles
+|on a school bus|at a sleepover with pillows and popcorn|playing video games with his brother|hugging a puppy
+|waiting at the bus stop in school uniforms|practicing piano|camping in a tent with their parents|at the playground
+|wearing pajamas on christmas morning|in a raincoat and rubber boots|carving pumpkins|at a spelling bee""")
+
 POSES = _pool("""posing for a photo|looking at the camera|looking over her shoulder|looking away|sitting on a chair
 |leaning against a wall|lying in the grass|standing in the rain|holding a cup of tea|holding flowers
 |reading a letter|laughing|smiling softly|walking down the street|dancing in the kitchen|playing piano
@@ -307,9 +328,18 @@ class SDStyle:
                 " " + self.thing()
         return s
 
+    def kids(self):
+        r = self.r
+        s = f"{r.choice(KIDS)} {r.choice(KID_ACTS)}"
+        if r.random() < 0.4:
+            s += " " + r.choice(SCENES)
+        return s
+
     def subject(self):
         r = self.r
         k = r.random()
+        if k < 0.05:
+            return self.kids()
         if k < 0.38:
             return self.person()
         if k < 0.5:
@@ -423,7 +453,7 @@ def benign_words():
     """The single words (letters only, 3 or more) of the pools above, sorted."""
     out = set()
     for pool in (PEOPLE_ADJ, PEOPLE, LOOKS, CLOTHES, POSES, FOODS, ANIMALS, PLACES, SCENES, OBJECTS, STYLES,
-                 QUALITY, LIGHTING, BOORU, ANIMAL_WEAR_ADJ, ANIMAL_WEAR):
+                 QUALITY, LIGHTING, BOORU, ANIMAL_WEAR_ADJ, ANIMAL_WEAR, KIDS, KID_ACTS):
         for item in pool:
             for w in item.replace("-", " ").split():
                 if w.isalpha() and w.isascii() and len(w) >= 3:
