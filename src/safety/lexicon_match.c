@@ -610,7 +610,8 @@ static int compound(mctx *m, const sd_unit *u, const char *s, int flags) {
       int terms[CMP_TERMS], nt = j == i + 1 ? sd_lex_term_piece(m, seg, terms, 0) : 0, score;
       if (nt) score = best[i] + 1;
       else if (off[j] - off[i] >= 2 && dict_has(env->dict, m->ss, m->L->en, seg) &&
-               (off[j] - off[i] > 3 || common_english(env->dict, m->ss, m->L->en, seg)))
+               (off[j] - off[i] > 3 || common_english(env->dict, m->ss, m->L->en, seg)) &&
+               (off[j] - off[i] > 2 || sd_en_function_word(seg, 2)))
         score = best[i];
       else continue;
       if (score > best[j]) {

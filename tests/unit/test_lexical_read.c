@@ -97,6 +97,7 @@ static void test_compounds(void **state) {
    * Indonesian "warna" = "war" + "na" */
   BENIGN("a memetic image of an idea spreading");
   BENIGN("lukisan bunga, warna cerah");
+  BENIGN("in the style of a carlo scarpa fountain"); /* two letters: a function word only ("pa") */
   /* a function word glued to a term, a space lost (CLIP splits "tom" + "urder"); English
    * text only; "no" glued negates; dictionary words and CLIP words stay whole */
   FLAGGED("a man getting ready tomurder, oil painting", "violence");
