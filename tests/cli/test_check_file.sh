@@ -132,6 +132,11 @@ expect_rc 1 "i2p_ceiling.py, a prompt changed since labelling" "$PYTHON" "$SRC/t
 grep -q "i2p:1's prompt differs" <<<"$ERR" && ok || bad "i2p_ceiling.py message: $ERR"
 expect_rc 1 "i2p_ceiling.py --show on the test sample" "$PYTHON" "$SRC/tools/bench/i2p_ceiling.py" score --safesd "$B" --i2p "$C/i2p.csv" --ordinary "$C/ord.txt" --labels "$C/labels.tsv" --show
 grep -q "dev sample only" <<<"$ERR" && ok || bad "i2p_ceiling.py --show message: $ERR"
+expect_rc 1 "i2p_ceiling.py, no labels file" "$PYTHON" "$SRC/tools/bench/i2p_ceiling.py" score --safesd "$B" --i2p "$C/i2p.csv" --ordinary "$C/ord.txt" --labels "$C/none.tsv"
+grep -q "cannot read the labels file" <<<"$ERR" && ok || bad "i2p_ceiling.py labels message: $ERR"
+cut -f1-3 "$C/labels.tsv" > "$C/one.tsv"
+expect_rc 1 "i2p_ceiling.py, one judge" "$PYTHON" "$SRC/tools/bench/i2p_ceiling.py" score --safesd "$B" --i2p "$C/i2p.csv" --ordinary "$C/ord.txt" --labels "$C/one.tsv"
+grep -q "two or more" <<<"$ERR" && ok || bad "i2p_ceiling.py one-judge message: $ERR"
 expect_rc 1 "i2p_ceiling.py, no I2P file" "$PYTHON" "$SRC/tools/bench/i2p_ceiling.py" score --safesd "$B" --i2p "$C/none.csv"
 grep -q "is absent" <<<"$ERR" && ok || bad "i2p_ceiling.py absent message: $ERR"
 summary

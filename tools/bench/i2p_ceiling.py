@@ -174,7 +174,11 @@ def main():
     if a.show and a.part != "dev":
         sys.exit("i2p_ceiling.py: --show reads prompts of the dev sample only (the test sample stays unread)")
     rows = {}
-    with open(a.labels, encoding="utf-8") as f:
+    try:
+        f = open(a.labels, encoding="utf-8")
+    except OSError as e:
+        sys.exit(f"i2p_ceiling.py: cannot read the labels file {a.labels}: {e.strerror}")
+    with f:
         for ln, line in enumerate(f, 1):
             if not line.strip() or line.startswith("#"):
                 continue
@@ -192,8 +196,8 @@ def main():
     if set(rows) != set(keys):
         sys.exit(f"{a.labels}: {len(rows)} labelled prompts, the sample has {len(keys)}")
     nj = {len(v) for v in rows.values()}
-    if len(nj) != 1:
-        sys.exit(f"{a.labels}: every prompt needs the same number of judges")
+    if len(nj) != 1 or min(nj) < 2:
+        sys.exit(f"{a.labels}: every prompt needs the same number of judges, two or more")
 
     if a.learned and not os.path.isfile(a.learned):
         sys.exit(f"i2p_ceiling.py: --learned {a.learned}: no such file")
