@@ -174,12 +174,34 @@ static int pretend(const sd_norm *nm, const char *text, const sd_lex_hit *h) {
 
 #define OBJECT_WORDS 4 /* words of an object after its determiner, at most */
 
+/* The object phrase starting at piece p: at most OBJECT_WORDS words joined by spaces, up to a
+ * function word, a punctuation mark or the end. Returns the piece of its last word (the head),
+ * or -1 when there is none, one of its words is a term of any category, or the phrase goes on
+ * past OBJECT_WORDS words (its head unknown). `thing`, when not NULL: whether one of its words
+ * is a concrete thing (SD_WN_THINGS). */
+static int object_head(const sd_norm *nm, const char *text, int p, const sd_wn_dict *dict,
+                       uint32_t (*term_cats)(const void *, const char *, size_t), const void *ctx, int *thing) {
+  char w[64];
+  int head = -1, k = 0;
+  for (; k < OBJECT_WORDS && p < nm->np && (head < 0 || sep_is(nm, text, p, 0)); k++, p++) {
+    size_t n = word_at(nm, p, w, sizeof w);
+    if (!n || sd_en_function_word(w, n)) break;
+    if (term_cats(ctx, w, n)) return -1;
+    if (thing) *thing |= sd_wn_is_thing(dict, w, n);
+    head = p;
+  }
+  if (k == OBJECT_WORDS && p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) &&
+      !sd_en_function_word(w, strlen(w)))
+    return -1;
+  return head;
+}
+
 /* "laughing at the camera": a match ending in "at" whose object (after a determiner, if any)
  * is a concrete thing: a place or an object is not the target of harassment ("laughing at a
  * street cafe", "laughing at a computer screen"; "laughing at a fat kid", "at a man", "at his
- * stutter", "at a disabled child's wheelchair" count). The object runs over at most
- * OBJECT_WORDS words joined by spaces, up to a function word, a punctuation mark (an
- * apostrophe too) or the end; none of its words is a term, one of them is a concrete thing,
+ * stutter", "at a disabled child's wheelchair" count). The object is read by object_head (a
+ * punctuation mark ends it, an apostrophe too); none of its words is a term, one of them is a
+ * concrete thing,
  * and its last word, the head, is no person and no animal in any sense: the head decides
  * ("a computer" is also a person who computes, "a computer screen" is a screen; "a sidewalk
  * cafe table" is a table, whose first sense is a table of data). */
@@ -190,18 +212,7 @@ static int object_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h,
   int p = h->p1;
   if (p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) && is_one_of(w, DETERMINERS)) p++;
   if (p >= nm->np || !sep_is(nm, text, p, 0)) return 0;
-  int head = -1, k = 0, thing = 0;
-  for (; k < OBJECT_WORDS && p < nm->np && (head < 0 || sep_is(nm, text, p, 0)); k++, p++) {
-    size_t n = word_at(nm, p, w, sizeof w);
-    if (!n || sd_en_function_word(w, n)) break;
-    if (term_cats(ctx, w, n)) return 0;
-    thing |= sd_wn_is_thing(dict, w, n);
-    head = p;
-  }
-  /* the object goes on past the words looked at: its head is unknown */
-  if (k == OBJECT_WORDS && p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) &&
-      !sd_en_function_word(w, strlen(w)))
-    return 0;
+  int thing = 0, head = object_head(nm, text, p, dict, term_cats, ctx, &thing);
   size_t n = head < 0 ? 0 : word_at(nm, head, w, sizeof w);
   return n && thing && !sd_wn_is_person(dict, w, n) && !sd_wn_is_animal(dict, w, n, 0);
 }
@@ -224,14 +235,11 @@ static int compound_gate(const sd_norm *nm, const char *text, const sd_lex_hit *
   return 0;
 }
 
-#define ACT_OBJECT_WORDS 4 /* words of the object after its determiner, at most */
-
 /* "a photographer shooting a wedding", "kids slaughtering a giant chocolate cake", "the
  * execution of a perfect dive": a one-word match of the category's `acts` whose object is a
  * lifeless thing. The object follows the match after a determiner ("shooting a wedding"), or
  * after "of" with or without one ("the execution of the plan", "the killing of innocents");
- * it runs over at most ACT_OBJECT_WORDS words joined by spaces, up to a function word, a
- * punctuation mark or the end, none of them a term of any category, and its last word (the
+ * it is read by object_head (none of its words a term of any category), and its last word (the
  * head noun) is in SD_WN_INANIMATE: no person, animal or body part in any sense ("shooting a
  * man", "stabbing her chest", "slaughtering the cattle" count). Without a determiner or
  * "of" the next word may make a compound ("execution chamber", "killing machine"): no gate. */
@@ -247,17 +255,7 @@ static int act_gate(const sd_norm *nm, const char *text, const sd_lex_hit *h, co
   } else if (!of) {
     return 0;
   }
-  int head = -1, k = 0;
-  for (; k < ACT_OBJECT_WORDS && p < nm->np && (head < 0 || sep_is(nm, text, p, 0)); k++, p++) {
-    size_t n = word_at(nm, p, w, sizeof w);
-    if (!n || sd_en_function_word(w, n)) break;
-    if (term_cats(ctx, w, n)) return 0;
-    head = p;
-  }
-  /* the object goes on past the words looked at: its head is unknown */
-  if (k == ACT_OBJECT_WORDS && p < nm->np && sep_is(nm, text, p, 0) && word_at(nm, p, w, sizeof w) &&
-      !sd_en_function_word(w, strlen(w)))
-    return 0;
+  int head = object_head(nm, text, p, dict, term_cats, ctx, NULL);
   size_t n = head < 0 ? 0 : word_at(nm, head, w, sizeof w);
   return n && sd_wn_is_inanimate(dict, w, n);
 }
